@@ -1,0 +1,46 @@
+"""Builds the official ``KaggleApi`` for a target: real Kaggle or kagflow's local server.
+
+The 2.x client always targets production (``KaggleApi.build_kaggle_client`` passes the
+environment explicitly and ignores ``KAGGLE_API_ENVIRONMENT``), so this module is the one seam:
+a subclass whose ``build_kaggle_client`` points the kagglesdk HTTP client at ``endpoint``.
+Requests then go to ``{endpoint}/api/v1/{Service}/{Method}``, the local server's layout.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from kaggle.api.kaggle_api_extended import KaggleApi
+from kagglesdk.kaggle_env import KaggleEnv
+
+ENDPOINT_ENV = "KAGFLOW_KAGGLE_ENDPOINT"
+
+
+class EndpointKaggleApi(KaggleApi):
+    """``KaggleApi`` whose requests go to ``endpoint`` (None: the client's own production default)."""
+
+    def __init__(self, endpoint: Optional[str] = None):
+        super().__init__()
+        self.kagflow_endpoint = endpoint.rstrip("/") if endpoint else None
+
+    def build_kaggle_client(self):
+        client = super().build_kaggle_client()
+        if self.kagflow_endpoint:
+            http = client._http_client
+            http._env = KaggleEnv.LOCAL  # LOCAL serves under {endpoint}/api/v1
+            http._endpoint = self.kagflow_endpoint
+        return client
+
+
+def build_api(endpoint: Optional[str] = None, *, authenticate: bool = True) -> EndpointKaggleApi:
+    """An authenticated official client for ``endpoint`` (default: ``$KAGFLOW_KAGGLE_ENDPOINT`` or Kaggle).
+
+    Credentials are read only where the official client reads them (``~/.kaggle/kaggle.json``,
+    ``KAGGLE_USERNAME``/``KAGGLE_KEY``, ``KAGGLE_API_TOKEN``/``~/.kaggle/access_token``).
+    """
+    endpoint = endpoint if endpoint is not None else os.environ.get(ENDPOINT_ENV) or None
+    api = EndpointKaggleApi(endpoint)
+    if authenticate:
+        api.authenticate()
+    return api
