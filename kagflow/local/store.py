@@ -1,0 +1,177 @@
+"""State of the local Kaggle: SQLite for records, content-addressed files for bytes.
+
+Layout under the data dir::
+
+    kaggle.sqlite3              records (datasets, models, kernels, versions, uploads, submissions)
+    blobs/sha256/ab/<sha256>    every uploaded file, once per content (read-only)
+    uploads/<token>.part        bytes of an unfinished resumable upload
+    cache/                      zips / tar.gz built for downloads (rebuildable)
+    competitions/<slug>/        hidden solution.csv of a local competition
+    runs/<owner>/<slug>/v<N>/   kernel sandboxes: input/, working/, log.json, run.json
+    secret                      signs download URLs
+
+Versions are numbered 1, 2, ... per parent. A version's files are rows naming blobs, so a
+version whose files did not change costs no new bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+CHUNK = 1 << 20
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS uploads (
+  token TEXT PRIMARY KEY, owner TEXT, name TEXT, type TEXT, content_length INTEGER,
+  sha256 TEXT, created REAL);
+CREATE TABLE IF NOT EXISTS blobs (sha256 TEXT PRIMARY KEY, size INTEGER);
+CREATE TABLE IF NOT EXISTS files (
+  set_kind TEXT, set_id INTEGER, name TEXT, sha256 TEXT, size INTEGER, description TEXT, created REAL,
+  PRIMARY KEY (set_kind, set_id, name));
+CREATE TABLE IF NOT EXISTS datasets (
+  id INTEGER PRIMARY KEY, owner TEXT, slug TEXT, title TEXT, subtitle TEXT, description TEXT,
+  license_name TEXT, is_private INTEGER, created REAL, UNIQUE (owner, slug));
+CREATE TABLE IF NOT EXISTS dataset_versions (
+  id INTEGER PRIMARY KEY, dataset_id INTEGER, number INTEGER, notes TEXT, ready_at REAL, created REAL,
+  UNIQUE (dataset_id, number));
+CREATE TABLE IF NOT EXISTS models (
+  id INTEGER PRIMARY KEY, owner TEXT, slug TEXT, title TEXT, subtitle TEXT, description TEXT,
+  is_private INTEGER, publish_time TEXT, provenance TEXT, created REAL, UNIQUE (owner, slug));
+CREATE TABLE IF NOT EXISTS model_instances (
+  id INTEGER PRIMARY KEY, model_id INTEGER, framework TEXT, slug TEXT, license_name TEXT, overview TEXT,
+  usage TEXT, fine_tunable INTEGER, training_data TEXT, instance_type TEXT, created REAL,
+  UNIQUE (model_id, framework, slug));
+CREATE TABLE IF NOT EXISTS model_versions (
+  id INTEGER PRIMARY KEY, instance_id INTEGER, number INTEGER, notes TEXT, ready_at REAL, created REAL,
+  UNIQUE (instance_id, number));
+CREATE TABLE IF NOT EXISTS kernels (
+  id INTEGER PRIMARY KEY, owner TEXT, slug TEXT, title TEXT, language TEXT, kernel_type TEXT,
+  is_private INTEGER, created REAL, UNIQUE (owner, slug));
+CREATE TABLE IF NOT EXISTS kernel_versions (
+  id INTEGER PRIMARY KEY, kernel_id INTEGER, number INTEGER, source TEXT, settings TEXT, status TEXT,
+  failure TEXT, created REAL, started REAL, finished REAL, UNIQUE (kernel_id, number));
+CREATE TABLE IF NOT EXISTS competitions (
+  id INTEGER PRIMARY KEY, slug TEXT UNIQUE, title TEXT, metric TEXT, created REAL);
+CREATE TABLE IF NOT EXISTS submissions (
+  id INTEGER PRIMARY KEY, competition TEXT, owner TEXT, kernel_version_id INTEGER, file_name TEXT,
+  description TEXT, status TEXT, public_score TEXT, error TEXT, created REAL);
+"""
+
+
+class Store:
+    """Thread-safe access to one data dir (one SQLite connection behind a lock)."""
+
+    def __init__(self, data_dir: os.PathLike | str):
+        self.root = Path(data_dir).resolve()
+        for sub in ("blobs/sha256", "uploads", "cache", "competitions", "runs"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.root / "kaggle.sqlite3", check_same_thread=False, isolation_level=None,
+                                   timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+        self.secret = self._load_secret()
+
+    def _load_secret(self) -> bytes:
+        path = self.root / "secret"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(secrets.token_bytes(32))
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+        return path.read_bytes()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ------------------------------------------------------------------ sql helpers
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (serialised with every other access)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def one(self, sql: str, *args) -> Optional[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchone()
+
+    def all(self, sql: str, *args) -> list:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def run(self, sql: str, *args) -> int:
+        with self._lock:
+            return self._db.execute(sql, args).lastrowid
+
+    # ------------------------------------------------------------------ blobs
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.root / "blobs" / "sha256" / sha256[:2] / sha256
+
+    def ingest(self, part: Path, sha256: Optional[str] = None) -> tuple[str, int]:
+        """Move a finished file into the blob store (hashing it if ``sha256`` is unknown)."""
+        if sha256 is None:
+            sha256 = hash_file(part)
+        size = part.stat().st_size
+        target = self.blob_path(sha256)
+        if target.exists():
+            part.unlink()
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(part, 0o444)
+            os.replace(part, target)
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?)", (sha256, size))
+        return sha256, size
+
+    def ingest_file(self, source: Path) -> tuple[str, int]:
+        """Copy a local file into the blob store (used to install competitions)."""
+        tmp = self.root / "uploads" / f"copy-{secrets.token_hex(8)}.part"
+        digest = hashlib.sha256()
+        with open(source, "rb") as src, open(tmp, "wb") as dst:
+            while chunk := src.read(CHUNK):
+                digest.update(chunk)
+                dst.write(chunk)
+        return self.ingest(tmp, digest.hexdigest())
+
+    # ------------------------------------------------------------------ file sets
+
+    def set_files(self, kind: str, set_id: int, files: list[tuple[str, str, int, str]]) -> None:
+        """Record ``[(name, sha256, size, description)]`` as the files of one version."""
+        now = time.time()
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                 [(kind, set_id, n, s, z, d, now) for n, s, z, d in files])
+
+    def files_of(self, kind: str, set_id: int) -> list[sqlite3.Row]:
+        return self.all("SELECT * FROM files WHERE set_kind=? AND set_id=? ORDER BY name", kind, set_id)
+
+
+def hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def dumps(value) -> str:
+    return json.dumps(value, sort_keys=True)
