@@ -1,0 +1,238 @@
+"""`kagflow check`: every problem in the project at once, each with file, field and fix."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from kagflow import metadata, slugs
+from kagflow.config import Config
+from kagflow.errors import KagflowError
+from kagflow.kernels import kernel_dir
+from kagflow.sources import resolve_sources, wheels_handle
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    field: str
+    message: str
+    fix: str
+
+    def render(self) -> str:
+        return f"{self.file}: {self.field}: {self.message}\n    fix: {self.fix}"
+
+
+def check_project(config: Config) -> list[Problem]:
+    problems: list[Problem] = []
+    problems += _check_kernels(config)
+    problems += _check_generated(config)
+    return problems
+
+
+# --------------------------------------------------------------------------- config-level rules
+
+def _check_kernels(config: Config) -> Iterator[Problem]:
+    toml = config.path.name
+    for name, kernel in config.kernels.items():
+        where = f"[kernels.{name}]"
+        try:
+            sources = resolve_sources(config, name)
+        except KagflowError as e:
+            yield Problem(toml, f"{where} sources", e.message, e.hint or "fix the source")
+            continue
+        for source, command in sources.missing:
+            yield Problem(toml, f"{where} sources", f"{source!r} is referenced but nothing has produced it yet "
+                          f"([{source}] version = 0)", f"run `{command}`")
+        if "wheels" in kernel.sources and not config.wheels.requirements:
+            yield Problem(toml, f"{where} sources", "'wheels' is referenced but [wheels] requirements is empty, "
+                          "so no wheels dataset is built", "add requirements under [wheels] or remove 'wheels'")
+        competitive = bool(sources.competition_sources)
+        if competitive and kernel.internet and kernel.kind == "infer":
+            yield Problem(toml, f"{where} internet", "a code-competition submission kernel has internet on; "
+                          "Kaggle rejects its submission", "set internet = false")
+        if competitive and kernel.accelerator in ("None", ""):
+            yield Problem(toml, f"{where} accelerator", "a competition kernel runs without a GPU",
+                          'set accelerator = "NvidiaTeslaT4"')
+        if kernel.accelerator not in metadata.ACCELERATORS:
+            yield Problem(toml, f"{where} accelerator", f"unknown accelerator {kernel.accelerator!r}",
+                          "use one of " + ", ".join(metadata.ACCELERATORS))
+        elif kernel.accelerator in metadata.RETIRED_ACCELERATORS:
+            yield Problem(toml, f"{where} accelerator", f"{kernel.accelerator} is retired; Kaggle runs a "
+                          "replacement instead", 'set accelerator = "NvidiaTeslaT4"')
+        if not kernel.private:
+            private_sources = []
+            if "wheels" in kernel.sources and config.wheels.private:
+                private_sources.append("wheels")
+            for which in ("base_model", "adapter_model"):
+                if which in kernel.sources and getattr(config, which).private:
+                    private_sources.append(which)
+            if private_sources:
+                yield Problem(toml, f"{where} private", "a public kernel uses private sources (" +
+                              ", ".join(private_sources) + "): others cannot run or copy it",
+                              "set private = true, or make those sources public (private = false)")
+
+
+# --------------------------------------------------------------------------- generated files
+
+def _check_generated(config: Config) -> Iterator[Problem]:
+    for name in config.kernels:
+        try:
+            folder = kernel_dir(config, name)
+        except KagflowError:
+            continue
+        meta = folder / metadata.KERNEL_METADATA
+        if meta.is_file():
+            yield from check_kernel_folder(folder, config=config, name=name)
+    wheels_meta = config.root / "wheels" / wheels_handle(config).slug / metadata.DATASET_METADATA
+    if wheels_meta.is_file():
+        yield from check_dataset_metadata(wheels_meta)
+    models = config.root / "models"
+    if models.is_dir():
+        for path in sorted(models.rglob(metadata.MODEL_METADATA)):
+            yield from check_model_metadata(path)
+        for path in sorted(models.rglob(metadata.MODEL_INSTANCE_METADATA)):
+            yield from check_model_instance_metadata(path)
+
+
+def _load(path: Path) -> tuple[dict | None, Problem | None]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except (OSError, ValueError) as e:
+        return None, Problem(str(path), "(file)", f"not readable JSON: {e}", "regenerate it with kagflow")
+
+
+def check_kernel_folder(folder: Path, *, config: Config | None = None, name: str = "") -> Iterator[Problem]:
+    path = folder / metadata.KERNEL_METADATA
+    data, problem = _load(path)
+    if problem:
+        yield problem
+        return
+    f = str(path)
+    regen = f"run `kagflow kernel render {name}`" if name else "fix the value"
+    title, kid = data.get("title", ""), data.get("id", "")
+    if not isinstance(title, str) or not (slugs.KERNEL_TITLE_MIN <= len(title) <= slugs.KERNEL_TITLE_MAX):
+        yield Problem(f, "title", f"title {title!r} must be {slugs.KERNEL_TITLE_MIN}..{slugs.KERNEL_TITLE_MAX} "
+                      "characters", regen)
+    try:
+        handle = slugs.KernelHandle.parse(kid)
+        if handle.version is not None:
+            yield Problem(f, "id", f"id {kid!r} carries a version", f"use {handle.owner}/{handle.slug}")
+        elif isinstance(title, str) and not slugs.title_matches_slug(title, handle.slug):
+            yield Problem(f, "title", f"title {title!r} slugifies to {slugs.slugify(title)!r}, not the id's slug "
+                          f"{handle.slug!r}: Kaggle will create a second kernel", regen)
+    except KagflowError as e:
+        yield Problem(f, "id", e.message, e.hint or regen)
+    for key in ("enable_internet", "is_private", "enable_gpu"):
+        if key not in data:
+            yield Problem(f, key, f"{key} is not written; Kaggle's default may not be what you want", regen)
+    code = data.get("code_file", "")
+    nb = folder / code if code else None
+    if not nb or not nb.is_file():
+        yield Problem(f, "code_file", f"code_file {code!r} does not exist in {folder}", regen)
+    elif nb.suffix == ".ipynb":
+        try:
+            kernelspec = json.loads(nb.read_text(encoding="utf-8")).get("metadata", {}).get("kernelspec")
+        except ValueError:
+            kernelspec = None
+        if not kernelspec or not kernelspec.get("name"):
+            yield Problem(str(nb), "metadata.kernelspec", "the notebook has no kernelspec; Kaggle fails with "
+                          "'No kernel name found'", regen)
+    for source in data.get("model_sources", []):
+        try:
+            parsed = slugs.ModelInstanceVersionHandle.parse(source)
+            if str(parsed) != source:
+                yield Problem(f, "model_sources", f"{source!r} is not in kagflow's one form",
+                              f"use {str(parsed)!r}")
+        except KagflowError as e:
+            yield Problem(f, "model_sources", e.message, e.hint or regen)
+    for source in data.get("dataset_sources", []):
+        try:
+            slugs.DatasetHandle.parse(source)
+        except KagflowError as e:
+            yield Problem(f, "dataset_sources", e.message, e.hint or regen)
+    if data.get("competition_sources") and data.get("enable_internet", True) and config and name and \
+            config.kernel(name).kind == "infer":
+        yield Problem(f, "enable_internet", "a competition submission kernel has internet on",
+                      "set internet = false in kagflow.toml and re-render")
+    if config is not None and name:
+        try:
+            expected = resolve_sources(config, name)
+        except KagflowError:
+            return
+        kernel = config.kernel(name)
+        wanted = {
+            "id": f"{config.username}/{slugs.kernel_slug(kernel.title)}",
+            "title": kernel.title,
+            "dataset_sources": list(expected.dataset_sources),
+            "model_sources": list(expected.model_sources),
+            "competition_sources": list(expected.competition_sources),
+            "kernel_sources": list(expected.kernel_sources),
+            "enable_internet": kernel.internet,
+            "is_private": kernel.private,
+        }
+        for key, value in wanted.items():
+            if data.get(key) != value:
+                yield Problem(f, key, f"{data.get(key)!r} is stale: kagflow.toml gives {value!r}", regen)
+
+
+def check_dataset_metadata(path: Path) -> Iterator[Problem]:
+    data, problem = _load(path)
+    if problem:
+        yield problem
+        return
+    f, title = str(path), data.get("title", "")
+    try:
+        slug = slugs.dataset_slug(title)
+        handle = slugs.DatasetHandle.parse(data.get("id", ""))
+        if handle.slug != slug:
+            yield Problem(f, "id", f"id slug {handle.slug!r} is not slugify(title) = {slug!r}",
+                          "run `kagflow wheels build` to regenerate it")
+    except KagflowError as e:
+        yield Problem(f, "title/id", e.message, e.hint or "fix the title")
+    if "isPrivate" not in data:
+        yield Problem(f, "isPrivate", "isPrivate is not written (Kaggle would default it)",
+                      "run `kagflow wheels build` to regenerate it")
+    if len(data.get("licenses", [])) != 1:
+        yield Problem(f, "licenses", "exactly one license is required", 'write "licenses": [{"name": "CC0-1.0"}]')
+
+
+def check_model_metadata(path: Path) -> Iterator[Problem]:
+    data, problem = _load(path)
+    if problem:
+        yield problem
+        return
+    f = str(path)
+    try:
+        slug = slugs.model_slug(data.get("title", ""))
+        if data.get("slug") != slug:
+            yield Problem(f, "slug", f"slug {data.get('slug')!r} is not slugify(title) = {slug!r}",
+                          "run `kagflow model publish` to regenerate it")
+        slugs.check_owner(data.get("ownerSlug", ""))
+    except KagflowError as e:
+        yield Problem(f, "title/slug", e.message, e.hint or "fix the title")
+    if not isinstance(data.get("isPrivate"), bool):
+        yield Problem(f, "isPrivate", "isPrivate must be true or false", "run `kagflow model publish`")
+
+
+def check_model_instance_metadata(path: Path) -> Iterator[Problem]:
+    data, problem = _load(path)
+    if problem:
+        yield problem
+        return
+    f, fw = str(path), data.get("framework", "")
+    try:
+        expected = slugs.framework_metadata_name(fw)
+        if fw != expected:
+            yield Problem(f, "framework", f"framework {fw!r} is not in the camelCase enum form", f"use {expected!r}")
+    except KagflowError as e:
+        yield Problem(f, "framework", e.message, e.hint or "use 'transformers'")
+    for key in ("modelSlug", "instanceSlug"):
+        try:
+            slugs.check_slug(data.get(key, ""), what=key)
+        except KagflowError as e:
+            yield Problem(f, key, e.message, e.hint or "fix it")
+    if not data.get("licenseName"):
+        yield Problem(f, "licenseName", "no license", 'write "licenseName": "Apache 2.0"')

@@ -1,0 +1,84 @@
+"""Batched inference: length-sorted token-budget batches, softmax probabilities, A/B-swap TTA."""
+
+from __future__ import annotations
+
+import time
+
+from .text import encode_rows
+
+SWAP_AB = [1, 0, 2]  # column order that maps swapped-input probabilities back to A / B / tie
+
+
+def token_batches(lengths, token_budget: int) -> list[list[int]]:
+    """Row indices grouped longest first, each batch's padded size (rows x widest) within ``token_budget``."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches, batch = [], []
+    for i in order:
+        width = lengths[batch[0]] if batch else lengths[i]
+        if batch and (len(batch) + 1) * width > token_budget:
+            batches.append(batch)
+            batch = []
+        batch.append(i)
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def predict_proba(model, token_ids, *, pad_token_id: int, token_budget: int = 16384, log_every: float = 30.0):
+    """Softmax probabilities (n x 3, float64, rows sum to 1) for pre-tokenised rows, in input order."""
+    import numpy as np
+    import torch
+
+    device = getattr(model, "device", None) or next(model.parameters()).device
+    probs = np.zeros((len(token_ids), 3), dtype=np.float64)
+    batches = token_batches([len(t) for t in token_ids], token_budget)
+    start = last_log = time.time()
+    for k, batch in enumerate(batches):
+        width = max(len(token_ids[i]) for i in batch)
+        input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, i in enumerate(batch):
+            input_ids[row, : len(token_ids[i])] = torch.tensor(token_ids[i])
+            mask[row, : len(token_ids[i])] = 1
+        with torch.inference_mode():
+            logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
+        p = torch.softmax(logits.float(), dim=-1).double().cpu().numpy()
+        probs[batch] = p / p.sum(axis=1, keepdims=True)
+        if time.time() - last_log > log_every:
+            last_log = time.time()
+            print(f"  batch {k + 1}/{len(batches)}, {last_log - start:.0f}s", flush=True)
+    return probs
+
+
+def predict(model, tokenizer, frame, *, max_length: int, tta: bool = False, token_budget: int = 16384):
+    """Probabilities for an ArenaData frame; with ``tta``, averaged with the A/B-swapped pass."""
+    ids = encode_rows(tokenizer, frame["prompt"], frame["response_a"], frame["response_b"], max_length)
+    probs = predict_proba(model, ids, pad_token_id=tokenizer.pad_token_id, token_budget=token_budget)
+    if tta:
+        swapped = encode_rows(tokenizer, frame["prompt"], frame["response_b"], frame["response_a"], max_length)
+        swapped_probs = predict_proba(model, swapped, pad_token_id=tokenizer.pad_token_id,
+                                      token_budget=token_budget)
+        probs = (probs + swapped_probs[:, SWAP_AB]) / 2
+    return probs
+
+
+def run_inference(*, test_csv, base, adapter, output_path, max_length: int = 2048, tta: bool = False,
+                  token_budget: int = 16384, attn_implementation: str = "eager", device_map=None) -> dict:
+    """Load base + adapter, predict every row of test.csv, write a checked submission.csv."""
+    import pandas as pd
+
+    from .data import load_arena_csv
+    from .model import load_for_inference
+    from .submission import write_submission
+
+    data = load_arena_csv(test_csv, labeled=False)
+    print(data.report(), flush=True)
+    model, tokenizer = load_for_inference(base, adapter, attn_implementation=attn_implementation,
+                                          device_map=device_map)
+    start = time.time()
+    probs = predict(model, tokenizer, data.frame, max_length=max_length, tta=tta, token_budget=token_budget)
+    test_ids = pd.read_csv(test_csv, usecols=["id"])["id"].tolist()
+    path = write_submission(data.frame["id"], probs, output_path, test_ids=test_ids)
+    seconds = time.time() - start
+    print(f"wrote {path}: {len(probs)} rows in {seconds:.0f}s (tta={tta})", flush=True)
+    return {"path": path, "rows": len(probs), "seconds": seconds, "issues": [str(i) for i in data.issues]}

@@ -1,0 +1,61 @@
+"""Evaluation: log loss (the competition metric), accuracy, macro-F1, confusion matrix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import ID2LABEL
+
+
+def evaluate(labels, probs) -> dict:
+    """Metrics of class probabilities ``probs`` (n x 3) against integer ``labels``."""
+    import numpy as np
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss
+
+    labels = np.asarray(labels)
+    probs = np.asarray(probs, dtype=np.float64)
+    classes = list(ID2LABEL)
+    predicted = probs.argmax(axis=1)
+    return {
+        "n": int(len(labels)),
+        "log_loss": float(log_loss(labels, probs, labels=classes)),
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "macro_f1": float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0)),
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=classes).tolist(),
+        "labels": [ID2LABEL[c] for c in classes],
+    }
+
+
+def save_confusion_matrix(matrix, path) -> Path:
+    """Row-normalised confusion matrix as a PNG (Agg canvas: no pyplot, no display needed)."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    counts = np.asarray(matrix, dtype=float)
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    names = list(ID2LABEL.values())
+    fig = Figure(figsize=(4.5, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{rates[i, j]:.2f}\n({int(counts[i, j])})", ha="center", va="center",
+                    color="white" if rates[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def write_metrics(metrics: dict, path) -> Path:
+    """metrics.json, pretty-printed."""
+    path = Path(path)
+    path.write_text(json.dumps(metrics, indent=2) + "\n")
+    return path

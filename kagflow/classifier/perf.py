@@ -1,0 +1,437 @@
+"""Fast paths for the Gemma-2 QLoRA preference classifier (training and inference).
+
+What the notebooks run; measured side by side with the seed's recipe by ``bench/gemma_bench.py``
+(numbers in ``bench/RESULTS.md``, reasoning in ``bench/NOTES.md``).
+
+The rules this module encodes:
+
+* Attention: Gemma 2 caps its attention logits (``attn_logit_softcapping``). PyTorch SDPA drops the
+  cap, so it is never chosen for a soft-capped model; flex attention (keeps the cap as a
+  ``score_mod``) on sm80+ GPUs, eager elsewhere (T4 = sm75).
+* Batches are built under a token budget from rows sorted by length (padding waste of a few
+  percent instead of ~40 % for random batches), for training micro-batches and for inference.
+* Backward stops at the first layer that holds LoRA weights: no ``enable_input_require_grads``,
+  non-reentrant gradient checkpointing only where memory needs it.
+* On cards with memory to spare the NF4 base is dequantised once to bf16 (bit-identical weights to
+  what bitsandbytes dequantises on every forward), and for inference the LoRA is merged into it.
+  4-bit stays on T4 (16 GB), in fp16 (no bf16 on sm75).
+
+Imports only the stdlib and torch at module level; transformers, peft and bitsandbytes lazily.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SOFTCAPPED_MODEL_TYPES = frozenset({"gemma2"})
+
+
+# --------------------------------------------------------------------------- attention / device
+
+
+def _capability(device) -> tuple[int, int] | None:
+    """(major, minor) of a CUDA device, None for CPU. Accepts a tuple, a str or a torch.device."""
+    if device is None:
+        if not torch.cuda.is_available():
+            return None
+        device = torch.device("cuda", torch.cuda.current_device())
+    if isinstance(device, tuple):
+        return (int(device[0]), int(device[1]))
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    return torch.cuda.get_device_capability(device)
+
+
+def flex_attention_available() -> bool:
+    try:
+        from torch.nn.attention.flex_attention import flex_attention  # noqa: F401
+    except Exception:  # pragma: no cover - old torch
+        return False
+    return True
+
+
+def choose_attn_implementation(model_type: str, device=None, *, softcapping: bool | None = None) -> str:
+    """Attention backend for ``from_pretrained(attn_implementation=...)``.
+
+    ``device``: a torch.device / "cuda" / "cpu", or a compute capability tuple like (7, 5).
+    Soft-capped models (Gemma 2) never get "sdpa": flex attention on sm80+ CUDA (keeps the cap,
+    fused, no L x L matrix in memory), eager otherwise (CPU; T4 sm75, where flex's Triton kernels
+    for head_dim 256 are not supported/tested). Other models get "sdpa".
+    """
+    capped = (model_type in SOFTCAPPED_MODEL_TYPES) if softcapping is None else bool(softcapping)
+    cap = _capability(device)
+    if not capped:
+        return "sdpa"
+    if cap is not None and cap >= (8, 0) and flex_attention_available():
+        return "flex_attention"
+    return "eager"
+
+
+def recipe_for_device(total_mem_gib: float, capability: tuple[int, int]) -> dict:
+    """The kagflow recipe for one GPU, from its memory (GiB) and compute capability.
+
+    Keys: dtype ("bfloat16"/"float16"), attn_implementation, gradient_checkpointing,
+    train_max_tokens (padded tokens per training micro-batch), infer_max_tokens, infer_max_rows,
+    dequantize_for_training, dequantize_for_inference (4-bit base -> bf16 once, LoRA merged for
+    inference), grad_scaler (fp16 training), pad_to_multiple_of.
+    Thresholds: the 9B model in bf16 is 17.3 GiB of weights; with activations for an 8k-token
+    micro-batch without checkpointing training peaks near 60 GiB (bench/RESULTS.md), so "big"
+    means >= 70 GiB; 40-70 GiB cards keep 4-bit training but skip checkpointing at a smaller budget.
+    """
+    cap = (int(capability[0]), int(capability[1]))
+    bf16 = cap >= (8, 0)
+    mem = float(total_mem_gib)
+    big = mem >= 70 and bf16
+    mid = mem >= 40 and bf16
+    if big:
+        train_tokens, infer_tokens, gc = 8192, 16384, False
+    elif mid:
+        train_tokens, infer_tokens, gc = 4096, 8192, False
+    else:  # T4 / 16-24 GB cards
+        train_tokens, infer_tokens, gc = 4096, 8192, True
+    return {
+        "dtype": "bfloat16" if bf16 else "float16",
+        "attn_implementation": choose_attn_implementation("gemma2", cap),
+        "gradient_checkpointing": gc,
+        "train_max_tokens": train_tokens,
+        "infer_max_tokens": infer_tokens,
+        "infer_max_rows": 64,
+        "dequantize_for_training": big,
+        "dequantize_for_inference": mid,
+        "grad_scaler": not bf16,
+        "pad_to_multiple_of": 8,
+    }
+
+
+def recipe_for_current_device(device=None) -> dict:
+    """``recipe_for_device`` for a CUDA device (default: the current one)."""
+    device = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
+    props = torch.cuda.get_device_properties(device)
+    return recipe_for_device(props.total_memory / 2**30, (props.major, props.minor))
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def _round_up(n: int, m: int) -> int:
+    return ((n + m - 1) // m) * m if m > 1 else n
+
+
+def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_rows: int | None = None, *,
+                         pad_to_multiple_of: int = 1, descending: bool = True) -> list[list[int]]:
+    """Indices of ``lengths`` grouped into batches sorted by length under a padded-token budget.
+
+    Each batch costs ``rows * max(padded length in batch)``; it stays <= ``max_tokens`` unless a
+    single row alone exceeds it (then that row is a batch of its own). Rows are sorted by length
+    (longest first by default, so the peak memory shows up in the first batch); within a batch the
+    indices follow that order. Every index appears exactly once.
+    """
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be >= 1")
+    if max_rows is not None and max_rows < 1:
+        raise ValueError("max_rows must be >= 1")
+    n = len(lengths)
+    sign = -1 if descending else 1
+    order = sorted(range(n), key=lambda i: (sign * int(lengths[i]), i))
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    cur_max = 0
+    for i in order:
+        length = _round_up(max(int(lengths[i]), 1), pad_to_multiple_of)
+        new_max = max(cur_max, length)
+        if cur and (new_max * (len(cur) + 1) > max_tokens or (max_rows is not None and len(cur) >= max_rows)):
+            batches.append(cur)
+            cur, new_max = [], length
+        cur.append(i)
+        cur_max = new_max
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def length_grouped_steps(lengths: Sequence[int], rows_per_step: int, *, seed: int = 0,
+                         mega_mult: int = 50, drop_last: bool = False) -> list[list[int]]:
+    """Optimizer steps of ``rows_per_step`` rows of similar length (like HF's group_by_length).
+
+    Shuffle, cut into mega-batches of ``rows_per_step * mega_mult`` rows, sort each by length
+    (longest first), cut into steps. The step order is then shuffled so that the training sees
+    no length curriculum. Each step is later split into micro-batches by ``token_budget_batches``.
+    """
+    rng = random.Random(seed)
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    mega = rows_per_step * mega_mult
+    steps: list[list[int]] = []
+    for s in range(0, len(idx), mega):
+        chunk = sorted(idx[s:s + mega], key=lambda i: -int(lengths[i]))
+        steps.extend(chunk[j:j + rows_per_step] for j in range(0, len(chunk), rows_per_step))
+    if drop_last and steps and len(steps[-1]) < rows_per_step:
+        steps.pop()
+    rng.shuffle(steps)
+    return steps
+
+
+def pad_batch(seqs: Sequence[Sequence[int]], *, pad_id: int = 0, pad_to_multiple_of: int = 8,
+              labels: Sequence[int] | None = None, device=None) -> dict:
+    """Right-pad token id lists into ``input_ids`` / ``attention_mask`` (+ ``labels``) tensors."""
+    width = _round_up(max(len(s) for s in seqs), pad_to_multiple_of)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, :len(s)] = torch.as_tensor(list(s), dtype=torch.long)
+        mask[r, :len(s)] = 1
+    out = {"input_ids": ids, "attention_mask": mask}
+    if labels is not None:
+        out["labels"] = torch.as_tensor(list(labels), dtype=torch.long)
+    if device is not None:
+        out = {k: v.to(device, non_blocking=True) for k, v in out.items()}
+    return out
+
+
+def padding_efficiency(batches: Iterable[Sequence[int]], lengths: Sequence[int], pad_to_multiple_of: int = 1) -> float:
+    """Useful tokens / padded tokens for a batching."""
+    useful = padded = 0
+    for b in batches:
+        ls = [int(lengths[i]) for i in b]
+        useful += sum(ls)
+        padded += len(ls) * _round_up(max(ls), pad_to_multiple_of)
+    return useful / padded if padded else 1.0
+
+
+# --------------------------------------------------------------------------- training
+
+
+def prepare_for_lora_training(model, *, gradient_checkpointing: bool) -> None:
+    """What kagflow does instead of ``prepare_model_for_kbit_training``.
+
+    No fp32 upcast of the frozen embedding/norms (saves 1.8 GiB for the 256k x 3584 embedding) and
+    no ``enable_input_require_grads``: the backward pass then stops at the first layer holding
+    LoRA weights (layer 16 of 42 in the recipe) instead of running through all 42. Checkpointing,
+    where asked, is non-reentrant (reentrant checkpointing needs inputs that require grad).
+    Call after ``get_peft_model``; trainable params (LoRA, score head) are cast to fp32.
+    """
+    cfg = getattr(model, "config", None)
+    if cfg is not None:
+        cfg.use_cache = False
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif getattr(model, "is_gradient_checkpointing", False):
+        model.gradient_checkpointing_disable()
+
+
+def classification_logits(model, batch: dict) -> torch.Tensor:
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    return out.logits
+
+
+def lora_train_step(model, micro_batches: Sequence[dict], optimizer, *, autocast_dtype=torch.bfloat16,
+                    scaler=None, scheduler=None, max_grad_norm: float | None = 1.0) -> torch.Tensor:
+    """One optimizer step over micro-batches (already on the device) that together form the step.
+
+    The loss is the mean cross-entropy over all rows of the step (each micro-batch weighted by its
+    rows), so splitting a step into micro-batches by a token budget doesn't change the gradient.
+    Returns the step's mean loss as a 0-dim tensor (no host sync).
+    """
+    total = sum(int(mb["labels"].shape[0]) for mb in micro_batches)
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss_sum = None
+    for mb in micro_batches:
+        dev = mb["input_ids"].device.type
+        with torch.autocast(dev, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            logits = classification_logits(model, mb)
+        loss = F.cross_entropy(logits.float(), mb["labels"], reduction="sum") / total
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if scheduler is not None:
+        scheduler.step()
+    return loss_sum
+
+
+# --------------------------------------------------------------------------- 4-bit -> bf16
+
+
+def _is_linear4bit(module) -> bool:
+    try:
+        import bitsandbytes as bnb
+    except Exception:  # pragma: no cover
+        return False
+    return isinstance(module, bnb.nn.Linear4bit)
+
+
+def dequantize_weight(module, dtype) -> torch.Tensor:
+    """The dense weight of a bitsandbytes Linear4bit: exactly what its forward dequantises."""
+    import bitsandbytes.functional as bnbf
+    w = module.weight
+    return bnbf.dequantize_4bit(w.data, w.quant_state).to(dtype)
+
+
+def _dense_linear(weight: torch.Tensor, bias) -> nn.Linear:
+    out_f, in_f = weight.shape
+    lin = nn.Linear(in_f, out_f, bias=bias is not None, device="meta")
+    lin.weight = nn.Parameter(weight, requires_grad=False)
+    if bias is not None:
+        lin.bias = nn.Parameter(bias.detach().to(weight.dtype), requires_grad=False)
+    return lin
+
+
+def _set_child(root, name: str, new) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, new)
+
+
+def _clear_quantization_flags(model) -> None:
+    for m in (model, getattr(model, "model", None)):
+        if m is None:
+            continue
+        for attr, val in (("is_loaded_in_4bit", False), ("is_quantized", False), ("hf_quantizer", None),
+                          ("quantization_method", None)):
+            try:
+                setattr(m, attr, val)
+            except Exception:
+                pass
+    cfg = getattr(model, "config", None)
+    if cfg is not None and hasattr(cfg, "quantization_config"):
+        try:
+            delattr(cfg, "quantization_config")
+        except Exception:
+            pass
+
+
+def _cast_floating(model, dtype) -> None:
+    for p in model.parameters():
+        if p.is_floating_point() and p.dtype != dtype:
+            p.data = p.data.to(dtype)
+    for name, b in list(model.named_buffers()):
+        if b.is_floating_point() and b.dtype != dtype and "inv_freq" not in name:
+            _set_buffer(model, name, b.to(dtype))
+
+
+def _set_buffer(model, name, value) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    parent._buffers[child] = value
+
+
+@torch.no_grad()
+def dequantize_base(model, dtype=torch.bfloat16, *, cast_rest: bool = False):
+    """Replace every bitsandbytes Linear4bit of a (non-peft) model by a dense nn.Linear, in place.
+
+    The dense weight is what bitsandbytes dequantises on every forward, so the model computes the
+    same function; it costs 2 bytes/param instead of ~0.56 (17.3 GiB for Gemma-2-9B), and saves a
+    dequantisation per linear per forward and per backward. For training on big cards: call it
+    before ``get_peft_model``. Returns the model.
+    """
+    for name, mod in list(model.named_modules()):
+        if name and _is_linear4bit(mod):
+            _set_child(model, name, _dense_linear(dequantize_weight(mod, dtype), mod.bias))
+            del mod
+    _clear_quantization_flags(model)
+    if cast_rest:
+        _cast_floating(model, dtype)
+    return model
+
+
+@torch.no_grad()
+def merge_and_dequantize(peft_model, dtype=torch.bfloat16):
+    """4-bit base + LoRA (a PeftModel) -> a plain model in ``dtype`` with the LoRA merged.
+
+    Each LoRA-wrapped 4-bit linear becomes nn.Linear(W_deq + scaling * B @ A) (delta in fp32, one
+    rounding to ``dtype``); other 4-bit linears are dequantised; ``modules_to_save`` copies (the
+    score head) replace their originals; all floating params/buffers are cast to ``dtype``.
+    For inference on cards with memory for the dense model (>= ~24 GiB for 9B in bf16).
+    """
+    from peft.tuners.lora import LoraLayer
+
+    try:
+        from peft.utils import ModulesToSaveWrapper
+    except Exception:  # pragma: no cover
+        from peft.utils.other import ModulesToSaveWrapper
+
+    model = peft_model.get_base_model() if hasattr(peft_model, "get_base_model") else peft_model
+    for name, mod in list(model.named_modules()):
+        if not name:
+            continue
+        if isinstance(mod, LoraLayer):
+            base = mod.get_base_layer()
+            if _is_linear4bit(base):
+                w = dequantize_weight(base, torch.float32)
+            else:
+                w = base.weight.detach().float()
+            for adapter in mod.active_adapters:
+                if adapter in getattr(mod, "lora_A", {}):
+                    a = mod.lora_A[adapter].weight.float()
+                    b = mod.lora_B[adapter].weight.float()
+                    w = w + (b @ a) * float(mod.scaling[adapter])
+            _set_child(model, name, _dense_linear(w.to(dtype), base.bias))
+        elif isinstance(mod, ModulesToSaveWrapper):
+            active = mod.active_adapter
+            if isinstance(active, (list, tuple)):
+                active = active[0]
+            _set_child(model, name, mod.modules_to_save[active])
+    for name, mod in list(model.named_modules()):
+        if name and _is_linear4bit(mod):
+            _set_child(model, name, _dense_linear(dequantize_weight(mod, dtype), mod.bias))
+    _clear_quantization_flags(model)
+    _cast_floating(model, dtype)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- inference
+
+
+@torch.inference_mode()
+def predict_logits(model, seqs: Sequence[Sequence[int]], *, max_tokens: int, max_rows: int | None = 64,
+                   pad_id: int = 0, pad_to_multiple_of: int = 8, autocast_dtype=None, device=None) -> torch.Tensor:
+    """Logits [n, num_labels] (float32, CPU, input order) from length-sorted token-budget batches."""
+    device = device if device is not None else next(model.parameters()).device
+    lengths = [len(s) for s in seqs]
+    out = None
+    for b in token_budget_batches(lengths, max_tokens, max_rows, pad_to_multiple_of=pad_to_multiple_of):
+        batch = pad_batch([seqs[i] for i in b], pad_id=pad_id, pad_to_multiple_of=pad_to_multiple_of, device=device)
+        with torch.autocast(torch.device(device).type, dtype=autocast_dtype or torch.float32,
+                            enabled=autocast_dtype is not None):
+            logits = classification_logits(model, batch).float()
+        if out is None:
+            out = torch.empty((len(seqs), logits.shape[-1]), dtype=torch.float32)
+        out[torch.as_tensor(b)] = logits.cpu()
+    return out if out is not None else torch.empty((0, 0))
+
+
+def ab_swap_average(probs: torch.Tensor, probs_swapped: torch.Tensor) -> torch.Tensor:
+    """A/B-swap TTA: average p(A,B,tie) with the swapped run's p(B,A,tie) read back."""
+    return 0.5 * (probs + probs_swapped[:, [1, 0, 2]])
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||a - b|| / ||b|| in float64; inf if any NaN."""
+    a64, b64 = a.detach().double().cpu(), b.detach().double().cpu()
+    if torch.isnan(a64).any() or torch.isnan(b64).any():
+        return math.inf
+    return float((a64 - b64).norm() / b64.norm().clamp_min(1e-30))

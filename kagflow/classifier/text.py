@@ -1,0 +1,79 @@
+"""Token-budgeted model inputs: prompt and both responses always fit inside ``max_length``.
+
+Each part gets a share of the token budget (water-filling: a short part gives its unused
+share to the others), so response_b is never cut away by a long response_a. Within a part,
+the last turns are kept first; a last turn longer than its share keeps its head.
+"""
+
+from __future__ import annotations
+
+HEADERS = ("<prompt>: ", "\n\n<response_a>: ", "\n\n<response_b>: ")
+TURN_SEPARATOR = "\n"
+PART_WEIGHTS = (0.2, 0.4, 0.4)  # prompt, response_a, response_b
+
+
+def allocate(lengths, total: int, weights=PART_WEIGHTS) -> list[int]:
+    """Split ``total`` tokens among parts of ``lengths``: no part gets more than it needs."""
+    share = [0] * len(lengths)
+    open_parts = [i for i, n in enumerate(lengths) if n > 0]
+    left = total
+    while open_parts:
+        weight = sum(weights[i] for i in open_parts)
+        fits = [i for i in open_parts if lengths[i] <= left * weights[i] / weight]
+        if not fits:
+            for i in open_parts:
+                share[i] = int(left * weights[i] / weight)
+            break
+        for i in fits:
+            share[i] = lengths[i]
+            left -= lengths[i]
+            open_parts.remove(i)
+    return share
+
+
+def fit_turns(turns: list[list[int]], budget: int, separator: list[int]) -> list[int]:
+    """Join turns within ``budget`` tokens, keeping the last turns; an oversized last turn keeps its head."""
+    kept: list[list[int]] = []
+    used = 0
+    for turn in reversed(turns):
+        cost = len(turn) + (len(separator) if kept else 0)
+        if used + cost <= budget:
+            kept.insert(0, turn)
+            used += cost
+        elif not kept:
+            kept.insert(0, turn[:budget])
+            break
+        else:
+            break
+    ids: list[int] = []
+    for k, turn in enumerate(kept):
+        ids.extend((separator if k else []) + turn)
+    return ids
+
+
+def _joined_length(turns: list[list[int]], separator: list[int]) -> int:
+    return sum(len(t) for t in turns) + len(separator) * max(0, len(turns) - 1)
+
+
+def encode_rows(tokenizer, prompts, responses_a, responses_b, max_length: int) -> list[list[int]]:
+    """input_ids (BOS + headers + budgeted parts) for rows given as lists of turns per part."""
+    enc = lambda texts: tokenizer(list(texts), add_special_tokens=False)["input_ids"]  # noqa: E731
+    header_ids = enc(HEADERS)
+    separator = enc([TURN_SEPARATOR])[0]
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    budget = max_length - len(bos) - sum(len(h) for h in header_ids)
+    if budget < len(HEADERS):
+        raise ValueError(f"max_length={max_length} leaves no room for text after the headers")
+
+    rows = list(zip(prompts, responses_a, responses_b))
+    flat = [turn for row in rows for part in row for turn in part]
+    flat_ids = iter(enc(flat) if flat else [])
+    out = []
+    for row in rows:
+        parts = [[next(flat_ids) for _ in part] for part in row]
+        shares = allocate([_joined_length(p, separator) for p in parts], budget)
+        ids = list(bos)
+        for header, part, share in zip(header_ids, parts, shares):
+            ids.extend(header + fit_turns(part, share, separator))
+        out.append(ids)
+    return out

@@ -1,0 +1,184 @@
+"""QLoRA training of the preference classifier on one stratified fold, as the seed's recipe."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .data import load_arena_csv, stratified_fold
+from .infer import predict_proba
+from .metrics import evaluate, save_confusion_matrix, write_metrics
+from .model import add_lora, compute_dtype, load_base, load_tokenizer
+from .text import encode_rows
+
+
+@dataclass
+class TrainConfig:
+    """The seed's Config plus the knobs a tuner needs; field names are the notebook's parameter names."""
+
+    max_length: int = 1024
+    n_splits: int = 5
+    fold_idx: int = 0
+    optim: str = "adamw_8bit"
+    per_device_train_batch_size: int = 3
+    gradient_accumulation_steps: int = 2
+    per_device_eval_batch_size: int = 8
+    n_epochs: float = 1
+    freeze_layers: int = 16
+    lr: float = 2e-4
+    warmup_steps: int = 20
+    lora_r: int = 16
+    lora_alpha: float = 32
+    lora_dropout: float = 0.05
+    lora_bias: str = "none"
+    target_modules: tuple = ("q_proj", "k_proj", "v_proj")
+    seed: int = 42
+    max_train_rows: int | None = None
+    attn_implementation: str = "eager"
+    gradient_checkpointing: bool = True
+    eval_strategy: str = "epoch"
+    logging_steps: int = 10
+    save_steps: int = 200
+    save_total_limit: int | None = 2
+    dataloader_num_workers: int = 0
+
+    @classmethod
+    def from_namespace(cls, namespace: dict) -> "TrainConfig":
+        """Build from a dict holding (at least) the fields, e.g. a notebook's ``globals()``."""
+        return cls(**{f.name: namespace[f.name] for f in dataclasses.fields(cls) if f.name in namespace})
+
+
+def resolve_optim(optim: str) -> str:
+    """``optim``, unless it is a bitsandbytes 8-bit optimizer that cannot step here: then adamw_torch."""
+    import torch
+
+    if "8bit" not in optim or torch.cuda.is_available():
+        return optim
+    try:
+        import bitsandbytes as bnb
+
+        param = torch.nn.Parameter(torch.ones(8192))  # >= 4096 elements: the 8-bit state path
+        opt = bnb.optim.AdamW8bit([param], lr=1e-3)
+        param.sum().backward()
+        opt.step()
+        return optim
+    except Exception as exc:  # any failure of the probe means the optimizer is unusable here
+        print(f"notice: {optim} does not run on this device ({type(exc).__name__}: {exc}); using adamw_torch")
+        return "adamw_torch"
+
+
+def training_arguments(cfg: TrainConfig, output_dir, optim: str):
+    """TrainingArguments for transformers 4.x and 5.x (group_by_length moved to train_sampling_strategy)."""
+    import torch
+    from transformers import TrainingArguments
+
+    dtype = compute_dtype()
+    kwargs = dict(
+        output_dir=str(output_dir),
+        report_to="none",
+        num_train_epochs=cfg.n_epochs,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
+        dataloader_num_workers=cfg.dataloader_num_workers,
+        logging_steps=cfg.logging_steps,
+        eval_strategy=cfg.eval_strategy,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        optim=optim,
+        bf16=dtype == torch.bfloat16,
+        fp16=dtype == torch.float16,
+        learning_rate=cfg.lr,
+        warmup_steps=cfg.warmup_steps,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        seed=cfg.seed,
+        disable_tqdm=True,
+    )
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    if "train_sampling_strategy" in fields:
+        kwargs["train_sampling_strategy"] = "group_by_length"
+    else:
+        kwargs["group_by_length"] = True
+    return TrainingArguments(**kwargs)
+
+
+def _trainer_metrics(eval_pred) -> dict:
+    import torch
+
+    probs = torch.softmax(torch.as_tensor(eval_pred.predictions).float(), dim=-1).numpy()
+    scores = evaluate(eval_pred.label_ids, probs)
+    return {k: scores[k] for k in ("log_loss", "accuracy", "macro_f1")}
+
+
+def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_dir, report_dir) -> dict:
+    """Train on fold ``cfg.fold_idx``; save adapter + tokenizer to ``adapter_dir``; write
+    metrics.json and confusion_matrix.png to ``report_dir``; return the metrics.
+
+    Resumes from the latest checkpoint in ``checkpoint_dir`` when there is one.
+    """
+    from transformers import DataCollatorWithPadding, Trainer, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    start = time.time()
+    set_seed(cfg.seed)
+    data = load_arena_csv(train_csv, labeled=True)
+    print(data.report(), flush=True)
+    frame = data.frame
+    if cfg.max_train_rows and cfg.max_train_rows < len(frame):
+        frame = frame.sample(n=cfg.max_train_rows, random_state=cfg.seed).reset_index(drop=True)
+    tokenizer = load_tokenizer(base)
+    ids = encode_rows(tokenizer, frame["prompt"], frame["response_a"], frame["response_b"], cfg.max_length)
+    labels = frame["label"].tolist()
+    train_idx, val_idx = stratified_fold(labels, cfg.n_splits, cfg.fold_idx, seed=cfg.seed)
+    rows = [{"input_ids": i, "labels": y} for i, y in zip(ids, labels)]
+
+    model = load_base(base, attn_implementation=cfg.attn_implementation, pad_token_id=tokenizer.pad_token_id)
+    model = add_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                     target_modules=cfg.target_modules, freeze_layers=cfg.freeze_layers, bias=cfg.lora_bias,
+                     gradient_checkpointing=cfg.gradient_checkpointing)
+    model.print_trainable_parameters()
+
+    optim = resolve_optim(cfg.optim)
+    checkpoint_dir = Path(checkpoint_dir)
+    evaluating = cfg.eval_strategy != "no"
+    tokenizer_kwarg = "processing_class" if "processing_class" in inspect.signature(Trainer).parameters \
+        else "tokenizer"
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(cfg, checkpoint_dir, optim),
+        train_dataset=[rows[i] for i in train_idx],
+        eval_dataset=[rows[i] for i in val_idx] if evaluating else None,
+        compute_metrics=_trainer_metrics if evaluating else None,
+        data_collator=DataCollatorWithPadding(tokenizer=tokenizer),
+        **{tokenizer_kwarg: tokenizer},
+    )
+    resume = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    if resume:
+        print(f"resuming from {resume}", flush=True)
+    result = trainer.train(resume_from_checkpoint=resume)
+
+    adapter_dir = Path(adapter_dir)
+    model.save_pretrained(adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
+
+    model.eval()
+    probs = predict_proba(model, [ids[i] for i in val_idx], pad_token_id=tokenizer.pad_token_id,
+                          token_budget=cfg.per_device_eval_batch_size * cfg.max_length)
+    metrics = evaluate([labels[i] for i in val_idx], probs)
+    metrics.update(
+        fold_idx=cfg.fold_idx, n_splits=cfg.n_splits, n_train=len(train_idx), optim=optim,
+        resumed_from=resume, global_step=result.global_step, train_loss=result.training_loss,
+        seconds=round(time.time() - start, 1), skipped_rows=len(data.skipped_ids), issues=len(data.issues),
+        config=dataclasses.asdict(cfg),
+    )
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    write_metrics(metrics, report_dir / "metrics.json")
+    save_confusion_matrix(metrics["confusion_matrix"], report_dir / "confusion_matrix.png")
+    print({k: metrics[k] for k in ("log_loss", "accuracy", "macro_f1", "n", "seconds")}, flush=True)
+    return metrics

@@ -1,0 +1,68 @@
+"""kagflow's command line: one Click group, one module per noun, errors printed once in main()."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from kagflow import __version__
+from kagflow.cli._app import App
+from kagflow.errors import KagflowError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="kagflow")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), envvar="KAGFLOW_CONFIG",
+              help="kagflow.toml to use (default: search upwards from here). [env var: KAGFLOW_CONFIG]")
+@click.option("--json", "json_mode", is_flag=True, help="Print results as JSON lines.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, json_mode: bool) -> None:
+    """Automates the Kaggle workflow of an LLM classifier fine-tuned with 4-bit QLoRA.
+
+    \b
+    Quick start:
+      kagflow init --competition llm-classification-finetuning
+      kagflow check
+      kagflow flow            # the whole flow; `make submit` runs it
+    """
+    ctx.obj = App(config_path, json_mode)
+
+
+def _register() -> None:
+    from kagflow.cli import data, flow, image, init, kaggle_cmd, kernel, local, model, submit, wheels
+
+    for module in (init, data, wheels, image, model, kernel, submit, local, flow, kaggle_cmd):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the group; a KagflowError is printed once as message, context and hint."""
+    try:
+        code = cli.main(args=argv, prog_name="kagflow", standalone_mode=False)
+    except KagflowError as e:
+        click.echo(e.render(), err=True)
+        if os.environ.get("KAGFLOW_DEBUG"):
+            traceback.print_exc()
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,102 @@
+"""Submit to a competition (a code-competition kernel version, or a file) and wait for the score."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from kagflow import slugs
+from kagflow.errors import HubError
+from kagflow.hub.common import Gateway
+from kagflow.hub.kernels import WaitPolicy
+
+
+@dataclass(frozen=True)
+class Submission:
+    ref: str
+    description: str
+    status: str
+    public_score: Optional[float]
+    error: str = ""
+
+
+def submission_tag(handle: slugs.KernelHandle, version: int) -> str:
+    return f"[kagflow {handle}/v{version}]"
+
+
+def list_submissions(gw: Gateway, competition: str) -> list[Submission]:
+    items = gw.call(lambda: gw.api.competition_submissions(competition), what="list submissions",
+                    handle=competition) or []
+    out = []
+    for s in items:
+        if s is None:
+            continue
+        status = getattr(s.status, "name", str(s.status)).replace("SUBMISSION_STATUS_", "").upper()
+        score = s.public_score
+        try:
+            score = float(score) if score not in (None, "") else None
+        except (TypeError, ValueError):
+            score = None
+        out.append(Submission(str(s.ref), s.description or "", status, score, s.error_description or ""))
+    return out
+
+
+def submit_kernel(gw: Gateway, competition: str, handle: slugs.KernelHandle, version: int, *,
+                  file_name: str = "submission.csv", message: str = "") -> Submission:
+    """Submit kernel version ``version`` once: an earlier submission of it is found and reused."""
+    tag = submission_tag(handle, version)
+
+    def existing() -> Optional[Submission]:
+        return next((s for s in list_submissions(gw, competition) if tag in s.description), None)
+
+    found = existing()
+    if found:
+        gw.log(f"{handle} version {version} was already submitted ({found.status}): not submitted again")
+        return found
+    description = f"{message} {tag}".strip()
+    gw.call(lambda: gw.api.competition_submit_code(file_name, description, competition=competition,
+                                                   kernel=str(handle), kernel_version=version, quiet=True),
+            what="submit kernel", handle=f"{handle}/{version}", before_retry=existing)
+    found = existing()
+    if found is None:
+        raise HubError(f"the submission of {handle} version {version} is not listed",
+                       context=f"competition {competition}", hint="run `kagflow submit` again")
+    return found
+
+
+def submit_file(gw: Gateway, competition: str, path: Path, *, message: str = "") -> Submission:
+    """File competitions: upload ``path`` as a submission."""
+    tag = f"[kagflow file {Path(path).name}]"
+    gw.call(lambda: gw.api.competition_submit(str(path), f"{message} {tag}".strip(), competition, quiet=True),
+            what="submit file", handle=competition)
+    found = next((s for s in list_submissions(gw, competition) if tag in s.description), None)
+    if found is None:
+        raise HubError("the submission is not listed", context=f"competition {competition}")
+    return found
+
+
+def wait_score(gw: Gateway, competition: str, ref: str, *, timeout: float = 3 * 3600,
+               sleep: Callable[[float], None] = time.sleep,
+               on_poll: Optional[Callable[[Submission, float], None]] = None) -> Submission:
+    start, interval = time.monotonic(), WaitPolicy.FIRST
+    while True:
+        sub = next((s for s in list_submissions(gw, competition) if s.ref == ref), None)
+        elapsed = time.monotonic() - start
+        if sub is None:
+            raise HubError(f"submission {ref} is no longer listed", context=f"competition {competition}")
+        if on_poll:
+            on_poll(sub, elapsed)
+        if sub.status in ("COMPLETE", "ERROR"):
+            if sub.status == "ERROR":
+                raise HubError(f"submission {ref} failed: {sub.error or 'no reason given'}",
+                               context=f"competition {competition}",
+                               hint="fix the notebook's submission.csv (id, winner_model_a, winner_model_b, "
+                                    "winner_tie; rows sum to 1) and submit again")
+            return sub
+        if elapsed > timeout:
+            raise HubError(f"submission {ref} still {sub.status} after {elapsed:.0f}s",
+                           hint="check again later with `kagflow submit --status`")
+        sleep(interval)
+        interval = min(WaitPolicy.CAP, interval * WaitPolicy.FACTOR)

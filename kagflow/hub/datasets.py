@@ -1,0 +1,82 @@
+"""Create a dataset or a new version of it, only when its content changed (wheels push)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kagflow import metadata, slugs
+from kagflow.errors import MissingFileError, NotFoundError
+from kagflow.hub.common import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
+
+SKIP = (metadata.DATASET_METADATA,)
+
+
+@dataclass(frozen=True)
+class DatasetPushResult:
+    handle: slugs.DatasetHandle
+    uploaded: bool
+    created: bool
+    digest: str
+    files: int
+    bytes: int
+
+
+def push_dataset(gw: Gateway, folder: Path, *, notes: str = "") -> DatasetPushResult:
+    """Upload ``folder`` (holding dataset-metadata.json) as a new dataset or a new version.
+
+    The folder's files are staged with a ``kagflow-content-<digest>.json`` marker, so a
+    re-run compares the latest version's file list with the digest and uploads nothing when equal.
+    """
+    folder = Path(folder)
+    meta_path = folder / metadata.DATASET_METADATA
+    if not meta_path.is_file():
+        raise MissingFileError(f"{meta_path} not found", hint="run `kagflow wheels build` first")
+    meta = metadata.read_metadata(meta_path)
+    handle = slugs.DatasetHandle.parse(meta["id"])
+    manifest = folder_manifest(folder, skip=SKIP)
+    if not manifest:
+        raise MissingFileError(f"no files to upload in {folder}", hint="run `kagflow wheels build` first")
+    digest = manifest_digest(manifest)
+    size = sum(f["size"] for f in manifest.values())
+    api = gw.api
+    current = current_digest(gw, handle)
+    if current == digest[:16]:
+        gw.log(f"dataset {handle} already holds these files (content {digest[:16]}): nothing uploaded")
+        return DatasetPushResult(handle, False, False, digest, len(manifest), size)
+    staging = folder.parent / f".{folder.name}.upload"
+    stage_folder(folder, staging, manifest, digest)
+    metadata.write_metadata(staging, metadata.DATASET_METADATA, meta)
+    done = lambda: True if current_digest(gw, handle) == digest[:16] else None  # noqa: E731
+    exists = current is not None or gw.exists(lambda: api.dataset_status(str(handle)), what="dataset status",
+                                              handle=str(handle))
+    if not exists:
+        gw.log(f"creating dataset {handle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
+        gw.call(lambda: _checked(api.dataset_create_new(str(staging), public=not meta.get("isPrivate", True),
+                                                        quiet=True, convert_to_csv=False)),
+                what="create dataset", handle=str(handle), before_retry=done)
+    else:
+        gw.log(f"uploading a new version of dataset {handle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
+        gw.call(lambda: _checked(api.dataset_create_version(str(staging), notes or "kagflow push", quiet=True,
+                                                            convert_to_csv=False)),
+                what="create dataset version", handle=str(handle), before_retry=done, retry_forbidden=True)
+    return DatasetPushResult(handle, True, not exists, digest, len(manifest), size)
+
+
+def _checked(response):
+    error = getattr(response, "error", None)
+    if error:
+        raise ValueError(error)
+    return response
+
+
+def current_digest(gw: Gateway, handle: slugs.DatasetHandle) -> str | None:
+    """The content digest the dataset's latest version carries; None if absent or unmarked."""
+    api = gw.api
+    try:
+        response = gw.call(lambda: api.dataset_list_files(str(handle), page_size=200), what="list dataset files",
+                           handle=str(handle))
+    except NotFoundError:
+        return None
+    files = getattr(response, "dataset_files", None) or getattr(response, "files", None) or []
+    return marker_digest(getattr(f, "name", "") for f in files)

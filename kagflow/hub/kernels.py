@@ -1,0 +1,260 @@
+"""Push kernels, wait for them, pull their output and log; import a public notebook."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from kagflow import metadata, slugs
+from kagflow.errors import HubError, KernelFailedError, NotFoundError
+from kagflow.hub.common import Gateway
+
+DONE = {"COMPLETE"}
+FAILED = {"ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED"}
+
+
+class WaitPolicy:
+    """Polling intervals (seconds); tests set them small."""
+
+    FIRST = 2.0
+    FACTOR = 1.5
+    CAP = 60.0
+
+
+@dataclass(frozen=True)
+class PushResult:
+    handle: slugs.KernelHandle
+    version: int
+    pushed: bool
+    digest: str
+
+
+def content_digest(folder: Path) -> str:
+    """Digest of what a push sends: kernel-metadata.json and the code file's cell sources."""
+    meta = metadata.read_metadata(folder / metadata.KERNEL_METADATA)
+    code = folder / meta["code_file"]
+    h = hashlib.sha256(json.dumps({k: v for k, v in meta.items() if k != "id_no"}, sort_keys=True).encode())
+    h.update(_code_text(code.read_text(encoding="utf-8"), code.suffix).encode())
+    return h.hexdigest()
+
+
+def _code_text(text: str, suffix: str) -> str:
+    if suffix != ".ipynb":
+        return text
+    nb = json.loads(text)
+    return "\n\x1e".join("".join(c.get("source", "")) for c in nb.get("cells", []))
+
+
+def stamp_notebook(folder: Path, digest: str) -> None:
+    """Record the content digest in the notebook's metadata so a pulled copy tells what was pushed."""
+    meta = metadata.read_metadata(folder / metadata.KERNEL_METADATA)
+    code = folder / meta["code_file"]
+    if code.suffix != ".ipynb":
+        return
+    nb = json.loads(code.read_text(encoding="utf-8"))
+    nb.setdefault("metadata", {}).setdefault("kagflow", {})["content_digest"] = digest
+    code.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def remote_kernel(gw: Gateway, handle: slugs.KernelHandle):
+    """The server's GetKernel response for ``handle`` (None if it does not exist)."""
+    from kagglesdk.kernels.types.kernels_api_service import ApiGetKernelRequest
+
+    def get():
+        with gw.api.build_kaggle_client() as kaggle:
+            request = ApiGetKernelRequest()
+            request.user_name = handle.owner
+            request.kernel_slug = handle.slug
+            return kaggle.kernels.kernels_api_client.get_kernel(request)
+
+    try:
+        return gw.call(get, what="get kernel", handle=str(handle))
+    except NotFoundError:
+        return None
+
+
+def remote_digest(gw: Gateway, handle: slugs.KernelHandle) -> tuple[Optional[str], Optional[int]]:
+    """(content digest stamped in the latest pushed notebook, its version number)."""
+    response = remote_kernel(gw, handle)
+    if response is None or response.blob is None:
+        return None, None
+    version = getattr(response.metadata, "current_version_number", None) if response.metadata else None
+    try:
+        nb = json.loads(response.blob.source or "")
+        return nb.get("metadata", {}).get("kagflow", {}).get("content_digest"), version
+    except ValueError:
+        return None, version
+
+
+def push_kernel(gw: Gateway, folder: Path, *, accelerator: Optional[str] = None,
+                timeout: Optional[int] = None) -> PushResult:
+    """Push ``folder`` as a new kernel version unless the latest version has the same content."""
+    folder = Path(folder)
+    meta = metadata.read_metadata(folder / metadata.KERNEL_METADATA)
+    handle = slugs.KernelHandle.parse(meta["id"])
+    digest = content_digest(folder)
+    stamp_notebook(folder, digest)
+    remote, version = remote_digest(gw, handle)
+    if remote == digest and version:
+        gw.log(f"{handle} version {version} already has this content: not pushed again")
+        return PushResult(handle, int(version), False, digest)
+
+    def already_pushed():
+        found, found_version = remote_digest(gw, handle)
+        return PushResult(handle, int(found_version), True, digest) if found == digest and found_version else None
+
+    def push():
+        response = gw.api.kernels_push(str(folder), timeout=str(timeout) if timeout else None, acc=accelerator)
+        if getattr(response, "error", None):
+            raise ValueError(response.error)
+        return PushResult(handle, int(response.version_number or 0), True, digest)
+
+    result = gw.call(push, what="push kernel", handle=str(handle), before_retry=already_pushed)
+    if not result.version:
+        _, version = remote_digest(gw, handle)
+        result = PushResult(handle, int(version or 0), True, digest)
+    gw.log(f"pushed {handle} version {result.version}")
+    return result
+
+
+@dataclass(frozen=True)
+class KernelStatus:
+    status: str
+    failure_message: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE or self.status in FAILED
+
+
+def kernel_status(gw: Gateway, handle: slugs.KernelHandle, version: Optional[int] = None) -> KernelStatus:
+    ref = f"{handle.owner}/{handle.slug}" + (f"/{version}" if version else "")
+    response = gw.call(lambda: gw.api.kernels_status(ref), what="kernel status", handle=ref)
+    status = response.status
+    name = getattr(status, "name", str(status)).replace("KERNEL_WORKER_STATUS_", "")
+    return KernelStatus(name.upper(), response.failure_message or "")
+
+
+def wait_kernel(gw: Gateway, handle: slugs.KernelHandle, version: Optional[int] = None, *,
+                timeout: float = 9 * 3600, on_poll: Optional[Callable[[KernelStatus, float], None]] = None,
+                sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic
+                ) -> KernelStatus:
+    """Poll until the kernel version is COMPLETE/ERROR/CANCELLED (exponential backoff, capped).
+
+    Transient errors are retried by the gateway; a timeout raises HubError and leaves the kernel
+    running. Ctrl-C propagates as KeyboardInterrupt (the caller prints how to resume).
+    """
+    start = clock()
+    interval = WaitPolicy.FIRST
+    while True:
+        status = kernel_status(gw, handle, version)
+        elapsed = clock() - start
+        if on_poll:
+            on_poll(status, elapsed)
+        if status.done:
+            return status
+        if elapsed >= timeout:
+            raise HubError(f"{handle} is still {status.status} after {elapsed:.0f}s",
+                           context=f"kernel {handle} version {version}",
+                           hint=f"it keeps running; wait again with `kagflow kernel status {handle.slug} --wait`")
+        sleep(min(interval, max(0.0, timeout - elapsed)))
+        interval = min(WaitPolicy.CAP, interval * WaitPolicy.FACTOR)
+
+
+def output_dir(kernel_folder: Path, version: int) -> Path:
+    return Path(kernel_folder) / "output" / f"v{version}"
+
+
+def pull_output(gw: Gateway, handle: slugs.KernelHandle, version: int, kernel_folder: Path) -> tuple[Path, bool]:
+    """Download version ``version``'s output and log into ``kernels/<slug>/output/v<N>/``.
+
+    Never overwrites: an existing complete folder is kept as it is (returns pulled=False); a
+    download goes to a temporary folder first and is renamed into place when whole.
+    """
+    dest = output_dir(kernel_folder, version)
+    if (dest / ".complete").is_file():
+        return dest, False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".v{version}.", dir=dest.parent))
+    try:
+        ref = f"{handle.owner}/{handle.slug}/{version}"
+        gw.call(lambda: gw.api.kernels_output(ref, str(partial), force=True, quiet=True),
+                what="download kernel output", handle=ref)
+        (partial / ".complete").write_text(json.dumps({"kernel": ref, "time": time.time()}))
+        if dest.exists():  # an incomplete earlier attempt: keep it aside, never delete user data silently
+            shutil.move(str(dest), str(dest.with_name(dest.name + f".incomplete-{int(time.time())}")))
+        os.replace(partial, dest)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+    return dest, True
+
+
+def log_text(log_path: Path) -> str:
+    """A kernel log as plain text (Kaggle's JSON list of {stream_name, time, data} or plain text)."""
+    raw = Path(log_path).read_text(encoding="utf-8", errors="replace")
+    try:
+        entries = json.loads(raw)
+    except ValueError:
+        return raw
+    if isinstance(entries, list):
+        return "".join(str(e.get("data", "")) for e in entries if isinstance(e, dict))
+    return raw
+
+
+def tail(text: str, lines: int = 20) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------- import
+
+_SOURCE_PREFIXES = ("datasets/", "models/", "competitions/", "code/", "kernels/", "notebooks/")
+
+
+def normalise_source(kind: str, value: str) -> str:
+    """One source string of a pulled kernel-metadata.json in the form `kernels push` accepts.
+
+    `kernels pull -m` writes what the server lists, e.g. ``datasets/owner/slug``,
+    ``models/owner/model/Framework/instance/3`` or a full URL: strip the prefix, lowercase the
+    framework, and parse with kagflow's handle rules.
+    """
+    text = value.strip()
+    for marker in ("kaggle.com/",):
+        if marker in text:
+            text = text.split(marker, 1)[1]
+    text = text.strip("/")
+    for prefix in _SOURCE_PREFIXES:
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    if kind == "dataset":
+        return str(slugs.DatasetHandle.parse(text))
+    if kind == "model":
+        return slugs.model_source(text)
+    if kind == "kernel":
+        return str(slugs.KernelHandle.parse(text))
+    return slugs.check_competition(text)
+
+
+def pull_notebook(gw: Gateway, handle: slugs.KernelHandle, dest: Path) -> dict:
+    """Pull a notebook with its metadata into ``dest`` and return the normalised metadata."""
+    dest.mkdir(parents=True, exist_ok=True)
+    gw.call(lambda: gw.api.kernels_pull(str(handle), str(dest), metadata=True, quiet=True),
+            what="pull kernel", handle=str(handle))
+    raw = metadata.read_metadata(dest / metadata.KERNEL_METADATA)
+    return {
+        "title": raw.get("title") or handle.slug,
+        "code_file": raw.get("code_file"),
+        "dataset_sources": [normalise_source("dataset", s) for s in raw.get("dataset_sources") or []],
+        "model_sources": [normalise_source("model", s) for s in raw.get("model_sources") or []],
+        "competition_sources": [normalise_source("competition", s) for s in raw.get("competition_sources") or []],
+        "kernel_sources": [normalise_source("kernel", s) for s in raw.get("kernel_sources") or []],
+        "enable_internet": bool(raw.get("enable_internet")),
+        "machine_shape": raw.get("machine_shape") or ("NvidiaTeslaT4" if raw.get("enable_gpu") else "None"),
+    }

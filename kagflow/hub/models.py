@@ -1,0 +1,131 @@
+"""`kagflow model publish`: model → instance → version, created only when missing or changed.
+
+Re-runs are safe: each step looks before it creates, and every upload carries a
+``kagflow-content-<digest>.json`` file, so the latest version's file list tells whether the
+same content is already there (after a crash too, with no local state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kagflow import metadata, slugs
+from kagflow.config import Config, ModelConfig
+from kagflow.errors import MissingFileError, NotFoundError
+from kagflow.hub.common import (Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder)
+from kagflow.sources import instance_handle, model_handle
+
+SKIP = (metadata.MODEL_METADATA, metadata.MODEL_INSTANCE_METADATA)
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    handle: slugs.ModelInstanceVersionHandle
+    uploaded: bool
+    digest: str
+    files: int
+    bytes: int
+
+    @property
+    def source(self) -> str:
+        return slugs.model_source(self.handle)
+
+
+def model_folders(config: Config, which: str) -> tuple[Path, Path]:
+    model: ModelConfig = getattr(config, which)
+    model_dir = config.root / "models" / slugs.model_slug(model.title)
+    return model_dir, model_dir / model.instance
+
+
+def write_model_metadata(config: Config, which: str) -> tuple[Path, Path]:
+    """models/<slug>/model-metadata.json and models/<slug>/<instance>/model-instance-metadata.json."""
+    model: ModelConfig = getattr(config, which)
+    model_dir, instance_dir = model_folders(config, which)
+    metadata.write_metadata(model_dir, metadata.MODEL_METADATA, metadata.model_metadata(
+        config.username, model.title, is_private=model.private,
+        description=f"# {model.title}\n\n{'Base model' if which == 'base_model' else 'LoRA adapter'} "
+                    f"for the {config.project.competition} competition, published with kagflow.\n"))
+    metadata.write_metadata(instance_dir, metadata.MODEL_INSTANCE_METADATA, metadata.model_instance_metadata(
+        instance_handle(config, model), license_name=model.license))
+    return model_dir, instance_dir
+
+
+def publish_model(gw: Gateway, config: Config, which: str, source: Path, *, notes: str = "") -> PublishResult:
+    """Publish the files of ``source`` as the next version of the ``which`` model's instance."""
+    source = Path(source)
+    if not source.is_dir() or not any(p.is_file() for p in source.iterdir()):
+        raise MissingFileError(f"no model files in {source}",
+                               hint="train first (kagflow kernel pull train) or set [base_model] local_dir")
+    model: ModelConfig = getattr(config, which)
+    mhandle = model_handle(config, model)
+    ihandle = instance_handle(config, model)
+    model_dir, instance_dir = write_model_metadata(config, which)
+    manifest = folder_manifest(source, skip=SKIP)
+    digest = manifest_digest(manifest)
+    size = sum(f["size"] for f in manifest.values())
+    api = gw.api
+
+    if not gw.exists(lambda: api.model_get(str(mhandle)), what="get model", handle=str(mhandle)):
+        gw.log(f"creating model {mhandle}")
+        gw.call(lambda: _checked(api.model_create_new(str(model_dir))), what="create model", handle=str(mhandle),
+                before_retry=lambda: True if gw.exists(lambda: api.model_get(str(mhandle)), what="get model",
+                                                       handle=str(mhandle)) else None)
+
+    latest = latest_version(gw, ihandle)
+    if latest is not None:
+        if latest_digest(gw, ihandle.version(latest)) == digest[:16]:
+            gw.log(f"{ihandle}/{latest} already holds these files (content {digest[:16]}): nothing uploaded")
+            return PublishResult(ihandle.version(latest), False, digest, len(manifest), size)
+
+    stage_folder(source, instance_dir, manifest, digest, keep=SKIP)
+    notes = (notes or f"kagflow publish of {source.name}")
+    found = lambda: _find_version(gw, ihandle, digest)  # noqa: E731
+    if latest is None:
+        gw.log(f"creating model instance {ihandle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
+        gw.call(lambda: _checked(api.model_instance_create(str(instance_dir), quiet=True)),
+                what="create model instance", handle=str(ihandle), before_retry=found)
+    else:
+        gw.log(f"uploading version {latest + 1} of {ihandle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
+        gw.call(lambda: _checked(api.model_instance_version_create(str(ihandle), str(instance_dir),
+                                                                   version_notes=notes, quiet=True)),
+                what="create model instance version", handle=str(ihandle), before_retry=found,
+                retry_forbidden=True)
+    version = _find_version(gw, ihandle, digest)
+    if version is None:
+        raise NotFoundError(f"the new version of {ihandle} is not listed after upload",
+                            context=f"content {digest[:16]}", hint="run the same command again")
+    return PublishResult(version, True, digest, len(manifest), size)
+
+
+def _checked(response):
+    error = getattr(response, "error", "")
+    if error:
+        raise ValueError(error)
+    return response
+
+
+def latest_version(gw: Gateway, ihandle: slugs.ModelInstanceHandle) -> int | None:
+    """The newest version number of an instance, None if the instance does not exist."""
+    api = gw.api
+    try:
+        response = gw.call(lambda: api.model_instance_versions_list(str(ihandle)), what="list model versions",
+                           handle=str(ihandle))
+    except NotFoundError:
+        return None
+    versions = [v.version_number for v in (response.version_list.versions if response.version_list else [])]
+    return max(versions) if versions else None
+
+
+def latest_digest(gw: Gateway, vhandle: slugs.ModelInstanceVersionHandle) -> str | None:
+    api = gw.api
+    response = gw.call(lambda: api.model_instance_version_files(str(vhandle), page_size=100),
+                       what="list model version files", handle=str(vhandle))
+    return marker_digest(f.name for f in (response.files or []))
+
+
+def _find_version(gw: Gateway, ihandle: slugs.ModelInstanceHandle, digest: str):
+    latest = latest_version(gw, ihandle)
+    if latest is not None and latest_digest(gw, ihandle.version(latest)) == digest[:16]:
+        return ihandle.version(latest)
+    return None

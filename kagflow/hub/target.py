@@ -1,0 +1,83 @@
+"""Which Kaggle kagflow talks to: real Kaggle, or the local Kaggle server on 127.0.0.1.
+
+Resolution order: ``KAGFLOW_KAGGLE_ENDPOINT`` (an explicit server), then ``[project] target``
+(``local``/``kaggle``), then ``auto``: Kaggle when credentials exist, else the local server,
+started in the background on demand with its data under ``.kagflow/local``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from kagflow.config import Config, has_credentials
+from kagflow.errors import ConfigError
+from kagflow.hub.client import ENDPOINT_ENV, EndpointKaggleApi
+
+LOCAL_KEY = "kagflow-local"  # the local server accepts any key; this one is not a secret
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # "kaggle" | "local"
+    endpoint: Optional[str]  # None: the official client's production endpoint
+    username: str
+
+    @property
+    def is_local(self) -> bool:
+        return self.kind == "local"
+
+    def describe(self) -> str:
+        return "Kaggle" if self.endpoint is None else f"the local Kaggle at {self.endpoint}"
+
+
+def local_data_dir(config: Config) -> Path:
+    return config.root / ".kagflow" / "local"
+
+
+def resolve_target(config: Config, *, announce: bool = True) -> Target:
+    endpoint = os.environ.get(ENDPOINT_ENV)
+    if endpoint:
+        _check_endpoint(endpoint)
+        return Target("local", endpoint.rstrip("/"), config.username)
+    mode = config.project.target
+    if mode == "kaggle" or (mode == "auto" and has_credentials()):
+        if not has_credentials():
+            raise ConfigError(
+                "target = \"kaggle\" but no Kaggle credentials were found",
+                context="looked in KAGGLE_API_TOKEN, ~/.kaggle/access_token, KAGGLE_USERNAME/KAGGLE_KEY, "
+                        "~/.kaggle/kaggle.json (or $KAGGLE_CONFIG_DIR)",
+                hint="create a token at https://www.kaggle.com/settings and save kaggle.json, "
+                     "or set target = \"local\"")
+        return Target("kaggle", None, config.username)
+    from kagflow.local.control import ensure_background_server
+
+    url = ensure_background_server(local_data_dir(config))
+    if announce and mode == "auto":
+        print(f"kagflow: no Kaggle credentials; using the local Kaggle at {url} "
+              f"(data in {local_data_dir(config)})", file=sys.stderr)
+    return Target("local", url, config.username)
+
+
+def _check_endpoint(endpoint: str) -> None:
+    from urllib.parse import urlparse
+
+    host = urlparse(endpoint).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(f"{ENDPOINT_ENV}={endpoint} is not a loopback address",
+                          hint="point it at the local Kaggle server, e.g. http://127.0.0.1:PORT, or unset it")
+
+
+def build_target_api(target: Target) -> EndpointKaggleApi:
+    """The official client for ``target``: authenticated from the user's credentials for Kaggle;
+    for a local server, signed in as the project's username (the server takes any key)."""
+    api = EndpointKaggleApi(target.endpoint)
+    if target.kind == "kaggle" or (target.endpoint and has_credentials() and not target.is_local):
+        api.authenticate()
+        return api
+    api.config_values = {api.CONFIG_NAME_USER: target.username, api.CONFIG_NAME_KEY: LOCAL_KEY}
+    api._authenticated = True
+    return api

@@ -1,0 +1,84 @@
+"""Render a configured kernel into ``kernels/<slug>/``: its notebook and kernel-metadata.json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kagflow import metadata, slugs
+from kagflow.config import Config, infer_params, train_params
+from kagflow.errors import MissingFileError
+from kagflow.sources import KernelSources, kernel_handle, resolve_sources
+
+
+@dataclass(frozen=True)
+class RenderedKernel:
+    name: str
+    handle: slugs.KernelHandle
+    folder: Path
+    notebook: Path
+    metadata: dict
+    sources: KernelSources
+
+
+def kernel_dir(config: Config, name: str) -> Path:
+    return config.root / "kernels" / kernel_handle(config, name).slug
+
+
+def notebook_params(config: Config, name: str, sources: KernelSources, *, tiny: bool) -> dict:
+    """The values a rendered notebook's ``parameters`` cell holds."""
+    kernel = config.kernel(name)
+    base_src = next((m for m in sources.model_sources if m.split("/")[1] == sources_model_slug(config, "base_model")), "")
+    adapter_src = next((m for m in sources.model_sources
+                        if m.split("/")[1] == sources_model_slug(config, "adapter_model")), "")
+    params = {
+        "competition": config.project.competition,
+        "base_model_hf_id": config.base_model.hf_id,
+        "base_model_source": base_src,
+        "adapter_model_source": adapter_src,
+        "wheels_dataset": sources.dataset_sources[0] if sources.dataset_sources else "",
+        "kernel_title": kernel.title,
+    }
+    if kernel.kind == "train":
+        params.update(train_params(config, tiny=tiny))
+    else:
+        inf = infer_params(config, tiny=tiny)
+        params.update({"max_length": inf["max_length"], "batch_size": inf["batch_size"], "tta": inf["tta"]})
+    return params
+
+
+def sources_model_slug(config: Config, which: str) -> str:
+    return slugs.model_slug(getattr(config, which).title)
+
+
+def render_kernel(config: Config, name: str, *, tiny: bool = False) -> RenderedKernel:
+    """Write ``kernels/<slug>/`` for kernel ``name``: notebook (train/infer from the templates;
+    an imported kernel keeps its own notebook) and kernel-metadata.json from the config."""
+    from kagflow import notebooks  # jinja/nbformat only when rendering
+
+    kernel = config.kernel(name)
+    handle = kernel_handle(config, name)
+    folder = kernel_dir(config, name)
+    sources = resolve_sources(config, name)
+    if kernel.kind == "import":
+        code_file = kernel.code_file or f"{handle.slug}.ipynb"
+        nb_path = folder / code_file
+        if not nb_path.is_file():
+            raise MissingFileError(f"imported kernel {name!r} has no notebook at {nb_path}",
+                                   hint=f"run `kagflow kernel import OWNER/SLUG --as {name}` again")
+    else:
+        code_file = f"{handle.slug}.ipynb"
+        nb_path = folder / code_file
+        notebooks.render_notebook(kernel.kind, notebook_params(config, name, sources, tiny=tiny), nb_path)
+    data = metadata.kernel_metadata(
+        config.username, kernel.title, code_file,
+        is_private=kernel.private,
+        accelerator=kernel.accelerator,
+        enable_internet=kernel.internet,
+        dataset_sources=sources.dataset_sources,
+        model_sources=sources.model_sources,
+        competition_sources=sources.competition_sources,
+        kernel_sources=sources.kernel_sources,
+    )
+    metadata.write_metadata(folder, metadata.KERNEL_METADATA, data)
+    return RenderedKernel(name, handle, folder, nb_path, data, sources)

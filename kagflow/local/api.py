@@ -1,0 +1,110 @@
+"""The route registry and what every handler receives.
+
+A handler is ``def handler(ctx: Ctx, request) -> KaggleObject | Redirect`` registered with
+``@route("datasets.DatasetApiService/CreateDataset")``; the request arrives already parsed and
+checked against the kagglesdk request type (see :mod:`kagflow.local.protocol`).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Dict, Optional
+
+from kagflow.local.names import check_name
+from kagflow.local.protocol import ApiError
+from kagflow.local.store import Store
+
+HANDLERS: Dict[str, Callable] = {}
+
+
+def route(name: str):
+    """Register the decorated function as the handler of ``Service/Method``."""
+    def register(fn):
+        HANDLERS[name] = fn
+        return fn
+    return register
+
+
+@dataclass
+class Settings:
+    """Knobs of a local server (tests shorten or lengthen them)."""
+    dataset_processing_s: float = 0.0   # a new dataset version is "processing" this long
+    model_processing_s: float = 0.0     # same for model instance versions
+    kernel_timeout_s: float = 9 * 3600  # default run time limit (Kaggle: 9 h GPU / 12 h CPU)
+    max_json_bytes: int = 8 << 20       # largest API request body
+    max_blob_bytes: int = 200 << 30     # largest single upload
+    daily_submissions: int = 5
+
+
+@dataclass
+class Redirect:
+    """Answer a download call with ``302 Location: url`` (Kaggle redirects to signed storage URLs)."""
+    url: str
+
+
+@dataclass
+class Ctx:
+    store: Store
+    base_url: str
+    settings: Settings
+    user: Optional[str]
+    jobs: object = None  # kagflow.local.jobs.Jobs
+    extras: dict = field(default_factory=dict)
+
+    def require_user(self) -> str:
+        if not self.user:
+            raise ApiError(401, "Unauthenticated: send HTTP Basic username:key or a Bearer token")
+        return self.user
+
+    def require_owner(self, owner: str, what: str) -> str:
+        user = self.require_user()
+        if owner != user:
+            raise ApiError(403, f"Permission '{what}' was denied: {user!r} cannot write under {owner!r}")
+        return user
+
+
+def utc(ts: Optional[float]) -> Optional[datetime]:
+    """A naive UTC datetime, the form kagglesdk serialises as ``...Z``."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).replace(tzinfo=None)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def page(items: list, page_size: int, page_token: str) -> tuple[list, str]:
+    """Slice ``items`` by an offset token; return ``(page, next_token)``."""
+    size = page_size if page_size and page_size > 0 else 20
+    start = int(page_token) if page_token and page_token.isdigit() else 0
+    chunk = items[start:start + size]
+    return chunk, (str(start + size) if start + size < len(items) else "")
+
+
+def resolve_uploads(ctx: Ctx, new_files) -> list[tuple[str, str, int, str]]:
+    """``ApiDatasetNewFile`` tokens → ``[(name, sha256, size, description)]``; each must be a finished upload."""
+    user = ctx.require_user()
+    out, seen = [], set()
+    for f in new_files or []:
+        if f is None or not f.token:
+            raise ApiError(400, "Each file needs the token StartBlobUpload returned")
+        row = ctx.store.one("SELECT * FROM uploads WHERE token=?", f.token)
+        if row is None or row["owner"] != user:
+            raise ApiError(400, f"Unknown upload token {f.token[:8]}...")
+        if row["sha256"] is None:
+            raise ApiError(400, f"Upload of {row['name']!r} is not complete")
+        name = check_name(row["name"])
+        if name in seen:
+            raise ApiError(400, f"Duplicate file name {name!r}")
+        seen.add(name)
+        blob = ctx.store.one("SELECT size FROM blobs WHERE sha256=?", row["sha256"])
+        out.append((name, row["sha256"], blob["size"], f.description or ""))
+    return out
+
+
+def now() -> float:
+    return time.time()

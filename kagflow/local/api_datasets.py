@@ -1,0 +1,208 @@
+"""datasets.DatasetApiService: create, version, status, get, list, list files, download."""
+
+from __future__ import annotations
+
+from kagglesdk.datasets.types.dataset_api_service import (ApiCreateDatasetResponse, ApiDataset, ApiDatasetFile,
+                                                          ApiDatasetVersion, ApiGetDatasetStatusResponse,
+                                                          ApiListDatasetFilesResponse, ApiListDatasetsResponse)
+from kagglesdk.datasets.types.dataset_enums import DatabundleVersionStatus
+
+from kagflow import slugs
+from kagflow.errors import NamingError
+from kagflow.local import transfer
+from kagflow.local.api import Ctx, Redirect, now, page, resolve_uploads, route, utc
+from kagflow.local.archives import bundle
+from kagflow.local.names import check_name
+from kagflow.local.protocol import ApiError
+
+KIND = "dataset_version"
+
+
+def find(ctx: Ctx, owner: str, slug: str):
+    row = ctx.store.one("SELECT * FROM datasets WHERE owner=? AND slug=?", owner or "", slug or "")
+    if row is None or (row["is_private"] and row["owner"] != ctx.user):
+        raise ApiError(404, f"Dataset {owner}/{slug} not found")
+    return row
+
+
+def version_of(ctx: Ctx, dataset, number=None):
+    if number:
+        row = ctx.store.one("SELECT * FROM dataset_versions WHERE dataset_id=? AND number=?", dataset["id"], number)
+    else:
+        row = ctx.store.one("SELECT * FROM dataset_versions WHERE dataset_id=? ORDER BY number DESC LIMIT 1",
+                            dataset["id"])
+    if row is None:
+        raise ApiError(404, f"Dataset {dataset['owner']}/{dataset['slug']} has no version {number or ''}".strip())
+    return row
+
+
+def _ok(ctx: Ctx, owner: str, slug: str) -> ApiCreateDatasetResponse:
+    resp = ApiCreateDatasetResponse()
+    resp.ref = f"{owner}/{slug}"
+    resp.url = f"{ctx.base_url}/datasets/{owner}/{slug}"
+    resp.status = "ok"
+    return resp
+
+
+def _add_version(ctx: Ctx, dataset_id: int, notes: str, files) -> int:
+    ready_at = now() + ctx.settings.dataset_processing_s
+    with ctx.store.tx() as db:
+        last = db.execute("SELECT number, ready_at FROM dataset_versions WHERE dataset_id=? ORDER BY number DESC "
+                          "LIMIT 1", (dataset_id,)).fetchone()
+        if last is not None and last["ready_at"] > now():
+            raise ApiError(403, "The previous version of this dataset is still processing; "
+                                "retry when its status is ready")
+        number = (last["number"] if last else 0) + 1
+        version_id = db.execute("INSERT INTO dataset_versions VALUES (NULL, ?, ?, ?, ?, ?)",
+                                (dataset_id, number, notes or "", ready_at, now())).lastrowid
+        db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       [(KIND, version_id, n, s, z, d, now()) for n, s, z, d in files])
+    return number
+
+
+@route("datasets.DatasetApiService/CreateDataset")
+def create_dataset(ctx: Ctx, req) -> ApiCreateDatasetResponse:
+    owner = req.owner_slug or ctx.require_user()
+    ctx.require_owner(owner, "datasets.create")
+    try:
+        slugs.check_slug(req.slug or "", what="dataset slug", min_len=slugs.DATASET_SLUG_MIN,
+                         max_len=slugs.DATASET_SLUG_MAX)
+    except NamingError as exc:
+        raise ApiError(400, str(exc)) from None
+    title = req.title or ""
+    if not (slugs.DATASET_TITLE_MIN <= len(title) <= slugs.DATASET_TITLE_MAX):
+        raise ApiError(400, "The dataset title must be between 6 and 50 characters")
+    files = resolve_uploads(ctx, req.files)
+    if not files:
+        raise ApiError(400, "A dataset needs at least one file")
+    if ctx.store.one("SELECT id FROM datasets WHERE owner=? AND slug=?", owner, req.slug):
+        raise ApiError(409, f"The requested slug {req.slug!r} is already in use by a dataset of {owner!r}")
+    dataset_id = ctx.store.run("INSERT INTO datasets VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)", owner, req.slug,
+                               title, req.subtitle or "", req.description or "", req.license_name or "unknown",
+                               1 if req.is_private else 0, now())
+    _add_version(ctx, dataset_id, "Initial release", files)
+    return _ok(ctx, owner, req.slug)
+
+
+def _create_version(ctx: Ctx, dataset, body) -> ApiCreateDatasetResponse:
+    ctx.require_owner(dataset["owner"], "datasets.update")
+    files = resolve_uploads(ctx, body.files if body else [])
+    if not files:
+        raise ApiError(400, "A dataset version needs at least one file")
+    _add_version(ctx, dataset["id"], body.version_notes if body else "", files)
+    if body and (body.subtitle or body.description):
+        ctx.store.run("UPDATE datasets SET subtitle=COALESCE(NULLIF(?, ''), subtitle), "
+                      "description=COALESCE(NULLIF(?, ''), description) WHERE id=?",
+                      body.subtitle or "", body.description or "", dataset["id"])
+    return _ok(ctx, dataset["owner"], dataset["slug"])
+
+
+@route("datasets.DatasetApiService/CreateDatasetVersion")
+def create_dataset_version(ctx: Ctx, req) -> ApiCreateDatasetResponse:
+    return _create_version(ctx, find(ctx, req.owner_slug, req.dataset_slug), req.body)
+
+
+@route("datasets.DatasetApiService/CreateDatasetVersionById")
+def create_dataset_version_by_id(ctx: Ctx, req) -> ApiCreateDatasetResponse:
+    row = ctx.store.one("SELECT * FROM datasets WHERE id=?", req.id or 0)
+    if row is None:
+        raise ApiError(404, f"Dataset {req.id} not found")
+    return _create_version(ctx, find(ctx, row["owner"], row["slug"]), req.body)
+
+
+@route("datasets.DatasetApiService/GetDatasetStatus")
+def get_dataset_status(ctx: Ctx, req) -> ApiGetDatasetStatusResponse:
+    version = version_of(ctx, find(ctx, req.owner_slug, req.dataset_slug))
+    resp = ApiGetDatasetStatusResponse()
+    resp.status = (DatabundleVersionStatus.READY if version["ready_at"] <= now()
+                   else DatabundleVersionStatus.BLOBS_RECEIVED)
+    return resp
+
+
+def _files(ctx: Ctx, dataset, version) -> list:
+    out = []
+    for f in ctx.store.files_of(KIND, version["id"]):
+        item = ApiDatasetFile()
+        item.ref = f"{dataset['owner']}/{dataset['slug']}/{f['name']}"
+        item.dataset_ref = f"{dataset['owner']}/{dataset['slug']}"
+        item.owner_ref = dataset["owner"]
+        item.name = f["name"]
+        item.description = f["description"] or ""
+        item.total_bytes = f["size"]
+        item.creation_date = utc(f["created"])
+        out.append(item)
+    return out
+
+
+def describe(ctx: Ctx, dataset) -> ApiDataset:
+    versions = ctx.store.all("SELECT * FROM dataset_versions WHERE dataset_id=? ORDER BY number", dataset["id"])
+    latest = versions[-1]
+    item = ApiDataset()
+    item.id = dataset["id"]
+    item.ref = f"{dataset['owner']}/{dataset['slug']}"
+    item.title = dataset["title"]
+    item.subtitle = dataset["subtitle"]
+    item.description = dataset["description"]
+    item.creator_name = item.owner_name = item.owner_ref = dataset["owner"]
+    item.url = f"{ctx.base_url}/datasets/{dataset['owner']}/{dataset['slug']}"
+    item.is_private = bool(dataset["is_private"])
+    item.license_name = dataset["license_name"]
+    item.current_version_number = latest["number"]
+    item.last_updated = utc(latest["created"])
+    item.total_bytes = sum(f["size"] for f in ctx.store.files_of(KIND, latest["id"]))
+    item.files = _files(ctx, dataset, latest)
+    item.versions = []
+    for v in versions:
+        dv = ApiDatasetVersion()
+        dv.version_number = v["number"]
+        dv.creation_date = utc(v["created"])
+        dv.version_notes = v["notes"]
+        dv.creator_name = dataset["owner"]
+        item.versions.append(dv)
+    return item
+
+
+@route("datasets.DatasetApiService/GetDataset")
+def get_dataset(ctx: Ctx, req) -> ApiDataset:
+    return describe(ctx, find(ctx, req.owner_slug, req.dataset_slug))
+
+
+@route("datasets.DatasetApiService/ListDatasets")
+def list_datasets(ctx: Ctx, req) -> ApiListDatasetsResponse:
+    rows = ctx.store.all("SELECT * FROM datasets ORDER BY created DESC")
+    rows = [r for r in rows if (not r["is_private"] or r["owner"] == ctx.user)
+            and (not req.user or r["owner"] == req.user)
+            and (not req.search or req.search.lower() in (r["slug"] + " " + r["title"]).lower())]
+    chunk, token = page(rows, req.page_size, req.page_token)
+    resp = ApiListDatasetsResponse()
+    resp.datasets = [describe(ctx, r) for r in chunk]
+    resp.next_page_token = token
+    return resp
+
+
+@route("datasets.DatasetApiService/ListDatasetFiles")
+def list_dataset_files(ctx: Ctx, req) -> ApiListDatasetFilesResponse:
+    dataset = find(ctx, req.owner_slug, req.dataset_slug)
+    files = _files(ctx, dataset, version_of(ctx, dataset, req.dataset_version_number))
+    chunk, token = page(files, req.page_size, req.page_token)
+    resp = ApiListDatasetFilesResponse()
+    resp.dataset_files = chunk
+    resp.next_page_token = token
+    return resp
+
+
+@route("datasets.DatasetApiService/DownloadDataset")
+def download_dataset(ctx: Ctx, req) -> Redirect:
+    dataset = find(ctx, req.owner_slug, req.dataset_slug)
+    version = version_of(ctx, dataset, req.dataset_version_number)
+    files = ctx.store.files_of(KIND, version["id"])
+    if req.file_name:
+        name = check_name(req.file_name)
+        match = [f for f in files if f["name"] == name]
+        if not match:
+            raise ApiError(404, f"File {name!r} not found in {dataset['owner']}/{dataset['slug']} "
+                                f"version {version['number']}")
+        return Redirect(transfer.signed_url(ctx.store, ctx.base_url, ctx.store.blob_path(match[0]["sha256"]), name))
+    archive = bundle(ctx.store, f"datasets/{version['id']}",
+                     [(f["name"], ctx.store.blob_path(f["sha256"])) for f in files])
+    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, f"{dataset['slug']}.zip"))

@@ -1,0 +1,163 @@
+"""`kagflow init`: a project folder with its kagflow.toml and the generated-content folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kagflow import slugs
+from kagflow.config import CONFIG_FILE, COMPETITION
+from kagflow.errors import ConfigError
+
+CONFIG_TEMPLATE = '''\
+# kagflow project: the one file you edit. Every Kaggle JSON file is generated from it.
+# `kagflow check` validates it; `make submit` / `kagflow flow` runs the whole competition flow.
+
+[project]
+competition = "{competition}"
+# Kaggle username. Empty: taken from your Kaggle credentials (~/.kaggle/kaggle.json or
+# KAGGLE_USERNAME), or "kagflow" on the local Kaggle server.
+username = "{username}"
+# auto: Kaggle when credentials exist, else the local Kaggle server on 127.0.0.1.
+# local | kaggle force one. KAGFLOW_KAGGLE_ENDPOINT=http://127.0.0.1:PORT overrides both.
+target = "auto"
+
+[base_model]
+# The 4-bit base, registered as a Kaggle Model: handle <username>/<slug of title>/transformers/<instance>.
+title = "Gemma 2 9B 4bit base"
+instance = "gemma2-9b-4bit-base"
+framework = "transformers"
+hf_id = "unsloth/gemma-2-9b-it-bnb-4bit"
+# A Hugging Face snapshot folder to publish; empty: the tiny offline checkpoint on the local target.
+local_dir = ""
+private = true
+license = "Apache 2.0"
+# Pinned instance version: written by `kagflow model publish base` (0: not published yet).
+version = 0
+
+[adapter_model]
+title = "Gemma2 arena adapter"
+instance = "peft-lora-classifier"
+framework = "transformers"
+private = true
+license = "Apache 2.0"
+version = 0
+
+[wheels]
+# Private dataset of the wheels Kaggle's image lacks, installed with --no-index in the notebooks.
+title = "kagflow offline wheels"
+requirements = ["peft==0.21.2", "bitsandbytes==0.50.2"]
+# A snapshot shipped with kagflow ("kaggle-gpu") or the path of one saved by `kagflow image probe`.
+image = "kaggle-gpu"
+private = true
+
+# Kernels: sources are symbolic ("wheels", "base_model", "adapter_model", "competition",
+# "kernel:<name>") or explicit ("dataset:owner/slug", "model:owner/model/framework/instance/version").
+[kernels.train]
+title = "Gemma2 QLoRA arena train"
+kind = "train"
+accelerator = "NvidiaTeslaT4"
+internet = false
+private = true
+timeout = 32400
+sources = ["wheels", "base_model", "competition"]
+
+[kernels.infer]
+title = "Gemma2 QLoRA arena infer"
+kind = "infer"
+accelerator = "NvidiaTeslaT4"
+internet = false
+private = true
+timeout = 32400
+sources = ["wheels", "base_model", "adapter_model", "competition"]
+
+[train]
+# The seed's recipe.
+max_length = 1024
+n_splits = 5
+fold_idx = 0
+optim_type = "adamw_8bit"
+per_device_train_batch_size = 3
+gradient_accumulation_steps = 2
+per_device_eval_batch_size = 8
+n_epochs = 1.0
+freeze_layers = 16
+lr = 2e-4
+warmup_steps = 20
+lora_r = 16
+lora_alpha = 32.0
+lora_dropout = 0.05
+target_modules = ["q_proj", "k_proj", "v_proj"]
+max_train_rows = 0
+seed = 42
+# Gemma 2 needs softcapping: "eager" or "flex_attention" (never "sdpa").
+attn_implementation = "eager"
+gradient_checkpointing = true
+save_steps = 200
+
+[infer]
+max_length = 2048
+batch_size = 8
+tta = true
+
+[tiny]
+# Offline stand-ins for the local target: a tiny random Gemma-2 and a synthetic competition.
+hidden_size = 128
+num_layers = 2
+vocab_size = 512
+n_train = 1200
+n_test = 300
+seed = 0
+
+[tiny.train]
+# Overrides of [train] for the tiny checkpoint (it needs a faster learning rate and more epochs).
+n_epochs = 20.0
+lr = 1e-3
+freeze_layers = 0
+max_length = 256
+per_device_train_batch_size = 16
+gradient_accumulation_steps = 1
+target_modules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+optim_type = "adamw_torch"
+gradient_checkpointing = false
+warmup_steps = 10
+
+[tiny.infer]
+max_length = 256
+'''
+
+FOLDER_READMES = {
+    "wheels": "# wheels/\n\n`kagflow wheels build` writes the offline wheels dataset here: `wheels/<dataset-slug>/` "
+              "holds the wheels, `dataset-metadata.json` and `kagflow-wheels-manifest.json`. Generated; "
+              "git-ignored.\n",
+    "kernels": "# kernels/\n\n`kagflow kernel render` writes each kernel here: `kernels/<kernel-slug>/` holds the "
+               "notebook and `kernel-metadata.json`; `kagflow kernel pull` adds `output/v<N>/` per version. "
+               "Generated; git-ignored.\n",
+    "models": "# models/\n\n`kagflow model publish` writes `models/<model-slug>/model-metadata.json` and "
+              "`models/<model-slug>/<instance>/model-instance-metadata.json` beside the files it uploads; "
+              "`kagflow model tiny` writes the tiny offline checkpoint to `models/tiny-gemma2/`. Generated; "
+              "git-ignored.\n",
+}
+
+
+def init_project(folder: Path, *, competition: str = COMPETITION, username: str = "",
+                 force: bool = False) -> Path:
+    """Write kagflow.toml and the wheels/, kernels/, models/ folders into ``folder``."""
+    folder = Path(folder)
+    slugs.check_competition(competition)
+    if username:
+        slugs.check_owner(username)
+    target = folder / CONFIG_FILE
+    if target.exists() and not force:
+        raise ConfigError(f"{target} already exists", hint="edit it, or pass --force to overwrite it")
+    folder.mkdir(parents=True, exist_ok=True)
+    target.write_text(CONFIG_TEMPLATE.format(competition=competition, username=username), encoding="utf-8")
+    for name, text in FOLDER_READMES.items():
+        (folder / name).mkdir(exist_ok=True)
+        readme = folder / name / "README.md"
+        if not readme.exists():
+            readme.write_text(text, encoding="utf-8")
+    gitignore = folder / ".gitignore"
+    if not gitignore.exists():
+        gitignore.write_text(".kagflow/\n/wheels/*\n!/wheels/README.md\n/kernels/*\n!/kernels/README.md\n"
+                             "/models/*\n!/models/README.md\n", encoding="utf-8")
+    return target
