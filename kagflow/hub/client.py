@@ -8,10 +8,15 @@ Requests then go to ``{endpoint}/api/v1/{Service}/{Method}``, the local server's
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from typing import Optional
 
-from kaggle.api.kaggle_api_extended import KaggleApi
+# `import kaggle` authenticates a module-level client at import time and, with no credentials,
+# prints a page of login help: kagflow decides about credentials itself, so keep that quiet.
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    from kaggle.api.kaggle_api_extended import KaggleApi
 from kagglesdk.kaggle_env import KaggleEnv
 
 ENDPOINT_ENV = "KAGFLOW_KAGGLE_ENDPOINT"
