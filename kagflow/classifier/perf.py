@@ -229,8 +229,6 @@ def prepare_for_lora_training(model, *, gradient_checkpointing: bool) -> None:
             p.data = p.data.float()
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    elif getattr(model, "is_gradient_checkpointing", False):
-        model.gradient_checkpointing_disable()
 
 
 def classification_logits(model, batch: dict) -> torch.Tensor:
@@ -286,6 +284,8 @@ def dequantize_weight(module, dtype) -> torch.Tensor:
     """The dense weight of a bitsandbytes Linear4bit: exactly what its forward dequantises."""
     import bitsandbytes.functional as bnbf
     w = module.weight
+    if getattr(w.quant_state, "packing_format_for_cpu", False):  # bnb's CPU inference layout
+        w.data, w.quant_state = bnbf._convert_weight_packed_for_cpu_inverse(w.data, w.quant_state)
     return bnbf.dequantize_4bit(w.data, w.quant_state).to(dtype)
 
 

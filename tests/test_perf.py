@@ -1,0 +1,185 @@
+"""CPU tests for kagflow.classifier.perf (batching, recipes, 4-bit -> bf16 merge)."""
+
+import random
+
+import pytest
+import torch
+
+from kagflow.classifier import perf
+
+
+# ------------------------------------------------------------------ batching invariants
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("budget,max_rows,mult", [(4096, None, 1), (2048, 8, 8), (1000, 3, 64)])
+def test_token_budget_batches_invariants(seed, budget, max_rows, mult):
+    rng = random.Random(seed)
+    lengths = [max(1, int(rng.lognormvariate(6.2, 0.7))) for _ in range(500)] + [5000, 1, 1]
+    batches = perf.token_budget_batches(lengths, budget, max_rows, pad_to_multiple_of=mult)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(len(lengths)))          # every row once
+    assert all(b for b in batches)
+    # globally sorted by length, longest first
+    assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)
+    for b in batches:
+        width = perf._round_up(max(lengths[i] for i in b), mult)
+        assert len(b) == 1 or len(b) * width <= budget       # budget held unless a lone long row
+        if max_rows is not None:
+            assert len(b) <= max_rows
+    # sorting wastes little padding compared with random batches of 8
+    eff_sorted = perf.padding_efficiency(perf.token_budget_batches(lengths, 8 * 800), lengths)
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    eff_random = perf.padding_efficiency([idx[i:i + 8] for i in range(0, len(idx), 8)], lengths)
+    assert eff_sorted > 0.9 > eff_random
+
+
+def test_token_budget_batches_edge_cases():
+    assert perf.token_budget_batches([], 100) == []
+    assert perf.token_budget_batches([10, 10, 10], 30) == [[0, 1, 2]]
+    assert perf.token_budget_batches([10, 10, 10], 29) == [[0, 1], [2]]
+    assert perf.token_budget_batches([5, 50, 7], 1000, descending=False) == [[0, 2, 1]]
+    with pytest.raises(ValueError):
+        perf.token_budget_batches([1], 0)
+
+
+def test_length_grouped_steps_cover_rows_once():
+    rng = random.Random(3)
+    lengths = [rng.randint(1, 3000) for _ in range(1003)]
+    steps = perf.length_grouped_steps(lengths, 6, seed=1)
+    flat = [i for s in steps for i in s]
+    assert sorted(flat) == list(range(1003))
+    assert sum(len(s) != 6 for s in steps) <= (1003 // 300) + 1
+    assert steps == perf.length_grouped_steps(lengths, 6, seed=1)   # deterministic
+
+
+def test_pad_batch_and_tta():
+    b = perf.pad_batch([[5, 6, 7], [8]], pad_to_multiple_of=4, labels=[1, 2])
+    assert b["input_ids"].tolist() == [[5, 6, 7, 0], [8, 0, 0, 0]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 0, 0, 0]]
+    assert b["labels"].tolist() == [1, 2]
+    p = torch.tensor([[0.7, 0.2, 0.1]])
+    ps = torch.tensor([[0.1, 0.6, 0.3]])        # swapped run: B (=original A) wins
+    assert torch.allclose(perf.ab_swap_average(p, ps), torch.tensor([[0.65, 0.15, 0.2]]))
+
+
+# ------------------------------------------------------------------ recipes / attention
+
+def test_attention_never_sdpa_for_gemma2():
+    for dev in [(7, 5), (8, 0), (9, 0), "cpu"]:
+        assert perf.choose_attn_implementation("gemma2", dev) != "sdpa"
+    assert perf.choose_attn_implementation("gemma2", (7, 5)) == "eager"
+    assert perf.choose_attn_implementation("gemma2", "cpu") == "eager"
+    expected = "flex_attention" if perf.flex_attention_available() else "eager"
+    assert perf.choose_attn_implementation("gemma2", (9, 0)) == expected
+    assert perf.choose_attn_implementation("llama", (9, 0)) == "sdpa"
+
+
+def test_recipe_t4_vs_h100():
+    t4 = perf.recipe_for_device(15.0, (7, 5))
+    h100 = perf.recipe_for_device(79.1, (9, 0))
+    assert t4["dtype"] == "float16" and t4["grad_scaler"] is True
+    assert t4["gradient_checkpointing"] is True
+    assert t4["dequantize_for_inference"] is False and t4["dequantize_for_training"] is False
+    assert t4["attn_implementation"] == "eager"
+    assert h100["dtype"] == "bfloat16" and h100["grad_scaler"] is False
+    assert h100["gradient_checkpointing"] is False
+    assert h100["dequantize_for_inference"] is True and h100["dequantize_for_training"] is True
+    assert h100["attn_implementation"] != "sdpa"
+    assert h100["train_max_tokens"] > t4["train_max_tokens"]
+    a100_40 = perf.recipe_for_device(39.4, (8, 0))
+    assert a100_40["gradient_checkpointing"] is True and a100_40["dtype"] == "bfloat16"
+
+
+# ------------------------------------------------------------------ 4-bit -> bf16 merge
+
+@pytest.fixture(scope="module")
+def tiny_4bit(tmp_path_factory):
+    pytest.importorskip("bitsandbytes")
+    from transformers import BitsAndBytesConfig, Gemma2Config, Gemma2ForSequenceClassification
+
+    cfg = Gemma2Config(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=32,
+                       num_labels=3, pad_token_id=0)
+    torch.manual_seed(0)
+    ref = Gemma2ForSequenceClassification(cfg)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_(0, 0.05)
+    d = tmp_path_factory.mktemp("tiny4")
+    ref.save_pretrained(d)
+    bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                             bnb_4bit_compute_dtype=torch.bfloat16)
+
+    def load():
+        return Gemma2ForSequenceClassification.from_pretrained(d, quantization_config=bnb, dtype=torch.bfloat16,
+                                                               attn_implementation="eager").eval()
+    return load
+
+
+def _peft(model):
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj"], layers_to_transform=[1],
+                    lora_dropout=0.0, task_type=TaskType.SEQ_CLS)
+    torch.manual_seed(1)
+    pm = get_peft_model(model, lc)
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_B" in n or "modules_to_save" in n:
+                p.normal_(0, 0.2)
+    return pm.eval()
+
+
+def _inputs():
+    g = torch.Generator().manual_seed(5)
+    seqs = [torch.randint(1, 256, (n,), generator=g).tolist() for n in (17, 9, 30, 4)]
+    return seqs
+
+
+def test_merge_and_dequantize_matches_peft_over_4bit(tiny_4bit):
+    pm = _peft(tiny_4bit())
+    seqs = _inputs()
+    batch = perf.pad_batch(seqs, pad_to_multiple_of=8)
+    pm.train()  # bnb keeps its plain layout in train mode (eval on CPU repacks for AVX512)
+    with torch.no_grad():
+        ref = pm(**batch).logits.float()
+    merged = perf.merge_and_dequantize(pm, torch.bfloat16)
+    assert not any(perf._is_linear4bit(m) for m in merged.modules())
+    assert all(p.dtype == torch.bfloat16 for p in merged.parameters())
+    assert type(merged).__name__ == "Gemma2ForSequenceClassification"
+    with torch.no_grad():
+        got = merged(**batch).logits.float()
+    assert perf.relative_error(got, ref) < 1e-2
+    # the sorted token-budget path gives the same logits, in input order
+    got2 = perf.predict_logits(merged, seqs, max_tokens=40, max_rows=2)
+    assert perf.relative_error(got2, ref) < 1e-2
+
+
+def test_dequantize_base_is_exact_and_trains(tiny_4bit):
+    q = tiny_4bit()
+    batch = perf.pad_batch(_inputs(), pad_to_multiple_of=8, labels=[0, 1, 2, 0])
+    q.train()
+    with torch.no_grad():
+        ref = q(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+    dense = perf.dequantize_base(q, torch.bfloat16)
+    assert not any(perf._is_linear4bit(m) for m in dense.modules())
+    with torch.no_grad():
+        got = dense(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+    assert perf.relative_error(got, ref) < 1e-3
+    pm = _peft(dense).train()
+    perf.prepare_for_lora_training(pm, gradient_checkpointing=True)
+    opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-2)
+    # micro-batching under a token budget gives the same step loss as one batch
+    lengths = [int(m.sum()) for m in batch["attention_mask"]]
+    mbs = [perf.pad_batch([batch["input_ids"][i, :lengths[i]].tolist() for i in b], pad_to_multiple_of=8,
+                          labels=[int(batch["labels"][i]) for i in b])
+           for b in perf.token_budget_batches(lengths, 40)]
+    assert len(mbs) > 1
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        one = torch.nn.functional.cross_entropy(
+            pm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float(), batch["labels"])
+    loss = perf.lora_train_step(pm, mbs, opt, autocast_dtype=torch.bfloat16)
+    assert abs(float(loss) - float(one)) < 2e-2 * float(one)
+    frozen = [n for n, p in pm.named_parameters() if p.requires_grad and "lora" not in n and "modules_to_save" not in n]
+    assert frozen == []
