@@ -1,0 +1,177 @@
+"""competitions.CompetitionApiService: list, data files, code submissions, submissions and their scores."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from kagglesdk.competitions.types.competition_api_service import (ApiCompetition, ApiCreateCodeSubmissionResponse,
+                                                                  ApiDataFile, ApiListCompetitionsResponse,
+                                                                  ApiListDataFilesResponse,
+                                                                  ApiListSubmissionsResponse, ApiSubmission,
+                                                                  ApiSubmissionLimits)
+from kagglesdk.competitions.types.submission_status import SubmissionStatus
+
+from kagflow.local import transfer
+from kagflow.local.api import Ctx, Redirect, now, page, route, utc
+from kagflow.local.api_kernels import find_kernel, find_version
+from kagflow.local.archives import bundle
+from kagflow.local.names import check_relpath
+from kagflow.local.protocol import ApiError
+
+KIND = "competition"
+
+
+def find(ctx: Ctx, slug: str):
+    row = ctx.store.one("SELECT * FROM competitions WHERE slug=?", slug or "")
+    if row is None:
+        raise ApiError(404, f"Competition {slug!r} not found")
+    return row
+
+
+def describe(ctx: Ctx, comp) -> ApiCompetition:
+    item = ApiCompetition()
+    item.id = comp["id"]
+    item.ref = f"{ctx.base_url}/competitions/{comp['slug']}"
+    item.title = comp["title"]
+    item.url = item.ref
+    item.category = "Local"
+    item.evaluation_metric = comp["metric"]
+    item.is_kernels_submissions_only = True
+    item.max_daily_submissions = ctx.settings.daily_submissions
+    item.enabled_date = utc(comp["created"])
+    item.user_has_entered = True
+    return item
+
+
+@route("competitions.CompetitionApiService/ListCompetitions")
+def list_competitions(ctx: Ctx, req) -> ApiListCompetitionsResponse:
+    rows = [c for c in ctx.store.all("SELECT * FROM competitions ORDER BY slug")
+            if not req.search or req.search.lower() in (c["slug"] + " " + c["title"]).lower()]
+    chunk, token = page(rows, req.page_size, req.page_token)
+    resp = ApiListCompetitionsResponse()
+    resp.competitions = [describe(ctx, c) for c in chunk]
+    resp.next_page_token = token
+    return resp
+
+
+@route("competitions.CompetitionApiService/GetCompetition")
+def get_competition(ctx: Ctx, req) -> ApiCompetition:
+    return describe(ctx, find(ctx, req.competition_name))
+
+
+@route("competitions.CompetitionApiService/ListDataFiles")
+def list_data_files(ctx: Ctx, req) -> ApiListDataFilesResponse:
+    comp = find(ctx, req.competition_name)
+    files = []
+    for f in ctx.store.files_of(KIND, comp["id"]):
+        item = ApiDataFile()
+        item.ref = item.name = f["name"]
+        item.total_bytes = f["size"]
+        item.creation_date = utc(f["created"])
+        files.append(item)
+    chunk, token = page(files, req.page_size, req.page_token)
+    resp = ApiListDataFilesResponse()
+    resp.files = chunk
+    resp.next_page_token = token
+    return resp
+
+
+@route("competitions.CompetitionApiService/DownloadDataFile")
+def download_data_file(ctx: Ctx, req) -> Redirect:
+    comp = find(ctx, req.competition_name)
+    check_relpath(req.file_name or "")
+    match = [f for f in ctx.store.files_of(KIND, comp["id"]) if f["name"] == req.file_name]
+    if not match:
+        raise ApiError(404, f"File {req.file_name!r} not found in competition {comp['slug']!r}")
+    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, ctx.store.blob_path(match[0]["sha256"]),
+                                        match[0]["name"]))
+
+
+@route("competitions.CompetitionApiService/DownloadDataFiles")
+def download_data_files(ctx: Ctx, req) -> Redirect:
+    comp = find(ctx, req.competition_name)
+    files = ctx.store.files_of(KIND, comp["id"])
+    digest = hashlib.sha256("".join(f["name"] + f["sha256"] for f in files).encode()).hexdigest()[:16]
+    key = f"competitions/{comp['slug']}-{digest}"
+    archive = bundle(ctx.store, key, [(f["name"], ctx.store.blob_path(f["sha256"])) for f in files])
+    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, f"{comp['slug']}.zip"))
+
+
+@route("competitions.CompetitionApiService/CreateCodeSubmission")
+def create_code_submission(ctx: Ctx, req) -> ApiCreateCodeSubmissionResponse:
+    user = ctx.require_user()
+    comp = find(ctx, req.competition_name)
+    owner = req.kernel_owner or user
+    kernel = find_kernel(ctx, owner, req.kernel_slug)
+    ctx.require_owner(kernel["owner"], "competitions.submit")
+    version = find_version(ctx, kernel, f"v{req.kernel_version}" if req.kernel_version else "")
+    file_name = req.file_name or "submission.csv"
+    check_relpath(file_name)
+    today = time.time() - 24 * 3600
+    used = ctx.store.one("SELECT COUNT(*) AS n FROM submissions WHERE competition=? AND owner=? AND created>?",
+                         comp["slug"], user, today)["n"]
+    if used >= ctx.settings.daily_submissions:
+        raise ApiError(429, f"You have used all {ctx.settings.daily_submissions} submissions of the last 24 hours",
+                       headers={"Retry-After": "3600"})
+    sub_id = ctx.store.run("INSERT INTO submissions VALUES (NULL, ?, ?, ?, ?, ?, 'PENDING', NULL, '', ?)",
+                           comp["slug"], user, version["id"], file_name, req.submission_description or "", now())
+    ctx.jobs.submit_score(sub_id)
+    resp = ApiCreateCodeSubmissionResponse()
+    resp.message = f"Successfully submitted to {comp['title']}"
+    resp.ref = sub_id
+    return resp
+
+
+def describe_submission(ctx: Ctx, row) -> ApiSubmission:
+    item = ApiSubmission()
+    item.ref = row["id"]
+    item.date = utc(row["created"])
+    item.description = row["description"]
+    item.file_name = row["file_name"]
+    item.status = SubmissionStatus[row["status"]]
+    if row["public_score"] is not None:
+        item.public_score = row["public_score"]
+    if row["error"]:
+        item.error_description = row["error"]
+    item.submitted_by = item.submitted_by_ref = item.team_name = row["owner"]
+    item.url = f"{ctx.base_url}/competitions/{row['competition']}/submissions#{row['id']}"
+    return item
+
+
+@route("competitions.CompetitionApiService/ListSubmissions")
+def list_submissions(ctx: Ctx, req) -> ApiListSubmissionsResponse:
+    user = ctx.require_user()
+    comp = find(ctx, req.competition_name)
+    rows = ctx.store.all("SELECT * FROM submissions WHERE competition=? AND owner=? ORDER BY id DESC",
+                         comp["slug"], user)
+    chunk, token = page(rows, req.page_size, req.page_token)
+    resp = ApiListSubmissionsResponse()
+    resp.submissions = [describe_submission(ctx, r) for r in chunk]
+    resp.next_page_token = token
+    return resp
+
+
+@route("competitions.CompetitionApiService/GetSubmission")
+def get_submission(ctx: Ctx, req) -> ApiSubmission:
+    user = ctx.require_user()
+    row = ctx.store.one("SELECT * FROM submissions WHERE id=? AND owner=?", req.ref or 0, user)
+    if row is None:
+        raise ApiError(404, f"Submission {req.ref} not found")
+    return describe_submission(ctx, row)
+
+
+@route("competitions.CompetitionApiService/GetSubmissionLimits")
+def get_submission_limits(ctx: Ctx, req) -> ApiSubmissionLimits:
+    user = ctx.require_user()
+    comp = find(ctx, req.competition_name)
+    used = ctx.store.one("SELECT COUNT(*) AS n FROM submissions WHERE competition=? AND owner=? AND created>?",
+                         comp["slug"], user, time.time() - 24 * 3600)["n"]
+    total = ctx.store.one("SELECT COUNT(*) AS n FROM submissions WHERE competition=? AND owner=?",
+                          comp["slug"], user)["n"]
+    resp = ApiSubmissionLimits()
+    resp.num_today = used
+    resp.num_total = total
+    resp.num_allowed_now = max(ctx.settings.daily_submissions - used, 0)
+    return resp
+

@@ -1,0 +1,278 @@
+"""kernels.KernelsApiService: push (SaveKernel), status, output + log, pull (GetKernel), list, cancel."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from kagglesdk.kernels.types.kernels_api_service import (ApiCancelKernelSessionResponse, ApiGetKernelResponse,
+                                                         ApiGetKernelSessionStatusResponse, ApiKernelBlob,
+                                                         ApiKernelMetadata, ApiKernelSessionOutputFile,
+                                                         ApiListKernelSessionOutputResponse, ApiListKernelsResponse,
+                                                         ApiSaveKernelResponse)
+from kagglesdk.kernels.types.kernels_enums import KernelExecutionType, KernelWorkerStatus
+
+from kagflow import slugs
+from kagflow.errors import NamingError
+from kagflow.local import mounts, transfer
+from kagflow.local.api import Ctx, Redirect, now, page, route, utc
+from kagflow.local.archives import bundle
+from kagflow.local.jobs import sandbox_dir
+from kagflow.local.protocol import ApiError
+
+LANGUAGES = ("python",)
+KERNEL_TYPES = ("notebook", "script")
+
+
+def find_kernel(ctx: Ctx, owner: str, slug: str):
+    row = ctx.store.one("SELECT * FROM kernels WHERE owner=? AND slug=?", owner or "", slug or "")
+    if row is None or (row["is_private"] and row["owner"] != ctx.user):
+        raise ApiError(404, f"Kernel {owner}/{slug} not found")
+    return row
+
+
+def find_version(ctx: Ctx, kernel, label: str = ""):
+    """``label`` is Kaggle's ``versionLabel`` (``v3``, or ``3``); empty means the latest version."""
+    if label:
+        m = re.fullmatch(r"v?(\d+)", label.strip())
+        if not m:
+            raise ApiError(400, f"Invalid version label {label!r}: use v<N>")
+        row = ctx.store.one("SELECT * FROM kernel_versions WHERE kernel_id=? AND number=?", kernel["id"],
+                            int(m.group(1)))
+    else:
+        row = ctx.store.one("SELECT * FROM kernel_versions WHERE kernel_id=? ORDER BY number DESC LIMIT 1",
+                            kernel["id"])
+    if row is None:
+        raise ApiError(404, f"Kernel {kernel['owner']}/{kernel['slug']} has no version {label}".strip())
+    return row
+
+
+def _sources(ctx: Ctx, req) -> tuple[dict, dict]:
+    """Sources as given, and the ones that name nothing here (Kaggle reports those, and saves anyway)."""
+    store = ctx.store
+    invalid = {"dataset": [], "competition": [], "kernel": [], "model": []}
+    for ref in req.dataset_data_sources or []:
+        parts = ref.split("/")
+        if len(parts) < 2 or not store.one("SELECT 1 FROM datasets WHERE owner=? AND slug=?", parts[0], parts[1]):
+            invalid["dataset"].append(ref)
+    for ref in req.competition_data_sources or []:
+        if not store.one("SELECT 1 FROM competitions WHERE slug=?", ref):
+            invalid["competition"].append(ref)
+    for ref in req.kernel_data_sources or []:
+        parts = ref.split("/")
+        if len(parts) < 2 or not store.one("SELECT 1 FROM kernels WHERE owner=? AND slug=?", parts[0], parts[1]):
+            invalid["kernel"].append(ref)
+    for ref in req.model_data_sources or []:
+        try:
+            slugs.ModelInstanceVersionHandle.parse(ref)
+        except NamingError:
+            invalid["model"].append(ref)
+    sources = {"dataset_sources": list(req.dataset_data_sources or []),
+               "competition_sources": list(req.competition_data_sources or []),
+               "kernel_sources": list(req.kernel_data_sources or []),
+               "model_sources": list(req.model_data_sources or [])}
+    return sources, invalid
+
+
+@route("kernels.KernelsApiService/SaveKernel")
+def save_kernel(ctx: Ctx, req) -> ApiSaveKernelResponse:
+    user = ctx.require_user()
+    if req.id:
+        row = ctx.store.one("SELECT * FROM kernels WHERE id=?", req.id)
+        if row is None:
+            raise ApiError(404, f"Kernel {req.id} not found")
+        owner, slug = row["owner"], row["slug"]
+    else:
+        ref = (req.slug or "").strip("/")
+        owner, _, slug = ref.rpartition("/") if "/" in ref else (user, "", ref)
+    ctx.require_owner(owner, "kernels.create")
+    try:
+        slugs.check_slug(slug, what="kernel slug", min_len=slugs.KERNEL_SLUG_MIN, max_len=slugs.KERNEL_TITLE_MAX)
+    except NamingError as exc:
+        raise ApiError(400, str(exc)) from None
+    language, kernel_type = (req.language or "python").lower(), (req.kernel_type or "notebook").lower()
+    if language not in LANGUAGES:
+        raise ApiError(400, f"The local Kaggle runs python kernels only, not {language!r}")
+    if kernel_type not in KERNEL_TYPES:
+        raise ApiError(400, f"Invalid kernel type {kernel_type!r}: use notebook or script")
+    if not req.text:
+        raise ApiError(400, "The kernel has no source text")
+    if kernel_type == "notebook":
+        try:
+            if not isinstance(json.loads(req.text).get("cells"), list):
+                raise ValueError
+        except (ValueError, AttributeError):
+            raise ApiError(400, "The notebook source is not a valid .ipynb (JSON with a cells list)") from None
+    sources, invalid = _sources(ctx, req)
+    settings = {**sources,
+                "enable_internet": True if req.enable_internet is None else bool(req.enable_internet),
+                "enable_gpu": bool(req.enable_gpu), "enable_tpu": bool(req.enable_tpu),
+                "machine_shape": req.machine_shape or "", "docker_image": req.docker_image or "",
+                "docker_image_pinning_type": req.docker_image_pinning_type or "",
+                "category_ids": list(req.category_ids or []),
+                "timeout": req.session_timeout_seconds or ctx.settings.kernel_timeout_s,
+                "title": req.new_title or ""}
+    quick = req.kernel_execution_type == KernelExecutionType.QUICK_SAVE
+    with ctx.store.tx() as db:
+        kernel = db.execute("SELECT * FROM kernels WHERE owner=? AND slug=?", (owner, slug)).fetchone()
+        if kernel is None:
+            kernel_id = db.execute("INSERT INTO kernels VALUES (NULL, ?, ?, ?, ?, ?, ?, ?)",
+                                   (owner, slug, req.new_title or slug, language, kernel_type,
+                                    0 if req.is_private is False else 1, now())).lastrowid
+        else:
+            kernel_id = kernel["id"]
+            db.execute("UPDATE kernels SET title=COALESCE(NULLIF(?, ''), title), language=?, kernel_type=?, "
+                       "is_private=? WHERE id=?", (req.new_title or "", language, kernel_type,
+                                                   0 if req.is_private is False else 1, kernel_id))
+        last = db.execute("SELECT MAX(number) FROM kernel_versions WHERE kernel_id=?", (kernel_id,)).fetchone()[0]
+        number = (last or 0) + 1
+        version_id = db.execute("INSERT INTO kernel_versions VALUES (NULL, ?, ?, ?, ?, ?, '', ?, NULL, NULL)",
+                                (kernel_id, number, req.text, json.dumps(settings),
+                                 "COMPLETE" if quick else "QUEUED", now())).lastrowid
+    if not quick:
+        ctx.jobs.submit_run(version_id)
+    resp = ApiSaveKernelResponse()
+    resp.ref = f"{owner}/{slug}"
+    resp.url = f"{ctx.base_url}/code/{owner}/{slug}"
+    resp.version_number = number
+    resp.kernel_id = kernel_id
+    resp.invalid_dataset_sources = invalid["dataset"]
+    resp.invalid_competition_sources = invalid["competition"]
+    resp.invalid_kernel_sources = invalid["kernel"]
+    resp.invalid_model_sources = invalid["model"]
+    return resp
+
+
+@route("kernels.KernelsApiService/GetKernelSessionStatus")
+def get_kernel_session_status(ctx: Ctx, req) -> ApiGetKernelSessionStatusResponse:
+    version = find_version(ctx, find_kernel(ctx, req.user_name, req.kernel_slug), req.version_label)
+    resp = ApiGetKernelSessionStatusResponse()
+    resp.status = KernelWorkerStatus[version["status"]]
+    if version["failure"]:
+        resp.failure_message = version["failure"]
+    return resp
+
+
+def _output(ctx: Ctx, kernel, version):
+    sandbox = sandbox_dir(ctx.store, kernel["owner"], kernel["slug"], version["number"])
+    return sandbox, mounts.output_files(sandbox / "working")
+
+
+@route("kernels.KernelsApiService/ListKernelSessionOutput")
+def list_kernel_session_output(ctx: Ctx, req) -> ApiListKernelSessionOutputResponse:
+    kernel = find_kernel(ctx, req.user_name, req.kernel_slug)
+    version = find_version(ctx, kernel, req.version_label)
+    sandbox, files = _output(ctx, kernel, version)
+    chunk, token = page(files, req.page_size, req.page_token)
+    resp = ApiListKernelSessionOutputResponse()
+    resp.files = []
+    for name, path in chunk:
+        item = ApiKernelSessionOutputFile()
+        item.file_name = name
+        item.url = transfer.signed_url(ctx.store, ctx.base_url, path, name)
+        resp.files.append(item)
+    log = sandbox / "log.json"
+    if log.is_file():
+        resp.log = log.read_text(encoding="utf-8", errors="replace")
+    resp.next_page_token = token
+    return resp
+
+
+def _finished(kernel, version) -> None:
+    if version["status"] not in ("COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED"):
+        raise ApiError(409, f"Kernel {kernel['owner']}/{kernel['slug']} version {version['number']} is still running")
+
+
+@route("kernels.KernelsApiService/DownloadKernelOutputZip")
+def download_kernel_output_zip(ctx: Ctx, req) -> Redirect:
+    row = ctx.store.one("SELECT k.owner, k.slug, v.number FROM kernel_versions v JOIN kernels k ON "
+                        "k.id = v.kernel_id WHERE v.id=?", req.kernel_session_id or 0)
+    if row is None:
+        raise ApiError(404, f"Kernel session {req.kernel_session_id} not found")
+    kernel = find_kernel(ctx, row["owner"], row["slug"])
+    version = find_version(ctx, kernel, f"v{row['number']}")
+    _finished(kernel, version)
+    _, files = _output(ctx, kernel, version)
+    archive = bundle(ctx.store, f"kernels/{version['id']}", files)
+    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, "output.zip"))
+
+
+@route("kernels.KernelsApiService/DownloadKernelOutput")
+def download_kernel_output(ctx: Ctx, req) -> Redirect:
+    """One output file (``filePath``) or the whole output as a zip (kagglehub's notebook_output_download)."""
+    kernel = find_kernel(ctx, req.owner_slug, req.kernel_slug)
+    version = find_version(ctx, kernel, f"v{req.version_number}" if req.version_number else "")
+    _finished(kernel, version)
+    _, files = _output(ctx, kernel, version)
+    if req.file_path:
+        match = [p for n, p in files if n == req.file_path]
+        if not match:
+            raise ApiError(404, f"Output file {req.file_path!r} not found")
+        return Redirect(transfer.signed_url(ctx.store, ctx.base_url, match[0], req.file_path))
+    archive = bundle(ctx.store, f"kernels/{version['id']}", files)
+    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, "output.zip"))
+
+
+def describe(ctx: Ctx, kernel, version) -> ApiKernelMetadata:
+    settings = json.loads(version["settings"])
+    item = ApiKernelMetadata()
+    item.id = kernel["id"]
+    item.ref = f"{kernel['owner']}/{kernel['slug']}"
+    item.title = kernel["title"]
+    item.author = kernel["owner"]
+    item.slug = kernel["slug"]
+    item.language = kernel["language"]
+    item.kernel_type = kernel["kernel_type"]
+    item.is_private = bool(kernel["is_private"])
+    item.enable_gpu = settings.get("enable_gpu", False)
+    item.enable_tpu = settings.get("enable_tpu", False)
+    item.enable_internet = settings.get("enable_internet", True)
+    item.category_ids = settings.get("category_ids", [])
+    item.dataset_data_sources = settings.get("dataset_sources", [])
+    item.kernel_data_sources = settings.get("kernel_sources", [])
+    item.competition_data_sources = settings.get("competition_sources", [])
+    item.model_data_sources = settings.get("model_sources", [])
+    item.current_version_number = version["number"]
+    item.docker_image = settings.get("docker_image", "")
+    item.machine_shape = settings.get("machine_shape", "")
+    item.last_run_time = utc(version["started"] or version["created"])
+    return item
+
+
+@route("kernels.KernelsApiService/GetKernel")
+def get_kernel(ctx: Ctx, req) -> ApiGetKernelResponse:
+    kernel = find_kernel(ctx, req.user_name, req.kernel_slug)
+    version = find_version(ctx, kernel, req.version_label)
+    resp = ApiGetKernelResponse()
+    resp.metadata = describe(ctx, kernel, version)
+    resp.blob = ApiKernelBlob()
+    resp.blob.source = version["source"]
+    resp.blob.language = kernel["language"]
+    resp.blob.kernel_type = kernel["kernel_type"]
+    resp.blob.slug = kernel["slug"]
+    return resp
+
+
+@route("kernels.KernelsApiService/ListKernels")
+def list_kernels(ctx: Ctx, req) -> ApiListKernelsResponse:
+    rows = [k for k in ctx.store.all("SELECT * FROM kernels ORDER BY created DESC")
+            if (not k["is_private"] or k["owner"] == ctx.user) and (not req.user or k["owner"] == req.user)
+            and (not req.search or req.search.lower() in (k["slug"] + " " + k["title"]).lower())]
+    chunk, token = page(rows, req.page_size, req.page_token)
+    resp = ApiListKernelsResponse()
+    resp.kernels = [describe(ctx, k, find_version(ctx, k)) for k in chunk]
+    resp.next_page_token = token
+    return resp
+
+
+@route("kernels.KernelsApiService/CancelKernelSession")
+def cancel_kernel_session(ctx: Ctx, req) -> ApiCancelKernelSessionResponse:
+    row = ctx.store.one("SELECT v.id, k.owner FROM kernel_versions v JOIN kernels k ON k.id = v.kernel_id "
+                        "WHERE v.id=?", req.kernel_session_id or 0)
+    if row is None:
+        raise ApiError(404, f"Kernel session {req.kernel_session_id} not found")
+    ctx.require_owner(row["owner"], "kernels.update")
+    resp = ApiCancelKernelSessionResponse()
+    if not ctx.jobs.cancel(row["id"]):
+        resp.error_message = "The session has already finished"
+    return resp

@@ -1,0 +1,269 @@
+"""models.ModelApiService: models, instances, instance versions (create, get, list, files, download)."""
+
+from __future__ import annotations
+
+import json
+
+from kagglesdk.models.types.model_api_service import (ApiCreateModelResponse, ApiListModelInstanceVersionFilesResponse,
+                                                      ApiListModelInstanceVersionsResponse, ApiListModelsResponse,
+                                                      ApiModel, ApiModelFile, ApiModelInstance)
+from kagglesdk.models.types.model_enums import ModelFramework, ModelInstanceType
+from kagglesdk.models.types.model_types import ModelInstanceVersion, ModelInstanceVersionList
+
+from kagflow import slugs
+from kagflow.errors import NamingError
+from kagflow.local import transfer
+from kagflow.local.api import Ctx, Redirect, now, page, resolve_uploads, route, utc
+from kagflow.local.archives import bundle
+from kagflow.local.names import check_relpath
+from kagflow.local.protocol import ApiError
+
+KIND = "model_version"
+_PREFIX = "MODEL_FRAMEWORK_"
+
+
+def framework_source(enum_name: str) -> str:
+    """``MODEL_FRAMEWORK_TRANSFORMERS`` → ``transformers`` (the form in handles and mount paths)."""
+    return slugs.framework_source_name(enum_name.removeprefix(_PREFIX))
+
+
+def _framework(value) -> str:
+    if value is None or value == ModelFramework.MODEL_FRAMEWORK_UNSPECIFIED:
+        raise ApiError(400, "A model framework is required")
+    return value.name
+
+
+def _slug(value: str, what: str) -> str:
+    try:
+        return slugs.check_slug(value or "", what=what, max_len=slugs.MODEL_SLUG_MAX)
+    except NamingError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def find_model(ctx: Ctx, owner: str, slug: str):
+    row = ctx.store.one("SELECT * FROM models WHERE owner=? AND slug=?", owner or "", slug or "")
+    if row is None or (row["is_private"] and row["owner"] != ctx.user):
+        raise ApiError(404, f"Model {owner}/{slug} not found")
+    return row
+
+
+def find_instance(ctx: Ctx, owner: str, model_slug: str, framework, instance_slug: str):
+    model = find_model(ctx, owner, model_slug)
+    fw = framework.name if hasattr(framework, "name") else str(framework)
+    row = ctx.store.one("SELECT * FROM model_instances WHERE model_id=? AND framework=? AND slug=?",
+                        model["id"], fw, instance_slug or "")
+    if row is None:
+        raise ApiError(404, f"Model instance {owner}/{model_slug}/{framework_source(fw)}/{instance_slug} not found")
+    return model, row
+
+
+def find_version(ctx: Ctx, instance, number=None):
+    if number:
+        row = ctx.store.one("SELECT * FROM model_versions WHERE instance_id=? AND number=?", instance["id"], number)
+    else:
+        row = ctx.store.one("SELECT * FROM model_versions WHERE instance_id=? ORDER BY number DESC LIMIT 1",
+                            instance["id"])
+    if row is None:
+        raise ApiError(404, f"Model instance version {number or 'latest'} not found")
+    return row
+
+
+def instance_ref(model, instance) -> str:
+    return f"{model['owner']}/{model['slug']}/{framework_source(instance['framework'])}/{instance['slug']}"
+
+
+def _response(ctx: Ctx, id_: int, ref: str) -> ApiCreateModelResponse:
+    resp = ApiCreateModelResponse()
+    resp.id = id_
+    resp.ref = ref
+    resp.url = f"{ctx.base_url}/models/{ref}"
+    return resp
+
+
+def _add_version(ctx: Ctx, instance_id: int, notes: str, files) -> tuple[int, int]:
+    with ctx.store.tx() as db:
+        last = db.execute("SELECT number, ready_at FROM model_versions WHERE instance_id=? ORDER BY number DESC "
+                          "LIMIT 1", (instance_id,)).fetchone()
+        if last is not None and last["ready_at"] > now():
+            raise ApiError(403, "The previous version of this model instance is still processing; retry later")
+        number = (last["number"] if last else 0) + 1
+        version_id = db.execute("INSERT INTO model_versions VALUES (NULL, ?, ?, ?, ?, ?)",
+                                (instance_id, number, notes or "", now() + ctx.settings.model_processing_s,
+                                 now())).lastrowid
+        db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       [(KIND, version_id, n, s, z, d, now()) for n, s, z, d in files])
+    return version_id, number
+
+
+@route("models.ModelApiService/CreateModel")
+def create_model(ctx: Ctx, req) -> ApiCreateModelResponse:
+    owner = req.owner_slug or ctx.require_user()
+    ctx.require_owner(owner, "models.create")
+    slug = _slug(req.slug, "model slug")
+    if not req.title or len(req.title) < slugs.MODEL_TITLE_MIN:
+        raise ApiError(400, f"A model title needs at least {slugs.MODEL_TITLE_MIN} characters")
+    if ctx.store.one("SELECT id FROM models WHERE owner=? AND slug=?", owner, slug):
+        raise ApiError(409, f"Model {owner}/{slug} already exists")
+    model_id = ctx.store.run("INSERT INTO models VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)", owner, slug, req.title,
+                             req.subtitle or "", req.description or "", 0 if req.is_private is False else 1,
+                             req.publish_time.isoformat() if req.publish_time else None,
+                             req.provenance_sources or "", now())
+    return _response(ctx, model_id, f"{owner}/{slug}")
+
+
+def describe_instance(ctx: Ctx, model, instance) -> ApiModelInstance:
+    item = ApiModelInstance()
+    item.id = instance["id"]
+    item.slug = instance["slug"]
+    item.framework = ModelFramework[instance["framework"]]
+    item.fine_tunable = bool(instance["fine_tunable"])
+    item.overview = instance["overview"]
+    item.usage = instance["usage"]
+    item.license_name = instance["license_name"]
+    item.training_data = json.loads(instance["training_data"] or "[]")
+    item.model_instance_type = ModelInstanceType[instance["instance_type"]]
+    item.url = f"{ctx.base_url}/models/{instance_ref(model, instance)}"
+    latest = ctx.store.one("SELECT * FROM model_versions WHERE instance_id=? ORDER BY number DESC LIMIT 1",
+                           instance["id"])
+    if latest is not None:
+        item.version_id = latest["id"]
+        item.version_number = latest["number"]
+        item.total_uncompressed_bytes = sum(f["size"] for f in ctx.store.files_of(KIND, latest["id"]))
+    return item
+
+
+def describe_model(ctx: Ctx, model) -> ApiModel:
+    item = ApiModel()
+    item.id = model["id"]
+    item.ref = f"{model['owner']}/{model['slug']}"
+    item.title = model["title"]
+    item.subtitle = model["subtitle"]
+    item.author = model["owner"]
+    item.slug = model["slug"]
+    item.is_private = bool(model["is_private"])
+    item.description = model["description"]
+    item.provenance_sources = model["provenance"] or ""
+    item.url = f"{ctx.base_url}/models/{model['owner']}/{model['slug']}"
+    item.instances = [describe_instance(ctx, model, i) for i in
+                      ctx.store.all("SELECT * FROM model_instances WHERE model_id=? ORDER BY id", model["id"])]
+    return item
+
+
+@route("models.ModelApiService/GetModel")
+def get_model(ctx: Ctx, req) -> ApiModel:
+    return describe_model(ctx, find_model(ctx, req.owner_slug, req.model_slug))
+
+
+@route("models.ModelApiService/ListModels")
+def list_models(ctx: Ctx, req) -> ApiListModelsResponse:
+    rows = [r for r in ctx.store.all("SELECT * FROM models ORDER BY created DESC")
+            if (not r["is_private"] or r["owner"] == ctx.user) and (not req.owner or r["owner"] == req.owner)
+            and (not req.search or req.search.lower() in (r["slug"] + " " + r["title"]).lower())]
+    chunk, token = page(rows, req.page_size, req.page_token)
+    resp = ApiListModelsResponse()
+    resp.models = [describe_model(ctx, r) for r in chunk]
+    resp.next_page_token = token
+    return resp
+
+
+@route("models.ModelApiService/CreateModelInstance")
+def create_model_instance(ctx: Ctx, req) -> ApiCreateModelResponse:
+    model = find_model(ctx, req.owner_slug, req.model_slug)
+    ctx.require_owner(model["owner"], "models.update")
+    body = req.body
+    if body is None:
+        raise ApiError(400, "body is required")
+    fw = _framework(body.framework)
+    slug = _slug(body.instance_slug, "model instance slug")
+    if not body.license_name:
+        raise ApiError(400, "A model instance needs a license")
+    files = resolve_uploads(ctx, body.files)
+    if not files:
+        raise ApiError(400, "A model instance needs at least one file")
+    if ctx.store.one("SELECT id FROM model_instances WHERE model_id=? AND framework=? AND slug=?",
+                     model["id"], fw, slug):
+        raise ApiError(409, f"Model instance {model['owner']}/{model['slug']}/{framework_source(fw)}/{slug} "
+                            "already exists")
+    kind = body.model_instance_type or ModelInstanceType.MODEL_INSTANCE_TYPE_UNSPECIFIED
+    instance_id = ctx.store.run("INSERT INTO model_instances VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                model["id"], fw, slug, body.license_name, body.overview or "", body.usage or "",
+                                1 if body.fine_tunable else 0, json.dumps(body.training_data or []), kind.name,
+                                now())
+    _add_version(ctx, instance_id, "Initial version", files)
+    instance = ctx.store.one("SELECT * FROM model_instances WHERE id=?", instance_id)
+    return _response(ctx, instance_id, instance_ref(model, instance))
+
+
+@route("models.ModelApiService/GetModelInstance")
+def get_model_instance(ctx: Ctx, req) -> ApiModelInstance:
+    model, instance = find_instance(ctx, req.owner_slug, req.model_slug, req.framework, req.instance_slug)
+    return describe_instance(ctx, model, instance)
+
+
+@route("models.ModelApiService/CreateModelInstanceVersion")
+def create_model_instance_version(ctx: Ctx, req) -> ApiCreateModelResponse:
+    model, instance = find_instance(ctx, req.owner_slug, req.model_slug, req.framework, req.instance_slug)
+    ctx.require_owner(model["owner"], "models.update")
+    files = resolve_uploads(ctx, req.body.files if req.body else [])
+    if not files:
+        raise ApiError(400, "A model instance version needs at least one file")
+    version_id, number = _add_version(ctx, instance["id"], req.body.version_notes if req.body else "", files)
+    return _response(ctx, version_id, f"{instance_ref(model, instance)}/{number}")
+
+
+@route("models.ModelApiService/ListModelInstanceVersions")
+def list_model_instance_versions(ctx: Ctx, req) -> ApiListModelInstanceVersionsResponse:
+    model, instance = find_instance(ctx, req.owner_slug, req.model_slug, req.framework, req.instance_slug)
+    rows = ctx.store.all("SELECT * FROM model_versions WHERE instance_id=? ORDER BY number DESC", instance["id"])
+    chunk, token = page(rows, req.page_size, req.page_token)
+    versions = []
+    for v in chunk:
+        item = ModelInstanceVersion()
+        item.id = v["id"]
+        item.framework = ModelFramework[instance["framework"]]
+        item.variation_slug = instance["slug"]
+        item.version_number = v["number"]
+        item.model_title = model["title"]
+        item.is_private = bool(model["is_private"])
+        item.url = f"{ctx.base_url}/models/{instance_ref(model, instance)}/{v['number']}"
+        item.owner_slug, item.model_slug = model["owner"], model["slug"]
+        item.model_id, item.model_instance_id = model["id"], instance["id"]
+        versions.append(item)
+    resp = ApiListModelInstanceVersionsResponse()
+    resp.version_list = ModelInstanceVersionList()
+    resp.version_list.versions = versions
+    resp.next_page_token = token
+    return resp
+
+
+@route("models.ModelApiService/ListModelInstanceVersionFiles")
+def list_model_instance_version_files(ctx: Ctx, req) -> ApiListModelInstanceVersionFilesResponse:
+    _, instance = find_instance(ctx, req.owner_slug, req.model_slug, req.framework, req.instance_slug)
+    version = find_version(ctx, instance, req.version_number)
+    files = []
+    for f in ctx.store.files_of(KIND, version["id"]):
+        item = ApiModelFile()
+        item.name, item.size, item.creation_date = f["name"], f["size"], utc(f["created"])
+        files.append(item)
+    chunk, token = page(files, req.page_size, req.page_token)
+    resp = ApiListModelInstanceVersionFilesResponse()
+    resp.files = chunk
+    resp.next_page_token = token
+    return resp
+
+
+@route("models.ModelApiService/DownloadModelInstanceVersion")
+def download_model_instance_version(ctx: Ctx, req) -> Redirect:
+    model, instance = find_instance(ctx, req.owner_slug, req.model_slug, req.framework, req.instance_slug)
+    version = find_version(ctx, instance, req.version_number)
+    files = ctx.store.files_of(KIND, version["id"])
+    if req.path:
+        check_relpath(req.path)
+        match = [f for f in files if f["name"] == req.path]
+        if not match:
+            raise ApiError(404, f"File {req.path!r} not found in this model version")
+        return Redirect(transfer.signed_url(ctx.store, ctx.base_url, ctx.store.blob_path(match[0]["sha256"]),
+                                            req.path))
+    archive = bundle(ctx.store, f"models/{version['id']}",
+                     [(f["name"], ctx.store.blob_path(f["sha256"])) for f in files], fmt="tar.gz")
+    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, f"{model['slug']}.tar.gz"))

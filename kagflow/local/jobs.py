@@ -1,0 +1,200 @@
+"""The one work queue of a local server: kernel runs and submission scoring, one at a time.
+
+A pushed kernel version waits QUEUED, runs (RUNNING) in ``runs/<owner>/<slug>/v<N>/`` and ends
+COMPLETE, ERROR or CANCEL_ACKNOWLEDGED. A code submission waits PENDING until its kernel
+version has finished, then is scored (COMPLETE with a public score) or refused (ERROR).
+On start, work left QUEUED/PENDING by a previous server is queued again; a run that was
+RUNNING when the server stopped ends in ERROR.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import nbformat
+
+from kagflow import slugs
+from kagflow.errors import NamingError
+from kagflow.local import competition, mounts
+from kagflow.local.runner import run_notebook_in_sandbox
+from kagflow.local.store import Store
+
+
+def sandbox_dir(store: Store, owner: str, slug: str, number: int) -> Path:
+    return store.root / "runs" / owner / slug / f"v{number}"
+
+
+class Jobs:
+    """Background worker thread over a FIFO of ``("run", version_id)`` / ``("score", submission_id)``."""
+
+    def __init__(self, store: Store, settings):
+        self.store = store
+        self.settings = settings
+        self._queue: "queue.Queue[tuple[str, int]]" = queue.Queue()
+        self._cancel: dict[int, threading.Event] = {}
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        self.store.run("UPDATE kernel_versions SET status='ERROR', failure=?, finished=? WHERE status IN "
+                       "('RUNNING', 'CANCEL_REQUESTED')", "Interrupted: the local server stopped during the run",
+                       time.time())
+        for row in self.store.all("SELECT id FROM kernel_versions WHERE status='QUEUED' ORDER BY id"):
+            self.submit_run(row["id"])
+        for row in self.store.all("SELECT id FROM submissions WHERE status='PENDING' ORDER BY id"):
+            self.submit_score(row["id"])
+        self._thread = threading.Thread(target=self._work, name="kagflow-local-jobs", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        for event in list(self._cancel.values()):
+            event.set()
+        self._queue.put(("stop", 0))
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def submit_run(self, version_id: int) -> None:
+        self._cancel[version_id] = threading.Event()
+        self._queue.put(("run", version_id))
+
+    def submit_score(self, submission_id: int) -> None:
+        self._queue.put(("score", submission_id))
+
+    def cancel(self, version_id: int) -> bool:
+        """Ask a queued or running version to stop; False if it already ended."""
+        row = self.store.one("SELECT status FROM kernel_versions WHERE id=?", version_id)
+        if row is None or row["status"] not in ("QUEUED", "RUNNING"):
+            return False
+        if row["status"] == "QUEUED":
+            self.store.run("UPDATE kernel_versions SET status='CANCEL_ACKNOWLEDGED', failure='Cancelled', "
+                           "finished=? WHERE id=?", time.time(), version_id)
+        else:
+            self.store.run("UPDATE kernel_versions SET status='CANCEL_REQUESTED' WHERE id=?", version_id)
+        self._cancel.setdefault(version_id, threading.Event()).set()
+        return True
+
+    # ------------------------------------------------------------------ worker
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            kind, ident = self._queue.get()
+            try:
+                if kind == "run":
+                    self._run(ident)
+                elif kind == "score":
+                    self._score(ident)
+            except Exception as exc:  # a job must never kill the worker
+                if kind == "run":
+                    self.store.run("UPDATE kernel_versions SET status='ERROR', failure=? WHERE id=?",
+                                   f"Local server error: {type(exc).__name__}: {exc}", ident)
+                elif kind == "score":
+                    self.store.run("UPDATE submissions SET status='ERROR', error=? WHERE id=?",
+                                   f"Local server error: {type(exc).__name__}: {exc}", ident)
+
+    def _run(self, version_id: int) -> None:
+        row = self.store.one("SELECT v.*, k.owner, k.slug, k.kernel_type FROM kernel_versions v JOIN kernels k "
+                             "ON k.id = v.kernel_id WHERE v.id=?", version_id)
+        if row is None or row["status"] != "QUEUED" or self._stop.is_set():
+            return
+        settings = json.loads(row["settings"])
+        sandbox = sandbox_dir(self.store, row["owner"], row["slug"], row["number"])
+        if sandbox.exists():
+            shutil.rmtree(sandbox)
+        (sandbox / ".kagflow").mkdir(parents=True)
+        notebook = sandbox / ".kagflow" / "notebook.ipynb"
+        notebook.write_text(notebook_source(row["source"], row["kernel_type"]), encoding="utf-8")
+        self.mount_sources(sandbox / "input", settings)
+        self.store.run("UPDATE kernel_versions SET status='RUNNING', started=? WHERE id=? AND status='QUEUED'",
+                       time.time(), version_id)
+        status, failure, _ = run_notebook_in_sandbox(
+            notebook, sandbox, timeout=float(settings.get("timeout") or self.settings.kernel_timeout_s),
+            enable_internet=bool(settings.get("enable_internet")),
+            cancel=self._cancel.setdefault(version_id, threading.Event()))
+        self.store.run("UPDATE kernel_versions SET status=?, failure=?, finished=? WHERE id=?",
+                       status, failure, time.time(), version_id)
+        self._cancel.pop(version_id, None)
+
+    def mount_sources(self, input_root: Path, settings: dict) -> None:
+        input_root.mkdir(parents=True, exist_ok=True)
+        store = self.store
+        for ref in settings.get("dataset_sources", []):
+            owner, slug = ref.split("/")[:2]
+            version = store.one("SELECT v.id FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id "
+                                "WHERE d.owner=? AND d.slug=? ORDER BY v.number DESC LIMIT 1", owner, slug)
+            if version is not None:
+                files = [(f["name"], store.blob_path(f["sha256"])) for f in store.files_of("dataset_version",
+                                                                                             version["id"])]
+                mounts.mount(input_root, ("datasets", owner, slug), (slug,), files)
+        for ref in settings.get("model_sources", []):
+            parts = ref.split("/")
+            try:
+                fw_enum = "MODEL_FRAMEWORK_" + slugs.framework_enum(parts[2])
+                fw = slugs.framework_source_name(parts[2])
+            except (NamingError, IndexError):
+                continue
+            version = store.one(
+                "SELECT v.id FROM model_versions v JOIN model_instances i ON i.id = v.instance_id JOIN models m "
+                "ON m.id = i.model_id WHERE m.owner=? AND m.slug=? AND i.framework=? AND i.slug=? AND v.number=?",
+                parts[0], parts[1], fw_enum, parts[3], int(parts[4]))
+            if version is not None:
+                files = [(f["name"], store.blob_path(f["sha256"])) for f in store.files_of("model_version",
+                                                                                           version["id"])]
+                mounts.mount(input_root, ("models", parts[0], parts[1], fw, parts[3], parts[4]),
+                             (parts[1], fw, parts[3], parts[4]), files)
+        for slug in settings.get("competition_sources", []):
+            comp = store.one("SELECT id FROM competitions WHERE slug=?", slug)
+            if comp is not None:
+                files = [(f["name"], store.blob_path(f["sha256"])) for f in store.files_of("competition", comp["id"])]
+                mounts.mount(input_root, ("competitions", slug), (slug,), files)
+        for ref in settings.get("kernel_sources", []):
+            owner, slug = ref.split("/")[:2]
+            done = store.one("SELECT v.number FROM kernel_versions v JOIN kernels k ON k.id = v.kernel_id WHERE "
+                             "k.owner=? AND k.slug=? AND v.status='COMPLETE' ORDER BY v.number DESC LIMIT 1",
+                             owner, slug)
+            if done is not None:
+                working = sandbox_dir(store, owner, slug, done["number"]) / "working"
+                mounts.mount(input_root, ("notebooks", owner, slug), (slug,), mounts.output_files(working))
+
+    def _score(self, submission_id: int) -> None:
+        sub = self.store.one("SELECT * FROM submissions WHERE id=?", submission_id)
+        if sub is None or sub["status"] != "PENDING":
+            return
+        version = self.store.one("SELECT v.*, k.owner, k.slug FROM kernel_versions v JOIN kernels k ON "
+                                 "k.id = v.kernel_id WHERE v.id=?", sub["kernel_version_id"])
+        if version["status"] in ("QUEUED", "RUNNING", "CANCEL_REQUESTED"):
+            threading.Timer(0.2, self.submit_score, (submission_id,)).start()  # wait for the run
+            return
+        if version["status"] != "COMPLETE":
+            self._finish(submission_id, "ERROR", error=f"Notebook version {version['number']} did not complete: "
+                                                        f"{version['failure'] or version['status']}")
+            return
+        output = sandbox_dir(self.store, version["owner"], version["slug"], version["number"]) / "working"
+        try:
+            target = (output / sub["file_name"]).resolve()
+            if output.resolve() not in target.parents:
+                raise competition.ScoreError(f"Invalid submission file name {sub['file_name']!r}")
+            score = competition.score_submission(competition.solution_path(self.store, sub["competition"]), target)
+        except competition.ScoreError as exc:
+            self._finish(submission_id, "ERROR", error=str(exc))
+            return
+        self._finish(submission_id, "COMPLETE", score=f"{score:.5f}")
+
+    def _finish(self, submission_id: int, status: str, *, score: Optional[str] = None, error: str = "") -> None:
+        self.store.run("UPDATE submissions SET status=?, public_score=?, error=? WHERE id=?",
+                       status, score, error, submission_id)
+
+
+def notebook_source(text: str, kernel_type: str) -> str:
+    """The notebook to execute: pushed notebooks as they are, scripts as a one-cell notebook."""
+    if kernel_type == "notebook":
+        return text
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(text)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nbformat.writes(nb)
