@@ -1,0 +1,146 @@
+"""Run the local Kaggle as a background process and find it again.
+
+``ensure_background_server(data_dir)`` starts ``python -m kagflow.local serve`` detached (unless
+one already answers for that data dir) and returns its URL; ``stop_background_server`` ends
+it. The process leaves ``server.pid``, ``server.port`` and ``server.log`` in the data dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Optional
+
+from kagflow.errors import KagflowError
+
+PID_FILE, PORT_FILE, LOG_FILE = "server.pid", "server.port", "server.log"
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 30.0
+
+
+def find_free_port(host: str = HOST) -> int:
+    """A TCP port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def health(url: str, timeout: float = 2.0) -> Optional[dict]:
+    """The server's ``/health`` answer, or None if nothing kagflow-local answers at ``url``."""
+    try:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"{url.rstrip('/')}/health", timeout=timeout) as resp:
+            data = json.loads(resp.read().decode())
+        return data if data.get("service") == "kagflow-local" else None
+    except (OSError, ValueError):
+        return None
+
+
+def serve_forever(data_dir: os.PathLike | str, port: int = 0, *, host: str = HOST) -> None:
+    """Serve ``data_dir`` in this process until SIGTERM/SIGINT; writes the pid and port files."""
+    from kagflow.local.server import LocalServer
+
+    data = Path(data_dir).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    server = LocalServer(data, host, port)
+    stopping = []
+
+    def _stop(*_):
+        if not stopping:
+            stopping.append(True)
+            import threading
+            threading.Thread(target=server.httpd.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    (data / PORT_FILE).write_text(str(server.port))
+    (data / PID_FILE).write_text(str(os.getpid()))
+    print(f"kagflow local Kaggle serving {data} at {server.url}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        for name in (PID_FILE, PORT_FILE):
+            try:
+                if name != PID_FILE or (data / name).read_text().strip() == str(os.getpid()):
+                    (data / name).unlink()
+            except OSError:
+                pass
+
+
+def running_url(data_dir: os.PathLike | str) -> Optional[str]:
+    """URL of the background server of ``data_dir`` if it is alive and serves that dir."""
+    data = Path(data_dir).resolve()
+    try:
+        port = int((data / PORT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    url = f"http://{HOST}:{port}"
+    info = health(url)
+    if info and Path(info.get("data_dir", "")) == data:
+        return url
+    return None
+
+
+def ensure_background_server(data_dir: os.PathLike | str, port: int = 0) -> str:
+    """URL of a live background server for ``data_dir``, starting one detached if needed."""
+    data = Path(data_dir).resolve()
+    url = running_url(data)
+    if url:
+        return url
+    data.mkdir(parents=True, exist_ok=True)
+    for stale in (PID_FILE, PORT_FILE):
+        (data / stale).unlink(missing_ok=True)
+    chosen = port or find_free_port()
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    with open(data / LOG_FILE, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "kagflow.local", "serve", "--port", str(chosen),
+                                 "--data-dir", str(data)], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=str(data))
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        url = running_url(data)
+        if url:
+            return url
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    tail = (data / LOG_FILE).read_text(errors="replace")[-1500:]
+    raise KagflowError("the local Kaggle server did not start", context=tail or None,
+                       hint=f"run it in the foreground to see why: kagflow local serve --data-dir {data}")
+
+
+def stop_background_server(data_dir: os.PathLike | str, timeout: float = 15.0) -> bool:
+    """Stop the background server of ``data_dir``; False if none was running."""
+    data = Path(data_dir).resolve()
+    try:
+        pid = int((data / PID_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return False
+    if running_url(data) is None:
+        (data / PID_FILE).unlink(missing_ok=True)
+        (data / PORT_FILE).unlink(missing_ok=True)
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        if not (data / PID_FILE).exists():
+            return True
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    return True
