@@ -65,7 +65,8 @@ class KernelConfig:
     private: bool = True
     timeout: int = 32400  # seconds (Kaggle's GPU limit is 9 h for competition notebooks)
     # symbolic sources: "wheels", "base_model", "adapter_model", "competition", "kernel:<name>";
-    # or explicit handles: "dataset:owner/slug", "model:owner/model/framework/instance/version"
+    # or explicit handles: "dataset:owner/slug", "notebook:owner/slug", "competition:slug",
+    # "model:owner/model/framework/instance/version"
     sources: tuple[str, ...] = ()
     code_file: str = ""  # import kernels: the notebook file in kernels/<slug>/
 

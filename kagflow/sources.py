@@ -70,6 +70,8 @@ def resolve_sources(config: Config, kernel_name: str) -> KernelSources:
                                   context="kernels: " + ", ".join(sorted(config.kernels)),
                                   hint=f"add [kernels.{value}] or remove {source!r}")
             kernels.append(str(kernel_handle(config, value)))
+        elif kind == "notebook":
+            kernels.append(str(_parse(slugs.KernelHandle, value, config, where)))
         elif kind == "dataset":
             datasets.append(str(_parse(slugs.DatasetHandle, value, config, where)))
         elif kind == "model":
@@ -81,7 +83,7 @@ def resolve_sources(config: Config, kernel_name: str) -> KernelSources:
                 f"{config.path.name}: {where} has unknown source {source!r}",
                 context=f"file {config.path}",
                 hint='use "wheels", "base_model", "adapter_model", "competition", "kernel:NAME", '
-                     '"dataset:owner/slug" or "model:owner/model/framework/instance/version"')
+                     '"dataset:owner/slug", "notebook:owner/slug" or "model:owner/model/framework/instance/version"')
     return KernelSources(tuple(datasets), tuple(models), tuple(competitions), tuple(kernels), tuple(missing))
 
 

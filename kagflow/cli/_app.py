@@ -62,3 +62,23 @@ class App:
 def abort(message: str, code: int = 1) -> None:
     click.echo(message, err=True)
     sys.exit(code)
+
+
+def poll_printer(label: str):
+    """A progress callback for waits: one line updated in place on a terminal, a line per change otherwise."""
+    last = {"status": None}
+    tty = sys.stderr.isatty()
+
+    def on_poll(status, elapsed: float) -> None:
+        text = getattr(status, "status", str(status))
+        minutes, seconds = divmod(int(elapsed), 60)
+        line = f"{label}: {text:<10} {minutes:3d}m{seconds:02d}s"
+        if tty:
+            click.echo("\r" + line, nl=False, err=True)
+            if getattr(status, "done", False) or text in ("COMPLETE", "ERROR"):
+                click.echo("", err=True)
+        elif text != last["status"]:
+            click.echo(line, err=True)
+        last["status"] = text
+
+    return on_poll

@@ -94,20 +94,23 @@ def remote_digest(gw: Gateway, handle: slugs.KernelHandle) -> tuple[Optional[str
 
 
 def push_kernel(gw: Gateway, folder: Path, *, accelerator: Optional[str] = None,
-                timeout: Optional[int] = None) -> PushResult:
-    """Push ``folder`` as a new kernel version unless the latest version has the same content."""
+                timeout: Optional[int] = None, force: bool = False) -> PushResult:
+    """Push ``folder`` as a new kernel version unless the latest version has the same content
+    (``force``: push anyway, a deliberate re-run)."""
     folder = Path(folder)
     meta = metadata.read_metadata(folder / metadata.KERNEL_METADATA)
     handle = slugs.KernelHandle.parse(meta["id"])
     digest = content_digest(folder)
     stamp_notebook(folder, digest)
     remote, version = remote_digest(gw, handle)
-    if remote == digest and version:
+    if remote == digest and version and not force:
         gw.log(f"{handle} version {version} already has this content: not pushed again")
         return PushResult(handle, int(version), False, digest)
 
     def already_pushed():
         found, found_version = remote_digest(gw, handle)
+        if force and found_version == version:  # the forced push has not landed yet
+            return None
         return PushResult(handle, int(found_version), True, digest) if found == digest and found_version else None
 
     def push():

@@ -1,0 +1,37 @@
+# kagflow: `make submit` runs the whole competition flow, `make test` the test suite.
+# Both set up what they need first: a virtualenv in .venv with kagflow and its ML stack.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.kagflow-setup
+# The CPU build of torch where there is no NVIDIA GPU (this pin is the CPU wheel on our CI
+# machines; an unpinned torch would pull a multi-GB CUDA build). On a GPU machine: make TORCH=torch
+TORCH  ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+FROM   ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup test submit clean-state help
+
+help:
+	@echo "make submit    run the whole flow (local Kaggle + tiny model offline; Kaggle with credentials)"
+	@echo "make test      run the test suite"
+	@echo "make submit FROM=train   redo the flow from a step (setup base wheels train adapter infer submit)"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[ml,test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+submit: $(STAMP)
+	$(BIN)/kagflow flow $(if $(FROM),--from $(FROM),)
+
+clean-state:
+	rm -rf .kagflow kernels/*/ models/*/ wheels/*/

@@ -1,0 +1,42 @@
+"""`kagflow data synth`: the synthetic arena competition files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from kagflow.cli._app import App
+
+
+@click.group("data")
+def data() -> None:
+    """Offline stand-in data for the competition."""
+
+
+@data.command("synth")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder to write (default: .kagflow/competition/<competition>/).")
+@click.option("--n-train", type=int, default=None, help="Training rows (default: [tiny] n_train).")
+@click.option("--n-test", type=int, default=None, help="Test rows (default: [tiny] n_test).")
+@click.option("--seed", type=int, default=None, help="Random seed (default: [tiny] seed).")
+@click.pass_obj
+def synth(app: App, out: Path | None, n_train: int | None, n_test: int | None, seed: int | None) -> None:
+    """Write train.csv, test.csv, sample_submission.csv (and the hidden solution.csv) in the
+    competition's exact schema, with the real data's quirks and a learnable signal.
+
+    \b
+    Example:
+      kagflow data synth --out data/ --n-train 2000
+    """
+    from kagflow.classifier.synth import write_synthetic_competition
+    from kagflow.steps import competition_files_dir
+
+    cfg = app.config
+    out = out or competition_files_dir(cfg)
+    paths = write_synthetic_competition(out, n_train=n_train or cfg.tiny.n_train, n_test=n_test or cfg.tiny.n_test,
+                                        seed=cfg.tiny.seed if seed is None else seed)
+    app.out.result(f"Wrote the synthetic competition to {out}", **{k: str(v) for k, v in paths.items()})
+
+
+COMMANDS = [data]

@@ -1,0 +1,35 @@
+"""`kagflow flow`: the whole competition flow (what `make submit` runs)."""
+
+from __future__ import annotations
+
+import click
+
+from kagflow.cli._app import App, poll_printer
+from kagflow.flow import STEPS
+
+
+@click.command("flow")
+@click.option("--from", "from_step", type=click.Choice(STEPS), default=None, envvar="FROM",
+              help="Redo the flow from this step on (re-pushes kernels). [env var: FROM]")
+@click.option("--local-train", is_flag=True, envvar="KAGFLOW_LOCAL_TRAIN",
+              help="Train on this machine (its GPU if any) instead of a Kaggle kernel. [env var: KAGFLOW_LOCAL_TRAIN]")
+@click.pass_obj
+def flow(app: App, from_step: str | None, local_train: bool) -> None:
+    """Run every step: publish the base model, build and push wheels, train, publish the adapter,
+    infer, submit; print the score. Re-running continues from the first unfinished step.
+
+    \b
+    Steps: setup, base, wheels, train, adapter, infer, submit
+    Examples:
+      kagflow flow
+      kagflow flow --from train
+    """
+    from kagflow.flow import run_flow
+
+    report = run_flow(app.config, from_step=from_step, local_train=local_train,
+                      log=lambda m: click.echo(m, err=True), on_poll=poll_printer("kernel"))
+    for line in report.lines():
+        click.echo(line)
+
+
+COMMANDS = [flow]

@@ -1,0 +1,48 @@
+"""`kagflow image probe|show`: the Kaggle image the wheels dataset targets."""
+
+from __future__ import annotations
+
+import click
+
+from kagflow.cli._app import App, poll_printer
+
+
+@click.group("image")
+def image() -> None:
+    """The target image (Python, platform tags, CUDA, installed packages)."""
+
+
+@image.command("show")
+@click.argument("name", required=False)
+@click.pass_obj
+def show(app: App, name: str | None) -> None:
+    """Show the target image NAME (default: [wheels] image)."""
+    from kagflow.wheelset import project_image
+
+    img = project_image(app.config, name, local=False)
+    app.out.result(f"Image {img.name}", python=img.python_version, cuda=img.cuda or "-",
+                   platforms=", ".join(img.platforms[:3]) + (" ..." if len(img.platforms) > 3 else ""),
+                   packages=len(img.installed))
+
+
+@image.command("probe")
+@click.option("--accelerator", default="NvidiaTeslaT4", show_default=True, help="Machine to probe.")
+@click.option("--out", default="kaggle-image.json", show_default=True, help="Where to save the image.")
+@click.pass_obj
+def probe(app: App, accelerator: str, out: str) -> None:
+    """Push a tiny kernel that records the real image (python, platform, CUDA, pip freeze), pull it,
+    save it as OUT and make it [wheels] image."""
+    from kagflow.config import set_value
+    from kagflow.hub.common import connect
+    from kagflow.imageprobe import run_probe
+
+    cfg = app.config
+    gw = connect(cfg)
+    img, path = run_probe(gw, cfg, accelerator=accelerator, out=cfg.root / out,
+                          on_poll=poll_printer("image probe"))
+    set_value(cfg.path, "wheels", "image", out)
+    app.out.result(f"Saved image {img.name} to {path}", python=img.python_version, cuda=img.cuda or "-",
+                   packages=len(img.installed), config="[wheels] image = " + repr(out))
+
+
+COMMANDS = [image]

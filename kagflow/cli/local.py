@@ -1,0 +1,81 @@
+"""`kagflow local serve|start|stop|status|competition`: the local Kaggle server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from kagflow.cli._app import App
+
+
+@click.group("local")
+def local() -> None:
+    """The local Kaggle: the official client's API on 127.0.0.1, with kernels run on this machine."""
+
+
+def _data_dir(app: App, data_dir: Path | None) -> Path:
+    if data_dir is not None:
+        return data_dir
+    from kagflow.hub.target import local_data_dir
+
+    return local_data_dir(app.config)
+
+
+@local.command("serve")
+@click.option("--port", type=int, default=0, envvar="KAGFLOW_LOCAL_PORT",
+              help="Port on 127.0.0.1 (0: a free one). [env var: KAGFLOW_LOCAL_PORT]")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Where datasets, models, kernels and runs are kept (default: .kagflow/local).")
+@click.pass_obj
+def serve(app: App, port: int, data_dir: Path | None) -> None:
+    """Run the server in the foreground until Ctrl-C.
+
+    Point kagflow (or the official client through `kagflow kaggle`) at it with
+    KAGFLOW_KAGGLE_ENDPOINT=http://127.0.0.1:PORT.
+    """
+    from kagflow.local.control import serve_forever
+
+    serve_forever(_data_dir(app, data_dir), port)
+
+
+@local.command("start")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data folder.")
+@click.pass_obj
+def start(app: App, data_dir: Path | None) -> None:
+    """Start the server in the background (reused if already running) and print its URL."""
+    from kagflow.local.control import ensure_background_server
+
+    url = ensure_background_server(_data_dir(app, data_dir))
+    app.out.result(f"Local Kaggle running at {url}", use=f"export KAGFLOW_KAGGLE_ENDPOINT={url}")
+
+
+@local.command("stop")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data folder.")
+@click.pass_obj
+def stop(app: App, data_dir: Path | None) -> None:
+    """Stop the background server."""
+    from kagflow.local.control import stop_background_server
+
+    stopped = stop_background_server(_data_dir(app, data_dir))
+    app.out.result("Local Kaggle stopped" if stopped else "Local Kaggle was not running")
+
+
+@local.command("competition")
+@click.option("--files", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder with train.csv, test.csv, sample_submission.csv and the hidden solution.csv "
+                   "(default: the synthetic competition).")
+@click.pass_obj
+def competition(app: App, files: Path | None) -> None:
+    """Host the project's competition on the local server (scored by log loss, like Kaggle)."""
+    from kagflow.hub.target import local_data_dir
+    from kagflow.local.competition import install_competition
+    from kagflow.steps import ensure_synthetic_competition
+
+    cfg = app.config
+    files = files or ensure_synthetic_competition(cfg)
+    install_competition(local_data_dir(cfg), cfg.project.competition, files)
+    app.out.result(f"Competition {cfg.project.competition} hosted locally", files=files)
+
+
+COMMANDS = [local]

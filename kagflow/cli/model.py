@@ -1,0 +1,69 @@
+"""`kagflow model tiny|publish`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from kagflow.cli._app import App
+
+WHICH = {"base": "base_model", "adapter": "adapter_model"}
+
+
+@click.group("model")
+def model() -> None:
+    """Kaggle Models: the base model and the trained adapter."""
+
+
+@model.command("tiny")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder to write (default: models/tiny-gemma2/).")
+@click.pass_obj
+def tiny(app: App, out: Path | None) -> None:
+    """Make the tiny Gemma-2-architecture checkpoint (random weights, local tokenizer)."""
+    from kagflow.classifier.tiny import make_tiny_checkpoint
+    from kagflow.steps import ensure_tiny_model
+
+    cfg = app.config
+    if out is None:
+        path = ensure_tiny_model(cfg)
+    else:
+        t = cfg.tiny
+        path = make_tiny_checkpoint(out, seed=t.seed, hidden_size=t.hidden_size, num_layers=t.num_layers,
+                                    vocab_size=t.vocab_size)
+    app.out.result(f"Tiny Gemma-2 checkpoint in {path}")
+
+
+@model.command("publish")
+@click.argument("which", type=click.Choice(sorted(WHICH)))
+@click.option("--from", "source", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="Folder of files to publish (default: [base_model] local_dir or the tiny checkpoint; "
+                   "the adapter from the last pulled training output).")
+@click.option("--notes", default="", help="Version notes.")
+@click.pass_obj
+def publish(app: App, which: str, source: Path | None, notes: str) -> None:
+    """Create the model, its instance, or a new instance version; skip when the files are unchanged.
+
+    Writes models/<slug>/model-metadata.json and <instance>/model-instance-metadata.json, then
+    pins the published version in kagflow.toml.
+
+    \b
+    Examples:
+      kagflow model publish base
+      kagflow model publish adapter --notes "fold 0, 1 epoch"
+    """
+    from kagflow.hub.common import connect
+    from kagflow.state import State
+    from kagflow.steps import publish_model
+
+    cfg = app.config
+    gw = connect(cfg)
+    state = State.for_project(cfg.root, gw.target.kind)
+    result = publish_model(gw, cfg, state, WHICH[which], source=source, notes=notes)
+    verb = "Published" if result.uploaded else "Unchanged, nothing uploaded:"
+    app.out.result(f"{verb} {result.source}", files=result.files, megabytes=round(result.bytes / 1e6, 2),
+                   kernel_source=result.source, url=result.handle.to_url())
+
+
+COMMANDS = [model]
