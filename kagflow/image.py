@@ -54,6 +54,12 @@ class TargetImage:
     source: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
     recorded: str = ""
 
+    def __post_init__(self) -> None:
+        # canonical names ("Torch", "typing_extensions" → "torch", "typing-extensions"), tuples for tags
+        object.__setattr__(self, "installed", {canonicalize_name(k): str(v) for k, v in dict(self.installed).items()})
+        object.__setattr__(self, "abis", tuple(self.abis))
+        object.__setattr__(self, "platforms", tuple(self.platforms))
+
     @property
     def abi(self) -> str:
         return self.abis[0]
