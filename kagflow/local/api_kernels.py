@@ -83,8 +83,10 @@ def save_kernel(ctx: Ctx, req) -> ApiSaveKernelResponse:
             raise ApiError(404, f"Kernel {req.id} not found")
         owner, slug = row["owner"], row["slug"]
     else:
-        ref = (req.slug or "").strip("/")
-        owner, _, slug = ref.rpartition("/") if "/" in ref else (user, "", ref)
+        parts = (req.slug or "").split("/")
+        if len(parts) > 2:
+            raise ApiError(400, f"Invalid kernel slug {req.slug!r}: use owner/kernel-slug")
+        owner, slug = parts if len(parts) == 2 else (user, parts[0])
     ctx.require_owner(owner, "kernels.create")
     try:
         slugs.check_slug(slug, what="kernel slug", min_len=slugs.KERNEL_SLUG_MIN, max_len=slugs.KERNEL_TITLE_MAX)

@@ -1,0 +1,147 @@
+"""Hostile input: every bad request gets a Kaggle-shaped JSON error and leaves the data dir as it was."""
+
+from __future__ import annotations
+
+import json
+import socket
+from urllib.parse import urlparse
+
+import pytest
+import requests
+
+from local_fixtures import *  # noqa: F401,F403
+from local_fixtures import KEY, USER, snapshot
+
+BLOB = "blobs.BlobApiService/StartBlobUpload"
+TRAVERSAL_NAMES = ["../evil.csv", "/etc/passwd", "a/b.csv", "..", "a\x00b.csv", "a\u2215b.csv", "a\uff0fb.csv",
+                   "a\\b.csv", "x" * 300]
+
+
+def post(server, route, body, *, auth=(USER, KEY), raw=None):
+    data = raw if raw is not None else json.dumps(body)
+    return requests.post(f"{server.url}/api/v1/{route}", data=data, auth=auth,
+                         headers={"Content-Type": "application/json"}, timeout=10)
+
+
+def assert_kaggle_error(resp, code, fragment=""):
+    assert resp.status_code == code, resp.text
+    assert resp.headers["Content-Type"] == "application/json"
+    body = resp.json()
+    assert body["code"] == code and fragment.lower() in body["message"].lower()
+    assert "Traceback" not in body["message"]
+
+
+def raw_request(server, head: bytes, body: bytes, *, close_write=True) -> bytes:
+    """Send ``head`` + ``body`` on a raw socket (then half-close) and read the whole answer."""
+    host = urlparse(server.url)
+    with socket.create_connection((host.hostname, host.port), timeout=10) as s:
+        s.sendall(head + body)
+        if close_write:
+            s.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("name", TRAVERSAL_NAMES)
+def test_blob_names_cannot_escape(server, data_dir, name):
+    before = snapshot(data_dir)
+    resp = post(server, BLOB, {"type": "DATASET", "name": name, "contentLength": 3, "lastModifiedEpochSeconds": 1})
+    assert_kaggle_error(resp, 400, "invalid file name")
+    assert snapshot(data_dir) == before
+
+
+def test_download_names_cannot_escape(api, server, tmp_path):
+    from local_fixtures import write_dataset
+    api.dataset_create_new(str(write_dataset(tmp_path / "ds", "safe-names", {"a.csv": "1"})), quiet=True)
+    for name in ("../kaggle.sqlite3", "../../secret", "a.csv/../../x", "\u2215etc\u2215passwd"):
+        resp = post(server, "datasets.DatasetApiService/DownloadDataset",
+                    {"ownerSlug": USER, "datasetSlug": "safe-names", "fileName": name})
+        assert_kaggle_error(resp, 400, "invalid")
+    tampered = requests.get(f"{server.url}/files/eyJwIjogInNlY3JldCJ9.{'0' * 32}/secret", timeout=10)
+    assert_kaggle_error(tampered, 403, "invalid")
+    assert requests.get(f"{server.url}/files/../kaggle.sqlite3", timeout=10).status_code == 404
+
+
+def test_malformed_json_unknown_fields_wrong_types(server, data_dir):
+    before = snapshot(data_dir)
+    assert_kaggle_error(post(server, "datasets.DatasetApiService/GetDatasetStatus", None, raw="{not json"),
+                        400, "invalid json")
+    assert_kaggle_error(post(server, "datasets.DatasetApiService/GetDatasetStatus", None, raw=b"\xff\xfe"),
+                        400, "invalid json")
+    assert_kaggle_error(post(server, "datasets.DatasetApiService/GetDatasetStatus", [1, 2]), 400, "json object")
+    assert_kaggle_error(post(server, "datasets.DatasetApiService/GetDatasetStatus",
+                             {"ownerSlug": USER, "datasetSlug": "x", "bogus": 1}), 400, "unknown field 'bogus'")
+    assert_kaggle_error(post(server, "datasets.DatasetApiService/GetDatasetStatus", {"ownerSlug": 5}),
+                        400, "expected str")
+    assert_kaggle_error(post(server, BLOB, {"type": "NOT_A_TYPE", "name": "a.csv", "contentLength": 1}),
+                        400, "not a ApiBlobType")
+    assert_kaggle_error(post(server, BLOB, {"type": "DATASET", "name": "a.csv", "contentLength": "1"}),
+                        400, "expected int")
+    assert_kaggle_error(post(server, BLOB, {"type": "DATASET", "name": "a.csv", "contentLength": True}),
+                        400, "expected int")
+    assert_kaggle_error(post(server, "datasets.DatasetApiService/CreateDatasetVersion",
+                             {"ownerSlug": USER, "datasetSlug": "abcdef", "body": {"files": "x"}}),
+                        400, "body.files")
+    assert_kaggle_error(post(server, "datasets.DatasetApiService/CreateDatasetVersion",
+                             {"ownerSlug": USER, "datasetSlug": "abcdef", "body": {"files": [{"tok": "x"}]}}),
+                        400, "unknown field 'body.files[0].tok'")
+    assert_kaggle_error(post(server, "nope.NopeService/Nothing", {}), 404, "unknown method")
+    assert_kaggle_error(post(server, "kernels.KernelsApiService/DeleteKernel", {}), 501, "not implemented")
+    assert_kaggle_error(post(server, "datasets.DatasetApiService/GetDatasetStatus",
+                             {"ownerSlug": USER, "datasetSlug": "no-such-dataset"}), 404, "not found")
+    assert snapshot(data_dir) == before
+
+
+def test_owner_and_auth_checks(server, data_dir):
+    before = snapshot(data_dir)
+    body = {"type": "DATASET", "name": "a.csv", "contentLength": 1}
+    assert_kaggle_error(post(server, BLOB, body, auth=None), 401, "unauthenticated")
+    resp = requests.post(f"{server.url}/api/v1/{BLOB}", json=body, timeout=10,
+                         headers={"Authorization": "Bearer not-a-token"})
+    assert_kaggle_error(resp, 401, "token")
+    assert_kaggle_error(post(server, "models.ModelApiService/CreateModel",
+                             {"ownerSlug": "bob", "slug": "stolen", "title": "Stolen model"}), 403, "denied")
+    assert_kaggle_error(post(server, "kernels.KernelsApiService/SaveKernel",
+                             {"slug": "alice/../../etc", "text": "{}", "language": "python",
+                              "kernelType": "notebook"}), 400, "invalid kernel slug")
+    assert snapshot(data_dir) == before
+
+
+def test_huge_content_length_with_short_body(server, data_dir):
+    before = snapshot(data_dir)
+    head = (f"POST /api/v1/{BLOB} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {1 << 30}\r\n\r\n").encode()
+    answer = raw_request(server, head, b'{"name": "a')
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert b" 413 " in status_line
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert b"application/json" in headers and json.loads(body)["code"] == 413
+    # a body shorter than its (acceptable) Content-Length ends with a 400, not a hang
+    head = (f"POST /api/v1/{BLOB} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: 5000\r\n\r\n").encode()
+    answer = raw_request(server, head, b'{"name": "a')
+    assert b" 400 " in answer.split(b"\r\n", 1)[0] and b"ended after 11 of 5000 bytes" in answer
+    assert snapshot(data_dir) == before
+
+
+def test_upload_bodies_are_bounded(server, data_dir):
+    start = post(server, BLOB, {"type": "DATASET", "name": "small.bin", "contentLength": 10}).json()
+    path = urlparse(start["createUrl"]).path
+    before = snapshot(data_dir)
+    head = (f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {1 << 30}\r\n\r\n").encode()
+    answer = raw_request(server, head, b"0123")
+    assert b" 413 " in answer.split(b"\r\n", 1)[0]
+    bad_range = requests.put(start["createUrl"], data=b"abc", headers={"Content-Range": "bytes 5-7/99"}, timeout=10)
+    assert_kaggle_error(bad_range, 400, "content-range")
+    unknown = requests.put(f"{server.url}/upload/{'x' * 32}", data=b"abc", timeout=10)
+    assert_kaggle_error(unknown, 404, "not found")
+    assert snapshot(data_dir) == before
+    assert not list((data_dir / "blobs").rglob("*.part"))
+
+
+def test_non_loopback_bind_needs_explicit_opt_in(tmp_path):
+    from kagflow.local.server import LocalServer
+    with pytest.raises(ValueError, match="loopback"):
+        LocalServer(tmp_path / "d", host="0.0.0.0")
