@@ -54,9 +54,9 @@ def sources_model_slug(config: Config, which: str) -> str:
 def render_kernel(config: Config, name: str, *, tiny: bool = False) -> RenderedKernel:
     """Write ``kernels/<slug>/`` for kernel ``name``: notebook (train/infer from the templates;
     an imported kernel keeps its own notebook) and kernel-metadata.json from the config."""
+    kernel = config.kernel(name)
     from kagflow import notebooks  # jinja/nbformat only when rendering
 
-    kernel = config.kernel(name)
     handle = kernel_handle(config, name)
     folder = kernel_dir(config, name)
     sources = resolve_sources(config, name)

@@ -72,10 +72,11 @@ def _check_endpoint(endpoint: str) -> None:
 
 
 def build_target_api(target: Target) -> EndpointKaggleApi:
-    """The official client for ``target``: authenticated from the user's credentials for Kaggle;
-    for a local server, signed in as the project's username (the server takes any key)."""
+    """The official client for ``target``, authenticated from the user's credentials where they
+    exist (also against a local server); without any, signed in to the local server as the
+    project's username (it takes any key)."""
     api = EndpointKaggleApi(target.endpoint)
-    if target.kind == "kaggle" or (target.endpoint and has_credentials() and not target.is_local):
+    if target.kind == "kaggle" or has_credentials():
         api.authenticate()
         return api
     api.config_values = {api.CONFIG_NAME_USER: target.username, api.CONFIG_NAME_KEY: LOCAL_KEY}

@@ -1,0 +1,168 @@
+"""`kagflow check`: plant each problem, assert its message names file, field and fix."""
+
+import json
+
+import nbformat
+import pytest
+
+from kagflow import metadata
+from kagflow.check import check_project
+from kagflow.config import load_config, set_value
+from kagflow.kernels import kernel_dir
+from kagflow.sources import resolve_sources
+
+
+def _edit(path, old, new):
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.fixture
+def published(project):
+    set_value(project, "base_model", "version", 2)
+    set_value(project, "adapter_model", "version", 1)
+    return project
+
+
+def _write_kernel(cfg, name, *, kernelspec=True):
+    """What `kagflow kernel render` writes, without the templates."""
+    k = cfg.kernel(name)
+    folder = kernel_dir(cfg, name)
+    src = resolve_sources(cfg, name)
+    data = metadata.kernel_metadata(cfg.username, k.title, "nb.ipynb", is_private=k.private,
+                                    accelerator=k.accelerator, enable_internet=k.internet,
+                                    dataset_sources=src.dataset_sources, model_sources=src.model_sources,
+                                    competition_sources=src.competition_sources)
+    metadata.write_metadata(folder, metadata.KERNEL_METADATA, data)
+    nb = nbformat.v4.new_notebook()
+    if kernelspec:
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, folder / "nb.ipynb")
+    return folder
+
+
+def _messages(cfg):
+    return [p.render() for p in check_project(cfg)]
+
+
+def test_clean_project_has_no_problems(published):
+    cfg = load_config(published)
+    for name in cfg.kernels:
+        _write_kernel(cfg, name)
+    assert _messages(cfg) == []
+
+
+def test_unpublished_sources_are_reported_with_the_command(project):
+    msgs = _messages(load_config(project))
+    assert any("'adapter_model' is referenced but nothing has produced it" in m and
+               "kagflow model publish adapter" in m for m in msgs)
+    assert any("'base_model'" in m and "kagflow model publish base" in m for m in msgs)
+    assert all("kagflow.toml" in m for m in msgs)
+
+
+def test_internet_on_in_submission_kernel(published):
+    _edit(published, 'kind = "infer"\naccelerator = "NvidiaTeslaT4"\ninternet = false',
+          'kind = "infer"\naccelerator = "NvidiaTeslaT4"\ninternet = true')
+    msgs = _messages(load_config(published))
+    assert any("[kernels.infer] internet" in m and "set internet = false" in m for m in msgs)
+
+
+def test_competition_kernel_without_gpu(published):
+    _edit(published, 'kind = "train"\naccelerator = "NvidiaTeslaT4"', 'kind = "train"\naccelerator = "None"')
+    msgs = _messages(load_config(published))
+    assert any("[kernels.train] accelerator" in m and "without a GPU" in m for m in msgs)
+
+
+def test_retired_accelerator(published):
+    _edit(published, 'kind = "train"\naccelerator = "NvidiaTeslaT4"', 'kind = "train"\naccelerator = "NvidiaTeslaP100"')
+    assert any("retired" in m for m in _messages(load_config(published)))
+
+
+def test_public_kernel_with_private_sources(published):
+    _edit(published, 'kind = "infer"\naccelerator = "NvidiaTeslaT4"\ninternet = false\nprivate = true',
+          'kind = "infer"\naccelerator = "NvidiaTeslaT4"\ninternet = false\nprivate = false')
+    msgs = _messages(load_config(published))
+    assert any("[kernels.infer] private" in m and "private sources (wheels, base_model, adapter_model)" in m
+               for m in msgs)
+
+
+def test_unknown_kernel_source(published):
+    _edit(published, 'sources = ["wheels", "base_model", "competition"]', 'sources = ["kernel:nope", "competition"]')
+    msgs = _messages(load_config(published))
+    assert any("names kernel 'nope'" in m for m in msgs)
+
+
+def test_wheels_referenced_without_requirements(published):
+    _edit(published, 'requirements = ["peft==0.21.2", "bitsandbytes==0.50.2"]', "requirements = []")
+    assert any("[wheels] requirements is empty" in m for m in _messages(load_config(published)))
+
+
+def test_hand_edited_kernel_metadata_title_mismatch(published):
+    cfg = load_config(published)
+    folder = _write_kernel(cfg, "train")
+    meta = json.loads((folder / metadata.KERNEL_METADATA).read_text())
+    meta["title"] = "Gemma2 QLoRA arena training v2"
+    (folder / metadata.KERNEL_METADATA).write_text(json.dumps(meta))
+    msgs = _messages(cfg)
+    assert any("kernel-metadata.json: title" in m and "slugifies to 'gemma2-qlora-arena-training-v2'" in m
+               and "kagflow kernel render train" in m for m in msgs)
+
+
+def test_unversioned_and_uppercase_model_sources_in_file(published):
+    cfg = load_config(published)
+    folder = _write_kernel(cfg, "infer")
+    meta = json.loads((folder / metadata.KERNEL_METADATA).read_text())
+    meta["model_sources"] = ["alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base",
+                             "alice/gemma2-arena-adapter/Transformers/peft-lora-classifier/1"]
+    (folder / metadata.KERNEL_METADATA).write_text(json.dumps(meta))
+    msgs = _messages(cfg)
+    assert any("model_sources" in m and "has no version" in m for m in msgs)
+    assert any("model_sources" in m and "not in kagflow's one form" in m and "transformers/peft" in m for m in msgs)
+
+
+def test_title_too_long_and_missing_flag(published):
+    cfg = load_config(published)
+    folder = _write_kernel(cfg, "train")
+    meta = json.loads((folder / metadata.KERNEL_METADATA).read_text())
+    meta["title"] = "x" * 60
+    del meta["enable_internet"]
+    (folder / metadata.KERNEL_METADATA).write_text(json.dumps(meta))
+    msgs = _messages(cfg)
+    assert any("must be 5..50 characters" in m for m in msgs)
+    assert any("enable_internet is not written" in m for m in msgs)
+
+
+def test_notebook_without_kernelspec(published):
+    cfg = load_config(published)
+    _write_kernel(cfg, "train", kernelspec=False)
+    assert any("metadata.kernelspec" in m and "No kernel name found" in m for m in _messages(cfg))
+
+
+def test_model_instance_framework_casing(published):
+    cfg = load_config(published)
+    inst = cfg.root / "models" / "gemma2-arena-adapter" / "peft-lora-classifier"
+    inst.mkdir(parents=True)
+    (inst / metadata.MODEL_INSTANCE_METADATA).write_text(json.dumps({
+        "ownerSlug": "alice", "modelSlug": "gemma2-arena-adapter", "instanceSlug": "peft-lora-classifier",
+        "framework": "Transformers", "licenseName": "Apache 2.0"}))
+    msgs = _messages(cfg)
+    assert any("framework 'Transformers' is not in the camelCase enum form" in m and "'transformers'" in m
+               for m in msgs)
+
+
+def test_dataset_metadata_id_mismatch(published):
+    cfg = load_config(published)
+    folder = cfg.root / "wheels" / "kagflow-offline-wheels"
+    folder.mkdir(parents=True)
+    (folder / metadata.DATASET_METADATA).write_text(json.dumps(
+        {"title": "kagflow offline wheels", "id": "alice/pip-wheels-bnb", "licenses": [{"name": "CC0-1.0"}],
+         "isPrivate": True}))
+    msgs = _messages(cfg)
+    assert any("id slug 'pip-wheels-bnb' is not slugify(title)" in m for m in msgs)
+
+
+def test_all_problems_listed_at_once(project):
+    _edit(project, 'kind = "infer"\naccelerator = "NvidiaTeslaT4"\ninternet = false',
+          'kind = "infer"\naccelerator = "NvidiaTeslaT4"\ninternet = true')
+    assert len(check_project(load_config(project))) >= 4
