@@ -26,6 +26,9 @@ from kagflow.local.runner import run_notebook_in_sandbox
 from kagflow.local.store import Store
 
 
+INTERRUPTED = "Interrupted: the local server stopped during the run"
+
+
 def sandbox_dir(store: Store, owner: str, slug: str, number: int) -> Path:
     return store.root / "runs" / owner / slug / f"v{number}"
 
@@ -38,13 +41,13 @@ class Jobs:
         self.settings = settings
         self._queue: "queue.Queue[tuple[str, int]]" = queue.Queue()
         self._cancel: dict[int, threading.Event] = {}
+        self._user_cancelled: set[int] = set()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
     def start(self) -> None:
         self.store.run("UPDATE kernel_versions SET status='ERROR', failure=?, finished=? WHERE status IN "
-                       "('RUNNING', 'CANCEL_REQUESTED')", "Interrupted: the local server stopped during the run",
-                       time.time())
+                       "('RUNNING', 'CANCEL_REQUESTED')", INTERRUPTED, time.time())
         for row in self.store.all("SELECT id FROM kernel_versions WHERE status='QUEUED' ORDER BY id"):
             self.submit_run(row["id"])
         for row in self.store.all("SELECT id FROM submissions WHERE status='PENDING' ORDER BY id"):
@@ -77,6 +80,7 @@ class Jobs:
                            "finished=? WHERE id=?", time.time(), version_id)
         else:
             self.store.run("UPDATE kernel_versions SET status='CANCEL_REQUESTED' WHERE id=?", version_id)
+        self._user_cancelled.add(version_id)
         self._cancel.setdefault(version_id, threading.Event()).set()
         return True
 
@@ -117,6 +121,8 @@ class Jobs:
             notebook, sandbox, timeout=float(settings.get("timeout") or self.settings.kernel_timeout_s),
             enable_internet=bool(settings.get("enable_internet")),
             cancel=self._cancel.setdefault(version_id, threading.Event()))
+        if status == "CANCEL_ACKNOWLEDGED" and version_id not in self._user_cancelled:
+            status, failure = "ERROR", INTERRUPTED  # the server stopped, nobody cancelled it
         self.store.run("UPDATE kernel_versions SET status=?, failure=?, finished=? WHERE id=?",
                        status, failure, time.time(), version_id)
         self._cancel.pop(version_id, None)
