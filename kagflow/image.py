@@ -53,12 +53,16 @@ class TargetImage:
     exact: bool = False                      # True when recorded on the image itself (probe)
     source: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
     recorded: str = ""
+    # Requires-Dist of the image's packages (probe only): lets a build warn when a wheel it ships
+    # replaces a package that another image package pins below the new version.
+    requires: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         # canonical names ("Torch", "typing_extensions" → "torch", "typing-extensions"), tuples for tags
         object.__setattr__(self, "installed", {canonicalize_name(k): str(v) for k, v in dict(self.installed).items()})
         object.__setattr__(self, "abis", tuple(self.abis))
         object.__setattr__(self, "platforms", tuple(self.platforms))
+        object.__setattr__(self, "requires", {canonicalize_name(k): tuple(v) for k, v in dict(self.requires).items()})
 
     @property
     def abi(self) -> str:
@@ -109,6 +113,7 @@ class TargetImage:
             "recorded": self.recorded,
             "source": dict(self.source),
             "installed": dict(sorted(self.installed.items())),
+            **({"requires": {k: list(v) for k, v in sorted(self.requires.items())}} if self.requires else {}),
         }
 
     @classmethod
@@ -130,6 +135,7 @@ class TargetImage:
                 exact=bool(data.get("exact", False)),
                 source={str(k): str(v) for k, v in dict(source).items()},
                 recorded=str(data.get("recorded", "")),
+                requires={str(k): tuple(v) for k, v in dict(data.get("requires") or {}).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise WheelsError(f"not a kagflow target image: {exc}", context=where,
@@ -265,11 +271,12 @@ def read(path):
     except OSError:
         return None
 
-dists = {{}}
+dists, requires = {{}}, {{}}
 for d in metadata.distributions():
     name = d.metadata.get("Name")
     if name:
         dists[name] = d.version
+        requires[name] = list(d.requires or [])
 cuda_version, cuda_from = cuda()
 data = {{
     "format": "kagflow-image-probe/1",
@@ -285,6 +292,7 @@ data = {{
     "git_commit": read("/etc/git_commit"),
     "build_date": read("/etc/build_date"),
     "installed": dists,
+    "requires": requires,
 }}
 os.makedirs(os.path.dirname(OUT), exist_ok=True)
 with open(OUT, "w") as f:
@@ -298,7 +306,8 @@ def probe_notebook_source(out_path: str = PROBE_OUTPUT, *, n_tags: int = PROBE_T
     """Python code for a one-cell kernel that records the image it runs on into ``out_path``.
 
     Records the Python version, the first ``n_tags`` of ``packaging.tags.sys_tags()``, the CUDA
-    version (``torch.version.cuda``, else ``nvidia-smi``), every installed distribution and
+    version (``torch.version.cuda``, else ``nvidia-smi``), every installed distribution (version
+    and Requires-Dist) and
     Kaggle's ``/etc/git_commit`` / ``/etc/build_date``. Standard library only (``packaging``
     falls back to pip's vendored copy).
     """
@@ -345,6 +354,7 @@ def image_from_probe_dict(data: Mapping, *, where: str = "probe output", name: O
                     "git_commit": str(data.get("git_commit")), "build_date": str(data.get("build_date")),
                     "cuda_from": str(data.get("cuda_from"))},
             recorded=str(data.get("recorded", "")),
+            requires={str(k): tuple(v) for k, v in dict(data.get("requires") or {}).items()},
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise WheelsError(f"probe output is incomplete: {exc}", context=where,

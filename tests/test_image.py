@@ -58,6 +58,7 @@ def test_probe_source_records_this_machine_and_reads_back(tmp_path):
     saved = save_image(image, tmp_path / "kaggle-image.json")
     assert load_image(saved) == image
     assert load_image(out) == image                   # the raw probe file loads as well
+    assert image.requires["pytest"] and load_image(saved).requires == image.requires
 
 
 def test_unknown_or_broken_images_are_clear_errors(tmp_path):

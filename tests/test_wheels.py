@@ -367,3 +367,13 @@ def test_install_cell_is_standard_library_only():
                for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
                for a in (n.names if isinstance(n, ast.Import) else [n])}
     assert modules <= set(sys.stdlib_module_names) | {"__future__"}
+
+
+def test_replacing_an_image_package_warns_about_the_image_packages_it_breaks(tmp_path, wheelhouse):
+    image = TargetImage(name="probed", python_version="3.12", abis=("cp312", "abi3", "none"),
+                        platforms=KAGGLE_PLATFORMS, installed={"beta": "1.0", "epsilon": "3.0", "zeta": "1.0"},
+                        requires={"epsilon": ("beta<2",), "zeta": ("beta>=1",)})
+    result = build(tmp_path, ["delta"], image, wheelhouse)
+    breaks = [w for w in result.warnings if "breaks" in w]
+    assert len(breaks) == 1
+    assert "beta 2.0" in breaks[0] and "epsilon==3.0" in breaks[0] and "beta<2" in breaks[0]

@@ -152,7 +152,8 @@ def build_wheels(requirements: Sequence[str], image: TargetImage, out_dir: Path,
     total = manifest["total_size"]
     return BuildResult(out_dir=out_dir, dataset_id=meta["id"], image_name=image.name, wheels=entries,
                        from_image=tuple(from_image), total_size=total, manifest_path=manifest_path,
-                       digest=manifest_digest(out_dir), cached=cached, warnings=tuple(size_warnings(total)))
+                       digest=manifest_digest(out_dir), cached=cached,
+                       warnings=tuple(size_warnings(total) + image_breakage(entries, image)))
 
 
 def size_warnings(total: int) -> list[str]:
@@ -162,6 +163,28 @@ def size_warnings(total: int) -> list[str]:
                    f"(about {format_size(KAGGLE_PRIVATE_QUOTA_BYTES)}): the upload will be refused")
     elif total > KAGGLE_WORKING_WARN_BYTES:
         out.append(f"the dataset is {format_size(total)}: installing it uses much of the kernel's ~20 GB disk")
+    return out
+
+
+def image_breakage(entries: Sequence[WheelEntry], image: TargetImage) -> list[str]:
+    """Image packages whose own requirements exclude a version this dataset installs over theirs.
+
+    Needs the image's Requires-Dist, which only a probed image records (``kagflow image probe``).
+    """
+    replaced = {e.name: e.version for e in entries if e.replaces is not None}
+    out = []
+    for owner, reqs in sorted(image.requires.items()):
+        if owner in replaced:
+            continue
+        for text in reqs:
+            req = _req(text)
+            if req is None or (req.marker is not None and "extra" in str(req.marker)):
+                continue
+            name = canonicalize_name(req.name)
+            if name in replaced and not _allows(f"{name}{req.specifier}", replaced[name]):
+                out.append(f"installing {name} {replaced[name]} over the image's {image.has(name)} breaks "
+                           f"{owner}=={image.has(owner)} (requires {text}); import it only if you also ship "
+                           f"a compatible {owner}")
     return out
 
 
