@@ -74,8 +74,16 @@ def _guarded_connect_ex(self, address):
     return _connect_ex(self, address)
 
 
+def _is_literal(host):
+    try:
+        _ipaddress.ip_address(str(host).split("%")[0].strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
 def _guarded_getaddrinfo(host, *args, **kwargs):
-    if not _is_local(host):
+    if not _is_local(host) and not _is_literal(host):  # literals need no DNS; connect() refuses them
         raise _socket.gaierror(_socket.EAI_NONAME, _MESSAGE)
     return _getaddrinfo(host, *args, **kwargs)
 
