@@ -135,12 +135,22 @@ def stop_background_server(data_dir: os.PathLike | str, timeout: float = 15.0) -
         return False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _gone(pid):
             return True
-        if not (data / PID_FILE).exists():
-            return True
-        time.sleep(0.1)
+        time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
     return True
+
+
+def _gone(pid: int) -> bool:
+    """True once ``pid`` has exited (reaping it if it is our child, as when this process started it)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == pid
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+        return False
+    except ProcessLookupError:
+        return True
