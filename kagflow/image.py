@@ -199,16 +199,15 @@ def save_image(image: TargetImage, path: "str | os.PathLike[str]") -> Path:
     return path
 
 
-def current_image(name: str = "this-machine", *, installed: Optional[Mapping[str, str]] = None,
-                  include_installed: bool = False) -> TargetImage:
-    """This interpreter as a target (tests, or a local runner that mirrors Kaggle).
+def current_image(name: str = "this-machine", *, installed: Optional[Mapping[str, str]] = None) -> TargetImage:
+    """This interpreter as a target (the local runner, tests).
 
-    ``installed`` defaults to nothing (a fresh virtualenv); ``include_installed`` takes this
-    environment's distributions instead.
+    ``installed`` defaults to this environment's distributions (everything here counts as "the
+    image has it"); pass ``{}`` to target a fresh virtualenv of this Python.
     """
     tags = list(packaging_tags.sys_tags())
     if installed is None:
-        installed = _distributions() if include_installed else {}
+        installed = _distributions()
     return TargetImage(
         name=name,
         python_version=f"{sys.version_info.major}.{sys.version_info.minor}",

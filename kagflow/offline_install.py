@@ -108,7 +108,8 @@ def install_from_wheels_dataset(input_root: str = "/kaggle/input", *, required: 
     problems = _check(python, expected)
     if problems:
         raise WheelsInstallError("kagflow wheels: after installing, " + "; ".join(problems) + f". Fix: {REBUILD_HINT}.")
-    print(f"kagflow: installed {len(installed)} wheels: {', '.join(installed)}")
+    if installed:
+        print(f"kagflow: installed {len(installed)} wheels: {', '.join(installed)}")
     return installed
 
 

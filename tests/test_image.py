@@ -49,7 +49,7 @@ def test_probe_source_records_this_machine_and_reads_back(tmp_path):
     assert raw["python_full_version"].startswith(f"{sys.version_info.major}.{sys.version_info.minor}")
 
     image = image_from_probe_output(out)
-    here = current_image(include_installed=True)
+    here = current_image()
     assert image.exact and image.python_version == here.python_version
     assert image.abis[0] == here.abis[0]
     assert image.platforms == tuple(p for p in here.platforms if not p.startswith("linux_"))
@@ -79,3 +79,8 @@ def test_the_default_image_is_the_probed_one_when_the_project_has_it(tmp_path):
                          platforms=("manylinux_2_35_x86_64",), installed={"torch": "2.11.0"}, exact=True)
     save_image(probed, tmp_path / PROBED_IMAGE_PATH)
     assert load_default_image(tmp_path) == probed
+
+
+def test_this_machine_counts_its_own_packages_unless_told_otherwise():
+    assert current_image().has("pytest") is not None
+    assert current_image(installed={}).installed == {}

@@ -81,13 +81,12 @@ class BuildResult:
     warnings: tuple[str, ...] = field(default=())
 
     def summary_lines(self) -> list[str]:
-        """What ``kagflow wheels build`` prints."""
+        """What ``kagflow wheels build`` prints (``warnings`` are printed apart, as warnings)."""
         lines = [f"{w.filename}  {format_size(w.size)}  ({w.why})" for w in self.wheels]
         if self.from_image:
             lines.append(f"from the image ({self.image_name}): {', '.join(self.from_image)}")
         lines.append(f"{self.dataset_id}: {len(self.wheels)} wheels, {format_size(self.total_size)} "
                      f"in {self.out_dir}{' (cached)' if self.cached else ''}")
-        lines += [f"warning: {w}" for w in self.warnings]
         return lines
 
 
