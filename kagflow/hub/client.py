@@ -18,8 +18,50 @@ from typing import Optional
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
     from kaggle.api.kaggle_api_extended import KaggleApi
 from kagglesdk.kaggle_env import KaggleEnv
+import requests
+from requests.adapters import HTTPAdapter
+
+from kagflow.hub.retry import RETRY_STATUS, call_with_retry
 
 ENDPOINT_ENV = "KAGFLOW_KAGGLE_ENDPOINT"
+SAFE_METHOD_PREFIXES = ("Get", "List", "Download", "StartBlobUpload", "IntrospectToken")
+
+
+class SafeRetryAdapter(HTTPAdapter):
+    """Retries 429/5xx and dropped connections of calls that create nothing (Get*, List*,
+    Download*, StartBlobUpload) inside one request; creating calls are retried one level up,
+    where kagflow looks before it creates again."""
+
+    def send(self, request, **kwargs):
+        method = request.url.rstrip("/").rsplit("/", 1)[-1]
+        if not method.startswith(SAFE_METHOD_PREFIXES):
+            return super().send(request, **kwargs)
+
+        def attempt():
+            response = super(SafeRetryAdapter, self).send(request, **kwargs)
+            if response.status_code in RETRY_STATUS:
+                raise requests.HTTPError(f"HTTP {response.status_code}", response=response)
+            return response
+
+        try:
+            return call_with_retry(attempt, what=method, log=lambda m: None)
+        except requests.HTTPError as e:
+            return e.response
+
+
+def _mount_safe_retries(http) -> None:
+    original = http._init_session
+
+    def init_session():
+        fresh = http._session is None
+        result = original()
+        if fresh and http._session is not None:
+            adapter = SafeRetryAdapter()
+            http._session.mount("http://", adapter)
+            http._session.mount("https://", adapter)
+        return result
+
+    http._init_session = init_session
 
 
 class EndpointKaggleApi(KaggleApi):
@@ -31,6 +73,7 @@ class EndpointKaggleApi(KaggleApi):
 
     def build_kaggle_client(self):
         client = super().build_kaggle_client()
+        _mount_safe_retries(client._http_client)
         if self.kagflow_endpoint:
             http = client._http_client
             http._env = KaggleEnv.LOCAL  # LOCAL serves under {endpoint}/api/v1

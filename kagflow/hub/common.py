@@ -20,7 +20,8 @@ from kagflow.hub.target import Target
 
 T = TypeVar("T")
 
-CONTENT_PREFIX = "kagflow-content-"  # a file named kagflow-content-<digest16>.json rides with each upload
+CONTENT_PREFIX = "kagflow-content-"
+UPLOAD_RETRIES = 24  # a file named kagflow-content-<digest16>.json rides with each upload
 
 
 def _stderr(message: str) -> None:
@@ -41,16 +42,22 @@ class Gateway:
 
     def call(self, fn: Callable[[], T], *, what: str, handle: str = "",
              before_retry: Optional[Callable[[], Optional[T]]] = None,
-             retry_forbidden: bool = False) -> T:
-        """One API call: retried when transient, translated to a HubError when not."""
+             retry_forbidden: bool = False, uploads: bool = False) -> T:
+        """One API call: retried when transient, translated to a HubError when not.
+
+        ``uploads``: the call uploads files first (many requests, each of which may fail; the
+        official client resumes finished files), so it gets a larger retry budget.
+        """
         def should_retry(exc: BaseException) -> bool:
             if retry_forbidden and status_of(exc) == 403:
                 return True  # Kaggle refuses a new version while the previous one is processing
+            if isinstance(exc, ValueError) and str(exc).startswith("Upload unsuccessful"):
+                return True  # the official client's word for a blob PUT that got 429/5xx
             return is_transient(exc)
 
         try:
             return call_with_retry(fn, what=what, should_retry=should_retry, before_retry=before_retry,
-                                   log=self.log)
+                                   log=self.log, max_retries=UPLOAD_RETRIES if uploads else None)
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, what=what, handle=handle, target=self.target) from None
 

@@ -54,12 +54,12 @@ def push_dataset(gw: Gateway, folder: Path, *, notes: str = "") -> DatasetPushRe
         gw.log(f"creating dataset {handle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
         gw.call(lambda: _checked(api.dataset_create_new(str(staging), public=not meta.get("isPrivate", True),
                                                         quiet=True, convert_to_csv=False)),
-                what="create dataset", handle=str(handle), before_retry=done)
+                what="create dataset", handle=str(handle), before_retry=done, uploads=True)
     else:
         gw.log(f"uploading a new version of dataset {handle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
         gw.call(lambda: _checked(api.dataset_create_version(str(staging), notes or "kagflow push", quiet=True,
                                                             convert_to_csv=False)),
-                what="create dataset version", handle=str(handle), before_retry=done, retry_forbidden=True)
+                what="create dataset version", handle=str(handle), before_retry=done, retry_forbidden=True, uploads=True)
     return DatasetPushResult(handle, True, not exists, digest, len(manifest), size)
 
 

@@ -84,13 +84,13 @@ def publish_model(gw: Gateway, config: Config, which: str, source: Path, *, note
     if latest is None:
         gw.log(f"creating model instance {ihandle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
         gw.call(lambda: _checked(api.model_instance_create(str(instance_dir), quiet=True)),
-                what="create model instance", handle=str(ihandle), before_retry=found)
+                what="create model instance", handle=str(ihandle), before_retry=found, uploads=True)
     else:
         gw.log(f"uploading version {latest + 1} of {ihandle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
         gw.call(lambda: _checked(api.model_instance_version_create(str(ihandle), str(instance_dir),
                                                                    version_notes=notes, quiet=True)),
                 what="create model instance version", handle=str(ihandle), before_retry=found,
-                retry_forbidden=True)
+                retry_forbidden=True, uploads=True)
     version = _find_version(gw, ihandle, digest)
     if version is None:
         raise NotFoundError(f"the new version of {ihandle} is not listed after upload",
