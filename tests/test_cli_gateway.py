@@ -1,0 +1,99 @@
+"""CLI commands against the local Kaggle: publish twice (second uploads nothing), wheels push,
+the official CLI pass-through, and no credential anywhere in what kagflow wrote or printed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from kagflow import metadata
+from kagflow.cli import main
+from local_fixtures import *  # noqa: F401,F403
+from local_fixtures import COMPETITION, KEY, USER
+
+
+def kagflow(capsys, *args) -> tuple[int, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+@pytest.fixture
+def proj(tmp_path, server, monkeypatch):
+    from kagflow.project import init_project
+
+    path = init_project(tmp_path / "proj", username=USER, competition=COMPETITION)
+    monkeypatch.setenv("KAGFLOW_KAGGLE_ENDPOINT", server.url)
+    monkeypatch.chdir(path.parent)
+    base = path.parent / "hf-base"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({"model_type": "gemma2"}))
+    (base / "model.safetensors").write_bytes(os.urandom(2048))
+    return path
+
+
+def test_model_publish_twice_then_pass_through_and_no_secret(proj, capsys):
+    code, out1 = kagflow(capsys, "model", "publish", "base", "--from", "hf-base")
+    assert code == 0, out1
+    assert "Published alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base/1" in out1
+    state = json.loads((proj.parent / ".kagflow" / "state-local.json").read_text())
+    assert state["models"]["base_model"]["version"] == 1  # local versions live in the state file
+    assert "version = 1" not in proj.read_text()
+
+    code, out2 = kagflow(capsys, "model", "publish", "base", "--from", "hf-base")
+    assert code == 0 and "Unchanged, nothing uploaded" in out2
+
+    code, out3 = kagflow(capsys, "kaggle", "models", "instances", "versions", "list",
+                         "alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base")
+    assert code == 0, out3
+    assert "1" in out3
+
+    wheels = proj.parent / "wheels" / "kagflow-offline-wheels"
+    wheels.mkdir(parents=True)
+    (wheels / "x-1.0-py3-none-any.whl").write_bytes(b"x")
+    metadata.write_metadata(wheels, metadata.DATASET_METADATA, metadata.dataset_metadata(USER, "kagflow offline wheels"))
+    code, out4 = kagflow(capsys, "wheels", "push")
+    assert code == 0 and "Created dataset alice/kagflow-offline-wheels" in out4
+    code, out5 = kagflow(capsys, "wheels", "push")
+    assert code == 0 and "Unchanged" in out5
+
+    code, out6 = kagflow(capsys, "check")
+    everything = out1 + out2 + out3 + out4 + out5 + out6
+    assert KEY not in everything
+    for path in proj.parent.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_server_error_is_one_clear_message(proj, capsys, server):
+    from kagflow.local.faults import FaultRule, Faults
+
+    server.faults = Faults({"*": FaultRule(rate_500=1.0)})
+    code, out = kagflow(capsys, "model", "publish", "base", "--from", "hf-base")
+    server.faults = None
+    assert code == 1
+    assert out.count("error:") == 1 and "HTTP 500" in out and "hint:" in out
+    assert "Traceback" not in out and KEY not in out
+
+
+def test_missing_source_folder(proj, capsys):
+    (proj.parent / "empty").mkdir()
+    code, out = kagflow(capsys, "model", "publish", "adapter", "--from", "empty")
+    assert code == 1 and "no model files in" in out and "hint:" in out
+
+
+def test_publish_on_kaggle_pins_the_version_in_kagflow_toml(proj, capsys, server, monkeypatch):
+    from kagflow.hub import target
+
+    monkeypatch.setattr(target, "resolve_target", lambda cfg, announce=True: target.Target("kaggle", server.url, USER))
+    code, out = kagflow(capsys, "model", "publish", "base", "--from", "hf-base")
+    assert code == 0, out
+    text = proj.read_text()
+    assert "version = 1\n" in text and "# Pinned instance version" in text
