@@ -149,3 +149,22 @@ def test_official_cli_entry_point(server, tmp_path):
     assert zipped.exit_code == 0
     with zipfile.ZipFile(tmp_path / "c" / f"{COMPETITION}.zip") as z:
         assert sorted(z.namelist()) == ["sample_submission.csv", "test.csv", "train.csv"]
+
+
+def test_file_submission_and_log_stream(server, api, tmp_path):
+    sub = tmp_path / "submission.csv"
+    sub.write_text("id,winner_model_a,winner_model_b,winner_tie\n1,0.5,0.25,0.25\n2,0.25,0.5,0.25\n3,0.2,0.2,0.6\n")
+    done = run_official_cli(["competitions", "submit", COMPETITION, "-f", str(sub), "-m", "file upload"], server.url)
+    assert done.exit_code == 0, done.stderr
+    scored = wait_submission(api, COMPETITION, 1)
+    assert scored.status.name == "COMPLETE"
+    assert abs(float(scored.public_score) - (-(2 * math.log(0.5) + math.log(0.6)) / 3)) < 1e-4
+
+    kernel = write_kernel(tmp_path / "k", "chatty-kernel", "import time\nfor i in range(3):\n"
+                          "    print('tick', i, flush=True); time.sleep(0.3)")
+    api.kernels_push(str(kernel))
+    follow = run_official_cli(["kernels", "logs", f"{USER}/chatty-kernel", "--follow"], server.url)
+    assert follow.exit_code == 0 and follow.stdout.count("tick") == 3, follow
+    assert wait_kernel(api, f"{USER}/chatty-kernel").status.name == "COMPLETE"
+    once = run_official_cli(["kernels", "logs", f"{USER}/chatty-kernel"], server.url)
+    assert json.loads(once.stdout)[2]["data"] == "tick 2\n"

@@ -1,0 +1,41 @@
+"""Local Kaggle: a Kaggle-compatible API on loopback that stores datasets and models and runs kernels.
+
+Point the official client at it with ``KAGFLOW_KAGGLE_ENDPOINT=http://127.0.0.1:PORT``
+(``kagflow.hub.client.ENDPOINT_ENV``) or ``build_api(server.url)``.
+
+Public API::
+
+    start_server(data_dir, port=0, *, faults=None, settings=None, users=None, tokens=None) -> LocalServer
+        LocalServer: .url .port .data_dir .faults (settable) .stop() .cancel_kernel(owner, slug, version=None)
+                     context manager
+    serve_forever(data_dir, port)                  foreground; what ``python -m kagflow.local serve`` runs
+    ensure_background_server(data_dir) -> url      start detached unless alive; stop_background_server(data_dir)
+    run_notebook_in_sandbox(notebook, sandbox, *, timeout, enable_internet, env=None, cancel=None)
+        -> (status, failure_message, log_path)
+    install_competition(data_dir, slug, files_dir, *, title=None); score_submission(solution, submission)
+    run_official_cli(args, endpoint) -> CliResult(exit_code, stdout, stderr)
+    Faults / FaultRule, Settings
+
+See ``store.py`` for the data-dir layout, ``runner.py`` for the sandbox, ``server.py`` for routes.
+"""
+
+from __future__ import annotations
+
+from kagflow.local.api import Settings
+from kagflow.local.competition import ScoreError, install_competition, score_submission
+from kagflow.local.control import (ensure_background_server, find_free_port, running_url, serve_forever,
+                                   stop_background_server)
+from kagflow.local.faults import FaultRule, Faults
+from kagflow.local.runner import run_notebook_in_sandbox
+from kagflow.local.server import LocalServer, start_server
+
+
+def run_official_cli(args, endpoint):
+    """``kaggle <args>`` against ``endpoint`` in this process (see :mod:`kagflow.local.official_cli`)."""
+    from kagflow.local.official_cli import run_official_cli as run
+    return run(args, endpoint)
+
+
+__all__ = ["FaultRule", "Faults", "LocalServer", "ScoreError", "Settings", "ensure_background_server",
+           "find_free_port", "install_competition", "run_notebook_in_sandbox", "run_official_cli", "running_url",
+           "score_submission", "serve_forever", "start_server", "stop_background_server"]

@@ -1,4 +1,4 @@
-"""competitions.CompetitionApiService: list, data files, code submissions, submissions and their scores."""
+"""competitions.CompetitionApiService: list, data files, code and file submissions, submissions and scores."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import hashlib
 import time
 
 from kagglesdk.competitions.types.competition_api_service import (ApiCompetition, ApiCreateCodeSubmissionResponse,
+                                                                  ApiCreateSubmissionResponse,
+                                                                  ApiStartSubmissionUploadResponse,
                                                                   ApiDataFile, ApiListCompetitionsResponse,
                                                                   ApiListDataFilesResponse,
                                                                   ApiListSubmissionsResponse, ApiSubmission,
@@ -13,10 +15,10 @@ from kagglesdk.competitions.types.competition_api_service import (ApiCompetition
 from kagglesdk.competitions.types.submission_status import SubmissionStatus
 
 from kagflow.local import transfer
-from kagflow.local.api import Ctx, Redirect, now, page, route, utc
+from kagflow.local.api import Ctx, Redirect, new_token, now, page, route, utc
 from kagflow.local.api_kernels import find_kernel, find_version
 from kagflow.local.archives import bundle
-from kagflow.local.names import check_relpath
+from kagflow.local.names import check_name, check_relpath
 from kagflow.local.protocol import ApiError
 
 KIND = "competition"
@@ -108,16 +110,55 @@ def create_code_submission(ctx: Ctx, req) -> ApiCreateCodeSubmissionResponse:
     version = find_version(ctx, kernel, f"v{req.kernel_version}" if req.kernel_version else "")
     file_name = req.file_name or "submission.csv"
     check_relpath(file_name)
-    today = time.time() - 24 * 3600
-    used = ctx.store.one("SELECT COUNT(*) AS n FROM submissions WHERE competition=? AND owner=? AND created>?",
-                         comp["slug"], user, today)["n"]
-    if used >= ctx.settings.daily_submissions:
-        raise ApiError(429, f"You have used all {ctx.settings.daily_submissions} submissions of the last 24 hours",
-                       headers={"Retry-After": "3600"})
-    sub_id = ctx.store.run("INSERT INTO submissions VALUES (NULL, ?, ?, ?, ?, ?, 'PENDING', NULL, '', ?)",
+    _check_quota(ctx, comp, user)
+    sub_id = ctx.store.run("INSERT INTO submissions (competition, owner, kernel_version_id, file_name, description, "
+                           "status, error, created) VALUES (?, ?, ?, ?, ?, 'PENDING', '', ?)",
                            comp["slug"], user, version["id"], file_name, req.submission_description or "", now())
     ctx.jobs.submit_score(sub_id)
     resp = ApiCreateCodeSubmissionResponse()
+    resp.message = f"Successfully submitted to {comp['title']}"
+    resp.ref = sub_id
+    return resp
+
+
+def _check_quota(ctx: Ctx, comp, user: str) -> None:
+    used = ctx.store.one("SELECT COUNT(*) AS n FROM submissions WHERE competition=? AND owner=? AND created>?",
+                         comp["slug"], user, time.time() - 24 * 3600)["n"]
+    if used >= ctx.settings.daily_submissions:
+        raise ApiError(429, f"You have used all {ctx.settings.daily_submissions} submissions of the last 24 hours",
+                       headers={"Retry-After": "3600"})
+
+
+@route("competitions.CompetitionApiService/StartSubmissionUpload")
+def start_submission_upload(ctx: Ctx, req) -> ApiStartSubmissionUploadResponse:
+    user = ctx.require_user()
+    find(ctx, req.competition_name)
+    name = check_name(req.file_name or "submission.csv")
+    if req.content_length is None or not 0 < req.content_length <= ctx.settings.max_blob_bytes:
+        raise ApiError(400, "contentLength must be given and positive")
+    token = new_token()
+    ctx.store.run("INSERT INTO uploads VALUES (?, ?, ?, 'COMPETITION_SUBMISSION', ?, NULL, ?)", token, user, name,
+                  req.content_length, now())
+    resp = ApiStartSubmissionUploadResponse()
+    resp.token = token
+    resp.create_url = f"{ctx.base_url}/upload/{token}"
+    return resp
+
+
+@route("competitions.CompetitionApiService/CreateSubmission")
+def create_submission(ctx: Ctx, req) -> ApiCreateSubmissionResponse:
+    """A file submission (``kaggle competitions submit -f file.csv``), scored like a code submission's output."""
+    user = ctx.require_user()
+    comp = find(ctx, req.competition_name)
+    upload = ctx.store.one("SELECT * FROM uploads WHERE token=? AND owner=?", req.blob_file_tokens or "", user)
+    if upload is None or upload["sha256"] is None:
+        raise ApiError(400, "blobFileTokens must name a finished StartSubmissionUpload upload")
+    _check_quota(ctx, comp, user)
+    sub_id = ctx.store.run("INSERT INTO submissions (competition, owner, file_name, description, status, error, "
+                           "created, blob_sha) VALUES (?, ?, ?, ?, 'PENDING', '', ?, ?)", comp["slug"], user,
+                           upload["name"], req.submission_description or "", now(), upload["sha256"])
+    ctx.jobs.submit_score(sub_id)
+    resp = ApiCreateSubmissionResponse()
     resp.message = f"Successfully submitted to {comp['title']}"
     resp.ref = sub_id
     return resp

@@ -172,6 +172,15 @@ class Jobs:
         sub = self.store.one("SELECT * FROM submissions WHERE id=?", submission_id)
         if sub is None or sub["status"] != "PENDING":
             return
+        solution = competition.solution_path(self.store, sub["competition"])
+        if sub["kernel_version_id"] is None:  # a file submission
+            try:
+                score = competition.score_submission(solution, self.store.blob_path(sub["blob_sha"]))
+            except competition.ScoreError as exc:
+                self._finish(submission_id, "ERROR", error=str(exc))
+                return
+            self._finish(submission_id, "COMPLETE", score=f"{score:.5f}")
+            return
         version = self.store.one("SELECT v.*, k.owner, k.slug FROM kernel_versions v JOIN kernels k ON "
                                  "k.id = v.kernel_id WHERE v.id=?", sub["kernel_version_id"])
         if version["status"] in ("QUEUED", "RUNNING", "CANCEL_REQUESTED"):
@@ -186,7 +195,7 @@ class Jobs:
             target = (output / sub["file_name"]).resolve()
             if output.resolve() not in target.parents:
                 raise competition.ScoreError(f"Invalid submission file name {sub['file_name']!r}")
-            score = competition.score_submission(competition.solution_path(self.store, sub["competition"]), target)
+            score = competition.score_submission(solution, target)
         except competition.ScoreError as exc:
             self._finish(submission_id, "ERROR", error=str(exc))
             return

@@ -5,6 +5,7 @@ Routes::
     POST /api/v1/{Service}/{Method}   JSON in, JSON out (kagglesdk types); download calls answer 302
     PUT  /upload/{token}              resumable blob upload (see kagflow.local.transfer)
     GET  /files/{signed}/{name}       signed, ranged file download
+    GET  /api/v1/kernels/logs/stream/{owner}/{slug}   live log (SSE) or the finished log (JSON)
     GET  /health                      {"ok": true, "service": "kagflow-local", "pid": ...}
 
 Every error is ``{"code": <status>, "message": ...}`` with ``Content-Type: application/json``.
@@ -24,6 +25,7 @@ import re
 import sqlite3
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Dict, Optional
@@ -35,13 +37,17 @@ from kagflow.local import api_blobs, api_competitions, api_datasets, api_kernels
 from kagflow.local import transfer
 from kagflow.local.api import HANDLERS, Ctx, Redirect, Settings
 from kagflow.local.faults import DROP, ERROR, SLOW, TOO_MANY, Faults
+from kagflow.local import jobs as jobs_module
 from kagflow.local.jobs import Jobs
 from kagflow.local.protocol import ApiError, parse_request, routes
+from kagflow.local.runner import read_log
 from kagflow.local.store import Store
 
 log = logging.getLogger("kagflow.local")
 SERVICE_NAME = "kagflow-local"
 _API_RE = re.compile(r"^/api/v1/([A-Za-z0-9_.]+)/([A-Za-z0-9_]+)/?$")
+_LOGS_RE = re.compile(r"^/api/v1/kernels/logs/stream/([A-Za-z0-9_-]+)/([A-Za-z0-9_-]+)/?$")
+FINISHED = ("COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED")
 
 
 class LocalServer:
@@ -323,11 +329,49 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
 
+    def _log_stream(self, owner: str, slug: str) -> None:
+        """``kaggle kernels logs --follow``: SSE of the log while the run lasts, the log blob once it ended."""
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        ctx = Ctx(self.app.store, self.app.url, self.app.settings, self._user(), self.app.jobs)
+        kernel = api_kernels.find_kernel(ctx, owner, slug)
+        version = api_kernels.find_version(ctx, kernel, (query.get("versionLabel") or [""])[0])
+        log_path = jobs_module.sandbox_dir(self.app.store, owner, slug, version["number"]) / "log.json"
+        if version["status"] in FINISHED:
+            data = log_path.read_bytes() if log_path.is_file() else b"[]"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        sent = 0
+        while True:
+            status = self.app.store.one("SELECT status FROM kernel_versions WHERE id=?", version["id"])["status"]
+            entries = read_log(log_path)
+            for entry in entries[sent:]:
+                self.wfile.write(f"data: {json.dumps(entry)}\n\n".encode())
+            sent = max(sent, len(entries))
+            self.wfile.flush()
+            if status in FINISHED:
+                break
+            time.sleep(0.2)
+        self.wfile.write(b"data: END_OF_LOG\n\n")
+
     def _get(self) -> None:
         path = self.path.split("?", 1)[0]
         if path in ("/health", "/health/"):
             self._send_json(200, {"ok": True, "service": SERVICE_NAME, "pid": os.getpid(),
                                   "data_dir": str(self.app.data_dir)})
+            return
+        logs = _LOGS_RE.match(path)
+        if logs:
+            self._log_stream(logs.group(1), logs.group(2))
             return
         m = re.match(r"^/files/([A-Za-z0-9_=-]+\.[0-9a-f]{32})/[^/]+$", path)
         if not m:

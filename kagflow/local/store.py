@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS competitions (
   id INTEGER PRIMARY KEY, slug TEXT UNIQUE, title TEXT, metric TEXT, created REAL);
 CREATE TABLE IF NOT EXISTS submissions (
   id INTEGER PRIMARY KEY, competition TEXT, owner TEXT, kernel_version_id INTEGER, file_name TEXT,
-  description TEXT, status TEXT, public_score TEXT, error TEXT, created REAL);
+  description TEXT, status TEXT, public_score TEXT, error TEXT, created REAL, blob_sha TEXT);
 """
 
 
