@@ -108,7 +108,8 @@ def module(name: str, version: str) -> dict:
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory) -> Path:
     """alpha→beta>=1, delta→beta>=2, beta 1.0/2.0, gamma (sdist only), onlywin (win_amd64 only),
-    cext (cp312 manylinux_2_28 1.0, manylinux_2_36 2.0), native (sdist that builds a platform wheel)."""
+    cext (cp312 manylinux_2_28 1.0, manylinux_2_36 2.0), native (sdist that builds a platform wheel),
+    mu → beta>=2 only on Python >= 3.12."""
     d = tmp_path_factory.mktemp("wheelhouse")
     write_wheel(d, "alpha", "1.0", requires=["beta>=1"], files=module("alpha", "1.0"))
     write_wheel(d, "delta", "1.0", requires=["beta>=2"], files=module("delta", "1.0"))
@@ -119,6 +120,7 @@ def wheelhouse(tmp_path_factory) -> Path:
     write_wheel(d, "cext", "1.0", tag="cp312-cp312-manylinux_2_28_x86_64", files=module("cext", "1.0"))
     write_wheel(d, "cext", "2.0", tag="cp312-cp312-manylinux_2_36_x86_64", files=module("cext", "2.0"))
     write_sdist(d, "native", "1.0", tag="cp311-cp311-linux_x86_64")
+    write_wheel(d, "mu", "1.0", requires=['beta>=2; python_version >= "3.12"'], files=module("mu", "1.0"))
     return d
 
 
@@ -377,3 +379,12 @@ def test_replacing_an_image_package_warns_about_the_image_packages_it_breaks(tmp
     breaks = [w for w in result.warnings if "breaks" in w]
     assert len(breaks) == 1
     assert "beta 2.0" in breaks[0] and "epsilon==3.0" in breaks[0] and "beta<2" in breaks[0]
+
+
+def test_dependencies_whose_markers_apply_only_on_the_target_are_shipped(tmp_path, wheelhouse):
+    # pip evaluates markers for the interpreter running it (3.11 here), not for the 3.12 target
+    result = build(tmp_path, ["mu"], py312_image(), wheelhouse)
+    shipped = {w.name: w for w in result.wheels}
+    assert shipped["beta"].version == "2.0" and shipped["beta"].why == "dependency of mu"
+    assert not shipped["beta"].requested
+    assert manifest(result)["added_for_target_markers"] == (["beta>=2"] if sys.version_info < (3, 12) else [])

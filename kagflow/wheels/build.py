@@ -123,16 +123,19 @@ def build_wheels(requirements: Sequence[str], image: TargetImage, out_dir: Path,
     with tempfile.TemporaryDirectory(prefix="kagflow-wheels-") as tmp:
         work = Path(tmp)
         standins = write_image_standins(work / "image", image.installed)
-        entries_raw = cache.load(key)
-        cached = entries_raw is not None
-        if entries_raw is None:
+        hit = cache.load(key)
+        cached = hit is not None
+        if hit is None:
             resolution = resolve(requirements, image, work / "resolve", standins, index)
             entries_raw = _fetch(resolution, requirements, image, work / "fetch", index, cache)
-            cache.store(key, entries_raw)
+            marker_added = list(resolution.marker_added)
+            cache.store(key, entries_raw, marker_added=marker_added)
+        else:
+            entries_raw, marker_added = hit
         entries = tuple(WheelEntry.from_dict(e) for e in entries_raw)
         _sync_folder(out_dir, entries, cache)
-        report = verify_offline(out_dir, requirements, image, {e.name: e.version for e in entries}, standins,
-                                work / "verify")
+        report = verify_offline(out_dir, [*requirements, *marker_added], image,
+                                {e.name: e.version for e in entries}, standins, work / "verify")
         from_image = _from_image(report, standins)
 
     metadata.write_metadata(out_dir, metadata.DATASET_METADATA, meta)
@@ -140,6 +143,7 @@ def build_wheels(requirements: Sequence[str], image: TargetImage, out_dir: Path,
         "format": MANIFEST_FORMAT,
         "dataset": meta["id"],
         "requirements": list(requirements),
+        "added_for_target_markers": list(marker_added),
         "target_image": {"name": image.name, "python_version": image.python_version, "abis": list(image.abis),
                          "platforms": list(image.platforms), "cuda": image.cuda, "exact": image.exact},
         "complete": True,

@@ -32,24 +32,25 @@ class WheelCache:
         self.wheels = self.root / "wheels"
         self.entries = self.root / "resolutions"
 
-    def load(self, key: str) -> Optional[list[dict]]:
-        """The cached entries for ``key`` if every wheel is still there, intact; else None."""
+    def load(self, key: str) -> Optional[tuple[list[dict], list[str]]]:
+        """(entries, marker-added requirements) for ``key`` if every wheel is still there, intact; else None."""
         path = self.entries / f"{key}.json"
         try:
-            entries = json.loads(path.read_text(encoding="utf-8"))["packages"]
-        except (OSError, ValueError, KeyError):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            entries, marker_added = data["packages"], list(data.get("marker_added", []))
+        except (OSError, ValueError, KeyError, TypeError):
             return None
         for entry in entries:
             wheel = self.wheels / entry["filename"]
             if not wheel.is_file() or wheel.stat().st_size != entry["size"] or sha256_file(wheel) != entry["sha256"]:
                 return None
-        return entries
+        return entries, marker_added
 
-    def store(self, key: str, entries: list[dict]) -> None:
+    def store(self, key: str, entries: list[dict], *, marker_added: Sequence[str] = ()) -> None:
         self.entries.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.entries, prefix=f".{key}.")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"format": CACHE_FORMAT, "packages": entries}, f, indent=1)
+            json.dump({"format": CACHE_FORMAT, "packages": entries, "marker_added": list(marker_added)}, f, indent=1)
         os.replace(tmp, self.entries / f"{key}.json")
 
     def add(self, wheel: Path) -> Path:

@@ -11,6 +11,12 @@ with two extra inputs that stand for the image:
   ``--find-links`` directory, so the image's exact versions are always available even when the
   index no longer serves them, and their (already installed) dependency trees are not pulled in.
 
+pip evaluates dependency markers (``python_version >= "3.12"``) against the interpreter running
+it, not the target. After each successful run, every resolved package's Requires-Dist is
+re-evaluated for the target (:func:`target_environment`); a dependency that applies on the target
+but is missing from the resolution is added as a requirement and pip runs again. (The opposite
+case, a dependency that applies only here, just adds a harmless wheel.)
+
 A requirement with no wheel for the target is tried once as an sdist: built here with
 ``pip wheel --no-deps`` and accepted only if the result is ``py3-none-any``; otherwise it is a
 :class:`WheelsError` naming the package, the target's tags and pip's reason.
@@ -24,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
@@ -55,6 +62,7 @@ class Resolution:
     relaxed: dict[str, str] = field(default_factory=dict)   # name -> image version dropped from the pins
     built_dir: Optional[Path] = None                           # wheels built here from sdists
     built: list[str] = field(default_factory=list)             # their file names
+    marker_added: list[str] = field(default_factory=list)      # dependencies whose markers apply only on the target
 
     def by_name(self) -> dict[str, ResolvedDist]:
         return {d.name: d for d in self.dists}
@@ -73,14 +81,48 @@ def platform_summary(image: TargetImage) -> str:
             f"abi {', '.join(image.abis)}; platforms {', '.join(image.platforms)}")
 
 
+def target_environment(image: TargetImage) -> dict[str, str]:
+    """PEP 508 marker values on the target (Linux images: the machine comes from the platform tag)."""
+    machine = next((p.split("_", 2)[-1] if p.startswith("manylinux_") else p.split("_", 1)[-1]
+                    for p in image.platforms if p.startswith(("manylinux", "musllinux", "linux"))), "x86_64")
+    full = image.python_full_version or f"{image.python_version}.0"
+    impl = {"cp": ("cpython", "CPython"), "pp": ("pypy", "PyPy")}.get(image.implementation, ("cpython", "CPython"))
+    return {"python_version": image.python_version, "python_full_version": full,
+            "implementation_name": impl[0], "platform_python_implementation": impl[1],
+            "implementation_version": full, "sys_platform": "linux", "platform_system": "Linux",
+            "os_name": "posix", "platform_machine": machine, "extra": ""}
+
+
+def marker_gaps(dists: Sequence[ResolvedDist], image: TargetImage) -> list[str]:
+    """Dependencies that apply on the target but are absent from the resolution (``name<spec>``)."""
+    env = target_environment(image)
+    have = {d.name for d in dists}
+    gaps = []
+    for d in dists:
+        for text in d.requires:
+            try:
+                req = Requirement(text)
+            except InvalidRequirement:
+                continue
+            if req.marker is None or "extra" in str(req.marker) or canonicalize_name(req.name) in have:
+                continue
+            try:
+                applies = req.marker.evaluate(env)
+            except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName):
+                continue
+            if applies:
+                name = f"{req.name}[{','.join(sorted(req.extras))}]" if req.extras else req.name
+                gaps.append(f"{name}{req.specifier}")
+    return sorted(set(gaps))
+
+
 def resolve(requirements: Sequence[str], image: TargetImage, work: Path, standins: Path,
             index: piprun.IndexOptions) -> Resolution:
     """Resolve ``requirements`` for ``image``; ``work`` is a scratch folder, ``standins`` the image's stand-ins."""
-    for req in requirements:
-        requirement_name(req)
+    user_names = {requirement_name(req) for req in requirements}
     work.mkdir(parents=True, exist_ok=True)
     req_file = work / "requirements.txt"
-    req_file.write_text("\n".join(requirements) + "\n", encoding="utf-8")
+    marker_added: list[str] = []
     pins = {line.split("==", 1)[0]: line for line in image.constraints()}
     relaxed: dict[str, str] = {}
     built_dir = work / "built"
@@ -91,6 +133,7 @@ def resolve(requirements: Sequence[str], image: TargetImage, work: Path, standin
         con_file = work / "image-constraints.txt"
         con_file.write_text("\n".join(v for k, v in sorted(pins.items()) if k not in relaxed) + "\n",
                             encoding="utf-8")
+        req_file.write_text("\n".join([*requirements, *marker_added]) + "\n", encoding="utf-8")
         extra_links = [standins] + ([built_dir] if built else [])
         result = piprun.run_pip([
             "install", "--dry-run", "--ignore-installed", "--only-binary=:all:",
@@ -99,7 +142,12 @@ def resolve(requirements: Sequence[str], image: TargetImage, work: Path, standin
             "-c", str(con_file), "-r", str(req_file),
         ])
         if result.ok:
-            return Resolution(_read_report(report, standins), relaxed, built_dir if built else None, built)
+            dists = _read_report(report, standins, user_names)
+            gaps = [g for g in marker_gaps(dists, image) if g not in marker_added]
+            if gaps:
+                marker_added += gaps
+                continue
+            return Resolution(dists, relaxed, built_dir if built else None, built, marker_added)
         conflicts = {canonicalize_name(n) for n in piprun.constraint_conflicts(result.output)}
         new = {n for n in conflicts if n in pins and n not in relaxed}
         if new:
@@ -132,7 +180,7 @@ def resolve(requirements: Sequence[str], image: TargetImage, work: Path, standin
                       hint="pin the conflicting packages explicitly in the requirements")
 
 
-def _read_report(report: Path, standins: Path) -> list[ResolvedDist]:
+def _read_report(report: Path, standins: Path, user_names: set[str]) -> list[ResolvedDist]:
     data = json.loads(report.read_text(encoding="utf-8"))
     standin_prefix = standins.resolve().as_uri()
     out = []
@@ -142,7 +190,7 @@ def _read_report(report: Path, standins: Path) -> list[ResolvedDist]:
         out.append(ResolvedDist(
             name=canonicalize_name(meta["name"]),
             version=str(meta["version"]),
-            requested=bool(item.get("requested")),
+            requested=bool(item.get("requested")) and canonicalize_name(meta["name"]) in user_names,
             requires=tuple(meta.get("requires_dist") or ()),
             url=url,
             from_image=url.startswith(standin_prefix),
