@@ -91,3 +91,10 @@ def test_cancel_through_the_api_and_outputs_stay_inside_working(server, api, tmp
     assert wait_kernel(api, f"{USER}/leaky-output").status.name == "COMPLETE"
     files, _ = api.kernels_output(f"{USER}/leaky-output", str(tmp_path / "out"))
     assert sorted(f.rsplit("/", 1)[1] for f in files) == ["leaky-output.log", "real.txt"]
+
+
+def test_kernel_is_this_interpreter(tmp_path):
+    import sys
+    nb = write_notebook(tmp_path / "py.ipynb", "import sys; print(sys.executable)")
+    status, _, log = run_notebook_in_sandbox(nb, tmp_path / "sb", timeout=60, enable_internet=True)
+    assert status == "COMPLETE" and _stdout(log).strip() == sys.executable

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -55,7 +56,6 @@ def serve_forever(data_dir: os.PathLike | str, port: int = 0, *, host: str = HOS
     def _stop(*_):
         if not stopping:
             stopping.append(True)
-            import threading
             threading.Thread(target=server.httpd.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, _stop)

@@ -42,7 +42,7 @@ def _problem(name: str) -> str | None:
             return "contains a path separator"
         if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn"):
             return "contains a control or unassigned character"
-    if name != name.strip() :
+    if name != name.strip():
         return "has leading or trailing whitespace"
     return None
 

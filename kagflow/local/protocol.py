@@ -9,13 +9,11 @@ body into the request type strictly: unknown fields, wrong types and bad enum na
 
 from __future__ import annotations
 
-import enum
 import functools
 import importlib
 import inspect
 import pkgutil
 import re
-from datetime import datetime
 from typing import Any, Dict, Tuple, Type
 
 import kagglesdk
@@ -129,16 +127,3 @@ def _item_serializer(serializer: ListSerializer):
         if hasattr(cell.cell_contents, "from_dict_value"):
             return cell.cell_contents
     raise RuntimeError("unexpected kagglesdk ListSerializer layout")
-
-
-def to_json_dict(obj: KaggleObject) -> dict:
-    """The response body for ``obj`` (defaults left out, as Kaggle does)."""
-    return obj.to_dict()
-
-
-def enum_name(value: enum.Enum) -> str:
-    return value.name
-
-
-def now() -> datetime:
-    return datetime.utcnow().replace(microsecond=(datetime.utcnow().microsecond // 1000) * 1000)

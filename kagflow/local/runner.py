@@ -100,6 +100,8 @@ def sandbox_env(sandbox: Path, *, enable_internet: bool, env: Optional[Mapping[s
     result = dict(os.environ)
     for key in ("KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_USERNAME"):
         result.pop(key, None)  # a kernel never sees the pusher's credentials
+    jupyter = _kernelspec(sandbox / ".kagflow" / "jupyter")
+    result["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(jupyter), result.get("JUPYTER_PATH", "")) if p)
     result.update({
         "KAGFLOW_INPUT_ROOT": str(sandbox / "input"),
         "KAGFLOW_WORKING_ROOT": str(sandbox / "working"),
@@ -119,6 +121,20 @@ def sandbox_env(sandbox: Path, *, enable_internet: bool, env: Optional[Mapping[s
         result["KAGFLOW_INTERNET"] = "1"
     result.update(env or {})
     return result
+
+
+def _kernelspec(jupyter_dir: Path) -> Path:
+    """A ``python3`` kernelspec for this very interpreter, found first through ``JUPYTER_PATH``.
+
+    A user-wide ``python3`` kernelspec (``~/.local/share/jupyter``) could otherwise point the run
+    at another Python.
+    """
+    spec = jupyter_dir / "kernels" / "python3"
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (kagflow local)", "language": "python", "metadata": {"debugger": False}}))
+    return jupyter_dir
 
 
 def run_notebook_in_sandbox(notebook_path: os.PathLike | str, sandbox_dir: os.PathLike | str, *,

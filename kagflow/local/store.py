@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 CHUNK = 1 << 20
+UPLOAD_EXPIRY_S = 6 * 24 * 3600  # the official client gives up resuming after 6 days
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploads (
@@ -81,6 +82,19 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
         self.secret = self._load_secret()
+        self.sweep()
+
+    def sweep(self, upload_max_age_s: float = UPLOAD_EXPIRY_S) -> None:
+        """Drop leftovers: expired upload parts (and their sessions), half-built archives, half copies."""
+        cutoff = time.time() - upload_max_age_s
+        for part in (self.root / "uploads").glob("*.part"):
+            limit = time.time() - 3600 if part.name.startswith("copy-") else cutoff
+            if part.stat().st_mtime < limit:
+                part.unlink(missing_ok=True)
+        for tmp in (self.root / "cache").rglob("*.tmp"):
+            tmp.unlink(missing_ok=True)
+        with self._lock:
+            self._db.execute("DELETE FROM uploads WHERE sha256 IS NULL AND created < ?", (cutoff,))
 
     def _load_secret(self) -> bytes:
         path = self.root / "secret"
