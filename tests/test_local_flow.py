@@ -122,6 +122,7 @@ def test_failing_kernel_ends_in_error_with_traceback(api, tmp_path):
 def test_official_cli_entry_point(server, tmp_path):
     ds = write_dataset(tmp_path / "ds", "cli-dataset", {"x.txt": "hello"})
     assert run_official_cli(["datasets", "create", "-p", str(ds), "-q"], server.url).exit_code == 0
+    assert f"{USER}/cli-dataset" in run_official_cli(["datasets", "list", "--mine"], server.url).stdout
     kernel = write_kernel(tmp_path / "k", "cli-kernel", "import os\nprint(sorted(os.listdir(os.environ['KAGFLOW_INPUT_ROOT'])))\n"
                           "open('submission.csv','w').write('id,winner_model_a,winner_model_b,winner_tie\\n'"
                           " + ''.join(f'{i},0.2,0.3,0.5\\n' for i in (1,2,3)))",

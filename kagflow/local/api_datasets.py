@@ -170,8 +170,10 @@ def get_dataset(ctx: Ctx, req) -> ApiDataset:
 @route("datasets.DatasetApiService/ListDatasets")
 def list_datasets(ctx: Ctx, req) -> ApiListDatasetsResponse:
     rows = ctx.store.all("SELECT * FROM datasets ORDER BY created DESC")
+    mine = req.group is not None and req.group.name.startswith("DATASET_SELECTION_GROUP_MY")
+    owner = ctx.user if mine else req.user
     rows = [r for r in rows if (not r["is_private"] or r["owner"] == ctx.user)
-            and (not req.user or r["owner"] == req.user)
+            and (not owner or r["owner"] == owner)
             and (not req.search or req.search.lower() in (r["slug"] + " " + r["title"]).lower())]
     chunk, token = page(rows, req.page_size, req.page_token)
     resp = ApiListDatasetsResponse()

@@ -296,7 +296,7 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise ApiError(413, f"Request body of {length} bytes exceeds the {self.app.settings.max_json_bytes}-byte "
                                 "limit")
-        body = b""
+        body = bytearray()
         while len(body) < length:
             try:
                 chunk = self.rfile.read(length - len(body))
@@ -309,7 +309,7 @@ class Handler(BaseHTTPRequestHandler):
         if not body:
             return {}
         try:
-            return json.loads(body.decode("utf-8"))
+            return json.loads(bytes(body).decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise ApiError(400, f"Invalid JSON payload: {exc}") from None
 
