@@ -27,7 +27,7 @@ from kagflow.errors import MissingFileError, WheelsError
 from kagflow.image import TargetImage
 from kagflow.wheels import piprun
 from kagflow.wheels.cache import WheelCache, cache_key
-from kagflow.wheels.resolve import Resolution, ResolvedDist, requirement_name, resolve
+from kagflow.wheels.resolve import Resolution, ResolvedDist, requirement_name, resolve, target_environment
 from kagflow.wheels.verify import verify_offline
 from kagflow.wheels.wheelfile import sha256_file, top_level_names, wheel_name_version, write_image_standins
 
@@ -260,10 +260,11 @@ def _why(d: ResolvedDist, dists: Sequence[ResolvedDist], requirements: Sequence[
         if req and canonicalize_name(req.name) == d.name:
             specs.append((str(req).split(";")[0].strip(), "required"))
     parents = []
+    env = target_environment(image)
     for p in dists:
         for r in p.requires:
             req = _req(r)
-            if req and canonicalize_name(req.name) == d.name:
+            if req and canonicalize_name(req.name) == d.name and _applies(req, env):
                 parents.append(p.name)
                 specs.append((f"{req.name}{req.specifier}" if str(req.specifier) else req.name, p.name))
                 break
@@ -275,6 +276,18 @@ def _why(d: ResolvedDist, dists: Sequence[ResolvedDist], requirements: Sequence[
     if d.requested:
         return "required"
     return "dependency of " + ", ".join(sorted(set(parents))) if parents else "dependency"
+
+
+def _applies(req: Requirement, env: dict) -> bool:
+    """Does this Requires-Dist apply on the target (extras-only ones do not)?"""
+    if req.marker is None:
+        return True
+    if "extra" in str(req.marker):
+        return False
+    try:
+        return bool(req.marker.evaluate(env))
+    except Exception:                      # undefined comparisons: count it, as pip would try
+        return True
 
 
 def _allows(spec: str, version: str) -> bool:
