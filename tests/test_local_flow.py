@@ -140,6 +140,8 @@ def test_official_cli_entry_point(server, tmp_path):
                                "-f", "submission.csv", "-m", "from the cli"], server.url)
     assert submit.exit_code == 0, submit.stderr
     wait_submission(build_api(server.url), COMPETITION, 1)
+    board = run_official_cli(["competitions", "leaderboard", COMPETITION, "-s", "--csv"], server.url)
+    assert board.exit_code == 0 and f"{USER}," in board.stdout, board
     subs = run_official_cli(["competitions", "submissions", COMPETITION, "--csv"], server.url)
     assert "from the cli" in subs.stdout and "COMPLETE" in subs.stdout
     files = run_official_cli(["competitions", "files", COMPETITION, "--csv"], server.url)

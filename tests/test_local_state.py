@@ -65,7 +65,7 @@ def test_work_interrupted_by_a_stop_is_recovered(data_dir, kaggle_env, tmp_path)
 
 
 def test_new_version_while_processing_is_refused(data_dir, kaggle_env, tmp_path):
-    with start_server(data_dir, settings=Settings(dataset_processing_s=30)) as srv:
+    with start_server(data_dir, settings=Settings(dataset_processing_s=30, model_processing_s=30)) as srv:
         api = build_api(srv.url)
         ds = write_dataset(tmp_path / "ds", "slow-process", {"a.csv": "1\n"})
         api.dataset_create_new(str(ds), quiet=True)
@@ -74,6 +74,19 @@ def test_new_version_while_processing_is_refused(data_dir, kaggle_env, tmp_path)
             api.dataset_create_version(str(ds), "too soon", quiet=True)
         assert refused.value.response.status_code == 403
         assert "still processing" in refused.value.response.json()["message"]
+
+        (tmp_path / "m").mkdir()
+        (tmp_path / "m" / "model-metadata.json").write_text(json.dumps(
+            {"ownerSlug": USER, "slug": "slow-model", "title": "Slow model", "isPrivate": True, "description": "d"}))
+        (tmp_path / "m" / "model-instance-metadata.json").write_text(json.dumps(
+            {"ownerSlug": USER, "modelSlug": "slow-model", "instanceSlug": "base", "framework": "pyTorch",
+             "licenseName": "MIT"}))
+        (tmp_path / "m" / "w.bin").write_bytes(b"\0" * 10)
+        api.model_create_new(str(tmp_path / "m"))
+        api.model_instance_create(str(tmp_path / "m"), quiet=True)
+        with pytest.raises(HTTPError) as refused:
+            api.model_instance_version_create(f"{USER}/slow-model/pytorch/base", str(tmp_path / "m"), quiet=True)
+        assert refused.value.response.status_code == 403
 
 
 def test_kernel_versions_count_up_and_pull_by_version(server, api, tmp_path):

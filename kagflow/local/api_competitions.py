@@ -7,6 +7,8 @@ import time
 
 from kagglesdk.competitions.types.competition_api_service import (ApiCompetition, ApiCreateCodeSubmissionResponse,
                                                                   ApiCreateSubmissionResponse,
+                                                                  ApiGetLeaderboardResponse,
+                                                                  ApiLeaderboardSubmission,
                                                                   ApiStartSubmissionUploadResponse,
                                                                   ApiDataFile, ApiListCompetitionsResponse,
                                                                   ApiListDataFilesResponse,
@@ -216,3 +218,28 @@ def get_submission_limits(ctx: Ctx, req) -> ApiSubmissionLimits:
     resp.num_allowed_now = max(ctx.settings.daily_submissions - used, 0)
     return resp
 
+
+
+@route("competitions.CompetitionApiService/GetLeaderboard")
+def get_leaderboard(ctx: Ctx, req) -> ApiGetLeaderboardResponse:
+    """Each user's best (lowest log loss) completed submission, best first."""
+    comp = find(ctx, req.competition_name)
+    best: dict[str, tuple[float, float]] = {}
+    for row in ctx.store.all("SELECT owner, public_score, created FROM submissions WHERE competition=? AND "
+                             "status='COMPLETE'", comp["slug"]):
+        score = float(row["public_score"])
+        if row["owner"] not in best or score < best[row["owner"]][0]:
+            best[row["owner"]] = (score, row["created"])
+    ranked = sorted(best.items(), key=lambda item: item[1])
+    chunk, token = page(ranked, req.page_size, req.page_token)
+    resp = ApiGetLeaderboardResponse()
+    resp.submissions = []
+    for owner, (score, created) in chunk:
+        item = ApiLeaderboardSubmission()
+        item.team_id = int(hashlib.sha256(owner.encode()).hexdigest()[:7], 16)
+        item.team_name = owner
+        item.submission_date = utc(created)
+        item.score = f"{score:.5f}"
+        resp.submissions.append(item)
+    resp.next_page_token = token
+    return resp

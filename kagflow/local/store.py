@@ -7,8 +7,9 @@ Layout under the data dir::
     uploads/<token>.part        bytes of an unfinished resumable upload
     cache/                      zips / tar.gz built for downloads (rebuildable)
     competitions/<slug>/        hidden solution.csv of a local competition
-    runs/<owner>/<slug>/v<N>/   kernel sandboxes: input/, working/, log.json, run.json
+    runs/<owner>/<slug>/v<N>/   kernel sandboxes: input/, working/ (the output), log.json, executed.ipynb
     secret                      signs download URLs
+    server.pid, server.port, server.log   written by a background server (kagflow.local.control)
 
 Versions are numbered 1, 2, ... per parent. A version's files are rows naming blobs, so a
 version whose files did not change costs no new bytes.
