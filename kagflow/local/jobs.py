@@ -184,7 +184,9 @@ class Jobs:
         version = self.store.one("SELECT v.*, k.owner, k.slug FROM kernel_versions v JOIN kernels k ON "
                                  "k.id = v.kernel_id WHERE v.id=?", sub["kernel_version_id"])
         if version["status"] in ("QUEUED", "RUNNING", "CANCEL_REQUESTED"):
-            threading.Timer(0.2, self.submit_score, (submission_id,)).start()  # wait for the run
+            retry = threading.Timer(0.2, self.submit_score, (submission_id,))  # wait for the run
+            retry.daemon = True
+            retry.start()
             return
         if version["status"] != "COMPLETE":
             self._finish(submission_id, "ERROR", error=f"Notebook version {version['number']} did not complete: "

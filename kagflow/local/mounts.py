@@ -7,8 +7,8 @@ Both layouts are there (the classic one as relative symlinks into the newer one)
     input/competitions/<slug>/<public file>               input/<slug>            -> competitions/<slug>
     input/notebooks/<owner>/<slug>/<output file>          input/<slug>            -> notebooks/<owner>/<slug>
 
-Files are hard links to the read-only blobs (no copy, even for a 5 GB model); where a hard
-link is impossible they are copied. Classic names that collide keep the first source.
+Large files are hard links to the read-only blobs (no copy, even for a 5 GB model), small ones
+read-only copies. Classic names that collide keep the first source.
 """
 
 from __future__ import annotations
@@ -21,13 +21,20 @@ from typing import Iterable, Tuple
 from kagflow.local.names import check_name
 
 
+LINK_ABOVE = 16 << 20  # smaller files are copied, so a notebook (even as root) cannot alter a stored blob
+
+
 def place(src: Path, dst: Path) -> None:
-    """Hard-link (or copy) one file into a mount."""
+    """Put one file into a mount: a copy if small, a hard link to the read-only blob if large."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
+    if Path(src).stat().st_size > LINK_ABOVE:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(src, dst)
+    os.chmod(dst, 0o444)
 
 
 def mount(input_root: Path, new_layout: Tuple[str, ...], classic: Tuple[str, ...],
