@@ -7,7 +7,7 @@ import hashlib
 import os
 import zipfile
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
@@ -116,6 +116,3 @@ def write_image_standins(directory: "str | os.PathLike[str]", installed: Mapping
         write_wheel(directory, name, version)
     return directory
 
-
-def standin_dir_names(directory: "str | os.PathLike[str]") -> Iterable[str]:
-    return (p.name for p in Path(directory).glob("*.whl"))
