@@ -10,6 +10,7 @@ Public API::
                      context manager
     serve_forever(data_dir, port)                  foreground; what ``python -m kagflow.local serve`` runs
     ensure_background_server(data_dir) -> url      start detached unless alive; stop_background_server(data_dir)
+    default_data_dir()                             $KAGFLOW_LOCAL_DATA_DIR or ~/.kagflow/local
     run_notebook_in_sandbox(notebook, sandbox, *, timeout, enable_internet, env=None, cancel=None)
         -> (status, failure_message, log_path)
     install_competition(data_dir, slug, files_dir, *, title=None); score_submission(solution, submission)
@@ -23,8 +24,8 @@ from __future__ import annotations
 
 from kagflow.local.api import Settings
 from kagflow.local.competition import ScoreError, install_competition, score_submission
-from kagflow.local.control import (ensure_background_server, find_free_port, running_url, serve_forever,
-                                   stop_background_server)
+from kagflow.local.control import (DATA_DIR_ENV, default_data_dir, ensure_background_server, find_free_port,
+                                   running_url, serve_forever, stop_background_server)
 from kagflow.local.faults import FaultRule, Faults
 from kagflow.local.runner import run_notebook_in_sandbox
 from kagflow.local.server import LocalServer, start_server
@@ -36,6 +37,6 @@ def run_official_cli(args, endpoint):
     return run(args, endpoint)
 
 
-__all__ = ["FaultRule", "Faults", "LocalServer", "ScoreError", "Settings", "ensure_background_server",
+__all__ = ["DATA_DIR_ENV", "default_data_dir", "FaultRule", "Faults", "LocalServer", "ScoreError", "Settings", "ensure_background_server",
            "find_free_port", "install_competition", "run_notebook_in_sandbox", "run_official_cli", "running_url",
            "score_submission", "serve_forever", "start_server", "stop_background_server"]

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from kagflow.local.control import serve_forever
-
-DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".kagflow", "local")
+from kagflow.local.control import default_data_dir, serve_forever
 
 
 def main(argv=None) -> int:
@@ -16,9 +13,9 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the local Kaggle in the foreground")
     serve.add_argument("--port", type=int, default=0)
-    serve.add_argument("--data-dir", default=os.environ.get("KAGFLOW_LOCAL_DATA_DIR", DEFAULT_DATA_DIR))
+    serve.add_argument("--data-dir", default=None, help="default: $KAGFLOW_LOCAL_DATA_DIR or ~/.kagflow/local")
     args = parser.parse_args(argv)
-    serve_forever(args.data_dir, args.port)
+    serve_forever(args.data_dir or default_data_dir(), args.port)
     return 0
 
 

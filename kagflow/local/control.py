@@ -22,8 +22,14 @@ from typing import Optional
 from kagflow.errors import KagflowError
 
 PID_FILE, PORT_FILE, LOG_FILE = "server.pid", "server.port", "server.log"
+DATA_DIR_ENV = "KAGFLOW_LOCAL_DATA_DIR"
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0
+
+
+def default_data_dir() -> Path:
+    """``$KAGFLOW_LOCAL_DATA_DIR``, else ``~/.kagflow/local``."""
+    return Path(os.environ.get(DATA_DIR_ENV) or Path.home() / ".kagflow" / "local")
 
 
 def find_free_port(host: str = HOST) -> int:

@@ -72,6 +72,7 @@ class LocalServer:
         self.host, self.port = self.httpd.server_address[:2]
         self.url = f"http://{self.host}:{self.port}"
         self._thread: Optional[threading.Thread] = None
+        self._serving = self._closed = False
 
     def start(self) -> "LocalServer":
         self.jobs.start()
@@ -82,6 +83,7 @@ class LocalServer:
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until :meth:`stop` (from a signal handler or another thread)."""
+        self._serving = True
         self.jobs.start()
         try:
             self.httpd.serve_forever(poll_interval=0.2)
@@ -89,12 +91,21 @@ class LocalServer:
             self._close()
 
     def stop(self) -> None:
+        """Stop serving, end the job worker (a run in progress ends in ERROR) and close the store. Idempotent."""
+        if self._thread is None:  # serve_forever() mode closes itself; never started: just close
+            if not self._serving:
+                self._close()
+            else:
+                self.httpd.shutdown()
+            return
         self.httpd.shutdown()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._close()
+        self._thread.join(10)
+        self._close()
 
     def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self.httpd.server_close()
         self.jobs.stop()
         self.store.close()
