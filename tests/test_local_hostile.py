@@ -145,3 +145,11 @@ def test_non_loopback_bind_needs_explicit_opt_in(tmp_path):
     from kagflow.local.server import LocalServer
     with pytest.raises(ValueError, match="loopback"):
         LocalServer(tmp_path / "d", host="0.0.0.0")
+
+
+def test_stalled_body_times_out_with_an_error(data_dir, kaggle_env):
+    from kagflow.local.server import start_server
+    with start_server(data_dir, read_timeout_s=1) as srv:
+        head = (f"POST /api/v1/{BLOB} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n").encode()
+        answer = raw_request(srv, head, b'{"na', close_write=False)
+    assert b" 400 " in answer.split(b"\r\n", 1)[0] and b"stalled after 4 of 100 bytes" in answer

@@ -310,12 +310,13 @@ class Handler(BaseHTTPRequestHandler):
         body = bytearray()
         while len(body) < length:
             try:
-                chunk = self.rfile.read(length - len(body))
+                chunk = self.rfile.read1(min(1 << 16, length - len(body)))
+                how = "ended"
             except TimeoutError:
-                chunk = b""
+                chunk, how = b"", "stalled"
             if not chunk:
                 self.close_connection = True
-                raise ApiError(400, f"Request body ended after {len(body)} of {length} bytes")
+                raise ApiError(400, f"Request body {how} after {len(body)} of {length} bytes")
             body += chunk
         if not body:
             return {}

@@ -100,7 +100,10 @@ def receive_upload(store: Store, handler, token: str, *, drop_after: Optional[fl
 def _copy_body(rfile, out, length: int, digest) -> int:
     got = 0
     while got < length:
-        chunk = rfile.read(min(CHUNK, length - got))
+        try:
+            chunk = rfile.read(min(CHUNK, length - got))
+        except TimeoutError:  # a stalled client: keep what arrived, it can resume
+            break
         if not chunk:
             break
         out.write(chunk)
