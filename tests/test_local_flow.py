@@ -171,3 +171,18 @@ def test_file_submission_and_log_stream(server, api, tmp_path):
     assert wait_kernel(api, f"{USER}/chatty-kernel").status.name == "COMPLETE"
     once = run_official_cli(["kernels", "logs", f"{USER}/chatty-kernel"], server.url)
     assert json.loads(once.stdout)[2]["data"] == "tick 2\n"
+
+
+def test_script_kernel(api, tmp_path):
+    folder = tmp_path / "script"
+    folder.mkdir()
+    (folder / "run.py").write_text("print('script ran')\nopen('out.txt', 'w').write('1')\n")
+    (folder / "kernel-metadata.json").write_text(json.dumps(
+        {"id": f"{USER}/script-kernel", "title": "Script kernel", "code_file": "run.py", "language": "python",
+         "kernel_type": "script", "enable_internet": False}))
+    api.kernels_push(str(folder))
+    assert wait_kernel(api, f"{USER}/script-kernel").status.name == "COMPLETE"
+    files, _ = api.kernels_output(f"{USER}/script-kernel", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "out.txt").read_text() == "1"
+    log = json.loads((tmp_path / "out" / "script-kernel.log").read_text())
+    assert [e["data"] for e in log] == ["script ran\n"]  # no echoed expression values, as in a script

@@ -28,6 +28,7 @@ class KaggleLog:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.results = True  # log execute_result/display_data (not for scripts)
         self.t0 = time.monotonic()
         self._lock = threading.Lock()
         self._f = open(self.path, "wb")
@@ -52,7 +53,7 @@ class KaggleLog:
         elif kind == "error":
             trace = "\n".join(out.get("traceback") or []) or f"{out.get('ename')}: {out.get('evalue')}"
             self.add("stderr", _ANSI.sub("", trace) + "\n")
-        elif kind in ("execute_result", "display_data"):
+        elif kind in ("execute_result", "display_data") and self.results:
             text = (out.get("data") or {}).get("text/plain")
             if text:
                 self.add("stdout", _text(text) + "\n")
@@ -86,6 +87,7 @@ def execute(notebook: Path, working: Path, log_path: Path) -> tuple[str, str]:
         log.add("stderr", f"Could not read the notebook: {type(exc).__name__}: {exc}\n")
         log.close()
         return "ERROR", f"{type(exc).__name__}: {exc}"
+    log.results = not nb.metadata.get("kagflow", {}).get("script", False)
     nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
     client = LoggingClient(nb, timeout=None, kernel_name="python3", allow_errors=False,
                            resources={"metadata": {"path": str(working)}})

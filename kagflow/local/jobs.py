@@ -214,4 +214,5 @@ def notebook_source(text: str, kernel_type: str) -> str:
         return text
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(text)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kagflow"] = {"script": True}  # the executor logs no expression results for scripts
     return nbformat.writes(nb)
