@@ -10,7 +10,13 @@ import zipfile
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import COMPETITION, USER, wait_kernel, wait_submission, write_dataset, write_kernel
 
-from kagflow.local.official_cli import run_official_cli
+from kagflow.hub.client import EndpointKaggleApi
+from kagflow.hub.official_cli import run_official_cli as _run_official_cli
+
+
+def run_official_cli(args, endpoint):
+    """The official CLI's own entry point, unchanged but for kagflow's endpoint seam."""
+    return _run_official_cli(EndpointKaggleApi(endpoint), args, capture=True)
 
 
 def _model_folders(root):

@@ -23,7 +23,7 @@ def kaggle(app: App, args: tuple[str, ...]) -> None:
     from kagflow.hub.official_cli import run_official_cli
 
     gw = connect(app.config)
-    raise click.exceptions.Exit(run_official_cli(gw.api, list(args)))
+    raise click.exceptions.Exit(run_official_cli(gw.api, list(args)).exit_code)
 
 
 COMMANDS = [kaggle]

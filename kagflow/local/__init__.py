@@ -14,7 +14,7 @@ Public API::
     run_notebook_in_sandbox(notebook, sandbox, *, timeout, enable_internet, env=None, cancel=None)
         -> (status, failure_message, log_path)
     install_competition(data_dir, slug, files_dir, *, title=None); score_submission(solution, submission)
-    run_official_cli(args, endpoint) -> CliResult(exit_code, stdout, stderr)
+    (the official CLI against a server: kagflow.hub.official_cli.run_official_cli)
     Faults / FaultRule, Settings
 
 See ``store.py`` for the data-dir layout, ``runner.py`` for the sandbox, ``server.py`` for routes.
@@ -31,12 +31,6 @@ from kagflow.local.runner import run_notebook_in_sandbox
 from kagflow.local.server import LocalServer, start_server
 
 
-def run_official_cli(args, endpoint):
-    """``kaggle <args>`` against ``endpoint`` in this process (see :mod:`kagflow.local.official_cli`)."""
-    from kagflow.local.official_cli import run_official_cli as run
-    return run(args, endpoint)
-
-
 __all__ = ["DATA_DIR_ENV", "default_data_dir", "FaultRule", "Faults", "LocalServer", "ScoreError", "Settings", "ensure_background_server",
-           "find_free_port", "install_competition", "run_notebook_in_sandbox", "run_official_cli", "running_url",
+           "find_free_port", "install_competition", "run_notebook_in_sandbox", "running_url",
            "score_submission", "serve_forever", "start_server", "stop_background_server"]
