@@ -1,6 +1,6 @@
 """Synthetic competition data in the exact schema, with the real data's quirks and a learnable signal.
 
-Signal: a marker word near the start of the last turn of response A (label 0), of
+Signal: a marker word opening the last turn of response A (label 0), of
 response B (label 1), or of both (label 2, tie).
 """
 
@@ -67,16 +67,14 @@ def _row(rng: random.Random, row_id: int) -> dict:
     words = vocabulary()
     label = rng.choices((0, 1, 2), weights=CLASS_WEIGHTS)[0]
     n_turns = 1 if rng.random() < 0.8 else rng.randint(2, 3)
-    prompt = [_sentence(rng, words, 3, 20) for _ in range(n_turns)]
+    prompt = [_sentence(rng, words, 3, 12) for _ in range(n_turns)]
     long_row = rng.random() < 0.04
-    a, b = ([_sentence(rng, words, 8, 50) for _ in range(n_turns)] for _ in range(2))
+    a, b = ([_sentence(rng, words, 5, 30) for _ in range(n_turns)] for _ in range(2))
     if long_row:  # last turns far beyond any max_length
         a[-1], b[-1] = _sentence(rng, words, 500, 900), _sentence(rng, words, 500, 900)
     for turns, has_marker in ((a, label in (0, 2)), (b, label in (1, 2))):
         if has_marker:
-            head = turns[-1].split(" ")
-            head.insert(rng.randint(0, min(3, len(head))), MARKER)
-            turns[-1] = " ".join(head)
+            turns[-1] = f"{MARKER} {turns[-1]}"
     quirk = rng.random()
     ascii_only = False
     if quirk < 0.02:  # identical responses are ties
