@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
+from .config import from_namespace
 from .text import encode_rows
 
 SWAP_AB = [1, 0, 2]  # column order that maps swapped-input probabilities back to A / B / tie
+
+
+@dataclass
+class InferConfig:
+    """Inference knobs; field names are the notebook's parameter names."""
+
+    max_length: int = 2048
+    tta: bool = False
+    token_budget: int = 16384
+    attn_implementation: str = "eager"
+
+    from_namespace = classmethod(from_namespace)
 
 
 def token_batches(lengths, token_budget: int) -> list[list[int]]:
@@ -62,8 +76,7 @@ def predict(model, tokenizer, frame, *, max_length: int, tta: bool = False, toke
     return probs
 
 
-def run_inference(*, test_csv, base, adapter, output_path, max_length: int = 2048, tta: bool = False,
-                  token_budget: int = 16384, attn_implementation: str = "eager", device_map=None) -> dict:
+def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, device_map=None) -> dict:
     """Load base + adapter, predict every row of test.csv, write a checked submission.csv."""
     import pandas as pd
 
@@ -73,12 +86,13 @@ def run_inference(*, test_csv, base, adapter, output_path, max_length: int = 204
 
     data = load_arena_csv(test_csv, labeled=False)
     print(data.report(), flush=True)
-    model, tokenizer = load_for_inference(base, adapter, attn_implementation=attn_implementation,
+    model, tokenizer = load_for_inference(base, adapter, attn_implementation=cfg.attn_implementation,
                                           device_map=device_map)
     start = time.time()
-    probs = predict(model, tokenizer, data.frame, max_length=max_length, tta=tta, token_budget=token_budget)
+    probs = predict(model, tokenizer, data.frame, max_length=cfg.max_length, tta=cfg.tta,
+                    token_budget=cfg.token_budget)
     test_ids = pd.read_csv(test_csv, usecols=["id"])["id"].tolist()
     path = write_submission(data.frame["id"], probs, output_path, test_ids=test_ids)
     seconds = time.time() - start
-    print(f"wrote {path}: {len(probs)} rows in {seconds:.0f}s (tta={tta})", flush=True)
+    print(f"wrote {path}: {len(probs)} rows in {seconds:.0f}s (tta={cfg.tta})", flush=True)
     return {"path": path, "rows": len(probs), "seconds": seconds, "issues": [str(i) for i in data.issues]}

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import from_namespace
 from .data import load_arena_csv, stratified_fold
 from .infer import predict_proba
 from .metrics import evaluate, save_confusion_matrix, write_metrics
@@ -45,10 +46,7 @@ class TrainConfig:
     save_total_limit: int | None = 2
     dataloader_num_workers: int = 0
 
-    @classmethod
-    def from_namespace(cls, namespace: dict) -> "TrainConfig":
-        """Build from a dict holding (at least) the fields, e.g. a notebook's ``globals()``."""
-        return cls(**{f.name: namespace[f.name] for f in dataclasses.fields(cls) if f.name in namespace})
+    from_namespace = classmethod(from_namespace)
 
 
 def resolve_optim(optim: str) -> str:
