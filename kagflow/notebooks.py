@@ -22,15 +22,21 @@ CLASSIFIER_DIR = Path(__file__).parent / "classifier"
 PACKAGE_NAME = "kagflow_classifier"  # the inlined package's import name inside a kernel
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
+OFFLINE_INSTALL = Path(__file__).parent / "offline_install.py"  # inlined as the install cell
+REQUIRED_PACKAGES = ("transformers", "peft", "bitsandbytes", "accelerate")
+
 _SHARED = {
     "competition": "llm-classification-finetuning",
-    "base_model": "unsloth/gemma-2-9b-it-bnb-4bit",  # Kaggle model handle, mounted folder, or HF id
-    "allow_hub": False,  # load an unmounted base_model from the Hugging Face Hub (needs internet)
+    "kernel_title": "",
+    "base_model_source": "",  # Kaggle model handle owner/model/framework/instance/version ("": not attached)
+    "base_model_hf_id": "unsloth/gemma-2-9b-it-bnb-4bit",  # also searched among the mounts
+    "allow_hub": False,  # download an unmounted base from the Hugging Face Hub (needs internet)
+    "wheels_dataset": "",  # informational: every mounted wheels dataset is installed
 }
 DEFAULT_PARAMS = {
     "train": {**_SHARED, "adapter_name": "gemma2-adapter", "checkpoint_dir": "checkpoints",
               **defaults(TrainConfig)},
-    "infer": {**_SHARED, "adapter_model": "gemma2-adapter", **defaults(InferConfig)},
+    "infer": {**_SHARED, "adapter_model_source": "", **defaults(InferConfig)},
 }
 
 
@@ -87,6 +93,7 @@ def render_notebook(kind: str, params: dict, out_path: Path, *, template_dir: Pa
     import jinja2
     import nbformat
 
+    params = notebook_params(kind, params)
     template_dir = Path(template_dir) if template_dir else default_template_dir()
     template_path = template_dir / f"{kind}.ipynb.j2"
     if not template_path.is_file():
@@ -95,7 +102,8 @@ def render_notebook(kind: str, params: dict, out_path: Path, *, template_dir: Pa
                              trim_blocks=True, lstrip_blocks=True, autoescape=False)
     env.filters["pyrepr"] = repr
     text = env.get_template(template_path.name).render(
-        kind=kind, params=notebook_params(kind, params), package=PACKAGE_NAME, sources=classifier_sources(),
+        kind=kind, params=params, package=PACKAGE_NAME, sources=classifier_sources(),
+        offline_install=OFFLINE_INSTALL.read_text(encoding="utf-8"), required=list(REQUIRED_PACKAGES),
         kernelspec=KERNELSPEC, version=kagflow.__version__,
     )
     try:

@@ -16,8 +16,8 @@ class InferConfig:
     """Inference knobs; field names are the notebook's parameter names."""
 
     max_length: int = 2048
-    tta: bool = False
-    token_budget: int = 16384
+    batch_size: int = 8  # rows of max_length per batch: the token budget of a length-sorted batch
+    tta: bool = True
     attn_implementation: str = "eager"
 
     from_namespace = classmethod(from_namespace)
@@ -90,7 +90,7 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
                                           device_map=device_map)
     start = time.time()
     probs = predict(model, tokenizer, data.frame, max_length=cfg.max_length, tta=cfg.tta,
-                    token_budget=cfg.token_budget)
+                    token_budget=cfg.batch_size * cfg.max_length)
     test_ids = pd.read_csv(test_csv, usecols=["id"])["id"].tolist()
     path = write_submission(data.frame["id"], probs, output_path, test_ids=test_ids)
     seconds = time.time() - start

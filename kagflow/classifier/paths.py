@@ -112,16 +112,17 @@ def model_mounts(ref: str, root: Path) -> list[Path]:
 def find_model_dir(ref, *, marker: str = BASE_MARKER, root: Path | None = None) -> Path:
     """The folder with ``marker`` (config.json: base; adapter_config.json: adapter) for ``ref``.
 
-    ``ref`` may be an existing folder, or a Kaggle model handle / slug searched under the input root.
+    ``ref`` may be an existing folder, or a Kaggle model handle / slug searched under the input root;
+    an empty ``ref`` searches the whole input root.
     """
     exclude = ADAPTER_MARKER if marker == BASE_MARKER else None
-    if Path(str(ref)).is_dir():
+    if ref and Path(str(ref)).is_dir():
         found = _walk_for(Path(str(ref)), marker, exclude)
         if found:
             return _latest(found)
         raise InputNotFoundError(f"{ref}: no {marker} in it or below it")
     root = Path(root) if root else input_root()
-    mounts = model_mounts(ref, root)
+    mounts = model_mounts(ref, root) if ref else [root]
     for mount in mounts:
         found = _walk_for(mount, marker, exclude)
         if found:
@@ -133,12 +134,19 @@ def find_model_dir(ref, *, marker: str = BASE_MARKER, root: Path | None = None) 
     )
 
 
-def resolve_model(ref, *, marker: str = BASE_MARKER, root: Path | None = None, allow_hub: bool = False):
-    """A local folder for ``ref``; with ``allow_hub``, an unmounted ``owner/name`` is returned as an HF id."""
-    try:
-        return find_model_dir(ref, marker=marker, root=root)
-    except InputNotFoundError:
-        if allow_hub and re.fullmatch(r"[\w.-]+/[\w.-]+", str(ref)):
-            print(f"{ref}: not mounted; loading it from the Hugging Face Hub")
-            return str(ref)
-        raise
+def resolve_base_model(source: str, hf_id: str, *, root: Path | None = None, allow_hub: bool = False):
+    """The base model's folder: the mounted Kaggle model ``source``, else a mount matching ``hf_id``;
+    with ``allow_hub``, else ``hf_id`` itself for ``from_pretrained`` to download."""
+    errors = []
+    for ref in (source, hf_id):
+        if not ref:
+            continue
+        try:
+            return find_model_dir(ref, marker=BASE_MARKER, root=root)
+        except InputNotFoundError as exc:
+            errors.append(str(exc))
+    if allow_hub and re.fullmatch(r"[\w.-]+/[\w.-]+", hf_id or ""):
+        print(f"{hf_id}: not mounted; loading it from the Hugging Face Hub")
+        return hf_id
+    raise InputNotFoundError("base model not found: " + "; ".join(errors or ["no source or HF id given"])
+                             + "; attach the base model to the kernel, or set allow_hub = True with internet on")

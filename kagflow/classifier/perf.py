@@ -77,7 +77,8 @@ def choose_attn_implementation(model_type: str, device=None, *, softcapping: boo
 def recipe_for_device(total_mem_gib: float, capability: tuple[int, int]) -> dict:
     """The kagflow recipe for one GPU, from its memory (GiB) and compute capability.
 
-    Keys: dtype ("bfloat16"/"float16"), attn_implementation, gradient_checkpointing,
+    Keys: dtype ("bfloat16"/"float16"), train_attn_implementation, infer_attn_implementation,
+    gradient_checkpointing,
     train_max_tokens (padded tokens per training micro-batch), infer_max_tokens, infer_max_rows,
     dequantize_for_training, dequantize_for_inference (4-bit base -> bf16 once, LoRA merged for
     inference), grad_scaler (fp16 training), pad_to_multiple_of.
@@ -98,7 +99,11 @@ def recipe_for_device(total_mem_gib: float, capability: tuple[int, int]) -> dict
         train_tokens, infer_tokens, gc = 4096, 8192, True
     return {
         "dtype": "bfloat16" if bf16 else "float16",
-        "attn_implementation": choose_attn_implementation("gemma2", cap),
+        # training: eager keeps the softcap and compiles nothing; flex attention recompiled for every new
+        # (rows, length) shape in training (~20 s per shape on an H100, bench/NOTES.md), so it is used
+        # for inference only, where one dynamic-shape compile serves all batches.
+        "train_attn_implementation": "eager",
+        "infer_attn_implementation": choose_attn_implementation("gemma2", cap),
         "gradient_checkpointing": gc,
         "train_max_tokens": train_tokens,
         "infer_max_tokens": infer_tokens,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ class TrainConfig:
     max_length: int = 1024
     n_splits: int = 5
     fold_idx: int = 0
-    optim: str = "adamw_8bit"
+    optim_type: str = "adamw_8bit"
     per_device_train_batch_size: int = 3
     gradient_accumulation_steps: int = 2
     per_device_eval_batch_size: int = 8
@@ -37,7 +38,7 @@ class TrainConfig:
     lora_bias: str = "none"
     target_modules: tuple = ("q_proj", "k_proj", "v_proj")
     seed: int = 42
-    max_train_rows: int | None = None
+    max_train_rows: int = 0  # 0: all rows
     attn_implementation: str = "eager"
     gradient_checkpointing: bool = True
     eval_strategy: str = "epoch"
@@ -45,6 +46,7 @@ class TrainConfig:
     save_steps: int = 200
     save_total_limit: int | None = 2
     dataloader_num_workers: int = 0
+    keep_checkpoints: bool = False  # after a finished run; the adapter folder has what inference needs
 
     from_namespace = classmethod(from_namespace)
 
@@ -117,7 +119,8 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     """Train on fold ``cfg.fold_idx``; save adapter + tokenizer to ``adapter_dir``; write
     metrics.json and confusion_matrix.png to ``report_dir``; return the metrics.
 
-    Resumes from the latest checkpoint in ``checkpoint_dir`` when there is one.
+    Resumes from the latest checkpoint in ``checkpoint_dir`` when there is one; removes the
+    checkpoints once the adapter is saved unless ``cfg.keep_checkpoints``.
     """
     from transformers import DataCollatorWithPadding, Trainer, set_seed
     from transformers.trainer_utils import get_last_checkpoint
@@ -141,7 +144,7 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
                      gradient_checkpointing=cfg.gradient_checkpointing)
     model.print_trainable_parameters()
 
-    optim = resolve_optim(cfg.optim)
+    optim = resolve_optim(cfg.optim_type)
     checkpoint_dir = Path(checkpoint_dir)
     evaluating = cfg.eval_strategy != "no"
     tokenizer_kwarg = "processing_class" if "processing_class" in inspect.signature(Trainer).parameters \
@@ -163,6 +166,8 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     adapter_dir = Path(adapter_dir)
     model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
+    if not cfg.keep_checkpoints:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
     model.eval()
     probs = predict_proba(model, [ids[i] for i in val_idx], pad_token_id=tokenizer.pad_token_id,

@@ -1,0 +1,110 @@
+"""Session fixtures for the classifier and notebook tests: tiny checkpoint, synthetic competition,
+a Kaggle-like sandbox, and the train/infer notebooks run once through nbclient.
+
+Import with ``from classifier_fixtures import *`` (pytest only auto-loads conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from kagflow.classifier.synth import write_synthetic_competition
+from kagflow.classifier.tiny import make_tiny_checkpoint
+from kagflow.notebooks import execute_notebook, render_notebook
+
+COMPETITION = "llm-classification-finetuning"
+BASE_SOURCE = "kagflow/gemma2-tiny/transformers/base/1"
+ADAPTER_SOURCE = "kagflow/gemma2-tiny-adapter/transformers/peft-lora-classifier/1"
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# The tiny recipe: 2,000 synthetic rows, 5 epochs, all linear layers, lr 1e-3 (about 45 s on one core).
+TINY_TRAIN_PARAMS = {
+    "competition": COMPETITION, "base_model_source": BASE_SOURCE, "max_length": 128, "n_epochs": 5,
+    "lr": 1e-3, "per_device_train_batch_size": 16, "gradient_accumulation_steps": 1, "freeze_layers": 0,
+    "target_modules": ALL_LINEAR, "gradient_checkpointing": False, "eval_strategy": "no", "logging_steps": 100,
+    "save_steps": 200,
+}
+TINY_INFER_PARAMS = {
+    "competition": COMPETITION, "base_model_source": BASE_SOURCE, "adapter_model_source": ADAPTER_SOURCE,
+    "max_length": 128, "batch_size": 16, "tta": True,
+}
+# One thread: on a busy 2-core box, two OpenMP threads contend and a step gets ~20x slower.
+KERNEL_ENV = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    input_root: Path
+    working_root: Path
+    solution: Path
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    notebook: Path
+    executed: Path
+    working_root: Path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "gemma2-tiny")
+
+
+@pytest.fixture(scope="session")
+def synthetic_competition(tmp_path_factory) -> dict:
+    return write_synthetic_competition(tmp_path_factory.mktemp("synthetic"), n_train=2000, n_test=200, seed=0)
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory, tiny_checkpoint, synthetic_competition) -> Sandbox:
+    """input/competitions/<slug>/ (public files only), input/models/<handle>/ (the base), working/."""
+    root = tmp_path_factory.mktemp("kaggle")
+    competition = root / "input" / "competitions" / COMPETITION
+    competition.mkdir(parents=True)
+    for name in ("train", "test", "sample_submission"):
+        shutil.copy(synthetic_competition[name], competition / f"{name}.csv")
+    shutil.copytree(tiny_checkpoint, root / "input" / "models" / BASE_SOURCE)
+    return Sandbox(root / "input", root / "working", synthetic_competition["solution"])
+
+
+@pytest.fixture(scope="session")
+def trained_run(sandbox) -> NotebookRun:
+    """The train notebook rendered and executed on the tiny model and synthetic data."""
+    nb = render_notebook("train", TINY_TRAIN_PARAMS, sandbox.working_root.parent / "nb" / "train.ipynb")
+    executed = execute_notebook(nb, input_root=sandbox.input_root, working_root=sandbox.working_root,
+                                timeout=600, env=KERNEL_ENV)
+    return NotebookRun(nb, executed, sandbox.working_root)
+
+
+@pytest.fixture(scope="session")
+def adapter_dir(trained_run) -> Path:
+    return trained_run.working_root / "gemma2-adapter"
+
+
+@pytest.fixture(scope="session")
+def inference_run(sandbox, trained_run, adapter_dir, tmp_path_factory) -> NotebookRun:
+    """The infer notebook on the trained adapter, mounted in the classic layout, with TTA."""
+    handle = ADAPTER_SOURCE.split("/")
+    shutil.copytree(adapter_dir, sandbox.input_root.joinpath(*handle[1:]))
+    working = tmp_path_factory.mktemp("infer-working")
+    nb = render_notebook("infer", TINY_INFER_PARAMS, working.parent / "infer-nb" / "infer.ipynb")
+    executed = execute_notebook(nb, input_root=sandbox.input_root, working_root=working, timeout=300,
+                                env=KERNEL_ENV)
+    return NotebookRun(nb, executed, working)
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_checkpoint, adapter_dir):
+    """(model, tokenizer): the trained tiny classifier loaded in this process, 4-bit base + adapter."""
+    from kagflow.classifier.model import load_for_inference
+
+    return load_for_inference(tiny_checkpoint, adapter_dir)
+
+
+def read_metrics(run: NotebookRun) -> dict:
+    return json.loads((run.working_root / "metrics.json").read_text())
