@@ -347,7 +347,8 @@ def kagflow_train(args, ckpt, device, steps, seqs, labels):
 
     big = perf.recipe_for_device(79.0, (9, 0)) if args.tiny else perf.recipe_for_current_device(device)
     record("recipe_this_device", big)
-    fast_attn = big["attn_implementation"] if not args.tiny else "eager"
+    train_attn = big["train_attn_implementation"] if not args.tiny else "eager"
+    flex = perf.choose_attn_implementation("gemma2", device) if not args.tiny else "eager"
     set_seed(42)
     model = load_4bit(ckpt, dtype=torch.bfloat16, compute_dtype=torch.bfloat16, attn="eager", device=device)
     pm = get_peft_model(model, lora_config(args.n_layers))
@@ -355,7 +356,7 @@ def kagflow_train(args, ckpt, device, steps, seqs, labels):
     hf = pm.get_base_model()
     init = {n: p.detach().clone() for n, p in pm.named_parameters() if p.requires_grad}
     bf = torch.bfloat16
-    nc, w = args.cand_steps, args.cand_warm
+    nc, w = args.seed_steps, args.warm
     cands = [
         ("k1_loop_eager_gc_inputgrads_3x2", dict(attn="eager", gc_on=True, input_grads=True, micro="3x2", mult=1),
          "manual loop of the seed's settings in bf16 (no fp32 upcast): ~seed, within 10%"),
@@ -365,9 +366,10 @@ def kagflow_train(args, ckpt, device, steps, seqs, labels):
          "no recompute: 42+26 vs 42+26+26 -> 1.35x, peak memory up"),
         ("k4_one_microbatch", dict(attn="eager", gc_on=False, input_grads=False, micro="budget", mult=8),
          "6-row step in one token-budget micro-batch: half the dequantisations and launches per step -> 1.1-1.2x"),
-        ("k5_flex", dict(attn=fast_attn, gc_on=False, input_grads=False, micro="budget", mult=8),
-         "flex attention keeps softcapping, no LxL fp32 scores: -> 1.1x at median 510 tokens"),
     ]
+    if args.train_flex:
+        cands.append(("k4f_flex", dict(attn=flex, gc_on=False, input_grads=False, micro="budget", mult=8),
+                      "flex keeps softcapping; recompiles per shape (smoke: ~20 s per new shape)"))
     out = {}
     for name, kw, pred in cands:
         if time.time() - T_START > args.deadline_s:
@@ -380,20 +382,20 @@ def kagflow_train(args, ckpt, device, steps, seqs, labels):
             log(f"{name} FAILED: {type(e).__name__}: {e}")
             record(f"train_{name}", {"error": f"{type(e).__name__}: {e}"[:800]})
             free()
-    # k6 = the shipped recipe for this device: recipe_for_device decides every knob
+    # k5 = the shipped recipe for this device: recipe_for_device decides every knob
     if big["dequantize_for_training"]:
         t0 = time.time()
         perf.dequantize_base(pm, torch.bfloat16)
         record("dequantize_base_s", round(time.time() - t0, 1))
         free()
-    name = "k6_kagflow_recipe"
+    name = "k5_kagflow_recipe"
     try:
         out[name] = kagflow_candidate(
-            name, pm, hf, init, steps, seqs, labels, device, n_steps=args.seed_steps, warm=args.warm,
-            attn=fast_attn, gc_on=big["gradient_checkpointing"], input_grads=False, micro="budget",
-            budget=big["train_max_tokens"], autocast_dtype=perf.torch_dtype(big["dtype"]), mult=big["pad_to_multiple_of"],
-            prediction="k5 + base dequantised once to bf16 (no per-forward/backward dequant) -> 1.1-1.2x over k5; "
-                       "full run of the seed's steps for the loss comparison")
+            name, pm, hf, init, steps, seqs, labels, device, n_steps=nc, warm=w,
+            attn=train_attn, gc_on=big["gradient_checkpointing"], input_grads=False, micro="budget",
+            budget=big["train_max_tokens"], autocast_dtype=perf.torch_dtype(big["dtype"]),
+            mult=big["pad_to_multiple_of"],
+            prediction="k4 + base dequantised once to bf16 (no per-forward/backward dequant) -> 1.1-1.2x over k4")
     except Exception as e:
         log(f"{name} FAILED: {type(e).__name__}: {e}")
         record(f"train_{name}", {"error": f"{type(e).__name__}: {e}"[:800]})
@@ -409,7 +411,7 @@ def t4_train_proxy(args, ckpt, device, seqs, labels):
     t4 = perf.recipe_for_device(15.0, (7, 5))
     record("recipe_t4", t4)
     set_seed(42)
-    model = load_4bit(ckpt, dtype=torch.float16, compute_dtype=torch.float16, attn=t4["attn_implementation"],
+    model = load_4bit(ckpt, dtype=torch.float16, compute_dtype=torch.float16, attn=t4["train_attn_implementation"],
                       device=device)
     pm = get_peft_model(model, lora_config(args.n_layers))
     perf.prepare_for_lora_training(pm, gradient_checkpointing=t4["gradient_checkpointing"])
@@ -426,7 +428,7 @@ def t4_train_proxy(args, ckpt, device, seqs, labels):
     steps = [list(range(n0, n0 + 6)), list(range(n0 + 6, n0 + 12))] + \
         [list(range(6 * i, 6 * i + 6)) for i in range(args.t4_steps)]
     res = kagflow_candidate("t4_proxy_fp16_gc_4bit", pm, hf, init, steps, all_seqs, all_labels, device,
-                            n_steps=len(steps), warm=2, attn=t4["attn_implementation"],
+                            n_steps=len(steps), warm=2, attn=t4["train_attn_implementation"],
                             gc_on=t4["gradient_checkpointing"], input_grads=False, micro="budget",
                             budget=t4["train_max_tokens"], autocast_dtype=torch.float16, scaler_on=True,
                             prediction="4-bit weights ~6.2 GiB + fp16 embedding, checkpoints of 26 layers; "
@@ -473,7 +475,7 @@ def infer_phase(args, ckpt, device):
                           "frac_over_2048": round(sum(x > 2048 for x in lengths) / len(rows), 3)})
     rec = perf.recipe_for_device(79.0, (9, 0)) if args.tiny else perf.recipe_for_current_device(device)
     budget, max_rows = rec["infer_max_tokens"], rec["infer_max_rows"]
-    fast_attn = rec["attn_implementation"] if not args.tiny else "eager"
+    fast_attn = rec["infer_attn_implementation"] if not args.tiny else "eager"
 
     # the adapter: seed LoRA config, B random (an untrained LoRA is a no-op), saved like a trained one
     set_seed(42)
@@ -490,6 +492,13 @@ def infer_phase(args, ckpt, device):
     pm = pm.eval()
     record("infer_load_peak", peak(device))
 
+    REF = {}
+
+    def flops(max_len):  # useful FLOPs: 2 x 8.32e9 per token (GEMMs) + causal attention 2*4096*42*L^2 per row
+        n_lin = args.n_layers * 198.18e6
+        return sum(2 * n_lin * len(join(r, max_len)) + 2 * 4096 * args.n_layers * len(join(r, max_len)) ** 2
+                   for r in rows)
+
     def useful(max_len, swap=False):
         return sum(len(join(r, max_len, swap)) for r in rows)
 
@@ -501,6 +510,7 @@ def infer_phase(args, ckpt, device):
         reset_peak(device)
         logits, dt = timed(lambda: seed_predict_df(pm, seqs, max_len), device)
         r = {"rows_s": round(len(rows) / dt, 2), "useful_tok_s": round(useful(max_len) / dt, 1),
+             "achieved_tflops": round(flops(max_len) / dt / 1e12, 1),
              "s": round(dt, 2), **peak(device)}
         record(f"infer_seed_{max_len}", r)
         log(f"seed predict_df max_len {max_len}: {r['rows_s']} rows/s {r['useful_tok_s']} tok/s")
@@ -530,6 +540,9 @@ def infer_phase(args, ckpt, device):
         r = {"test_rows_s": round(len(rows) / dt, 2), "useful_tok_s": round(tok / dt, 1), "s": round(dt, 2),
              "warmup_s": round(warm_s, 1), "tta": tta, "budget": budget, "max_rows": max_rows,
              "rel_err_vs_seed_2048": perf.relative_error(lg, seed_logits_2048) if max_len == 2048 else None,
+             "rel_err_vs_fp32_ref": (perf.relative_error(lg[:len(REF["logits"])], REF["logits"])
+                                     if "logits" in REF else None),
+             "achieved_tflops": round(flops(max_len) * (2 if tta else 1) / dt / 1e12, 1),
              "prediction": pred, **peak(device)}
         record(f"infer_{name}", r)
         log(f"{name}: {r['test_rows_s']} test rows/s {r['useful_tok_s']} tok/s rel_err {r['rel_err_vs_seed_2048']}")
@@ -556,6 +569,30 @@ def infer_phase(args, ckpt, device):
     except Exception as e:
         log(f"i2u FAILED: {type(e).__name__}: {e}")
         record("infer_i2u_dense_base_unmerged_eager", {"error": f"{type(e).__name__}: {e}"[:800]})
+    # fp32 reference for the numerical guard: the same weights (bf16 dequantised base, fp32 LoRA) in fp32,
+    # eager attention, on the first rows; then back to bf16 (exact: the base values are bf16 numbers)
+    try:
+        guard = [join(r, 2048) for r in rows[:args.guard_rows]]
+        lora_names = {n for n, p in pm.named_parameters() if p.dtype == torch.float32}
+        pm.float()
+        with torch.no_grad():
+            ref = torch.cat([pm(**{k: v.to(device) for k, v in perf.pad_batch(guard[i:i + 4], pad_to_multiple_of=1)
+                                   .items()}).logits.float().cpu() for i in range(0, len(guard), 4)])
+        for n, p in pm.named_parameters():
+            if n not in lora_names:
+                p.data = p.data.to(torch.bfloat16)
+        for n, b in pm.named_buffers():
+            if b.is_floating_point() and "inv_freq" not in n:
+                b.data = b.data.to(torch.bfloat16)
+        free()
+        REF["logits"] = ref
+        record("guard_fp32_ref", {"rows": len(guard),
+                                  "seed_2048_vs_fp32": perf.relative_error(seed_logits_2048[:len(guard)], ref)})
+        log(f"guard: seed vs fp32 ref {RESULTS['guard_fp32_ref']}")
+    except Exception as e:
+        log(f"fp32 reference FAILED: {type(e).__name__}: {e}")
+        record("guard_fp32_ref", {"error": f"{type(e).__name__}: {e}"[:800]})
+        free()
     # merge: base + LoRA -> plain bf16
     t0 = time.time()
     merged = perf.merge_and_dequantize(pm, torch.bfloat16)
@@ -584,7 +621,7 @@ def infer_phase(args, ckpt, device):
         t4 = perf.recipe_for_device(15.0, (7, 5))
         budget, max_rows = t4["infer_max_tokens"], t4["infer_max_rows"]
         reset_peak(device)
-        base = load_4bit(ckpt, dtype=torch.float16, compute_dtype=torch.float16, attn=t4["attn_implementation"],
+        base = load_4bit(ckpt, dtype=torch.float16, compute_dtype=torch.float16, attn=t4["train_attn_implementation"],
                          device=device)
         pm16 = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
         long_rows = [join(r, 2048) for r in sample_rows(400, seed=5, vocab=256 if args.tiny else 256000)[0]
@@ -622,6 +659,10 @@ def env_info(device):
     log(f"env {info}")
 
 
+def fmt(x):
+    return "-" if x is None else f"{x:.4f}"
+
+
 def table():
     lines = ["", "== summary =="]
     s = RESULTS.get("train_seed", {})
@@ -639,8 +680,8 @@ def table():
         # transformers' Trainer logs (and back-propagates) the SUM of the 2 accumulated micro-batch means for
         # this model (it counts the loss as already normalised by num_items_in_batch); halve it to compare
         lines.append(f"seed losses/2 {[round(x / 2, 5) if x is not None else None for x in s.get('losses')]}")
-    if "train_k6_kagflow_recipe" in RESULTS and "losses" in RESULTS["train_k6_kagflow_recipe"]:
-        lines.append(f"k6   losses {RESULTS['train_k6_kagflow_recipe']['losses']}")
+    if "train_k5_kagflow_recipe" in RESULTS and "losses" in RESULTS["train_k5_kagflow_recipe"]:
+        lines.append(f"k5   losses {RESULTS['train_k5_kagflow_recipe']['losses']}")
     base = RESULTS.get("infer_seed_2048", {}).get("useful_tok_s")
     for k, v in RESULTS.items():
         if k.startswith("infer_") and isinstance(v, dict) and ("useful_tok_s" in v or "error" in v):
@@ -650,7 +691,10 @@ def table():
             rows = v.get("rows_s", v.get("test_rows_s"))
             ratio = v["useful_tok_s"] / base if base else float("nan")
             lines.append(f"{k:<40} {rows:>8} rows/s {v['useful_tok_s']:>9} tok/s x{ratio:4.2f} "
-                         f"peak {v['peak_alloc_gib']} GiB err {v.get('rel_err_vs_seed_2048')}")
+                         f"peak {v['peak_alloc_gib']} GiB TF {v.get('achieved_tflops')} "
+                         f"err/seed {fmt(v.get('rel_err_vs_seed_2048'))} err/fp32 {fmt(v.get('rel_err_vs_fp32_ref'))}")
+    if "guard_fp32_ref" in RESULTS:
+        lines.append(f"guard {RESULTS['guard_fp32_ref']}")
     print("\n".join(lines), flush=True)
 
 
@@ -666,10 +710,10 @@ def main():
     ap.add_argument("--train-max-len", type=int, default=1024)
     ap.add_argument("--seed-steps", type=int, default=24)
     ap.add_argument("--warm", type=int, default=4)
-    ap.add_argument("--cand-steps", type=int, default=10)
-    ap.add_argument("--cand-warm", type=int, default=3)
+    ap.add_argument("--train-flex", action="store_true", help="also time flex attention in training")
     ap.add_argument("--t4-steps", type=int, default=3)
     ap.add_argument("--infer-rows", type=int, default=600)
+    ap.add_argument("--guard-rows", type=int, default=32)
     ap.add_argument("--deadline-s", type=float, default=480)
     args = ap.parse_args()
     OUT = Path(args.out)
