@@ -1,0 +1,84 @@
+"""Inference on the trained tiny classifier: batching, order, A/B-swap TTA, submission checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from classifier_fixtures import *  # noqa: F401,F403
+
+from kagflow.classifier.data import load_arena_csv
+from kagflow.classifier.infer import SWAP_AB, predict, predict_proba, token_batches
+from kagflow.classifier.submission import check_submission, make_submission, write_submission
+from kagflow.classifier.synth import MARKER
+from kagflow.classifier.text import encode_rows
+
+
+def test_token_batches_cover_every_row_once_within_budget():
+    lengths = [5, 300, 17, 64, 64, 1, 250, 1000, 3]
+    batches = token_batches(lengths, 600)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        widest = max(lengths[i] for i in batch)
+        assert len(batch) == 1 or len(batch) * widest <= 600
+    assert batches[0] == [7]  # longest first: memory trouble shows up at once
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(flat, reverse=True)
+
+
+@pytest.fixture(scope="module")
+def test_rows(synthetic_competition):
+    return load_arena_csv(synthetic_competition["test"], labeled=False).frame
+
+
+def _swap(frame):
+    return frame.assign(response_a=frame["response_b"], response_b=frame["response_a"])
+
+
+def test_batched_predictions_come_back_in_input_order(tiny_classifier, test_rows):
+    model, tokenizer = tiny_classifier
+    rows = test_rows.head(60)
+    ids = encode_rows(tokenizer, rows["prompt"], rows["response_a"], rows["response_b"], 128)
+    batched = predict_proba(model, ids, pad_token_id=tokenizer.pad_token_id, token_budget=512)
+    one_by_one = np.vstack([predict_proba(model, [row], pad_token_id=tokenizer.pad_token_id) for row in ids])
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-4)
+    np.testing.assert_allclose(batched.sum(axis=1), 1, atol=1e-12)
+
+
+def test_swap_tta_puts_swapped_probabilities_back_in_their_columns(tiny_classifier, test_rows):
+    model, tokenizer = tiny_classifier
+    plain = predict(model, tokenizer, test_rows, max_length=128)
+    swapped = predict(model, tokenizer, _swap(test_rows), max_length=128)
+    tta = predict(model, tokenizer, test_rows, max_length=128, tta=True)
+    np.testing.assert_allclose(tta, (plain + swapped[:, SWAP_AB]) / 2, atol=1e-12)
+    # averaging over both orders makes the prediction symmetric: swapping A and B swaps its columns
+    np.testing.assert_allclose(predict(model, tokenizer, _swap(test_rows), max_length=128, tta=True),
+                               tta[:, SWAP_AB], atol=1e-5)
+    np.testing.assert_allclose(tta.sum(axis=1), 1, atol=1e-12)
+    # the trained model follows the marker: A-only rows go to A, and to B once swapped
+    a_only = np.array([MARKER in a[-1] and MARKER not in b[-1] if a and b else False
+                       for a, b in zip(test_rows["response_a"], test_rows["response_b"])])
+    assert a_only.sum() >= 50
+    assert (plain[a_only].argmax(axis=1) == 0).mean() >= 0.85
+    assert (swapped[a_only].argmax(axis=1) == 1).mean() >= 0.85
+
+
+def test_check_submission_catches_what_kaggle_rejects():
+    ids = [3, 1, 2]
+    good = make_submission(ids, np.full((3, 3), 1 / 3))
+    assert check_submission(good, ids) == []
+    assert check_submission(good, [1, 2, 3]) == ["ids differ from test.csv's ids or their order"]
+    assert "columns are" in check_submission(good.drop(columns="winner_tie"), ids)[0]
+    bad = make_submission(ids, [[0.5, 0.5, 0.1], [1.2, -0.2, 0.0], [np.nan, 0.5, 0.5]])
+    assert check_submission(bad.iloc[:1], ids[:1]) == ["rows do not sum to 1 (worst deviation 1.00e-01)"]
+    assert check_submission(bad.iloc[1:2], ids[1:2]) == ["probabilities outside [0, 1]"]
+    assert check_submission(bad.iloc[2:], ids[2:])[0] == "probabilities contain NaN or inf"
+
+
+def test_write_submission_refuses_an_invalid_file(tmp_path):
+    with pytest.raises(ValueError, match="rows do not sum to 1"):
+        write_submission([1], [[0.2, 0.2, 0.2]], tmp_path / "submission.csv")
+    assert not (tmp_path / "submission.csv").exists()
+    path = write_submission([7, 5], [[0.2, 0.3, 0.5], [1.0, 0.0, 0.0]], tmp_path / "submission.csv")
+    assert pd.read_csv(path).to_dict("list") == {"id": [7, 5], "winner_model_a": [0.2, 1.0],
+                                                 "winner_model_b": [0.3, 0.0], "winner_tie": [0.5, 0.0]}
