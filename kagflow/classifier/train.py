@@ -71,7 +71,7 @@ def resolve_optim(optim: str) -> str:
 
 
 def training_arguments(cfg: TrainConfig, output_dir, optim: str):
-    """TrainingArguments for transformers 4.x and 5.x (group_by_length moved to train_sampling_strategy)."""
+    """TrainingArguments for transformers 4.x and 5.x (5 renamed group_by_length and gradient_checkpointing)."""
     import torch
     from transformers import TrainingArguments
 
@@ -94,12 +94,15 @@ def training_arguments(cfg: TrainConfig, output_dir, optim: str):
         fp16=dtype == torch.float16,
         learning_rate=cfg.lr,
         warmup_steps=cfg.warmup_steps,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         seed=cfg.seed,
         disable_tqdm=True,
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
     fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    kwargs[checkpointing] = cfg.gradient_checkpointing
+    if cfg.gradient_checkpointing:
+        kwargs[f"{checkpointing}_kwargs"] = {"use_reentrant": False}
     if "train_sampling_strategy" in fields:
         kwargs["train_sampling_strategy"] = "group_by_length"
     else:

@@ -1,0 +1,100 @@
+"""Training pieces: precision and optimizer choice, LoRA layers, checkpoint resume, metrics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from classifier_fixtures import *  # noqa: F401,F403
+from classifier_fixtures import ALL_LINEAR
+
+from kagflow.classifier import model as model_mod
+from kagflow.classifier import train as train_mod
+from kagflow.classifier.metrics import evaluate, save_confusion_matrix
+from kagflow.classifier.synth import write_synthetic_competition
+from kagflow.classifier.train import TrainConfig, resolve_optim, run_training, training_arguments
+
+
+@pytest.mark.parametrize("cuda, bf16, dtype", [(False, False, torch.float32), (True, False, torch.float16),
+                                               (True, True, torch.bfloat16)])
+def test_compute_dtype_follows_the_device(monkeypatch, cuda, bf16, dtype):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    assert model_mod.compute_dtype() == dtype
+
+
+def test_training_arguments_on_cpu(tmp_path):
+    args = training_arguments(TrainConfig(), tmp_path, "adamw_torch")
+    assert not args.bf16 and not args.fp16
+    assert getattr(args, "train_sampling_strategy", None) == "group_by_length" or getattr(args, "group_by_length")
+    assert (args.optim.value if hasattr(args.optim, "value") else args.optim) == "adamw_torch"
+    assert args.report_to in ([], "none", ["none"]) and args.save_steps == 200
+
+
+def test_resolve_optim_keeps_8bit_when_it_runs_and_falls_back_when_not(monkeypatch, capsys):
+    assert resolve_optim("adamw_torch") == "adamw_torch"
+    assert resolve_optim("adamw_8bit") == "adamw_8bit"  # bitsandbytes 0.50 steps on the CPU
+    import bitsandbytes as bnb
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no CPU kernel")
+
+    monkeypatch.setattr(bnb.optim, "AdamW8bit", broken)
+    assert resolve_optim("adamw_8bit") == "adamw_torch"
+    assert "notice: adamw_8bit does not run on this device" in capsys.readouterr().out
+
+
+def test_base_loads_in_4bit_nf4_and_lora_skips_frozen_layers(tiny_checkpoint):
+    import bitsandbytes as bnb
+
+    base = model_mod.load_base(tiny_checkpoint, pad_token_id=0)
+    q = base.model.layers[0].self_attn.q_proj
+    assert isinstance(q, bnb.nn.Linear4bit) and q.weight.quant_type == "nf4"
+    assert base.config._attn_implementation == "eager" and base.config.pad_token_id == 0
+    assert model_mod.lora_layers(base, 0) is None
+    assert model_mod.lora_layers(base, 1) == [1]
+    with pytest.raises(ValueError, match="freeze_layers=2"):
+        model_mod.lora_layers(base, 2)
+    peft_model = model_mod.add_lora(base, r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"],
+                                    freeze_layers=1)
+    names = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert any(".layers.1.self_attn.q_proj.lora_A" in n for n in names)
+    assert not any(".layers.0." in n for n in names)
+    assert any("score" in n for n in names)  # the classification head trains too
+
+
+def test_training_resumes_from_the_latest_checkpoint(tmp_path, tiny_checkpoint):
+    data = write_synthetic_competition(tmp_path / "data", n_train=100, n_test=1, seed=3)
+    cfg = dict(max_length=64, n_splits=5, per_device_train_batch_size=8, gradient_accumulation_steps=1,
+               freeze_layers=0, target_modules=ALL_LINEAR[:3], gradient_checkpointing=False, eval_strategy="no",
+               save_steps=5, keep_checkpoints=True, optim_type="adamw_torch", warmup_steps=0, logging_steps=5)
+    dirs = dict(train_csv=data["train"], base=tiny_checkpoint, adapter_dir=tmp_path / "adapter",
+                checkpoint_dir=tmp_path / "ckpt", report_dir=tmp_path)
+    first = run_training(TrainConfig(n_epochs=1, **cfg), **dirs)
+    assert first["resumed_from"] is None and first["global_step"] == 10  # 80 rows / 8
+    second = run_training(TrainConfig(n_epochs=2, **cfg), **dirs)
+    assert second["resumed_from"].endswith("checkpoint-10") and second["global_step"] == 20
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["n"] == 20 and set(metrics) >= {"log_loss", "accuracy", "macro_f1", "confusion_matrix"}
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    assert (tmp_path / "adapter" / "tokenizer.json").is_file()
+
+
+def test_evaluate_and_confusion_matrix_png(tmp_path):
+    labels = [0, 1, 2, 2]
+    probs = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], [0.6, 0.2, 0.2]])
+    scores = evaluate(labels, probs)
+    assert scores["accuracy"] == 0.75
+    assert scores["log_loss"] == pytest.approx(-np.mean(np.log([0.8, 0.7, 0.4, 0.2])))
+    assert scores["confusion_matrix"] == [[1, 0, 0], [0, 1, 0], [1, 0, 1]]
+    assert scores["macro_f1"] == pytest.approx(np.mean([2 / 3, 1.0, 2 / 3]))
+    png = save_confusion_matrix(scores["confusion_matrix"], tmp_path / "cm.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_config_reads_notebook_globals():
+    cfg = TrainConfig.from_namespace({"lr": 1e-3, "n_epochs": 5, "unrelated": 1, "target_modules": ["q_proj"]})
+    assert (cfg.lr, cfg.n_epochs, cfg.target_modules, cfg.max_length) == (1e-3, 5, ["q_proj"], 1024)
+    assert train_mod.TrainConfig().optim_type == "adamw_8bit"
