@@ -304,8 +304,11 @@ def kagflow_candidate(name, pm, hf, init_state, steps, seqs, labels, device, *, 
         hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     else:
         hf.gradient_checkpointing_disable()
+    perf.disable_input_require_grads(pm)   # gradient_checkpointing_enable() adds the hook again
     if input_grads:
         hf.enable_input_require_grads()
+    seen = []
+    hook = hf.get_input_embeddings().register_forward_hook(lambda m, i, o: seen.append(bool(o.requires_grad)))
     pm.train()
     params = [p for p in pm.parameters() if p.requires_grad]
     opt = make_optimizer(params, device)
@@ -328,12 +331,13 @@ def kagflow_candidate(name, pm, hf, init_state, steps, seqs, labels, device, *, 
             padded += sum(mb["input_ids"].numel() for mb in mbs)
     sync(device)
     dt = time.perf_counter() - t0
-    if input_grads:
-        hf.disable_input_require_grads()
+    hook.remove()
+    perf.disable_input_require_grads(pm)
     res = {"useful_tok_s": round(tok / dt, 1), "padded_tok_s": round(padded / dt, 1),
            "step_ms": round(1000 * dt / (n_steps - warm), 1), "timed_steps": n_steps - warm,
            "warmup_s": round(t_compile, 1), "losses": [round(float(x), 5) for x in losses],
            "attn": attn, "gradient_checkpointing": gc_on, "input_require_grads": input_grads, "micro": micro,
+           "embed_out_requires_grad": sorted(set(seen)),
            "budget": budget, "autocast": str(autocast_dtype), "prediction": prediction, **peak(device)}
     record(f"train_{name}", res)
     log(f"{name}: {res['useful_tok_s']} useful tok/s, step {res['step_ms']} ms, peak {res['peak_alloc_gib']} GiB")

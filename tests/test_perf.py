@@ -86,7 +86,7 @@ def test_recipe_t4_vs_h100():
     assert h100["gradient_checkpointing"] is False
     assert h100["dequantize_for_inference"] is True and h100["dequantize_for_training"] is True
     assert "sdpa" not in (h100["infer_attn_implementation"], h100["train_attn_implementation"])
-    assert h100["train_max_tokens"] > t4["train_max_tokens"]
+    assert h100["infer_max_tokens"] > t4["infer_max_tokens"]
     a100_40 = perf.recipe_for_device(39.4, (8, 0))
     assert a100_40["gradient_checkpointing"] is True and a100_40["dtype"] == "bfloat16"
 
@@ -179,7 +179,14 @@ def test_dequantize_base_is_exact_and_trains(tiny_4bit):
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         one = torch.nn.functional.cross_entropy(
             pm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float(), batch["labels"])
+    seen = []
+    h = pm.get_base_model().get_input_embeddings().register_forward_hook(
+        lambda mod, inp, out: seen.append(out.requires_grad))
     loss = perf.lora_train_step(pm, mbs, opt, autocast_dtype=torch.bfloat16)
+    h.remove()
+    assert seen and not any(seen)   # backward stops at the first LoRA layer, not at the embedding
+    lora = [p for n, p in pm.named_parameters() if "lora_A" in n]
+    assert lora and all(p.grad is None for p in lora)   # zeroed after the step (set_to_none)
     assert abs(float(loss) - float(one)) < 2e-2 * float(one)
     frozen = [n for n, p in pm.named_parameters() if p.requires_grad and "lora" not in n and "modules_to_save" not in n]
     assert frozen == []

@@ -82,9 +82,10 @@ def recipe_for_device(total_mem_gib: float, capability: tuple[int, int]) -> dict
     train_max_tokens (padded tokens per training micro-batch), infer_max_tokens, infer_max_rows,
     dequantize_for_training, dequantize_for_inference (4-bit base -> bf16 once, LoRA merged for
     inference), grad_scaler (fp16 training), pad_to_multiple_of.
-    Thresholds: the 9B model in bf16 is 17.3 GiB of weights; with activations for an 8k-token
-    micro-batch without checkpointing training peaks near 60 GiB (bench/RESULTS.md), so "big"
-    means >= 70 GiB; 40-70 GiB cards keep 4-bit training but skip checkpointing at a smaller budget.
+    Thresholds (bench/RESULTS.md, H100): without checkpointing eager training keeps ~0.3 MiB of
+    activations per token per trainable layer (26 layers), ~33 GiB at a 4096-token micro-batch, plus
+    17.3 GiB for the dequantised bf16 base: "big" (>= 70 GiB) trains that way. Smaller bf16 cards keep the
+    4-bit base and checkpointing; T4s add fp16 + a GradScaler at 4096 tokens (peak measured <= 14 GiB).
     """
     cap = (int(capability[0]), int(capability[1]))
     bf16 = cap >= (8, 0)
@@ -92,9 +93,9 @@ def recipe_for_device(total_mem_gib: float, capability: tuple[int, int]) -> dict
     big = mem >= 70 and bf16
     mid = mem >= 40 and bf16
     if big:
-        train_tokens, infer_tokens, gc = 8192, 16384, False
+        train_tokens, infer_tokens, gc = 4096, 16384, False
     elif mid:
-        train_tokens, infer_tokens, gc = 4096, 8192, False
+        train_tokens, infer_tokens, gc = 8192, 8192, True
     else:  # T4 / 16-24 GB cards
         train_tokens, infer_tokens, gc = 4096, 8192, True
     return {
@@ -234,6 +235,30 @@ def prepare_for_lora_training(model, *, gradient_checkpointing: bool) -> None:
             p.data = p.data.float()
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    # transformers' gradient_checkpointing_enable() (and peft on non-quantized bases) register a hook that
+    # makes the embedding output require grad; it would drag the backward through the 16 frozen layers.
+    disable_input_require_grads(model)
+
+
+def disable_input_require_grads(model) -> int:
+    """Remove every "inputs require grad" hook (transformers' and peft's) from ``model``; returns how many."""
+    removed = 0
+    for m in model.modules():
+        hooks = list(getattr(m, "_require_grads_hooks", None) or [])
+        single = getattr(m, "_require_grads_hook", None)
+        if single is not None and single not in hooks:
+            hooks.append(single)
+        for h in hooks:
+            h.remove()
+            removed += 1
+        if hooks:
+            m._require_grads_hooks = []
+            if hasattr(m, "_require_grads_hook"):
+                try:
+                    delattr(m, "_require_grads_hook")
+                except AttributeError:
+                    pass
+    return removed
 
 
 def classification_logits(model, batch: dict) -> torch.Tensor:
