@@ -1,7 +1,8 @@
 """Session fixtures for the classifier and notebook tests: tiny checkpoint, synthetic competition,
 a Kaggle-like sandbox, and the train/infer notebooks run once through nbclient.
 
-Import with ``from classifier_fixtures import *`` (pytest only auto-loads conftest.py).
+Load with ``pytest_plugins = ["classifier_fixtures"]`` in a test module: as one plugin, each session
+fixture is built once for all modules (pytest auto-loads only conftest.py, which is not ours).
 """
 
 from __future__ import annotations
@@ -108,3 +109,14 @@ def tiny_classifier(tiny_checkpoint, adapter_dir):
 
 def read_metrics(run: NotebookRun) -> dict:
     return json.loads((run.working_root / "metrics.json").read_text())
+
+
+@pytest.fixture
+def one_torch_thread():
+    """In-process torch on one thread (see KERNEL_ENV), restored after the test."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from classifier_fixtures import *  # noqa: F401,F403
 
 from kagflow.classifier.data import load_arena_csv
 from kagflow.classifier.infer import SWAP_AB, predict, predict_proba, token_batches
 from kagflow.classifier.submission import check_submission, make_submission, write_submission
 from kagflow.classifier.synth import MARKER
 from kagflow.classifier.text import encode_rows
+
+pytest_plugins = ["classifier_fixtures"]  # shared session fixtures: the tiny model is trained once
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_token_batches_cover_every_row_once_within_budget():

@@ -6,11 +6,12 @@ import json
 
 import pandas as pd
 import pytest
-from classifier_fixtures import *  # noqa: F401,F403
 
 from kagflow.classifier.data import load_arena_csv
 from kagflow.classifier.synth import MARKER, write_synthetic_competition
 from kagflow.classifier.tiny import make_tiny_checkpoint
+
+pytest_plugins = ["classifier_fixtures"]  # shared session fixtures: the tiny model is trained once
 
 LABELS = ["winner_model_a", "winner_model_b", "winner_tie"]
 

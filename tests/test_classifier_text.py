@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from classifier_fixtures import *  # noqa: F401,F403
 
 from kagflow.classifier.model import load_tokenizer
 from kagflow.classifier.text import HEADERS, allocate, encode_rows, fit_turns
+
+pytest_plugins = ["classifier_fixtures"]  # shared session fixtures: the tiny model is trained once
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from classifier_fixtures import *  # noqa: F401,F403
 from classifier_fixtures import ALL_LINEAR
 
 from kagflow.classifier import model as model_mod
@@ -15,6 +14,9 @@ from kagflow.classifier import train as train_mod
 from kagflow.classifier.metrics import evaluate, save_confusion_matrix
 from kagflow.classifier.synth import write_synthetic_competition
 from kagflow.classifier.train import TrainConfig, resolve_optim, run_training, training_arguments
+
+pytest_plugins = ["classifier_fixtures"]  # shared session fixtures: the tiny model is trained once
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("cuda, bf16, dtype", [(False, False, torch.float32), (True, False, torch.float16),

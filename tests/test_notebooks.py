@@ -9,7 +9,6 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from classifier_fixtures import *  # noqa: F401,F403
 from classifier_fixtures import TINY_TRAIN_PARAMS, read_metrics
 from sklearn.metrics import log_loss
 
@@ -17,6 +16,8 @@ from kagflow.classifier.submission import check_submission
 from kagflow.errors import KagflowError
 from kagflow.notebooks import (DEFAULT_PARAMS, NotebookExecutionError, classifier_sources, execute_notebook,
                                render_notebook)
+
+pytest_plugins = ["classifier_fixtures"]  # shared session fixtures: the tiny model is trained once
 
 LABELS = ["winner_model_a", "winner_model_b", "winner_tie"]
 
