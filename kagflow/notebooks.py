@@ -122,7 +122,8 @@ def render_notebook(kind: str, params: dict, out_path: Path, *, template_dir: Pa
 
 def execute_notebook(nb_path, *, input_root, working_root, timeout=None, env=None) -> Path:
     """Run a notebook in a python3 Jupyter kernel as Kaggle would: inputs under ``input_root``,
-    cwd and outputs in ``working_root``. Write the executed notebook to ``working_root`` and return it."""
+    cwd and outputs in ``working_root``. Write the executed notebook next to ``nb_path`` as
+    ``<stem>.executed.ipynb`` (also when a cell fails) and return its path."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -134,7 +135,7 @@ def execute_notebook(nb_path, *, input_root, working_root, timeout=None, env=Non
                   INPUT_ROOT_ENV: str(Path(input_root).resolve()), WORKING_ROOT_ENV: str(working_root.resolve())}
     client = NotebookClient(nb, timeout=timeout, kernel_name=KERNELSPEC["name"],
                             resources={"metadata": {"path": str(working_root)}})
-    out_path = working_root / nb_path.name
+    out_path = nb_path.with_name(f"{nb_path.stem}.executed.ipynb")
     try:
         client.execute(env=kernel_env, cwd=str(working_root))
     except CellExecutionError as exc:

@@ -87,7 +87,7 @@ def test_execute_reports_the_failing_cell(tmp_path):
     with pytest.raises(NotebookExecutionError) as info:
         execute_notebook(path, input_root=tmp_path / "in", working_root=tmp_path / "work", timeout=60)
     assert (info.value.cell_index, info.value.ename, info.value.evalue) == (1, "ValueError", "no test.csv")
-    executed = nbformat.read(tmp_path / "work" / "fail.ipynb", as_version=4)
+    executed = nbformat.read(tmp_path / "fail.executed.ipynb", as_version=4)
     printed = executed.cells[0].outputs[0].text
     assert str(tmp_path / "in") in printed and str(tmp_path / "work") in printed
 
