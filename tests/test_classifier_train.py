@@ -67,10 +67,10 @@ def test_base_loads_in_4bit_nf4_and_lora_skips_frozen_layers(tiny_checkpoint):
     assert any("score" in n for n in names)  # the classification head trains too
 
 
-def test_training_resumes_from_the_latest_checkpoint(tmp_path, tiny_checkpoint):
+def test_training_evaluates_each_epoch_and_resumes_from_the_latest_checkpoint(tmp_path, tiny_checkpoint):
     data = write_synthetic_competition(tmp_path / "data", n_train=100, n_test=1, seed=3)
     cfg = dict(max_length=64, n_splits=5, per_device_train_batch_size=8, gradient_accumulation_steps=1,
-               freeze_layers=0, target_modules=ALL_LINEAR[:3], gradient_checkpointing=False, eval_strategy="no",
+               freeze_layers=0, target_modules=ALL_LINEAR[:3], gradient_checkpointing=False, eval_strategy="epoch",
                save_steps=5, keep_checkpoints=True, optim_type="adamw_torch", warmup_steps=0, logging_steps=5)
     dirs = dict(train_csv=data["train"], base=tiny_checkpoint, adapter_dir=tmp_path / "adapter",
                 checkpoint_dir=tmp_path / "ckpt", report_dir=tmp_path)
@@ -78,6 +78,8 @@ def test_training_resumes_from_the_latest_checkpoint(tmp_path, tiny_checkpoint):
     assert first["resumed_from"] is None and first["global_step"] == 10  # 80 rows / 8
     second = run_training(TrainConfig(n_epochs=2, **cfg), **dirs)
     assert second["resumed_from"].endswith("checkpoint-10") and second["global_step"] == 20
+    assert [e["epoch"] for e in first["epoch_evals"]] == [1.0]  # the Trainer evaluated the epoch
+    assert second["epoch_evals"][-1]["epoch"] == 2.0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["n"] == 20 and set(metrics) >= {"log_loss", "accuracy", "macro_f1", "confusion_matrix"}
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()

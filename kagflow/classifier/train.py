@@ -180,6 +180,8 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
         fold_idx=cfg.fold_idx, n_splits=cfg.n_splits, n_train=len(train_idx), optim=optim,
         resumed_from=resume, global_step=result.global_step, train_loss=result.training_loss,
         seconds=round(time.time() - start, 1), skipped_rows=len(data.skipped_ids), issues=len(data.issues),
+        epoch_evals=[{k: h[k] for k in ("epoch", "eval_log_loss", "eval_accuracy")}
+                     for h in trainer.state.log_history if "eval_log_loss" in h],
         config=dataclasses.asdict(cfg),
     )
     report_dir = Path(report_dir)
