@@ -118,6 +118,34 @@ def _trainer_metrics(eval_pred) -> dict:
     return {k: scores[k] for k in ("log_loss", "accuracy", "macro_f1")}
 
 
+def encode_fold(cfg: TrainConfig, frame, tokenizer):
+    """(rows, train_idx, val_idx): Trainer rows ({input_ids, labels}) of ``frame`` and fold ``cfg.fold_idx``."""
+    if cfg.max_train_rows and cfg.max_train_rows < len(frame):
+        frame = frame.sample(n=cfg.max_train_rows, random_state=cfg.seed).reset_index(drop=True)
+    ids = encode_rows(tokenizer, frame["prompt"], frame["response_a"], frame["response_b"], cfg.max_length)
+    labels = frame["label"].tolist()
+    train_idx, val_idx = stratified_fold(labels, cfg.n_splits, cfg.fold_idx, seed=cfg.seed)
+    return [{"input_ids": i, "labels": y} for i, y in zip(ids, labels)], train_idx, val_idx
+
+
+def make_trainer(cfg: TrainConfig, model, tokenizer, train_rows, eval_rows, checkpoint_dir, optim: str):
+    """An HF Trainer with dynamic padding; it evaluates ``eval_rows`` unless eval_strategy is "no"."""
+    from transformers import DataCollatorWithPadding, Trainer
+
+    evaluating = cfg.eval_strategy != "no"
+    tokenizer_kwarg = "processing_class" if "processing_class" in inspect.signature(Trainer).parameters \
+        else "tokenizer"  # transformers < 4.46
+    return Trainer(
+        model=model,
+        args=training_arguments(cfg, checkpoint_dir, optim),
+        train_dataset=train_rows,
+        eval_dataset=eval_rows if evaluating else None,
+        compute_metrics=_trainer_metrics if evaluating else None,
+        data_collator=DataCollatorWithPadding(tokenizer=tokenizer),
+        **{tokenizer_kwarg: tokenizer},
+    )
+
+
 def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_dir, report_dir) -> dict:
     """Train on fold ``cfg.fold_idx``; save adapter + tokenizer to ``adapter_dir``; write
     metrics.json and confusion_matrix.png to ``report_dir``; return the metrics.
@@ -125,42 +153,25 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     Resumes from the latest checkpoint in ``checkpoint_dir`` when there is one; removes the
     checkpoints once the adapter is saved unless ``cfg.keep_checkpoints``.
     """
-    from transformers import DataCollatorWithPadding, Trainer, set_seed
+    from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
     start = time.time()
     set_seed(cfg.seed)
     data = load_arena_csv(train_csv, labeled=True)
     print(data.report(), flush=True)
-    frame = data.frame
-    if cfg.max_train_rows and cfg.max_train_rows < len(frame):
-        frame = frame.sample(n=cfg.max_train_rows, random_state=cfg.seed).reset_index(drop=True)
     tokenizer = load_tokenizer(base)
-    ids = encode_rows(tokenizer, frame["prompt"], frame["response_a"], frame["response_b"], cfg.max_length)
-    labels = frame["label"].tolist()
-    train_idx, val_idx = stratified_fold(labels, cfg.n_splits, cfg.fold_idx, seed=cfg.seed)
-    rows = [{"input_ids": i, "labels": y} for i, y in zip(ids, labels)]
+    rows, train_idx, val_idx = encode_fold(cfg, data.frame, tokenizer)
+    val_rows = [rows[i] for i in val_idx]
 
     model = load_base(base, attn_implementation=cfg.attn_implementation, pad_token_id=tokenizer.pad_token_id)
     model = add_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                      target_modules=cfg.target_modules, freeze_layers=cfg.freeze_layers, bias=cfg.lora_bias,
                      gradient_checkpointing=cfg.gradient_checkpointing)
     model.print_trainable_parameters()
-
     optim = resolve_optim(cfg.optim_type)
     checkpoint_dir = Path(checkpoint_dir)
-    evaluating = cfg.eval_strategy != "no"
-    tokenizer_kwarg = "processing_class" if "processing_class" in inspect.signature(Trainer).parameters \
-        else "tokenizer"
-    trainer = Trainer(
-        model=model,
-        args=training_arguments(cfg, checkpoint_dir, optim),
-        train_dataset=[rows[i] for i in train_idx],
-        eval_dataset=[rows[i] for i in val_idx] if evaluating else None,
-        compute_metrics=_trainer_metrics if evaluating else None,
-        data_collator=DataCollatorWithPadding(tokenizer=tokenizer),
-        **{tokenizer_kwarg: tokenizer},
-    )
+    trainer = make_trainer(cfg, model, tokenizer, [rows[i] for i in train_idx], val_rows, checkpoint_dir, optim)
     resume = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
     if resume:
         print(f"resuming from {resume}", flush=True)
@@ -173,9 +184,9 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
     model.eval()
-    probs = predict_proba(model, [ids[i] for i in val_idx], pad_token_id=tokenizer.pad_token_id,
+    probs = predict_proba(model, [r["input_ids"] for r in val_rows], pad_token_id=tokenizer.pad_token_id,
                           token_budget=cfg.per_device_eval_batch_size * cfg.max_length)
-    metrics = evaluate([labels[i] for i in val_idx], probs)
+    metrics = evaluate([r["labels"] for r in val_rows], probs)
     metrics.update(
         fold_idx=cfg.fold_idx, n_splits=cfg.n_splits, n_train=len(train_idx), optim=optim,
         resumed_from=resume, global_step=result.global_step, train_loss=result.training_loss,
