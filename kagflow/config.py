@@ -109,17 +109,17 @@ class TinyConfig:
     hidden_size: int = 128
     num_layers: int = 2
     vocab_size: int = 512
-    n_train: int = 1200
+    n_train: int = 2000
     n_test: int = 300
     seed: int = 0
     # overrides of [train] when the base model is the tiny checkpoint
     train: dict = field(default_factory=lambda: {
-        "n_epochs": 20.0, "lr": 1e-3, "freeze_layers": 0, "max_length": 256,
+        "n_epochs": 5.0, "lr": 1e-3, "freeze_layers": 0, "max_length": 128,
         "per_device_train_batch_size": 16, "gradient_accumulation_steps": 1,
         "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        "optim_type": "adamw_torch", "gradient_checkpointing": False, "warmup_steps": 10,
+        "gradient_checkpointing": False, "warmup_steps": 10,
     })
-    infer: dict = field(default_factory=lambda: {"max_length": 256})
+    infer: dict = field(default_factory=lambda: {"max_length": 128, "batch_size": 16})
 
 
 DEFAULT_KERNELS = {

@@ -35,7 +35,6 @@ def notebook_params(config: Config, name: str, sources: KernelSources, *, tiny: 
         "competition": config.project.competition,
         "base_model_hf_id": config.base_model.hf_id,
         "base_model_source": base_src,
-        "adapter_model_source": adapter_src,
         "wheels_dataset": sources.dataset_sources[0] if sources.dataset_sources else "",
         "kernel_title": kernel.title,
     }
@@ -43,7 +42,8 @@ def notebook_params(config: Config, name: str, sources: KernelSources, *, tiny: 
         params.update(train_params(config, tiny=tiny))
     else:
         inf = infer_params(config, tiny=tiny)
-        params.update({"max_length": inf["max_length"], "batch_size": inf["batch_size"], "tta": inf["tta"]})
+        params.update({"adapter_model_source": adapter_src, "max_length": inf["max_length"],
+                       "batch_size": inf["batch_size"], "tta": inf["tta"]})
     return params
 
 

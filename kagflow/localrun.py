@@ -71,11 +71,15 @@ def run_local(config: Config, name: str, *, timeout: Optional[int] = None) -> Lo
     from kagflow.steps import (adapter_dir_from_output, competition_files_dir, ensure_synthetic_competition,
                                ensure_tiny_model, render, wheels_dir)
 
+    import dataclasses
+
     kernel = config.kernel(name)
     tiny = not config.base_model.local_dir
     state = State.for_project(config.root, "local")
-    # model versions are what the kernel metadata names; locally they need not be published,
-    # so unpublished ones mount as version 1
+    # a local run needs no published model: unpublished ones are mounted as version 1
+    config = dataclasses.replace(config, **{
+        which: dataclasses.replace(getattr(config, which), version=max(getattr(config, which).version, 1))
+        for which in ("base_model", "adapter_model")})
     rendered = render(config, name, tiny=tiny)
     folder = kernel_dir(config, name)
     output = next_output_dir(folder)
@@ -87,18 +91,14 @@ def run_local(config: Config, name: str, *, timeout: Optional[int] = None) -> Lo
         from kagflow.sources import instance_handle
 
         base_files = ensure_tiny_model(config) if tiny else (config.root / config.base_model.local_dir)
-        base_src = rendered.metadata["model_sources"]
-        base_ref = next((s for s in base_src if s.startswith(str(instance_handle(config, config.base_model)) + "/")),
-                        f"{instance_handle(config, config.base_model)}/{max(config.base_model.version, 1)}")
+        base_ref = f"{instance_handle(config, config.base_model)}/{config.base_model.version}"
         mount_model(input_root, base_ref, base_files)
         if kernel.kind == "infer":
             trained = state.get("kernels", "train", "output")
             if not trained:
                 raise MissingFileError("no trained adapter to run inference with",
                                        hint="run `kagflow kernel run train --local` first")
-            adapter_ref = next(
-                (s for s in base_src if s.startswith(str(instance_handle(config, config.adapter_model)) + "/")),
-                f"{instance_handle(config, config.adapter_model)}/{max(config.adapter_model.version, 1)}")
+            adapter_ref = f"{instance_handle(config, config.adapter_model)}/{config.adapter_model.version}"
             mount_model(input_root, adapter_ref, adapter_dir_from_output(Path(trained)))
         comp = competition_files_dir(config)
         if not (comp / "test.csv").is_file():
@@ -109,8 +109,11 @@ def run_local(config: Config, name: str, *, timeout: Optional[int] = None) -> Lo
             mount_dataset(input_root, rendered.metadata["dataset_sources"][0], wheels)
         status, failure = "COMPLETE", ""
         try:
+            from kagflow.local.runner import KERNEL_THREADS
+
             notebooks.execute_notebook(rendered.notebook, input_root=input_root, working_root=working,
-                                       timeout=timeout or kernel.timeout)
+                                       timeout=timeout or kernel.timeout,
+                                       env={k: v for k, v in KERNEL_THREADS.items() if k not in os.environ})
         except Exception as exc:  # noqa: BLE001 - the run's failure is reported, not raised
             status, failure = "ERROR", "".join(traceback.format_exception_only(type(exc), exc)).strip()
         shutil.copytree(working, output, symlinks=False)

@@ -104,25 +104,26 @@ tta = true
 hidden_size = 128
 num_layers = 2
 vocab_size = 512
-n_train = 1200
+n_train = 2000
 n_test = 300
 seed = 0
 
 [tiny.train]
-# Overrides of [train] for the tiny checkpoint (it needs a faster learning rate and more epochs).
-n_epochs = 20.0
+# Overrides of [train] for the tiny checkpoint: a faster learning rate, more epochs and LoRA on
+# every linear layer (q/k/v alone plateaus near 0.6 accuracy on the synthetic signal).
+n_epochs = 5.0
 lr = 1e-3
 freeze_layers = 0
-max_length = 256
+max_length = 128
 per_device_train_batch_size = 16
 gradient_accumulation_steps = 1
 target_modules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-optim_type = "adamw_torch"
 gradient_checkpointing = false
 warmup_steps = 10
 
 [tiny.infer]
-max_length = 256
+max_length = 128
+batch_size = 16
 '''
 
 FOLDER_READMES = {

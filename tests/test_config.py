@@ -76,7 +76,7 @@ def test_unknown_table_and_bad_toml(project):
 
 
 def test_tiny_overrides_are_typed(project):
-    _edit(project, "n_epochs = 20.0", 'n_epochs = "many"')
+    _edit(project, "n_epochs = 5.0", 'n_epochs = "many"')
     with pytest.raises(ConfigError, match=r"tiny.train"):
         load_config(project)
 
@@ -86,7 +86,7 @@ def test_train_params_apply_tiny_overrides(project):
     assert train_params(cfg, tiny=False)["lr"] == 2e-4
     tiny = train_params(cfg, tiny=True)
     assert tiny["lr"] == 1e-3 and tiny["freeze_layers"] == 0 and "o_proj" in tiny["target_modules"]
-    assert infer_params(cfg, tiny=True)["max_length"] == 256
+    assert infer_params(cfg, tiny=True)["max_length"] == 128
     assert infer_params(cfg, tiny=False)["tta"] is True
 
 

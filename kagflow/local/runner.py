@@ -94,6 +94,11 @@ _socket.getaddrinfo = _guarded_getaddrinfo
 '''
 
 
+# One OpenMP thread unless the caller says otherwise: on a small CPU box, the kernel's threads
+# contend with the server and the client, and a training step gets many times slower.
+KERNEL_THREADS = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
 def sandbox_env(sandbox: Path, *, enable_internet: bool, env: Optional[Mapping[str, str]] = None) -> dict:
     """The environment a run sees: kagflow roots, Kaggle's batch marker, and the network switch."""
     sandbox = Path(sandbox).resolve()
@@ -108,6 +113,7 @@ def sandbox_env(sandbox: Path, *, enable_internet: bool, env: Optional[Mapping[s
         "KAGGLE_KERNEL_RUN_TYPE": "Batch",
         "PYTHONUNBUFFERED": "1",
     })
+    result.update({k: v for k, v in KERNEL_THREADS.items() if k not in os.environ})
     if not enable_internet:
         site = sandbox / ".kagflow" / "site"
         site.mkdir(parents=True, exist_ok=True)
