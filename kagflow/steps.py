@@ -174,7 +174,8 @@ def push_kernel(gw: Gateway, config: Config, state: State, name: str, *, acceler
     rendered = render(config, name, tiny=uses_tiny(config, gw))
     if check:
         problems = [p for p in check_project(config)
-                    if p.file.endswith("kagflow.toml") or str(rendered.folder) in p.file]
+                    if str(rendered.folder) in p.file or (p.file.endswith("kagflow.toml") and (
+                        f"[kernels.{name}]" in p.field or "[kernels." not in p.field))]
         if problems:
             raise KagflowError(f"kagflow check found {len(problems)} problem(s) in kernel {name!r}",
                                context="\n".join(p.render() for p in problems),
