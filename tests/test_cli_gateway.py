@@ -97,3 +97,58 @@ def test_publish_on_kaggle_pins_the_version_in_kagflow_toml(proj, capsys, server
     assert code == 0, out
     text = proj.read_text()
     assert "version = 1\n" in text and "# Pinned instance version" in text
+
+
+def _add_import_kernel(proj, name, title, code):
+    """A kernel kagflow did not render: its notebook sits in kernels/<slug>/."""
+    from kagflow import slugs
+    from local_fixtures import write_notebook
+
+    folder = proj.parent / "kernels" / slugs.kernel_slug(title)
+    write_notebook(folder / "nb.ipynb", code)
+    with open(proj, "a") as f:
+        f.write(f'\n[kernels.{name}]\ntitle = "{title}"\nkind = "import"\ncode_file = "nb.ipynb"\n'
+                f'accelerator = "None"\nsources = []\n')
+
+
+def test_kernel_push_wait_failure_exits_nonzero_with_traceback_tail(proj, capsys):
+    _add_import_kernel(proj, "broken", "Broken experiment", "x = 1\nraise ValueError('the last line: bad shape')")
+    code, out = kagflow(capsys, "kernel", "push", "broken", "--wait")
+    assert code == 1, out
+    assert "ended ERROR" in out and "the last line: bad shape" in out
+    assert out.count("error:") == 1 and "kagflow kernel logs broken" in out
+
+    code, out = kagflow(capsys, "kernel", "status", "broken")
+    assert code == 1 and "ERROR" in out
+    code, out = kagflow(capsys, "kernel", "logs", "broken", "--lines", "5")
+    assert code == 0 and "bad shape" in out
+
+
+def test_kernel_push_wait_pull_then_unchanged(proj, capsys):
+    _add_import_kernel(proj, "hello", "Hello experiment", "open('out.txt', 'w').write('hi')\nprint('ok')")
+    code, out = kagflow(capsys, "kernel", "push", "hello", "--wait")
+    assert code == 0 and "Pushed alice/hello-experiment version 1" in out and "COMPLETE" in out
+    code, out = kagflow(capsys, "kernel", "pull", "hello")
+    assert code == 0 and "out.txt" in out and "output/v1" in out
+    code, out = kagflow(capsys, "kernel", "push", "hello")
+    assert code == 0 and "Unchanged alice/hello-experiment version 1" in out
+
+
+def test_kernel_import_normalises_and_registers(proj, capsys, server, tmp_path):
+    from kagflow.hub.client import build_api
+    from local_fixtures import write_kernel
+
+    folder = write_kernel(tmp_path / "public", "public-gemma-notebook", "print('upstream')",
+                          competition_sources=[COMPETITION])
+    build_api(server.url).kernels_push(str(folder))
+    code, out = kagflow(capsys, "kernel", "import", "alice/public-gemma-notebook", "--as", "upstream")
+    assert code == 0, out
+    text = proj.read_text()
+    assert "[kernels.upstream]" in text and 'kind = "import"' in text
+    assert f'"competition:{COMPETITION}"' in text
+    code, out = kagflow(capsys, "kernel", "render", "upstream")
+    assert code == 0, out
+    meta = json.loads((proj.parent / "kernels" / "public-gemma-notebook" / "kernel-metadata.json").read_text())
+    assert meta["competition_sources"] == [COMPETITION] and meta["enable_internet"] is False
+    nb = json.loads((proj.parent / "kernels" / "public-gemma-notebook" / meta["code_file"]).read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
