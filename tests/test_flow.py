@@ -1,0 +1,128 @@
+"""`make submit`'s flow end to end on the local Kaggle: tiny model, synthetic competition, CPU.
+
+One fresh project runs the whole flow and must beat the uniform log loss; a second run does
+nothing new; a flow killed while the training kernel runs resumes with no duplicate version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+UNIFORM = 1.0986
+
+pytestmark = pytest.mark.slow
+
+
+def _fresh_project(tmp_path: Path) -> Path:
+    """What a fresh clone holds: the committed kagflow.toml, no generated folders, no state."""
+    root = tmp_path / "clone"
+    root.mkdir()
+    shutil.copy(REPO / "kagflow.toml", root / "kagflow.toml")
+    return root
+
+
+def _env(home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("KAGGLE_", "KAGFLOW_")) and k not in ("FROM",)}
+    env.update(HOME=str(home), NO_COLOR="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+def _kagflow(root: Path, env: dict, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kagflow", *args], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _state(root: Path) -> dict:
+    return json.loads((root / ".kagflow" / "state-local.json").read_text())
+
+
+def _counts(root: Path) -> dict:
+    """Versions on the local server: kernels per slug, model instance versions, dataset versions."""
+    import sqlite3
+
+    db = sqlite3.connect(root / ".kagflow" / "local" / "kaggle.sqlite3")
+    try:
+        out = {}
+        for table in ("kernel_versions", "model_versions", "dataset_versions", "submissions"):
+            try:
+                out[table] = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            except sqlite3.OperationalError:
+                out[table] = None
+        return out
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def project(tmp_path, isolation):
+    root = _fresh_project(tmp_path)
+    yield root
+    from kagflow.local.control import stop_background_server
+
+    stop_background_server(root / ".kagflow" / "local")
+
+
+def test_whole_flow_beats_uniform_then_second_run_does_nothing(project, isolation):
+    env = _env(Path(isolation))
+    first = _kagflow(project, env, "flow")
+    assert first.returncode == 0, first.stdout + first.stderr
+    report = first.stdout
+    assert "score (log loss):" in report
+    score = float(report.split("score (log loss):")[1].split()[0])
+    assert score < UNIFORM, report
+    assert "validation: log_loss" in report and "accuracy" in report
+    assert "confusion matrix:" in report and Path(report.split("confusion matrix:")[1].split()[0]).is_file()
+    assert "no Kaggle credentials; using the local Kaggle" in first.stderr
+    before = _counts(project)
+    assert before["kernel_versions"] == 2 and before["submissions"] == 1
+
+    second = _kagflow(project, env, "flow")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "steps run now: none" in second.stdout
+    assert _counts(project) == before
+    assert f"score (log loss): {score}" in second.stdout
+
+
+def test_killed_during_training_resumes_without_duplicates(project, isolation):
+    env = _env(Path(isolation))
+    proc = subprocess.Popen([sys.executable, "-m", "kagflow", "flow"], cwd=project, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    state_file = project / ".kagflow" / "state-local.json"
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline:
+            if state_file.is_file():
+                try:
+                    if _state(project).get("kernels", {}).get("train", {}).get("version"):
+                        break
+                except ValueError:
+                    pass
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.2)
+        else:
+            pytest.fail("the training kernel was never pushed")
+        os.killpg(proc.pid, signal.SIGKILL)  # mid step 3: pushed, still running on the server
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not _state(project).get("flow", {}).get("train", {}).get("done")
+
+    again = _kagflow(project, env, "flow")
+    assert again.returncode == 0, again.stdout + again.stderr
+    counts = _counts(project)
+    assert counts["kernel_versions"] == 2  # one train, one infer: the re-run pushed no new train version
+    assert counts["submissions"] == 1
+    score = float(again.stdout.split("score (log loss):")[1].split()[0])
+    assert score < UNIFORM
