@@ -8,6 +8,8 @@ import pytest
 
 from kagflow.classifier import multigpu
 
+pytest_plugins = ["classifier_fixtures"]
+
 
 def test_split_deals_length_sorted_rows_alternately():
     lengths = [5, 100, 30, 80, 10, 60, 7]
@@ -115,3 +117,19 @@ def test_distributed_device_map(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert multigpu.distributed_device_map() == {"": 1}
+
+
+def test_run_inference_on_two_devices_matches_one(tiny_checkpoint, adapter_dir, synthetic_competition, tmp_path):
+    """The real path: 4-bit base + adapter, one copy per 'device' (two CPU threads here)."""
+    import pandas as pd
+
+    from kagflow.classifier.infer import InferConfig, run_inference
+
+    cfg = InferConfig(max_length=64, batch_size=8, tta=True)
+    one = run_inference(cfg, test_csv=synthetic_competition["test"], base=tiny_checkpoint, adapter=adapter_dir,
+                        output_path=tmp_path / "one.csv", devices=["cpu"])
+    two = run_inference(cfg, test_csv=synthetic_competition["test"], base=tiny_checkpoint, adapter=adapter_dir,
+                        output_path=tmp_path / "two.csv", devices=["cpu", "cpu"])
+    a, b = pd.read_csv(one["path"]), pd.read_csv(two["path"])
+    assert list(a["id"]) == list(b["id"]) == list(pd.read_csv(synthetic_competition["test"])["id"])
+    np.testing.assert_allclose(a.iloc[:, 1:].to_numpy(), b.iloc[:, 1:].to_numpy(), atol=1e-6)

@@ -66,31 +66,73 @@ def predict_proba(model, token_ids, *, pad_token_id: int, token_budget: int = 16
 
 def predict(model, tokenizer, frame, *, max_length: int, tta: bool = False, token_budget: int = 16384):
     """Probabilities for an ArenaData frame; with ``tta``, averaged with the A/B-swapped pass."""
+    return predict_with(lambda ids: predict_proba(model, ids, pad_token_id=tokenizer.pad_token_id,
+                                                  token_budget=token_budget),
+                        tokenizer, frame, max_length=max_length, tta=tta)
+
+
+def predict_with(proba, tokenizer, frame, *, max_length: int, tta: bool = False):
+    """``predict`` for any ``proba(token_ids) -> probabilities`` (one model, or one per GPU)."""
     ids = encode_rows(tokenizer, frame["prompt"], frame["response_a"], frame["response_b"], max_length)
-    probs = predict_proba(model, ids, pad_token_id=tokenizer.pad_token_id, token_budget=token_budget)
+    probs = proba(ids)
     if tta:
         swapped = encode_rows(tokenizer, frame["prompt"], frame["response_b"], frame["response_a"], max_length)
-        swapped_probs = predict_proba(model, swapped, pad_token_id=tokenizer.pad_token_id,
-                                      token_budget=token_budget)
-        probs = (probs + swapped_probs[:, SWAP_AB]) / 2
+        probs = (probs + proba(swapped)[:, SWAP_AB]) / 2
     return probs
 
 
-def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, device_map=None) -> dict:
-    """Load base + adapter, predict every row of test.csv, write a checked submission.csv."""
+def per_device_models(base, adapter, *, attn_implementation: str):
+    """``load(device)``: the 4-bit base + adapter on ``device``, loaded once per device and kept."""
+    import threading
+
+    from .model import load_for_inference
+
+    models, lock = {}, threading.Lock()
+
+    def load(device: str):
+        with lock:  # one load at a time keeps host memory to one checkpoint's worth
+            if device not in models:
+                models[device], _ = load_for_inference(base, adapter, attn_implementation=attn_implementation,
+                                                       device_map={"": device})
+            return models[device]
+
+    return load
+
+
+def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, device_map=None,
+                  devices=None) -> dict:
+    """Load base + adapter, predict every row of test.csv, write a checked submission.csv.
+
+    With several GPUs (Kaggle's T4 x2), one model copy runs per GPU on alternate rows of the
+    length-sorted test set (``multigpu``); otherwise one model, placed by ``device_map``.
+    """
     import pandas as pd
 
     from .data import load_arena_csv
-    from .model import load_for_inference
+    from .model import load_for_inference, load_tokenizer
+    from .multigpu import predict_proba_multi, visible_devices
     from .submission import write_submission
 
     data = load_arena_csv(test_csv, labeled=False)
     print(data.report(), flush=True)
-    model, tokenizer = load_for_inference(base, adapter, attn_implementation=cfg.attn_implementation,
-                                          device_map=device_map)
+    budget = cfg.batch_size * cfg.max_length
+    devices = list(devices or visible_devices())
+    if len(devices) > 1 and device_map is None:
+        tokenizer = load_tokenizer(adapter)
+        load = per_device_models(base, adapter, attn_implementation=cfg.attn_implementation)
+        print(f"one model per device: {', '.join(devices)}", flush=True)
+
+        def proba(ids):
+            return predict_proba_multi(load, ids, pad_token_id=tokenizer.pad_token_id, token_budget=budget,
+                                       devices=devices)
+    else:
+        model, tokenizer = load_for_inference(base, adapter, attn_implementation=cfg.attn_implementation,
+                                              device_map=device_map)
+
+        def proba(ids):
+            return predict_proba(model, ids, pad_token_id=tokenizer.pad_token_id, token_budget=budget)
     start = time.time()
-    probs = predict(model, tokenizer, data.frame, max_length=cfg.max_length, tta=cfg.tta,
-                    token_budget=cfg.batch_size * cfg.max_length)
+    probs = predict_with(proba, tokenizer, data.frame, max_length=cfg.max_length, tta=cfg.tta)
     test_ids = pd.read_csv(test_csv, usecols=["id"])["id"].tolist()
     path = write_submission(data.frame["id"], probs, output_path, test_ids=test_ids)
     seconds = time.time() - start

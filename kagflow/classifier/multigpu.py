@@ -70,7 +70,7 @@ def merge_parts(n_rows: int, parts: Sequence[tuple[Sequence[int], "object"]]):
 
 def run_on_devices(devices: Sequence[str], parts: Sequence[Sequence[int]],
                    work: Callable[[str, Sequence[int]], "object"]):
-    """Run ``work(device, indices)`` for every part, one thread per device; re-raise the first error."""
+    """Run ``work(device, indices)`` for every part, one thread per GPU; re-raise the first error."""
     results: list = [None] * len(parts)
     errors: list = []
 
@@ -80,8 +80,11 @@ def run_on_devices(devices: Sequence[str], parts: Sequence[Sequence[int]],
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(exc)
 
-    if len(parts) == 1:
-        target(0)
+    if len(parts) == 1 or not _separate_accelerators(devices[:len(parts)]):
+        for k in range(len(parts)):  # one CPU: threads would only contend (and bnb's CPU path is not thread-safe)
+            target(k)
+            if errors:
+                break
     else:
         threads = [threading.Thread(target=target, args=(k,), name=f"predict-{devices[k]}")
                    for k in range(len(parts))]
@@ -92,6 +95,10 @@ def run_on_devices(devices: Sequence[str], parts: Sequence[Sequence[int]],
     if errors:
         raise errors[0]
     return results
+
+
+def _separate_accelerators(devices: Sequence[str]) -> bool:
+    return len(set(devices)) == len(devices) and not any(str(d).startswith("cpu") for d in devices)
 
 
 def predict_proba_multi(load_model: Callable[[str], "object"], token_ids: Sequence[Sequence[int]], *,
