@@ -1,5 +1,6 @@
 """CPU tests for kagflow.classifier.perf (batching, recipes, 4-bit -> bf16 merge)."""
 
+import math
 import random
 
 import pytest
@@ -190,3 +191,27 @@ def test_dequantize_base_is_exact_and_trains(tiny_4bit):
     assert abs(float(loss) - float(one)) < 2e-2 * float(one)
     frozen = [n for n, p in pm.named_parameters() if p.requires_grad and "lora" not in n and "modules_to_save" not in n]
     assert frozen == []
+
+
+def test_fit_lora_and_prepare_helpers(tiny_4bit):
+    from peft import LoraConfig, TaskType
+
+    recipe = dict(perf.recipe_for_device(79.0, (9, 0)), train_max_tokens=48, infer_attn_implementation="eager")
+    lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj"], layers_to_transform=[1],
+                    lora_dropout=0.0, task_type=TaskType.SEQ_CLS)
+    torch.manual_seed(0)
+    pm = perf.prepare_lora_model(tiny_4bit(), lc, recipe)          # dequantised base (big-card recipe)
+    assert not any(perf._is_linear4bit(m) for m in pm.modules())
+    g = torch.Generator().manual_seed(3)
+    seqs = [torch.randint(1, 256, (int(n),), generator=g).tolist() for n in torch.randint(3, 30, (26,), generator=g)]
+    labels = [i % 3 for i in range(26)]
+    before = {n: p.detach().clone() for n, p in pm.named_parameters() if "lora_B" in n}
+    logs = []
+    losses = perf.fit_lora(pm, seqs, labels, recipe, rows_per_step=6, epochs=1, lr=1e-2, warmup_steps=1,
+                           log_every=2, on_log=logs.append)
+    assert len(losses) == 5 and all(math.isfinite(x) for x in losses)
+    assert logs and logs[-1]["step"] == 5
+    assert any(not torch.equal(before[n], p) for n, p in pm.named_parameters() if "lora_B" in n)
+    model = perf.prepare_for_inference(pm, recipe)
+    out = perf.predict_logits(model, seqs, max_tokens=64)
+    assert out.shape == (26, 3) and torch.isfinite(out).all()
