@@ -133,3 +133,39 @@ def test_run_inference_on_two_devices_matches_one(tiny_checkpoint, adapter_dir, 
     a, b = pd.read_csv(one["path"]), pd.read_csv(two["path"])
     assert list(a["id"]) == list(b["id"]) == list(pd.read_csv(synthetic_competition["test"])["id"])
     np.testing.assert_allclose(a.iloc[:, 1:].to_numpy(), b.iloc[:, 1:].to_numpy(), atol=1e-6)
+
+
+def test_training_module_entry_point_runs_what_each_ddp_process_runs(tiny_checkpoint, synthetic_competition,
+                                                                      tmp_path):
+    """`python -m kagflow.classifier.train --params ...` (the command accelerate starts per GPU)."""
+    import json
+    import os
+
+    from kagflow.classifier.train import TrainConfig
+
+    cfg = TrainConfig(max_length=64, n_epochs=1, max_train_rows=200, per_device_train_batch_size=16,
+                      gradient_accumulation_steps=1, freeze_layers=0, lr=1e-3, eval_strategy="no",
+                      gradient_checkpointing=False, optim_type="adamw_torch", target_modules=("q_proj", "v_proj"))
+    import dataclasses
+
+    params = tmp_path / "launch-params.json"
+    params.write_text(json.dumps({"config": dataclasses.asdict(cfg), "train_csv": str(synthetic_competition["train"]),
+                                  "base": str(tiny_checkpoint), "adapter_dir": str(tmp_path / "adapter"),
+                                  "checkpoint_dir": str(tmp_path / "ckpt"), "report_dir": str(tmp_path)}))
+    command = multigpu.launch_command("kagflow.classifier.train", ["--params", str(params)], n_gpus=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["n_train"] == 160 and 0 <= metrics["accuracy"] <= 1
+
+
+def test_rendered_train_notebook_launches_on_all_gpus():
+    from kagflow.notebooks import render_notebook
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        nb = Path(render_notebook("train", {}, Path(tmp) / "t.ipynb")).read_text()
+    assert "train_on_all_gpus(" in nb and "accelerate launch" in nb

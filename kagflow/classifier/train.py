@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +18,7 @@ from .data import load_arena_csv, stratified_fold
 from .infer import predict_proba
 from .metrics import evaluate, save_confusion_matrix, write_metrics
 from .model import add_lora, compute_dtype, load_base, load_tokenizer
+from .multigpu import distributed_device_map, launch_command
 from .text import encode_rows
 
 
@@ -98,6 +103,8 @@ def training_arguments(cfg: TrainConfig, output_dir, optim: str):
         disable_tqdm=True,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        kwargs["ddp_find_unused_parameters"] = False  # frozen 4-bit base: only LoRA weights get gradients
     fields = {f.name for f in dataclasses.fields(TrainingArguments)}
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
     kwargs[checkpointing] = cfg.gradient_checkpointing
@@ -164,7 +171,8 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     rows, train_idx, val_idx = encode_fold(cfg, data.frame, tokenizer)
     val_rows = [rows[i] for i in val_idx]
 
-    model = load_base(base, attn_implementation=cfg.attn_implementation, pad_token_id=tokenizer.pad_token_id)
+    model = load_base(base, attn_implementation=cfg.attn_implementation, pad_token_id=tokenizer.pad_token_id,
+                      device_map=distributed_device_map())
     model = add_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                      target_modules=cfg.target_modules, freeze_layers=cfg.freeze_layers, bias=cfg.lora_bias,
                      gradient_checkpointing=cfg.gradient_checkpointing)
@@ -176,6 +184,8 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     if resume:
         print(f"resuming from {resume}", flush=True)
     result = trainer.train(resume_from_checkpoint=resume)
+    if not trainer.is_world_process_zero():
+        return {}  # under DDP, rank 0 saves and evaluates
 
     adapter_dir = Path(adapter_dir)
     model.save_pretrained(adapter_dir)
@@ -201,3 +211,49 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     save_confusion_matrix(metrics["confusion_matrix"], report_dir / "confusion_matrix.png")
     print({k: metrics[k] for k in ("log_loss", "accuracy", "macro_f1", "n", "seconds")}, flush=True)
     return metrics
+
+
+def train_on_all_gpus(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_dir, report_dir,
+                      n_gpus: int | None = None) -> dict:
+    """``run_training`` here on one GPU (or the CPU); on several, ``accelerate launch`` of this module
+    (DDP: one process per GPU, each with its own copy of the 4-bit base), then the metrics it wrote."""
+    if n_gpus is None:
+        import torch
+
+        n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    paths = dict(train_csv=str(train_csv), base=str(base), adapter_dir=str(adapter_dir),
+                 checkpoint_dir=str(checkpoint_dir), report_dir=str(report_dir))
+    if n_gpus <= 1:
+        return run_training(cfg, **paths)
+    import torch
+
+    report = Path(report_dir)
+    report.mkdir(parents=True, exist_ok=True)
+    params = report / "launch-params.json"
+    params.write_text(json.dumps({"config": dataclasses.asdict(cfg), **paths}, indent=1))
+    precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(compute_dtype(), "no")
+    command = launch_command(f"{__package__}.train", ["--params", str(params)], n_gpus=n_gpus,
+                             mixed_precision=precision)
+    root = Path(sys.modules[__package__.split(".")[0]].__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    print("launching:", " ".join(command), flush=True)
+    subprocess.run(command, env=env, check=True)
+    return json.loads((report / "metrics.json").read_text())
+
+
+def main(argv=None) -> None:
+    """``python -m <package>.train --params launch-params.json``: what each DDP process runs."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--params", required=True, help="JSON: {config: TrainConfig fields, train_csv, base, "
+                                                       "adapter_dir, checkpoint_dir, report_dir}")
+    args = parser.parse_args(argv)
+    data = json.loads(Path(args.params).read_text())
+    config = data.pop("config")
+    config["target_modules"] = tuple(config["target_modules"])
+    run_training(TrainConfig(**config), **data)
+
+
+if __name__ == "__main__":
+    main()
