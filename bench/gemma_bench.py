@@ -809,7 +809,7 @@ def trainer_fixed(args, ckpt, device, train_rows, train_labels):
     log(f"trainer fixed: {res}")
 
 
-def fit_lora_run(args, ckpt, device, steps, seqs, labels, *, t4: bool):
+def fit_lora_run(args, ckpt, device, steps, seqs, labels, *, t4: bool, sync_each_step: bool = True):
     """The shipped loop: prepare_lora_model + fit_lora with recipe_for_device's knobs."""
     from transformers import set_seed
 
@@ -820,9 +820,30 @@ def fit_lora_run(args, ckpt, device, steps, seqs, labels, *, t4: bool):
         recipe = perf.recipe_for_device(79.0, (9, 0)) if args.tiny else perf.recipe_for_current_device(device)
         dtype = torch.bfloat16
     set_seed(42)
+    reset_peak(device)
+    mem = {}
     model = load_4bit(ckpt, dtype=dtype, compute_dtype=dtype, attn="eager", device=device)
+    if device.type == "cuda":
+        mem["after_load_gib"] = round(torch.cuda.memory_allocated(device) / 2**30, 2)
+        mem["load_peak_gib"] = peak(device)
     pm = perf.prepare_lora_model(model, lora_config(args.n_layers), recipe)
+    if device.type == "cuda":
+        mem["after_prepare_gib"] = round(torch.cuda.memory_allocated(device) / 2**30, 2)
     stamps = []
+    if not sync_each_step:  # time two calls without a host sync per step
+        perf.fit_lora(pm, seqs, labels, recipe, steps=steps[:args.warm], warmup_steps=20, log_every=10**9)
+        sync(device)
+        t0 = time.perf_counter()
+        reset_peak(device)
+        losses = perf.fit_lora(pm, seqs, labels, recipe, steps=steps[args.warm:], warmup_steps=20, log_every=10**9)
+        sync(device)
+        dt = time.perf_counter() - t0
+        tok = sum(len(seqs[i]) for st in steps[args.warm:] for i in st)
+        res = {"useful_tok_s": round(tok / dt, 1), "step_ms": round(1000 * dt / (len(steps) - args.warm), 1),
+               **peak(device), **mem, "recipe": recipe, "host_sync_each_step": False}
+        record(f"train3_fit_lora_{'t4' if t4 else 'h100'}_recipe_nosync", res)
+        log(f"fit_lora no per-step sync: {res['useful_tok_s']} tok/s peak {res['peak_alloc_gib']}")
+        return
 
     def on_log(d):
         sync(device)
@@ -833,8 +854,8 @@ def fit_lora_run(args, ckpt, device, steps, seqs, labels, *, t4: bool):
     w, n = args.warm, len(steps)
     tok = sum(len(seqs[i]) for st in steps[w:] for i in st)
     dt = stamps[n - 1] - stamps[w - 1]
-    name = "train2_fit_lora_t4_recipe" if t4 else "train2_fit_lora_h100_recipe"
-    res = {"useful_tok_s": round(tok / dt, 1), "step_ms": round(1000 * dt / (n - w), 1), **peak(device),
+    name = ("train2_fit_lora_t4_recipe" if t4 else "train2_fit_lora_h100_recipe") + args.tag
+    res = {"useful_tok_s": round(tok / dt, 1), "step_ms": round(1000 * dt / (n - w), 1), **peak(device), **mem,
            "losses": [round(x, 5) for x in losses], "recipe": recipe,
            "prediction": "= k5 (7,850 tok/s)" if not t4 else "= T4 proxy (11.6 GiB)"}
     record(name, res)
@@ -860,6 +881,24 @@ def train2_phase(args, ckpt, device):
         n0 = len(seqs)
         t4_steps = [list(range(n0, n0 + 6)), list(range(n0 + 6, n0 + 12))] + steps[:6]
         fit_lora_run(args, ckpt, device, t4_steps, seqs + extra, labels + [0, 1, 2] * 4, t4=True)
+
+
+def train3_phase(args, ckpt, device):
+    """T4 recipe alone in a fresh process (clean peak), then seed vs fit_lora without per-step host syncs."""
+    rows, labels = sample_rows(args.train_rows, seed=2025, vocab=256 if args.tiny else 256000)
+    seqs = [join(r, args.train_max_len) for r in rows]
+    vocab = 256 if args.tiny else 256000
+    g = torch.Generator().manual_seed(7)
+    extra = [torch.randint(4, vocab, (args.train_max_len,), generator=g).tolist() for _ in range(12)]
+    n0 = len(seqs)
+    grouped = perf.length_grouped_steps([len(q) for q in seqs], 6, seed=42)
+    t4_steps = [list(range(n0, n0 + 6)), list(range(n0 + 6, n0 + 12))] + grouped[:6]
+    args.tag = "_fresh_process_first"
+    fit_lora_run(args, ckpt, device, t4_steps, seqs + extra, labels + [0, 1, 2] * 4, t4=True)
+    gc.collect()
+    steps, seqs = seed_train(args, ckpt, device, rows, labels)
+    gc.collect()
+    fit_lora_run(args, ckpt, device, steps, seqs, labels, t4=False, sync_each_step=False)
 
 
 # ----------------------------------------------------------------------------- main
@@ -931,7 +970,7 @@ def table():
 def main():
     global OUT
     ap = argparse.ArgumentParser()
-    ap.add_argument("--phase", choices=["train", "train2", "infer", "infer2", "all"], default="all")
+    ap.add_argument("--phase", choices=["train", "train2", "train3", "infer", "infer2", "all"], default="all")
     ap.add_argument("--tiny", action="store_true", help="CPU logic check with a tiny Gemma-2")
     ap.add_argument("--layers", type=int, default=42)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -946,6 +985,7 @@ def main():
     ap.add_argument("--guard-rows", type=int, default=32)
     ap.add_argument("--deadline-s", type=float, default=480)
     args = ap.parse_args()
+    args.tag = ""
     OUT = Path(args.out)
     OUT.mkdir(parents=True, exist_ok=True)
     device = torch.device("cpu" if args.tiny else "cuda")
@@ -969,6 +1009,8 @@ def main():
         infer_phase(args, ckpt, device)
     if args.phase == "train2":
         train2_phase(args, ckpt, device)
+    if args.phase == "train3":
+        train3_phase(args, ckpt, device)
     if args.phase == "infer2":
         infer2_phase(args, ckpt, device)
     record("total_s", round(time.time() - T_START, 1))
