@@ -11,12 +11,16 @@ import json
 import os
 import re
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from kagflow import slugs
+# [train] and [infer] are the classifier's own run configurations (stdlib-only module): one
+# definition of the seed's recipe for kagflow.toml, the notebooks and the classifier
+from kagflow.classifier.config import InferConfig, TrainConfig
 from kagflow.errors import ConfigError, KagflowError
 
 CONFIG_FILE = "kagflow.toml"
@@ -69,38 +73,6 @@ class KernelConfig:
     # "model:owner/model/framework/instance/version"
     sources: tuple[str, ...] = ()
     code_file: str = ""  # import kernels: the notebook file in kernels/<slug>/
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The seed's recipe (its Config dataclass), as defaults."""
-    max_length: int = 1024
-    n_splits: int = 5
-    fold_idx: int = 0
-    optim_type: str = "adamw_8bit"
-    per_device_train_batch_size: int = 3
-    gradient_accumulation_steps: int = 2
-    per_device_eval_batch_size: int = 8
-    n_epochs: float = 1.0
-    freeze_layers: int = 16
-    lr: float = 2e-4
-    warmup_steps: int = 20
-    lora_r: int = 16
-    lora_alpha: float = 32.0
-    lora_dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj")
-    max_train_rows: int = 0  # 0: all rows
-    seed: int = 42
-    attn_implementation: str = "eager"  # Gemma 2 softcapping: eager or flex_attention, never sdpa
-    gradient_checkpointing: bool = True
-    save_steps: int = 200
-
-
-@dataclass(frozen=True)
-class InferConfig:
-    max_length: int = 2048
-    batch_size: int = 8
-    tta: bool = True
 
 
 @dataclass(frozen=True)
@@ -162,8 +134,8 @@ _TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: 
 
 
 def _type_name(tp) -> str:
-    origin = typing.get_origin(tp)
-    if origin is tuple:
+    tp = _unoptional(tp)
+    if tp is tuple or typing.get_origin(tp) is tuple:
         return "a list of strings"
     return _TYPE_NAMES.get(tp, str(tp))
 
@@ -174,7 +146,16 @@ def _example(tp, default) -> str:
     return {str: '"..."', int: "1", float: "1.0", bool: "true"}.get(tp, '"..."')
 
 
+def _unoptional(tp):
+    """``int | None`` → ``int`` (TOML has no null, so an optional key is just its type)."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return tp
+
+
 def _coerce(value, tp, where: str, key: str, default, file: Path):
+    tp = _unoptional(tp)
     origin = typing.get_origin(tp)
     ok = True
     if tp is bool:
@@ -186,7 +167,7 @@ def _coerce(value, tp, where: str, key: str, default, file: Path):
         value = float(value) if ok else value
     elif tp is str:
         ok = isinstance(value, str)
-    elif origin is tuple:
+    elif tp is tuple or origin is tuple:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         value = tuple(value) if ok else value
     elif tp is dict:

@@ -1,8 +1,11 @@
-"""Run configurations built from a notebook's parameter variables."""
+"""The run configurations (the seed's recipe as defaults) and how notebooks build them.
+
+Stdlib only: kagflow.config reads [train] and [infer] of kagflow.toml into these same classes."""
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 
 def from_namespace(cls, namespace: dict):
@@ -14,3 +17,49 @@ def defaults(cls) -> dict:
     """Field name -> default of dataclass ``cls`` (tuples as lists, as a notebook writes them)."""
     return {f.name: list(f.default) if isinstance(f.default, tuple) else f.default
             for f in dataclasses.fields(cls)}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The seed's Config plus the knobs a tuner needs; field names are the notebook's parameter names."""
+
+    max_length: int = 1024
+    n_splits: int = 5
+    fold_idx: int = 0
+    optim_type: str = "adamw_8bit"
+    per_device_train_batch_size: int = 3
+    gradient_accumulation_steps: int = 2
+    per_device_eval_batch_size: int = 8
+    n_epochs: float = 1
+    freeze_layers: int = 16
+    lr: float = 2e-4
+    warmup_steps: int = 20
+    lora_r: int = 16
+    lora_alpha: float = 32
+    lora_dropout: float = 0.05
+    lora_bias: str = "none"
+    target_modules: tuple = ("q_proj", "k_proj", "v_proj")
+    seed: int = 42
+    max_train_rows: int = 0  # 0: all rows
+    attn_implementation: str = "eager"
+    gradient_checkpointing: bool = True
+    eval_strategy: str = "epoch"
+    logging_steps: int = 10
+    save_steps: int = 200
+    save_total_limit: int | None = 2
+    dataloader_num_workers: int = 0
+    keep_checkpoints: bool = False  # after a finished run; the adapter folder has what inference needs
+
+    from_namespace = classmethod(from_namespace)
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    """Inference knobs; field names are the notebook's parameter names."""
+
+    max_length: int = 2048
+    batch_size: int = 8  # rows of max_length per batch: the token budget of a length-sorted batch
+    tta: bool = True
+    attn_implementation: str = "eager"
+
+    from_namespace = classmethod(from_namespace)

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
-from .config import from_namespace
+from .config import InferConfig  # noqa: F401 - re-exported: the notebooks import it from here
 from .text import encode_rows
 
 SWAP_AB = [1, 0, 2]  # column order that maps swapped-input probabilities back to A / B / tie
 
 
-@dataclass
-class InferConfig:
-    """Inference knobs; field names are the notebook's parameter names."""
-
-    max_length: int = 2048
-    batch_size: int = 8  # rows of max_length per batch: the token budget of a length-sorted batch
-    tta: bool = True
-    attn_implementation: str = "eager"
-
-    from_namespace = classmethod(from_namespace)
 
 
 def token_batches(lengths, token_budget: int) -> list[list[int]]:

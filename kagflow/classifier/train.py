@@ -10,10 +10,9 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from .config import from_namespace
+from .config import TrainConfig  # noqa: F401 - re-exported: the notebooks import it from here
 from .data import load_arena_csv, stratified_fold
 from .infer import predict_proba
 from .metrics import evaluate, save_confusion_matrix, write_metrics
@@ -22,38 +21,6 @@ from .multigpu import distributed_device_map, launch_command
 from .text import encode_rows
 
 
-@dataclass
-class TrainConfig:
-    """The seed's Config plus the knobs a tuner needs; field names are the notebook's parameter names."""
-
-    max_length: int = 1024
-    n_splits: int = 5
-    fold_idx: int = 0
-    optim_type: str = "adamw_8bit"
-    per_device_train_batch_size: int = 3
-    gradient_accumulation_steps: int = 2
-    per_device_eval_batch_size: int = 8
-    n_epochs: float = 1
-    freeze_layers: int = 16
-    lr: float = 2e-4
-    warmup_steps: int = 20
-    lora_r: int = 16
-    lora_alpha: float = 32
-    lora_dropout: float = 0.05
-    lora_bias: str = "none"
-    target_modules: tuple = ("q_proj", "k_proj", "v_proj")
-    seed: int = 42
-    max_train_rows: int = 0  # 0: all rows
-    attn_implementation: str = "eager"
-    gradient_checkpointing: bool = True
-    eval_strategy: str = "epoch"
-    logging_steps: int = 10
-    save_steps: int = 200
-    save_total_limit: int | None = 2
-    dataloader_num_workers: int = 0
-    keep_checkpoints: bool = False  # after a finished run; the adapter folder has what inference needs
-
-    from_namespace = classmethod(from_namespace)
 
 
 def resolve_optim(optim: str) -> str:
