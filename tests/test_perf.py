@@ -215,3 +215,43 @@ def test_fit_lora_and_prepare_helpers(tiny_4bit):
     model = perf.prepare_for_inference(pm, recipe)
     out = perf.predict_logits(model, seqs, max_tokens=64)
     assert out.shape == (26, 3) and torch.isfinite(out).all()
+
+
+def _ddp_worker(rank, world, init_file, out_dir):
+    import torch.distributed as dist
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import Gemma2Config, Gemma2ForSequenceClassification
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        cfg = Gemma2Config(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16,
+                           num_labels=3, pad_token_id=0, attn_implementation="eager")
+        torch.manual_seed(0)
+        model = Gemma2ForSequenceClassification(cfg)
+        lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0,
+                        task_type=TaskType.SEQ_CLS)
+        torch.manual_seed(1)
+        pm = get_peft_model(model, lc)
+        perf.prepare_for_lora_training(pm, gradient_checkpointing=False)
+        recipe = dict(perf.recipe_for_device(15.0, (7, 5)), dtype="bfloat16", train_max_tokens=64)
+        g = torch.Generator().manual_seed(4)
+        seqs = [torch.randint(1, 256, (int(n),), generator=g).tolist() for n in torch.randint(3, 20, (24,), generator=g)]
+        losses = perf.fit_lora(pm, seqs, [i % 3 for i in range(24)], recipe, rows_per_step=4, lr=1e-2,
+                               warmup_steps=1)
+        torch.save({"losses": losses, "lora": {n: p.detach().clone() for n, p in pm.named_parameters()
+                                               if p.requires_grad}}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fit_lora_data_parallel_keeps_ranks_identical(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert len(r0["losses"]) == len(r1["losses"]) == 3          # 6 steps of 4 rows, split over 2 ranks
+    assert r0["losses"] != r1["losses"]                           # different rows on each rank
+    for n, p in r0["lora"].items():
+        assert torch.equal(p, r1["lora"][n]), n                   # averaged gradients: same adapter

@@ -284,6 +284,7 @@ def lora_train_step(model, micro_batches: Sequence[dict], optimizer, *, autocast
         loss = F.cross_entropy(logits.float(), mb["labels"], reduction="sum") / total
         (scaler.scale(loss) if scaler is not None else loss).backward()
         loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+    _all_reduce_grads(params)
     if scaler is not None:
         scaler.unscale_(optimizer)
     if max_grad_norm is not None:
@@ -297,6 +298,35 @@ def lora_train_step(model, micro_batches: Sequence[dict], optimizer, *, autocast
     if scheduler is not None:
         scheduler.step()
     return loss_sum
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size) of an initialised torch.distributed group, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_reduce_grads(params) -> None:
+    """Average the (small) LoRA gradients over data-parallel processes, if any (one process per GPU)."""
+    rank, world = _world()
+    if world == 1:
+        return
+    import torch.distributed as dist
+
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1).float() for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset:offset + n].view_as(g))
+        offset += n
 
 
 def set_attn_implementation(model, impl: str) -> None:
@@ -348,6 +378,8 @@ def fit_lora(model, seqs: Sequence[Sequence[int]], labels: Sequence[int], recipe
     the HF Trainer, grad clipping, a GradScaler when ``recipe["grad_scaler"]``. ``seqs`` are token id
     lists (already truncated), ``labels`` 0/1/2. Returns the per-step losses.
     ``on_log(dict(step, loss, lr))`` is called every ``log_every`` steps (a host sync).
+    Under torch.distributed (one process per GPU, same seed and rows everywhere) each process trains on
+    every world-th step and the LoRA gradients are averaged, so the adapters stay identical.
     """
     from transformers import get_linear_schedule_with_warmup
 
@@ -359,6 +391,9 @@ def fit_lora(model, seqs: Sequence[Sequence[int]], labels: Sequence[int], recipe
         for e in range(max(1, math.ceil(epochs))):
             steps += length_grouped_steps(lengths, rows_per_step, seed=seed + e)
         steps = steps[:max(1, int(round(len(steps) * epochs / max(1, math.ceil(epochs)))))]
+    rank, world = _world()
+    if world > 1:  # data parallel (e.g. T4 x2 under torchrun/accelerate): each process takes every world-th step
+        steps = steps[rank::world][:len(steps) // world]
     opt = optimizer if optimizer is not None else make_optimizer(params, lr, device)
     sched = get_linear_schedule_with_warmup(opt, warmup_steps, len(steps))
     scaler = torch.amp.GradScaler(device.type) if recipe.get("grad_scaler") and device.type == "cuda" else None
