@@ -398,6 +398,8 @@ def fit_lora(model, seqs: Sequence[Sequence[int]], labels: Sequence[int], recipe
     sched = get_linear_schedule_with_warmup(opt, warmup_steps, len(steps))
     scaler = torch.amp.GradScaler(device.type) if recipe.get("grad_scaler") and device.type == "cuda" else None
     autocast = torch_dtype(recipe["dtype"])
+    if autocast == torch.float32:  # CPU / fp32 runs: no autocast
+        autocast = None
     mult = recipe.get("pad_to_multiple_of", 8)
     model.train()
     losses = []
