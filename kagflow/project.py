@@ -93,6 +93,10 @@ seed = 42
 attn_implementation = "eager"
 gradient_checkpointing = true
 save_steps = 200
+# "auto": on a GPU kagflow's measured loop (3.2x the seed's Trainer on an H100, recipe per card:
+# bench/RESULTS.md); on the CPU the HF Trainer. "trainer": always the HF Trainer (checkpoints every
+# save_steps and resumes). "fast": always kagflow's loop.
+train_loop = "auto"
 
 [infer]
 max_length = 2048

@@ -49,6 +49,10 @@ class TrainConfig:
     save_total_limit: int | None = 2
     dataloader_num_workers: int = 0
     keep_checkpoints: bool = False  # after a finished run; the adapter folder has what inference needs
+    # "auto": on a GPU kagflow's measured loop (perf.fit_lora: token-budget micro-batches, recipe per card,
+    # 3.2x the seed's Trainer on an H100; no mid-run checkpoints); on the CPU the HF Trainer.
+    # "trainer": always the HF Trainer (checkpoints every save_steps, resume). "fast": always fit_lora.
+    train_loop: str = "auto"
 
     from_namespace = classmethod(from_namespace)
 

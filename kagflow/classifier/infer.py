@@ -70,6 +70,22 @@ def predict_with(proba, tokenizer, frame, *, max_length: int, tta: bool = False)
     return probs
 
 
+def tuned_for_device(model, token_budget: int):
+    """(model, token budget) for inference: on a GPU kagflow's measured recipe (``perf``: LoRA merged into
+    a dequantised base on cards with memory to spare, flex attention that keeps Gemma 2's softcapping on
+    sm80+, the card's token budget; a T4 keeps the 4-bit model and eager attention); unchanged elsewhere."""
+    import torch
+
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return model, token_budget
+    from .perf import prepare_for_inference, recipe_for_current_device
+
+    recipe = recipe_for_current_device(device)
+    print(f"inference recipe for {torch.cuda.get_device_name(device)}: {recipe}", flush=True)
+    return prepare_for_inference(model, recipe), recipe["infer_max_tokens"]
+
+
 def per_device_models(base, adapter, *, attn_implementation: str):
     """``load(device)``: the 4-bit base + adapter on ``device``, loaded once per device and kept."""
     import threading
@@ -81,8 +97,9 @@ def per_device_models(base, adapter, *, attn_implementation: str):
     def load(device: str):
         with lock:  # one load at a time keeps host memory to one checkpoint's worth
             if device not in models:
-                models[device], _ = load_for_inference(base, adapter, attn_implementation=attn_implementation,
-                                                       device_map={"": device})
+                model, _ = load_for_inference(base, adapter, attn_implementation=attn_implementation,
+                                              device_map={"": device})
+                models[device], _ = tuned_for_device(model, 0)
             return models[device]
 
     return load
@@ -110,6 +127,12 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
         tokenizer = load_tokenizer(adapter)
         load = per_device_models(base, adapter, attn_implementation=cfg.attn_implementation)
         print(f"one model per device: {', '.join(devices)}", flush=True)
+        if devices[0].startswith("cuda"):
+            import torch
+
+            from .perf import recipe_for_current_device
+
+            budget = recipe_for_current_device(torch.device(devices[0]))["infer_max_tokens"]
 
         def proba(ids):
             return predict_proba_multi(load, ids, pad_token_id=tokenizer.pad_token_id, token_budget=budget,
@@ -117,6 +140,7 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
     else:
         model, tokenizer = load_for_inference(base, adapter, attn_implementation=cfg.attn_implementation,
                                               device_map=device_map)
+        model, budget = tuned_for_device(model, budget)
 
         def proba(ids):
             return predict_proba(model, ids, pad_token_id=tokenizer.pad_token_id, token_budget=budget)

@@ -75,24 +75,35 @@ def lora_layers(model, freeze_layers: int) -> list[int] | None:
     return list(range(freeze_layers, n_layers))
 
 
+def lora_config(model, *, r: int, alpha: float, dropout: float, target_modules, freeze_layers: int,
+                bias: str = "none"):
+    """The seed's LoraConfig: SEQ_CLS, ``target_modules`` of the layers from ``freeze_layers`` on."""
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
+                      layers_to_transform=lora_layers(model, freeze_layers), bias=bias, task_type=TaskType.SEQ_CLS)
+
+
 def add_lora(model, *, r: int, alpha: float, dropout: float, target_modules, freeze_layers: int,
-             bias: str = "none", gradient_checkpointing: bool = False):
-    """Prepare the 4-bit model for training and wrap it with a SEQ_CLS LoRA adapter."""
-    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
+             bias: str = "none", gradient_checkpointing: bool = False, recipe: dict | None = None):
+    """Prepare the 4-bit model for training and wrap it with a SEQ_CLS LoRA adapter.
+
+    With a ``recipe`` (``perf.recipe_for_*``): kagflow's measured preparation (``perf.prepare_lora_model``:
+    no input gradients, so the backward stops at the first LoRA layer; checkpointing and dequantising
+    per the card). Without: the seed's ``prepare_model_for_kbit_training``.
+    """
+    config = lora_config(model, r=r, alpha=alpha, dropout=dropout, target_modules=target_modules,
+                         freeze_layers=freeze_layers, bias=bias)
+    if recipe is not None:
+        from .perf import prepare_lora_model
+
+        return prepare_lora_model(model, config, recipe)
+    from peft import get_peft_model, prepare_model_for_kbit_training
 
     model = prepare_model_for_kbit_training(
         model,
         use_gradient_checkpointing=gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
-    )
-    config = LoraConfig(
-        r=r,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
-        target_modules=list(target_modules),
-        layers_to_transform=lora_layers(model, freeze_layers),
-        bias=bias,
-        task_type=TaskType.SEQ_CLS,
     )
     return get_peft_model(model, config)
 

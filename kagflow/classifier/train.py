@@ -120,6 +120,54 @@ def make_trainer(cfg: TrainConfig, model, tokenizer, train_rows, eval_rows, chec
     )
 
 
+def resolve_loop(train_loop: str) -> str:
+    """"fast" (perf.fit_lora) or "trainer" (HF Trainer); "auto" is fast on a GPU, the Trainer on the CPU."""
+    import torch
+
+    if train_loop not in ("auto", "fast", "trainer"):
+        raise ValueError(f"train_loop must be auto, fast or trainer, not {train_loop!r}")
+    if train_loop == "auto":
+        return "fast" if torch.cuda.is_available() else "trainer"
+    return train_loop
+
+
+def training_recipe() -> dict:
+    """kagflow's recipe for this GPU (bench/RESULTS.md); on the CPU the T4 recipe in fp32."""
+    import torch
+
+    from .perf import recipe_for_current_device, recipe_for_device
+
+    if torch.cuda.is_available():
+        return recipe_for_current_device()
+    return {**recipe_for_device(16, (7, 5)), "dtype": "float32", "grad_scaler": False,
+            "gradient_checkpointing": False}
+
+
+def _eval_autocast(model):
+    """Autocast for evaluating a model trained in mixed precision (bf16/fp16 base, fp32 LoRA and head)."""
+    import contextlib
+
+    import torch
+
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    from .model import compute_dtype
+
+    return torch.autocast("cuda", dtype=compute_dtype())
+
+
+def _init_distributed() -> None:
+    """Join the process group accelerate/torchrun set up the environment for (fit_lora averages LoRA grads)."""
+    import torch
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_dir, report_dir) -> dict:
     """Train on fold ``cfg.fold_idx``; save adapter + tokenizer to ``adapter_dir``; write
     metrics.json and confusion_matrix.png to ``report_dir``; return the metrics.
@@ -140,37 +188,58 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
 
     model = load_base(base, attn_implementation=cfg.attn_implementation, pad_token_id=tokenizer.pad_token_id,
                       device_map=distributed_device_map())
-    model = add_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
-                     target_modules=cfg.target_modules, freeze_layers=cfg.freeze_layers, bias=cfg.lora_bias,
-                     gradient_checkpointing=cfg.gradient_checkpointing)
-    model.print_trainable_parameters()
-    optim = resolve_optim(cfg.optim_type)
-    checkpoint_dir = Path(checkpoint_dir)
-    trainer = make_trainer(cfg, model, tokenizer, [rows[i] for i in train_idx], val_rows, checkpoint_dir, optim)
-    resume = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
-    if resume:
-        print(f"resuming from {resume}", flush=True)
-    result = trainer.train(resume_from_checkpoint=resume)
-    if not trainer.is_world_process_zero():
-        return {}  # under DDP, rank 0 saves and evaluates
-
     adapter_dir = Path(adapter_dir)
+    checkpoint_dir = Path(checkpoint_dir)
+    loop = resolve_loop(cfg.train_loop)
+    lora = dict(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, target_modules=cfg.target_modules,
+                freeze_layers=cfg.freeze_layers, bias=cfg.lora_bias)
+    train_rows = [rows[i] for i in train_idx]
+    if loop == "fast":
+        from .perf import fit_lora
+
+        recipe = training_recipe()
+        model = add_lora(model, **lora, recipe=recipe)
+        model.print_trainable_parameters()
+        _init_distributed()
+        print(f"kagflow loop: {recipe}", flush=True)
+        losses = fit_lora(model, [r["input_ids"] for r in train_rows], [r["labels"] for r in train_rows], recipe,
+                          rows_per_step=cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps,
+                          epochs=cfg.n_epochs, lr=cfg.lr, warmup_steps=cfg.warmup_steps, seed=cfg.seed,
+                          pad_id=tokenizer.pad_token_id, log_every=cfg.logging_steps, on_log=print)
+        optim, resume, global_step, train_loss, evals = "perf.make_optimizer", None, len(losses), \
+            (sum(losses) / len(losses) if losses else float("nan")), []
+        if int(os.environ.get("RANK", "0")) != 0:
+            return {}
+    else:
+        model = add_lora(model, **lora, gradient_checkpointing=cfg.gradient_checkpointing)
+        model.print_trainable_parameters()
+        optim = resolve_optim(cfg.optim_type)
+        trainer = make_trainer(cfg, model, tokenizer, train_rows, val_rows, checkpoint_dir, optim)
+        resume = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+        if resume:
+            print(f"resuming from {resume}", flush=True)
+        result = trainer.train(resume_from_checkpoint=resume)
+        if not trainer.is_world_process_zero():
+            return {}  # under DDP, rank 0 saves and evaluates
+        global_step, train_loss = result.global_step, result.training_loss
+        evals = [{k: h[k] for k in ("epoch", "eval_log_loss", "eval_accuracy")}
+                 for h in trainer.state.log_history if "eval_log_loss" in h]
+
     model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
     if not cfg.keep_checkpoints:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
     model.eval()
-    probs = predict_proba(model, [r["input_ids"] for r in val_rows], pad_token_id=tokenizer.pad_token_id,
-                          token_budget=cfg.per_device_eval_batch_size * cfg.max_length)
+    with _eval_autocast(model):
+        probs = predict_proba(model, [r["input_ids"] for r in val_rows], pad_token_id=tokenizer.pad_token_id,
+                              token_budget=cfg.per_device_eval_batch_size * cfg.max_length)
     metrics = evaluate([r["labels"] for r in val_rows], probs)
     metrics.update(
-        fold_idx=cfg.fold_idx, n_splits=cfg.n_splits, n_train=len(train_idx), optim=optim,
-        resumed_from=resume, global_step=result.global_step, train_loss=result.training_loss,
+        fold_idx=cfg.fold_idx, n_splits=cfg.n_splits, n_train=len(train_idx), optim=optim, loop=loop,
+        resumed_from=resume, global_step=global_step, train_loss=train_loss,
         seconds=round(time.time() - start, 1), skipped_rows=len(data.skipped_ids), issues=len(data.issues),
-        epoch_evals=[{k: h[k] for k in ("epoch", "eval_log_loss", "eval_accuracy")}
-                     for h in trainer.state.log_history if "eval_log_loss" in h],
-        config=dataclasses.asdict(cfg),
+        epoch_evals=evals, config=dataclasses.asdict(cfg),
     )
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
