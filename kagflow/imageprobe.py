@@ -18,7 +18,8 @@ def write_probe_kernel(config: Config, folder: Path, *, accelerator: str) -> Pat
 
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(probe_notebook_source())]
+    # relative: the working folder is the cwd on Kaggle (/kaggle/working) and on the local Kaggle alike
+    nb.cells = [nbformat.v4.new_code_cell(probe_notebook_source("./image.json"))]
     folder.mkdir(parents=True, exist_ok=True)
     code = "image-probe.ipynb"
     nbformat.write(nb, folder / code)

@@ -152,3 +152,16 @@ def test_kernel_import_normalises_and_registers(proj, capsys, server, tmp_path):
     assert meta["competition_sources"] == [COMPETITION] and meta["enable_internet"] is False
     nb = json.loads((proj.parent / "kernels" / "public-gemma-notebook" / meta["code_file"]).read_text())
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
+
+
+def test_image_probe_records_the_kernels_image(proj, capsys):
+    """`kagflow image probe` pushes a tiny kernel, pulls what it recorded, and targets it."""
+    import sys
+
+    code, out = kagflow(capsys, "image", "probe", "--accelerator", "None")
+    assert code == 0, out
+    saved = json.loads((proj.parent / "kaggle-image.json").read_text())
+    assert saved["python_version"] == f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert 'image = "kaggle-image.json"' in proj.read_text()
+    code, out = kagflow(capsys, "image", "show")
+    assert code == 0 and "Image" in out
