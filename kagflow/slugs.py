@@ -187,51 +187,52 @@ def _version(text: str, value: str, what: str, form: str) -> int:
 
 
 @dataclass(frozen=True)
-class DatasetHandle:
+class _OwnerSlugHandle:
+    """``owner/slug[/version]``: what datasets and kernels share; subclasses set the rules."""
+
     owner: str
     slug: str
     version: Optional[int] = None
 
-    FORM = "owner/dataset-slug[/version]"
+    FORM = "owner/slug[/version]"
+    WHAT = "handle"
+    URL_PATH = ""
+    SLUG_MIN = 1
+    SLUG_MAX = 50
 
     @classmethod
-    def parse(cls, text: str) -> "DatasetHandle":
-        parts = _parts(text, "dataset handle", cls.FORM, (2, 3))
-        version = _version(text, parts[2], "dataset handle", cls.FORM) if len(parts) == 3 else None
-        return cls(check_owner(parts[0]), check_slug(parts[1], what="dataset slug"), version)
+    def parse(cls, text: str):
+        parts = _parts(text, cls.WHAT, cls.FORM, (2, 3))
+        version = _version(text, parts[2], cls.WHAT, cls.FORM) if len(parts) == 3 else None
+        slug = check_slug(parts[1], what=cls.WHAT.replace("handle", "slug"), min_len=cls.SLUG_MIN,
+                          max_len=cls.SLUG_MAX)
+        return cls(check_owner(parts[0]), slug, version)
 
-    def with_version(self, version: Optional[int]) -> "DatasetHandle":
-        return DatasetHandle(self.owner, self.slug, version)
+    def with_version(self, version: Optional[int]):
+        return type(self)(self.owner, self.slug, version)
 
     def __str__(self) -> str:
         base = f"{self.owner}/{self.slug}"
         return base if self.version is None else f"{base}/{self.version}"
 
     def to_url(self) -> str:
-        return f"https://www.kaggle.com/datasets/{self.owner}/{self.slug}"
+        return f"https://www.kaggle.com/{self.URL_PATH}/{self.owner}/{self.slug}"
 
 
 @dataclass(frozen=True)
-class KernelHandle:
-    owner: str
-    slug: str
-    version: Optional[int] = None
+class DatasetHandle(_OwnerSlugHandle):
+    FORM = "owner/dataset-slug[/version]"
+    WHAT = "dataset handle"
+    URL_PATH = "datasets"
 
+
+@dataclass(frozen=True)
+class KernelHandle(_OwnerSlugHandle):
     FORM = "owner/kernel-slug"
-
-    @classmethod
-    def parse(cls, text: str) -> "KernelHandle":
-        parts = _parts(text, "kernel handle", cls.FORM, (2, 3))
-        version = _version(text, parts[2], "kernel handle", cls.FORM) if len(parts) == 3 else None
-        check_slug(parts[1], what="kernel slug", min_len=KERNEL_SLUG_MIN, max_len=KERNEL_TITLE_MAX)
-        return cls(check_owner(parts[0]), parts[1], version)
-
-    def __str__(self) -> str:
-        base = f"{self.owner}/{self.slug}"
-        return base if self.version is None else f"{base}/{self.version}"
-
-    def to_url(self) -> str:
-        return f"https://www.kaggle.com/code/{self.owner}/{self.slug}"
+    WHAT = "kernel handle"
+    URL_PATH = "code"
+    SLUG_MIN = KERNEL_SLUG_MIN
+    SLUG_MAX = KERNEL_TITLE_MAX
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ import pytest
 
 from kagflow import metadata, slugs
 from kagflow.config import load_config
-from kagflow.errors import KernelFailedError
 from kagflow.hub import competitions, datasets, kernels, models
 from kagflow.hub.client import build_api
 from kagflow.hub.common import Gateway
@@ -125,22 +124,6 @@ def test_kernel_push_wait_pull_and_no_duplicate_push(gw, tmp_path, server):
     (dest / "result.txt").write_text("mine")
     _, pulled_again = kernels.pull_output(gw, handle, 1, folder)
     assert not pulled_again and (dest / "result.txt").read_text() == "mine"  # never overwritten
-
-
-def test_failing_kernel_raises_with_traceback_tail(cfg, server, tmp_path, monkeypatch):
-    from kagflow import steps
-    from kagflow.hub.common import connect
-    from kagflow.state import State
-
-    gw = connect(cfg)
-    folder = write_kernel(tmp_path / "bad", "broken-kernel", "raise RuntimeError('boom at cell 1')")
-    pushed = kernels.push_kernel(gw, folder)
-    monkeypatch.setattr("kagflow.sources.kernel_handle", lambda c, n: pushed.handle)
-    monkeypatch.setattr("kagflow.kernels.kernel_dir", lambda c, n: folder)
-    with pytest.raises(KernelFailedError) as err:
-        steps.wait_kernel(gw, cfg, State(tmp_path / "s.json"), "train", version=pushed.version, timeout=120)
-    text = err.value.render()
-    assert "ERROR" in text and "boom at cell 1" in text
 
 
 def test_submit_kernel_once_and_read_score(gw, tmp_path, server):

@@ -70,6 +70,14 @@ class Gateway:
             return False
 
 
+def checked(response):
+    """The official client returns some refusals (e.g. a slug in use) as ``response.error``: raise them."""
+    error = getattr(response, "error", None)
+    if error:
+        raise ValueError(error)
+    return response
+
+
 def server_message(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     if response is not None:

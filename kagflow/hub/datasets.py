@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kagflow import metadata, slugs
 from kagflow.errors import MissingFileError, NotFoundError
-from kagflow.hub.common import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
+from kagflow.hub.common import Gateway, checked, folder_manifest, manifest_digest, marker_digest, stage_folder
 
 SKIP = (metadata.DATASET_METADATA,)
 
@@ -52,22 +52,16 @@ def push_dataset(gw: Gateway, folder: Path, *, notes: str = "") -> DatasetPushRe
                                               handle=str(handle))
     if not exists:
         gw.log(f"creating dataset {handle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
-        gw.call(lambda: _checked(api.dataset_create_new(str(staging), public=not meta.get("isPrivate", True),
+        gw.call(lambda: checked(api.dataset_create_new(str(staging), public=not meta.get("isPrivate", True),
                                                         quiet=True, convert_to_csv=False)),
                 what="create dataset", handle=str(handle), before_retry=done, uploads=True)
     else:
         gw.log(f"uploading a new version of dataset {handle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
-        gw.call(lambda: _checked(api.dataset_create_version(str(staging), notes or "kagflow push", quiet=True,
+        gw.call(lambda: checked(api.dataset_create_version(str(staging), notes or "kagflow push", quiet=True,
                                                             convert_to_csv=False)),
                 what="create dataset version", handle=str(handle), before_retry=done, retry_forbidden=True, uploads=True)
     return DatasetPushResult(handle, True, not exists, digest, len(manifest), size)
 
-
-def _checked(response):
-    error = getattr(response, "error", None)
-    if error:
-        raise ValueError(error)
-    return response
 
 
 def current_digest(gw: Gateway, handle: slugs.DatasetHandle) -> str | None:

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 from kagflow import metadata, slugs
 from kagflow.errors import HubError, KernelFailedError, NotFoundError
-from kagflow.hub.common import Gateway
+from kagflow.hub.common import Gateway, checked
 
 DONE = {"COMPLETE"}
 FAILED = {"ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED"}
@@ -114,9 +114,8 @@ def push_kernel(gw: Gateway, folder: Path, *, accelerator: Optional[str] = None,
         return PushResult(handle, int(found_version), True, digest) if found == digest and found_version else None
 
     def push():
-        response = gw.api.kernels_push(str(folder), timeout=str(timeout) if timeout else None, acc=accelerator)
-        if getattr(response, "error", None):
-            raise ValueError(response.error)
+        response = checked(gw.api.kernels_push(str(folder), timeout=str(timeout) if timeout else None,
+                                               acc=accelerator))
         return PushResult(handle, int(response.version_number or 0), True, digest)
 
     result = gw.call(push, what="push kernel", handle=str(handle), before_retry=already_pushed)

@@ -13,7 +13,7 @@ from pathlib import Path
 from kagflow import metadata, slugs
 from kagflow.config import Config, ModelConfig
 from kagflow.errors import MissingFileError, NotFoundError
-from kagflow.hub.common import (Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder)
+from kagflow.hub.common import (Gateway, checked, folder_manifest, manifest_digest, marker_digest, stage_folder)
 from kagflow.sources import instance_handle, model_handle
 
 SKIP = (metadata.MODEL_METADATA, metadata.MODEL_INSTANCE_METADATA)
@@ -68,7 +68,7 @@ def publish_model(gw: Gateway, config: Config, which: str, source: Path, *, note
 
     if not gw.exists(lambda: api.model_get(str(mhandle)), what="get model", handle=str(mhandle)):
         gw.log(f"creating model {mhandle}")
-        gw.call(lambda: _checked(api.model_create_new(str(model_dir))), what="create model", handle=str(mhandle),
+        gw.call(lambda: checked(api.model_create_new(str(model_dir))), what="create model", handle=str(mhandle),
                 before_retry=lambda: True if gw.exists(lambda: api.model_get(str(mhandle)), what="get model",
                                                        handle=str(mhandle)) else None)
 
@@ -83,11 +83,11 @@ def publish_model(gw: Gateway, config: Config, which: str, source: Path, *, note
     found = lambda: _find_version(gw, ihandle, digest)  # noqa: E731
     if latest is None:
         gw.log(f"creating model instance {ihandle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
-        gw.call(lambda: _checked(api.model_instance_create(str(instance_dir), quiet=True)),
+        gw.call(lambda: checked(api.model_instance_create(str(instance_dir), quiet=True)),
                 what="create model instance", handle=str(ihandle), before_retry=found, uploads=True)
     else:
         gw.log(f"uploading version {latest + 1} of {ihandle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
-        gw.call(lambda: _checked(api.model_instance_version_create(str(ihandle), str(instance_dir),
+        gw.call(lambda: checked(api.model_instance_version_create(str(ihandle), str(instance_dir),
                                                                    version_notes=notes, quiet=True)),
                 what="create model instance version", handle=str(ihandle), before_retry=found,
                 retry_forbidden=True, uploads=True)
@@ -97,12 +97,6 @@ def publish_model(gw: Gateway, config: Config, which: str, source: Path, *, note
                             context=f"content {digest[:16]}", hint="run the same command again")
     return PublishResult(version, True, digest, len(manifest), size)
 
-
-def _checked(response):
-    error = getattr(response, "error", "")
-    if error:
-        raise ValueError(error)
-    return response
 
 
 def latest_version(gw: Gateway, ihandle: slugs.ModelInstanceHandle) -> int | None:
