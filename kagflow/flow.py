@@ -30,6 +30,7 @@ class FlowReport:
     confusion_matrix: str = ""
     submission: str = ""
     score: Optional[float] = None
+    local_server: str = ""  # the background local Kaggle's URL, when the flow started or used one
 
     def lines(self) -> list[str]:
         out = [f"kagflow flow report ({self.target})",
@@ -67,7 +68,7 @@ def run_flow(config: Config, *, from_step: Optional[str] = None, local_train: bo
     if from_step:
         for step in STEPS[STEPS.index(from_step):]:
             state.delete("flow", step)
-    report = FlowReport(gw.target.describe())
+    report = FlowReport(gw.target.describe(), local_server=gw.target.endpoint if gw.target.is_local else "")
     forced = set(STEPS[STEPS.index(from_step):]) if from_step else set()
 
     def run(step: str, fn: Callable[[], str]) -> None:

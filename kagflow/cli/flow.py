@@ -30,6 +30,9 @@ def flow(app: App, from_step: str | None, local_train: bool) -> None:
                       log=lambda m: click.echo(m, err=True), on_poll=poll_printer("kernel"))
     for line in report.lines():
         click.echo(line)
+    if report.local_server:
+        click.echo(f"  the local Kaggle keeps running at {report.local_server} for the next run; "
+                   "stop it with `kagflow local stop`")
 
 
 COMMANDS = [flow]
