@@ -52,8 +52,9 @@ class NotebookExecutionError(KagflowError):
 
 
 def default_template_dir() -> Path:
-    """The repository's templates/ folder."""
-    return Path(kagflow.__file__).parent.parent / "templates"
+    """The templates shipped with kagflow: ``kagflow/templates`` (a link to the repository's
+    ``templates/`` in a checkout, a real folder in an installed wheel)."""
+    return Path(kagflow.__file__).parent / "templates"
 
 
 def classifier_sources() -> dict[str, str]:
