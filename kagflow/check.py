@@ -86,9 +86,11 @@ def _check_generated(config: Config) -> Iterator[Problem]:
         meta = folder / metadata.KERNEL_METADATA
         if meta.is_file():
             yield from check_kernel_folder(folder, config=config, name=name)
-    wheels_meta = config.root / "wheels" / wheels_handle(config).slug / metadata.DATASET_METADATA
-    if wheels_meta.is_file():
-        yield from check_dataset_metadata(wheels_meta)
+    wheels_dir = config.root / "wheels" / wheels_handle(config).slug
+    if (wheels_dir / metadata.DATASET_METADATA).is_file():
+        yield from check_dataset_metadata(wheels_dir / metadata.DATASET_METADATA)
+    if wheels_dir.is_dir():
+        yield from check_wheels_folder(wheels_dir)
     models = config.root / "models"
     if models.is_dir():
         for path in sorted(models.rglob(metadata.MODEL_METADATA)):
@@ -197,6 +199,21 @@ def check_dataset_metadata(path: Path) -> Iterator[Problem]:
                       "run `kagflow wheels build` to regenerate it")
     if len(data.get("licenses", [])) != 1:
         yield Problem(f, "licenses", "exactly one license is required", 'write "licenses": [{"name": "CC0-1.0"}]')
+
+
+def check_wheels_folder(folder: Path) -> Iterator[Problem]:
+    """A built wheels dataset must match its manifest (no wheel missing, altered or unlisted)."""
+    from kagflow.wheels.build import MANIFEST_NAME, check_dataset
+
+    if not (folder / MANIFEST_NAME).is_file():
+        yield Problem(str(folder), MANIFEST_NAME, "the wheels folder has no manifest", "run `kagflow wheels build`")
+        return
+    try:
+        messages = check_dataset(folder)
+    except KagflowError as e:
+        messages = [e.message]
+    for message in messages:
+        yield Problem(str(folder / MANIFEST_NAME), "packages", message, "run `kagflow wheels build` again")
 
 
 def check_model_metadata(path: Path) -> Iterator[Problem]:

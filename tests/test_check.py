@@ -166,3 +166,23 @@ def test_all_problems_listed_at_once(project):
     _edit(project, 'kind = "infer"\naccelerator = "NvidiaTeslaT4"\ninternet = false',
           'kind = "infer"\naccelerator = "NvidiaTeslaT4"\ninternet = true')
     assert len(check_project(load_config(project))) >= 4
+
+
+def test_wheels_folder_must_match_its_manifest(published):
+    from kagflow.wheels.build import MANIFEST_NAME
+
+    cfg = load_config(published)
+    folder = cfg.root / "wheels" / "kagflow-offline-wheels"
+    folder.mkdir(parents=True)
+    metadata.write_metadata(folder, metadata.DATASET_METADATA, metadata.dataset_metadata("alice", "kagflow offline wheels"))
+    (folder / "peft-0.21.2-py3-none-any.whl").write_bytes(b"tampered")
+    (folder / MANIFEST_NAME).write_text(json.dumps({"format": "kagflow-wheels-manifest/1", "packages": [
+        {"name": "peft", "version": "0.21.2", "filename": "peft-0.21.2-py3-none-any.whl", "sha256": "0" * 64}]}))
+    (folder / "extra-1.0-py3-none-any.whl").write_bytes(b"x")
+    msgs = _messages(cfg)
+    assert any("does not match its sha256" in m and "kagflow wheels build" in m for m in msgs)
+    assert any("extra-1.0-py3-none-any.whl is not in the manifest" in m for m in msgs)
+    (folder / MANIFEST_NAME).write_text("{}")
+    assert any("has format None" in m for m in _messages(cfg))
+    (folder / MANIFEST_NAME).unlink()
+    assert any("has no manifest" in m for m in _messages(cfg))
