@@ -10,7 +10,7 @@ from typing import Callable, Optional
 from kagflow import slugs
 from kagflow.errors import HubError
 from kagflow.hub.common import Gateway
-from kagflow.hub.kernels import WaitPolicy
+from kagflow.hub.retry import poll_until
 
 
 @dataclass(frozen=True)
@@ -80,23 +80,22 @@ def submit_file(gw: Gateway, competition: str, path: Path, *, message: str = "")
 def wait_score(gw: Gateway, competition: str, ref: str, *, timeout: float = 3 * 3600,
                sleep: Callable[[float], None] = time.sleep,
                on_poll: Optional[Callable[[Submission, float], None]] = None) -> Submission:
-    start, interval = time.monotonic(), WaitPolicy.FIRST
-    while True:
+    def fetch() -> Submission:
         sub = next((s for s in list_submissions(gw, competition) if s.ref == ref), None)
-        elapsed = time.monotonic() - start
         if sub is None:
             raise HubError(f"submission {ref} is no longer listed", context=f"competition {competition}")
-        if on_poll:
-            on_poll(sub, elapsed)
-        if sub.status in ("COMPLETE", "ERROR"):
-            if sub.status == "ERROR":
-                raise HubError(f"submission {ref} failed: {sub.error or 'no reason given'}",
-                               context=f"competition {competition}",
-                               hint="fix the notebook's submission.csv (id, winner_model_a, winner_model_b, "
-                                    "winner_tie; rows sum to 1) and submit again")
-            return sub
-        if elapsed > timeout:
-            raise HubError(f"submission {ref} still {sub.status} after {elapsed:.0f}s",
-                           hint="check again later with `kagflow submit --status`")
-        sleep(interval)
-        interval = min(WaitPolicy.CAP, interval * WaitPolicy.FACTOR)
+        return sub
+
+    def timed_out(sub: Submission, elapsed: float) -> HubError:
+        return HubError(f"submission {ref} still {sub.status} after {elapsed:.0f}s",
+                        context=f"competition {competition}",
+                        hint="run `kagflow submit` again later: it finds this submission and waits for its score")
+
+    sub = poll_until(fetch, lambda s: s.status in ("COMPLETE", "ERROR"), timeout=timeout, on_poll=on_poll,
+                     on_timeout=timed_out, sleep=sleep)
+    if sub.status == "ERROR":
+        raise HubError(f"submission {ref} failed: {sub.error or 'no reason given'}",
+                       context=f"competition {competition}",
+                       hint="fix the notebook's submission.csv (id, winner_model_a, winner_model_b, "
+                            "winner_tie; rows sum to 1) and submit again")
+    return sub

@@ -13,19 +13,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from kagflow import metadata, slugs
-from kagflow.errors import HubError, KernelFailedError, NotFoundError
+from kagflow.errors import HubError, NotFoundError
 from kagflow.hub.common import Gateway, checked
+from kagflow.hub.retry import WaitPolicy, poll_until  # noqa: F401 - WaitPolicy re-exported
 
 DONE = {"COMPLETE"}
 FAILED = {"ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED"}
-
-
-class WaitPolicy:
-    """Polling intervals (seconds); tests set them small."""
-
-    FIRST = 2.0
-    FACTOR = 1.5
-    CAP = 60.0
 
 
 @dataclass(frozen=True)
@@ -153,21 +146,13 @@ def wait_kernel(gw: Gateway, handle: slugs.KernelHandle, version: Optional[int] 
     Transient errors are retried by the gateway; a timeout raises HubError and leaves the kernel
     running. Ctrl-C propagates as KeyboardInterrupt (the caller prints how to resume).
     """
-    start = clock()
-    interval = WaitPolicy.FIRST
-    while True:
-        status = kernel_status(gw, handle, version)
-        elapsed = clock() - start
-        if on_poll:
-            on_poll(status, elapsed)
-        if status.done:
-            return status
-        if elapsed >= timeout:
-            raise HubError(f"{handle} is still {status.status} after {elapsed:.0f}s",
-                           context=f"kernel {handle} version {version}",
-                           hint=f"it keeps running; wait again with `kagflow kernel status {handle.slug} --wait`")
-        sleep(min(interval, max(0.0, timeout - elapsed)))
-        interval = min(WaitPolicy.CAP, interval * WaitPolicy.FACTOR)
+    def timed_out(status: KernelStatus, elapsed: float) -> HubError:
+        return HubError(f"{handle} is still {status.status} after {elapsed:.0f}s",
+                        context=f"kernel {handle} version {version}",
+                        hint=f"it keeps running; wait again with `kagflow kernel status {handle.slug} --wait`")
+
+    return poll_until(lambda: kernel_status(gw, handle, version), lambda st: st.done, timeout=timeout,
+                      on_poll=on_poll, on_timeout=timed_out, sleep=sleep, clock=clock)
 
 
 def output_dir(kernel_folder: Path, version: int) -> Path:

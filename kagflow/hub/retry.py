@@ -92,3 +92,32 @@ def describe(exc: BaseException) -> str:
     if status:
         return f"HTTP {status}"
     return type(exc).__name__
+
+
+class WaitPolicy:
+    """Polling intervals (seconds) for long waits (kernels, scores); tests set them small."""
+
+    FIRST = 2.0
+    FACTOR = 1.5
+    CAP = 60.0
+
+
+def poll_until(fetch: Callable[[], T], done: Callable[[T], bool], *, timeout: float,
+               on_poll: Optional[Callable[[T, float], None]] = None,
+               on_timeout: Callable[[T, float], BaseException],
+               sleep: Callable[[float], None] = time.sleep,
+               clock: Callable[[], float] = time.monotonic) -> T:
+    """Call ``fetch`` until ``done(value)``, waiting WaitPolicy's growing, capped intervals between
+    calls; past ``timeout`` raise ``on_timeout(value, elapsed)``. Returns the final value."""
+    start, interval = clock(), WaitPolicy.FIRST
+    while True:
+        value = fetch()
+        elapsed = clock() - start
+        if on_poll:
+            on_poll(value, elapsed)
+        if done(value):
+            return value
+        if elapsed >= timeout:
+            raise on_timeout(value, elapsed)
+        sleep(min(interval, max(0.0, timeout - elapsed)))
+        interval = min(WaitPolicy.CAP, interval * WaitPolicy.FACTOR)
