@@ -14,17 +14,9 @@ SWAP_AB = [1, 0, 2]  # column order that maps swapped-input probabilities back t
 
 def token_batches(lengths, token_budget: int) -> list[list[int]]:
     """Row indices grouped longest first, each batch's padded size (rows x widest) within ``token_budget``."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches, batch = [], []
-    for i in order:
-        width = lengths[batch[0]] if batch else lengths[i]
-        if batch and (len(batch) + 1) * width > token_budget:
-            batches.append(batch)
-            batch = []
-        batch.append(i)
-    if batch:
-        batches.append(batch)
-    return batches
+    from .perf import token_budget_batches
+
+    return token_budget_batches(lengths, token_budget)
 
 
 def predict_proba(model, token_ids, *, pad_token_id: int, token_budget: int = 16384, log_every: float = 30.0):
