@@ -8,7 +8,7 @@ from pathlib import Path
 from kagflow import metadata, slugs
 from kagflow.config import Config, infer_params, train_params
 from kagflow.errors import MissingFileError
-from kagflow.sources import KernelSources, kernel_handle, resolve_sources
+from kagflow.sources import KernelSources, kernel_handle, model_version_source, resolve_sources
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,8 @@ def kernel_dir(config: Config, name: str) -> Path:
 def notebook_params(config: Config, name: str, sources: KernelSources, *, tiny: bool) -> dict:
     """The values a rendered notebook's ``parameters`` cell holds."""
     kernel = config.kernel(name)
-    base_src = next((m for m in sources.model_sources if m.split("/")[1] == sources_model_slug(config, "base_model")), "")
-    adapter_src = next((m for m in sources.model_sources
-                        if m.split("/")[1] == sources_model_slug(config, "adapter_model")), "")
+    base_src, adapter_src = (model_version_source(config, which) or "" if which in kernel.sources else ""
+                             for which in ("base_model", "adapter_model"))
     params = {
         "competition": config.project.competition,
         "base_model_hf_id": config.base_model.hf_id,
@@ -45,10 +44,6 @@ def notebook_params(config: Config, name: str, sources: KernelSources, *, tiny: 
         params.update({"adapter_model_source": adapter_src, "max_length": inf["max_length"],
                        "batch_size": inf["batch_size"], "tta": inf["tta"]})
     return params
-
-
-def sources_model_slug(config: Config, which: str) -> str:
-    return slugs.model_slug(getattr(config, which).title)
 
 
 def render_kernel(config: Config, name: str, *, tiny: bool = False) -> RenderedKernel:
