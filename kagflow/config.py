@@ -226,11 +226,6 @@ def _toml_value(value) -> str:
     return json.dumps(str(value))
 
 
-def _check_overrides(overrides: dict, cls, where: str, file: Path) -> None:
-    """Tiny-model overrides must name real keys with the right types."""
-    _build(cls, {**overrides}, where, file)
-
-
 def load_config(path: Optional[Path] = None) -> Config:
     """Load and validate ``kagflow.toml`` (default: search from the current folder upwards)."""
     path = Path(path) if path else find_config()
@@ -287,8 +282,8 @@ def load_config(path: Optional[Path] = None) -> Config:
     train = _build(TrainConfig, raw.get("train", {}), "train", path)
     infer = _build(InferConfig, raw.get("infer", {}), "infer", path)
     tiny = _build(TinyConfig, raw.get("tiny", {}), "tiny", path)
-    _check_overrides(tiny.train, TrainConfig, "tiny.train", path)
-    _check_overrides(tiny.infer, InferConfig, "tiny.infer", path)
+    _build(TrainConfig, tiny.train, "tiny.train", path)  # overrides must name real keys with the right types
+    _build(InferConfig, tiny.infer, "tiny.infer", path)
     return Config(project=project, base_model=base, adapter_model=adapter, wheels=wheels,
                   kernels=kernels, train=train, infer=infer, tiny=tiny, path=path.resolve(),
                   username=project.username or credentials_username() or "kagflow")

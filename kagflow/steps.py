@@ -22,10 +22,9 @@ TINY_DIR = "tiny-gemma2"
 
 # --------------------------------------------------------------------------- offline stand-ins
 
-def uses_tiny(config: Config, gw: Optional[Gateway] = None, *, local: Optional[bool] = None) -> bool:
+def uses_tiny(config: Config, gw: Gateway) -> bool:
     """The tiny checkpoint stands in for the base model on the local target without a snapshot."""
-    is_local = gw.target.is_local if gw is not None else bool(local)
-    return is_local and not config.base_model.local_dir
+    return gw.target.is_local and not config.base_model.local_dir
 
 
 def tiny_model_dir(config: Config) -> Path:
@@ -122,13 +121,11 @@ def publish_model(gw: Gateway, config: Config, state: State, which: str, *, sour
     return result
 
 
-def effective_config(config: Config, state: State, gw: Optional[Gateway] = None, *,
-                     local: Optional[bool] = None) -> Config:
+def effective_config(config: Config, state: State, gw: Gateway) -> Config:
     """The config with the model versions the target really has (the state file's, on the local target)."""
     import dataclasses
 
-    is_local = gw.target.is_local if gw is not None else bool(local)
-    if not is_local:
+    if not gw.target.is_local:
         return config
     changes = {}
     for which in ("base_model", "adapter_model"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from kagflow.config import Config, has_credentials
+from kagflow.config import Config
 
 
 def project_image(config: Config, image: Optional[str] = None, *, local: Optional[bool] = None):
@@ -13,7 +13,9 @@ def project_image(config: Config, image: Optional[str] = None, *, local: Optiona
     from kagflow.image import current_image, load_image
 
     if local is None:
-        local = config.project.target == "local" or (config.project.target == "auto" and not has_credentials())
+        from kagflow.hub.target import targets_local
+
+        local = targets_local(config)
     name = image or ("this-machine" if local else config.wheels.image)
     if name == "this-machine":
         return current_image()

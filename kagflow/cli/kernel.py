@@ -31,9 +31,9 @@ def render(app: App, name: str, tiny: bool | None) -> None:
 
     cfg = app.config
     if tiny is None:
-        from kagflow.config import has_credentials
-        tiny = not cfg.base_model.local_dir and (cfg.project.target == "local" or
-                                                 (cfg.project.target == "auto" and not has_credentials()))
+        from kagflow.hub.target import targets_local
+
+        tiny = not cfg.base_model.local_dir and targets_local(cfg)
     rendered = render_step(cfg, name, tiny=tiny)
     app.out.result(f"Rendered {rendered.handle} into {rendered.folder}", notebook=rendered.notebook,
                    missing_sources=", ".join(f"{s} ({c})" for s, c in rendered.sources.missing) or "none")

@@ -38,13 +38,22 @@ def local_data_dir(config: Config) -> Path:
     return config.root / ".kagflow" / "local"
 
 
+def targets_local(config: Config) -> bool:
+    """Whether kagflow talks to a local server (an explicit endpoint, or the local target) rather
+    than Kaggle: the rule ``resolve_target`` applies, without starting anything."""
+    if os.environ.get(ENDPOINT_ENV):
+        return True
+    mode = config.project.target
+    return mode == "local" or (mode == "auto" and not has_credentials())
+
+
 def resolve_target(config: Config, *, announce: bool = True) -> Target:
     endpoint = os.environ.get(ENDPOINT_ENV)
     if endpoint:
         _check_endpoint(endpoint)
         return Target("local", endpoint.rstrip("/"), config.username)
     mode = config.project.target
-    if mode == "kaggle" or (mode == "auto" and has_credentials()):
+    if not targets_local(config):
         if not has_credentials():
             raise ConfigError(
                 "target = \"kaggle\" but no Kaggle credentials were found",
