@@ -1,4 +1,4 @@
-"""The train and infer notebooks: Jinja2 templates -> nbformat .ipynb, and local runs through nbclient.
+"""The train and infer notebooks: Jinja2 templates -> nbformat .ipynb (run by kagflow.local.runner).
 
 Rendered notebooks carry a python3 kernelspec, a cell tagged ``parameters`` (papermill's
 convention) and the classifier package inlined from its sources, so kernels run kagflow's
@@ -8,7 +8,6 @@ tested code offline.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import kagflow
@@ -38,17 +37,6 @@ DEFAULT_PARAMS = {
               **defaults(TrainConfig)},
     "infer": {**_SHARED, "adapter_model_source": "", **defaults(InferConfig)},
 }
-
-
-class NotebookExecutionError(KagflowError):
-    """A cell of a locally executed notebook raised."""
-
-    def __init__(self, message: str, *, cell_index: int | None, ename: str, evalue: str,
-                 context: str | None = None, hint: str | None = None):
-        super().__init__(message, context=context, hint=hint)
-        self.cell_index = cell_index
-        self.ename = ename
-        self.evalue = evalue
 
 
 def default_template_dir() -> Path:
@@ -119,40 +107,3 @@ def render_notebook(kind: str, params: dict, out_path: Path, *, template_dir: Pa
     out_path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(out_path))
     return out_path
-
-
-def execute_notebook(nb_path, *, input_root, working_root, timeout=None, env=None) -> Path:
-    """Run a notebook in a python3 Jupyter kernel as Kaggle would: inputs under ``input_root``,
-    cwd and outputs in ``working_root``. Write the executed notebook next to ``nb_path`` as
-    ``<stem>.executed.ipynb`` (also when a cell fails) and return its path."""
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
-    nb_path, working_root = Path(nb_path), Path(working_root)
-    working_root.mkdir(parents=True, exist_ok=True)
-    nb = nbformat.read(str(nb_path), as_version=4)
-    kernel_env = {**os.environ, **(env or {}),
-                  INPUT_ROOT_ENV: str(Path(input_root).resolve()), WORKING_ROOT_ENV: str(working_root.resolve())}
-    client = NotebookClient(nb, timeout=timeout, kernel_name=KERNELSPEC["name"],
-                            resources={"metadata": {"path": str(working_root)}})
-    out_path = nb_path.with_name(f"{nb_path.stem}.executed.ipynb")
-    try:
-        client.execute(env=kernel_env, cwd=str(working_root))
-    except CellExecutionError as exc:
-        nbformat.write(nb, str(out_path))
-        index = _failed_cell(nb)
-        raise NotebookExecutionError(
-            f"{nb_path.name}: cell {index} raised {exc.ename}: {exc.evalue}",
-            cell_index=index, ename=exc.ename, evalue=exc.evalue,
-            context=f"executed notebook with the traceback: {out_path}",
-        ) from exc
-    nbformat.write(nb, str(out_path))
-    return out_path
-
-
-def _failed_cell(nb) -> int | None:
-    for i, cell in enumerate(nb.cells):
-        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-            return i
-    return None

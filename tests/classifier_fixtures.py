@@ -16,7 +16,8 @@ import pytest
 
 from kagflow.classifier.synth import write_synthetic_competition
 from kagflow.classifier.tiny import make_tiny_checkpoint
-from kagflow.notebooks import execute_notebook, render_notebook
+from kagflow.local.runner import run_notebook_in_sandbox
+from kagflow.notebooks import render_notebook
 
 COMPETITION = "llm-classification-finetuning"
 BASE_SOURCE = "kagflow/gemma2-tiny/transformers/base/1"
@@ -73,13 +74,18 @@ def sandbox(tmp_path_factory, tiny_checkpoint, synthetic_competition) -> Sandbox
     return Sandbox(root / "input", root / "working", synthetic_competition["solution"])
 
 
+def run_notebook(nb: Path, sandbox: Path, timeout: float) -> Path:
+    """Run ``nb`` through the local runner in ``sandbox``; return the executed notebook (the run must complete)."""
+    status, failure, log = run_notebook_in_sandbox(nb, sandbox, timeout=timeout, enable_internet=False, env=KERNEL_ENV)
+    assert status == "COMPLETE", f"{nb.name}: {failure}\n{log.read_text()[-3000:]}"
+    return sandbox / ".kagflow" / "executed.ipynb"
+
+
 @pytest.fixture(scope="session")
 def trained_run(sandbox) -> NotebookRun:
     """The train notebook rendered and executed on the tiny model and synthetic data."""
     nb = render_notebook("train", TINY_TRAIN_PARAMS, sandbox.working_root.parent / "nb" / "train.ipynb")
-    executed = execute_notebook(nb, input_root=sandbox.input_root, working_root=sandbox.working_root,
-                                timeout=600, env=KERNEL_ENV)
-    return NotebookRun(nb, executed, sandbox.working_root)
+    return NotebookRun(nb, run_notebook(nb, sandbox.working_root.parent, 600), sandbox.working_root)
 
 
 @pytest.fixture(scope="session")
@@ -92,11 +98,10 @@ def inference_run(sandbox, trained_run, adapter_dir, tmp_path_factory) -> Notebo
     """The infer notebook on the trained adapter, mounted in the classic layout, with TTA."""
     handle = ADAPTER_SOURCE.split("/")
     shutil.copytree(adapter_dir, sandbox.input_root.joinpath(*handle[1:]))
-    working = tmp_path_factory.mktemp("infer-working")
-    nb = render_notebook("infer", TINY_INFER_PARAMS, working.parent / "infer-nb" / "infer.ipynb")
-    executed = execute_notebook(nb, input_root=sandbox.input_root, working_root=working, timeout=300,
-                                env=KERNEL_ENV)
-    return NotebookRun(nb, executed, working)
+    root = tmp_path_factory.mktemp("infer")
+    (root / "input").symlink_to(sandbox.input_root)  # the same inputs, in another run's sandbox
+    nb = render_notebook("infer", TINY_INFER_PARAMS, root / "nb" / "infer.ipynb")
+    return NotebookRun(nb, run_notebook(nb, root, 300), root / "working")
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,8 @@ from sklearn.metrics import log_loss
 
 from kagflow.classifier.submission import check_submission
 from kagflow.errors import KagflowError
-from kagflow.notebooks import (DEFAULT_PARAMS, NotebookExecutionError, classifier_sources, execute_notebook,
-                               render_notebook)
+from kagflow.local.runner import run_notebook_in_sandbox
+from kagflow.notebooks import DEFAULT_PARAMS, classifier_sources, render_notebook
 
 pytest_plugins = ["classifier_fixtures"]  # shared session fixtures: the tiny model is trained once
 
@@ -77,19 +77,18 @@ def test_unknown_parameter_and_kind_are_refused(tmp_path):
         render_notebook("train", {"lr": object()}, tmp_path / "t.ipynb")
 
 
-def test_execute_reports_the_failing_cell(tmp_path):
+def test_a_failing_cell_ends_the_run_in_error_with_the_exception(tmp_path):
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                            "language": "python"}})
     nb.cells = [nbformat.v4.new_code_cell("import os\nprint(os.environ['KAGFLOW_INPUT_ROOT'], os.getcwd())"),
                 nbformat.v4.new_code_cell("raise ValueError('no test.csv')")]
     path = tmp_path / "fail.ipynb"
     nbformat.write(nb, path)
-    with pytest.raises(NotebookExecutionError) as info:
-        execute_notebook(path, input_root=tmp_path / "in", working_root=tmp_path / "work", timeout=60)
-    assert (info.value.cell_index, info.value.ename, info.value.evalue) == (1, "ValueError", "no test.csv")
-    executed = nbformat.read(tmp_path / "fail.executed.ipynb", as_version=4)
-    printed = executed.cells[0].outputs[0].text
-    assert str(tmp_path / "in") in printed and str(tmp_path / "work") in printed
+    status, failure, log = run_notebook_in_sandbox(path, tmp_path / "sb", timeout=60, enable_internet=False)
+    assert (status, failure) == ("ERROR", "ValueError: no test.csv")
+    executed = nbformat.read(tmp_path / "sb" / ".kagflow" / "executed.ipynb", as_version=4)
+    assert executed.cells[1].outputs[0].ename == "ValueError"
+    assert "ValueError: no test.csv" in log.read_text()
 
 
 @pytest.mark.slow

@@ -120,7 +120,7 @@ class Jobs:
         status, failure, _ = run_notebook_in_sandbox(
             notebook, sandbox, timeout=float(settings.get("timeout") or self.settings.kernel_timeout_s),
             enable_internet=bool(settings.get("enable_internet")),
-            cancel=self._cancel.setdefault(version_id, threading.Event()))
+            cancel=self._cancel.setdefault(version_id, threading.Event()), hide=[self.store.root])
         if status == "CANCEL_ACKNOWLEDGED" and version_id not in self._user_cancelled:
             status, failure = "ERROR", INTERRUPTED  # the server stopped, nobody cancelled it
         self.store.run("UPDATE kernel_versions SET status=?, failure=?, finished=? WHERE id=?",
