@@ -59,6 +59,7 @@ def next_output_dir(folder: Path) -> Path:
 
 
 def run_local(config: Config, name: str, *, timeout: Optional[int] = None) -> LocalRun:
+    from kagflow.local.kernel_image import kernel_python
     from kagflow.local.runner import COMPLETE, read_log, run_notebook_in_sandbox
     from kagflow.sources import instance_handle
     from kagflow.steps import (adapter_dir_from_output, competition_files_dir, ensure_synthetic_competition,
@@ -98,7 +99,7 @@ def run_local(config: Config, name: str, *, timeout: Optional[int] = None) -> Lo
             mount_dataset(input_root, rendered.metadata["dataset_sources"][0], wheels)
         status, failure, log_json = run_notebook_in_sandbox(
             rendered.notebook, sandbox, timeout=timeout or kernel.timeout, enable_internet=kernel.internet,
-            hide=[private])
+            python=kernel_python(), hide=[private])
         for relative, path in mounts.output_files(sandbox / "working"):  # regular files only, as the server
             (output / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, output / relative)

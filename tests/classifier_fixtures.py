@@ -16,8 +16,10 @@ import pytest
 
 from kagflow.classifier.synth import write_synthetic_competition
 from kagflow.classifier.tiny import make_tiny_checkpoint
+from kagflow.local.kernel_image import kernel_image
 from kagflow.local.runner import run_notebook_in_sandbox
 from kagflow.notebooks import render_notebook
+from offline_wheels import OFFLINE_PACKAGES, offline_wheelhouse
 
 COMPETITION = "llm-classification-finetuning"
 BASE_SOURCE = "kagflow/gemma2-tiny/transformers/base/1"
@@ -63,9 +65,27 @@ def synthetic_competition(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory, tiny_checkpoint, synthetic_competition) -> Sandbox:
-    """input/competitions/<slug>/ (public files only), input/models/<handle>/ (the base), working/."""
+def wheels_dataset(tmp_path_factory) -> Path:
+    """The wheels dataset a project builds for the local Kaggle image: peft, bitsandbytes, the classifier."""
+    from importlib import metadata
+
+    from kagflow.wheels.build import build_wheels
+    from kagflow.wheels.classifier import build_classifier_wheel
+
+    root = tmp_path_factory.mktemp("wheels")
+    classifier, pin = build_classifier_wheel(root / "classifier")
+    build_wheels([*(f"{n}=={metadata.version(n)}" for n in OFFLINE_PACKAGES), pin], kernel_image().target(),
+                 root / "dataset", owner="kagflow", title="kagflow offline wheels", cache_dir=root / "cache",
+                 find_links=[offline_wheelhouse(root / "house"), classifier.parent], no_index=True)
+    return root / "dataset"
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory, tiny_checkpoint, synthetic_competition, wheels_dataset) -> Sandbox:
+    """input/competitions/<slug>/ (public files only), input/models/<handle>/ (the base),
+    input/datasets/kagflow/<wheels>/ (the wheels dataset), working/."""
     root = tmp_path_factory.mktemp("kaggle")
+    shutil.copytree(wheels_dataset, root / "input" / "datasets" / "kagflow" / "kagflow-offline-wheels")
     competition = root / "input" / "competitions" / COMPETITION
     competition.mkdir(parents=True)
     for name in ("train", "test", "sample_submission"):
@@ -76,7 +96,8 @@ def sandbox(tmp_path_factory, tiny_checkpoint, synthetic_competition) -> Sandbox
 
 def run_notebook(nb: Path, sandbox: Path, timeout: float) -> Path:
     """Run ``nb`` through the local runner in ``sandbox``; return the executed notebook (the run must complete)."""
-    status, failure, log = run_notebook_in_sandbox(nb, sandbox, timeout=timeout, enable_internet=False, env=KERNEL_ENV)
+    status, failure, log = run_notebook_in_sandbox(nb, sandbox, timeout=timeout, enable_internet=False, env=KERNEL_ENV,
+                                                   python=kernel_image().python)
     assert status == "COMPLETE", f"{nb.name}: {failure}\n{log.read_text()[-3000:]}"
     return sandbox / ".kagflow" / "executed.ipynb"
 

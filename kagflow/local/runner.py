@@ -135,7 +135,8 @@ def sandbox_env(sandbox: Path, *, enable_internet: bool, env: Optional[Mapping[s
     writes the run's ``python3`` kernelspec and, unconfined without internet, the socket guard."""
     sandbox = Path(sandbox).resolve()
     places = Places.of(sandbox, sandboxed)
-    result = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}  # never the pusher's credentials
+    # never the pusher's credentials, nor this machine's pip settings (the kernel's pip is Kaggle's)
+    result = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV and not k.startswith("PIP_")}
     kernel_path = [str(places.internal / "site")]
     (sandbox / ".kagflow" / "site").mkdir(parents=True, exist_ok=True)
     if not enable_internet and not sandboxed:
