@@ -46,9 +46,9 @@ def _check_kernels(config: Config) -> Iterator[Problem]:
         for source, command in sources.missing:
             yield Problem(toml, f"{where} sources", f"{source!r} is referenced but nothing has produced it yet "
                           f"([{source}] version = 0)", f"run `{command}`")
-        if "wheels" in kernel.sources and not config.wheels.requirements:
-            yield Problem(toml, f"{where} sources", "'wheels' is referenced but [wheels] requirements is empty, "
-                          "so no wheels dataset is built", "add requirements under [wheels] or remove 'wheels'")
+        if kernel.kind in ("train", "infer") and "wheels" not in kernel.sources:
+            yield Problem(toml, f"{where} sources", f"the {kernel.kind} notebook installs the classifier from the "
+                          "wheels dataset, but 'wheels' is not among its sources", "add 'wheels' to sources")
         competitive = bool(sources.competition_sources)
         if competitive and kernel.internet and kernel.kind == "infer":
             yield Problem(toml, f"{where} internet", "a code-competition submission kernel has internet on; "

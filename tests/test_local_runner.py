@@ -175,3 +175,43 @@ def test_the_kernel_runs_on_the_given_python_and_pip_installs_into_the_run(tmp_p
     executable, target = _stdout(log).split()
     assert status == "COMPLETE" and executable == sys.executable
     assert target.endswith("/site") and target.startswith(("/kagflow", str(tmp_path)))
+
+
+KAGGLE_STYLE = (
+    "import os, subprocess\n"
+    "rows = open('/kaggle/input/numbers/rows.csv').read()\n"
+    "assert rows == open('/kaggle/input/datasets/alice/numbers/rows.csv').read()\n"
+    "open('/kaggle/working/doubled.csv', 'w').write(rows + rows)\n"
+    "for path in [{data!r}, {db!r}, {other!r}]:\n"
+    "    try:\n"
+    "        print(path, 'READ', len(open(path, 'rb').read()))\n"
+    "    except OSError as exc:\n"
+    "        print(path, 'refused', type(exc).__name__)\n"
+    "print('listing', os.listdir({data!r}))\n"
+    "print('interfaces', subprocess.run(['cat', '/proc/net/dev'], capture_output=True, text=True).stdout.count(':'))\n")
+
+
+@pytest.mark.skipif(unavailable_reason() is not None, reason="no bubblewrap sandbox here")
+def test_a_pushed_kaggle_notebook_reads_input_writes_working_and_reaches_nothing_else(server, api, tmp_path):
+    from local_fixtures import write_dataset
+
+    api.dataset_create_new(str(write_dataset(tmp_path / "ds", "numbers", {"rows.csv": "a,b\n1,2\n"})), quiet=True)
+    api.kernels_push(str(write_kernel(tmp_path / "first", "first-run", "open('private.txt', 'w').write('mine')")))
+    assert wait_kernel(api, f"{USER}/first-run").status.name == "COMPLETE"
+    data = server.data_dir.resolve()
+    other = data / "runs" / USER / "first-run" / "v1" / "working" / "private.txt"
+    assert other.read_text() == "mine"
+    before = snapshot(data)
+    api.kernels_push(str(write_kernel(tmp_path / "k", "kaggle-style", KAGGLE_STYLE.format(
+        data=str(data), db=str(data / "kaggle.sqlite3"), other=str(other)), dataset_sources=[f"{USER}/numbers"])))
+    assert wait_kernel(api, f"{USER}/kaggle-style").status.name == "COMPLETE"
+
+    files, _ = api.kernels_output(f"{USER}/kaggle-style", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "doubled.csv").read_text() == "a,b\n1,2\n" * 2
+    log = (tmp_path / "out" / "kaggle-style.log").read_text()
+    for path in (data / "kaggle.sqlite3", other):
+        assert f"{path} refused FileNotFoundError" in log
+    assert "listing []" in log and "interfaces 1" in log  # internet off: loopback only
+    after = snapshot(data)  # the run wrote only inside its own sandbox folder
+    new = {k for k in after if k not in before or after[k] != before[k]}
+    assert new and all(k.startswith(f"runs/{USER}/kaggle-style/v1/") for k in new), sorted(new)
