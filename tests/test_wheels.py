@@ -426,3 +426,15 @@ def test_the_dataset_carries_its_installer_and_check_notices_a_changed_one(tmp_p
     assert check_dataset(result.out_dir) == []
     installer.write_text(installer.read_text() + "\n# edited\n")
     assert check_dataset(result.out_dir) == [f"{INSTALLER_NAME} does not match its sha256 in the manifest"]
+
+
+def test_a_dataset_mounted_at_both_layouts_installs_once(tmp_path, wheelhouse, capsys):
+    result = build(tmp_path, ["alpha"], this_machine(), wheelhouse)
+    newer = tmp_path / "input" / "datasets" / OWNER / TITLE
+    shutil.copytree(result.out_dir, newer)
+    (tmp_path / "input" / TITLE).symlink_to(newer)  # the classic name, as the local Kaggle mounts it
+    shutil.copytree(result.out_dir, tmp_path / "input" / "aaa-copy")  # or as a second real mount
+    assert find_wheels_datasets(str(tmp_path / "input")) == [str(newer)]
+    python = fresh_venv(tmp_path / "venv")
+    installed = install_from_wheels_dataset(str(tmp_path / "input"), required=("alpha",), python=str(python))
+    assert sorted(installed) == ["alpha==1.0", "beta==2.0"]
