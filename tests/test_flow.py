@@ -90,9 +90,13 @@ def test_whole_flow_beats_uniform_then_second_run_does_nothing(project, isolatio
     packages = _packages()
     first = _kagflow(project, env, "flow")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert _packages() == packages  # the kernels installed their wheels into their own runs
     manifest = json.loads(next((project / "wheels").glob("*/kagflow-wheels-manifest.json")).read_text())
-    assert {"peft", "bitsandbytes", "kagflow-classifier"} <= {p["name"] for p in manifest["packages"]}
+    shipped = {p["name"] for p in manifest["packages"]}
+    assert {"peft", "bitsandbytes", "kagflow-classifier"} <= shipped
+    # the kernels installed them into their own runs: this environment's list is unchanged for them
+    # (compared by name: in a shared dev venv, someone else may install something meanwhile)
+    assert [ln for ln in _packages().splitlines() if ln.split("==")[0].lower() in shipped] == \
+        [ln for ln in packages.splitlines() if ln.split("==")[0].lower() in shipped]
     logs = sorted(project.glob("kernels/*/output/v*/*.log"))
     assert len(logs) == 2, logs  # the train and infer kernels' logs, pulled
     for log in logs:
