@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Dict, Optional
 
-from kagflow.local.names import check_name
+from kagflow.local.names import check_name, parse_count
 from kagflow.local.protocol import ApiError
 from kagflow.local.store import Store
 
@@ -80,7 +80,7 @@ def new_token() -> str:
 def page(items: list, page_size: int, page_token: str) -> tuple[list, str]:
     """Slice ``items`` by an offset token; return ``(page, next_token)``."""
     size = page_size if page_size and page_size > 0 else 20
-    start = int(page_token) if page_token and page_token.isdigit() else 0
+    start = parse_count(page_token, what="page token") if page_token else 0
     chunk = items[start:start + size]
     return chunk, (str(start + size) if start + size < len(items) else "")
 

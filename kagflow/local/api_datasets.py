@@ -9,7 +9,7 @@ from kagglesdk.datasets.types.dataset_enums import DatabundleVersionStatus
 
 from kagflow import slugs
 from kagflow.errors import NamingError
-from kagflow.local import transfer
+from kagflow.local import access, transfer
 from kagflow.local.api import Ctx, Redirect, now, page, resolve_uploads, route, utc
 from kagflow.local.archives import bundle
 from kagflow.local.names import check_name
@@ -20,7 +20,7 @@ KIND = "dataset_version"
 
 def find(ctx: Ctx, owner: str, slug: str):
     row = ctx.store.one("SELECT * FROM datasets WHERE owner=? AND slug=?", owner or "", slug or "")
-    if row is None or (row["is_private"] and row["owner"] != ctx.user):
+    if not access.visible(row, ctx.user):
         raise ApiError(404, f"Dataset {owner}/{slug} not found")
     return row
 
@@ -172,7 +172,7 @@ def list_datasets(ctx: Ctx, req) -> ApiListDatasetsResponse:
     rows = ctx.store.all("SELECT * FROM datasets ORDER BY created DESC")
     mine = req.group is not None and req.group.name.startswith("DATASET_SELECTION_GROUP_MY")
     owner = ctx.user if mine else req.user
-    rows = [r for r in rows if (not r["is_private"] or r["owner"] == ctx.user)
+    rows = [r for r in rows if access.visible(r, ctx.user)
             and (not owner or r["owner"] == owner)
             and (not req.search or req.search.lower() in (r["slug"] + " " + r["title"]).lower())]
     chunk, token = page(rows, req.page_size, req.page_token)

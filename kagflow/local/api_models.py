@@ -12,7 +12,7 @@ from kagglesdk.models.types.model_types import ModelInstanceVersion, ModelInstan
 
 from kagflow import slugs
 from kagflow.errors import NamingError
-from kagflow.local import transfer
+from kagflow.local import access, transfer
 from kagflow.local.api import Ctx, Redirect, now, page, resolve_uploads, route, utc
 from kagflow.local.archives import bundle
 from kagflow.local.names import check_relpath
@@ -42,7 +42,7 @@ def _slug(value: str, what: str) -> str:
 
 def find_model(ctx: Ctx, owner: str, slug: str):
     row = ctx.store.one("SELECT * FROM models WHERE owner=? AND slug=?", owner or "", slug or "")
-    if row is None or (row["is_private"] and row["owner"] != ctx.user):
+    if not access.visible(row, ctx.user):
         raise ApiError(404, f"Model {owner}/{slug} not found")
     return row
 
@@ -157,7 +157,7 @@ def get_model(ctx: Ctx, req) -> ApiModel:
 @route("models.ModelApiService/ListModels")
 def list_models(ctx: Ctx, req) -> ApiListModelsResponse:
     rows = [r for r in ctx.store.all("SELECT * FROM models ORDER BY created DESC")
-            if (not r["is_private"] or r["owner"] == ctx.user) and (not req.owner or r["owner"] == req.owner)
+            if access.visible(r, ctx.user) and (not req.owner or r["owner"] == req.owner)
             and (not req.search or req.search.lower() in (r["slug"] + " " + r["title"]).lower())]
     chunk, token = page(rows, req.page_size, req.page_token)
     resp = ApiListModelsResponse()
