@@ -70,12 +70,26 @@ class Gateway:
             return False
 
 
+class RefusedInBody(ValueError):
+    """A refusal Kaggle answers with HTTP 200 and ``error`` (and ``errorCode``, e.g. 409) in the body, as its
+    create/update handlers do; ``error_code`` plays the part of the HTTP status (see :func:`translate`)."""
+
+    def __init__(self, message: str, error_code: Optional[int] = None):
+        super().__init__(message)
+        self.error_code = error_code
+
+
 def checked(response):
     """The official client returns some refusals (e.g. a slug in use) as ``response.error``: raise them."""
     error = getattr(response, "error", None)
     if error:
-        raise ValueError(error)
+        raise RefusedInBody(error, getattr(response, "error_code", None) or None)
     return response
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Kaggle says the thing already exists: HTTP 409, or 200 with ``errorCode`` 409 in the body."""
+    return getattr(exc, "status", None) == 409 or status_of(exc) == 409 or getattr(exc, "error_code", None) == 409
 
 
 def server_message(exc: BaseException) -> str:
@@ -97,7 +111,7 @@ def translate(exc: BaseException, *, what: str, handle: str, target: Target) -> 
     """Map a client exception to a HubError naming the handle, the server's message and a next step."""
     if isinstance(exc, HubError):
         return exc
-    status = status_of(exc)
+    status = status_of(exc) or getattr(exc, "error_code", None)
     where = f"{handle} on {target.describe()}" if handle else target.describe()
     if status == 404:
         return NotFoundError(f"{what}: {handle or 'resource'} not found", status=404, context=where,

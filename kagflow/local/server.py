@@ -189,6 +189,8 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except RecursionError:
+            self._send_error_json(ApiError(400, "Invalid JSON payload: nested too deeply"))
         except sqlite3.IntegrityError:
             self._send_error_json(ApiError(409, "Conflict: that name is already taken"))
         except Exception as exc:  # never a stack trace or a hang for the client
