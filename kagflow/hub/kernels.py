@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from kagflow import metadata, slugs
-from kagflow.errors import HubError, NotFoundError
+from kagflow.errors import HubError, NotFoundError, RefusedError
 from kagflow.hub.common import Gateway, checked
 from kagflow.hub.retry import WaitPolicy, poll_until  # noqa: F401 - WaitPolicy re-exported
 
@@ -85,16 +85,17 @@ def invalid_sources(response) -> list[str]:
     return out
 
 
-def check_sources_accepted(handle: slugs.KernelHandle, version: int, response) -> None:
-    """Raise one HubError naming every source the server refused, and how to fix it."""
+def check_sources_accepted(gw: Gateway, handle: slugs.KernelHandle, version: int, response) -> None:
+    """Raise one RefusedError naming every source the server refused, and how to fix it."""
     bad = invalid_sources(response)
     if bad:
-        raise HubError(f"{handle} version {version} was saved without {len(bad)} source(s) the server refused: "
-                       + ", ".join(bad),
-                       context="each one names nothing there, or something private to another user "
-                               "(a kernel may mount only what its owner can see)",
-                       hint=f"publish each missing source as {handle.owner} (or make it public), or fix the sources "
-                            "in kagflow.toml, then push again (kagflow kernel push)")
+        raise RefusedError(f"{handle} version {version} was saved without {len(bad)} source(s) {gw.target.describe()} "
+                           "refused: " + ", ".join(bad),
+                           context="each one names nothing there, or something private to another user "
+                                   "(a kernel may mount only what its owner can see)",
+                           hint=f"publish each missing source as {handle.owner} (or make it public), or fix the "
+                                "sources in kagflow.toml, then push again (kagflow kernel push)",
+                           handle=str(handle), target=gw.target.describe())
 
 
 def _sources_missing(meta: dict, remote_metadata) -> bool:
@@ -167,7 +168,7 @@ def push_kernel(gw: Gateway, folder: Path, *, accelerator: Optional[str] = None,
         result = PushResult(handle, int(version or 0), True, digest)
     gw.log(f"pushed {handle} version {result.version}")
     if responses:
-        check_sources_accepted(handle, result.version, responses[-1])
+        check_sources_accepted(gw, handle, result.version, responses[-1])
     return result
 
 
