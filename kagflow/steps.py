@@ -7,6 +7,7 @@ in the state file, so the next step (and a re-run) knows the versions without gu
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -157,21 +158,23 @@ def push_wheels(gw: Gateway, config: Config, state: State, *, notes: str = ""):
 
 # --------------------------------------------------------------------------- kernels
 
-def render(config: Config, name: str, *, tiny: bool):
+def render(config: Config, name: str, *, tiny: bool, overrides: Optional[dict] = None):
     from kagflow.kernels import render_kernel
 
-    return render_kernel(config, name, tiny=tiny)
+    return render_kernel(config, name, tiny=tiny, overrides=overrides)
 
 
 def push_kernel(gw: Gateway, config: Config, state: State, name: str, *, accelerator: Optional[str] = None,
-                timeout: Optional[int] = None, check: bool = True, force: bool = False):
-    """Render, check, then push; records the version in the state file."""
+                timeout: Optional[int] = None, check: bool = True, force: bool = False,
+                overrides: Optional[dict] = None, force_quota: bool = False):
+    """Render (with the ``-p`` ``overrides``), check, guard the GPU quota, then push; records the
+    version and its parameters in the state file."""
     from kagflow.check import check_project
     from kagflow.errors import KagflowError
     from kagflow.hub.kernels import push_kernel as hub_push
 
     config = effective_config(config, state, gw)
-    rendered = render(config, name, tiny=uses_tiny(config, gw))
+    rendered = render(config, name, tiny=uses_tiny(config, gw), overrides=overrides)
     if check:
         problems = [p for p in check_project(config)
                     if str(rendered.folder) in p.file or (p.file.endswith("kagflow.toml") and (
@@ -180,14 +183,23 @@ def push_kernel(gw: Gateway, config: Config, state: State, name: str, *, acceler
             raise KagflowError(f"kagflow check found {len(problems)} problem(s) in kernel {name!r}",
                                context="\n".join(p.render() for p in problems),
                                hint="fix them (kagflow check lists them all), then push again")
+    from kagflow.quotaguard import guard_gpu_push
+
     kernel = config.kernel(name)
+    timeout = timeout if timeout is not None else kernel.timeout
     with project_lock(config.root, f"push kernel {name}", gw.log):
-        result = hub_push(gw, rendered.folder, accelerator=accelerator,
-                          timeout=timeout if timeout is not None else kernel.timeout, force=force)
+        result = hub_push(gw, rendered.folder, accelerator=accelerator, timeout=timeout, force=force,
+                          before_push=lambda: guard_gpu_push(gw, name, rendered.handle,
+                                                             accelerator or kernel.accelerator, timeout,
+                                                             force=force_quota))
     previous = state.get("kernels", name, "version")
     if previous != result.version:
         state.set("kernels", name, value={"version": result.version, "digest": result.digest,
                                           "handle": str(result.handle)})
+    if result.pushed:
+        state.set("versions", name, str(result.version),
+                  value={"params": overrides or {}, "accelerator": accelerator or kernel.accelerator,
+                         "timeout": timeout, "pushed": round(time.time())})
     return result
 
 

@@ -35,9 +35,9 @@ def cli(ctx: click.Context, config_path: Path | None, json_mode: bool) -> None:
 
 
 def _register() -> None:
-    from kagflow.cli import data, flow, image, init, kaggle_cmd, kernel, local, model, submit, wheels
+    from kagflow.cli import data, flow, image, init, kaggle_cmd, kernel, local, model, status, submit, wheels
 
-    for module in (init, data, wheels, image, model, kernel, submit, local, flow, kaggle_cmd):
+    for module in (init, data, wheels, image, model, kernel, submit, status, local, flow, kaggle_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -19,6 +19,12 @@ def _names(app: App) -> list[str]:
     return sorted(app.config.kernels)
 
 
+def param_option(fn):
+    return click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+                        help="Override a [train]/[infer] key in the notebook's parameters cell (repeatable), "
+                             "e.g. -p fold_idx=2 -p lr=1e-4.")(fn)
+
+
 @kernel.command("render")
 @click.argument("name")
 @click.option("--tiny/--no-tiny", default=None,
@@ -44,16 +50,18 @@ def render(app: App, name: str, tiny: bool | None) -> None:
 @click.option("--local", "local", is_flag=True, required=True,
               help="Execute on this machine (GPU if present) in a Kaggle-like folder layout.")
 @click.option("--timeout", type=int, default=None, help="Seconds before the run is stopped.")
+@param_option
 @click.pass_obj
-def run(app: App, name: str, local: bool, timeout: int | None) -> None:
+def run(app: App, name: str, local: bool, timeout: int | None, params: tuple[str, ...]) -> None:
     """Execute kernel NAME's notebook here with nbclient; outputs land in kernels/<slug>/output/local/.
 
     The inputs are mounted as Kaggle would: the synthetic competition and the tiny checkpoint
     (or [base_model] local_dir), and for infer the adapter of the last local or pulled training run.
     """
     from kagflow.localrun import run_local
+    from kagflow.params import parse_overrides
 
-    result = run_local(app.config, name, timeout=timeout)
+    result = run_local(app.config, name, timeout=timeout, overrides=parse_overrides(app.config, name, params))
     app.out.result(f"{name}: {result.status}", output=result.output, log=result.log)
     if result.status != "COMPLETE":
         click.echo(result.failure, err=True)
@@ -65,23 +73,33 @@ def run(app: App, name: str, local: bool, timeout: int | None) -> None:
 @click.option("--wait", is_flag=True, help="Wait until the run ends (exit 1 on ERROR).")
 @click.option("--accelerator", default=None, help="Override the accelerator, e.g. NvidiaTeslaT4.")
 @click.option("--timeout", type=int, default=None, help="Kernel session timeout in seconds.")
+@param_option
+@click.option("--force", is_flag=True, help="Push even when the GPU hours it needs exceed the week's quota left.")
 @click.pass_obj
-def push(app: App, name: str, wait: bool, accelerator: str | None, timeout: int | None) -> None:
+def push(app: App, name: str, wait: bool, accelerator: str | None, timeout: int | None, params: tuple[str, ...],
+         force: bool) -> None:
     """Render, check, then push kernel NAME (a new version only when its content changed).
+
+    A GPU kernel's hours (its previous version's run time, else its timeout) are checked against the
+    week's GPU quota left first: beyond it the push is refused unless --force.
 
     \b
     Examples:
       kagflow kernel push train --wait
+      kagflow kernel push train -p fold_idx=2 -p lr=1e-4
       kagflow kernel push infer --accelerator NvidiaTeslaT4
     """
     from kagflow.hub.common import connect
+    from kagflow.params import parse_overrides
     from kagflow.state import State
     from kagflow.steps import push_kernel
 
     cfg = app.config
+    overrides = parse_overrides(cfg, name, params)
     gw = connect(cfg)
     state = State.for_project(cfg.root, gw.target.kind)
-    result = push_kernel(gw, cfg, state, name, accelerator=accelerator, timeout=timeout)
+    result = push_kernel(gw, cfg, state, name, accelerator=accelerator, timeout=timeout, overrides=overrides,
+                         force_quota=force)
     app.out.result(f"{'Pushed' if result.pushed else 'Unchanged'} {result.handle} version {result.version}",
                    url=result.handle.to_url())
     if wait:
@@ -155,18 +173,27 @@ def pull(app: App, name: str, version: int | None) -> None:
 @click.argument("name")
 @click.option("--version", type=int, default=None, help="Kernel version (default: the last pushed).")
 @click.option("--lines", type=int, default=0, help="Only the last N lines.")
+@click.option("-f", "--follow", is_flag=True, help="Print the log as the run writes it, until it ends.")
 @click.pass_obj
-def logs(app: App, name: str, version: int | None, lines: int) -> None:
-    """Print the run log of kernel NAME (pulled first if needed)."""
+def logs(app: App, name: str, version: int | None, lines: int, follow: bool) -> None:
+    """Print the run log of kernel NAME (pulled first if needed), or follow a running one."""
     from kagflow.hub.common import connect
-    from kagflow.hub.kernels import log_text, tail
+    from kagflow.hub.kernels import follow_log, log_text, tail
     from kagflow.sources import kernel_handle
     from kagflow.state import State
-    from kagflow.steps import pull_kernel
+    from kagflow.steps import kernel_version, pull_kernel
 
     cfg = app.config
     gw = connect(cfg)
     state = State.for_project(cfg.root, gw.target.kind)
+    if follow:
+        version = version or kernel_version(gw, cfg, state, name)
+        try:
+            follow_log(gw, kernel_handle(cfg, name), version, lambda text: click.echo(text, nl=False))
+        except KeyboardInterrupt:
+            click.echo(f"\nstopped following; the kernel keeps running (kagflow kernel status {name})", err=True)
+            sys.exit(130)
+        return
     dest = pull_kernel(gw, cfg, state, name, version=version)
     log = dest / f"{kernel_handle(cfg, name).slug}.log"
     text = log_text(log) if log.is_file() else "(no log)"
