@@ -15,6 +15,7 @@ from kagflow import slugs
 from kagflow.config import Config, set_value
 from kagflow.errors import KernelFailedError, MissingFileError
 from kagflow.hub.common import Gateway
+from kagflow.project import project_lock
 from kagflow.state import State
 
 TINY_DIR = "tiny-gemma2"
@@ -112,7 +113,8 @@ def publish_model(gw: Gateway, config: Config, state: State, which: str, *, sour
                                        hint="run `kagflow kernel push train --wait` and `kagflow kernel pull "
                                             "train`, or pass --from DIR")
             source = adapter_dir_from_output(Path(pulled))
-    result = models.publish_model(gw, config, which, source, notes=notes)
+    with project_lock(config.root, f"publish {which}", gw.log):
+        result = models.publish_model(gw, config, which, source, notes=notes)
     # kagflow.toml pins the versions on Kaggle; the local server's live in the local state file
     if not gw.target.is_local and getattr(config, which).version != result.handle.version:
         set_value(config.path, which, "version", result.handle.version)
@@ -147,7 +149,8 @@ def push_wheels(gw: Gateway, config: Config, state: State, *, notes: str = ""):
     from kagflow.hub.datasets import push_dataset
 
     folder = wheels_dir(config)
-    result = push_dataset(gw, folder, notes=notes)
+    with project_lock(config.root, "push wheels", gw.log):
+        result = push_dataset(gw, folder, notes=notes)
     state.set("wheels", value={"handle": str(result.handle), "digest": result.digest})
     return result
 
@@ -178,8 +181,9 @@ def push_kernel(gw: Gateway, config: Config, state: State, name: str, *, acceler
                                context="\n".join(p.render() for p in problems),
                                hint="fix them (kagflow check lists them all), then push again")
     kernel = config.kernel(name)
-    result = hub_push(gw, rendered.folder, accelerator=accelerator,
-                      timeout=timeout if timeout is not None else kernel.timeout, force=force)
+    with project_lock(config.root, f"push kernel {name}", gw.log):
+        result = hub_push(gw, rendered.folder, accelerator=accelerator,
+                          timeout=timeout if timeout is not None else kernel.timeout, force=force)
     previous = state.get("kernels", name, "version")
     if previous != result.version:
         state.set("kernels", name, value={"version": result.version, "digest": result.digest,
@@ -272,8 +276,9 @@ def submit(gw: Gateway, config: Config, state: State, name: str = "infer", *, ve
 
     handle: slugs.KernelHandle = kernel_handle(config, name)
     version = version or kernel_version(gw, config, state, name)
-    sub = submit_kernel(gw, config.project.competition, handle, version,
-                        message=message or f"kagflow {config.kernel(name).title} v{version}")
+    with project_lock(config.root, f"submit {name}", gw.log):
+        sub = submit_kernel(gw, config.project.competition, handle, version,
+                            message=message or f"kagflow {config.kernel(name).title} v{version}")
     if wait:
         sub = wait_score(gw, config.project.competition, sub.ref, on_poll=on_poll)
     state.set("submission", value={"ref": sub.ref, "kernel": str(handle), "version": version,

@@ -9,8 +9,8 @@ from kagglesdk.datasets.types.dataset_enums import DatabundleVersionStatus
 
 from kagflow import slugs
 from kagflow.errors import NamingError
-from kagflow.local import transfer
-from kagflow.local.api import Ctx, Redirect, now, page, resolve_uploads, route, utc
+from kagflow.local import access, transfer
+from kagflow.local.api import Ctx, Redirect, in_body, now, page, resolve_uploads, route, utc
 from kagflow.local.archives import bundle
 from kagflow.local.names import check_name
 from kagflow.local.protocol import ApiError
@@ -20,7 +20,7 @@ KIND = "dataset_version"
 
 def find(ctx: Ctx, owner: str, slug: str):
     row = ctx.store.one("SELECT * FROM datasets WHERE owner=? AND slug=?", owner or "", slug or "")
-    if row is None or (row["is_private"] and row["owner"] != ctx.user):
+    if not access.visible(row, ctx.user):
         raise ApiError(404, f"Dataset {owner}/{slug} not found")
     return row
 
@@ -61,6 +61,7 @@ def _add_version(ctx: Ctx, dataset_id: int, notes: str, files) -> int:
 
 
 @route("datasets.DatasetApiService/CreateDataset")
+@in_body(ApiCreateDatasetResponse)
 def create_dataset(ctx: Ctx, req) -> ApiCreateDatasetResponse:
     owner = req.owner_slug or ctx.require_user()
     ctx.require_owner(owner, "datasets.create")
@@ -72,7 +73,7 @@ def create_dataset(ctx: Ctx, req) -> ApiCreateDatasetResponse:
     title = req.title or ""
     if not (slugs.DATASET_TITLE_MIN <= len(title) <= slugs.DATASET_TITLE_MAX):
         raise ApiError(400, "The dataset title must be between 6 and 50 characters")
-    files = resolve_uploads(ctx, req.files)
+    files = resolve_uploads(ctx, req.files, req.directories)
     if not files:
         raise ApiError(400, "A dataset needs at least one file")
     if ctx.store.one("SELECT id FROM datasets WHERE owner=? AND slug=?", owner, req.slug):
@@ -86,7 +87,7 @@ def create_dataset(ctx: Ctx, req) -> ApiCreateDatasetResponse:
 
 def _create_version(ctx: Ctx, dataset, body) -> ApiCreateDatasetResponse:
     ctx.require_owner(dataset["owner"], "datasets.update")
-    files = resolve_uploads(ctx, body.files if body else [])
+    files = resolve_uploads(ctx, body.files if body else [], body.directories if body else [])
     if not files:
         raise ApiError(400, "A dataset version needs at least one file")
     _add_version(ctx, dataset["id"], body.version_notes if body else "", files)
@@ -172,7 +173,7 @@ def list_datasets(ctx: Ctx, req) -> ApiListDatasetsResponse:
     rows = ctx.store.all("SELECT * FROM datasets ORDER BY created DESC")
     mine = req.group is not None and req.group.name.startswith("DATASET_SELECTION_GROUP_MY")
     owner = ctx.user if mine else req.user
-    rows = [r for r in rows if (not r["is_private"] or r["owner"] == ctx.user)
+    rows = [r for r in rows if access.visible(r, ctx.user)
             and (not owner or r["owner"] == owner)
             and (not req.search or req.search.lower() in (r["slug"] + " " + r["title"]).lower())]
     chunk, token = page(rows, req.page_size, req.page_token)

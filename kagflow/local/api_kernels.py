@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 
 from kagglesdk.kernels.types.kernels_api_service import (ApiCancelKernelSessionResponse, ApiGetKernelResponse,
                                                          ApiGetKernelSessionStatusResponse, ApiKernelBlob,
@@ -14,10 +13,11 @@ from kagglesdk.kernels.types.kernels_enums import KernelExecutionType, KernelWor
 
 from kagflow import slugs
 from kagflow.errors import NamingError
-from kagflow.local import mounts, transfer
+from kagflow.local import access, mounts, transfer
 from kagflow.local.api import Ctx, Redirect, now, page, route, utc
 from kagflow.local.archives import bundle
 from kagflow.local.jobs import sandbox_dir
+from kagflow.local.names import parse_count
 from kagflow.local.protocol import ApiError
 
 LANGUAGES = ("python",)
@@ -26,7 +26,7 @@ KERNEL_TYPES = ("notebook", "script")
 
 def find_kernel(ctx: Ctx, owner: str, slug: str):
     row = ctx.store.one("SELECT * FROM kernels WHERE owner=? AND slug=?", owner or "", slug or "")
-    if row is None or (row["is_private"] and row["owner"] != ctx.user):
+    if not access.visible(row, ctx.user):
         raise ApiError(404, f"Kernel {owner}/{slug} not found")
     return row
 
@@ -34,11 +34,8 @@ def find_kernel(ctx: Ctx, owner: str, slug: str):
 def find_version(ctx: Ctx, kernel, label: str = ""):
     """``label`` is Kaggle's ``versionLabel`` (``v3``, or ``3``); empty means the latest version."""
     if label:
-        m = re.fullmatch(r"v?(\d+)", label.strip())
-        if not m:
-            raise ApiError(400, f"Invalid version label {label!r}: use v<N>")
-        row = ctx.store.one("SELECT * FROM kernel_versions WHERE kernel_id=? AND number=?", kernel["id"],
-                            int(m.group(1)))
+        number = parse_count(label.strip().removeprefix("v"), what="version label (use v<N>)")
+        row = ctx.store.one("SELECT * FROM kernel_versions WHERE kernel_id=? AND number=?", kernel["id"], number)
     else:
         row = ctx.store.one("SELECT * FROM kernel_versions WHERE kernel_id=? ORDER BY number DESC LIMIT 1",
                             kernel["id"])
@@ -47,31 +44,13 @@ def find_version(ctx: Ctx, kernel, label: str = ""):
     return row
 
 
-def _sources(ctx: Ctx, req) -> tuple[dict, dict]:
-    """Sources as given, and the ones that name nothing here (Kaggle reports those, and saves anyway)."""
-    store = ctx.store
-    invalid = {"dataset": [], "competition": [], "kernel": [], "model": []}
-    for ref in req.dataset_data_sources or []:
-        parts = ref.split("/")
-        if len(parts) < 2 or not store.one("SELECT 1 FROM datasets WHERE owner=? AND slug=?", parts[0], parts[1]):
-            invalid["dataset"].append(ref)
-    for ref in req.competition_data_sources or []:
-        if not store.one("SELECT 1 FROM competitions WHERE slug=?", ref):
-            invalid["competition"].append(ref)
-    for ref in req.kernel_data_sources or []:
-        parts = ref.split("/")
-        if len(parts) < 2 or not store.one("SELECT 1 FROM kernels WHERE owner=? AND slug=?", parts[0], parts[1]):
-            invalid["kernel"].append(ref)
-    for ref in req.model_data_sources or []:
-        try:
-            slugs.ModelInstanceVersionHandle.parse(ref)
-        except NamingError:
-            invalid["model"].append(ref)
-    sources = {"dataset_sources": list(req.dataset_data_sources or []),
-               "competition_sources": list(req.competition_data_sources or []),
-               "kernel_sources": list(req.kernel_data_sources or []),
-               "model_sources": list(req.model_data_sources or [])}
-    return sources, invalid
+def _sources(ctx: Ctx, req, owner: str) -> tuple[dict, dict]:
+    """(sources saved with the version, invalid ones by kind). As on Kaggle, a source that names nothing
+    or that ``owner`` may not see is not added to the kernel and is reported back; the version is saved."""
+    given = {"dataset": req.dataset_data_sources, "competition": req.competition_data_sources,
+             "kernel": req.kernel_data_sources, "model": req.model_data_sources}
+    valid, invalid = access.check_sources(ctx.store, owner, given)
+    return {f"{kind}_sources": refs for kind, refs in valid.items()}, invalid
 
 
 @route("kernels.KernelsApiService/SaveKernel")
@@ -105,7 +84,7 @@ def save_kernel(ctx: Ctx, req) -> ApiSaveKernelResponse:
                 raise ValueError
         except (ValueError, AttributeError):
             raise ApiError(400, "The notebook source is not a valid .ipynb (JSON with a cells list)") from None
-    sources, invalid = _sources(ctx, req)
+    sources, invalid = _sources(ctx, req, owner)
     settings = {**sources,
                 "enable_internet": True if req.enable_internet is None else bool(req.enable_internet),
                 "enable_gpu": bool(req.enable_gpu), "enable_tpu": bool(req.enable_tpu),
@@ -258,7 +237,7 @@ def get_kernel(ctx: Ctx, req) -> ApiGetKernelResponse:
 @route("kernels.KernelsApiService/ListKernels")
 def list_kernels(ctx: Ctx, req) -> ApiListKernelsResponse:
     rows = [k for k in ctx.store.all("SELECT * FROM kernels ORDER BY created DESC")
-            if (not k["is_private"] or k["owner"] == ctx.user) and (not req.user or k["owner"] == req.user)
+            if access.visible(k, ctx.user) and (not req.user or k["owner"] == req.user)
             and (not req.search or req.search.lower() in (k["slug"] + " " + k["title"]).lower())]
     chunk, token = page(rows, req.page_size, req.page_token)
     resp = ApiListKernelsResponse()

@@ -12,8 +12,8 @@ from kagglesdk.models.types.model_types import ModelInstanceVersion, ModelInstan
 
 from kagflow import slugs
 from kagflow.errors import NamingError
-from kagflow.local import transfer
-from kagflow.local.api import Ctx, Redirect, now, page, resolve_uploads, route, utc
+from kagflow.local import access, transfer
+from kagflow.local.api import Ctx, Redirect, in_body, now, page, resolve_uploads, route, utc
 from kagflow.local.archives import bundle
 from kagflow.local.names import check_relpath
 from kagflow.local.protocol import ApiError
@@ -42,7 +42,7 @@ def _slug(value: str, what: str) -> str:
 
 def find_model(ctx: Ctx, owner: str, slug: str):
     row = ctx.store.one("SELECT * FROM models WHERE owner=? AND slug=?", owner or "", slug or "")
-    if row is None or (row["is_private"] and row["owner"] != ctx.user):
+    if not access.visible(row, ctx.user):
         raise ApiError(404, f"Model {owner}/{slug} not found")
     return row
 
@@ -96,6 +96,7 @@ def _add_version(ctx: Ctx, instance_id: int, notes: str, files) -> tuple[int, in
 
 
 @route("models.ModelApiService/CreateModel")
+@in_body(ApiCreateModelResponse)
 def create_model(ctx: Ctx, req) -> ApiCreateModelResponse:
     owner = req.owner_slug or ctx.require_user()
     ctx.require_owner(owner, "models.create")
@@ -157,7 +158,7 @@ def get_model(ctx: Ctx, req) -> ApiModel:
 @route("models.ModelApiService/ListModels")
 def list_models(ctx: Ctx, req) -> ApiListModelsResponse:
     rows = [r for r in ctx.store.all("SELECT * FROM models ORDER BY created DESC")
-            if (not r["is_private"] or r["owner"] == ctx.user) and (not req.owner or r["owner"] == req.owner)
+            if access.visible(r, ctx.user) and (not req.owner or r["owner"] == req.owner)
             and (not req.search or req.search.lower() in (r["slug"] + " " + r["title"]).lower())]
     chunk, token = page(rows, req.page_size, req.page_token)
     resp = ApiListModelsResponse()
@@ -167,6 +168,7 @@ def list_models(ctx: Ctx, req) -> ApiListModelsResponse:
 
 
 @route("models.ModelApiService/CreateModelInstance")
+@in_body(ApiCreateModelResponse)
 def create_model_instance(ctx: Ctx, req) -> ApiCreateModelResponse:
     model = find_model(ctx, req.owner_slug, req.model_slug)
     ctx.require_owner(model["owner"], "models.update")
@@ -177,7 +179,7 @@ def create_model_instance(ctx: Ctx, req) -> ApiCreateModelResponse:
     slug = _slug(body.instance_slug, "model instance slug")
     if not body.license_name:
         raise ApiError(400, "A model instance needs a license")
-    files = resolve_uploads(ctx, body.files)
+    files = resolve_uploads(ctx, body.files, body.directories)
     if not files:
         raise ApiError(400, "A model instance needs at least one file")
     if ctx.store.one("SELECT id FROM model_instances WHERE model_id=? AND framework=? AND slug=?",
@@ -204,7 +206,8 @@ def get_model_instance(ctx: Ctx, req) -> ApiModelInstance:
 def create_model_instance_version(ctx: Ctx, req) -> ApiCreateModelResponse:
     model, instance = find_instance(ctx, req.owner_slug, req.model_slug, req.framework, req.instance_slug)
     ctx.require_owner(model["owner"], "models.update")
-    files = resolve_uploads(ctx, req.body.files if req.body else [])
+    files = resolve_uploads(ctx, req.body.files if req.body else [],
+                            req.body.directories if req.body else [])
     if not files:
         raise ApiError(400, "A model instance version needs at least one file")
     version_id, number = _add_version(ctx, instance["id"], req.body.version_notes if req.body else "", files)

@@ -20,6 +20,7 @@ import kagglesdk
 from kagglesdk.kaggle_object import (DateTimeSerializer, EnumSerializer, FieldMaskSerializer, KaggleObject,
                                      KaggleObjectSerializer, ListSerializer, MapSerializer, TimeDeltaSerializer)
 
+INT64 = 1 << 63
 _CALL_RE = re.compile(r'def \w+\(self, request: (\w+) = None\) -> (\w+):.*?self\._client\.call\("([\w.]+)", "(\w+)"',
                       re.S)
 
@@ -108,6 +109,8 @@ def _check_plain(field_type, value, path: str) -> None:
         ok = isinstance(value, bool)
     elif field_type is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and not -INT64 <= value < INT64:
+            raise ApiError(400, f"Invalid value at {path!r}: {str(value)[:20]}... does not fit in 64 bits")
     elif field_type is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif field_type is str:
