@@ -88,7 +88,8 @@ def test_malformed_json_unknown_fields_wrong_types(server, data_dir):
                              {"ownerSlug": USER, "datasetSlug": "abcdef", "body": {"files": [{"tok": "x"}]}}),
                         400, "unknown field 'body.files[0].tok'")
     assert_kaggle_error(post(server, "nope.NopeService/Nothing", {}), 404, "unknown method")
-    assert_kaggle_error(post(server, "kernels.KernelsApiService/DeleteKernel", {}), 501, "not implemented")
+    assert_kaggle_error(post(server, "competitions.CompetitionApiService/UpdateCompetitionPage", {}), 405,
+                        "the local kaggle does not support")
     assert_kaggle_error(post(server, "datasets.DatasetApiService/GetDatasetStatus",
                              {"ownerSlug": USER, "datasetSlug": "no-such-dataset"}), 404, "not found")
     assert snapshot(data_dir) == before

@@ -64,6 +64,8 @@ class Settings:
     max_json_bytes: int = 8 << 20       # largest API request body
     max_blob_bytes: int = 200 << 30     # largest single upload
     daily_submissions: int = 5
+    gpu_quota_s: float = 30 * 3600      # weekly accelerator quota per user (kaggle quota), GPU and TPU alike
+    tpu_quota_s: float = 20 * 3600
 
 
 @dataclass

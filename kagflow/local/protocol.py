@@ -130,3 +130,20 @@ def _item_serializer(serializer: ListSerializer):
         if hasattr(cell.cell_contents, "from_dict_value"):
             return cell.cell_contents
     raise RuntimeError("unexpected kagglesdk ListSerializer layout")
+
+
+def to_wire(obj: KaggleObject) -> dict:
+    """``obj.to_dict()``, except that timedeltas keep their days: kagglesdk writes ``delta.seconds`` (so a 30-hour
+    quota went out as 6 hours); Kaggle's protobuf JSON is the whole duration, ``"108000s"``."""
+    data = obj.to_dict()
+    for field in obj._fields:
+        value = getattr(obj, field.field_name, None)
+        if field.json_name not in data or value is None:
+            continue
+        if isinstance(field.serializer, TimeDeltaSerializer):
+            data[field.json_name] = f"{value.total_seconds():.9f}".rstrip("0").rstrip(".") + "s"
+        elif isinstance(value, KaggleObject):
+            data[field.json_name] = to_wire(value)
+        elif isinstance(value, list) and value and all(isinstance(v, KaggleObject) for v in value):
+            data[field.json_name] = [to_wire(v) for v in value]
+    return data

@@ -40,7 +40,7 @@ from kagflow.local.faults import DROP, ERROR, SLOW, TOO_MANY, Faults
 from kagflow.local import jobs as jobs_module
 from kagflow.local.jobs import Jobs
 from kagflow.local.names import check_ident, check_request_names, parse_count
-from kagflow.local.protocol import ApiError, parse_request, routes
+from kagflow.local.protocol import ApiError, parse_request, routes, to_wire
 from kagflow.local.runner import read_log
 from kagflow.local.store import Store
 
@@ -282,8 +282,9 @@ class Handler(BaseHTTPRequestHandler):
         if types is None:
             raise ApiError(404, f"Unknown method {route!r}")
         handler = HANDLERS.get(route)
-        if handler is None:
-            raise ApiError(501, f"{route} is not implemented by the local Kaggle")
+        if handler is None:  # 405, not 5xx: the official client prints a 5xx as "Kaggle's side, try again later"
+            raise ApiError(405, f"The local Kaggle does not support {route}; it implements the calls listed in "
+                                "docs/local-kaggle.md. Run this command against Kaggle instead.")
         request = parse_request(types[0], data)
         check_request_names(request)
         ctx = Ctx(self.app.store, self.app.url, self.app.settings, self._user(), self.app.jobs,
@@ -295,7 +296,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
         elif isinstance(result, KaggleObject):
-            self._send_json(200, result.to_dict())
+            self._send_json(200, to_wire(result))
         else:
             raise TypeError(f"handler for {route} returned {type(result).__name__}")
 
