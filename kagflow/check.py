@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterator
 
 from kagflow import metadata, slugs
+from kagflow.classifier.config import FAST_LOOP_OPTIMIZERS
 from kagflow.config import Config
 from kagflow.errors import KagflowError
 from kagflow.kernels import kernel_dir
@@ -42,6 +43,7 @@ def check_project(config: Config) -> list[Problem]:
     """Every problem of the project. Pass the config with the target's recorded versions
     (``Session.config``): sources the flow has not produced yet are ``pending``, not problems."""
     problems: list[Problem] = []
+    problems += _check_train(config)
     for name in config.kernels:
         problems += _check_kernel_config(config, name, missing_is_problem=False)
     problems += _check_generated(config)
@@ -52,6 +54,8 @@ def check_kernel(config: Config, name: str) -> list[Problem]:
     """The problems of kernel ``name`` alone (its [kernels.NAME] table and its rendered folder);
     before a push, a source nothing has produced yet is one of them."""
     problems = list(_check_kernel_config(config, name, missing_is_problem=True))
+    if config.kernel(name).kind == "train":
+        problems += _check_train(config)
     try:
         folder = kernel_dir(config, name)
     except KagflowError:
@@ -74,6 +78,47 @@ def pending(config: Config) -> list[Pending]:
 
 
 # --------------------------------------------------------------------------- config-level rules
+
+def _check_train(config: Config) -> Iterator[Problem]:
+    """[train] keys that a training loop would not honour: each refused with the key and the fix."""
+    toml, t = config.path.name, config.train
+    fast = t.train_loop in ("auto", "fast")  # "auto" is the fast loop on every GPU
+    if t.train_loop not in ("auto", "fast", "trainer"):
+        yield Problem(toml, "[train] train_loop", f"train_loop = {t.train_loop!r} is not a training loop",
+                      'write train_loop = "auto" (kagflow\'s loop on a GPU), "fast" or "trainer"')
+    if fast and t.optim_type not in FAST_LOOP_OPTIMIZERS:
+        yield Problem(toml, "[train] optim_type", f"optim_type = {t.optim_type!r} is not one the fast loop "
+                      f"(train_loop = {t.train_loop!r}) builds", f"use one of {', '.join(FAST_LOOP_OPTIMIZERS)}, "
+                      'or set train_loop = "trainer" (the HF Trainer takes any of its optimizers)')
+    if fast and t.dataloader_num_workers:
+        yield Problem(toml, "[train] dataloader_num_workers", f"dataloader_num_workers = {t.dataloader_num_workers}: "
+                      "the fast loop has no DataLoader (rows are tokenised once and padded per step)",
+                      'set dataloader_num_workers = 0, or train_loop = "trainer"')
+    if t.attn_implementation not in ("eager", "flex_attention", "sdpa", "flash_attention_2"):
+        yield Problem(toml, "[train] attn_implementation", f"unknown attention {t.attn_implementation!r}",
+                      'use "eager" or "flex_attention"')
+    elif t.attn_implementation in ("sdpa", "flash_attention_2") and _softcapped(config):
+        yield Problem(toml, "[train] attn_implementation", f"{t.attn_implementation} drops Gemma 2's attention "
+                      f"softcapping, so the model trains on other logits than {config.base_model.hf_id} computes",
+                      'set attn_implementation = "eager" (or "flex_attention" on sm80+ GPUs)')
+    if t.eval_strategy not in ("epoch", "steps", "no"):
+        yield Problem(toml, "[train] eval_strategy", f"eval_strategy = {t.eval_strategy!r} is not epoch, steps or no",
+                      'write eval_strategy = "epoch"')
+    for key in ("save_steps", "logging_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+                "per_device_eval_batch_size"):
+        if getattr(t, key) < 1:
+            yield Problem(toml, f"[train] {key}", f"{key} = {getattr(t, key)} must be at least 1",
+                          f"set {key} to a positive number")
+    for key in ("time_budget", "save_minutes"):
+        if getattr(t, key) < 0:
+            yield Problem(toml, f"[train] {key}", f"{key} = {getattr(t, key)} is negative", f"set {key} = 0 (off)")
+
+
+def _softcapped(config: Config) -> bool:
+    """Whether the base model softcaps attention logits (Gemma 2): SDPA and flash-attention drop the cap."""
+    name = f"{config.base_model.hf_id} {config.base_model.title}".lower().replace("-", "").replace("_", "")
+    return "gemma2" in name
+
 
 def _check_kernel_config(config: Config, name: str, *, missing_is_problem: bool) -> Iterator[Problem]:
     toml = config.path.name

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kagflow import metadata, slugs
+from kagflow.classifier.config import TIME_BUDGET_MARGIN
 from kagflow.config import Config, infer_params, train_params
 from kagflow.errors import MissingFileError
 from kagflow.sources import KernelSources, kernel_handle, model_version_source, resolve_sources
@@ -40,6 +41,8 @@ def notebook_params(config: Config, name: str, sources: KernelSources, *, tiny: 
     }
     if kernel.kind == "train":
         params.update(train_params(config, tiny=tiny))
+        if not params["time_budget"]:  # stop, evaluate and save before Kaggle ends the session
+            params["time_budget"] = max(kernel.timeout - TIME_BUDGET_MARGIN, kernel.timeout // 2)
     else:
         inf = infer_params(config, tiny=tiny)
         params.update({"adapter_model_source": adapter_src, "max_length": inf["max_length"],

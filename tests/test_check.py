@@ -210,3 +210,22 @@ def test_wheels_folder_must_match_its_manifest(published):
     assert any("has format None" in m for m in _messages(cfg))
     (folder / MANIFEST_NAME).unlink()
     assert any("has no manifest" in m for m in _messages(cfg))
+
+
+@pytest.mark.parametrize("key, value, says, fix", [
+    ("optim_type", "lion_32bit", "'lion_32bit' is not one the fast loop", 'train_loop = "trainer"'),
+    ("dataloader_num_workers", 2, "the fast loop has no DataLoader", "set dataloader_num_workers = 0"),
+    ("attn_implementation", "sdpa", "sdpa drops Gemma 2's attention softcapping", 'attn_implementation = "eager"'),
+    ("eval_strategy", "sometimes", "is not epoch, steps or no", 'eval_strategy = "epoch"'),
+    ("time_budget", -5, "time_budget = -5.0 is negative", "time_budget = 0"),
+])
+def test_train_keys_a_loop_would_not_honour_are_refused(published, key, value, says, fix):
+    set_value(published, "train", key, value)
+    msgs = [m for m in _messages(load_config(published)) if f"[train] {key}" in m]
+    assert len(msgs) == 1 and says in msgs[0] and fix in msgs[0], msgs
+
+
+def test_trainer_loop_takes_any_optimizer(published):
+    set_value(published, "train", "optim_type", "lion_32bit")
+    set_value(published, "train", "train_loop", "trainer")
+    assert not [m for m in _messages(load_config(published)) if "[train]" in m]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from kagflow import metadata, slugs
-from kagflow.errors import HubError, NotFoundError
+from kagflow.errors import HubError, NotFoundError, RefusedError
 from kagflow.hub.common import Gateway, checked
 from kagflow.hub.retry import WaitPolicy, poll_until  # noqa: F401 - WaitPolicy re-exported
 
@@ -73,11 +73,59 @@ def remote_kernel(gw: Gateway, handle: slugs.KernelHandle):
         return None
 
 
-def remote_digest(gw: Gateway, handle: slugs.KernelHandle) -> tuple[Optional[str], Optional[int]]:
-    """(content digest stamped in the latest pushed notebook, its version number)."""
+SOURCE_KINDS = ("dataset", "model", "competition", "kernel")
+
+
+def invalid_sources(response) -> list[str]:
+    """``kind source`` for each source a SaveKernel response says was not added (Kaggle saves the version anyway)."""
+    out = []
+    for kind in SOURCE_KINDS:
+        for ref in getattr(response, f"invalid_{kind}_sources", None) or []:
+            out.append(f"{kind} {ref}")
+    return out
+
+
+def check_sources_accepted(gw: Gateway, handle: slugs.KernelHandle, version: int, response) -> None:
+    """Raise one RefusedError naming every source the server refused, and how to fix it."""
+    bad = invalid_sources(response)
+    if bad:
+        raise RefusedError(f"{handle} version {version} was saved without {len(bad)} source(s) {gw.target.describe()} "
+                           "refused: " + ", ".join(bad),
+                           context="each one names nothing there, or something private to another user "
+                                   "(a kernel may mount only what its owner can see)",
+                           hint=f"publish each missing source as {handle.owner} (or make it public), or fix the "
+                                "sources in kagflow.toml, then push again (kagflow kernel push)",
+                           handle=str(handle), target=gw.target.describe())
+
+
+def _sources_missing(meta: dict, remote_metadata) -> bool:
+    """True when the remote kernel lacks a source the local metadata asks for (it was refused at push)."""
+    for kind in SOURCE_KINDS:
+        listed = getattr(remote_metadata, f"{kind}_data_sources", None) if remote_metadata is not None else None
+        wanted = meta.get(f"{kind}_sources") or []
+        if listed is None or not wanted:
+            continue
+        try:
+            have = {normalise_source(kind, s) for s in listed}
+            if any(normalise_source(kind, s) not in have for s in wanted):
+                return True
+        except Exception:  # noqa: BLE001 - an unreadable listing never forces a duplicate push
+            continue
+    return False
+
+
+def remote_digest(gw: Gateway, handle: slugs.KernelHandle, meta: Optional[dict] = None
+                  ) -> tuple[Optional[str], Optional[int]]:
+    """(content digest stamped in the latest pushed notebook, its version number).
+
+    With ``meta`` (the local kernel-metadata), a remote version that lacks one of its sources (the
+    server refused it at push time) reports no digest, so the next push sends it again.
+    """
     response = remote_kernel(gw, handle)
     if response is None or response.blob is None:
         return None, None
+    if meta is not None and _sources_missing(meta, response.metadata):
+        return None, getattr(response.metadata, "current_version_number", None)
     version = getattr(response.metadata, "current_version_number", None) if response.metadata else None
     try:
         nb = json.loads(response.blob.source or "")
@@ -95,7 +143,7 @@ def push_kernel(gw: Gateway, folder: Path, *, accelerator: Optional[str] = None,
     handle = slugs.KernelHandle.parse(meta["id"])
     digest = content_digest(folder)
     stamp_notebook(folder, digest)
-    remote, version = remote_digest(gw, handle)
+    remote, version = remote_digest(gw, handle, meta)
     if remote == digest and version and not force:
         gw.log(f"{handle} version {version} already has this content: not pushed again")
         return PushResult(handle, int(version), False, digest)
@@ -106,9 +154,12 @@ def push_kernel(gw: Gateway, folder: Path, *, accelerator: Optional[str] = None,
             return None
         return PushResult(handle, int(found_version), True, digest) if found == digest and found_version else None
 
+    responses = []
+
     def push():
         response = checked(gw.api.kernels_push(str(folder), timeout=str(timeout) if timeout else None,
                                                acc=accelerator))
+        responses.append(response)
         return PushResult(handle, int(response.version_number or 0), True, digest)
 
     result = gw.call(push, what="push kernel", handle=str(handle), before_retry=already_pushed)
@@ -116,6 +167,8 @@ def push_kernel(gw: Gateway, folder: Path, *, accelerator: Optional[str] = None,
         _, version = remote_digest(gw, handle)
         result = PushResult(handle, int(version or 0), True, digest)
     gw.log(f"pushed {handle} version {result.version}")
+    if responses:
+        check_sources_accepted(gw, handle, result.version, responses[-1])
     return result
 
 
