@@ -9,9 +9,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
-from kagflow.config import Config
-from kagflow.hub.common import Gateway
-from kagflow.state import State
 
 
 @dataclass(frozen=True)
@@ -67,13 +64,13 @@ def best_of(subs: list[SubmissionLine]) -> Optional[SubmissionLine]:
     return min(scored, key=lambda s: s.score) if scored else None
 
 
-def kernel_lines(gw: Gateway, config: Config, state: State) -> list[KernelLine]:
+def kernel_lines(session) -> list[KernelLine]:
     from kagflow.hub.kernels import kernel_version_info, run_seconds
-    from kagflow.sources import kernel_handle
 
+    gw, state = session.gateway, session.state
     out = []
-    for name in sorted(config.kernels):
-        handle = kernel_handle(config, name)
+    for name in sorted(session.project_config.kernels):
+        handle = session.kernel_handle(name)
         info = kernel_version_info(gw, handle)
         if info is None or not info.version:
             out.append(KernelLine(name, str(handle), None, "not pushed"))
@@ -81,19 +78,20 @@ def kernel_lines(gw: Gateway, config: Config, state: State) -> list[KernelLine]:
         seconds = run_seconds(gw, handle, info.version)
         if seconds is None and info.started and info.status == "RUNNING":
             seconds = time.time() - info.started
-        recorded = state.get("versions", name, str(info.version), default={}) or {}
+        recorded = state.version(name, info.version)
         out.append(KernelLine(name, str(handle), info.version, info.status, seconds,
-                              info.machine_shape or recorded.get("accelerator", ""), recorded.get("params", {})))
+                              info.machine_shape or recorded.accelerator, dict(recorded.params)))
     return out
 
 
-def submission_lines(gw: Gateway, config: Config, *, limit: Optional[int] = None) -> list[SubmissionLine]:
+def submission_lines(session, *, limit: Optional[int] = None) -> list[SubmissionLine]:
     """The competition's submissions, newest first, each with the kernel version and adapters behind it."""
     from kagflow import slugs
     from kagflow.hub.competitions import list_submissions, submitted_kernel
     from kagflow.hub.kernels import kernel_version_info
     from kagflow.sources import instance_handle
 
+    gw, config = session.gateway, session.project_config
     adapter_prefix = str(instance_handle(config, config.adapter_model)).lower() + "/"
     subs = list_submissions(gw, config.project.competition)
     subs = subs[:limit] if limit else subs
@@ -114,19 +112,20 @@ def submission_lines(gw: Gateway, config: Config, *, limit: Optional[int] = None
     return out
 
 
-def day_status(gw: Gateway, config: Config, state: State, *, last: int = 5) -> DayStatus:
+def day_status(session, *, last: int = 5) -> DayStatus:
+    """Everything `kagflow status` shows, for the session's target."""
     from kagflow.errors import HubError
     from kagflow.hub.competitions import submissions_left_today
     from kagflow.hub.kernels import accelerator_quota
     from kagflow.sources import model_version_source
 
-    status = DayStatus(gw.target.describe(), config.project.competition)
+    gw, config = session.gateway, session.config
+    status = DayStatus(session.target.describe(), config.project.competition)
     for which in ("base_model", "adapter_model"):
-        source = state.get("models", which, "source") or model_version_source(config, which)
-        status.models[which] = source or "not published"
-    status.wheels = state.get("wheels", "handle", default="") or "not pushed"
-    status.kernels = kernel_lines(gw, config, state)
-    every = submission_lines(gw, config)
+        status.models[which] = model_version_source(config, which) or "not published"
+    status.wheels = session.state.wheels.handle if session.state.wheels else "not pushed"
+    status.kernels = kernel_lines(session)
+    every = submission_lines(session)
     status.submissions = every[:last]
     status.best = best_of(every)
     try:

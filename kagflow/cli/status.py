@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import asdict
 
 import click
 
 from kagflow.cli._app import App
 
 
-def _connect(app: App):
-    from kagflow.hub.common import connect
-    from kagflow.state import State
-
-    gw = connect(app.config)
-    return gw, State.for_project(app.config.root, gw.target.kind)
-
-
 @click.command("status")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 @click.option("--last", type=int, default=5, show_default=True, help="How many recent submissions to show.")
 @click.pass_obj
-def status(app: App, as_json: bool, last: int) -> None:
+def status(app: App, last: int) -> None:
     """Target, published versions, each kernel's latest run, recent submissions and the best,
     submissions left today, and the week's GPU quota.
 
@@ -32,39 +23,35 @@ def status(app: App, as_json: bool, last: int) -> None:
     """
     from kagflow.overview import day_status, status_lines
 
-    gw, state = _connect(app)
-    day = day_status(gw, app.config, state, last=last)
-    if as_json or app.out.json_mode:
-        click.echo(json.dumps(day.to_json(), indent=1))
-        return
+    day = day_status(app.session, last=last)
+    app.out.data(**day.to_json())
     for line in status_lines(day):
-        click.echo(line)
+        app.out.info(line)
 
 
 @click.command("submissions")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 @click.pass_obj
-def submissions(app: App, as_json: bool) -> None:
-    """Every submission to the competition, newest first: score, the kernel version and the adapter
-    version(s) behind it, and the best."""
-    from dataclasses import asdict
+def submissions(app: App) -> None:
+    """Every submission to the competition, newest first: its score, the kernel version and the
+    adapter version(s) behind it; the best is marked.
 
+    \b
+    Examples:
+      kagflow submissions
+      kagflow submissions --json
+    """
     from kagflow.overview import best_of, submission_lines, submission_text
 
-    gw, _ = _connect(app)
-    subs = submission_lines(gw, app.config)
+    subs = submission_lines(app.session)
     best = best_of(subs)
-    if as_json or app.out.json_mode:
-        click.echo(json.dumps({"competition": app.config.project.competition,
-                               "submissions": [asdict(s) for s in subs],
-                               "best": asdict(best) if best else None}, indent=1))
-        return
-    click.echo(f"submissions to {app.config.project.competition} ({len(subs)}), log loss, lower is better:")
-    click.echo(f"{'ref':>6}  {'date (UTC)':<16}  {'status':<8}  {'score':>7}  kernel version, adapter")
+    competition = app.config.project.competition
+    app.out.data(competition=competition, submissions=[asdict(s) for s in subs], best=asdict(best) if best else None)
+    app.out.info(f"submissions to {competition} ({len(subs)}); log loss, lower is better:")
+    app.out.info(f"{'ref':>6}  {'date (UTC)':<16}  {'status':<8}  {'score':>7}  kernel version, adapter")
     for sub in subs:
-        click.echo(submission_text(sub) + ("   <- best" if best and sub.ref == best.ref else ""))
+        app.out.info(submission_text(sub) + ("   <- best" if best and sub.ref == best.ref else ""))
     if not subs:
-        click.echo("  none yet: kagflow submit")
+        app.out.info("  none yet: kagflow submit")
 
 
 COMMANDS = [status, submissions]
