@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,3 +81,24 @@ def render_kernel(config: Config, name: str, *, tiny: bool = False) -> RenderedK
     )
     metadata.write_metadata(folder, metadata.KERNEL_METADATA, data)
     return RenderedKernel(name, handle, folder, nb_path, data, sources)
+
+
+@dataclass(frozen=True)
+class OutputSummary:
+    files: list[tuple[str, int]]
+    metrics: dict
+
+
+def summarize_output(output: Path) -> OutputSummary:
+    """The files of a pulled kernel output (relative path, size) and its metrics.json, if any."""
+    output = Path(output)
+    files = sorted((str(p.relative_to(output)), p.stat().st_size) for p in output.rglob("*")
+                   if p.is_file() and p.name != ".complete")
+    metrics = {}
+    found = sorted(output.rglob("metrics.json"))
+    if found:
+        try:
+            metrics = json.loads(found[0].read_text())
+        except ValueError:
+            metrics = {}
+    return OutputSummary(files, metrics)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+from requests.exceptions import HTTPError
+
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import COMPETITION, USER, wait_kernel, write_dataset, write_kernel
 
@@ -135,3 +138,41 @@ def test_week_starts_on_saturday():
 def test_unsupported_calls_say_so(server, tmp_path):
     result = kaggle(server, "competitions", "leaderboard", COMPETITION, "--download", "-p", str(tmp_path))
     assert result.exit_code == 1 and "The local Kaggle does not support" in result.stderr, result
+
+
+def test_folders_uploaded_as_zip_or_tar_are_unpacked(server, api, tmp_path):
+    """`kaggle datasets create -r zip|tar`: Kaggle unpacks each folder archive back into the folder, in
+    listings, downloads and kernel inputs."""
+    import zipfile
+    for mode in ("zip", "tar"):
+        folder = write_dataset(tmp_path / mode, f"folders-{mode}", {"top.csv": "t\n"})
+        (folder / "sub" / "deep").mkdir(parents=True)
+        (folder / "sub" / "a.csv").write_text("a\n")
+        (folder / "sub" / "deep" / "b.csv").write_text("b\n")
+        result = kaggle(server, "datasets", "create", "-p", str(folder), "-r", mode)
+        assert result.exit_code == 0, result
+        names = sorted(f.name for f in api.dataset_list_files(f"{USER}/folders-{mode}").files)
+        assert names == ["sub/a.csv", "sub/deep/b.csv", "top.csv"]
+    api.dataset_download_files(f"{USER}/folders-zip", path=str(tmp_path / "dl"))
+    with zipfile.ZipFile(tmp_path / "dl" / "folders-zip.zip") as zf:
+        assert zf.read("sub/deep/b.csv") == b"b\n"
+    api.kernels_push(str(write_kernel(
+        tmp_path / "k", "reads-folders",
+        "import os; print(open(os.path.join(os.environ['KAGFLOW_INPUT_ROOT'], 'folders-tar/sub/deep/b.csv')).read())",
+        dataset_sources=[f"{USER}/folders-tar"])))
+    assert wait_kernel(api, f"{USER}/reads-folders").status.name == "COMPLETE"
+
+
+def test_hostile_archives_are_refused(server, api, tmp_path):
+    import io
+    import tarfile
+    folder = write_dataset(tmp_path / "evil", "evil-archive", {})
+    with tarfile.open(folder / "x.tar", "w") as tf:
+        info = tarfile.TarInfo("../../escape.txt")
+        info.size = 1
+        tf.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(HTTPError) as err:
+        api.dataset_create_new(str(folder), quiet=True)
+    assert err.value.response.status_code == 400 and "x.tar" in str(err.value)
+    assert api.dataset_list(user=USER) == []
+    assert not (server.data_dir.parent / "escape.txt").exists() and not (tmp_path / "escape.txt").exists()

@@ -74,7 +74,7 @@ def competition(app: App, files: Path | None) -> None:
     """Host the project's competition on the local server (scored by log loss, like Kaggle)."""
     from kagflow.hub.target import local_data_dir
     from kagflow.local.competition import install_competition
-    from kagflow.steps import ensure_synthetic_competition
+    from kagflow.standin import ensure_synthetic_competition
 
     cfg = app.config
     files = files or ensure_synthetic_competition(cfg)

@@ -137,11 +137,3 @@ def stage_folder(source: Path, staging: Path, manifest: dict, digest: str,
             os.symlink(src.resolve(), dst)
     (staging / content_marker_name(digest)).write_text(json.dumps(
         {"digest": digest, "files": manifest}, indent=1, sort_keys=True), encoding="utf-8")
-
-
-def connect(config, *, announce: bool = True) -> Gateway:
-    """The gateway for the project's target (see kagflow.hub.target)."""
-    from kagflow.hub.target import build_target_api, resolve_target
-
-    target = resolve_target(config, announce=announce)
-    return Gateway(build_target_api(target), target)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Dict, Optional
 
+from kagflow.local.archives import unpack_uploads
 from kagflow.local.names import check_name, parse_count
 from kagflow.local.protocol import ApiError
 from kagflow.local.store import Store
@@ -128,7 +129,8 @@ def _with_folders(new_files, directories, prefix: str = ""):
 
 def resolve_uploads(ctx: Ctx, new_files, directories=None) -> list[tuple[str, str, int, str]]:
     """``ApiDatasetNewFile`` tokens → ``[(name, sha256, size, description)]``; each must be a finished upload.
-    Files of ``directories`` are named ``folder/.../file``."""
+    Files of ``directories`` are named ``folder/.../file``; uploaded ``.zip``/``.tar`` files are unpacked into
+    folders of their name, as Kaggle does."""
     user = ctx.require_user()
     out, seen = [], set()
     for prefix, f in _with_folders(new_files, directories):
@@ -140,11 +142,13 @@ def resolve_uploads(ctx: Ctx, new_files, directories=None) -> list[tuple[str, st
         if row["sha256"] is None:
             raise ApiError(400, f"Upload of {row['name']!r} is not complete")
         name = prefix + check_name(row["name"])
+        blob = ctx.store.one("SELECT size FROM blobs WHERE sha256=?", row["sha256"])
+        out.append((name, row["sha256"], blob["size"], f.description or ""))
+    out = unpack_uploads(ctx.store, out, ctx.settings.max_blob_bytes)  # sub.zip / sub.tar -> sub/...
+    for name, *_ in out:
         if name in seen:
             raise ApiError(400, f"Duplicate file name {name!r}")
         seen.add(name)
-        blob = ctx.store.one("SELECT size FROM blobs WHERE sha256=?", row["sha256"])
-        out.append((name, row["sha256"], blob["size"], f.description or ""))
     return out
 
 
