@@ -41,6 +41,17 @@ def resolve_optim(optim: str) -> str:
         return "adamw_torch"
 
 
+def accumulation_steps(cfg: TrainConfig, world: int) -> int:
+    """The Trainer's gradient accumulation under ``world`` DDP processes that keeps the one-GPU global batch
+    (per_device_train_batch_size x gradient_accumulation_steps rows per optimizer step), where it divides."""
+    if world > 1 and cfg.gradient_accumulation_steps % world == 0:
+        return cfg.gradient_accumulation_steps // world
+    if world > 1:
+        print(f"notice: gradient_accumulation_steps = {cfg.gradient_accumulation_steps} does not divide over {world} "
+              f"GPUs: the global batch is {world}x the one-GPU run's", flush=True)
+    return cfg.gradient_accumulation_steps
+
+
 def training_arguments(cfg: TrainConfig, output_dir, optim: str):
     """TrainingArguments for transformers 4.x and 5.x (5 renamed group_by_length and gradient_checkpointing)."""
     import torch
@@ -51,7 +62,7 @@ def training_arguments(cfg: TrainConfig, output_dir, optim: str):
         report_to="none",
         num_train_epochs=cfg.n_epochs,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        gradient_accumulation_steps=accumulation_steps(cfg, int(os.environ.get("WORLD_SIZE", "1"))),
         per_device_eval_batch_size=cfg.per_device_eval_batch_size,
         dataloader_num_workers=cfg.dataloader_num_workers,
         logging_steps=cfg.logging_steps,
