@@ -18,9 +18,9 @@ from typing import Optional
 from kagflow import slugs
 from kagflow.config import Config
 from kagflow.errors import MissingFileError
-from kagflow.kernels import kernel_dir
+from kagflow.kernels import kernel_dir, render_kernel
 from kagflow.local import mounts
-from kagflow.state import State
+from kagflow.state import ProjectState
 
 COMPETITION_FILES = ("train.csv", "test.csv", "sample_submission.csv")  # never the hidden solution
 
@@ -58,21 +58,22 @@ def next_output_dir(folder: Path) -> Path:
     return base / f"local-{n}"
 
 
-def run_local(config: Config, name: str, *, timeout: Optional[int] = None) -> LocalRun:
+def run_local(config: Config, name: str, *, timeout: Optional[int] = None,
+              overrides: Optional[dict] = None) -> LocalRun:
     from kagflow.local.kernel_image import kernel_python
-    from kagflow.local.runner import COMPLETE, read_log, run_notebook_in_sandbox
+    from kagflow.local.runner import read_log, run_notebook_in_sandbox
     from kagflow.sources import instance_handle
-    from kagflow.steps import (adapter_dir_from_output, competition_files_dir, ensure_synthetic_competition,
-                               ensure_tiny_model, render, wheels_dir)
+    from kagflow.standin import competition_files_dir, ensure_synthetic_competition, ensure_tiny_model
+    from kagflow.wheelset import wheels_dir
 
     kernel = config.kernel(name)
     tiny = not config.base_model.local_dir
-    state = State.for_project(config.root, "local")
+    state = ProjectState.for_target(config.root, "local")
     # a local run needs no published model: unpublished ones are mounted as version 1
     config = dataclasses.replace(config, **{
         which: dataclasses.replace(getattr(config, which), version=max(getattr(config, which).version, 1))
         for which in ("base_model", "adapter_model")})
-    rendered = render(config, name, tiny=tiny)
+    rendered = render_kernel(config, name, tiny=tiny, overrides=overrides)
     folder = kernel_dir(config, name)
     output = next_output_dir(folder)
     private = config.root / ".kagflow"
@@ -84,12 +85,16 @@ def run_local(config: Config, name: str, *, timeout: Optional[int] = None) -> Lo
         mount_model(input_root, f"{instance_handle(config, config.base_model)}/{config.base_model.version}",
                     base_files)
         if kernel.kind == "infer":
-            trained = state.get("kernels", "train", "output")
+            trained = state.kernel("train").output
             if not trained:
                 raise MissingFileError("no trained adapter to run inference with",
                                        hint="run `kagflow kernel run train --local` first")
             adapter_ref = f"{instance_handle(config, config.adapter_model)}/{config.adapter_model.version}"
-            mount_model(input_root, adapter_ref, adapter_dir_from_output(Path(trained)))
+            adapters = sorted(Path(trained).rglob("adapter_config.json"))
+            if not adapters:
+                raise MissingFileError(f"no adapter (adapter_config.json) in {trained}",
+                                       hint="run `kagflow kernel run train --local` again")
+            mount_model(input_root, adapter_ref, adapters[0].parent)
         comp = competition_files_dir(config)
         if not (comp / "test.csv").is_file():
             comp = ensure_synthetic_competition(config)
@@ -112,6 +117,4 @@ def run_local(config: Config, name: str, *, timeout: Optional[int] = None) -> Lo
                        + (failure + "\n" if failure else ""), encoding="utf-8")
     finally:
         shutil.rmtree(sandbox, ignore_errors=True)
-    if status == COMPLETE:
-        state.set("kernels", name, "output", value=str(output))
     return LocalRun(status, output, log, failure)

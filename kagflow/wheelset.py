@@ -10,6 +10,13 @@ from kagflow.config import Config
 LOCAL_KAGGLE_IMAGE = "local-kaggle"   # the image the local Kaggle's kernels run on (kagflow.local.kernel_image)
 
 
+def wheels_dir(config: Config) -> Path:
+    """Where `kagflow wheels build` writes the wheels dataset: wheels/<dataset slug>/."""
+    from kagflow.sources import wheels_handle
+
+    return config.root / "wheels" / wheels_handle(config).slug
+
+
 def project_image(config: Config, image: Optional[str] = None, *, local: Optional[bool] = None):
     """The target image: explicit, else the local Kaggle's image on the local target, else [wheels] image."""
     from kagflow.image import current_image, load_image
@@ -35,7 +42,6 @@ def build_for_project(config: Config, *, requirements: Optional[Sequence[str]] =
                       index_url: Optional[str] = None, find_links: Sequence[str] = (), no_index: bool = False,
                       local: Optional[bool] = None):
     """Build the wheels dataset: ``requirements`` (default ``[wheels] requirements``) and the classifier wheel."""
-    from kagflow.steps import wheels_dir
     from kagflow.wheels.build import build_wheels
     from kagflow.wheels.classifier import build_classifier_wheel
 

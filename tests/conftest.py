@@ -14,7 +14,8 @@ from kagflow.local.kernel_image import CACHE_ENV, cache_root  # noqa: E402
 os.environ.setdefault(CACHE_ENV, str(cache_root()))
 
 SECRET_ENV = ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR",
-              "KAGFLOW_KAGGLE_ENDPOINT", "KAGFLOW_CONFIG", "FROM", "KAGFLOW_LOCAL_TRAIN")
+              "KAGFLOW_KAGGLE_ENDPOINT", "KAGFLOW_CONFIG", "KAGFLOW_FROM", "KAGFLOW_LOCAL_TRAIN",
+              "KAGFLOW_JSON")
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +31,7 @@ def isolation(tmp_path_factory, monkeypatch):
     from kagflow.hub.retry import RetryPolicy
 
     monkeypatch.setattr(RetryPolicy, "BASE_WAIT", 0.0)
+    monkeypatch.setattr(RetryPolicy, "MAX_WAIT", 0.0)  # Retry-After too
     monkeypatch.setattr(WaitPolicy, "FIRST", 0.05)
     monkeypatch.setattr(WaitPolicy, "CAP", 0.5)
     yield home
