@@ -112,6 +112,11 @@ def _check_train(config: Config) -> Iterator[Problem]:
     for key in ("time_budget", "save_minutes"):
         if getattr(t, key) < 0:
             yield Problem(toml, f"[train] {key}", f"{key} = {getattr(t, key)} is negative", f"set {key} = 0 (off)")
+    if t.class_weights not in ("balanced", ()) and (
+            isinstance(t.class_weights, str) or len(t.class_weights) != 3 or min(t.class_weights) <= 0):
+        yield Problem(toml, "[train] class_weights", f"class_weights = {t.class_weights!r} is neither \"balanced\" "
+                      "nor three positive weights (winner_model_a, winner_model_b, winner_tie)",
+                      'write class_weights = "balanced", class_weights = [1.0, 1.0, 1.5], or remove it')
 
 
 def _softcapped(config: Config) -> bool:
@@ -133,9 +138,9 @@ def _check_kernel_config(config: Config, name: str, *, missing_is_problem: bool)
         for source, command in sources.missing:
             yield Problem(toml, f"{where} sources", f"{source!r} is referenced but nothing has produced it yet",
                           f"run `{command}`")
-    if kernel.kind in ("train", "infer") and "wheels" not in kernel.sources:
-        yield Problem(toml, f"{where} sources", f"the {kernel.kind} notebook installs the classifier from the "
-                      "wheels dataset, but 'wheels' is not among its sources", "add 'wheels' to sources")
+    if "wheels" in kernel.sources and not config.wheels.requirements:
+        yield Problem(toml, f"{where} sources", "'wheels' is referenced but [wheels] requirements is empty, "
+                      "so no wheels dataset is built", "add requirements under [wheels] or remove 'wheels'")
     competitive = bool(sources.competition_sources)
     if competitive and kernel.internet and kernel.kind == "infer":
         yield Problem(toml, f"{where} internet", "a code-competition submission kernel has internet on; "

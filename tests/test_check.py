@@ -116,10 +116,9 @@ def test_unknown_kernel_source(published):
     assert any("names kernel 'nope'" in m for m in msgs)
 
 
-def test_a_notebook_kernel_without_the_wheels_dataset(published):
-    _edit(published, 'sources = ["wheels", "base_model", "competition"]', 'sources = ["base_model", "competition"]')
-    assert any("[kernels.train] sources" in m and "'wheels' is not among its sources" in m
-               for m in _messages(load_config(published)))
+def test_wheels_referenced_without_requirements(published):
+    _edit(published, 'requirements = ["peft==0.21.2", "bitsandbytes==0.50.2"]', "requirements = []")
+    assert any("[wheels] requirements is empty" in m for m in _messages(load_config(published)))
 
 
 def test_hand_edited_kernel_metadata_title_mismatch(published):
