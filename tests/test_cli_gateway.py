@@ -39,10 +39,12 @@ def proj(tmp_path, server, monkeypatch):
     return path
 
 
-def test_model_publish_twice_then_pass_through_and_no_secret(proj, capsys):
+def test_model_publish_twice_then_pass_through_and_no_secret(proj, capsys, server):
     code, out1 = kagflow(capsys, "model", "publish", "base", "--from", "hf-base")
     assert code == 0, out1
     assert "Published alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base/1" in out1
+    assert "kagflow: target the local Kaggle at http://127.0.0.1:" in out1  # the target is named
+    assert "url: http://127.0.0.1:" in out1 and "www.kaggle.com" not in out1  # local links stay local
     state = json.loads((proj.parent / ".kagflow" / "state-local.json").read_text())
     assert state["models"]["base_model"]["version"] == 1  # local versions live in the state file
     assert "version = 1" not in proj.read_text()
