@@ -132,6 +132,10 @@ def test_kernel_push_wait_pull_then_unchanged(proj, capsys):
     assert code == 0 and "Pushed alice/hello-experiment version 1" in out and "COMPLETE" in out
     code, out = kagflow(capsys, "kernel", "pull", "hello")
     assert code == 0 and "out.txt" in out and "output/v1" in out
+    with pytest.raises(SystemExit) as done:
+        main(["kernel", "status", "hello", "--json"])
+    status = json.loads(capsys.readouterr().out)  # stdout holds one object; stderr names the target
+    assert done.value.code == 0 and status["status"] == "COMPLETE" and status["version"] == 1 and status["ok"]
     code, out = kagflow(capsys, "kernel", "push", "hello")
     assert code == 0 and "Unchanged alice/hello-experiment version 1" in out
 
