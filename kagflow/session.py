@@ -17,7 +17,8 @@ from kagflow.config import Config, set_value
 from kagflow.errors import KagflowError, KernelFailedError, MissingFileError
 from kagflow.project import project_lock
 from kagflow.sources import kernel_handle
-from kagflow.state import DatasetRecord, KernelRecord, ModelRecord, ProjectState, SubmissionRecord
+from kagflow.state import (DatasetRecord, KernelRecord, ModelRecord, ProjectState, SubmissionRecord,
+                           VersionRecord)
 
 
 def _stderr(message: str) -> None:
@@ -153,31 +154,50 @@ class Session:
 
     # ------------------------------------------------------------------ kernels
 
-    def render(self, name: str, *, tiny: Optional[bool] = None):
-        """Render kernel ``name`` with the versions the target has (never dropping a published source)."""
+    def render(self, name: str, *, tiny: Optional[bool] = None, overrides: Optional[dict] = None):
+        """Render kernel ``name`` with the versions the target has (never dropping a published source)
+        and the ``-p`` ``overrides`` in its parameters cell."""
         from kagflow.kernels import render_kernel
 
-        return render_kernel(self.config, name, tiny=self.uses_stand_in if tiny is None else tiny)
+        return render_kernel(self.config, name, tiny=self.uses_stand_in if tiny is None else tiny,
+                             overrides=overrides)
 
     def push(self, name: str, *, accelerator: Optional[str] = None, timeout: Optional[int] = None,
-             force: bool = False):
-        """Render, check this kernel, then push it (a new version only when its content changed)."""
+             force: bool = False, overrides: Optional[dict] = None, force_quota: bool = False):
+        """Render (with the ``-p`` ``overrides``), check this kernel, guard the GPU quota, then push it
+        (a new version only when its content changed); the version is recorded with its parameters."""
+        import time
+
         from kagflow.check import check_kernel
         from kagflow.hub.kernels import push_kernel
+        from kagflow.quotaguard import guard_gpu_push
 
         with self.lock(f"push kernel {name}"):
-            rendered = self.render(name)
+            rendered = self.render(name, overrides=overrides)
             problems = check_kernel(self.config, name)
             if problems:
                 raise KagflowError(f"kernel {name!r} has {len(problems)} problem(s); not pushed",
                                    context="\n".join(p.render() for p in problems),
                                    hint="fix them (kagflow check lists them all), then push again")
             kernel = self.config.kernel(name)
-            result = push_kernel(self.gateway, rendered.folder, accelerator=accelerator,
-                                 timeout=timeout if timeout is not None else kernel.timeout, force=force)
+            accelerator_used = accelerator or kernel.accelerator
+            timeout = timeout if timeout is not None else kernel.timeout
+            result = push_kernel(self.gateway, rendered.folder, accelerator=accelerator, timeout=timeout, force=force,
+                                 before_push=lambda: guard_gpu_push(self.gateway, name, rendered.handle,
+                                                                    accelerator_used, timeout, force=force_quota))
             if self.state.kernel(name).version != result.version:
                 self.state.record_kernel(name, KernelRecord(str(result.handle), result.version, result.digest))
+            if result.pushed:
+                self.state.record_version(name, result.version, VersionRecord(dict(overrides or {}), accelerator_used,
+                                                                              timeout, round(time.time())))
         return result
+
+    def follow(self, name: str, write: Callable[[str], None], *, version: Optional[int] = None) -> int:
+        """Print the log of a running version as it is written, until the run ends."""
+        from kagflow.hub.kernels import follow_log
+
+        handle = kernel_handle(self.project_config, name)
+        return follow_log(self.gateway, handle, version or self.kernel_version(name), write)
 
     def kernel_version(self, name: str) -> int:
         """The last pushed version: recorded in the state file, else asked of the target."""
@@ -238,11 +258,11 @@ class Session:
         log = self.pull(name, version=version) / f"{kernel_handle(self.project_config, name).slug}.log"
         return log_text(log) if log.is_file() else "(no log)"
 
-    def run_here(self, name: str, *, timeout: Optional[int] = None):
+    def run_here(self, name: str, *, timeout: Optional[int] = None, overrides: Optional[dict] = None):
         """Execute kernel ``name`` on this machine; a complete run's output becomes its recorded output."""
         from kagflow.localrun import run_local
 
-        result = run_local(self.project_config, name, timeout=timeout)
+        result = run_local(self.project_config, name, timeout=timeout, overrides=overrides)
         if result.status == "COMPLETE":
             ProjectState.for_target(self.project_config.root, "local").record_output(name, result.output)
         return result

@@ -75,6 +75,15 @@ class Gateway:
             return False
 
 
+def epoch_seconds(value) -> Optional[float]:
+    """A datetime from the client (naive ones are UTC, as kagglesdk returns them) as epoch seconds."""
+    if value is None:
+        return None
+    from datetime import timezone
+
+    return (value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value).timestamp()
+
+
 # --------------------------------------------------------------------------- content digests
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
