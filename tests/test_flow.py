@@ -20,7 +20,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 UNIFORM = 1.0986
 
-pytestmark = pytest.mark.slow
+# Two whole flows (train and infer kernels on the CPU): well above the default per-test limit on a busy box.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _fresh_project(tmp_path: Path) -> Path:
