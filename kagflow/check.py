@@ -112,6 +112,11 @@ def _check_train(config: Config) -> Iterator[Problem]:
     for key in ("time_budget", "save_minutes"):
         if getattr(t, key) < 0:
             yield Problem(toml, f"[train] {key}", f"{key} = {getattr(t, key)} is negative", f"set {key} = 0 (off)")
+    if t.class_weights not in ("balanced", ()) and (
+            isinstance(t.class_weights, str) or len(t.class_weights) != 3 or min(t.class_weights) <= 0):
+        yield Problem(toml, "[train] class_weights", f"class_weights = {t.class_weights!r} is neither \"balanced\" "
+                      "nor three positive weights (winner_model_a, winner_model_b, winner_tie)",
+                      'write class_weights = "balanced", class_weights = [1.0, 1.0, 1.5], or remove it')
 
 
 def _softcapped(config: Config) -> bool:

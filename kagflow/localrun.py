@@ -66,7 +66,8 @@ def next_output_dir(folder: Path) -> Path:
     return base / f"local-{n}"
 
 
-def run_local(config: Config, name: str, *, timeout: Optional[int] = None) -> LocalRun:
+def run_local(config: Config, name: str, *, timeout: Optional[int] = None,
+              overrides: Optional[dict] = None) -> LocalRun:
     from kagflow import notebooks
     from kagflow.wheelset import wheels_dir
     from kagflow.standin import competition_files_dir, ensure_synthetic_competition, ensure_tiny_model
@@ -80,7 +81,7 @@ def run_local(config: Config, name: str, *, timeout: Optional[int] = None) -> Lo
     config = dataclasses.replace(config, **{
         which: dataclasses.replace(getattr(config, which), version=max(getattr(config, which).version, 1))
         for which in ("base_model", "adapter_model")})
-    rendered = render_kernel(config, name, tiny=tiny)
+    rendered = render_kernel(config, name, tiny=tiny, overrides=overrides)
     folder = kernel_dir(config, name)
     output = next_output_dir(folder)
     sandbox = Path(tempfile.mkdtemp(prefix="kagflow-run-"))

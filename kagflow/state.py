@@ -51,6 +51,16 @@ class SubmissionRecord:
 
 
 @dataclass(frozen=True)
+class VersionRecord:
+    """How one pushed kernel version was made: its ``-p`` parameters, accelerator and timeout."""
+
+    params: dict = field(default_factory=dict)
+    accelerator: str = ""
+    timeout: int = 0
+    pushed: float = 0.0  # when, seconds since the epoch
+
+
+@dataclass(frozen=True)
 class StepRecord:
     done: bool = False
     summary: str = ""
@@ -76,6 +86,7 @@ class ProjectState:
     kernels: dict[str, KernelRecord] = field(default_factory=dict)
     submission: Optional[SubmissionRecord] = None
     flow: dict[str, StepRecord] = field(default_factory=dict)
+    versions: dict[str, dict[int, VersionRecord]] = field(default_factory=dict)  # kernel -> version -> record
 
     @classmethod
     def for_target(cls, root: Path, kind: str) -> "ProjectState":
@@ -95,6 +106,9 @@ class ProjectState:
 
     def kernel(self, name: str) -> KernelRecord:
         return self.kernels.get(name, KernelRecord())
+
+    def version(self, name: str, version: int) -> VersionRecord:
+        return self.versions.get(name, {}).get(int(version), VersionRecord())
 
     def step_done(self, name: str) -> bool:
         return bool(self.flow.get(name, StepRecord()).done)
@@ -127,6 +141,10 @@ class ProjectState:
         self.record_kernel(name, dataclasses.replace(current, output=str(output),
                                                      version=current.version or version))
 
+    def record_version(self, name: str, version: int, record: VersionRecord) -> None:
+        self._update(lambda data: data.setdefault("versions", {}).setdefault(name, {}).__setitem__(
+            str(version), asdict(record)))
+
     def record_submission(self, record: SubmissionRecord) -> None:
         self._update(lambda data: data.__setitem__("submission", asdict(record)))
 
@@ -158,6 +176,9 @@ class ProjectState:
         self.kernels = {k: r for k, v in (data.get("kernels") or {}).items() if (r := _record(KernelRecord, v))}
         self.submission = _record(SubmissionRecord, data.get("submission"))
         self.flow = {k: r for k, v in (data.get("flow") or {}).items() if (r := _record(StepRecord, v))}
+        self.versions = {name: {int(n): r for n, v in (versions or {}).items()
+                                if str(n).isdigit() and (r := _record(VersionRecord, v))}
+                         for name, versions in (data.get("versions") or {}).items() if isinstance(versions, dict)}
 
     def _update(self, change: Callable[[dict], None]) -> None:
         data = self._raw()

@@ -67,9 +67,9 @@ def _with_json_option(command: click.Command) -> None:
 
 
 def _register() -> None:
-    from kagflow.cli import data, flow, image, init, kaggle_cmd, kernel, local, model, submit, wheels
+    from kagflow.cli import data, flow, image, init, kaggle_cmd, kernel, local, model, status, submit, wheels
 
-    for module in (init, data, wheels, image, model, kernel, submit, local, flow, kaggle_cmd):
+    for module in (init, data, wheels, image, model, kernel, submit, status, local, flow, kaggle_cmd):
         for command in module.COMMANDS:
             _with_json_option(command)
             cli.add_command(command)

@@ -11,6 +11,18 @@ from kagflow.cli._app import App, poll_printer
 FAILED = ("ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED")
 
 
+def param_option(fn):
+    return click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+                        help="Set a [train]/[infer] key in the notebook's parameters cell for this push or run "
+                             "(repeatable), e.g. -p fold_idx=2 -p lr=1e-4.")(fn)
+
+
+def _overrides(app: App, name: str, params: tuple[str, ...]) -> dict:
+    from kagflow.params import parse_overrides
+
+    return parse_overrides(app.config, name, params)
+
+
 @click.group("kernel")
 def kernel() -> None:
     """Kernels (notebooks): render, run locally, push, wait, pull output."""
@@ -35,14 +47,15 @@ def render(app: App, name: str, tiny: bool | None) -> None:
 @click.option("--local", "local", is_flag=True, required=True,
               help="Execute on this machine (GPU if present) in a Kaggle-like folder layout.")
 @click.option("--timeout", type=int, default=None, help="Seconds before the run is stopped.")
+@param_option
 @click.pass_obj
-def run(app: App, name: str, local: bool, timeout: int | None) -> None:
+def run(app: App, name: str, local: bool, timeout: int | None, params: tuple[str, ...]) -> None:
     """Execute kernel NAME's notebook here; outputs land in kernels/<slug>/output/local-<N>/.
 
     The inputs are mounted as Kaggle would: the synthetic competition and the tiny checkpoint
     (or [base_model] local_dir), and for infer the adapter of the last local or pulled training run.
     """
-    result = app.session.run_here(name, timeout=timeout)
+    result = app.session.run_here(name, timeout=timeout, overrides=_overrides(app, name, params))
     app.out.result(f"{name}: {result.status}", output=result.output, log=result.log)
     if result.status != "COMPLETE":
         click.echo(result.failure, err=True)
@@ -56,16 +69,24 @@ def run(app: App, name: str, local: bool, timeout: int | None) -> None:
 @click.option("--wait", is_flag=True, help="Wait until the run ends (exit 1 on ERROR).")
 @click.option("--accelerator", default=None, help="Override the accelerator, e.g. NvidiaTeslaT4.")
 @click.option("--timeout", type=int, default=None, help="Kernel session timeout in seconds.")
+@param_option
+@click.option("--force", is_flag=True, help="Push even when the GPU hours it needs exceed the week's quota left.")
 @click.pass_obj
-def push(app: App, name: str, wait: bool, accelerator: str | None, timeout: int | None) -> None:
+def push(app: App, name: str, wait: bool, accelerator: str | None, timeout: int | None, params: tuple[str, ...],
+         force: bool) -> None:
     """Render, check, then push kernel NAME (a new version only when its content changed).
+
+    A GPU kernel's hours (its previous version's measured run time, else its timeout) are checked
+    against the week's GPU quota left first: beyond it the push is refused unless --force.
 
     \b
     Examples:
       kagflow kernel push train --wait
+      kagflow kernel push train -p fold_idx=2 -p lr=1e-4
       kagflow kernel push infer --accelerator NvidiaTeslaT4
     """
-    result = app.session.push(name, accelerator=accelerator, timeout=timeout)
+    result = app.session.push(name, accelerator=accelerator, timeout=timeout,
+                              overrides=_overrides(app, name, params), force_quota=force)
     app.out.result(f"{'Pushed' if result.pushed else 'Unchanged'} {result.handle} version {result.version}",
                    url=app.session.link(result.handle))
     app.out.data(kernel=str(result.handle), version=result.version, pushed=result.pushed)
@@ -133,10 +154,25 @@ def pull(app: App, name: str, version: int | None) -> None:
 @click.argument("name")
 @click.option("--version", type=int, default=None, help="Kernel version (default: the last pushed).")
 @click.option("--lines", type=int, default=0, help="Only the last N lines.")
+@click.option("-f", "--follow", is_flag=True, help="Print the log as the run writes it, until the run ends.")
 @click.pass_obj
-def logs(app: App, name: str, version: int | None, lines: int) -> None:
-    """Print the run log of kernel NAME (pulled first if needed)."""
+def logs(app: App, name: str, version: int | None, lines: int, follow: bool) -> None:
+    """Print the run log of kernel NAME (pulled first if needed), or follow a running one.
+
+    \b
+    Examples:
+      kagflow kernel logs train --lines 50
+      kagflow kernel logs train --follow
+    """
     from kagflow.hub.kernels import tail
+
+    if follow:
+        try:
+            app.session.follow(name, lambda text: click.echo(text, nl=False), version=version)
+        except KeyboardInterrupt:
+            click.echo(f"\nstopped following; the kernel keeps running (kagflow kernel status {name})", err=True)
+            sys.exit(130)
+        return
 
     text = app.session.logs(name, version=version)
     text = tail(text, lines) if lines else text
@@ -155,7 +191,7 @@ def import_(app: App, ref: str, name: str | None) -> None:
     Example:
       kagflow kernel import emiz6413/training-gemma-2-9b-4-bit-qlora-fine-tuning --as upstream
     """
-    result = app.session.import_kernel(ref, name=name)
+    result = app.session.import_notebook(ref, name=name)
     app.reload()
     app.out.result(f"Imported {ref} as kernel {result.name!r}", folder=result.folder, title=result.title,
                    next=f"kagflow check && kagflow kernel push {result.name}")
