@@ -49,25 +49,33 @@ def competition_files_dir(config: Config) -> Path:
     return config.root / ".kagflow" / "competition" / config.project.competition
 
 
+PUBLIC_TEST_ROWS = 3  # like LMSYS: test.csv shows 3 rows; a submission is re-run on the whole hidden test set
+
+
 def ensure_synthetic_competition(config: Config) -> Path:
-    """Write the synthetic arena competition (train/test/sample_submission + hidden solution) once."""
+    """Write the synthetic arena competition once: train.csv, a 3-row public test.csv and sample_submission.csv,
+    the hidden test set ([tiny] n_test rows, under hidden/) and the hidden solution."""
     out = competition_files_dir(config)
-    if (out / "solution.csv").is_file():
+    if (out / "solution.csv").is_file() and (out / "hidden" / "test.csv").is_file():
         return out
     from kagflow.classifier.synth import write_synthetic_competition
 
     t = config.tiny
-    write_synthetic_competition(out, n_train=t.n_train, n_test=t.n_test, seed=t.seed)
+    write_synthetic_competition(out, n_train=t.n_train, n_test=t.n_test, seed=t.seed,
+                                n_public=min(PUBLIC_TEST_ROWS, t.n_test))
     return out
 
 
 def install_local_competition(config: Config, gw: Gateway) -> None:
-    """Host the synthetic competition on the local server (idempotent)."""
-    from kagflow.hub.target import local_data_dir
-    from kagflow.local.competition import install_competition
+    """Host the synthetic competition on the local server the project uses and accept its rules as the
+    project's user (idempotent); Kaggle refuses downloads and submissions until the rules are accepted."""
+    from kagflow.hub.target import server_data_dir
+    from kagflow.local.competition import accept_rules, install_competition
 
     files = ensure_synthetic_competition(config)
-    install_competition(local_data_dir(config), config.project.competition, files)
+    data_dir = server_data_dir(config)
+    install_competition(data_dir, config.project.competition, files)
+    accept_rules(data_dir, config.project.competition, config.username)
 
 
 # --------------------------------------------------------------------------- models

@@ -232,3 +232,37 @@ def test_wait_score_shows_the_rerun_progress(hidden_server, tmp_path):
                                    on_poll=lambda s, e: seen.append(s.status))
     assert done.status == "COMPLETE"
     assert any("re-running notebook version 1 on the hidden test set" in s for s in seen), seen
+
+
+def test_kagflow_local_competition_follows_the_endpoint_and_accepts_rules(tmp_path, data_dir, kaggle_env, monkeypatch,
+                                                                         capsys):
+    """`kagflow local competition --accept-rules` installs into the server KAGFLOW_KAGGLE_ENDPOINT names (started
+    with its own --data-dir), not into .kagflow/local, and then downloads work."""
+    from local_fixtures import USER
+    from kagflow.cli import main
+    from kagflow.hub.client import build_api
+    from kagflow.local.server import start_server
+    from kagflow.project import init_project
+
+    path = init_project(tmp_path / "proj", username=USER, competition="synthetic-arena")
+    monkeypatch.chdir(path.parent)
+    (path.parent / "kagflow.toml").write_text((path.parent / "kagflow.toml").read_text().replace(
+        "n_train = 2000", "n_train = 30").replace("n_test = 300", "n_test = 40"))
+    with start_server(tmp_path / "elsewhere") as srv:
+        monkeypatch.setenv("KAGFLOW_KAGGLE_ENDPOINT", srv.url)
+        try:
+            main(["local", "competition", "--accept-rules"])
+        except SystemExit as exc:
+            assert not exc.code, capsys.readouterr()
+        assert "rules accepted as alice" in capsys.readouterr().out
+        assert not (path.parent / ".kagflow" / "local" / "kaggle.sqlite3").exists()
+        api = build_api(srv.url)
+        api.competition_download_file("synthetic-arena", "test.csv", path=str(tmp_path / "dl"))
+        assert len((tmp_path / "dl" / "test.csv").read_text().splitlines()) == 1 + 3  # the public rows only
+        comp = srv.store.one("SELECT id FROM competitions WHERE slug='synthetic-arena'")
+        hidden = [f for f in srv.store.files_of("competition_rerun", comp["id"]) if f["name"] == "test.csv"]
+        assert hidden and hidden[0]["size"] > (tmp_path / "dl" / "test.csv").stat().st_size
+    monkeypatch.setenv("KAGFLOW_KAGGLE_ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(SystemExit):
+        main(["local", "competition"])
+    assert "no local Kaggle answers there" in capsys.readouterr().err
