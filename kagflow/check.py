@@ -12,7 +12,8 @@ from kagflow.classifier.config import FAST_LOOP_OPTIMIZERS
 from kagflow.config import Config
 from kagflow.errors import KagflowError
 from kagflow.kernels import kernel_dir
-from kagflow.sources import resolve_sources, wheels_handle
+from kagflow.sources import resolve_sources
+from kagflow.wheelset import wheels_dir as project_wheels_dir
 
 
 @dataclass(frozen=True)
@@ -26,12 +27,54 @@ class Problem:
         return f"{self.file}: {self.field}: {self.message}\n    fix: {self.fix}"
 
 
+@dataclass(frozen=True)
+class Pending:
+    """Something a kernel uses that the flow has not produced yet: expected, not a problem."""
+
+    kernel: str
+    source: str
+    command: str  # what produces it (the flow does too)
+
+    def render(self) -> str:
+        return f"[kernels.{self.kernel}] {self.source}: not produced yet; `{self.command}` (or `kagflow flow`) makes it"
+
+
 def check_project(config: Config) -> list[Problem]:
+    """Every problem of the project. Pass the config with the target's recorded versions
+    (``Session.config``): sources the flow has not produced yet are ``pending``, not problems."""
     problems: list[Problem] = []
     problems += _check_train(config)
-    problems += _check_kernels(config)
+    for name in config.kernels:
+        problems += _check_kernel_config(config, name, missing_is_problem=False)
     problems += _check_generated(config)
     return problems
+
+
+def check_kernel(config: Config, name: str) -> list[Problem]:
+    """The problems of kernel ``name`` alone (its [kernels.NAME] table and its rendered folder);
+    before a push, a source nothing has produced yet is one of them."""
+    problems = list(_check_kernel_config(config, name, missing_is_problem=True))
+    if config.kernel(name).kind == "train":
+        problems += _check_train(config)
+    try:
+        folder = kernel_dir(config, name)
+    except KagflowError:
+        return problems
+    if (folder / metadata.KERNEL_METADATA).is_file():
+        problems += check_kernel_folder(folder, config=config, name=name)
+    return problems
+
+
+def pending(config: Config) -> list[Pending]:
+    """What the kernels use that nothing has produced yet, with the command that produces it."""
+    out = []
+    for name in config.kernels:
+        try:
+            sources = resolve_sources(config, name)
+        except KagflowError:
+            continue  # reported by check_project
+        out += [Pending(name, source, command) for source, command in sources.missing]
+    return out
 
 
 # --------------------------------------------------------------------------- config-level rules
@@ -69,6 +112,11 @@ def _check_train(config: Config) -> Iterator[Problem]:
     for key in ("time_budget", "save_minutes"):
         if getattr(t, key) < 0:
             yield Problem(toml, f"[train] {key}", f"{key} = {getattr(t, key)} is negative", f"set {key} = 0 (off)")
+    if t.class_weights not in ("balanced", ()) and (
+            isinstance(t.class_weights, str) or len(t.class_weights) != 3 or min(t.class_weights) <= 0):
+        yield Problem(toml, "[train] class_weights", f"class_weights = {t.class_weights!r} is neither \"balanced\" "
+                      "nor three positive weights (winner_model_a, winner_model_b, winner_tie)",
+                      'write class_weights = "balanced", class_weights = [1.0, 1.0, 1.5], or remove it')
 
 
 def _softcapped(config: Config) -> bool:
@@ -77,45 +125,46 @@ def _softcapped(config: Config) -> bool:
     return "gemma2" in name
 
 
-def _check_kernels(config: Config) -> Iterator[Problem]:
+def _check_kernel_config(config: Config, name: str, *, missing_is_problem: bool) -> Iterator[Problem]:
     toml = config.path.name
-    for name, kernel in config.kernels.items():
-        where = f"[kernels.{name}]"
-        try:
-            sources = resolve_sources(config, name)
-        except KagflowError as e:
-            yield Problem(toml, f"{where} sources", e.message, e.hint or "fix the source")
-            continue
+    kernel = config.kernel(name)
+    where = f"[kernels.{name}]"
+    try:
+        sources = resolve_sources(config, name)
+    except KagflowError as e:
+        yield Problem(toml, f"{where} sources", e.message, e.hint or "fix the source")
+        return
+    if missing_is_problem:
         for source, command in sources.missing:
-            yield Problem(toml, f"{where} sources", f"{source!r} is referenced but nothing has produced it yet "
-                          f"([{source}] version = 0)", f"run `{command}`")
-        if "wheels" in kernel.sources and not config.wheels.requirements:
-            yield Problem(toml, f"{where} sources", "'wheels' is referenced but [wheels] requirements is empty, "
-                          "so no wheels dataset is built", "add requirements under [wheels] or remove 'wheels'")
-        competitive = bool(sources.competition_sources)
-        if competitive and kernel.internet and kernel.kind == "infer":
-            yield Problem(toml, f"{where} internet", "a code-competition submission kernel has internet on; "
-                          "Kaggle rejects its submission", "set internet = false")
-        if competitive and kernel.accelerator in ("None", ""):
-            yield Problem(toml, f"{where} accelerator", "a competition kernel runs without a GPU",
-                          'set accelerator = "NvidiaTeslaT4"')
-        if kernel.accelerator not in metadata.ACCELERATORS:
-            yield Problem(toml, f"{where} accelerator", f"unknown accelerator {kernel.accelerator!r}",
-                          "use one of " + ", ".join(metadata.ACCELERATORS))
-        elif kernel.accelerator in metadata.RETIRED_ACCELERATORS:
-            yield Problem(toml, f"{where} accelerator", f"{kernel.accelerator} is retired; Kaggle runs a "
-                          "replacement instead", 'set accelerator = "NvidiaTeslaT4"')
-        if not kernel.private:
-            private_sources = []
-            if "wheels" in kernel.sources and config.wheels.private:
-                private_sources.append("wheels")
-            for which in ("base_model", "adapter_model"):
-                if which in kernel.sources and getattr(config, which).private:
-                    private_sources.append(which)
-            if private_sources:
-                yield Problem(toml, f"{where} private", "a public kernel uses private sources (" +
-                              ", ".join(private_sources) + "): others cannot run or copy it",
-                              "set private = true, or make those sources public (private = false)")
+            yield Problem(toml, f"{where} sources", f"{source!r} is referenced but nothing has produced it yet",
+                          f"run `{command}`")
+    if "wheels" in kernel.sources and not config.wheels.requirements:
+        yield Problem(toml, f"{where} sources", "'wheels' is referenced but [wheels] requirements is empty, "
+                      "so no wheels dataset is built", "add requirements under [wheels] or remove 'wheels'")
+    competitive = bool(sources.competition_sources)
+    if competitive and kernel.internet and kernel.kind == "infer":
+        yield Problem(toml, f"{where} internet", "a code-competition submission kernel has internet on; "
+                      "Kaggle rejects its submission", "set internet = false")
+    if competitive and kernel.accelerator in ("None", ""):
+        yield Problem(toml, f"{where} accelerator", "a competition kernel runs without a GPU",
+                      'set accelerator = "NvidiaTeslaT4"')
+    if kernel.accelerator not in metadata.ACCELERATORS:
+        yield Problem(toml, f"{where} accelerator", f"unknown accelerator {kernel.accelerator!r}",
+                      "use one of " + ", ".join(metadata.ACCELERATORS))
+    elif kernel.accelerator in metadata.RETIRED_ACCELERATORS:
+        yield Problem(toml, f"{where} accelerator", f"{kernel.accelerator} is retired; Kaggle runs a "
+                      "replacement instead", 'set accelerator = "NvidiaTeslaT4"')
+    if not kernel.private:
+        private_sources = []
+        if "wheels" in kernel.sources and config.wheels.private:
+            private_sources.append("wheels")
+        for which in ("base_model", "adapter_model"):
+            if which in kernel.sources and getattr(config, which).private:
+                private_sources.append(which)
+        if private_sources:
+            yield Problem(toml, f"{where} private", "a public kernel uses private sources (" +
+                          ", ".join(private_sources) + "): others cannot run or copy it",
+                          "set private = true, or make those sources public (private = false)")
 
 
 # --------------------------------------------------------------------------- generated files
@@ -129,7 +178,7 @@ def _check_generated(config: Config) -> Iterator[Problem]:
         meta = folder / metadata.KERNEL_METADATA
         if meta.is_file():
             yield from check_kernel_folder(folder, config=config, name=name)
-    wheels_dir = config.root / "wheels" / wheels_handle(config).slug
+    wheels_dir = project_wheels_dir(config)
     if (wheels_dir / metadata.DATASET_METADATA).is_file():
         yield from check_dataset_metadata(wheels_dir / metadata.DATASET_METADATA)
     if wheels_dir.is_dir():
@@ -218,6 +267,9 @@ def check_kernel_folder(folder: Path, *, config: Config | None = None, name: str
             "enable_internet": kernel.internet,
             "is_private": kernel.private,
         }
+        if expected.missing:  # a pending source: the folder may list a version this config cannot confirm
+            for key in ("model_sources", "dataset_sources", "kernel_sources"):
+                wanted.pop(key)
         for key, value in wanted.items():
             if data.get(key) != value:
                 yield Problem(f, key, f"{data.get(key)!r} is stale: kagflow.toml gives {value!r}", regen)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import tomllib
 import types
 import typing
@@ -135,6 +134,10 @@ _TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: 
 
 def _type_name(tp) -> str:
     tp = _unoptional(tp)
+    if _is_union(tp):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is tuple and typing.get_args(tp)[:1] == (float,):
+        return "a list of numbers"
     if tp is tuple or typing.get_origin(tp) is tuple:
         return "a list of strings"
     return _TYPE_NAMES.get(tp, str(tp))
@@ -154,11 +157,25 @@ def _unoptional(tp):
     return tp
 
 
+def _is_union(tp) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType)
+
+
 def _coerce(value, tp, where: str, key: str, default, file: Path):
     tp = _unoptional(tp)
     origin = typing.get_origin(tp)
     ok = True
-    if tp is bool:
+    if _is_union(tp):  # the first of its types that the value is (e.g. "balanced" or [1.0, 2.0, 1.0])
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, where, key, default, file)
+            except ConfigError:
+                continue
+        ok = False
+    elif origin is tuple and typing.get_args(tp)[:1] == (float,):
+        ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        value = tuple(float(v) for v in value) if ok else value
+    elif tp is bool:
         ok = isinstance(value, bool)
     elif tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
@@ -371,34 +388,25 @@ def credentials_username() -> str:
 
 # --------------------------------------------------------------------------- writing
 
-def set_value(path: Path, table: str, key: str, value) -> None:
-    """Set ``key = value`` in ``[table]`` of a TOML file, keeping every comment and the layout.
+def edit_config(path: Path, change) -> None:
+    """Apply ``change(document)`` to kagflow.toml with tomlkit, keeping every comment and the
+    layout, and write it back atomically."""
+    import tomlkit
 
-    Used for the pinned model versions `kagflow model publish` writes back.
-    """
-    text = Path(path).read_text(encoding="utf-8")
-    lines = text.splitlines(keepends=True)
-    header = re.compile(r"^\s*\[\s*" + re.escape(table) + r"\s*\]\s*(#.*)?$")
-    any_header = re.compile(r"^\s*\[")
-    start = next((i for i, line in enumerate(lines) if header.match(line)), None)
-    new_line = f"{key} = {_toml_value(value)}\n"
-    if start is None:
-        if lines and not lines[-1].endswith("\n"):
-            lines[-1] += "\n"
-        lines += ["\n", f"[{table}]\n", new_line]
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if any_header.match(lines[i])), len(lines))
-        key_re = re.compile(r"^(\s*)" + re.escape(key) + r"\s*=\s*[^#\n]*?(\s*#.*)?$")
-        for i in range(start + 1, end):
-            m = key_re.match(lines[i].rstrip("\n"))
-            if m:
-                lines[i] = f"{m.group(1)}{key} = {_toml_value(value)}{m.group(2) or ''}\n"
-                break
-        else:
-            insert = end
-            while insert > start + 1 and not lines[insert - 1].strip():
-                insert -= 1
-            lines.insert(insert, new_line)
+    doc = tomlkit.parse(Path(path).read_text(encoding="utf-8"))
+    change(doc)
     tmp = Path(path).with_suffix(".toml.tmp")
-    tmp.write_text("".join(lines), encoding="utf-8")
+    tmp.write_text(tomlkit.dumps(doc), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def set_value(path: Path, table: str, key: str, value) -> None:
+    """Set ``key = value`` in ``[table]`` of kagflow.toml (e.g. the pinned model versions)."""
+    import tomlkit
+
+    def change(doc) -> None:
+        if table not in doc:
+            doc[table] = tomlkit.table()
+        doc[table][key] = value
+
+    edit_config(path, change)

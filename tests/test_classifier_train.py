@@ -206,3 +206,13 @@ def test_trainer_loop_keeps_the_time_budget_too(tmp_path, tiny_checkpoint, monke
     assert stopped["stopped_early"] and 0 < stopped["global_step"] < 10
     assert (tmp_path / "ckpt" / f"checkpoint-{stopped['global_step']}").is_dir()
     assert json.loads((tmp_path / "metrics.json").read_text())["stopped_early"]
+
+
+def test_trainer_under_ddp_keeps_the_one_gpu_global_batch(capsys):
+    from kagflow.classifier.train import accumulation_steps
+
+    cfg = TrainConfig(per_device_train_batch_size=3, gradient_accumulation_steps=2)
+    assert accumulation_steps(cfg, 1) == 2
+    assert accumulation_steps(cfg, 2) == 1  # 3 rows x 1 step x 2 GPUs = the one-GPU 3 x 2
+    assert accumulation_steps(TrainConfig(gradient_accumulation_steps=3), 2) == 3
+    assert "does not divide over 2 GPUs" in capsys.readouterr().out

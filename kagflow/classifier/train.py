@@ -15,6 +15,7 @@ from pathlib import Path
 from .config import TrainConfig  # noqa: F401 - re-exported: the notebooks import it from here
 from .data import load_arena_csv, stratified_fold
 from .infer import predict_proba
+from .loss import resolve_class_weights, trainer_loss
 from .metrics import evaluate, save_confusion_matrix, write_metrics
 from .device import device_profile
 from .model import add_lora, load_base, load_tokenizer
@@ -41,6 +42,17 @@ def resolve_optim(optim: str) -> str:
         return "adamw_torch"
 
 
+def accumulation_steps(cfg: TrainConfig, world: int) -> int:
+    """The Trainer's gradient accumulation under ``world`` DDP processes that keeps the one-GPU global batch
+    (per_device_train_batch_size x gradient_accumulation_steps rows per optimizer step), where it divides."""
+    if world > 1 and cfg.gradient_accumulation_steps % world == 0:
+        return cfg.gradient_accumulation_steps // world
+    if world > 1:
+        print(f"notice: gradient_accumulation_steps = {cfg.gradient_accumulation_steps} does not divide over {world} "
+              f"GPUs: the global batch is {world}x the one-GPU run's", flush=True)
+    return cfg.gradient_accumulation_steps
+
+
 def training_arguments(cfg: TrainConfig, output_dir, optim: str):
     """TrainingArguments for transformers 4.x and 5.x (5 renamed group_by_length and gradient_checkpointing)."""
     import torch
@@ -51,7 +63,7 @@ def training_arguments(cfg: TrainConfig, output_dir, optim: str):
         report_to="none",
         num_train_epochs=cfg.n_epochs,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        gradient_accumulation_steps=accumulation_steps(cfg, int(os.environ.get("WORLD_SIZE", "1"))),
         per_device_eval_batch_size=cfg.per_device_eval_batch_size,
         dataloader_num_workers=cfg.dataloader_num_workers,
         logging_steps=cfg.logging_steps,
@@ -106,7 +118,14 @@ def make_trainer(cfg: TrainConfig, model, tokenizer, train_rows, eval_rows, chec
     evaluating = cfg.eval_strategy != "no"
     tokenizer_kwarg = "processing_class" if "processing_class" in inspect.signature(Trainer).parameters \
         else "tokenizer"  # transformers < 4.46
+    weights = resolve_class_weights(cfg.class_weights, [r["labels"] for r in train_rows])
+    extra = {}
+    if weights is not None:
+        import torch
+
+        extra["compute_loss_func"] = trainer_loss(torch.tensor(weights, dtype=torch.float32))
     return Trainer(
+        **extra,
         model=model,
         args=training_arguments(cfg, checkpoint_dir, optim),
         train_dataset=train_rows,
@@ -280,11 +299,14 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
                               "eval_log_loss": scores["log_loss"], "eval_accuracy": scores["accuracy"]})
                 print(evals[-1], flush=True)
 
+        weights = resolve_class_weights(cfg.class_weights, labels)
+        if weights is not None:
+            print(f"class weights (a, b, tie): {[round(w, 4) for w in weights]}", flush=True)
         losses = fit_lora(model, seqs, labels, recipe, steps=steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
                           seed=cfg.seed, optim_type=optim, pad_id=tokenizer.pad_token_id, log_every=cfg.logging_steps,
                           on_log=print, checkpointing=checkpointing(cfg, checkpoint_dir, started=started,
                                                                     eval_rows=len(val_rows)),
-                          eval_at=eval_steps(cfg, per_epoch, len(steps)), on_eval=on_eval)
+                          eval_at=eval_steps(cfg, per_epoch, len(steps)), on_eval=on_eval, class_weights=weights)
         resume, global_step, stopped_early = losses.resumed_from, len(losses), losses.stopped_early
         train_loss = sum(losses) / len(losses) if losses else float("nan")
         if int(os.environ.get("RANK", "0")) != 0:

@@ -81,7 +81,7 @@ def competition(app: App, files: Path | None, data_dir: Path | None, accept_rule
     """Host the project's competition on the local server (scored by log loss, like Kaggle)."""
     from kagflow.hub.target import server_data_dir
     from kagflow.local import competition as comp
-    from kagflow.steps import ensure_synthetic_competition
+    from kagflow.standin import ensure_synthetic_competition
 
     cfg = app.config
     files = files or ensure_synthetic_competition(cfg)
