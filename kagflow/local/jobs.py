@@ -23,6 +23,7 @@ from typing import Optional
 import nbformat
 
 from kagflow.local import access, competition, mounts
+from kagflow.local.kernel_image import kernel_python
 from kagflow.local.names import check_ident, inside
 from kagflow.local.runner import run_notebook_in_sandbox
 from kagflow.local.store import Store
@@ -141,7 +142,8 @@ class Jobs:
         status, failure, _ = run_notebook_in_sandbox(
             notebook, sandbox, timeout=float(settings.get("timeout") or self.settings.kernel_timeout_s),
             enable_internet=bool(settings.get("enable_internet")) and hidden_of is None,
-            cancel=self._cancel.setdefault(cancel_key, threading.Event()))
+            cancel=self._cancel.setdefault(cancel_key, threading.Event()), hide=[self.store.root],
+            python=kernel_python())
         return status, failure
 
     def mount_sources(self, input_root: Path, settings: dict, owner: str, *, hidden_of: Optional[str] = None) -> None:
