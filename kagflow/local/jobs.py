@@ -20,6 +20,7 @@ from typing import Optional
 import nbformat
 
 from kagflow.local import access, competition, mounts
+from kagflow.local.kernel_image import kernel_python
 from kagflow.local.names import check_ident, inside
 from kagflow.local.runner import run_notebook_in_sandbox
 from kagflow.local.store import Store
@@ -122,7 +123,8 @@ class Jobs:
         status, failure, _ = run_notebook_in_sandbox(
             notebook, sandbox, timeout=float(settings.get("timeout") or self.settings.kernel_timeout_s),
             enable_internet=bool(settings.get("enable_internet")),
-            cancel=self._cancel.setdefault(version_id, threading.Event()))
+            cancel=self._cancel.setdefault(version_id, threading.Event()), hide=[self.store.root],
+            python=kernel_python())
         if status == "CANCEL_ACKNOWLEDGED" and version_id not in self._user_cancelled:
             status, failure = "ERROR", INTERRUPTED  # the server stopped, nobody cancelled it
         self.store.run("UPDATE kernel_versions SET status=?, failure=?, finished=? WHERE id=?",

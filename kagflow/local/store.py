@@ -7,7 +7,7 @@ Layout under the data dir::
     uploads/<token>.part        bytes of an unfinished resumable upload
     cache/                      zips / tar.gz built for downloads (rebuildable)
     competitions/<slug>/        hidden solution.csv of a local competition
-    runs/<owner>/<slug>/v<N>/   kernel sandboxes: input/, working/ (the output), log.json, executed.ipynb
+    runs/<owner>/<slug>/v<N>/   kernel sandboxes: input/, working/ (the output), temp/, log.json, .kagflow/
     secret                      signs download URLs
     server.pid, server.port, server.log   written by a background server (kagflow.local.control)
 
