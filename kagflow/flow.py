@@ -95,12 +95,8 @@ def run_flow(session, *, from_step: Optional[str] = None, local_train: bool = Fa
              folds: tuple[int, ...] = ()) -> FlowReport:
     """Run every unfinished step of ``STEPS`` in order (``from_step``: redo from that one on).
 
-    ``folds`` (else ``[train] folds``): train each fold as its own kernel version, publish each
+    ``folds`` (checked by kagflow.folds): train each fold as its own kernel version, publish each
     adapter as its own version, and infer with their ensemble."""
-    from kagflow.folds import check_folds
-
-    train_cfg = session.project_config.train
-    folds = check_folds(folds or train_cfg.folds, train_cfg.n_splits)
     if from_step is not None and from_step not in STEP_NAMES:
         raise KagflowError(f"unknown step {from_step!r}", hint="one of " + ", ".join(STEP_NAMES))
     forced = STEP_NAMES[STEP_NAMES.index(from_step):] if from_step else ()

@@ -59,7 +59,7 @@ def _run(root: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_two_fold_flow_publishes_two_adapters_and_the_ensemble_beats_the_worse_fold(tmp_path, isolation):
-    import os
+    from test_flow import _env
 
     root = tmp_path / "clone"
     root.mkdir()
@@ -67,8 +67,7 @@ def test_two_fold_flow_publishes_two_adapters_and_the_ensemble_beats_the_worse_f
     text = text.replace("n_train = 2000", "n_train = 600").replace("n_test = 300", "n_test = 120")
     text = text.replace("n_epochs = 5.0", "n_epochs = 3.0")
     (root / "kagflow.toml").write_text(text)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE_", "KAGFLOW_"))}
-    env.update(HOME=str(isolation), NO_COLOR="1", PYTHONUNBUFFERED="1")
+    env = _env(Path(isolation))  # the flow tests' fresh user: offline pip, the machine's local image cache
     try:
         done = _run(root, env, "flow", "--folds", "0-1")
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]

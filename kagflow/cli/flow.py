@@ -32,9 +32,10 @@ Examples:
 @click.pass_obj
 def flow(app: App, from_step: str | None, local_train: bool, folds: str | None) -> None:
     from kagflow.flow import run_flow
-    from kagflow.folds import parse_folds
+    from kagflow.folds import check_folds, parse_folds
 
-    chosen = parse_folds(folds, app.config.train.n_splits) if folds else ()
+    train = app.config.train
+    chosen = parse_folds(folds, train.n_splits) if folds else check_folds(train.folds, train.n_splits)
     report = run_flow(app.session, from_step=from_step, local_train=local_train,
                       log=lambda m: click.echo(m, err=True), on_poll=poll_printer("kernel"), folds=chosen)
     app.out.data(**report.to_dict())
