@@ -81,13 +81,17 @@ class Session:
     # ------------------------------------------------------------------ local stand-ins
 
     def install_local_competition(self) -> Path:
-        """Host the synthetic competition on the local server (idempotent)."""
-        from kagflow.hub.target import local_data_dir
-        from kagflow.local.competition import install_competition
+        """Host the synthetic competition on the local server the project uses and accept its rules as the
+        project's user (idempotent): like Kaggle, it refuses downloads and submissions until then."""
+        from kagflow.hub.target import server_data_dir
+        from kagflow.local.competition import accept_rules, install_competition
         from kagflow.standin import ensure_synthetic_competition
 
-        files = ensure_synthetic_competition(self.project_config)
-        install_competition(local_data_dir(self.project_config), self.project_config.project.competition, files)
+        config = self.project_config
+        files = ensure_synthetic_competition(config)
+        data_dir = server_data_dir(config)
+        install_competition(data_dir, config.project.competition, files)
+        accept_rules(data_dir, config.project.competition, config.username)
         return files
 
     # ------------------------------------------------------------------ models
