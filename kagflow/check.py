@@ -101,6 +101,12 @@ def _check_train(config: Config) -> Iterator[Problem]:
         yield Problem(toml, "[train] attn_implementation", f"{t.attn_implementation} drops Gemma 2's attention "
                       f"softcapping, so the model trains on other logits than {config.base_model.hf_id} computes",
                       'set attn_implementation = "eager" (or "flex_attention" on sm80+ GPUs)')
+    pre_ampere = sorted({k.accelerator for k in config.kernels.values() if k.kind == "train"
+                         and k.accelerator in ("NvidiaTeslaT4", "NvidiaTeslaT4Highmem", "NvidiaTeslaP100")})
+    if t.attn_implementation == "flex_attention" and pre_ampere:
+        yield Problem(toml, "[train] attn_implementation", f"flex_attention needs a GPU of compute capability 8.0 "
+                      f"or more; the training kernel runs on {', '.join(pre_ampere)} (sm75 / sm60)",
+                      'set attn_implementation = "eager", or a newer accelerator in [kernels.train]')
     if t.eval_strategy not in ("epoch", "steps", "no"):
         yield Problem(toml, "[train] eval_strategy", f"eval_strategy = {t.eval_strategy!r} is not epoch, steps or no",
                       'write eval_strategy = "epoch"')

@@ -184,6 +184,17 @@ def checkpointing(cfg: TrainConfig, checkpoint_dir: Path, *, started: float, eva
                          reserve_seconds=60.0, reserve_rows=eval_rows)
 
 
+def _rank0_decides(*flags: bool) -> tuple:
+    """Rank 0's ``flags`` on every DDP process (its clock decides), unchanged on one process."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flags
+    box = [flags]
+    dist.broadcast_object_list(box, src=0)
+    return tuple(box[0])
+
+
 def _budget_callback(cfg: TrainConfig, started: float):
     """An HF TrainerCallback: a checkpoint every ``save_minutes``, and a clean stop (with a checkpoint) before
     ``time_budget`` runs out, as the fast loop does."""
@@ -200,13 +211,18 @@ def _budget_callback(cfg: TrainConfig, started: float):
             t = now()
             if self.first_step is None:
                 self.first_step = (state.global_step - 1, t)
-            if cfg.save_minutes and t - self.last_save >= cfg.save_minutes * 60:
+            if state.global_step % max(1, cfg.logging_steps):  # decide at the same steps on every process
+                return control
+            save = bool(cfg.save_minutes) and t - self.last_save >= cfg.save_minutes * 60
+            done = state.global_step - self.first_step[0]
+            per_step = (t - started) / max(1, done)
+            stop = bool(cfg.time_budget) and state.global_step < state.max_steps and \
+                t + (cfg.logging_steps + 1) * per_step + 60 > started + cfg.time_budget
+            save, stop = _rank0_decides(save, stop)
+            if save:
                 control.should_save, self.last_save = True, t
-            if cfg.time_budget:
-                done = state.global_step - self.first_step[0]
-                per_step = (t - started) / max(1, done)
-                if t + 2 * per_step + 60 > started + cfg.time_budget and state.global_step < state.max_steps:
-                    control.should_training_stop = control.should_save = self.stopped_early = True
+            if stop:
+                control.should_training_stop = control.should_save = self.stopped_early = True
             return control
 
     return Budget()

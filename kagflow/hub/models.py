@@ -13,7 +13,8 @@ from pathlib import Path
 from kagflow import metadata, slugs
 from kagflow.config import Config, ModelConfig
 from kagflow.errors import HubError, MissingFileError, NotFoundError
-from kagflow.hub.common import (Gateway, checked, folder_manifest, manifest_digest, marker_digest, stage_folder)
+from kagflow.hub.common import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
+from kagflow.hub.errors import checked
 from kagflow.hub.errors import is_conflict
 from kagflow.sources import instance_handle, model_handle
 
