@@ -20,7 +20,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 UNIFORM = 1.0986
 
-# Two whole flows (train and infer kernels on the CPU): well above the default per-test limit on a busy box.
+# a whole flow trains and scores on the CPU: minutes on an idle machine, more on a shared one
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
