@@ -94,8 +94,10 @@ def run_flow(config: Config, *, from_step: Optional[str] = None, local_train: bo
         if gw.target.is_local:
             steps.install_local_competition(config, gw)
             if steps.uses_tiny(config, gw):
-                steps.ensure_tiny_model(config)
-            return f"local competition {config.project.competition} hosted; tiny model ready"
+                path = steps.ensure_stand_in(config)
+                return (f"local competition {config.project.competition} hosted; "
+                        f"stand-in {config.base_model.stand_in} ready in {path}")
+            return f"local competition {config.project.competition} hosted"
         return f"target {gw.target.describe()} as {gw.username}"
 
     def base() -> str:

@@ -69,7 +69,7 @@ def next_output_dir(folder: Path) -> Path:
 def run_local(config: Config, name: str, *, timeout: Optional[int] = None) -> LocalRun:
     from kagflow import notebooks
     from kagflow.steps import (adapter_dir_from_output, competition_files_dir, ensure_synthetic_competition,
-                               ensure_tiny_model, render, wheels_dir)
+                               ensure_stand_in, render, wheels_dir)
 
     import dataclasses
 
@@ -90,7 +90,7 @@ def run_local(config: Config, name: str, *, timeout: Optional[int] = None) -> Lo
     try:
         from kagflow.sources import instance_handle
 
-        base_files = ensure_tiny_model(config) if tiny else (config.root / config.base_model.local_dir)
+        base_files = ensure_stand_in(config) if tiny else (config.root / config.base_model.local_dir)
         base_ref = f"{instance_handle(config, config.base_model)}/{config.base_model.version}"
         mount_model(input_root, base_ref, base_files)
         if kernel.kind == "infer":

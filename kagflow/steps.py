@@ -15,33 +15,15 @@ from kagflow import slugs
 from kagflow.config import Config, set_value
 from kagflow.errors import KernelFailedError, MissingFileError
 from kagflow.hub.common import Gateway
+from kagflow.standin import ensure_stand_in
 from kagflow.state import State
-
-TINY_DIR = "tiny-gemma2"
 
 
 # --------------------------------------------------------------------------- offline stand-ins
 
 def uses_tiny(config: Config, gw: Gateway) -> bool:
-    """The tiny checkpoint stands in for the base model on the local target without a snapshot."""
+    """The offline stand-in ([base_model] stand_in) is the base model: local target, no snapshot."""
     return gw.target.is_local and not config.base_model.local_dir
-
-
-def tiny_model_dir(config: Config) -> Path:
-    return config.root / "models" / TINY_DIR
-
-
-def ensure_tiny_model(config: Config) -> Path:
-    """Make the tiny Gemma-2 checkpoint once (deterministic from [tiny] seed)."""
-    out = tiny_model_dir(config)
-    if (out / "config.json").is_file():
-        return out
-    from kagflow.classifier.tiny import make_tiny_checkpoint
-
-    t = config.tiny
-    make_tiny_checkpoint(out, seed=t.seed, hidden_size=t.hidden_size, num_layers=t.num_layers,
-                         vocab_size=t.vocab_size)
-    return out
 
 
 def competition_files_dir(config: Config) -> Path:
@@ -81,7 +63,7 @@ def base_model_dir(config: Config, gw: Gateway) -> Path:
                                         f"--local-dir {config.base_model.local_dir}")
         return path
     if gw.target.is_local:
-        return ensure_tiny_model(config)
+        return ensure_stand_in(config)
     raise MissingFileError("no base model files to publish to Kaggle",
                            context=f"file {config.path}, [base_model] local_dir is empty",
                            hint=f"download {config.base_model.hf_id} (huggingface-cli download "
