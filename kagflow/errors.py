@@ -50,16 +50,44 @@ class MissingFileError(KagflowError):
 
 
 class HubError(KagflowError):
-    """Kaggle (or the local Kaggle server) refused or failed a request."""
+    """Kaggle (or the local Kaggle server) refused or failed a request.
+
+    ``status`` is the HTTP code (None when there was no answer), ``server_message`` what the
+    server said, ``handle`` the resource asked for and ``target`` where ("Kaggle" or the local
+    Kaggle's URL). The message and hint come from one table, ``kagflow.hub.errors.REFUSALS``.
+    """
 
     def __init__(self, message: str, *, status: int | None = None, context: str | None = None,
-                 hint: str | None = None):
+                 hint: str | None = None, server_message: str = "", handle: str = "", target: str = ""):
         super().__init__(message, context=context, hint=hint)
         self.status = status
+        self.server_message = server_message
+        self.handle = handle
+        self.target = target
 
 
 class NotFoundError(HubError):
     """The handle names nothing on the target."""
+
+
+class PermissionDeniedError(HubError):
+    """401/403: the credentials are wrong or do not own the handle."""
+
+
+class RefusedError(HubError):
+    """The server understood the request and said no (400/409/422, or an error in the answer body)."""
+
+
+class NotSupportedError(HubError):
+    """The target does not offer this call (the local Kaggle's 501/405): not an outage."""
+
+
+class ServerError(HubError):
+    """429/5xx that kept failing after the retries: a problem on the server's side."""
+
+
+class UnreachableError(HubError):
+    """No answer from the endpoint within the deadline."""
 
 
 class KernelFailedError(HubError):

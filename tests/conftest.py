@@ -24,6 +24,7 @@ def isolation(tmp_path_factory, monkeypatch):
     from kagflow.hub.retry import RetryPolicy
 
     monkeypatch.setattr(RetryPolicy, "BASE_WAIT", 0.0)
+    monkeypatch.setattr(RetryPolicy, "MAX_WAIT", 0.0)  # Retry-After too
     monkeypatch.setattr(WaitPolicy, "FIRST", 0.05)
     monkeypatch.setattr(WaitPolicy, "CAP", 0.5)
     yield home

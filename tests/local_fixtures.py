@@ -55,6 +55,14 @@ def api(server):
     return build_api(server.url)
 
 
+def gateway(api, server):
+    """kagflow's Gateway (its one retry layer) around ``api`` for the local server."""
+    from kagflow.hub.common import Gateway
+    from kagflow.hub.target import Target
+
+    return Gateway(api, Target("local", server.url, USER), log=lambda m: None)
+
+
 def write_competition(folder: Path) -> Path:
     """train/test/sample_submission/solution CSVs in the real schema, three test rows."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -135,5 +143,5 @@ def snapshot(folder: Path) -> dict:
     return out
 
 
-__all__ = ["USER", "KEY", "COMPETITION", "kaggle_env", "data_dir", "server", "api", "write_competition",
+__all__ = ["USER", "KEY", "COMPETITION", "kaggle_env", "data_dir", "server", "api", "gateway", "write_competition",
            "write_notebook", "write_kernel", "write_dataset", "wait_kernel", "wait_submission", "snapshot"]

@@ -19,14 +19,6 @@ pytest_plugins = ["classifier_fixtures"]  # shared session fixtures: the tiny mo
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.mark.parametrize("cuda, bf16, dtype", [(False, False, torch.float32), (True, False, torch.float16),
-                                               (True, True, torch.bfloat16)])
-def test_compute_dtype_follows_the_device(monkeypatch, cuda, bf16, dtype):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
-    assert model_mod.compute_dtype() == dtype
-
-
 def test_training_arguments_on_cpu(tmp_path):
     args = training_arguments(TrainConfig(), tmp_path, "adamw_torch")
     assert not args.bf16 and not args.fp16

@@ -165,3 +165,27 @@ def test_image_probe_records_the_kernels_image(proj, capsys):
     assert 'image = "kaggle-image.json"' in proj.read_text()
     code, out = kagflow(capsys, "image", "show")
     assert code == 0 and "Image" in out
+
+
+def test_endpoint_down_fails_with_one_message_naming_it(tmp_path, monkeypatch, capsys, kaggle_env):
+    """Nothing listens at the endpoint: `model publish` ends (short test deadline) with one message."""
+    import socket
+
+    from kagflow.hub.retry import RetryPolicy
+    from kagflow.project import init_project
+
+    monkeypatch.setattr(RetryPolicy, "MAX_RETRIES", 10_000)
+    monkeypatch.setattr(RetryPolicy, "BASE_WAIT", 0.05)
+    monkeypatch.setattr(RetryPolicy, "MAX_WAIT", 0.05)
+    monkeypatch.setattr(RetryPolicy, "DEADLINE", 0.5)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    path = init_project(tmp_path / "proj", username=USER, competition=COMPETITION)
+    monkeypatch.setenv("KAGFLOW_KAGGLE_ENDPOINT", url)
+    monkeypatch.chdir(path.parent)
+    (path.parent / "hf-base").mkdir()
+    (path.parent / "hf-base" / "config.json").write_text("{}")
+    code, out = kagflow(capsys, "model", "publish", "base", "--from", "hf-base")
+    assert code == 1 and out.count("error:") == 1
+    assert f"no answer from {url}" in out and "kagflow local start" in out and "Traceback" not in out

@@ -51,11 +51,17 @@ def test_seeded_faults_repeat():
     assert {"ok", "429", "500", "drop"} <= set(sequence(3))
 
 
-def test_official_client_retries_through_429_and_drops(api, server, tmp_path):
+def test_kagflow_retries_the_client_through_429_and_drops(api, server, tmp_path):
+    """The official client's own retries are off (kagflow.hub.client): kagflow's one layer retries."""
+    from kagflow.hub.common import Gateway
+    from kagflow.hub.target import Target
+
     server.faults = Faults({"CreateDataset": FaultRule(rate_429=1.0, retry_after=0, limit=2),
                             "StartBlobUpload": FaultRule(rate_drop=1.0, limit=1)}, seed=1)
     ds = write_dataset(tmp_path / "ds", "flaky-network", {"a.csv": "1\n"})
-    assert api.dataset_create_new(str(ds), quiet=True).status == "ok"
+    gw = Gateway(api, Target("local", server.url, USER), log=lambda m: None)
+    assert gw.call(lambda: api.dataset_create_new(str(ds), quiet=True), what="create dataset",
+                   uploads=True).status == "ok"
     assert server.faults.rules["CreateDataset"].injected == 2
     assert server.faults.rules["StartBlobUpload"].injected == 1
     [only] = server.store.all("SELECT number FROM dataset_versions")

@@ -46,11 +46,14 @@ def test_resume_protocol_answers_308_with_range(server):
 
 
 def test_official_client_resumes_a_dropped_upload(api, server, tmp_path):
-    """The first PUT is cut after half its body; the client asks what arrived and sends the rest."""
+    """The first PUT is cut after half its body; kagflow's retry re-runs the call and the client
+    asks what arrived and sends the rest."""
     payload = os.urandom(300_000)
     ds = write_dataset(tmp_path / "ds", "resumed-upload", {"blob.bin": payload})
     server.faults = Faults({"upload": FaultRule(rate_drop=1.0, limit=1)}, seed=7)
-    assert api.dataset_create_new(str(ds), quiet=True).status == "ok"
+    gw = gateway(api, server)
+    assert gw.call(lambda: api.dataset_create_new(str(ds), quiet=True), what="create dataset",
+                   uploads=True).status == "ok"
     assert server.faults.rules["upload"].injected == 1
     api.dataset_download_file(f"{USER}/resumed-upload", "blob.bin", path=str(tmp_path / "dl"))
     assert (tmp_path / "dl" / "blob.bin").read_bytes() == payload

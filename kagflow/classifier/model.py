@@ -11,13 +11,11 @@ from . import ID2LABEL, LABEL2ID
 DEFAULT_ATTN = "eager"  # Gemma 2 softcaps attention logits; SDPA drops the softcapping
 
 
-def compute_dtype():
-    """bf16 on GPUs that have it, fp16 on older ones (T4 is sm75), fp32 on the CPU."""
-    import torch
+def compute_dtype(device=None):
+    """The device profile's dtype (``device.device_profile``): bf16 on sm80+, fp16 on T4/V100/P100, fp32 on the CPU."""
+    from .device import device_profile
 
-    if not torch.cuda.is_available():
-        return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return device_profile(device).dtype
 
 
 def _dtype_kwarg() -> str:

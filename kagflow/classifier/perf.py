@@ -75,52 +75,59 @@ def choose_attn_implementation(model_type: str, device=None, *, softcapping: boo
 
 
 def recipe_for_device(total_mem_gib: float, capability: tuple[int, int]) -> dict:
-    """The kagflow recipe for one GPU, from its memory (GiB) and compute capability.
+    """``recipe_for_profile`` of a GPU with ``total_mem_gib`` GiB and compute ``capability``."""
+    from .device import DeviceProfile
 
-    Keys: dtype ("bfloat16"/"float16"), train_attn_implementation, infer_attn_implementation,
-    gradient_checkpointing,
+    return recipe_for_profile(DeviceProfile((int(capability[0]), int(capability[1])), float(total_mem_gib)))
+
+
+def recipe_for_profile(profile) -> dict:
+    """The kagflow recipe for one device (a ``device.DeviceProfile``: memory, capability, precision).
+
+    Keys: dtype ("bfloat16"/"float16"/"float32": the profile's), train_attn_implementation,
+    infer_attn_implementation, gradient_checkpointing,
     train_max_tokens (padded tokens per training micro-batch), infer_max_tokens, infer_max_rows,
     dequantize_for_training, dequantize_for_inference (4-bit base -> bf16 once, LoRA merged for
-    inference), grad_scaler (fp16 training), pad_to_multiple_of.
+    inference), grad_scaler (fp16 training: the profile's), pad_to_multiple_of.
     Thresholds (bench/RESULTS.md, H100): without checkpointing eager training keeps ~0.3 MiB of
     activations per token per trainable layer (26 layers), ~33 GiB at a 4096-token micro-batch, plus
     17.3 GiB for the dequantised bf16 base: "big" (>= 70 GiB) trains that way. Smaller bf16 cards keep the
     4-bit base and checkpointing; T4s add fp16 + a GradScaler at 4096 tokens (peak measured <= 14 GiB).
+    The CPU gets the T4's shapes in fp32, without checkpointing.
     """
-    cap = (int(capability[0]), int(capability[1]))
-    bf16 = cap >= (8, 0)
-    mem = float(total_mem_gib)
+    bf16 = profile.native_bf16
+    mem = float(profile.total_mem_gib)
     big = mem >= 70 and bf16
     mid = mem >= 40 and bf16
     if big:
         train_tokens, infer_tokens, gc = 4096, 16384, False
     elif mid:
         train_tokens, infer_tokens, gc = 8192, 8192, True
-    else:  # T4 / 16-24 GB cards
-        train_tokens, infer_tokens, gc = 4096, 8192, True
+    else:  # T4 / 16-24 GB cards (and the CPU)
+        train_tokens, infer_tokens, gc = 4096, 8192, profile.cuda
     return {
-        "dtype": "bfloat16" if bf16 else "float16",
+        "dtype": profile.dtype_name,
         # training: eager keeps the softcap and compiles nothing; flex attention recompiled for every new
         # (rows, length) shape in training (~20 s per shape on an H100, bench/NOTES.md), so it is used
         # for inference only, where one dynamic-shape compile serves all batches.
         "train_attn_implementation": "eager",
-        "infer_attn_implementation": choose_attn_implementation("gemma2", cap),
+        "infer_attn_implementation": choose_attn_implementation("gemma2", profile.capability or "cpu"),
         "gradient_checkpointing": gc,
         "train_max_tokens": train_tokens,
         "infer_max_tokens": infer_tokens,
         "infer_max_rows": 64,
         "dequantize_for_training": big,
         "dequantize_for_inference": mid,
-        "grad_scaler": not bf16,
+        "grad_scaler": profile.grad_scaler,
         "pad_to_multiple_of": 8,
     }
 
 
 def recipe_for_current_device(device=None) -> dict:
-    """``recipe_for_device`` for a CUDA device (default: the current one)."""
-    device = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
-    props = torch.cuda.get_device_properties(device)
-    return recipe_for_device(props.total_memory / 2**30, (props.major, props.minor))
+    """``recipe_for_profile`` of a device (default: the current CUDA device, or the CPU without one)."""
+    from .device import device_profile
+
+    return recipe_for_profile(device_profile(device))
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -366,6 +373,17 @@ def prepare_lora_model(model, lora_config, recipe: dict):
     return pm
 
 
+def amp_for(recipe: dict, device) -> tuple:
+    """(autocast dtype or None, GradScaler or None) for training with ``recipe`` on ``device``:
+    the recipe's dtype (the device profile's), a GradScaler for fp16 on CUDA; nothing for fp32."""
+    autocast = torch_dtype(recipe["dtype"])
+    if autocast == torch.float32:  # CPU / fp32 runs: no autocast
+        return None, None
+    scaler = torch.amp.GradScaler("cuda") if recipe.get("grad_scaler") and torch.device(device).type == "cuda" \
+        else None
+    return autocast, scaler
+
+
 def fit_lora(model, seqs: Sequence[Sequence[int]], labels: Sequence[int], recipe: dict, *, steps=None,
              rows_per_step: int = 6, epochs: float = 1.0, lr: float = 2e-4, warmup_steps: int = 20,
              seed: int = 42, max_grad_norm: float | None = 1.0, pad_id: int = 0, optimizer=None,
@@ -396,10 +414,7 @@ def fit_lora(model, seqs: Sequence[Sequence[int]], labels: Sequence[int], recipe
         steps = steps[rank::world][:len(steps) // world]
     opt = optimizer if optimizer is not None else make_optimizer(params, lr, device)
     sched = get_linear_schedule_with_warmup(opt, warmup_steps, len(steps))
-    scaler = torch.amp.GradScaler(device.type) if recipe.get("grad_scaler") and device.type == "cuda" else None
-    autocast = torch_dtype(recipe["dtype"])
-    if autocast == torch.float32:  # CPU / fp32 runs: no autocast
-        autocast = None
+    autocast, scaler = amp_for(recipe, device)
     mult = recipe.get("pad_to_multiple_of", 8)
     model.train()
     losses = []

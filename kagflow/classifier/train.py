@@ -16,11 +16,10 @@ from .config import TrainConfig  # noqa: F401 - re-exported: the notebooks impor
 from .data import load_arena_csv, stratified_fold
 from .infer import predict_proba
 from .metrics import evaluate, save_confusion_matrix, write_metrics
-from .model import add_lora, compute_dtype, load_base, load_tokenizer
+from .device import device_profile
+from .model import add_lora, load_base, load_tokenizer
 from .multigpu import distributed_device_map, launch_command
 from .text import encode_rows
-
-
 
 
 def resolve_optim(optim: str) -> str:
@@ -47,7 +46,6 @@ def training_arguments(cfg: TrainConfig, output_dir, optim: str):
     import torch
     from transformers import TrainingArguments
 
-    dtype = compute_dtype()
     kwargs = dict(
         output_dir=str(output_dir),
         report_to="none",
@@ -62,8 +60,7 @@ def training_arguments(cfg: TrainConfig, output_dir, optim: str):
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
         optim=optim,
-        bf16=dtype == torch.bfloat16,
-        fp16=dtype == torch.float16,
+        **device_profile().trainer_flags(),
         learning_rate=cfg.lr,
         warmup_steps=cfg.warmup_steps,
         seed=cfg.seed,
@@ -132,15 +129,10 @@ def resolve_loop(train_loop: str) -> str:
 
 
 def training_recipe() -> dict:
-    """kagflow's recipe for this GPU (bench/RESULTS.md); on the CPU the T4 recipe in fp32."""
-    import torch
+    """kagflow's recipe for this device's profile (bench/RESULTS.md); on the CPU the T4 shapes in fp32."""
+    from .perf import recipe_for_current_device
 
-    from .perf import recipe_for_current_device, recipe_for_device
-
-    if torch.cuda.is_available():
-        return recipe_for_current_device()
-    return {**recipe_for_device(16, (7, 5)), "dtype": "float32", "grad_scaler": False,
-            "gradient_checkpointing": False}
+    return recipe_for_current_device()
 
 
 def _eval_autocast(model):
@@ -152,9 +144,7 @@ def _eval_autocast(model):
     device = next(model.parameters()).device
     if device.type != "cuda":
         return contextlib.nullcontext()
-    from .model import compute_dtype
-
-    return torch.autocast("cuda", dtype=compute_dtype())
+    return torch.autocast("cuda", dtype=device_profile(device).dtype)
 
 
 def _init_distributed() -> None:
@@ -180,6 +170,7 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
 
     start = time.time()
     set_seed(cfg.seed)
+    print(f"precision: {device_profile().describe()}", flush=True)
     data = load_arena_csv(train_csv, labeled=True)
     print(data.report(), flush=True)
     tokenizer = load_tokenizer(base)
@@ -261,15 +252,12 @@ def train_on_all_gpus(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpo
                  checkpoint_dir=str(checkpoint_dir), report_dir=str(report_dir))
     if n_gpus <= 1:
         return run_training(cfg, **paths)
-    import torch
-
     report = Path(report_dir)
     report.mkdir(parents=True, exist_ok=True)
     params = report / "launch-params.json"
     params.write_text(json.dumps({"config": dataclasses.asdict(cfg), **paths}, indent=1))
-    precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(compute_dtype(), "no")
     command = launch_command(f"{__package__}.train", ["--params", str(params)], n_gpus=n_gpus,
-                             mixed_precision=precision)
+                             mixed_precision=device_profile().mixed_precision)
     root = Path(sys.modules[__package__.split(".")[0]].__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     print("launching:", " ".join(command), flush=True)

@@ -1,9 +1,14 @@
 """Builds the official ``KaggleApi`` for a target: real Kaggle or kagflow's local server.
 
-The 2.x client always targets production (``KaggleApi.build_kaggle_client`` passes the
-environment explicitly and ignores ``KAGGLE_API_ENVIRONMENT``), so this module is the one seam:
-a subclass whose ``build_kaggle_client`` points the kagglesdk HTTP client at ``endpoint``.
-Requests then go to ``{endpoint}/api/v1/{Service}/{Method}``, the local server's layout.
+This module is the one seam between kagflow and the official client:
+
+* The 2.x client always targets production (``KaggleApi.build_kaggle_client`` passes the
+  environment explicitly and ignores ``KAGGLE_API_ENVIRONMENT``), so a subclass points the
+  kagglesdk HTTP client at ``endpoint``: requests go to ``{endpoint}/api/v1/{Service}/{Method}``.
+* Every HTTP request the client makes (API calls, blob uploads, downloads) gets a
+  ``(connect, read)`` timeout (``Timeouts``), so a hung connection cannot hang a command.
+* The client's own retry loops (``with_retry``, urllib3 ``Retry`` on upload sessions, repeated
+  upload resumes) are switched off: kagflow retries in one place, ``kagflow.hub.retry``.
 """
 
 from __future__ import annotations
@@ -11,69 +16,90 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import types
 from typing import Optional
 
 # `import kaggle` authenticates a module-level client at import time and, with no credentials,
 # prints a page of login help: kagflow decides about credentials itself, so keep that quiet.
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    from kaggle.api import kaggle_api_extended
     from kaggle.api.kaggle_api_extended import KaggleApi
+import kagglesdk.kaggle_http_client as sdk_http
 from kagglesdk.kaggle_env import KaggleEnv
 import requests
-from requests.adapters import HTTPAdapter
-
-from kagflow.hub.retry import RETRY_STATUS, call_with_retry
+from urllib3.util.retry import Retry
 
 ENDPOINT_ENV = "KAGFLOW_KAGGLE_ENDPOINT"
-SAFE_METHOD_PREFIXES = ("Get", "List", "Download", "StartBlobUpload", "IntrospectToken")
 
 
-class SafeRetryAdapter(HTTPAdapter):
-    """Retries 429/5xx and dropped connections of calls that create nothing (Get*, List*,
-    Download*, StartBlobUpload) inside one request; creating calls are retried one level up,
-    where kagflow looks before it creates again."""
+class Timeouts:
+    """Seconds to wait for a connection and for each read (class constants; tests lower them)."""
+
+    CONNECT = 5.0
+    READ = 120.0
+
+    @classmethod
+    def pair(cls, requested=None) -> tuple[float, float]:
+        """``requested`` as ``(connect, read)``: a caller's single number bounds the read only."""
+        if isinstance(requested, tuple):
+            connect, read = requested
+            return (connect or cls.CONNECT, read or cls.READ)
+        return (cls.CONNECT, requested or cls.READ)
+
+
+class BoundedSession(requests.Session):
+    """A session whose requests always carry a (connect, read) timeout and never retry inside."""
+
+    def mount(self, prefix, adapter):
+        adapter.max_retries = Retry(total=0, read=False)
+        super().mount(prefix, adapter)
 
     def send(self, request, **kwargs):
-        method = request.url.rstrip("/").rsplit("/", 1)[-1]
-        if not method.startswith(SAFE_METHOD_PREFIXES):
-            return super().send(request, **kwargs)
-
-        def attempt():
-            response = super(SafeRetryAdapter, self).send(request, **kwargs)
-            if response.status_code in RETRY_STATUS:
-                raise requests.HTTPError(f"HTTP {response.status_code}", response=response)
-            return response
-
-        try:
-            return call_with_retry(attempt, what=method, log=lambda m: None)
-        except requests.HTTPError as e:
-            return e.response
+        kwargs["timeout"] = Timeouts.pair(kwargs.get("timeout"))
+        return super().send(request, **kwargs)
 
 
-def _mount_safe_retries(http) -> None:
-    original = http._init_session
+def _one_shot(method: Optional[str] = None):
+    def call(*args, **kwargs):
+        with BoundedSession() as session:
+            if method is None:
+                return session.request(*args, **kwargs)
+            return session.request(method, *args, **kwargs)
+    return call
 
-    def init_session():
-        fresh = http._session is None
-        result = original()
-        if fresh and http._session is not None:
-            adapter = SafeRetryAdapter()
-            http._session.mount("http://", adapter)
-            http._session.mount("https://", adapter)
-        return result
 
-    http._init_session = init_session
+class _BoundedRequests(types.ModuleType):
+    """``requests`` as the official client's modules see it: every session is a BoundedSession."""
+
+    Session = BoundedSession
+    request = staticmethod(_one_shot())
+    get = staticmethod(_one_shot("GET"))
+    put = staticmethod(_one_shot("PUT"))
+    post = staticmethod(_one_shot("POST"))
+
+    def __getattr__(self, name):
+        return getattr(requests, name)
+
+
+_BOUNDED = _BoundedRequests("requests")
+kaggle_api_extended.requests = _BOUNDED
+sdk_http.requests = _BOUNDED
 
 
 class EndpointKaggleApi(KaggleApi):
     """``KaggleApi`` whose requests go to ``endpoint`` (None: the client's own production default)."""
 
+    MAX_UPLOAD_RESUME_ATTEMPTS = 1  # a failed upload fails the call; kagflow's retry re-runs it
+
     def __init__(self, endpoint: Optional[str] = None):
         super().__init__()
         self.kagflow_endpoint = endpoint.rstrip("/") if endpoint else None
 
+    def with_retry(self, func, *args, **kwargs):
+        return func  # kagflow.hub.retry is the one retry layer
+
     def build_kaggle_client(self):
         client = super().build_kaggle_client()
-        _mount_safe_retries(client._http_client)
         if self.kagflow_endpoint:
             http = client._http_client
             http._env = KaggleEnv.LOCAL  # LOCAL serves under {endpoint}/api/v1

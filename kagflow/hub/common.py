@@ -1,20 +1,19 @@
-"""Shared by the hub modules: the Gateway object, error translation and content digests."""
+"""Shared by the hub modules: the Gateway object (every call's retry and error translation) and
+content digests."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import re
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional, TypeVar
 
-import requests
-
-from kagflow.errors import HubError, NotFoundError
+from kagflow.errors import NotFoundError
+from kagflow.hub.errors import checked, translate  # noqa: F401 - checked is used by the resource modules
 from kagflow.hub.retry import call_with_retry, is_transient, status_of
 from kagflow.hub.target import Target
 
@@ -30,7 +29,11 @@ def _stderr(message: str) -> None:
 
 @dataclass
 class Gateway:
-    """The official client for one target plus how kagflow logs through it."""
+    """The official client for one target plus how kagflow logs through it.
+
+    ``call`` is the one place a hub request is retried and translated: reading calls are retried
+    as they are; creating calls pass ``before_retry``, which looks before creating again.
+    """
 
     api: object  # kagflow.hub.client.EndpointKaggleApi
     target: Target
@@ -43,7 +46,7 @@ class Gateway:
     def call(self, fn: Callable[[], T], *, what: str, handle: str = "",
              before_retry: Optional[Callable[[], Optional[T]]] = None,
              retry_forbidden: bool = False, uploads: bool = False) -> T:
-        """One API call: retried when transient, translated to a HubError when not.
+        """One API call: retried when transient, translated to a typed HubError when not.
 
         ``uploads``: the call uploads files first (many requests, each of which may fail; the
         official client resumes finished files), so it gets a larger retry budget.
@@ -52,7 +55,7 @@ class Gateway:
             if retry_forbidden and status_of(exc) == 403:
                 return True  # Kaggle refuses a new version while the previous one is processing
             if isinstance(exc, ValueError) and str(exc).startswith("Upload unsuccessful"):
-                return True  # the official client's word for a blob PUT that got 429/5xx
+                return True  # the official client's word for a blob PUT that failed
             return is_transient(exc)
 
         try:
@@ -68,69 +71,6 @@ class Gateway:
             return True
         except NotFoundError:
             return False
-
-
-def checked(response):
-    """The official client returns some refusals (e.g. a slug in use) as ``response.error``: raise them."""
-    error = getattr(response, "error", None)
-    if error:
-        raise ValueError(error)
-    return response
-
-
-def server_message(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if response is not None:
-        try:
-            body = response.json()
-            if isinstance(body, dict) and body.get("message"):
-                return str(body["message"])
-        except ValueError:
-            pass
-        text = (getattr(response, "text", "") or "").strip()
-        if text:
-            return text[:300]
-    return str(exc)
-
-
-def translate(exc: BaseException, *, what: str, handle: str, target: Target) -> Exception:
-    """Map a client exception to a HubError naming the handle, the server's message and a next step."""
-    if isinstance(exc, HubError):
-        return exc
-    status = status_of(exc)
-    where = f"{handle} on {target.describe()}" if handle else target.describe()
-    if status == 404:
-        return NotFoundError(f"{what}: {handle or 'resource'} not found", status=404, context=where,
-                             hint="check the handle (kagflow check) or create it first")
-    if status in (401, 403):
-        hint = ("check your Kaggle credentials (~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY) "
-                "and that the username in kagflow.toml owns this handle")
-        return HubError(f"{what}: permission denied ({status}): {scrub(server_message(exc))}", status=status,
-                        context=where, hint=hint)
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-        hint = ("start it with `kagflow local serve`, or unset KAGFLOW_KAGGLE_ENDPOINT" if target.is_local
-                else "probably a temporary network issue; run the same command again")
-        return HubError(f"{what}: could not reach {target.describe()}", context=where, hint=hint)
-    if status is not None:
-        return HubError(f"{what}: HTTP {status}: {scrub(server_message(exc))}", status=status, context=where,
-                        hint="run the same command again; kagflow never creates a duplicate version")
-    if isinstance(exc, ValueError):  # the official client's own pre-request checks
-        return HubError(f"{what}: {scrub(str(exc))}", context=where,
-                        hint="run `kagflow check` and fix what it lists")
-    return HubError(f"{what}: {type(exc).__name__}: {scrub(str(exc))}", context=where,
-                    hint="set KAGFLOW_DEBUG=1 for the traceback")
-
-
-_SECRET_ENV = ("KAGGLE_KEY", "KAGGLE_API_TOKEN")
-
-
-def scrub(text: str) -> str:
-    """Remove any credential value from text that may reach a log or an error."""
-    for name in _SECRET_ENV:
-        value = os.environ.get(name)
-        if value and len(value) >= 6:
-            text = text.replace(value, "***")
-    return re.sub(r"(Basic|Bearer)\s+[A-Za-z0-9+/=._-]{8,}", r"\1 ***", text)
 
 
 # --------------------------------------------------------------------------- content digests

@@ -17,6 +17,7 @@ from kagflow.config import Config, has_credentials
 from kagflow.errors import ConfigError
 from kagflow.hub.client import ENDPOINT_ENV, EndpointKaggleApi
 
+KAGGLE_URL = "https://www.kaggle.com"
 LOCAL_KEY = "kagflow-local"  # the local server accepts any key; this one is not a secret
 
 
@@ -30,8 +31,18 @@ class Target:
     def is_local(self) -> bool:
         return self.kind == "local"
 
+    @property
+    def url(self) -> str:
+        """Where the target is reached: the local server's URL or Kaggle's."""
+        return self.endpoint or KAGGLE_URL
+
     def describe(self) -> str:
         return "Kaggle" if self.endpoint is None else f"the local Kaggle at {self.endpoint}"
+
+    def link(self, handle) -> str:
+        """The page of ``handle`` on this target (the local server's, not kaggle.com's, when local)."""
+        url = handle.to_url()
+        return url if self.endpoint is None else url.replace(KAGGLE_URL, self.endpoint)
 
 
 def local_data_dir(config: Config) -> Path:
@@ -48,10 +59,19 @@ def targets_local(config: Config) -> bool:
 
 
 def resolve_target(config: Config, *, announce: bool = True) -> Target:
+    """The target of this command; with ``announce``, its name goes to stderr first, so a switch
+    between Kaggle and the local Kaggle is never silent."""
+    target, why = _resolve(config)
+    if announce:
+        print(f"kagflow: target {target.describe()} as {target.username}{why}", file=sys.stderr)
+    return target
+
+
+def _resolve(config: Config) -> tuple[Target, str]:
     endpoint = os.environ.get(ENDPOINT_ENV)
     if endpoint:
         _check_endpoint(endpoint)
-        return Target("local", endpoint.rstrip("/"), config.username)
+        return Target("local", endpoint.rstrip("/"), config.username), f" ({ENDPOINT_ENV} is set)"
     mode = config.project.target
     if not targets_local(config):
         if not has_credentials():
@@ -61,14 +81,14 @@ def resolve_target(config: Config, *, announce: bool = True) -> Target:
                         "~/.kaggle/kaggle.json (or $KAGGLE_CONFIG_DIR)",
                 hint="create a token at https://www.kaggle.com/settings and save kaggle.json, "
                      "or set target = \"local\"")
-        return Target("kaggle", None, config.username)
+        why = " (target = \"auto\" and Kaggle credentials were found)" if mode == "auto" else ""
+        return Target("kaggle", None, config.username), why
     from kagflow.local.control import ensure_background_server
 
     url = ensure_background_server(local_data_dir(config))
-    if announce and mode == "auto":
-        print(f"kagflow: no Kaggle credentials; using the local Kaggle at {url} "
-              f"(data in {local_data_dir(config)})", file=sys.stderr)
-    return Target("local", url, config.username)
+    why = (f" (no Kaggle credentials; using the local Kaggle, data in {local_data_dir(config)})"
+           if mode == "auto" else "")
+    return Target("local", url, config.username), why
 
 
 def _check_endpoint(endpoint: str) -> None:
