@@ -94,8 +94,9 @@ lora_dropout = 0.05
 target_modules = ["q_proj", "k_proj", "v_proj"]
 max_train_rows = 0
 seed = 42
-# Gemma 2 needs softcapping: "eager" or "flex_attention" (never "sdpa").
-attn_implementation = "eager"
+# "auto": read from the model's config (Gemma 2's softcapping: eager, or flex for inference on sm80+;
+# Gemma 3, Llama, Qwen: sdpa). Or force one: "eager", "flex_attention", "sdpa" (refused for Gemma 2).
+attn_implementation = "auto"
 gradient_checkpointing = true
 save_steps = 200
 # "auto": on a GPU kagflow's measured loop (3.2x the seed's Trainer on an H100, recipe per card:

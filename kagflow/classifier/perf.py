@@ -1,13 +1,14 @@
-"""Fast paths for the Gemma-2 QLoRA preference classifier (training and inference).
+"""Fast paths for the QLoRA preference classifier (training and inference), measured on Gemma 2.
 
 What the notebooks run; measured side by side with the seed's recipe by ``bench/gemma_bench.py``
 (numbers in ``bench/RESULTS.md``, reasoning in ``bench/NOTES.md``).
 
 The rules this module encodes:
 
-* Attention: Gemma 2 caps its attention logits (``attn_logit_softcapping``). PyTorch SDPA drops the
-  cap, so it is never chosen for a soft-capped model; flex attention (keeps the cap as a
-  ``score_mod``) on sm80+ GPUs, eager elsewhere (T4 = sm75).
+* Attention, keyed on the model's config (``model.ModelTraits``), not its class: Gemma 2 caps its
+  attention logits (``attn_logit_softcapping``). PyTorch SDPA drops the cap, so it is never chosen for a
+  soft-capped model; flex attention (keeps the cap as a ``score_mod``) on sm80+ GPUs, eager elsewhere
+  (T4 = sm75). Models without the cap (Gemma 3, Llama, Qwen) get SDPA.
 * Batches are built under a token budget from rows sorted by length (padding waste of a few
   percent instead of ~40 % for random batches), for training micro-batches and for inference.
 * Backward stops at the first layer that holds LoRA weights: no ``enable_input_require_grads``,
@@ -74,15 +75,17 @@ def choose_attn_implementation(model_type: str, device=None, *, softcapping: boo
     return "eager"
 
 
-def recipe_for_device(total_mem_gib: float, capability: tuple[int, int]) -> dict:
+def recipe_for_device(total_mem_gib: float, capability: tuple[int, int], traits=None) -> dict:
     """``recipe_for_profile`` of a GPU with ``total_mem_gib`` GiB and compute ``capability``."""
     from .device import DeviceProfile
 
-    return recipe_for_profile(DeviceProfile((int(capability[0]), int(capability[1])), float(total_mem_gib)))
+    return recipe_for_profile(DeviceProfile((int(capability[0]), int(capability[1])), float(total_mem_gib)),
+                              traits)
 
 
-def recipe_for_profile(profile) -> dict:
-    """The kagflow recipe for one device (a ``device.DeviceProfile``: memory, capability, precision).
+def recipe_for_profile(profile, traits=None) -> dict:
+    """The kagflow recipe for one device (a ``device.DeviceProfile``: memory, capability, precision) and
+    one model (``model.ModelTraits`` of its config; None: Gemma 2, soft-capped, what was measured).
 
     Keys: dtype ("bfloat16"/"float16"/"float32": the profile's), train_attn_implementation,
     infer_attn_implementation, gradient_checkpointing,
@@ -94,7 +97,11 @@ def recipe_for_profile(profile) -> dict:
     17.3 GiB for the dequantised bf16 base: "big" (>= 70 GiB) trains that way. Smaller bf16 cards keep the
     4-bit base and checkpointing; T4s add fp16 + a GradScaler at 4096 tokens (peak measured <= 14 GiB).
     The CPU gets the T4's shapes in fp32, without checkpointing.
+    Attention follows ``traits``: a soft-capped model trains eager (flex recompiles for every training
+    shape, ~20 s each on an H100, bench/NOTES.md) and infers with flex on sm80+; others use SDPA.
     """
+    capped = traits.softcapping if traits is not None else True
+    model_type = traits.model_type if traits is not None else "gemma2"
     bf16 = profile.native_bf16
     mem = float(profile.total_mem_gib)
     big = mem >= 70 and bf16
@@ -110,8 +117,9 @@ def recipe_for_profile(profile) -> dict:
         # training: eager keeps the softcap and compiles nothing; flex attention recompiled for every new
         # (rows, length) shape in training (~20 s per shape on an H100, bench/NOTES.md), so it is used
         # for inference only, where one dynamic-shape compile serves all batches.
-        "train_attn_implementation": "eager",
-        "infer_attn_implementation": choose_attn_implementation("gemma2", profile.capability or "cpu"),
+        "train_attn_implementation": "eager" if capped else "sdpa",
+        "infer_attn_implementation": choose_attn_implementation(model_type, profile.capability or "cpu",
+                                                                softcapping=capped),
         "gradient_checkpointing": gc,
         "train_max_tokens": train_tokens,
         "infer_max_tokens": infer_tokens,
@@ -123,11 +131,12 @@ def recipe_for_profile(profile) -> dict:
     }
 
 
-def recipe_for_current_device(device=None) -> dict:
-    """``recipe_for_profile`` of a device (default: the current CUDA device, or the CPU without one)."""
+def recipe_for_current_device(device=None, traits=None) -> dict:
+    """``recipe_for_profile`` of a device (default: the current CUDA device, or the CPU without one)
+    for a model with ``traits`` (``model.ModelTraits``)."""
     from .device import device_profile
 
-    return recipe_for_profile(device_profile(device))
+    return recipe_for_profile(device_profile(device), traits)
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -196,14 +205,18 @@ def length_grouped_steps(lengths: Sequence[int], rows_per_step: int, *, seed: in
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], *, pad_id: int = 0, pad_to_multiple_of: int = 8,
-              labels: Sequence[int] | None = None, device=None) -> dict:
-    """Right-pad token id lists into ``input_ids`` / ``attention_mask`` (+ ``labels``) tensors."""
+              labels: Sequence[int] | None = None, device=None, padding_side: str = "right") -> dict:
+    """Pad token id lists (on the tokenizer's ``padding_side``) into ``input_ids`` / ``attention_mask``
+    (+ ``labels``) tensors."""
+    if padding_side not in ("right", "left"):
+        raise ValueError(f"padding_side must be 'right' or 'left', not {padding_side!r}")
     width = _round_up(max(len(s) for s in seqs), pad_to_multiple_of)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for r, s in enumerate(seqs):
-        ids[r, :len(s)] = torch.as_tensor(list(s), dtype=torch.long)
-        mask[r, :len(s)] = 1
+        span = slice(0, len(s)) if padding_side == "right" else slice(width - len(s), width)
+        ids[r, span] = torch.as_tensor(list(s), dtype=torch.long)
+        mask[r, span] = 1
     out = {"input_ids": ids, "attention_mask": mask}
     if labels is not None:
         out["labels"] = torch.as_tensor(list(labels), dtype=torch.long)
@@ -386,8 +399,8 @@ def amp_for(recipe: dict, device) -> tuple:
 
 def fit_lora(model, seqs: Sequence[Sequence[int]], labels: Sequence[int], recipe: dict, *, steps=None,
              rows_per_step: int = 6, epochs: float = 1.0, lr: float = 2e-4, warmup_steps: int = 20,
-             seed: int = 42, max_grad_norm: float | None = 1.0, pad_id: int = 0, optimizer=None,
-             log_every: int = 10, on_log=None, device=None) -> list[float]:
+             seed: int = 42, max_grad_norm: float | None = 1.0, pad_id: int = 0, padding_side: str = "right",
+             optimizer=None, log_every: int = 10, on_log=None, device=None) -> list[float]:
     """kagflow's training loop (what bench k5 measured at 3.25x the seed's Trainer on an H100).
 
     Optimizer steps of ``rows_per_step`` rows of similar length (``length_grouped_steps``, one shuffle
@@ -421,7 +434,8 @@ def fit_lora(model, seqs: Sequence[Sequence[int]], labels: Sequence[int], recipe
     for s, step in enumerate(steps):
         groups = token_budget_batches([lengths[i] for i in step], recipe["train_max_tokens"], pad_to_multiple_of=mult)
         mbs = [pad_batch([seqs[step[j]] for j in g], pad_id=pad_id, pad_to_multiple_of=mult,
-                         labels=[labels[step[j]] for j in g], device=device) for g in groups]
+                         labels=[labels[step[j]] for j in g], device=device, padding_side=padding_side)
+               for g in groups]
         losses.append(lora_train_step(model, mbs, opt, autocast_dtype=autocast, scaler=scaler, scheduler=sched,
                                       max_grad_norm=max_grad_norm))
         if on_log is not None and ((s + 1) % log_every == 0 or s + 1 == len(steps)):

@@ -17,7 +17,7 @@ from .data import load_arena_csv, stratified_fold
 from .infer import predict_proba
 from .metrics import evaluate, save_confusion_matrix, write_metrics
 from .device import device_profile
-from .model import add_lora, load_base, load_tokenizer
+from .model import ModelTraits, add_lora, load_base, load_tokenizer
 from .multigpu import distributed_device_map, launch_command
 from .text import encode_rows
 
@@ -128,11 +128,12 @@ def resolve_loop(train_loop: str) -> str:
     return train_loop
 
 
-def training_recipe() -> dict:
-    """kagflow's recipe for this device's profile (bench/RESULTS.md); on the CPU the T4 shapes in fp32."""
+def training_recipe(traits=None) -> dict:
+    """kagflow's recipe for this device's profile and the model's ``traits`` (``model.ModelTraits``;
+    bench/RESULTS.md); on the CPU the T4 shapes in fp32."""
     from .perf import recipe_for_current_device
 
-    return recipe_for_current_device()
+    return recipe_for_current_device(traits=traits)
 
 
 def _eval_autocast(model):
@@ -188,7 +189,7 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     if loop == "fast":
         from .perf import fit_lora
 
-        recipe = training_recipe()
+        recipe = training_recipe(ModelTraits.of(model.config))
         model = add_lora(model, **lora, recipe=recipe)
         model.print_trainable_parameters()
         _init_distributed()
@@ -196,7 +197,8 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
         losses = fit_lora(model, [r["input_ids"] for r in train_rows], [r["labels"] for r in train_rows], recipe,
                           rows_per_step=cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps,
                           epochs=cfg.n_epochs, lr=cfg.lr, warmup_steps=cfg.warmup_steps, seed=cfg.seed,
-                          pad_id=tokenizer.pad_token_id, log_every=cfg.logging_steps, on_log=print)
+                          pad_id=tokenizer.pad_token_id, padding_side=tokenizer.padding_side,
+                          log_every=cfg.logging_steps, on_log=print)
         optim, resume, global_step, train_loss, evals = "perf.make_optimizer", None, len(losses), \
             (sum(losses) / len(losses) if losses else float("nan")), []
         if int(os.environ.get("RANK", "0")) != 0:
@@ -224,7 +226,8 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     model.eval()
     with _eval_autocast(model):
         probs = predict_proba(model, [r["input_ids"] for r in val_rows], pad_token_id=tokenizer.pad_token_id,
-                              token_budget=cfg.per_device_eval_batch_size * cfg.max_length)
+                              token_budget=cfg.per_device_eval_batch_size * cfg.max_length,
+                              padding_side=tokenizer.padding_side)
     metrics = evaluate([r["labels"] for r in val_rows], probs)
     metrics.update(
         fold_idx=cfg.fold_idx, n_splits=cfg.n_splits, n_train=len(train_idx), optim=optim, loop=loop,
