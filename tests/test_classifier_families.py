@@ -49,6 +49,17 @@ def test_choices_come_from_the_config_not_the_class(family_checkpoints):
     assert recipe_for_device(15.0, (7, 5), gemma3)["infer_attn_implementation"] == "sdpa"
 
 
+def test_batches_pad_on_the_right_even_for_a_left_padding_tokenizer(family_checkpoints, tmp_path):
+    """Gemma 3's tokenizer pads left; left-padded rows trained on NaN losses under CUDA SDPA in bf16."""
+    from transformers import AutoTokenizer
+
+    saved = AutoTokenizer.from_pretrained(family_checkpoints["gemma2"])
+    saved.padding_side = "left"
+    saved.save_pretrained(tmp_path)
+    assert AutoTokenizer.from_pretrained(tmp_path).padding_side == "left"
+    assert load_tokenizer(tmp_path).padding_side == "right"
+
+
 @pytest.mark.parametrize("family", ["gemma2", "llama"])
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_pooling_takes_the_last_real_token_with_either_padding_side(family_checkpoints, family, side):

@@ -7,7 +7,8 @@ between families is read from the checkpoint's config (``ModelTraits``), never f
 attention logit softcapping (Gemma 2: eager or flex attention, never SDPA), the sliding window, the
 pad token. The score head pools the last real token (transformers' rule: the rightmost token that is not
 the pad id), which holds with either padding side because encoded rows never contain the pad id
-(``text.encode_rows`` reads special-token strings in the data as plain text).
+(``text.encode_rows`` reads special-token strings in the data as plain text); kagflow's own batches pad
+on the right (``load_tokenizer`` says why).
 """
 
 from __future__ import annotations
@@ -173,11 +174,14 @@ def add_lora(model, *, r: int, alpha: float, dropout: float, target_modules, fre
 
 
 def load_tokenizer(path):
-    """The tokenizer saved with the base or the adapter, with its own padding side (Gemma 3's pads on
-    the left, most on the right: kagflow's batches follow it). No pad token (Llama): the eos token pads."""
+    """The tokenizer saved with the base or the adapter, padding on the right whatever its own side
+    (Gemma 3's is left): a left-padded row's pad queries see no key at all, and CUDA SDPA in bf16 turns
+    those fully masked rows into NaN that reach the real tokens (the Gemma 3 270M stand-in trained on
+    NaN losses on an H200 until this, bench/RESULTS.md). No pad token (Llama): the eos token pads."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer.padding_side = "right"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
