@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.kagflow-setup
 # The CPU build of torch where there is no NVIDIA GPU (this pin is the CPU wheel on our CI
 # machines; an unpinned torch would pull a multi-GB CUDA build). On a GPU machine: make TORCH=torch
 TORCH  ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
-FROM   ?=
+KAGFLOW_FROM ?=
 PYTEST_ARGS ?=
 
 .PHONY: setup test submit clean-state help
@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make submit    run the whole flow (local Kaggle + tiny model offline; Kaggle with credentials)"
 	@echo "make test      run the test suite"
-	@echo "make submit FROM=train   redo the flow from a step (setup base wheels train adapter infer submit)"
+	@echo "make submit KAGFLOW_FROM=train   redo the flow from a step (setup base wheels train adapter infer submit)"
 
 setup: $(STAMP)
 
@@ -34,7 +34,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 submit: $(STAMP)
-	$(BIN)/kagflow flow $(if $(FROM),--from $(FROM),)
+	$(BIN)/kagflow flow $(if $(KAGFLOW_FROM),--from $(KAGFLOW_FROM),)
 
 clean-state:
 	rm -rf .kagflow kernels/*/ models/*/ wheels/*/

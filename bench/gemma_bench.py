@@ -220,7 +220,9 @@ def seed_train(args, ckpt, device, train_rows, train_labels):
 
     set_seed(42)
     reset_peak(device)
-    model = load_4bit(ckpt, dtype=torch.float16, compute_dtype=torch.bfloat16, attn="eager", device=device)
+    fp16 = getattr(args, "seed_fp16", False)  # the seed's recipe on a T4: fp16 compute and fp16 AMP
+    model = load_4bit(ckpt, dtype=torch.float16, compute_dtype=torch.float16 if fp16 else torch.bfloat16,
+                      attn="eager", device=device)
     model.config.use_cache = False
     model = prepare_model_for_kbit_training(model)
     model = get_peft_model(model, lora_config(args.n_layers))
@@ -254,7 +256,7 @@ def seed_train(args, ckpt, device, train_rows, train_labels):
               max_steps=args.seed_steps, per_device_train_batch_size=3, gradient_accumulation_steps=2,
               per_device_eval_batch_size=8, dataloader_num_workers=0, group_by_length=True, logging_steps=1,
               eval_strategy="no", save_strategy="no", optim="adamw_8bit" if device.type == "cuda" else "adamw_torch",
-              fp16=False, bf16=True, learning_rate=2e-4, warmup_steps=20, seed=42, disable_tqdm=True,
+              fp16=fp16 and device.type == "cuda", bf16=not fp16, learning_rate=2e-4, warmup_steps=20, seed=42, disable_tqdm=True,
               remove_unused_columns=False, use_cpu=device.type != "cuda")
     if "group_by_length" not in fields and "train_sampling_strategy" in fields:
         kw["train_sampling_strategy"] = "group_by_length"

@@ -1,7 +1,8 @@
 """The classifier's real GPU code paths on the tiny model: both training loops, then inference with
 the per-card recipe and TTA, on one and (threads) all visible GPUs. A smoke run, not a benchmark:
 it proves the CUDA branches the notebooks take (recipe_for_current_device, fit_lora, dequantise and
-merge, flex attention, bnb adamw_8bit through the Trainer) run and learn.
+merge, flex attention, bnb adamw_8bit through the Trainer) run and learn, and that the fast loop's
+checkpoint/resume (a SIGKILLed run resumed) and time-budget paths work on the GPU.
 
     python bench/gpu_smoke.py --out OUT_DIR
 """
@@ -45,6 +46,8 @@ def main() -> None:
         results[f"train_{loop}"] = {k: metrics[k] for k in ("accuracy", "log_loss", "macro_f1", "optim", "loop",
                                                             "global_step")} | {"seconds": round(time.time() - start, 1)}
         print(loop, results[f"train_{loop}"], flush=True)
+    results["resume"] = resume_paths(out, comp, base, linear)
+    print("resume", results["resume"], flush=True)
     icfg = InferConfig(max_length=128, batch_size=16, tta=True)
     start = time.time()
     one = run_inference(icfg, test_csv=comp["test"], base=base, adapter=out / "adapter-fast",
@@ -69,6 +72,65 @@ def main() -> None:
     results["infer_4bit_peft"] = {"rows": len(probs), "row_sum_max_err": float(abs(probs.sum(1) - 1).max())}
     print(json.dumps(results, indent=1), flush=True)
     (out / "gpu_smoke.json").write_text(json.dumps(results, indent=1))
+
+
+def resume_paths(out: Path, comp: dict, base: Path, linear) -> dict:
+    """The fast loop's checkpoint/resume and time-budget paths on the GPU: a run killed (SIGKILL) after its
+    first checkpoint and run again ends with the uninterrupted run's adapter; a run given a time budget
+    stops early, still writes adapter + metrics.json, and the next run resumes and finishes."""
+    import dataclasses
+    import os
+    import signal
+    import subprocess
+
+    import torch
+    from safetensors.torch import load_file
+
+    from kagflow.classifier.config import TrainConfig
+    from kagflow.classifier.train import run_training
+
+    cfg = TrainConfig(train_loop="fast", max_length=128, n_epochs=5, lr=1e-3, per_device_train_batch_size=16,
+                      gradient_accumulation_steps=1, freeze_layers=0, target_modules=linear, eval_strategy="no",
+                      logging_steps=10, save_steps=25, gradient_checkpointing=False)
+
+    def dirs(name):
+        return dict(train_csv=str(comp["train"]), base=str(base), adapter_dir=str(out / name / "adapter"),
+                    checkpoint_dir=str(out / name / "ckpt"), report_dir=str(out / name))
+
+    res = {}
+    whole = run_training(cfg, **dirs("whole"))
+    res["whole"] = {k: whole[k] for k in ("global_step", "seconds", "log_loss")}
+    # killed: the training module as a kernel runs it, SIGKILLed once its first checkpoint is on disk
+    (out / "killed").mkdir(parents=True, exist_ok=True)
+    params = out / "killed" / "params.json"
+    params.write_text(json.dumps({"config": dataclasses.asdict(cfg), **dirs("killed")}))
+    root = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen([sys.executable, "-m", "kagflow.classifier.train", "--params", str(params)],
+                            env={**os.environ, "PYTHONPATH": root}, stdout=subprocess.DEVNULL)
+    ckpt = out / "killed" / "ckpt"
+    while proc.poll() is None and not list(ckpt.glob("fit-step-*")):
+        time.sleep(0.05)
+    killed_at = sorted(p.name for p in ckpt.glob("fit-step-*"))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = run_training(cfg, **dirs("killed"))
+    a = load_file(str(out / "whole" / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(out / "killed" / "adapter" / "adapter_model.safetensors"))
+    res["killed"] = {"killed_after": killed_at, "resumed_from": resumed["resumed_from"],
+                     "global_step": resumed["global_step"], "log_loss": resumed["log_loss"],
+                     "adapter_max_abs_diff_vs_whole": max(float((a[k].float() - b[k].float()).abs().max()) for k in a),
+                     "adapter_max_abs": max(float(a[k].float().abs().max()) for k in a)}
+    # time budget: about half the uninterrupted run's training time after the fixed 60 s reserve
+    budget = 60 + 0.5 * whole["seconds"]
+    stopped = run_training(dataclasses.replace(cfg, time_budget=budget), **dirs("budget"))
+    wrote = (out / "budget" / "adapter" / "adapter_config.json").is_file() and (out / "budget" / "metrics.json").is_file()
+    finished = run_training(cfg, **dirs("budget"))
+    res["budget"] = {"time_budget_s": round(budget, 1), "stopped_early": stopped["stopped_early"],
+                     "stopped_at_step": stopped["global_step"], "wrote_adapter_and_metrics": wrote,
+                     "next_run_resumed_from": finished["resumed_from"], "next_run_global_step": finished["global_step"],
+                     "next_run_log_loss": finished["log_loss"]}
+    torch.cuda.empty_cache()
+    return res
 
 
 if __name__ == "__main__":

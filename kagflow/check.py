@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Iterator
 
 from kagflow import metadata, slugs
+from kagflow.classifier.config import FAST_LOOP_OPTIMIZERS
 from kagflow.config import Config
 from kagflow.errors import KagflowError
 from kagflow.kernels import kernel_dir
-from kagflow.sources import resolve_sources, wheels_handle
+from kagflow.sources import resolve_sources
+from kagflow.wheelset import wheels_dir as project_wheels_dir
 
 
 @dataclass(frozen=True)
@@ -25,54 +27,139 @@ class Problem:
         return f"{self.file}: {self.field}: {self.message}\n    fix: {self.fix}"
 
 
+@dataclass(frozen=True)
+class Pending:
+    """Something a kernel uses that the flow has not produced yet: expected, not a problem."""
+
+    kernel: str
+    source: str
+    command: str  # what produces it (the flow does too)
+
+    def render(self) -> str:
+        return f"[kernels.{self.kernel}] {self.source}: not produced yet; `{self.command}` (or `kagflow flow`) makes it"
+
+
 def check_project(config: Config) -> list[Problem]:
+    """Every problem of the project. Pass the config with the target's recorded versions
+    (``Session.config``): sources the flow has not produced yet are ``pending``, not problems."""
     problems: list[Problem] = []
-    problems += _check_kernels(config)
+    problems += _check_train(config)
+    for name in config.kernels:
+        problems += _check_kernel_config(config, name, missing_is_problem=False)
     problems += _check_generated(config)
     return problems
 
 
-# --------------------------------------------------------------------------- config-level rules
+def check_kernel(config: Config, name: str) -> list[Problem]:
+    """The problems of kernel ``name`` alone (its [kernels.NAME] table and its rendered folder);
+    before a push, a source nothing has produced yet is one of them."""
+    problems = list(_check_kernel_config(config, name, missing_is_problem=True))
+    if config.kernel(name).kind == "train":
+        problems += _check_train(config)
+    try:
+        folder = kernel_dir(config, name)
+    except KagflowError:
+        return problems
+    if (folder / metadata.KERNEL_METADATA).is_file():
+        problems += check_kernel_folder(folder, config=config, name=name)
+    return problems
 
-def _check_kernels(config: Config) -> Iterator[Problem]:
-    toml = config.path.name
-    for name, kernel in config.kernels.items():
-        where = f"[kernels.{name}]"
+
+def pending(config: Config) -> list[Pending]:
+    """What the kernels use that nothing has produced yet, with the command that produces it."""
+    out = []
+    for name in config.kernels:
         try:
             sources = resolve_sources(config, name)
-        except KagflowError as e:
-            yield Problem(toml, f"{where} sources", e.message, e.hint or "fix the source")
-            continue
+        except KagflowError:
+            continue  # reported by check_project
+        out += [Pending(name, source, command) for source, command in sources.missing]
+    return out
+
+
+# --------------------------------------------------------------------------- config-level rules
+
+def _check_train(config: Config) -> Iterator[Problem]:
+    """[train] keys that a training loop would not honour: each refused with the key and the fix."""
+    toml, t = config.path.name, config.train
+    fast = t.train_loop in ("auto", "fast")  # "auto" is the fast loop on every GPU
+    if t.train_loop not in ("auto", "fast", "trainer"):
+        yield Problem(toml, "[train] train_loop", f"train_loop = {t.train_loop!r} is not a training loop",
+                      'write train_loop = "auto" (kagflow\'s loop on a GPU), "fast" or "trainer"')
+    if fast and t.optim_type not in FAST_LOOP_OPTIMIZERS:
+        yield Problem(toml, "[train] optim_type", f"optim_type = {t.optim_type!r} is not one the fast loop "
+                      f"(train_loop = {t.train_loop!r}) builds", f"use one of {', '.join(FAST_LOOP_OPTIMIZERS)}, "
+                      'or set train_loop = "trainer" (the HF Trainer takes any of its optimizers)')
+    if fast and t.dataloader_num_workers:
+        yield Problem(toml, "[train] dataloader_num_workers", f"dataloader_num_workers = {t.dataloader_num_workers}: "
+                      "the fast loop has no DataLoader (rows are tokenised once and padded per step)",
+                      'set dataloader_num_workers = 0, or train_loop = "trainer"')
+    if t.attn_implementation not in ("eager", "flex_attention", "sdpa", "flash_attention_2"):
+        yield Problem(toml, "[train] attn_implementation", f"unknown attention {t.attn_implementation!r}",
+                      'use "eager" or "flex_attention"')
+    elif t.attn_implementation in ("sdpa", "flash_attention_2") and _softcapped(config):
+        yield Problem(toml, "[train] attn_implementation", f"{t.attn_implementation} drops Gemma 2's attention "
+                      f"softcapping, so the model trains on other logits than {config.base_model.hf_id} computes",
+                      'set attn_implementation = "eager" (or "flex_attention" on sm80+ GPUs)')
+    if t.eval_strategy not in ("epoch", "steps", "no"):
+        yield Problem(toml, "[train] eval_strategy", f"eval_strategy = {t.eval_strategy!r} is not epoch, steps or no",
+                      'write eval_strategy = "epoch"')
+    for key in ("save_steps", "logging_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+                "per_device_eval_batch_size"):
+        if getattr(t, key) < 1:
+            yield Problem(toml, f"[train] {key}", f"{key} = {getattr(t, key)} must be at least 1",
+                          f"set {key} to a positive number")
+    for key in ("time_budget", "save_minutes"):
+        if getattr(t, key) < 0:
+            yield Problem(toml, f"[train] {key}", f"{key} = {getattr(t, key)} is negative", f"set {key} = 0 (off)")
+
+
+def _softcapped(config: Config) -> bool:
+    """Whether the base model softcaps attention logits (Gemma 2): SDPA and flash-attention drop the cap."""
+    name = f"{config.base_model.hf_id} {config.base_model.title}".lower().replace("-", "").replace("_", "")
+    return "gemma2" in name
+
+
+def _check_kernel_config(config: Config, name: str, *, missing_is_problem: bool) -> Iterator[Problem]:
+    toml = config.path.name
+    kernel = config.kernel(name)
+    where = f"[kernels.{name}]"
+    try:
+        sources = resolve_sources(config, name)
+    except KagflowError as e:
+        yield Problem(toml, f"{where} sources", e.message, e.hint or "fix the source")
+        return
+    if missing_is_problem:
         for source, command in sources.missing:
-            yield Problem(toml, f"{where} sources", f"{source!r} is referenced but nothing has produced it yet "
-                          f"([{source}] version = 0)", f"run `{command}`")
-        if "wheels" in kernel.sources and not config.wheels.requirements:
-            yield Problem(toml, f"{where} sources", "'wheels' is referenced but [wheels] requirements is empty, "
-                          "so no wheels dataset is built", "add requirements under [wheels] or remove 'wheels'")
-        competitive = bool(sources.competition_sources)
-        if competitive and kernel.internet and kernel.kind == "infer":
-            yield Problem(toml, f"{where} internet", "a code-competition submission kernel has internet on; "
-                          "Kaggle rejects its submission", "set internet = false")
-        if competitive and kernel.accelerator in ("None", ""):
-            yield Problem(toml, f"{where} accelerator", "a competition kernel runs without a GPU",
-                          'set accelerator = "NvidiaTeslaT4"')
-        if kernel.accelerator not in metadata.ACCELERATORS:
-            yield Problem(toml, f"{where} accelerator", f"unknown accelerator {kernel.accelerator!r}",
-                          "use one of " + ", ".join(metadata.ACCELERATORS))
-        elif kernel.accelerator in metadata.RETIRED_ACCELERATORS:
-            yield Problem(toml, f"{where} accelerator", f"{kernel.accelerator} is retired; Kaggle runs a "
-                          "replacement instead", 'set accelerator = "NvidiaTeslaT4"')
-        if not kernel.private:
-            private_sources = []
-            if "wheels" in kernel.sources and config.wheels.private:
-                private_sources.append("wheels")
-            for which in ("base_model", "adapter_model"):
-                if which in kernel.sources and getattr(config, which).private:
-                    private_sources.append(which)
-            if private_sources:
-                yield Problem(toml, f"{where} private", "a public kernel uses private sources (" +
-                              ", ".join(private_sources) + "): others cannot run or copy it",
-                              "set private = true, or make those sources public (private = false)")
+            yield Problem(toml, f"{where} sources", f"{source!r} is referenced but nothing has produced it yet",
+                          f"run `{command}`")
+    if "wheels" in kernel.sources and not config.wheels.requirements:
+        yield Problem(toml, f"{where} sources", "'wheels' is referenced but [wheels] requirements is empty, "
+                      "so no wheels dataset is built", "add requirements under [wheels] or remove 'wheels'")
+    competitive = bool(sources.competition_sources)
+    if competitive and kernel.internet and kernel.kind == "infer":
+        yield Problem(toml, f"{where} internet", "a code-competition submission kernel has internet on; "
+                      "Kaggle rejects its submission", "set internet = false")
+    if competitive and kernel.accelerator in ("None", ""):
+        yield Problem(toml, f"{where} accelerator", "a competition kernel runs without a GPU",
+                      'set accelerator = "NvidiaTeslaT4"')
+    if kernel.accelerator not in metadata.ACCELERATORS:
+        yield Problem(toml, f"{where} accelerator", f"unknown accelerator {kernel.accelerator!r}",
+                      "use one of " + ", ".join(metadata.ACCELERATORS))
+    elif kernel.accelerator in metadata.RETIRED_ACCELERATORS:
+        yield Problem(toml, f"{where} accelerator", f"{kernel.accelerator} is retired; Kaggle runs a "
+                      "replacement instead", 'set accelerator = "NvidiaTeslaT4"')
+    if not kernel.private:
+        private_sources = []
+        if "wheels" in kernel.sources and config.wheels.private:
+            private_sources.append("wheels")
+        for which in ("base_model", "adapter_model"):
+            if which in kernel.sources and getattr(config, which).private:
+                private_sources.append(which)
+        if private_sources:
+            yield Problem(toml, f"{where} private", "a public kernel uses private sources (" +
+                          ", ".join(private_sources) + "): others cannot run or copy it",
+                          "set private = true, or make those sources public (private = false)")
 
 
 # --------------------------------------------------------------------------- generated files
@@ -86,7 +173,7 @@ def _check_generated(config: Config) -> Iterator[Problem]:
         meta = folder / metadata.KERNEL_METADATA
         if meta.is_file():
             yield from check_kernel_folder(folder, config=config, name=name)
-    wheels_dir = config.root / "wheels" / wheels_handle(config).slug
+    wheels_dir = project_wheels_dir(config)
     if (wheels_dir / metadata.DATASET_METADATA).is_file():
         yield from check_dataset_metadata(wheels_dir / metadata.DATASET_METADATA)
     if wheels_dir.is_dir():
@@ -175,6 +262,9 @@ def check_kernel_folder(folder: Path, *, config: Config | None = None, name: str
             "enable_internet": kernel.internet,
             "is_private": kernel.private,
         }
+        if expected.missing:  # a pending source: the folder may list a version this config cannot confirm
+            for key in ("model_sources", "dataset_sources", "kernel_sources"):
+                wanted.pop(key)
         for key, value in wanted.items():
             if data.get(key) != value:
                 yield Problem(f, key, f"{data.get(key)!r} is stale: kagflow.toml gives {value!r}", regen)

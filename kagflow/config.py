@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import tomllib
 import types
 import typing
@@ -407,34 +406,25 @@ def credentials_username() -> str:
 
 # --------------------------------------------------------------------------- writing
 
-def set_value(path: Path, table: str, key: str, value) -> None:
-    """Set ``key = value`` in ``[table]`` of a TOML file, keeping every comment and the layout.
+def edit_config(path: Path, change) -> None:
+    """Apply ``change(document)`` to kagflow.toml with tomlkit, keeping every comment and the
+    layout, and write it back atomically."""
+    import tomlkit
 
-    Used for the pinned model versions `kagflow model publish` writes back.
-    """
-    text = Path(path).read_text(encoding="utf-8")
-    lines = text.splitlines(keepends=True)
-    header = re.compile(r"^\s*\[\s*" + re.escape(table) + r"\s*\]\s*(#.*)?$")
-    any_header = re.compile(r"^\s*\[")
-    start = next((i for i, line in enumerate(lines) if header.match(line)), None)
-    new_line = f"{key} = {_toml_value(value)}\n"
-    if start is None:
-        if lines and not lines[-1].endswith("\n"):
-            lines[-1] += "\n"
-        lines += ["\n", f"[{table}]\n", new_line]
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if any_header.match(lines[i])), len(lines))
-        key_re = re.compile(r"^(\s*)" + re.escape(key) + r"\s*=\s*[^#\n]*?(\s*#.*)?$")
-        for i in range(start + 1, end):
-            m = key_re.match(lines[i].rstrip("\n"))
-            if m:
-                lines[i] = f"{m.group(1)}{key} = {_toml_value(value)}{m.group(2) or ''}\n"
-                break
-        else:
-            insert = end
-            while insert > start + 1 and not lines[insert - 1].strip():
-                insert -= 1
-            lines.insert(insert, new_line)
+    doc = tomlkit.parse(Path(path).read_text(encoding="utf-8"))
+    change(doc)
     tmp = Path(path).with_suffix(".toml.tmp")
-    tmp.write_text("".join(lines), encoding="utf-8")
+    tmp.write_text(tomlkit.dumps(doc), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def set_value(path: Path, table: str, key: str, value) -> None:
+    """Set ``key = value`` in ``[table]`` of kagflow.toml (e.g. the pinned model versions)."""
+    import tomlkit
+
+    def change(doc) -> None:
+        if table not in doc:
+            doc[table] = tomlkit.table()
+        doc[table][key] = value
+
+    edit_config(path, change)

@@ -100,3 +100,7 @@ class WheelsError(KagflowError):
 
 class DataError(KagflowError):
     """An input CSV row or file does not follow the competition's schema."""
+
+
+class QuotaError(KagflowError):
+    """A push would run past the weekly accelerator quota that is left."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from kagflow import slugs
-from kagflow.config import Config, _toml_value
+from kagflow.config import Config, edit_config
 from kagflow.errors import ConfigError
 from kagflow.hub.common import Gateway
 
@@ -53,15 +53,22 @@ def import_kernel(gw: Gateway, config: Config, ref: str, *, name: Optional[str] 
     sources = ([f"dataset:{s}" for s in meta["dataset_sources"]] + [f"model:{s}" for s in meta["model_sources"]]
                + [f"competition:{s}" for s in meta["competition_sources"]]
                + [f"notebook:{s}" for s in meta["kernel_sources"]])
-    block = [
-        "", f"# imported from {handle} by `kagflow kernel import`", f"[kernels.{name}]",
-        f"title = {_toml_value(title)}", 'kind = "import"', f"code_file = {_toml_value(target.name)}",
-        f"accelerator = {_toml_value(meta['machine_shape'] if meta['machine_shape'] != 'None' else 'NvidiaTeslaT4')}",
-        f"internet = {_toml_value(meta['enable_internet'])}", "private = true",
-        f"sources = {_toml_value(sources)}", "",
-    ]
-    with open(config.path, "a", encoding="utf-8") as f:
-        f.write("\n".join(block))
+    accelerator = meta["machine_shape"] if meta["machine_shape"] != "None" else "NvidiaTeslaT4"
+
+    def add_kernel(doc) -> None:
+        import tomlkit
+
+        table = tomlkit.table()
+        table.comment(f"imported from {handle} by `kagflow kernel import`")
+        for key, value in (("title", title), ("kind", "import"), ("code_file", target.name),
+                           ("accelerator", accelerator), ("internet", meta["enable_internet"]),
+                           ("private", True), ("sources", sources)):
+            table[key] = value
+        if "kernels" not in doc:
+            doc["kernels"] = tomlkit.table(is_super_table=True)
+        doc["kernels"][name] = table
+
+    edit_config(config.path, add_kernel)
     return ImportResult(name, title, folder)
 
 

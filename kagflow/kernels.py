@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from kagflow import metadata, slugs
+from kagflow.classifier.config import TIME_BUDGET_MARGIN
 from kagflow.config import Config, infer_params, train_params
 from kagflow.errors import MissingFileError
 from kagflow.sources import KernelSources, kernel_handle, model_version_source, resolve_sources
@@ -25,8 +27,10 @@ def kernel_dir(config: Config, name: str) -> Path:
     return config.root / "kernels" / kernel_handle(config, name).slug
 
 
-def notebook_params(config: Config, name: str, sources: KernelSources, *, tiny: bool) -> dict:
-    """The values a rendered notebook's ``parameters`` cell holds."""
+def notebook_params(config: Config, name: str, sources: KernelSources, *, tiny: bool,
+                    overrides: dict | None = None) -> dict:
+    """The values a rendered notebook's ``parameters`` cell holds; ``overrides`` (``-p``, checked by
+    kagflow.params) last."""
     kernel = config.kernel(name)
     base_src, adapter_src = (model_version_source(config, which) or "" if which in kernel.sources else ""
                              for which in ("base_model", "adapter_model"))
@@ -39,14 +43,17 @@ def notebook_params(config: Config, name: str, sources: KernelSources, *, tiny: 
     }
     if kernel.kind == "train":
         params.update(train_params(config, tiny=tiny))
+        if not params["time_budget"]:  # stop, evaluate and save before Kaggle ends the session
+            params["time_budget"] = max(kernel.timeout - TIME_BUDGET_MARGIN, kernel.timeout // 2)
     else:
         inf = infer_params(config, tiny=tiny)
         params.update({"adapter_model_source": adapter_src, "max_length": inf["max_length"],
                        "batch_size": inf["batch_size"], "tta": inf["tta"]})
+    params.update(overrides or {})
     return params
 
 
-def render_kernel(config: Config, name: str, *, tiny: bool = False) -> RenderedKernel:
+def render_kernel(config: Config, name: str, *, tiny: bool = False, overrides: dict | None = None) -> RenderedKernel:
     """Write ``kernels/<slug>/`` for kernel ``name``: notebook (train/infer from the templates;
     an imported kernel keeps its own notebook) and kernel-metadata.json from the config."""
     kernel = config.kernel(name)
@@ -64,7 +71,8 @@ def render_kernel(config: Config, name: str, *, tiny: bool = False) -> RenderedK
     else:
         code_file = f"{handle.slug}.ipynb"
         nb_path = folder / code_file
-        notebooks.render_notebook(kernel.kind, notebook_params(config, name, sources, tiny=tiny), nb_path)
+        notebooks.render_notebook(kernel.kind, notebook_params(config, name, sources, tiny=tiny,
+                                                                        overrides=overrides), nb_path)
     data = metadata.kernel_metadata(
         config.username, kernel.title, code_file,
         is_private=kernel.private,
@@ -77,3 +85,24 @@ def render_kernel(config: Config, name: str, *, tiny: bool = False) -> RenderedK
     )
     metadata.write_metadata(folder, metadata.KERNEL_METADATA, data)
     return RenderedKernel(name, handle, folder, nb_path, data, sources)
+
+
+@dataclass(frozen=True)
+class OutputSummary:
+    files: list[tuple[str, int]]
+    metrics: dict
+
+
+def summarize_output(output: Path) -> OutputSummary:
+    """The files of a pulled kernel output (relative path, size) and its metrics.json, if any."""
+    output = Path(output)
+    files = sorted((str(p.relative_to(output)), p.stat().st_size) for p in output.rglob("*")
+                   if p.is_file() and p.name != ".complete")
+    metrics = {}
+    found = sorted(output.rglob("metrics.json"))
+    if found:
+        try:
+            metrics = json.loads(found[0].read_text())
+        except ValueError:
+            metrics = {}
+    return OutputSummary(files, metrics)

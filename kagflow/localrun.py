@@ -18,8 +18,8 @@ from typing import Optional
 from kagflow import slugs
 from kagflow.config import Config
 from kagflow.errors import MissingFileError
-from kagflow.kernels import kernel_dir
-from kagflow.state import State
+from kagflow.kernels import kernel_dir, render_kernel
+from kagflow.state import ProjectState
 
 
 @dataclass(frozen=True)
@@ -66,21 +66,22 @@ def next_output_dir(folder: Path) -> Path:
     return base / f"local-{n}"
 
 
-def run_local(config: Config, name: str, *, timeout: Optional[int] = None) -> LocalRun:
+def run_local(config: Config, name: str, *, timeout: Optional[int] = None,
+              overrides: Optional[dict] = None) -> LocalRun:
     from kagflow import notebooks
-    from kagflow.steps import (adapter_dir_from_output, competition_files_dir, ensure_synthetic_competition,
-                               ensure_stand_in, render, wheels_dir)
+    from kagflow.wheelset import wheels_dir
+    from kagflow.standin import competition_files_dir, ensure_stand_in, ensure_synthetic_competition
 
     import dataclasses
 
     kernel = config.kernel(name)
     tiny = not config.base_model.local_dir
-    state = State.for_project(config.root, "local")
+    state = ProjectState.for_target(config.root, "local")
     # a local run needs no published model: unpublished ones are mounted as version 1
     config = dataclasses.replace(config, **{
         which: dataclasses.replace(getattr(config, which), version=max(getattr(config, which).version, 1))
         for which in ("base_model", "adapter_model")})
-    rendered = render(config, name, tiny=tiny)
+    rendered = render_kernel(config, name, tiny=tiny, overrides=overrides)
     folder = kernel_dir(config, name)
     output = next_output_dir(folder)
     sandbox = Path(tempfile.mkdtemp(prefix="kagflow-run-"))
@@ -94,12 +95,16 @@ def run_local(config: Config, name: str, *, timeout: Optional[int] = None) -> Lo
         base_ref = f"{instance_handle(config, config.base_model)}/{config.base_model.version}"
         mount_model(input_root, base_ref, base_files)
         if kernel.kind == "infer":
-            trained = state.get("kernels", "train", "output")
+            trained = state.kernel("train").output
             if not trained:
                 raise MissingFileError("no trained adapter to run inference with",
                                        hint="run `kagflow kernel run train --local` first")
             adapter_ref = f"{instance_handle(config, config.adapter_model)}/{config.adapter_model.version}"
-            mount_model(input_root, adapter_ref, adapter_dir_from_output(Path(trained)))
+            adapters = sorted(Path(trained).rglob("adapter_config.json"))
+            if not adapters:
+                raise MissingFileError(f"no adapter (adapter_config.json) in {trained}",
+                                       hint="run `kagflow kernel run train --local` again")
+            mount_model(input_root, adapter_ref, adapters[0].parent)
         comp = competition_files_dir(config)
         if not (comp / "test.csv").is_file():
             comp = ensure_synthetic_competition(config)
@@ -125,8 +130,6 @@ def run_local(config: Config, name: str, *, timeout: Optional[int] = None) -> Lo
                        encoding="utf-8")
     finally:
         shutil.rmtree(sandbox, ignore_errors=True)
-    if status == "COMPLETE":
-        state.set("kernels", name, "output", value=str(output))
     return LocalRun(status, output, log, failure)
 
 

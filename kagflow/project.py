@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from pathlib import Path
+from typing import Callable, Iterator
 
 from kagflow import slugs
 from kagflow.config import CONFIG_FILE, COMPETITION
@@ -190,3 +194,29 @@ def init_project(folder: Path, *, competition: str = COMPETITION, username: str 
         gitignore.write_text(".kagflow/\n/wheels/*\n!/wheels/README.md\n/kernels/*\n!/kernels/README.md\n"
                              "/models/*\n!/models/README.md\n", encoding="utf-8")
     return target
+
+
+LOCK_FILE = "lock"
+
+
+@contextlib.contextmanager
+def project_lock(root: Path, what: str, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)
+                 ) -> Iterator[None]:
+    """Hold ``.kagflow/lock`` while publishing or pushing: a second kagflow in the same project
+    waits (saying so) instead of uploading the same content twice or sharing a staging folder."""
+    from filelock import FileLock, Timeout
+
+    folder = Path(root) / ".kagflow"
+    folder.mkdir(parents=True, exist_ok=True)
+    lock, owner = FileLock(str(folder / LOCK_FILE)), folder / (LOCK_FILE + ".owner")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        holder = owner.read_text(encoding="utf-8").strip() if owner.is_file() else "another kagflow command"
+        log(f"{what}: waiting for {holder} to finish in {root}")
+        lock.acquire()
+    try:
+        owner.write_text(f"kagflow pid {os.getpid()} ({what})\n", encoding="utf-8")
+        yield
+    finally:
+        lock.release()

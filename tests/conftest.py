@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 SECRET_ENV = ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR",
-              "KAGFLOW_KAGGLE_ENDPOINT", "KAGFLOW_CONFIG", "FROM", "KAGFLOW_LOCAL_TRAIN")
+              "KAGFLOW_KAGGLE_ENDPOINT", "KAGFLOW_CONFIG", "KAGFLOW_FROM", "KAGFLOW_LOCAL_TRAIN",
+              "KAGFLOW_JSON")
 
 
 @pytest.fixture(autouse=True)

@@ -41,21 +41,21 @@ def test_train_quirks_parse_or_are_reported(tmp_path):
     rows = data.frame.set_index("id")
     issues = _issues(data)
 
-    assert rows.loc[1, "prompt"] == ["Hi", ""]  # null turn -> empty turn
-    assert rows.loc[1, "response_b"] == ["", "B2"]
-    assert rows.loc[2, "prompt"] == [""] and 2 not in issues  # empty turns parse cleanly
-    assert rows.loc[3, "prompt"] == ["broken"]  # salvaged raw text
-    assert issues[3][0][0] == "prompt" and issues[3][0][1].startswith("invalid JSON")
-    assert rows.loc[4, "prompt"] == ["emoji \ufffd alone"]
-    assert issues[4] == [("prompt", "lone surrogate replaced with U+FFFD")]
-    rows.loc[4, "prompt"][0].encode("utf-8")  # a tokenizer can take it now
-    assert rows.loc[5, "prompt"] == [] and issues[5] == [("prompt", "missing cell")]
-    assert rows.loc[6, "response_b"] == ["s1", "s2", "s3"]
-    assert rows.loc[[1, 2, 3, 4, 5, 6], "label"].tolist() == [0, 1, 2, 1, 0, 2]
+    assert rows.loc["1", "prompt"] == ["Hi", ""]  # null turn -> empty turn
+    assert rows.loc["1", "response_b"] == ["", "B2"]
+    assert rows.loc["2", "prompt"] == [""] and "2" not in issues  # empty turns parse cleanly
+    assert rows.loc["3", "prompt"] == ["broken"]  # salvaged raw text
+    assert issues["3"][0][0] == "prompt" and issues["3"][0][1].startswith("invalid JSON")
+    assert rows.loc["4", "prompt"] == ["emoji \ufffd alone"]
+    assert issues["4"] == [("prompt", "lone surrogate replaced with U+FFFD")]
+    rows.loc["4", "prompt"][0].encode("utf-8")  # a tokenizer can take it now
+    assert rows.loc["5", "prompt"] == [] and issues["5"] == [("prompt", "missing cell")]
+    assert rows.loc["6", "response_b"] == ["s1", "s2", "s3"]
+    assert rows.loc[["1", "2", "3", "4", "5", "6"], "label"].tolist() == [0, 1, 2, 1, 0, 2]
 
-    assert sorted(data.skipped_ids) == [7, 8]  # not exactly one 1: reported and skipped
-    assert "not exactly one 1" in issues[7][0][1] and issues[7][0][0] is None
-    assert 8 in issues
+    assert sorted(data.skipped_ids) == ["7", "8"]  # not exactly one 1: reported and skipped
+    assert "not exactly one 1" in issues["7"][0][1] and issues["7"][0][0] is None
+    assert "8" in issues
     assert "2 skipped" in data.report()
 
 
@@ -66,14 +66,14 @@ def test_test_rows_are_never_dropped(tmp_path):
         12,"[""\udc00 low""]","[""a""]",[]
     ''')
     data = load_arena_csv(path)
-    assert data.frame["id"].tolist() == [10, 11, 12]
+    assert data.frame["id"].tolist() == ["10", "11", "12"]  # ids stay strings
     assert data.frame["label"].tolist() == [-1, -1, -1]
     assert data.skipped_ids == []
     rows = data.frame.set_index("id")
-    assert rows.loc[11, "prompt"] == ["not json at all"]
-    assert rows.loc[11, "response_a"] == [] and rows.loc[11, "response_b"] == [""]
-    assert rows.loc[12, "prompt"] == ["\ufffd low"] and rows.loc[12, "response_b"] == []
-    assert {i.id for i in data.issues} == {11, 12}
+    assert rows.loc["11", "prompt"] == ["not json at all"]
+    assert rows.loc["11", "response_a"] == [] and rows.loc["11", "response_b"] == [""]
+    assert rows.loc["12", "prompt"] == ["\ufffd low"] and rows.loc["12", "response_b"] == []
+    assert {i.id for i in data.issues} == {"11", "12"}
 
 
 def test_missing_columns_are_named(tmp_path):

@@ -84,3 +84,34 @@ def test_write_submission_refuses_an_invalid_file(tmp_path):
     path = write_submission([7, 5], [[0.2, 0.3, 0.5], [1.0, 0.0, 0.0]], tmp_path / "submission.csv")
     assert pd.read_csv(path).to_dict("list") == {"id": [7, 5], "winner_model_a": [0.2, 1.0],
                                                  "winner_model_b": [0.3, 0.0], "winner_tie": [0.5, 0.0]}
+
+
+def _test_csv_with_ids(source, path, ids):
+    rows = pd.read_csv(source, dtype=str, keep_default_na=False).head(len(ids)).assign(id=ids)
+    rows.to_csv(path, index=False)
+    return path
+
+
+def test_na_empty_and_numeric_looking_ids_round_trip_into_submission(tiny_checkpoint, adapter_dir,
+                                                                      synthetic_competition, tmp_path):
+    from kagflow.classifier.infer import InferConfig, run_inference
+
+    ids = ["NA", "", "007", "12", "nan"]
+    test_csv = _test_csv_with_ids(synthetic_competition["test"], tmp_path / "test.csv", ids)
+    assert list(load_arena_csv(test_csv, labeled=False).frame["id"]) == ids
+    out = run_inference(InferConfig(max_length=64, batch_size=8, tta=False), test_csv=test_csv,
+                        base=tiny_checkpoint, adapter=adapter_dir, output_path=tmp_path / "submission.csv",
+                        devices=["cpu"])
+    written = pd.read_csv(out["path"], dtype=str, keep_default_na=False)
+    assert list(written["id"]) == ids
+
+
+def test_repeated_test_ids_stop_inference_with_one_message(synthetic_competition, tmp_path):
+    from kagflow.classifier.infer import InferConfig, run_inference
+
+    test_csv = _test_csv_with_ids(synthetic_competition["test"], tmp_path / "test.csv", ["1", "2", "1", "", ""])
+    with pytest.raises(ValueError) as err:  # raised before any model is loaded (no model here)
+        run_inference(InferConfig(), test_csv=test_csv, base=tmp_path / "no-model", adapter=tmp_path / "none",
+                      output_path=tmp_path / "submission.csv", devices=["cpu"])
+    message = str(err.value)
+    assert "'1' (2 rows)" in message and "'' (2 rows)" in message and "its own id" in message

@@ -94,3 +94,125 @@ def test_config_reads_notebook_globals():
     cfg = TrainConfig.from_namespace({"lr": 1e-3, "n_epochs": 5, "unrelated": 1, "target_modules": ["q_proj"]})
     assert (cfg.lr, cfg.n_epochs, cfg.target_modules, cfg.max_length) == (1e-3, 5, ["q_proj"], 1024)
     assert train_mod.TrainConfig().optim_type == "adamw_8bit"
+
+
+def _fast_cfg(**kw):
+    base = dict(train_loop="fast", max_length=64, n_splits=5, per_device_train_batch_size=8,
+                gradient_accumulation_steps=1, freeze_layers=0, target_modules=ALL_LINEAR[:3], eval_strategy="no",
+                save_steps=3, warmup_steps=2, logging_steps=1, lr=1e-3)
+    return TrainConfig(**{**base, **kw})
+
+
+def _adapter_weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def test_fast_loop_killed_mid_run_resumes_to_the_uninterrupted_adapter(tmp_path, tiny_checkpoint, monkeypatch):
+    """Real 4-bit tiny model on the CPU: a run killed in step 5 (last checkpoint: step 3) and run again ends
+    with the adapter of a run that was never interrupted (LoRA dropout on: the RNG is restored too)."""
+    from kagflow.classifier import perf
+
+    data = write_synthetic_competition(tmp_path / "data", n_train=100, n_test=1, seed=3)
+    cfg = _fast_cfg(lora_dropout=0.1)
+
+    def dirs(name):
+        return dict(train_csv=data["train"], base=tiny_checkpoint, adapter_dir=tmp_path / name / "adapter",
+                    checkpoint_dir=tmp_path / name / "ckpt", report_dir=tmp_path / name)
+
+    whole = run_training(cfg, **dirs("whole"))
+    assert whole["global_step"] == 10 and whole["resumed_from"] is None and not whole["stopped_early"]
+    assert not (tmp_path / "whole" / "ckpt").exists()  # a finished run removes its checkpoints
+
+    real_step, calls = perf.lora_train_step, []
+
+    def dying_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt("kernel killed")
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(perf, "lora_train_step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, **dirs("killed"))
+    assert sorted(p.name for p in (tmp_path / "killed" / "ckpt").iterdir()) == ["fit-step-000003"]
+    assert not (tmp_path / "killed" / "adapter").exists()
+    monkeypatch.setattr(perf, "lora_train_step", real_step)
+    resumed = run_training(cfg, **dirs("killed"))
+    assert resumed["resumed_from"].endswith("fit-step-000003") and resumed["global_step"] == 10
+    a, b = _adapter_weights(tmp_path / "whole" / "adapter"), _adapter_weights(tmp_path / "killed" / "adapter")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-6), name
+    assert resumed["train_loss"] == pytest.approx(whole["train_loss"], rel=1e-6)
+
+
+class FakeClock:
+    """A stand-in for resume.now(); the tests advance it 10 s per training step: the time budget without timing."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_time_budget_stops_cleanly_writes_adapter_and_metrics_and_the_next_run_resumes(tmp_path, tiny_checkpoint,
+                                                                                       monkeypatch):
+    from kagflow.classifier import perf, resume
+
+    data = write_synthetic_competition(tmp_path / "data", n_train=100, n_test=1, seed=3)
+    clock, real_step = FakeClock(), perf.lora_train_step
+
+    def timed_step(*args, **kwargs):
+        clock.t += 10
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(resume, "now", clock)
+    monkeypatch.setattr(perf, "lora_train_step", timed_step)
+    dirs = dict(train_csv=data["train"], base=tiny_checkpoint, adapter_dir=tmp_path / "adapter",
+                checkpoint_dir=tmp_path / "ckpt", report_dir=tmp_path)
+    # 150 s: 60 s reserved for saving + 20 eval rows at half a training row's time, 2 steps ahead: stops at step 6
+    stopped = run_training(_fast_cfg(time_budget=150, save_steps=100), **dirs)
+    assert stopped["stopped_early"] and stopped["global_step"] == 6
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["stopped_early"] and metrics["n"] == 20 and "log_loss" in metrics
+    assert (tmp_path / "ckpt" / "fit-step-000006").is_dir()  # kept for the next run
+    finished = run_training(_fast_cfg(save_steps=100), **dirs)
+    assert finished["resumed_from"].endswith("fit-step-000006") and finished["global_step"] == 10
+    assert not finished["stopped_early"]
+
+
+def test_trainer_loop_keeps_the_time_budget_too(tmp_path, tiny_checkpoint, monkeypatch):
+    from transformers import Trainer
+
+    from kagflow.classifier import resume
+
+    data = write_synthetic_competition(tmp_path / "data", n_train=100, n_test=1, seed=3)
+    clock, real_step = FakeClock(), Trainer.training_step
+
+    def timed_step(self, *args, **kwargs):
+        clock.t += 10
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(resume, "now", clock)
+    monkeypatch.setattr(Trainer, "training_step", timed_step)
+    cfg = _fast_cfg(train_loop="trainer", time_budget=150, save_steps=100, optim_type="adamw_torch",
+                    gradient_checkpointing=False)
+    stopped = run_training(cfg, train_csv=data["train"], base=tiny_checkpoint, adapter_dir=tmp_path / "adapter",
+                           checkpoint_dir=tmp_path / "ckpt", report_dir=tmp_path)
+    assert stopped["stopped_early"] and 0 < stopped["global_step"] < 10
+    assert (tmp_path / "ckpt" / f"checkpoint-{stopped['global_step']}").is_dir()
+    assert json.loads((tmp_path / "metrics.json").read_text())["stopped_early"]
+
+
+def test_trainer_under_ddp_keeps_the_one_gpu_global_batch(capsys):
+    from kagflow.classifier.train import accumulation_steps
+
+    cfg = TrainConfig(per_device_train_batch_size=3, gradient_accumulation_steps=2)
+    assert accumulation_steps(cfg, 1) == 2
+    assert accumulation_steps(cfg, 2) == 1  # 3 rows x 1 step x 2 GPUs = the one-GPU 3 x 2
+    assert accumulation_steps(TrainConfig(gradient_accumulation_steps=3), 2) == 3
+    assert "does not divide over 2 GPUs" in capsys.readouterr().out

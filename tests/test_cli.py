@@ -35,8 +35,36 @@ def test_init_then_check(tmp_path, monkeypatch):
     for folder in ("wheels", "kernels", "models"):
         assert (tmp_path / folder / "README.md").is_file()
     result = run(["check"])
-    assert result.exit_code == 1  # nothing published yet: the models are missing sources
-    assert "kagflow model publish base" in result.output + result.stderr
+    assert result.exit_code == 0, result.output  # nothing published yet: pending, not a problem
+    assert "pending: [kernels.train] base_model: not produced yet; `kagflow model publish base`" in result.output
+    assert "no problems found" in result.output
+    assert not (tmp_path / ".kagflow" / "local").exists()  # check starts no local Kaggle
+
+
+def test_check_json_is_one_object(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    run(["init", "--username", "bob"])
+    for args in (["check", "--json"], ["--json", "check"]):
+        result = run(args)
+        assert result.exit_code == 0
+        report = json.loads(result.output)
+        assert report["ok"] is True and report["problems"] == [] and report["target"] == "the local Kaggle"
+        assert {(p["kernel"], p["source"]) for p in report["pending"]} == {
+            ("train", "base_model"), ("infer", "base_model"), ("infer", "adapter_model")}
+
+
+def test_error_as_json(tmp_path, monkeypatch, capsys):
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["kernel", "render", "nope", "--json"])
+    assert exit_.value.code == 1
+    out = capsys.readouterr()
+    error = json.loads(out.out)["error"]
+    assert error["type"] == "ConfigError" and "kagflow init" in error["hint"]
 
 
 def test_init_refuses_to_overwrite(tmp_path, monkeypatch, capsys):

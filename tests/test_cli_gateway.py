@@ -189,3 +189,25 @@ def test_endpoint_down_fails_with_one_message_naming_it(tmp_path, monkeypatch, c
     code, out = kagflow(capsys, "model", "publish", "base", "--from", "hf-base")
     assert code == 1 and out.count("error:") == 1
     assert f"no answer from {url}" in out and "kagflow local start" in out and "Traceback" not in out
+
+
+def test_two_concurrent_publishes_end_with_one_version_and_no_crash(proj, server):
+    """Two processes publish the same base model at once: the project lock serialises them."""
+    import subprocess
+    import sys
+
+    from kagflow.hub.client import build_api
+    from kagflow.local.faults import FaultRule, Faults
+
+    # each upload answers late, so without the lock both processes find no version and upload
+    server.faults = Faults({"upload": FaultRule(rate_slow=1.0, slow_seconds=1.0)})
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    procs = [subprocess.Popen([sys.executable, "-m", "kagflow", "model", "publish", "base", "--from", "hf-base"],
+                              cwd=proj.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert sum("Published" in o for o in outs) == 1 and sum("Unchanged" in o for o in outs) == 1, outs
+    versions = build_api(server.url).model_instance_versions_list(
+        "alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base").version_list.versions
+    assert [v.version_number for v in versions] == [1]

@@ -33,7 +33,7 @@ def _fresh_project(tmp_path: Path) -> Path:
 
 def _env(home: Path) -> dict:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("KAGGLE_", "KAGFLOW_")) and k not in ("FROM",)}
+           if not k.startswith(("KAGGLE_", "KAGFLOW_"))}
     env.update(HOME=str(home), NO_COLOR="1", PYTHONUNBUFFERED="1")
     return env
 
@@ -87,11 +87,22 @@ def test_whole_flow_beats_uniform_then_second_run_does_nothing(project, isolatio
     before = _counts(project)
     assert before["kernel_versions"] == 2 and before["submissions"] == 1
 
+    check = _kagflow(project, env, "check")
+    assert check.returncode == 0 and "no problems found" in check.stdout, check.stdout + check.stderr
+    assert "pending" not in check.stdout  # everything the flow makes is made, with the recorded versions
+
     second = _kagflow(project, env, "flow")
     assert second.returncode == 0, second.stdout + second.stderr
     assert "steps run now: none" in second.stdout
     assert _counts(project) == before
     assert f"score (log loss): {score}" in second.stdout
+
+    as_json = json.loads(_kagflow(project, env, "flow", "--json").stdout)
+    assert as_json["ok"] and as_json["steps_run"] == [] and as_json["score"] == score
+    assert as_json["kernels"] == {"train": 1, "infer": 1}
+    status = json.loads(_kagflow(project, env, "kernel", "status", "train", "--json").stdout)
+    assert status == {"ok": True, "messages": ["train v1: COMPLETE"], "failure": "-", "kernel": "train",
+                      "version": 1, "status": "COMPLETE"}
 
 
 def test_killed_during_training_resumes_without_duplicates(project, isolation):

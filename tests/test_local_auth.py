@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -37,3 +38,52 @@ def test_configured_keys_are_checked_and_never_logged(data_dir, kaggle_env, capl
         assert err.value.response.status_code == 401
     assert KEY not in caplog.text and "wrong-key" not in caplog.text
     assert "GetDatasetStatus" in caplog.text  # request lines are logged, credentials are not
+
+
+def test_users_file_from_env_turns_key_checking_on(tmp_path, kaggle_env, monkeypatch):
+    """`kagflow local serve --users FILE` / KAGFLOW_LOCAL_USERS: a wrong key is a 401 for the official client."""
+    from kagflow.local.control import ensure_background_server, stop_background_server
+
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps({USER: KEY, "bob": "bob-key"}))
+    monkeypatch.setenv("KAGFLOW_LOCAL_USERS", str(users))
+    data = tmp_path / "bg"
+    url = ensure_background_server(data)
+    try:
+        ds = write_dataset(tmp_path / "ds", "keyed-dataset", {"a.txt": "x"})
+        assert build_api(url).dataset_create_new(str(ds), quiet=True).status == "ok"
+        wrong = build_api(url)
+        wrong.config_values["key"] = "not-alice-key"
+        with pytest.raises(HTTPError) as err:
+            wrong.dataset_list_files(f"{USER}/keyed-dataset")
+        assert err.value.response.status_code == 401
+        stranger = build_api(url)
+        stranger.config_values.update(username="mallory", key="any")
+        with pytest.raises(HTTPError) as err:
+            stranger.dataset_list(user=USER)
+        assert err.value.response.status_code == 401
+    finally:
+        stop_background_server(data)
+    assert "keys checked for 2 user(s)" in (data / "server.log").read_text()
+
+
+@pytest.mark.parametrize("content,fragment", [("{not json", "not valid JSON"), ("[]", "non-empty JSON object"),
+                                              ('{"../x": "k"}', "invalid username"), ('{"bob": ""}', "non-empty string")])
+def test_users_file_errors_name_the_file_and_the_fix(tmp_path, content, fragment):
+    from kagflow.errors import KagflowError
+    from kagflow.local.control import load_users
+
+    path = tmp_path / "users.json"
+    path.write_text(content)
+    with pytest.raises(KagflowError) as err:
+        load_users(path)
+    assert fragment.lower() in str(err.value).lower() and str(path) in str(err.value)
+    assert "kagflow local serve --users" in err.value.hint
+
+
+def test_users_file_may_be_a_kaggle_json(tmp_path):
+    from kagflow.local.control import load_users
+
+    path = tmp_path / "kaggle.json"
+    path.write_text(json.dumps({"username": "carol", "key": "c-key"}))
+    assert load_users(path) == {"carol": "c-key"}

@@ -88,7 +88,8 @@ def test_malformed_json_unknown_fields_wrong_types(server, data_dir):
                              {"ownerSlug": USER, "datasetSlug": "abcdef", "body": {"files": [{"tok": "x"}]}}),
                         400, "unknown field 'body.files[0].tok'")
     assert_kaggle_error(post(server, "nope.NopeService/Nothing", {}), 404, "unknown method")
-    assert_kaggle_error(post(server, "kernels.KernelsApiService/DeleteKernel", {}), 501, "not implemented")
+    assert_kaggle_error(post(server, "competitions.CompetitionApiService/UpdateCompetitionPage", {}), 405,
+                        "the local kaggle does not support")
     assert_kaggle_error(post(server, "datasets.DatasetApiService/GetDatasetStatus",
                              {"ownerSlug": USER, "datasetSlug": "no-such-dataset"}), 404, "not found")
     assert snapshot(data_dir) == before
@@ -153,3 +154,78 @@ def test_stalled_body_times_out_with_an_error(data_dir, kaggle_env):
         head = (f"POST /api/v1/{BLOB} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n").encode()
         answer = raw_request(srv, head, b'{"na', close_write=False)
     assert b" 400 " in answer.split(b"\r\n", 1)[0] and b"stalled after 4 of 100 bytes" in answer
+
+
+def test_traversal_username_is_refused_and_nothing_outside_changes(tmp_path, kaggle_env):
+    """A Basic-auth username like ``../../../victim`` once made a kernel sandbox (and its rmtree) outside the data dir."""
+    from kagflow.local.server import start_server
+    data = tmp_path / "a" / "b" / "data"
+    victim = tmp_path / "a" / "victim" / "precious-kernel" / "v1"  # where runs/../../../victim/... pointed
+    victim.mkdir(parents=True)
+    (victim / "precious.txt").write_text("keep me")
+    outside_before = snapshot(tmp_path / "a" / "victim")
+    notebook = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    with start_server(data) as srv:
+        inside_before = snapshot(data)
+        for name in ("../../../victim", "..", "a/b", "victim\x00", "a b"):
+            resp = post(srv, "kernels.KernelsApiService/SaveKernel",
+                        {"slug": "precious-kernel", "text": notebook, "language": "python",
+                         "kernelType": "notebook"}, auth=(name, "k"))
+            assert resp.status_code in (400, 401), (name, resp.text)
+            assert "invalid username" in resp.json()["message"].lower()
+        assert snapshot(data) == inside_before
+    assert (victim / "precious.txt").read_text() == "keep me"
+    assert snapshot(tmp_path / "a" / "victim") == outside_before
+
+
+@pytest.mark.parametrize("field,value", [("ownerSlug", "../x"), ("datasetSlug", "a/../../b"), ("ownerSlug", "x" * 200),
+                                         ("datasetSlug", "..")])
+def test_names_in_requests_are_checked_at_the_edge(server, data_dir, field, value):
+    before = snapshot(data_dir)
+    body = {"ownerSlug": USER, "datasetSlug": "abcdef", field: value}
+    assert_kaggle_error(post(server, "datasets.DatasetApiService/GetDatasetStatus", body), 400, "invalid")
+    assert snapshot(data_dir) == before
+
+
+def test_sandbox_paths_stay_inside_the_data_dir(server):
+    from kagflow.local.jobs import sandbox_dir
+    from kagflow.local.protocol import ApiError
+    assert sandbox_dir(server.store, USER, "my-kernel", 3) == server.data_dir / "runs" / USER / "my-kernel" / "v3"
+    for owner, slug in (("..", "x"), ("../../v", "x"), (USER, "../x"), (USER, ".")):
+        with pytest.raises(ApiError):
+            sandbox_dir(server.store, owner, slug, 1)
+
+
+def test_deeply_nested_json_is_a_400(server, data_dir):
+    before = snapshot(data_dir)
+    deep = "[" * 100_000 + "]" * 100_000
+    assert_kaggle_error(post(server, BLOB, None, raw=deep), 400, "nested too deeply")
+    deep_obj = '{"name": ' + '{"a": ' * 100_000 + "1" + "}" * 100_001
+    assert_kaggle_error(post(server, BLOB, None, raw=deep_obj), 400, "invalid json")
+    assert snapshot(data_dir) == before
+
+
+def test_huge_numbers_are_a_400(api, server, data_dir, tmp_path):
+    from local_fixtures import wait_kernel, write_kernel
+    api.kernels_push(str(write_kernel(tmp_path / "k", "numbers-kernel", "print(1)")))
+    wait_kernel(api, f"{USER}/numbers-kernel")
+    before = snapshot(data_dir)
+    digits = "9" * 5000
+    assert_kaggle_error(post(server, "datasets.DatasetApiService/ListDatasets", {"pageToken": digits}),
+                        400, "page token")
+    assert_kaggle_error(post(server, "datasets.DatasetApiService/ListDatasets", {"pageToken": "²"}), 400, "page token")
+    for label in (digits, "v" + digits, "v" + "9" * 30):
+        assert_kaggle_error(post(server, "kernels.KernelsApiService/GetKernelSessionStatus",
+                                 {"userName": USER, "kernelSlug": "numbers-kernel", "versionLabel": label}),
+                            400, "version label")
+    assert_kaggle_error(post(server, "kernels.KernelsApiService/CancelKernelSession", None,
+                             raw='{"kernelSessionId": ' + "9" * 40 + "}"), 400, "64 bits")
+    assert_kaggle_error(post(server, "kernels.KernelsApiService/CancelKernelSession", None,
+                             raw='{"kernelSessionId": ' + digits + "}"), 400, "invalid json")
+    head = (f"POST /api/v1/{BLOB} HTTP/1.1\r\nHost: x\r\nContent-Length: {digits}\r\n\r\n").encode()
+    answer = raw_request(server, head, b"")
+    assert b" 400 " in answer.split(b"\r\n", 1)[0] and b"Content-Length" in answer
+    logs = requests.get(f"{server.url}/api/v1/kernels/logs/stream/{USER}/numbers-kernel?versionLabel={digits}",
+                        auth=(USER, KEY), timeout=10)
+    assert_kaggle_error(logs, 400, "version label")
+    assert snapshot(data_dir) == before

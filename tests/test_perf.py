@@ -90,6 +90,19 @@ def test_recipe_t4_vs_h100():
     assert h100["infer_max_tokens"] > t4["infer_max_tokens"]
     a100_40 = perf.recipe_for_device(39.4, (8, 0))
     assert a100_40["gradient_checkpointing"] is True and a100_40["dtype"] == "bfloat16"
+    # checkpoint only as many layers as memory needs: more memory, more layers keep their activations
+    assert h100["uncheckpointed_layers"] == 0 and 0 < t4["uncheckpointed_layers"]
+    assert t4["uncheckpointed_layers"] < perf.recipe_for_device(23.6, (8, 9))["uncheckpointed_layers"]
+
+
+def test_top_layers_keep_their_activations(tiny_4bit):
+    from peft import LoraConfig, TaskType
+
+    lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], task_type=TaskType.SEQ_CLS)
+    recipe = dict(perf.recipe_for_device(15.0, (7, 5)), uncheckpointed_layers=1)
+    pm = perf.prepare_lora_model(tiny_4bit(), lc, recipe)
+    layers = pm.get_base_model().model.layers
+    assert [layer.gradient_checkpointing for layer in layers] == [True, False]
 
 
 # ------------------------------------------------------------------ 4-bit -> bf16 merge
@@ -217,41 +230,103 @@ def test_fit_lora_and_prepare_helpers(tiny_4bit):
     assert out.shape == (26, 3) and torch.isfinite(out).all()
 
 
-def _ddp_worker(rank, world, init_file, out_dir):
-    import torch.distributed as dist
+def _tiny_lora(dropout: float):
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import Gemma2Config, Gemma2ForSequenceClassification
+
+    cfg = Gemma2Config(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16,
+                       num_labels=3, pad_token_id=0, attn_implementation="eager")
+    torch.manual_seed(0)
+    model = Gemma2ForSequenceClassification(cfg)
+    lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=dropout,
+                    task_type=TaskType.SEQ_CLS)
+    torch.manual_seed(1)
+    pm = get_peft_model(model, lc)
+    perf.prepare_for_lora_training(pm, gradient_checkpointing=False)
+    return pm
+
+
+def _ddp_data():
+    g = torch.Generator().manual_seed(4)
+    seqs = [[i + 1] + torch.randint(1, 256, (int(n),), generator=g).tolist()  # first token: the row's id
+            for i, n in enumerate(torch.randint(3, 20, (22,), generator=g))]
+    return seqs, [i % 3 for i in range(22)]
+
+
+def _ddp_fit(dropout, *, checkpointing=None, crash_after=None, seen=None):
+    from kagflow.classifier.resume import Checkpointing  # noqa: F401 - the type checkpointing has
+
+    pm = _tiny_lora(dropout)
+    if seen is not None:
+        def record(module, args, kwargs):
+            ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
+            seen.extend(int(row[0]) - 1 for row, m in zip(ids, mask))
+        pm.register_forward_pre_hook(record, with_kwargs=True)
+    recipe = dict(perf.recipe_for_device(15.0, (7, 5)), dtype="float32", grad_scaler=False, train_max_tokens=40)
+    seqs, labels = _ddp_data()
+    logs = []
+
+    def on_log(entry):
+        logs.append(entry)
+        if crash_after is not None and entry.get("step") == crash_after:
+            raise KeyboardInterrupt("killed")
+
+    torch.manual_seed(7)
+    losses = perf.fit_lora(pm, seqs, labels, recipe, rows_per_step=4, lr=1e-2, warmup_steps=2, optim_type="adamw_torch",
+                           log_every=1, on_log=on_log, checkpointing=checkpointing)
+    return losses, [e["lr"] for e in logs if "lr" in e], {n: p.detach().clone() for n, p in pm.named_parameters()
+                                                          if p.requires_grad}
+
+
+def _ddp_worker(rank, world, init_file, out_dir):
+    import torch.distributed as dist
+
+    from kagflow.classifier.resume import Checkpointing
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        cfg = Gemma2Config(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=2, num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16,
-                           num_labels=3, pad_token_id=0, attn_implementation="eager")
-        torch.manual_seed(0)
-        model = Gemma2ForSequenceClassification(cfg)
-        lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0,
-                        task_type=TaskType.SEQ_CLS)
-        torch.manual_seed(1)
-        pm = get_peft_model(model, lc)
-        perf.prepare_for_lora_training(pm, gradient_checkpointing=False)
-        recipe = dict(perf.recipe_for_device(15.0, (7, 5)), dtype="bfloat16", train_max_tokens=64)
-        g = torch.Generator().manual_seed(4)
-        seqs = [torch.randint(1, 256, (int(n),), generator=g).tolist() for n in torch.randint(3, 20, (24,), generator=g)]
-        losses = perf.fit_lora(pm, seqs, [i % 3 for i in range(24)], recipe, rows_per_step=4, lr=1e-2,
-                               warmup_steps=1)
-        torch.save({"losses": losses, "lora": {n: p.detach().clone() for n, p in pm.named_parameters()
-                                               if p.requires_grad}}, f"{out_dir}/rank{rank}.pt")
+        out = {}
+        seen = []
+        mine = Checkpointing(folder=f"{out_dir}/own-rank{rank}", every_steps=2)  # who writes?
+        out["full"] = _ddp_fit(0.0, checkpointing=mine, seen=seen)
+        out["seen"] = seen
+        shared = Checkpointing(folder=f"{out_dir}/shared", every_steps=2, keep=None)
+        out["reference"] = _ddp_fit(0.1)
+        try:
+            _ddp_fit(0.1, checkpointing=shared, crash_after=3)  # killed after step 3; checkpoint at step 2
+        except KeyboardInterrupt:
+            pass
+        out["resumed"] = _ddp_fit(0.1, checkpointing=shared)
+        out["resumed_from"] = out["resumed"][0].resumed_from
+        torch.save(out, f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-def test_fit_lora_data_parallel_keeps_ranks_identical(tmp_path):
+def test_fit_lora_data_parallel_matches_one_process_and_resumes(tmp_path):
+    """DDP (gloo, 2 processes) vs one process: distinct rows per rank, same global batch, steps and LR schedule,
+    same adapter; only rank 0 writes checkpoints; a killed DDP run resumes to the uninterrupted run's adapter."""
     import torch.multiprocessing as mp
 
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
-    assert len(r0["losses"]) == len(r1["losses"]) == 3          # 6 steps of 4 rows, split over 2 ranks
-    assert r0["losses"] != r1["losses"]                           # different rows on each rank
-    for n, p in r0["lora"].items():
-        assert torch.equal(p, r1["lora"][n]), n                   # averaged gradients: same adapter
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    torch.set_num_threads(1)
+    one_losses, one_lrs, one_lora = _ddp_fit(0.0)
+    # every rank saw distinct rows, together all of them once
+    assert set(r0["seen"]).isdisjoint(r1["seen"]) and sorted(r0["seen"] + r1["seen"]) == list(range(22))
+    losses, lrs, lora = r0["full"]
+    assert len(losses) == len(one_losses) == 6 and losses.steps_total == 6  # 22 rows / 4 per step, not halved
+    assert lrs == one_lrs                                                  # the one-GPU LR schedule
+    assert losses == pytest.approx(one_losses, rel=1e-5)                  # the one-GPU global batch
+    for n, p in lora.items():
+        assert torch.allclose(p, one_lora[n], atol=1e-5), n
+        assert torch.equal(p, r1["full"][2][n]), n                        # ranks stay identical
+    assert sorted(p.name for p in (tmp_path / "own-rank0").iterdir()) == ["fit-step-000002", "fit-step-000004"]
+    assert not (tmp_path / "own-rank1").exists()                           # only rank 0 writes
+    assert r0["resumed_from"].endswith("fit-step-000002") and r1["resumed_from"] == r0["resumed_from"]
+    for r in (r0, r1):
+        assert r["resumed"][0] == pytest.approx(r["reference"][0], rel=1e-6)
+        for n, p in r["resumed"][2].items():
+            assert torch.allclose(p, r["reference"][2][n], atol=1e-6), n   # dropout RNG restored per rank

@@ -10,7 +10,7 @@ from kagflow.errors import (NotFoundError, NotSupportedError, PermissionDeniedEr
 from kagflow.hub.errors import REFUSALS, checked, translate
 from kagflow.hub.target import Target
 from local_fixtures import *  # noqa: F401,F403
-from local_fixtures import USER, gateway
+from local_fixtures import COMPETITION, USER, gateway
 
 LOCAL = Target("local", "http://127.0.0.1:9", USER)
 KAGGLE = Target("kaggle", None, USER)
@@ -45,9 +45,10 @@ def test_a_200_with_an_error_body_is_typed_by_the_body_code():
 def test_local_not_implemented_is_never_called_a_kaggle_outage(server, api):
     gw = gateway(api, server)
     with pytest.raises(NotSupportedError) as err:
-        gw.call(lambda: api.dataset_metadata(f"{USER}/x", "."), what="dataset metadata", handle=f"{USER}/x")
+        gw.call(lambda: api.competition_leaderboard_download(COMPETITION, "."), what="download leaderboard",
+                handle=COMPETITION)
     text = str(err.value)
-    assert err.value.status == 501 and "not implemented by the local Kaggle" in err.value.server_message
+    assert err.value.status == 405 and "The local Kaggle does not support" in err.value.server_message
     assert "Kaggle's side" not in text and "not a Kaggle outage" in text
 
 

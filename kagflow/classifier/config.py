@@ -19,6 +19,12 @@ def defaults(cls) -> dict:
             for f in dataclasses.fields(cls)}
 
 
+# The `optim_type` values the fast loop (perf.make_optimizer) builds; the HF Trainer takes any of its own.
+FAST_LOOP_OPTIMIZERS = ("adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adamw_torch",
+                        "adamw_hf", "adamw_torch_fused")
+TIME_BUDGET_MARGIN = 1200  # seconds of a kernel's timeout kept for setup before training (wheels, model load)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The seed's Config plus the knobs a tuner needs; field names are the notebook's parameter names."""
@@ -42,16 +48,23 @@ class TrainConfig:
     seed: int = 42
     max_train_rows: int = 0  # 0: all rows
     attn_implementation: str = "auto"  # from the model's config: eager/flex if soft-capped, else sdpa
+    # true: checkpoint activations where memory needs it (the fast loop: per card, none on 70+ GiB cards;
+    # the HF Trainer: every layer); false: never
     gradient_checkpointing: bool = True
-    eval_strategy: str = "epoch"
+    eval_strategy: str = "epoch"  # "epoch", "steps" (every logging_steps) or "no" (the final evaluation only)
     logging_steps: int = 10
-    save_steps: int = 200
+    save_steps: int = 200  # a resumable checkpoint every save_steps steps ...
+    save_minutes: float = 30  # ... and every save_minutes minutes (0: off), in both loops
     save_total_limit: int | None = 2
     dataloader_num_workers: int = 0
     keep_checkpoints: bool = False  # after a finished run; the adapter folder has what inference needs
+    # seconds from the start of training until it must have stopped, evaluated and saved the adapter
+    # (a stopped run leaves a checkpoint that the next kernel version resumes); 0: no limit. Rendered
+    # kernels get the kernel's timeout less TIME_BUDGET_MARGIN when this is 0.
+    time_budget: float = 0
     # "auto": on a GPU kagflow's measured loop (perf.fit_lora: token-budget micro-batches, recipe per card,
-    # 3.2x the seed's Trainer on an H100; no mid-run checkpoints); on the CPU the HF Trainer.
-    # "trainer": always the HF Trainer (checkpoints every save_steps, resume). "fast": always fit_lora.
+    # 3.2x the seed's Trainer on an H100); on the CPU the HF Trainer. "trainer": always the HF Trainer.
+    # "fast": always fit_lora. Both checkpoint, resume and keep the time budget.
     train_loop: str = "auto"
 
     from_namespace = classmethod(from_namespace)

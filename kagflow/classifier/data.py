@@ -98,7 +98,9 @@ def load_arena_csv(path, *, labeled: bool | None = None) -> ArenaData:
     """Read train.csv/test.csv. Labeled rows with a bad label are reported and skipped; no other row is."""
     import pandas as pd
 
-    raw = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
+    # ids are strings everywhere ("NA", "" and "007" survive); only an empty text cell is missing
+    raw = pd.read_csv(path, dtype={"id": str, **{c: str for c in TEXT_COLUMNS}}, keep_default_na=False,
+                      na_values={c: [""] for c in TEXT_COLUMNS})
     missing = [c for c in ("id", *TEXT_COLUMNS) if c not in raw.columns]
     if labeled is None:
         labeled = all(c in raw.columns for c in LABEL_COLUMNS)
@@ -125,6 +127,27 @@ def load_arena_csv(path, *, labeled: bool | None = None) -> ArenaData:
         records.append(record)
     frame = pd.DataFrame(records, columns=["id", *TEXT_COLUMNS, "label"])
     return ArenaData(frame=frame, issues=issues, skipped_ids=skipped)
+
+
+def read_ids(path) -> list[str]:
+    """The ``id`` column of a CSV as strings, exactly as written (``NA``, ``""`` and ``007`` included)."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if "id" not in frame.columns:
+        raise ValueError(f"{path}: no id column (found {list(frame.columns)}): every test row needs its id")
+    return frame["id"].tolist()
+
+
+def check_test_ids(ids, path) -> None:
+    """Stop with one message when test rows share an id: their predictions could not be told apart."""
+    from collections import Counter
+
+    repeated = {value: n for value, n in Counter(ids).items() if n > 1}
+    if repeated:
+        shown = ", ".join(f"{v!r} ({n} rows)" for v, n in list(repeated.items())[:10])
+        raise ValueError(f"{path}: {len(repeated)} id(s) appear on more than one row: {shown}; every test "
+                         "row needs its own id, or the submission cannot be scored")
 
 
 def stratified_fold(labels, n_splits: int, fold_idx: int, seed: int = 42):

@@ -107,13 +107,13 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
     With several GPUs (Kaggle's T4 x2), one model copy runs per GPU on alternate rows of the
     length-sorted test set (``multigpu``); otherwise one model, placed by ``device_map``.
     """
-    import pandas as pd
-
-    from .data import load_arena_csv
+    from .data import check_test_ids, load_arena_csv, read_ids
     from .model import load_for_inference, load_tokenizer
     from .multigpu import predict_proba_multi, visible_devices
     from .submission import write_submission
 
+    test_ids = read_ids(test_csv)
+    check_test_ids(test_ids, test_csv)  # before any model is loaded
     data = load_arena_csv(test_csv, labeled=False)
     print(data.report(), flush=True)
     budget = cfg.batch_size * cfg.max_length
@@ -142,7 +142,6 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
                                  padding_side=tokenizer.padding_side)
     start = time.time()
     probs = predict_with(proba, tokenizer, data.frame, max_length=cfg.max_length, tta=cfg.tta)
-    test_ids = pd.read_csv(test_csv, usecols=["id"])["id"].tolist()
     path = write_submission(data.frame["id"], probs, output_path, test_ids=test_ids)
     seconds = time.time() - start
     print(f"wrote {path}: {len(probs)} rows in {seconds:.0f}s (tta={cfg.tta})", flush=True)

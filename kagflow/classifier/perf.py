@@ -112,6 +112,11 @@ def recipe_for_profile(profile, traits=None) -> dict:
         train_tokens, infer_tokens, gc = 8192, 8192, True
     else:  # T4 / 16-24 GB cards (and the CPU)
         train_tokens, infer_tokens, gc = 4096, 8192, profile.cuda
+    # checkpoint only as many trainable layers as memory needs: the top ones keep their activations
+    # (~0.3 MiB per token per layer in eager attention) in what the 4-bit model (5.7 GiB) and the
+    # checkpointed rest (8.1 GiB peak with all 26 checkpointed at 4,096 tokens, bench/RESULTS.md) leave free
+    per_layer_gib = 0.3 * train_tokens / 1024
+    keep = max(0, int((mem - 1.0 - 8.1 * train_tokens / 4096) / per_layer_gib)) if gc else 0
     return {
         "dtype": profile.dtype_name,
         # training: eager keeps the softcap and compiles nothing; flex attention recompiled for every new
@@ -121,6 +126,7 @@ def recipe_for_profile(profile, traits=None) -> dict:
         "infer_attn_implementation": choose_attn_implementation(model_type, profile.capability or "cpu",
                                                                 softcapping=capped),
         "gradient_checkpointing": gc,
+        "uncheckpointed_layers": keep,
         "train_max_tokens": train_tokens,
         "infer_max_tokens": infer_tokens,
         "infer_max_rows": 64,
@@ -238,7 +244,7 @@ def padding_efficiency(batches: Iterable[Sequence[int]], lengths: Sequence[int],
 # --------------------------------------------------------------------------- training
 
 
-def prepare_for_lora_training(model, *, gradient_checkpointing: bool) -> None:
+def prepare_for_lora_training(model, *, gradient_checkpointing: bool, uncheckpointed_layers: int = 0) -> None:
     """What kagflow does instead of ``prepare_model_for_kbit_training``.
 
     No fp32 upcast of the frozen embedding/norms (saves 1.8 GiB for the 256k x 3584 embedding) and
@@ -255,9 +261,22 @@ def prepare_for_lora_training(model, *, gradient_checkpointing: bool) -> None:
             p.data = p.data.float()
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if uncheckpointed_layers:
+            keep_activations(model, uncheckpointed_layers)
     # transformers' gradient_checkpointing_enable() (and peft on non-quantized bases) register a hook that
     # makes the embedding output require grad; it would drag the backward through the 16 frozen layers.
     disable_input_require_grads(model)
+
+
+def keep_activations(model, n: int) -> list[int]:
+    """Turn checkpointing off again for the top ``n`` decoder layers (they keep their activations: no
+    recompute); the layers below stay checkpointed. Returns the indices of the layers left unchecked."""
+    layers = [m for m in model.modules() if hasattr(m, "gradient_checkpointing") and type(m).__name__.endswith(
+        "DecoderLayer")]
+    top = layers[len(layers) - n:] if n > 0 else []
+    for layer in top:
+        layer.gradient_checkpointing = False
+    return [layers.index(m) for m in top]
 
 
 def disable_input_require_grads(model) -> int:
@@ -287,23 +306,25 @@ def classification_logits(model, batch: dict) -> torch.Tensor:
 
 
 def lora_train_step(model, micro_batches: Sequence[dict], optimizer, *, autocast_dtype=torch.bfloat16,
-                    scaler=None, scheduler=None, max_grad_norm: float | None = 1.0) -> torch.Tensor:
+                    scaler=None, scheduler=None, max_grad_norm: float | None = 1.0,
+                    total_rows: int | None = None) -> torch.Tensor:
     """One optimizer step over micro-batches (already on the device) that together form the step.
 
-    The loss is the mean cross-entropy over all rows of the step (each micro-batch weighted by its
-    rows), so splitting a step into micro-batches by a token budget doesn't change the gradient.
-    Returns the step's mean loss as a 0-dim tensor (no host sync).
+    The loss is the mean cross-entropy over all ``total_rows`` rows of the step (default: the rows
+    given; under data parallelism the step's rows over all processes, whose gradients are summed), so
+    splitting a step into micro-batches or over GPUs doesn't change the gradient.
+    Returns this process's share of the step's mean loss as a 0-dim tensor (no host sync).
     """
-    total = sum(int(mb["labels"].shape[0]) for mb in micro_batches)
+    total = total_rows or sum(int(mb["labels"].shape[0]) for mb in micro_batches)
     params = [p for p in model.parameters() if p.requires_grad]
-    loss_sum = None
+    loss_sum = torch.zeros((), device=params[0].device)
     for mb in micro_batches:
         dev = mb["input_ids"].device.type
         with torch.autocast(dev, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logits = classification_logits(model, mb)
         loss = F.cross_entropy(logits.float(), mb["labels"], reduction="sum") / total
         (scaler.scale(loss) if scaler is not None else loss).backward()
-        loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+        loss_sum = loss_sum + loss.detach()
     _all_reduce_grads(params)
     if scaler is not None:
         scaler.unscale_(optimizer)
@@ -330,23 +351,33 @@ def _world() -> tuple[int, int]:
 
 
 def _all_reduce_grads(params) -> None:
-    """Average the (small) LoRA gradients over data-parallel processes, if any (one process per GPU)."""
+    """Sum the (small) LoRA gradients over data-parallel processes, if any (one process per GPU): each
+    process's loss is already divided by the step's global row count, so the sum is the one-GPU gradient."""
     rank, world = _world()
     if world == 1:
         return
     import torch.distributed as dist
 
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
+    for p in params:  # a process with no rows in this step still takes part, with zeros
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in params]
     flat = torch.cat([g.reshape(-1).float() for g in grads])
     dist.all_reduce(flat)
-    flat /= world
     offset = 0
     for g in grads:
         n = g.numel()
         g.copy_(flat[offset:offset + n].view_as(g))
         offset += n
+
+
+def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    rank, world = _world()
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(t)
+    return t
 
 
 def set_attn_implementation(model, impl: str) -> None:
@@ -358,15 +389,26 @@ def set_attn_implementation(model, impl: str) -> None:
         target.config._attn_implementation = impl
 
 
-def make_optimizer(params, lr: float, device=None):
-    """The seed's optimizer: bitsandbytes 8-bit AdamW on CUDA (torch AdamW elsewhere), no weight decay."""
+def make_optimizer(params, lr: float, device=None, optim_type: str = "adamw_8bit"):
+    """The optimizer named like the HF Trainer's ``optim`` (``config.FAST_LOOP_OPTIMIZERS``), no weight
+    decay: the seed's bitsandbytes 8-bit AdamW by default."""
     params = list(params)
-    dev = torch.device(device) if device is not None else params[0].device
-    if dev.type == "cuda":
+    kw = dict(lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    if optim_type in ("adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit"):
         import bitsandbytes as bnb
 
-        return bnb.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, optim_bits=8)
-    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+        cls = {"paged_adamw_8bit": bnb.optim.PagedAdamW8bit, "paged_adamw_32bit": bnb.optim.PagedAdamW32bit}.get(
+            optim_type, bnb.optim.AdamW8bit)
+        return cls(params, **kw)
+    if optim_type in ("adamw_torch", "adamw_hf"):
+        return torch.optim.AdamW(params, **kw)
+    if optim_type == "adamw_torch_fused":
+        dev = torch.device(device) if device is not None else params[0].device
+        return torch.optim.AdamW(params, fused=dev.type == "cuda", **kw)
+    from .config import FAST_LOOP_OPTIMIZERS
+
+    raise ValueError(f"optim_type {optim_type!r} is not one the fast loop builds ({', '.join(FAST_LOOP_OPTIMIZERS)}); "
+                     'use one of them or train_loop = "trainer"')
 
 
 def prepare_lora_model(model, lora_config, recipe: dict):
@@ -381,7 +423,8 @@ def prepare_lora_model(model, lora_config, recipe: dict):
     if recipe.get("dequantize_for_training"):
         dequantize_base(model, torch_dtype(recipe["dtype"]))
     pm = get_peft_model(model, lora_config)
-    prepare_for_lora_training(pm, gradient_checkpointing=recipe["gradient_checkpointing"])
+    prepare_for_lora_training(pm, gradient_checkpointing=recipe["gradient_checkpointing"],
+                              uncheckpointed_layers=recipe.get("uncheckpointed_layers", 0))
     set_attn_implementation(pm, recipe.get("train_attn_implementation", "eager"))
     return pm
 
@@ -397,52 +440,155 @@ def amp_for(recipe: dict, device) -> tuple:
     return autocast, scaler
 
 
+class FitResult(list):
+    """``fit_lora``'s per-step losses (global over processes), with how the run went: ``steps_total``,
+    ``resumed_from`` (a checkpoint folder or None), ``stopped_early`` (the time budget ran out)."""
+
+    steps_total: int = 0
+    resumed_from: str | None = None
+    stopped_early: bool = False
+
+
+def plan_steps(lengths: Sequence[int], rows_per_step: int, epochs: float, seed: int) -> list[list[int]]:
+    """The run's optimizer steps: ``length_grouped_steps`` once per (started) epoch, cut to ``epochs``."""
+    steps: list[list[int]] = []
+    for e in range(max(1, math.ceil(epochs))):
+        steps += length_grouped_steps(lengths, rows_per_step, seed=seed + e)
+    return steps[:max(1, int(round(len(steps) * epochs / max(1, math.ceil(epochs)))))]
+
+
 def fit_lora(model, seqs: Sequence[Sequence[int]], labels: Sequence[int], recipe: dict, *, steps=None,
              rows_per_step: int = 6, epochs: float = 1.0, lr: float = 2e-4, warmup_steps: int = 20,
-             seed: int = 42, max_grad_norm: float | None = 1.0, pad_id: int = 0, padding_side: str = "right",
-             optimizer=None, log_every: int = 10, on_log=None, device=None) -> list[float]:
+             seed: int = 42, max_grad_norm: float | None = 1.0, pad_id: int = 0, optimizer=None,
+             optim_type: str = "adamw_8bit", log_every: int = 10, on_log=None, device=None,
+             checkpointing=None, eval_at: Sequence[int] = (), on_eval=None) -> FitResult:
     """kagflow's training loop (what bench k5 measured at 3.25x the seed's Trainer on an H100).
 
-    Optimizer steps of ``rows_per_step`` rows of similar length (``length_grouped_steps``, one shuffle
-    per epoch), each split into micro-batches under ``recipe["train_max_tokens"]`` padded tokens
+    Optimizer steps of ``rows_per_step`` rows of similar length (``plan_steps``, one shuffle per epoch),
+    each split into micro-batches under ``recipe["train_max_tokens"]`` padded tokens
     (``token_budget_batches``), mean row loss per step (``lora_train_step``), linear warmup/decay like
-    the HF Trainer, grad clipping, a GradScaler when ``recipe["grad_scaler"]``. ``seqs`` are token id
-    lists (already truncated), ``labels`` 0/1/2. Returns the per-step losses.
-    ``on_log(dict(step, loss, lr))`` is called every ``log_every`` steps (a host sync).
-    Under torch.distributed (one process per GPU, same seed and rows everywhere) each process trains on
-    every world-th step and the LoRA gradients are averaged, so the adapters stay identical.
+    the HF Trainer, grad clipping, a GradScaler when ``recipe["grad_scaler"]``, the ``optim_type``
+    optimizer. ``seqs`` are token id lists (already truncated), ``labels`` 0/1/2.
+    ``on_log(dict(step, loss, lr))`` every ``log_every`` steps (a host sync); ``on_eval(step)`` after
+    each step in ``eval_at``.
+
+    ``checkpointing`` (a ``resume.Checkpointing``): resume from the furthest checkpoint of this plan,
+    save every N steps / seconds, and stop cleanly (saving a checkpoint) when the next steps would
+    run past its deadline. Under torch.distributed (one process per GPU, same seed and rows
+    everywhere) each step's rows are dealt over the processes and the gradients summed, so the global
+    batch, the number of steps and the learning-rate schedule are the one-GPU run's; rank 0 alone writes.
     """
     from transformers import get_linear_schedule_with_warmup
+
+    from . import resume
 
     params = [p for p in model.parameters() if p.requires_grad]
     device = torch.device(device) if device is not None else params[0].device
     lengths = [len(q) for q in seqs]
     if steps is None:
-        steps = []
-        for e in range(max(1, math.ceil(epochs))):
-            steps += length_grouped_steps(lengths, rows_per_step, seed=seed + e)
-        steps = steps[:max(1, int(round(len(steps) * epochs / max(1, math.ceil(epochs)))))]
+        steps = plan_steps(lengths, rows_per_step, epochs, seed)
     rank, world = _world()
-    if world > 1:  # data parallel (e.g. T4 x2 under torchrun/accelerate): each process takes every world-th step
-        steps = steps[rank::world][:len(steps) // world]
-    opt = optimizer if optimizer is not None else make_optimizer(params, lr, device)
+    opt = optimizer if optimizer is not None else make_optimizer(params, lr, device, optim_type)
     sched = get_linear_schedule_with_warmup(opt, warmup_steps, len(steps))
     autocast, scaler = amp_for(recipe, device)
     mult = recipe.get("pad_to_multiple_of", 8)
+    ckpt = checkpointing
+    result = FitResult()
+    result.steps_total = len(steps)
+    start = 0
+    if ckpt is not None:
+        fingerprint = resume.plan_fingerprint(steps, lengths, labels)
+        found = [resume.find_latest([p for p in (ckpt.folder, *ckpt.search) if p is not None], fingerprint)
+                 if rank == 0 else None]
+        _broadcast_object(found)
+        if found[0] is not None:
+            start, done = resume.load(found[0], model=model, optimizer=opt, scheduler=sched, scaler=scaler,
+                                      device=device, rank=rank)
+            result.extend(done)
+            result.resumed_from = str(found[0])
+            if on_log is not None:
+                on_log({"resumed_from": str(found[0]), "step": start})
+    pending: list[torch.Tensor] = []
+    eval_at = set(eval_at)
+
+    def flush() -> None:  # per-step losses of every process, summed: one host sync
+        if pending:
+            result.extend(_all_reduce_sum(torch.stack(pending).float()).tolist())
+            pending.clear()
+
+    def save(step: int) -> None:
+        flush()
+        rng = _gather_object(resume.rng_state())
+        if rank == 0:
+            resume.save(ckpt.folder, step=step, fingerprint=fingerprint, model=model, optimizer=opt, scheduler=sched,
+                        scaler=scaler, rng=rng, losses=list(result), keep=ckpt.keep)
+
     model.train()
-    losses = []
-    for s, step in enumerate(steps):
-        groups = token_budget_batches([lengths[i] for i in step], recipe["train_max_tokens"], pad_to_multiple_of=mult)
-        mbs = [pad_batch([seqs[step[j]] for j in g], pad_id=pad_id, pad_to_multiple_of=mult,
-                         labels=[labels[step[j]] for j in g], device=device, padding_side=padding_side)
-               for g in groups]
-        losses.append(lora_train_step(model, mbs, opt, autocast_dtype=autocast, scaler=scaler, scheduler=sched,
-                                      max_grad_norm=max_grad_norm))
-        if on_log is not None and ((s + 1) % log_every == 0 or s + 1 == len(steps)):
-            recent = losses[-log_every:]
-            on_log({"step": s + 1, "loss": float(sum(float(x) for x in recent) / len(recent)),
-                    "lr": sched.get_last_lr()[0]})
-    return [float(x) for x in losses]
+    t0 = last_save = resume.now()
+    for s in range(start, len(steps)):
+        if ckpt is not None and ckpt.deadline is not None and (s == start or (s - start) % log_every == 0):
+            elapsed = resume.now() - t0
+            per_step = elapsed / (s - start) if s > start else 0.0
+            per_row = elapsed / max(1, sum(len(q) for q in steps[start:s]))
+            reserve = ckpt.reserve_seconds + ckpt.reserve_rows * per_row / 2
+            late = [resume.now() + (log_every + 1) * per_step + reserve > ckpt.deadline]
+            _broadcast_object(late)  # rank 0's clock decides for every process
+            if late[0]:
+                result.stopped_early = True
+                if ckpt.folder is not None:
+                    save(s)
+                break
+        step = steps[s]
+        mine = list(step[rank::world]) if world > 1 else list(step)
+        mbs = []
+        if mine:
+            groups = token_budget_batches([lengths[i] for i in mine], recipe["train_max_tokens"],
+                                          pad_to_multiple_of=mult)
+            mbs = [pad_batch([seqs[mine[j]] for j in g], pad_id=pad_id, pad_to_multiple_of=mult,
+                             labels=[labels[mine[j]] for j in g], device=device) for g in groups]
+        pending.append(lora_train_step(model, mbs, opt, autocast_dtype=autocast, scaler=scaler, scheduler=sched,
+                                       max_grad_norm=max_grad_norm, total_rows=len(step)))
+        done = s + 1
+        if on_log is not None and (done % log_every == 0 or done == len(steps)):
+            flush()
+            recent = result[-log_every:]
+            on_log({"step": done, "loss": sum(recent) / len(recent), "lr": sched.get_last_lr()[0]})
+        if ckpt is not None and ckpt.folder is not None and done < len(steps):
+            by_steps = ckpt.every_steps and done % ckpt.every_steps == 0
+            by_time = [bool(ckpt.every_seconds) and resume.now() - last_save >= ckpt.every_seconds]
+            if ckpt.every_seconds and not by_steps and done % log_every == 0:
+                _broadcast_object(by_time)
+            else:
+                by_time = [False]
+            if by_steps or by_time[0]:
+                save(done)
+                last_save = resume.now()
+        if on_eval is not None and done in eval_at:
+            on_eval(done)
+            model.train()
+    flush()
+    return result
+
+
+def _broadcast_object(box: list) -> None:
+    """Rank 0's ``box[0]`` to every process (no-op on one)."""
+    rank, world = _world()
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.broadcast_object_list(box, src=0)
+
+
+def _gather_object(obj) -> list:
+    """Every process's ``obj`` in rank order (``[obj]`` on one process)."""
+    rank, world = _world()
+    if world == 1:
+        return [obj]
+    import torch.distributed as dist
+
+    out = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def prepare_for_inference(model, recipe: dict):

@@ -41,6 +41,17 @@ def resolve_optim(optim: str) -> str:
         return "adamw_torch"
 
 
+def accumulation_steps(cfg: TrainConfig, world: int) -> int:
+    """The Trainer's gradient accumulation under ``world`` DDP processes that keeps the one-GPU global batch
+    (per_device_train_batch_size x gradient_accumulation_steps rows per optimizer step), where it divides."""
+    if world > 1 and cfg.gradient_accumulation_steps % world == 0:
+        return cfg.gradient_accumulation_steps // world
+    if world > 1:
+        print(f"notice: gradient_accumulation_steps = {cfg.gradient_accumulation_steps} does not divide over {world} "
+              f"GPUs: the global batch is {world}x the one-GPU run's", flush=True)
+    return cfg.gradient_accumulation_steps
+
+
 def training_arguments(cfg: TrainConfig, output_dir, optim: str):
     """TrainingArguments for transformers 4.x and 5.x (5 renamed group_by_length and gradient_checkpointing)."""
     import torch
@@ -51,7 +62,7 @@ def training_arguments(cfg: TrainConfig, output_dir, optim: str):
         report_to="none",
         num_train_epochs=cfg.n_epochs,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        gradient_accumulation_steps=accumulation_steps(cfg, int(os.environ.get("WORLD_SIZE", "1"))),
         per_device_eval_batch_size=cfg.per_device_eval_batch_size,
         dataloader_num_workers=cfg.dataloader_num_workers,
         logging_steps=cfg.logging_steps,
@@ -128,12 +139,71 @@ def resolve_loop(train_loop: str) -> str:
     return train_loop
 
 
-def training_recipe(traits=None) -> dict:
+def training_recipe(cfg: TrainConfig | None = None, traits=None) -> dict:
     """kagflow's recipe for this device's profile and the model's ``traits`` (``model.ModelTraits``;
-    bench/RESULTS.md); on the CPU the T4 shapes in fp32."""
+    bench/RESULTS.md; on the CPU the T4 shapes in fp32), with ``cfg``'s say: no checkpointing when
+    ``gradient_checkpointing`` is false, its training attention ("auto": the recipe's for the model)."""
     from .perf import recipe_for_current_device
 
-    return recipe_for_current_device(traits=traits)
+    recipe = recipe_for_current_device(traits=traits)
+    if cfg is not None:
+        attn = recipe["train_attn_implementation"] if cfg.attn_implementation == "auto" else cfg.attn_implementation
+        recipe = {**recipe, "gradient_checkpointing": bool(recipe["gradient_checkpointing"] and cfg.gradient_checkpointing),
+                  "train_attn_implementation": attn}
+    return recipe
+
+
+def eval_steps(cfg: TrainConfig, steps_per_epoch: int, total: int) -> list[int]:
+    """The steps after which the fast loop evaluates (``eval_strategy``), the last one excluded: the final
+    evaluation follows training anyway."""
+    if cfg.eval_strategy == "epoch":
+        every = steps_per_epoch
+    elif cfg.eval_strategy == "steps":
+        every = cfg.logging_steps
+    else:
+        return []
+    return list(range(every, total, every)) if every > 0 else []
+
+
+def checkpointing(cfg: TrainConfig, checkpoint_dir: Path, *, started: float, eval_rows: int):
+    """The fast loop's ``resume.Checkpointing`` from [train]: save_steps / save_minutes / save_total_limit into
+    ``checkpoint_dir``, resume from there or from a previous version's output under the input root, and
+    stop ``time_budget`` seconds after ``started`` less the time evaluation and saving need."""
+    from .paths import input_root
+    from .resume import Checkpointing
+
+    return Checkpointing(folder=checkpoint_dir, every_steps=cfg.save_steps, every_seconds=cfg.save_minutes * 60,
+                         keep=cfg.save_total_limit, search=[input_root()],
+                         deadline=started + cfg.time_budget if cfg.time_budget else None,
+                         reserve_seconds=60.0, reserve_rows=eval_rows)
+
+
+def _budget_callback(cfg: TrainConfig, started: float):
+    """An HF TrainerCallback: a checkpoint every ``save_minutes``, and a clean stop (with a checkpoint) before
+    ``time_budget`` runs out, as the fast loop does."""
+    from transformers import TrainerCallback
+
+    from .resume import now
+
+    class Budget(TrainerCallback):
+        stopped_early = False
+        last_save = started
+        first_step = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            t = now()
+            if self.first_step is None:
+                self.first_step = (state.global_step - 1, t)
+            if cfg.save_minutes and t - self.last_save >= cfg.save_minutes * 60:
+                control.should_save, self.last_save = True, t
+            if cfg.time_budget:
+                done = state.global_step - self.first_step[0]
+                per_step = (t - started) / max(1, done)
+                if t + 2 * per_step + 60 > started + cfg.time_budget and state.global_step < state.max_steps:
+                    control.should_training_stop = control.should_save = self.stopped_early = True
+            return control
+
+    return Budget()
 
 
 def _eval_autocast(model):
@@ -159,17 +229,30 @@ def _init_distributed() -> None:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def _evaluate(cfg: TrainConfig, model, val_rows, tokenizer) -> dict:
+    """Scores of ``model`` on the validation rows (eval mode, mixed precision as trained, eval batch size)."""
+    model.eval()
+    with _eval_autocast(model):
+        probs = predict_proba(model, [r["input_ids"] for r in val_rows], pad_token_id=tokenizer.pad_token_id,
+                              token_budget=cfg.per_device_eval_batch_size * cfg.max_length)
+    return evaluate([r["labels"] for r in val_rows], probs)
+
+
 def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_dir, report_dir) -> dict:
     """Train on fold ``cfg.fold_idx``; save adapter + tokenizer to ``adapter_dir``; write
     metrics.json and confusion_matrix.png to ``report_dir``; return the metrics.
 
-    Resumes from the latest checkpoint in ``checkpoint_dir`` when there is one; removes the
-    checkpoints once the adapter is saved unless ``cfg.keep_checkpoints``.
+    Both loops save resumable checkpoints into ``checkpoint_dir`` (``save_steps``, ``save_minutes``) and resume
+    from the latest one (the fast loop also from a previous kernel version's output under the input root);
+    with ``time_budget`` they stop in time to evaluate and save, leaving a checkpoint for the next run.
+    Checkpoints are removed once a finished run saved its adapter, unless ``cfg.keep_checkpoints``.
     """
     from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
-    start = time.time()
+    from .resume import now
+
+    start, started = time.time(), now()
     set_seed(cfg.seed)
     print(f"precision: {device_profile().describe()}", flush=True)
     data = load_arena_csv(train_csv, labeled=True)
@@ -186,21 +269,37 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     lora = dict(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, target_modules=cfg.target_modules,
                 freeze_layers=cfg.freeze_layers, bias=cfg.lora_bias)
     train_rows = [rows[i] for i in train_idx]
+    stopped_early = False
     if loop == "fast":
-        from .perf import fit_lora
+        from .perf import fit_lora, length_grouped_steps, plan_steps
 
-        recipe = training_recipe(ModelTraits.of(model.config))
+        recipe = training_recipe(cfg, ModelTraits.of(model.config))
         model = add_lora(model, **lora, recipe=recipe)
         model.print_trainable_parameters()
         _init_distributed()
         print(f"kagflow loop: {recipe}", flush=True)
-        losses = fit_lora(model, [r["input_ids"] for r in train_rows], [r["labels"] for r in train_rows], recipe,
-                          rows_per_step=cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps,
-                          epochs=cfg.n_epochs, lr=cfg.lr, warmup_steps=cfg.warmup_steps, seed=cfg.seed,
-                          pad_id=tokenizer.pad_token_id, padding_side=tokenizer.padding_side,
-                          log_every=cfg.logging_steps, on_log=print)
-        optim, resume, global_step, train_loss, evals = "perf.make_optimizer", None, len(losses), \
-            (sum(losses) / len(losses) if losses else float("nan")), []
+        optim = resolve_optim(cfg.optim_type)
+        seqs, labels = [r["input_ids"] for r in train_rows], [r["labels"] for r in train_rows]
+        rows_per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
+        lengths = [len(q) for q in seqs]
+        steps = plan_steps(lengths, rows_per_step, cfg.n_epochs, cfg.seed)
+        per_epoch = len(length_grouped_steps(lengths, rows_per_step, seed=cfg.seed))
+        evals = []
+
+        def on_eval(step: int) -> None:
+            if int(os.environ.get("RANK", "0")) == 0:
+                scores = _evaluate(cfg, model, val_rows, tokenizer)
+                evals.append({"epoch": round(step / per_epoch, 4), "step": step,
+                              "eval_log_loss": scores["log_loss"], "eval_accuracy": scores["accuracy"]})
+                print(evals[-1], flush=True)
+
+        losses = fit_lora(model, seqs, labels, recipe, steps=steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+                          seed=cfg.seed, optim_type=optim, pad_id=tokenizer.pad_token_id, log_every=cfg.logging_steps,
+                          on_log=print, checkpointing=checkpointing(cfg, checkpoint_dir, started=started,
+                                                                    eval_rows=len(val_rows)),
+                          eval_at=eval_steps(cfg, per_epoch, len(steps)), on_eval=on_eval)
+        resume, global_step, stopped_early = losses.resumed_from, len(losses), losses.stopped_early
+        train_loss = sum(losses) / len(losses) if losses else float("nan")
         if int(os.environ.get("RANK", "0")) != 0:
             return {}
     else:
@@ -208,30 +307,30 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
         model.print_trainable_parameters()
         optim = resolve_optim(cfg.optim_type)
         trainer = make_trainer(cfg, model, tokenizer, train_rows, val_rows, checkpoint_dir, optim)
+        budget = _budget_callback(cfg, started)
+        trainer.add_callback(budget)
         resume = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
         if resume:
             print(f"resuming from {resume}", flush=True)
         result = trainer.train(resume_from_checkpoint=resume)
         if not trainer.is_world_process_zero():
             return {}  # under DDP, rank 0 saves and evaluates
-        global_step, train_loss = result.global_step, result.training_loss
+        global_step, train_loss, stopped_early = result.global_step, result.training_loss, budget.stopped_early
         evals = [{k: h[k] for k in ("epoch", "eval_log_loss", "eval_accuracy")}
                  for h in trainer.state.log_history if "eval_log_loss" in h]
+    if stopped_early:
+        print(f"time budget ({cfg.time_budget:.0f}s) reached at step {global_step}: a checkpoint is in "
+              f"{checkpoint_dir}; the next run resumes from it", flush=True)
 
     model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
-    if not cfg.keep_checkpoints:
+    if not cfg.keep_checkpoints and not stopped_early:  # a stopped run keeps them for the next one
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
-    model.eval()
-    with _eval_autocast(model):
-        probs = predict_proba(model, [r["input_ids"] for r in val_rows], pad_token_id=tokenizer.pad_token_id,
-                              token_budget=cfg.per_device_eval_batch_size * cfg.max_length,
-                              padding_side=tokenizer.padding_side)
-    metrics = evaluate([r["labels"] for r in val_rows], probs)
+    metrics = _evaluate(cfg, model, val_rows, tokenizer)
     metrics.update(
         fold_idx=cfg.fold_idx, n_splits=cfg.n_splits, n_train=len(train_idx), optim=optim, loop=loop,
-        resumed_from=resume, global_step=global_step, train_loss=train_loss,
+        resumed_from=resume, global_step=global_step, train_loss=train_loss, stopped_early=stopped_early,
         seconds=round(time.time() - start, 1), skipped_rows=len(data.skipped_ids), issues=len(data.issues),
         epoch_evals=evals, config=dataclasses.asdict(cfg),
     )

@@ -1,4 +1,5 @@
-"""The CLI's shared pieces: the output object and the project loader passed to commands."""
+"""The CLI's shared pieces: the output object, and the App that builds the config and the
+command's Session once (hatch's ``Application`` in ``ctx.obj``)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,23 @@ import click
 from kagflow.config import Config, load_config
 
 
+def _plain(value):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 class Output:
-    """One place that prints: human lines by default, JSON with --json."""
+    """One place that prints: human lines by default; with ``--json`` one JSON object per command,
+    written when the command ends (``flush``), errors included (``error``)."""
 
     def __init__(self, json_mode: bool = False):
         self.json_mode = json_mode
+        self.record: dict = {}
 
     def info(self, message: str) -> None:
         if not self.json_mode:
@@ -27,17 +40,35 @@ class Output:
 
     def result(self, message: str, **fields) -> None:
         if self.json_mode:
-            click.echo(json.dumps({"message": message, **{k: _plain(v) for k, v in fields.items()}}))
+            messages = self.record.setdefault("messages", [])
+            messages.append(message)
+            self.record.update({k: _plain(v) for k, v in fields.items()})
             return
         click.echo(message)
         for key, value in fields.items():
             click.echo(f"  {key}: {value}")
 
+    def data(self, **fields) -> None:
+        """Fields only the JSON object carries (the human output printed them as lines)."""
+        if self.json_mode:
+            self.record.update({k: _plain(v) for k, v in fields.items()})
 
-def _plain(value):
-    if isinstance(value, Path):
-        return str(value)
-    return value
+    def flush(self, *, ok: bool = True) -> None:
+        if self.json_mode:
+            click.echo(json.dumps({"ok": ok, **self.record}, default=str))
+            self.record = {}
+
+    def error(self, err) -> None:
+        """A KagflowError: pip's shape on stderr, or one JSON object on stdout."""
+        if not self.json_mode:
+            click.echo(err.render(), err=True)
+            return
+        payload = {"type": type(err).__name__, "message": err.message, "context": err.context, "hint": err.hint}
+        for key in ("status", "server_message", "handle", "target"):
+            if getattr(err, key, None):
+                payload[key] = getattr(err, key)
+        self.record["error"] = payload
+        self.flush(ok=False)
 
 
 class App:
@@ -46,6 +77,7 @@ class App:
     def __init__(self, config_path: Optional[Path], json_mode: bool):
         self._config_path = config_path
         self._config: Optional[Config] = None
+        self._session = None
         self.out = Output(json_mode)
 
     @property
@@ -54,8 +86,18 @@ class App:
             self._config = load_config(self._config_path)
         return self._config
 
+    @property
+    def session(self):
+        """The command's Session (kagflow.session): target, gateway and state, built on first use."""
+        if self._session is None:
+            from kagflow.session import Session
+
+            self._session = Session(self.config, log=lambda m: click.echo(m, err=True))
+        return self._session
+
     def reload(self) -> Config:
         self._config = None
+        self._session = None
         return self.config
 
 

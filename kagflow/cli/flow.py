@@ -5,34 +5,38 @@ from __future__ import annotations
 import click
 
 from kagflow.cli._app import App, poll_printer
-from kagflow.flow import STEPS
+from kagflow.steps import STEP_NAMES, STEPS
 
 
-@click.command("flow")
-@click.option("--from", "from_step", type=click.Choice(STEPS), default=None, envvar="FROM",
-              help="Redo the flow from this step on (re-pushes kernels). [env var: FROM]")
+@click.command("flow", help="""Run every step: publish the base model, build and push wheels, train, publish the
+adapter, infer, submit; print the score. Re-running continues from the first unfinished step.
+
+\b
+Steps:
+""" + "\n".join(f"  {s.name:<8} {s.help}" for s in STEPS) + """
+
+\b
+Examples:
+  kagflow flow
+  kagflow flow --from train
+  make submit KAGFLOW_FROM=train
+""")
+@click.option("--from", "from_step", type=click.Choice(STEP_NAMES), default=None, envvar="KAGFLOW_FROM",
+              help="Redo the flow from this step on (re-pushes kernels). [env var: KAGFLOW_FROM]")
 @click.option("--local-train", is_flag=True, envvar="KAGFLOW_LOCAL_TRAIN",
               help="Train on this machine (its GPU if any) instead of a Kaggle kernel. [env var: KAGFLOW_LOCAL_TRAIN]")
 @click.pass_obj
 def flow(app: App, from_step: str | None, local_train: bool) -> None:
-    """Run every step: publish the base model, build and push wheels, train, publish the adapter,
-    infer, submit; print the score. Re-running continues from the first unfinished step.
-
-    \b
-    Steps: setup, base, wheels, train, adapter, infer, submit
-    Examples:
-      kagflow flow
-      kagflow flow --from train
-    """
     from kagflow.flow import run_flow
 
-    report = run_flow(app.config, from_step=from_step, local_train=local_train,
+    report = run_flow(app.session, from_step=from_step, local_train=local_train,
                       log=lambda m: click.echo(m, err=True), on_poll=poll_printer("kernel"))
+    app.out.data(**report.to_dict())
     for line in report.lines():
-        click.echo(line)
+        app.out.info(line)
     if report.local_server:
-        click.echo(f"  the local Kaggle keeps running at {report.local_server} for the next run; "
-                   "stop it with `kagflow local stop`")
+        app.out.info(f"  the local Kaggle keeps running at {report.local_server} for the next run; "
+                     "stop it with `kagflow local stop`")
 
 
 COMMANDS = [flow]

@@ -32,15 +32,7 @@ def show(app: App, name: str | None) -> None:
 def probe(app: App, accelerator: str, out: str) -> None:
     """Push a tiny kernel that records the real image (python, platform, CUDA, pip freeze), pull it,
     save it as OUT and make it [wheels] image."""
-    from kagflow.config import set_value
-    from kagflow.hub.common import connect
-    from kagflow.imageprobe import run_probe
-
-    cfg = app.config
-    gw = connect(cfg)
-    img, path = run_probe(gw, cfg, accelerator=accelerator, out=cfg.root / out,
-                          on_poll=poll_printer("image probe"))
-    set_value(cfg.path, "wheels", "image", out)
+    img, path = app.session.probe_image(accelerator=accelerator, out=out, on_poll=poll_printer("image probe"))
     app.out.result(f"Saved image {img.name} to {path}", python=img.python_version, cuda=img.cuda or "-",
                    packages=len(img.installed), config="[wheels] image = " + repr(out))
 

@@ -19,11 +19,9 @@ def kaggle(app: App, args: tuple[str, ...]) -> None:
       kagflow kaggle kernels list --mine
       kagflow kaggle models instances versions list alice/gemma2-arena-adapter/transformers/peft-lora-classifier
     """
-    from kagflow.hub.common import connect
     from kagflow.hub.official_cli import run_official_cli
 
-    gw = connect(app.config)
-    raise click.exceptions.Exit(run_official_cli(gw.api, list(args)).exit_code)
+    raise click.exceptions.Exit(run_official_cli(app.session.gateway.api, list(args)).exit_code)
 
 
 COMMANDS = [kaggle]

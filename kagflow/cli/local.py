@@ -27,16 +27,20 @@ def _data_dir(app: App, data_dir: Path | None) -> Path:
               help="Port on 127.0.0.1 (0: a free one). [env var: KAGFLOW_LOCAL_PORT]")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Where datasets, models, kernels and runs are kept (default: .kagflow/local).")
+@click.option("--users", "users_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              envvar="KAGFLOW_LOCAL_USERS",
+              help='JSON file {"username": "key", ...}: only these keys are accepted (401 otherwise). '
+                   "Without it any key is. [env var: KAGFLOW_LOCAL_USERS]")
 @click.pass_obj
-def serve(app: App, port: int, data_dir: Path | None) -> None:
+def serve(app: App, port: int, data_dir: Path | None, users_file: Path | None) -> None:
     """Run the server in the foreground until Ctrl-C.
 
     Point kagflow (or the official client through `kagflow kaggle`) at it with
     KAGFLOW_KAGGLE_ENDPOINT=http://127.0.0.1:PORT.
     """
-    from kagflow.local.control import serve_forever
+    from kagflow.local.control import load_users, serve_forever
 
-    serve_forever(_data_dir(app, data_dir), port)
+    serve_forever(_data_dir(app, data_dir), port, users=load_users(users_file) if users_file else None)
 
 
 @local.command("start")
@@ -70,7 +74,7 @@ def competition(app: App, files: Path | None) -> None:
     """Host the project's competition on the local server (scored by log loss, like Kaggle)."""
     from kagflow.hub.target import local_data_dir
     from kagflow.local.competition import install_competition
-    from kagflow.steps import ensure_synthetic_competition
+    from kagflow.standin import ensure_synthetic_competition
 
     cfg = app.config
     files = files or ensure_synthetic_competition(cfg)

@@ -32,7 +32,7 @@ def tiny(app: App, out: Path | None) -> None:
         t = cfg.tiny
         path = make_tiny_checkpoint(out, seed=t.seed, hidden_size=t.hidden_size, num_layers=t.num_layers,
                                     vocab_size=t.vocab_size)
-    app.out.result(f"Tiny Gemma-2 checkpoint in {path}")
+    app.out.result(f"Tiny Gemma-2 checkpoint in {path}", path=path)
 
 
 @model.command("standin")
@@ -63,24 +63,18 @@ def publish(app: App, which: str, source: Path | None, notes: str) -> None:
     """Create the model, its instance, or a new instance version; skip when the files are unchanged.
 
     Writes models/<slug>/model-metadata.json and <instance>/model-instance-metadata.json, then
-    pins the published version in kagflow.toml.
+    pins the published version (kagflow.toml on Kaggle, .kagflow/state-local.json locally).
 
     \b
     Examples:
       kagflow model publish base
       kagflow model publish adapter --notes "fold 0, 1 epoch"
     """
-    from kagflow.hub.common import connect
-    from kagflow.state import State
-    from kagflow.steps import publish_model
-
-    cfg = app.config
-    gw = connect(cfg)
-    state = State.for_project(cfg.root, gw.target.kind)
-    result = publish_model(gw, cfg, state, WHICH[which], source=source, notes=notes)
+    result = app.session.publish(WHICH[which], source=source, notes=notes)
     verb = "Published" if result.uploaded else "Unchanged, nothing uploaded:"
     app.out.result(f"{verb} {result.source}", files=result.files, megabytes=round(result.bytes / 1e6, 2),
-                   kernel_source=result.source, url=result.handle.to_url())
+                   kernel_source=result.source, url=app.session.link(result.handle))
+    app.out.data(uploaded=result.uploaded, version=result.handle.version)
 
 
 COMMANDS = [model]

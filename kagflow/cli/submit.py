@@ -28,22 +28,14 @@ def submit(app: App, name: str, version: int | None, file: Path | None, message:
       kagflow submit --version 3
       kagflow submit --file submission.csv      # file competitions
     """
-    from kagflow.hub.common import connect
-    from kagflow.hub.competitions import submit_file, wait_score
-    from kagflow.state import State
-    from kagflow.steps import submit as submit_step
-
-    cfg = app.config
-    gw = connect(cfg)
+    session, on_poll = app.session, poll_printer("submission")
     if file is not None:
-        sub = submit_file(gw, cfg.project.competition, file, message=message)
-        if not no_wait:
-            sub = wait_score(gw, cfg.project.competition, sub.ref, on_poll=poll_printer("submission"))
+        sub = session.submit_file(file, message=message, wait=not no_wait, on_poll=on_poll)
     else:
-        sub = submit_step(gw, cfg, State.for_project(cfg.root, gw.target.kind), name, version=version,
-                          wait=not no_wait, on_poll=poll_printer("submission"), message=message)
+        sub = session.submit(name, version=version, wait=not no_wait, on_poll=on_poll, message=message)
     app.out.result(f"Submission {sub.ref}: {sub.status}", score=sub.public_score if sub.public_score is not None
-                   else "-", competition=cfg.project.competition)
+                   else "-", competition=session.project_config.project.competition)
+    app.out.data(ref=sub.ref, status=sub.status)
 
 
 COMMANDS = [submit]

@@ -50,16 +50,11 @@ def build(app: App, requirements: tuple[str, ...], image: str | None, index_url:
 @click.pass_obj
 def push(app: App, notes: str) -> None:
     """Create the wheels dataset or a new version of it; nothing is uploaded when unchanged."""
-    from kagflow.hub.common import connect
-    from kagflow.state import State
-    from kagflow.steps import push_wheels
-
-    cfg = app.config
-    gw = connect(cfg)
-    result = push_wheels(gw, cfg, State.for_project(cfg.root, gw.target.kind), notes=notes)
+    result = app.session.push_wheels(notes=notes)
     verb = ("Created" if result.created else "Uploaded a new version of") if result.uploaded else "Unchanged:"
     app.out.result(f"{verb} dataset {result.handle}", files=result.files,
-                   megabytes=round(result.bytes / 1e6, 2), url=result.handle.to_url())
+                   megabytes=round(result.bytes / 1e6, 2), url=app.session.link(result.handle))
+    app.out.data(uploaded=result.uploaded, created=result.created)
 
 
 COMMANDS = [wheels]

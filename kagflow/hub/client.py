@@ -7,6 +7,7 @@ This module is the one seam between kagflow and the official client:
   kagglesdk HTTP client at ``endpoint``: requests go to ``{endpoint}/api/v1/{Service}/{Method}``.
 * Every HTTP request the client makes (API calls, blob uploads, downloads) gets a
   ``(connect, read)`` timeout (``Timeouts``), so a hung connection cannot hang a command.
+* Uploads and downloads report their progress (``kagflow.progress``): bytes, rate, ETA.
 * The client's own retry loops (``with_retry``, urllib3 ``Retry`` on upload sessions, repeated
   upload resumes) are switched off: kagflow retries in one place, ``kagflow.hub.retry``.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import threading
 import types
 from typing import Optional
 
@@ -28,6 +30,8 @@ import kagglesdk.kaggle_http_client as sdk_http
 from kagglesdk.kaggle_env import KaggleEnv
 import requests
 from urllib3.util.retry import Retry
+
+from kagflow import progress
 
 ENDPOINT_ENV = "KAGFLOW_KAGGLE_ENDPOINT"
 
@@ -56,7 +60,13 @@ class BoundedSession(requests.Session):
 
     def send(self, request, **kwargs):
         kwargs["timeout"] = Timeouts.pair(kwargs.get("timeout"))
+        bar = getattr(_uploading, "bar", None)
+        if bar is not None and request.method == "PUT" and hasattr(request.body, "read"):
+            request.body = progress.CountingReader(request.body, bar)
         return super().send(request, **kwargs)
+
+
+_uploading = threading.local()  # the Transfer of the file this thread is uploading
 
 
 def _one_shot(method: Optional[str] = None):
@@ -97,6 +107,27 @@ class EndpointKaggleApi(KaggleApi):
 
     def with_retry(self, func, *args, **kwargs):
         return func  # kagflow.hub.retry is the one retry layer
+
+    def upload_complete(self, path, url, quiet, resume=False):
+        with progress.transfer(f"upload {os.path.basename(path)}", os.path.getsize(path)) as bar:
+            _uploading.bar = bar
+            try:
+                return super().upload_complete(path, url, quiet, resume)
+            finally:
+                _uploading.bar = None
+
+    def download_file(self, response, outfile, http_client, *args, **kwargs):
+        size = int(response.headers.get("Content-Length") or 0) or None
+        with progress.transfer(f"download {os.path.basename(outfile)}", size) as bar:
+            chunks = response.iter_content
+
+            def counted(*a, **k):
+                for chunk in chunks(*a, **k):
+                    bar.advance(len(chunk))
+                    yield chunk
+
+            response.iter_content = counted
+            return super().download_file(response, outfile, http_client, *args, **kwargs)
 
     def build_kaggle_client(self):
         client = super().build_kaggle_client()

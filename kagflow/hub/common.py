@@ -73,6 +73,15 @@ class Gateway:
             return False
 
 
+def epoch_seconds(value) -> Optional[float]:
+    """A datetime from the client (naive ones are UTC, as kagglesdk returns them) as epoch seconds."""
+    if value is None:
+        return None
+    from datetime import timezone
+
+    return (value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value).timestamp()
+
+
 # --------------------------------------------------------------------------- content digests
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -137,11 +146,3 @@ def stage_folder(source: Path, staging: Path, manifest: dict, digest: str,
             os.symlink(src.resolve(), dst)
     (staging / content_marker_name(digest)).write_text(json.dumps(
         {"digest": digest, "files": manifest}, indent=1, sort_keys=True), encoding="utf-8")
-
-
-def connect(config, *, announce: bool = True) -> Gateway:
-    """The gateway for the project's target (see kagflow.hub.target)."""
-    from kagflow.hub.target import build_target_api, resolve_target
-
-    target = resolve_target(config, announce=announce)
-    return Gateway(build_target_api(target), target)

@@ -9,7 +9,7 @@ from typing import Callable, Optional
 
 from kagflow import slugs
 from kagflow.errors import HubError
-from kagflow.hub.common import Gateway
+from kagflow.hub.common import Gateway, epoch_seconds
 from kagflow.hub.retry import poll_until
 
 
@@ -20,6 +20,7 @@ class Submission:
     status: str
     public_score: Optional[float]
     error: str = ""
+    date: Optional[float] = None  # when it was made, seconds since the epoch
 
 
 def submission_tag(handle: slugs.KernelHandle, version: int) -> str:
@@ -39,7 +40,8 @@ def list_submissions(gw: Gateway, competition: str) -> list[Submission]:
             score = float(score) if score not in (None, "") else None
         except (TypeError, ValueError):
             score = None
-        out.append(Submission(str(s.ref), s.description or "", status, score, s.error_description or ""))
+        out.append(Submission(str(s.ref), s.description or "", status, score, s.error_description or "",
+                              epoch_seconds(s.date)))
     return out
 
 
@@ -99,3 +101,19 @@ def wait_score(gw: Gateway, competition: str, ref: str, *, timeout: float = 3 * 
                        hint="fix the notebook's submission.csv (id, winner_model_a, winner_model_b, "
                             "winner_tie; rows sum to 1) and submit again")
     return sub
+
+
+def submissions_left_today(gw: Gateway, competition: str) -> Optional[int]:
+    """How many more submissions the competition takes today (GetSubmissionLimits), None if not told."""
+    limits = gw.call(lambda: gw.api.competition_get_submission_limits(competition), what="submission limits",
+                     handle=competition)
+    left = getattr(limits, "num_allowed_now", None)
+    return int(left) if left is not None else None
+
+
+def submitted_kernel(sub: Submission) -> Optional[tuple[str, int]]:
+    """(kernel handle, version) behind a submission kagflow made (its description's tag), else None."""
+    import re
+
+    m = re.search(r"\[kagflow ([A-Za-z0-9_-]+/[A-Za-z0-9_-]+)/v(\d+)\]", sub.description)
+    return (m.group(1), int(m.group(2))) if m else None

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kagflow import metadata, slugs
-from kagflow.errors import MissingFileError, NotFoundError
+from kagflow.errors import HubError, MissingFileError, NotFoundError
 from kagflow.hub.common import Gateway, checked, folder_manifest, manifest_digest, marker_digest, stage_folder
 
 SKIP = (metadata.DATASET_METADATA,)
@@ -50,17 +50,24 @@ def push_dataset(gw: Gateway, folder: Path, *, notes: str = "") -> DatasetPushRe
     done = lambda: True if current_digest(gw, handle) == digest[:16] else None  # noqa: E731
     exists = current is not None or gw.exists(lambda: api.dataset_status(str(handle)), what="dataset status",
                                               handle=str(handle))
+    created = False
     if not exists:
         gw.log(f"creating dataset {handle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
-        gw.call(lambda: checked(api.dataset_create_new(str(staging), public=not meta.get("isPrivate", True),
-                                                        quiet=True, convert_to_csv=False)),
-                what="create dataset", handle=str(handle), before_retry=done, uploads=True)
-    else:
+        try:
+            gw.call(lambda: checked(api.dataset_create_new(str(staging), public=not meta.get("isPrivate", True),
+                                                            quiet=True, convert_to_csv=False)),
+                    what="create dataset", handle=str(handle), before_retry=done, uploads=True)
+            created = True
+        except HubError:  # Kaggle says "slug already in use" in the body (no code): created meanwhile?
+            if not gw.exists(lambda: api.dataset_status(str(handle)), what="dataset status", handle=str(handle)):
+                raise
+            gw.log(f"dataset {handle} already exists: uploading a new version instead")
+    if not created:
         gw.log(f"uploading a new version of dataset {handle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
         gw.call(lambda: checked(api.dataset_create_version(str(staging), notes or "kagflow push", quiet=True,
                                                             convert_to_csv=False)),
                 what="create dataset version", handle=str(handle), before_retry=done, retry_forbidden=True, uploads=True)
-    return DatasetPushResult(handle, True, not exists, digest, len(manifest), size)
+    return DatasetPushResult(handle, True, created, digest, len(manifest), size)
 
 
 

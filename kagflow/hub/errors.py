@@ -19,19 +19,26 @@ from kagflow.hub.target import Target
 
 
 class BodyRefusal(Exception):
-    """The official client returned the server's refusal in the answer (``response.error``)."""
+    """The official client returned the server's refusal in the answer (``response.error``): Kaggle's create and
+    update handlers answer HTTP 200 with ``error`` and, on some types, ``errorCode`` (e.g. 409 "already exists")."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, error_code: Optional[int] = None):
         super().__init__(message)
         self.message = message
+        self.error_code = error_code
 
 
 def checked(response):
     """Raise a refusal the official client returned as ``response.error`` (e.g. a slug in use)."""
     error = getattr(response, "error", None)
     if error:
-        raise BodyRefusal(str(error))
+        raise BodyRefusal(str(error), getattr(response, "error_code", None) or None)
     return response
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Kaggle says the thing already exists: HTTP 409, or HTTP 200 with ``errorCode`` 409 in the body."""
+    return getattr(exc, "status", None) == 409 or body_status(exc) == 409
 
 
 _CREDENTIALS = "~/.kaggle/kaggle.json, KAGGLE_USERNAME/KAGGLE_KEY or KAGGLE_API_TOKEN"
@@ -69,7 +76,9 @@ REFUSALS: dict[type, tuple[str, str, str]] = {
 
 
 def body_status(exc: BaseException) -> Optional[int]:
-    """The status a refusal carries: the HTTP code, or the body's ``code`` on a 200-with-error."""
+    """The status a refusal carries: the HTTP code, or the body's ``code``/``errorCode`` on a 200-with-error."""
+    if isinstance(exc, BodyRefusal):
+        return exc.error_code
     status = status_of(exc)
     if status is not None and status < 400:
         try:

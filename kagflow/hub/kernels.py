@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from kagflow import metadata, slugs
-from kagflow.errors import HubError, NotFoundError
-from kagflow.hub.common import Gateway, checked
+from kagflow.errors import HubError, NotFoundError, RefusedError
+from kagflow.hub.common import Gateway, checked, epoch_seconds
 from kagflow.hub.retry import WaitPolicy, poll_until  # noqa: F401 - WaitPolicy re-exported
 
 DONE = {"COMPLETE"}
@@ -73,11 +73,59 @@ def remote_kernel(gw: Gateway, handle: slugs.KernelHandle):
         return None
 
 
-def remote_digest(gw: Gateway, handle: slugs.KernelHandle) -> tuple[Optional[str], Optional[int]]:
-    """(content digest stamped in the latest pushed notebook, its version number)."""
+SOURCE_KINDS = ("dataset", "model", "competition", "kernel")
+
+
+def invalid_sources(response) -> list[str]:
+    """``kind source`` for each source a SaveKernel response says was not added (Kaggle saves the version anyway)."""
+    out = []
+    for kind in SOURCE_KINDS:
+        for ref in getattr(response, f"invalid_{kind}_sources", None) or []:
+            out.append(f"{kind} {ref}")
+    return out
+
+
+def check_sources_accepted(gw: Gateway, handle: slugs.KernelHandle, version: int, response) -> None:
+    """Raise one RefusedError naming every source the server refused, and how to fix it."""
+    bad = invalid_sources(response)
+    if bad:
+        raise RefusedError(f"{handle} version {version} was saved without {len(bad)} source(s) {gw.target.describe()} "
+                           "refused: " + ", ".join(bad),
+                           context="each one names nothing there, or something private to another user "
+                                   "(a kernel may mount only what its owner can see)",
+                           hint=f"publish each missing source as {handle.owner} (or make it public), or fix the "
+                                "sources in kagflow.toml, then push again (kagflow kernel push)",
+                           handle=str(handle), target=gw.target.describe())
+
+
+def _sources_missing(meta: dict, remote_metadata) -> bool:
+    """True when the remote kernel lacks a source the local metadata asks for (it was refused at push)."""
+    for kind in SOURCE_KINDS:
+        listed = getattr(remote_metadata, f"{kind}_data_sources", None) if remote_metadata is not None else None
+        wanted = meta.get(f"{kind}_sources") or []
+        if listed is None or not wanted:
+            continue
+        try:
+            have = {normalise_source(kind, s) for s in listed}
+            if any(normalise_source(kind, s) not in have for s in wanted):
+                return True
+        except Exception:  # noqa: BLE001 - an unreadable listing never forces a duplicate push
+            continue
+    return False
+
+
+def remote_digest(gw: Gateway, handle: slugs.KernelHandle, meta: Optional[dict] = None
+                  ) -> tuple[Optional[str], Optional[int]]:
+    """(content digest stamped in the latest pushed notebook, its version number).
+
+    With ``meta`` (the local kernel-metadata), a remote version that lacks one of its sources (the
+    server refused it at push time) reports no digest, so the next push sends it again.
+    """
     response = remote_kernel(gw, handle)
     if response is None or response.blob is None:
         return None, None
+    if meta is not None and _sources_missing(meta, response.metadata):
+        return None, getattr(response.metadata, "current_version_number", None)
     version = getattr(response.metadata, "current_version_number", None) if response.metadata else None
     try:
         nb = json.loads(response.blob.source or "")
@@ -87,18 +135,22 @@ def remote_digest(gw: Gateway, handle: slugs.KernelHandle) -> tuple[Optional[str
 
 
 def push_kernel(gw: Gateway, folder: Path, *, accelerator: Optional[str] = None,
-                timeout: Optional[int] = None, force: bool = False) -> PushResult:
+                timeout: Optional[int] = None, force: bool = False,
+                before_push: Optional[Callable[[], object]] = None) -> PushResult:
     """Push ``folder`` as a new kernel version unless the latest version has the same content
-    (``force``: push anyway, a deliberate re-run)."""
+    (``force``: push anyway, a deliberate re-run). ``before_push`` runs only when a version will be
+    pushed (the quota guard), and may raise to stop it."""
     folder = Path(folder)
     meta = metadata.read_metadata(folder / metadata.KERNEL_METADATA)
     handle = slugs.KernelHandle.parse(meta["id"])
     digest = content_digest(folder)
     stamp_notebook(folder, digest)
-    remote, version = remote_digest(gw, handle)
+    remote, version = remote_digest(gw, handle, meta)
     if remote == digest and version and not force:
         gw.log(f"{handle} version {version} already has this content: not pushed again")
         return PushResult(handle, int(version), False, digest)
+    if before_push is not None:
+        before_push()
 
     def already_pushed():
         found, found_version = remote_digest(gw, handle)
@@ -106,9 +158,12 @@ def push_kernel(gw: Gateway, folder: Path, *, accelerator: Optional[str] = None,
             return None
         return PushResult(handle, int(found_version), True, digest) if found == digest and found_version else None
 
+    responses = []
+
     def push():
         response = checked(gw.api.kernels_push(str(folder), timeout=str(timeout) if timeout else None,
                                                acc=accelerator))
+        responses.append(response)
         return PushResult(handle, int(response.version_number or 0), True, digest)
 
     result = gw.call(push, what="push kernel", handle=str(handle), before_retry=already_pushed)
@@ -116,6 +171,8 @@ def push_kernel(gw: Gateway, folder: Path, *, accelerator: Optional[str] = None,
         _, version = remote_digest(gw, handle)
         result = PushResult(handle, int(version or 0), True, digest)
     gw.log(f"pushed {handle} version {result.version}")
+    if responses:
+        check_sources_accepted(gw, handle, result.version, responses[-1])
     return result
 
 
@@ -245,3 +302,132 @@ def pull_notebook(gw: Gateway, handle: slugs.KernelHandle, dest: Path) -> dict:
         "enable_internet": bool(raw.get("enable_internet")),
         "machine_shape": raw.get("machine_shape") or ("NvidiaTeslaT4" if raw.get("enable_gpu") else "None"),
     }
+
+
+# --------------------------------------------------------------------------- versions, logs
+
+@dataclass(frozen=True)
+class KernelVersion:
+    """What the target says about one version of a kernel (GetKernel + its session status)."""
+
+    handle: slugs.KernelHandle
+    version: Optional[int]
+    status: str
+    failure_message: str = ""
+    machine_shape: str = ""
+    started: Optional[float] = None  # last_run_time as seconds since the epoch
+    model_sources: tuple[str, ...] = ()
+
+
+def kernel_version_info(gw: Gateway, handle: slugs.KernelHandle, version: Optional[int] = None
+                        ) -> Optional[KernelVersion]:
+    """Version ``version`` (default: the latest) of ``handle``, or None when it was never pushed."""
+    from kagglesdk.kernels.types.kernels_api_service import ApiGetKernelRequest
+
+    def get():
+        with gw.api.build_kaggle_client() as kaggle:
+            request = ApiGetKernelRequest()
+            request.user_name = handle.owner
+            request.kernel_slug = handle.slug
+            if version:
+                request.version_label = f"v{version}"
+            return kaggle.kernels.kernels_api_client.get_kernel(request)
+
+    try:
+        response = gw.call(get, what="get kernel", handle=f"{handle}/{version or 'latest'}")
+    except NotFoundError:
+        return None
+    meta = response.metadata
+    number = getattr(meta, "current_version_number", None) or version
+    status = kernel_status(gw, handle, number)
+    return KernelVersion(handle, int(number) if number else None, status.status, status.failure_message,
+                         getattr(meta, "machine_shape", "") or "",
+                         epoch_seconds(getattr(meta, "last_run_time", None)),
+                         tuple(getattr(meta, "model_data_sources", None) or ()))
+
+
+def log_entries(raw: str) -> list[dict]:
+    """Kaggle's log (a JSON list of {stream_name, time, data}) as entries; plain text as one entry."""
+    try:
+        entries = json.loads(raw)
+    except ValueError:
+        return [{"data": raw}] if raw else []
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def run_seconds(gw: Gateway, handle: slugs.KernelHandle, version: int) -> Optional[float]:
+    """The run time of ``version`` as its log measured it (the last entry's time), None without a log."""
+    ref = f"{handle.owner}/{handle.slug}/{version}"
+    raw = gw.call(lambda: gw.api.kernels_logs(ref), what="kernel log", handle=ref)
+    times = [e["time"] for e in log_entries(raw or "") if isinstance(e.get("time"), (int, float))]
+    return float(max(times)) if times else None
+
+
+class LogStreamPolicy:
+    """Reconnects of ``follow_log`` (class constants; tests lower them), as the official client's
+    ``kernels logs --follow``: give up after this many drops in a row without a new line."""
+
+    MAX_FAILURES = 5
+    RECONNECT_DELAY = 1.0
+
+
+def follow_log(gw: Gateway, handle: slugs.KernelHandle, version: Optional[int], write: Callable[[str], None],
+               *, sleep: Callable[[float], None] = time.sleep) -> int:
+    """Print the log of a running version as it is written until the run ends (the finished log at
+    once). The official client's stream (``kernels_logs_stream``); the server replays from the start
+    on a reconnect, so lines already written are skipped. Returns the number of entries written."""
+    import requests
+
+    ref = f"{handle.owner}/{handle.slug}" + (f"/{version}" if version else "")
+    seen = failures = 0
+    while True:
+        before = seen
+        try:
+            for index, event in enumerate(gw.api.kernels_logs_stream(ref)):
+                if index < seen:
+                    continue
+                seen = index + 1
+                data = event.get("data")
+                if data is not None:
+                    write(data if data.endswith("\n") else data + "\n")
+            return seen
+        except requests.exceptions.RequestException as exc:
+            failures = failures + 1 if seen == before else 1
+            if failures >= LogStreamPolicy.MAX_FAILURES:
+                raise HubError(f"the log stream of {ref} dropped {failures} times with no new line",
+                               context=f"{type(exc).__name__}: {exc}",
+                               hint=f"follow it again: kagflow kernel logs {handle.slug} --follow") from None
+            if failures > 1:
+                gw.log(f"log stream of {ref} lost, reconnecting ({failures}/{LogStreamPolicy.MAX_FAILURES})")
+            sleep(LogStreamPolicy.RECONNECT_DELAY)
+        except ValueError as exc:  # the official client's word for 401/403
+            raise NotFoundError(str(exc), hint="check the kernel name: kagflow kernel status NAME") from None
+
+
+# --------------------------------------------------------------------------- accelerator quota
+
+@dataclass(frozen=True)
+class Quota:
+    """This week's accelerator time (``kaggle quota``), in seconds."""
+
+    kind: str  # "GPU" | "TPU"
+    used: float
+    allowed: float
+    refresh: Optional[float] = None  # when it renews, seconds since the epoch
+
+    @property
+    def left(self) -> float:
+        return max(0.0, self.allowed - self.used)
+
+
+def accelerator_quota(gw: Gateway) -> dict[str, Quota]:
+    """{"GPU": Quota, "TPU": Quota} for the caller (GetAcceleratorQuotaStatistics)."""
+    response = gw.call(gw.api.quota_view, what="accelerator quota", handle=gw.username)
+    refresh = epoch_seconds(response.quota_refresh_time)
+    out = {}
+    for kind, item in (("GPU", response.gpu_quota), ("TPU", response.tpu_quota)):
+        if item is not None and item.total_time_allowed is not None:
+            out[kind] = Quota(kind, (item.time_used.total_seconds() if item.time_used else 0.0),
+                              item.total_time_allowed.total_seconds(),
+                              refresh)
+    return out

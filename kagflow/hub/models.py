@@ -12,8 +12,9 @@ from pathlib import Path
 
 from kagflow import metadata, slugs
 from kagflow.config import Config, ModelConfig
-from kagflow.errors import MissingFileError, NotFoundError
+from kagflow.errors import HubError, MissingFileError, NotFoundError
 from kagflow.hub.common import (Gateway, checked, folder_manifest, manifest_digest, marker_digest, stage_folder)
+from kagflow.hub.errors import is_conflict
 from kagflow.sources import instance_handle, model_handle
 
 SKIP = (metadata.MODEL_METADATA, metadata.MODEL_INSTANCE_METADATA)
@@ -68,9 +69,13 @@ def publish_model(gw: Gateway, config: Config, which: str, source: Path, *, note
 
     if not gw.exists(lambda: api.model_get(str(mhandle)), what="get model", handle=str(mhandle)):
         gw.log(f"creating model {mhandle}")
-        gw.call(lambda: checked(api.model_create_new(str(model_dir))), what="create model", handle=str(mhandle),
-                before_retry=lambda: True if gw.exists(lambda: api.model_get(str(mhandle)), what="get model",
-                                                       handle=str(mhandle)) else None)
+        try:
+            gw.call(lambda: checked(api.model_create_new(str(model_dir))), what="create model", handle=str(mhandle),
+                    before_retry=lambda: True if gw.exists(lambda: api.model_get(str(mhandle)), what="get model",
+                                                           handle=str(mhandle)) else None)
+        except HubError as exc:
+            if not is_conflict(exc):  # 409 (HTTP or errorCode in the body): created meanwhile, fine
+                raise
 
     latest = latest_version(gw, ihandle)
     if latest is not None:
@@ -81,12 +86,20 @@ def publish_model(gw: Gateway, config: Config, which: str, source: Path, *, note
     stage_folder(source, instance_dir, manifest, digest, keep=SKIP)
     notes = (notes or f"kagflow publish of {source.name}")
     found = lambda: _find_version(gw, ihandle, digest)  # noqa: E731
+    created = False
     if latest is None:
         gw.log(f"creating model instance {ihandle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
-        gw.call(lambda: checked(api.model_instance_create(str(instance_dir), quiet=True)),
-                what="create model instance", handle=str(ihandle), before_retry=found, uploads=True)
-    else:
-        gw.log(f"uploading version {latest + 1} of {ihandle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
+        try:
+            gw.call(lambda: checked(api.model_instance_create(str(instance_dir), quiet=True)),
+                    what="create model instance", handle=str(ihandle), before_retry=found, uploads=True)
+            created = True
+        except HubError as exc:
+            if not is_conflict(exc):  # Kaggle's errorCode 409: the instance exists, make a version (as kagglehub)
+                raise
+            gw.log(f"{ihandle} already exists: uploading a new version instead")
+    if not created:
+        which = f"version {latest + 1}" if latest else "a new version"
+        gw.log(f"uploading {which} of {ihandle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
         gw.call(lambda: checked(api.model_instance_version_create(str(ihandle), str(instance_dir),
                                                                    version_notes=notes, quiet=True)),
                 what="create model instance version", handle=str(ihandle), before_retry=found,

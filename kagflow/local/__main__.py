@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kagflow.local.control import default_data_dir, serve_forever
+from kagflow.local.control import USERS_ENV, default_data_dir, load_users, serve_forever, users_from_env
 
 
 def main(argv=None) -> int:
@@ -14,8 +14,10 @@ def main(argv=None) -> int:
     serve = sub.add_parser("serve", help="serve the local Kaggle in the foreground")
     serve.add_argument("--port", type=int, default=0)
     serve.add_argument("--data-dir", default=None, help="default: $KAGFLOW_LOCAL_DATA_DIR or ~/.kagflow/local")
+    serve.add_argument("--users", default=None, help=f"JSON file of username: key to check (default: ${USERS_ENV})")
     args = parser.parse_args(argv)
-    serve_forever(args.data_dir or default_data_dir(), args.port)
+    users = load_users(args.users) if args.users else users_from_env()
+    serve_forever(args.data_dir or default_data_dir(), args.port, users=users)
     return 0
 
 

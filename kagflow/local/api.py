@@ -7,13 +7,15 @@ checked against the kagglesdk request type (see :mod:`kagflow.local.protocol`).
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Dict, Optional
 
-from kagflow.local.names import check_name
+from kagflow.local.archives import unpack_uploads
+from kagflow.local.names import check_name, parse_count
 from kagflow.local.protocol import ApiError
 from kagflow.local.store import Store
 
@@ -28,6 +30,32 @@ def route(name: str):
     return register
 
 
+def in_body(response_type, codes=(409,)):
+    """Answer refusals with ``codes`` as Kaggle's create/update/delete handlers do: HTTP 200 with the message in
+    the response's ``error`` (and ``errorCode`` where the type has one, e.g. ApiCreateModelResponse), which the
+    official client exposes as ``response.error`` and kagglehub's ``handle_mutate_call`` raises with its code."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def handler(ctx, req):
+            try:
+                return fn(ctx, req)
+            except ApiError as err:
+                if err.code not in codes:
+                    raise
+                return refusal(response_type, err)
+        return handler
+    return wrap
+
+
+def refusal(response_type, err: ApiError):
+    resp = response_type()
+    field = "error" if hasattr(response_type, "error") else "error_message"
+    setattr(resp, field, err.message)
+    if hasattr(response_type, "error_code"):
+        resp.error_code = err.code
+    return resp
+
+
 @dataclass
 class Settings:
     """Knobs of a local server (tests shorten or lengthen them)."""
@@ -37,6 +65,8 @@ class Settings:
     max_json_bytes: int = 8 << 20       # largest API request body
     max_blob_bytes: int = 200 << 30     # largest single upload
     daily_submissions: int = 5
+    gpu_quota_s: float = 30 * 3600      # weekly accelerator quota per user (kaggle quota), GPU and TPU alike
+    tpu_quota_s: float = 20 * 3600
 
 
 @dataclass
@@ -80,16 +110,30 @@ def new_token() -> str:
 def page(items: list, page_size: int, page_token: str) -> tuple[list, str]:
     """Slice ``items`` by an offset token; return ``(page, next_token)``."""
     size = page_size if page_size and page_size > 0 else 20
-    start = int(page_token) if page_token and page_token.isdigit() else 0
+    start = parse_count(page_token, what="page token") if page_token else 0
     chunk = items[start:start + size]
     return chunk, (str(start + size) if start + size < len(items) else "")
 
 
-def resolve_uploads(ctx: Ctx, new_files) -> list[tuple[str, str, int, str]]:
-    """``ApiDatasetNewFile`` tokens → ``[(name, sha256, size, description)]``; each must be a finished upload."""
+def _with_folders(new_files, directories, prefix: str = ""):
+    """``(folder prefix, ApiDatasetNewFile)`` for the top-level files and those of ``ApiUploadDirectoryInfo`` trees
+    (kagglehub uploads a folder's sub-folders that way)."""
+    for f in new_files or []:
+        yield prefix, f
+    for d in directories or []:
+        if d is None:
+            continue
+        folder = prefix + check_name(d.name, what="folder name") + "/"
+        yield from _with_folders(d.files, d.directories, folder)
+
+
+def resolve_uploads(ctx: Ctx, new_files, directories=None) -> list[tuple[str, str, int, str]]:
+    """``ApiDatasetNewFile`` tokens → ``[(name, sha256, size, description)]``; each must be a finished upload.
+    Files of ``directories`` are named ``folder/.../file``; uploaded ``.zip``/``.tar`` files are unpacked into
+    folders of their name, as Kaggle does."""
     user = ctx.require_user()
     out, seen = [], set()
-    for f in new_files or []:
+    for prefix, f in _with_folders(new_files, directories):
         if f is None or not f.token:
             raise ApiError(400, "Each file needs the token StartBlobUpload returned")
         row = ctx.store.one("SELECT * FROM uploads WHERE token=?", f.token)
@@ -97,12 +141,14 @@ def resolve_uploads(ctx: Ctx, new_files) -> list[tuple[str, str, int, str]]:
             raise ApiError(400, f"Unknown upload token {f.token[:8]}...")
         if row["sha256"] is None:
             raise ApiError(400, f"Upload of {row['name']!r} is not complete")
-        name = check_name(row["name"])
+        name = prefix + check_name(row["name"])
+        blob = ctx.store.one("SELECT size FROM blobs WHERE sha256=?", row["sha256"])
+        out.append((name, row["sha256"], blob["size"], f.description or ""))
+    out = unpack_uploads(ctx.store, out, ctx.settings.max_blob_bytes)  # sub.zip / sub.tar -> sub/...
+    for name, *_ in out:
         if name in seen:
             raise ApiError(400, f"Duplicate file name {name!r}")
         seen.add(name)
-        blob = ctx.store.one("SELECT size FROM blobs WHERE sha256=?", row["sha256"])
-        out.append((name, row["sha256"], blob["size"], f.description or ""))
     return out
 
 

@@ -1,18 +1,21 @@
-"""datasets.DatasetApiService: create, version, status, get, list, list files, download."""
+"""datasets.DatasetApiService: create, version, status, get, list, list files, download, metadata, delete."""
 
 from __future__ import annotations
 
 from kagglesdk.datasets.types.dataset_api_service import (ApiCreateDatasetResponse, ApiDataset, ApiDatasetFile,
-                                                          ApiDatasetVersion, ApiGetDatasetStatusResponse,
-                                                          ApiListDatasetFilesResponse, ApiListDatasetsResponse)
+                                                          ApiDatasetVersion, ApiDeleteDatasetResponse,
+                                                          ApiGetDatasetMetadataResponse, ApiGetDatasetStatusResponse,
+                                                          ApiListDatasetFilesResponse, ApiListDatasetsResponse,
+                                                          ApiUpdateDatasetMetadataResponse)
+from kagglesdk.datasets.types.dataset_types import DatasetInfo, SettingsLicense
 from kagglesdk.datasets.types.dataset_enums import DatabundleVersionStatus
 
 from kagflow import slugs
 from kagflow.errors import NamingError
-from kagflow.local import transfer
-from kagflow.local.api import Ctx, Redirect, now, page, resolve_uploads, route, utc
+from kagflow.local import access, transfer
+from kagflow.local.api import Ctx, Redirect, in_body, now, page, resolve_uploads, route, utc
 from kagflow.local.archives import bundle
-from kagflow.local.names import check_name
+from kagflow.local.names import check_relpath
 from kagflow.local.protocol import ApiError
 
 KIND = "dataset_version"
@@ -20,7 +23,7 @@ KIND = "dataset_version"
 
 def find(ctx: Ctx, owner: str, slug: str):
     row = ctx.store.one("SELECT * FROM datasets WHERE owner=? AND slug=?", owner or "", slug or "")
-    if row is None or (row["is_private"] and row["owner"] != ctx.user):
+    if not access.visible(row, ctx.user):
         raise ApiError(404, f"Dataset {owner}/{slug} not found")
     return row
 
@@ -61,6 +64,7 @@ def _add_version(ctx: Ctx, dataset_id: int, notes: str, files) -> int:
 
 
 @route("datasets.DatasetApiService/CreateDataset")
+@in_body(ApiCreateDatasetResponse)
 def create_dataset(ctx: Ctx, req) -> ApiCreateDatasetResponse:
     owner = req.owner_slug or ctx.require_user()
     ctx.require_owner(owner, "datasets.create")
@@ -72,7 +76,7 @@ def create_dataset(ctx: Ctx, req) -> ApiCreateDatasetResponse:
     title = req.title or ""
     if not (slugs.DATASET_TITLE_MIN <= len(title) <= slugs.DATASET_TITLE_MAX):
         raise ApiError(400, "The dataset title must be between 6 and 50 characters")
-    files = resolve_uploads(ctx, req.files)
+    files = resolve_uploads(ctx, req.files, req.directories)
     if not files:
         raise ApiError(400, "A dataset needs at least one file")
     if ctx.store.one("SELECT id FROM datasets WHERE owner=? AND slug=?", owner, req.slug):
@@ -86,7 +90,7 @@ def create_dataset(ctx: Ctx, req) -> ApiCreateDatasetResponse:
 
 def _create_version(ctx: Ctx, dataset, body) -> ApiCreateDatasetResponse:
     ctx.require_owner(dataset["owner"], "datasets.update")
-    files = resolve_uploads(ctx, body.files if body else [])
+    files = resolve_uploads(ctx, body.files if body else [], body.directories if body else [])
     if not files:
         raise ApiError(400, "A dataset version needs at least one file")
     _add_version(ctx, dataset["id"], body.version_notes if body else "", files)
@@ -172,7 +176,7 @@ def list_datasets(ctx: Ctx, req) -> ApiListDatasetsResponse:
     rows = ctx.store.all("SELECT * FROM datasets ORDER BY created DESC")
     mine = req.group is not None and req.group.name.startswith("DATASET_SELECTION_GROUP_MY")
     owner = ctx.user if mine else req.user
-    rows = [r for r in rows if (not r["is_private"] or r["owner"] == ctx.user)
+    rows = [r for r in rows if access.visible(r, ctx.user)
             and (not owner or r["owner"] == owner)
             and (not req.search or req.search.lower() in (r["slug"] + " " + r["title"]).lower())]
     chunk, token = page(rows, req.page_size, req.page_token)
@@ -199,7 +203,7 @@ def download_dataset(ctx: Ctx, req) -> Redirect:
     version = version_of(ctx, dataset, req.dataset_version_number)
     files = ctx.store.files_of(KIND, version["id"])
     if req.file_name:
-        name = check_name(req.file_name)
+        name = check_relpath(req.file_name)
         match = [f for f in files if f["name"] == name]
         if not match:
             raise ApiError(404, f"File {name!r} not found in {dataset['owner']}/{dataset['slug']} "
@@ -208,3 +212,61 @@ def download_dataset(ctx: Ctx, req) -> Redirect:
     archive = bundle(ctx.store, f"datasets/{version['id']}",
                      [(f["name"], ctx.store.blob_path(f["sha256"])) for f in files])
     return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, f"{dataset['slug']}.zip"))
+
+
+def dataset_info(ctx: Ctx, dataset) -> DatasetInfo:
+    info = DatasetInfo()
+    info.dataset_id = dataset["id"]
+    info.dataset_slug = dataset["slug"]
+    info.owner_user = dataset["owner"]
+    info.title = dataset["title"]
+    info.subtitle = dataset["subtitle"]
+    info.description = dataset["description"]
+    info.is_private = bool(dataset["is_private"])
+    lic = SettingsLicense()
+    lic.name = dataset["license_name"]
+    info.licenses = [lic]
+    info.keywords = []
+    return info
+
+
+@route("datasets.DatasetApiService/GetDatasetMetadata")
+def get_dataset_metadata(ctx: Ctx, req) -> ApiGetDatasetMetadataResponse:
+    """What ``kaggle datasets metadata`` writes, and what ``kaggle datasets download`` reads the license from."""
+    resp = ApiGetDatasetMetadataResponse()
+    resp.info = dataset_info(ctx, find(ctx, req.owner_slug, req.dataset_slug))
+    return resp
+
+
+@route("datasets.DatasetApiService/UpdateDatasetMetadata")
+def update_dataset_metadata(ctx: Ctx, req) -> ApiUpdateDatasetMetadataResponse:
+    """Title, subtitle, description, privacy and license (keywords, collaborators and images are not kept)."""
+    dataset = find(ctx, req.owner_slug, req.dataset_slug)
+    ctx.require_owner(dataset["owner"], "datasets.update")
+    s = req.settings
+    resp = ApiUpdateDatasetMetadataResponse()
+    if s is None:
+        return resp
+    if s.title and not (slugs.DATASET_TITLE_MIN <= len(s.title) <= slugs.DATASET_TITLE_MAX):
+        resp.errors = [f"The dataset title must be between {slugs.DATASET_TITLE_MIN} and {slugs.DATASET_TITLE_MAX} "
+                       "characters"]
+        return resp
+    license_name = next((lic.name for lic in s.licenses or [] if lic is not None and lic.name), "")
+    ctx.store.run("UPDATE datasets SET title=COALESCE(NULLIF(?, ''), title), subtitle=?, description=?, "
+                  "is_private=?, license_name=COALESCE(NULLIF(?, ''), license_name) WHERE id=?",
+                  s.title or "", s.subtitle or "", s.description or "", 1 if s.is_private else 0, license_name,
+                  dataset["id"])
+    return resp
+
+
+@route("datasets.DatasetApiService/DeleteDataset")
+@in_body(ApiDeleteDatasetResponse)
+def delete_dataset(ctx: Ctx, req) -> ApiDeleteDatasetResponse:
+    dataset = find(ctx, req.owner_slug, req.dataset_slug)
+    ctx.require_owner(dataset["owner"], "datasets.delete")
+    with ctx.store.tx() as db:
+        db.execute(f"DELETE FROM files WHERE set_kind='{KIND}' AND set_id IN (SELECT id FROM dataset_versions WHERE "
+                   "dataset_id=?)", (dataset["id"],))
+        db.execute("DELETE FROM dataset_versions WHERE dataset_id=?", (dataset["id"],))
+        db.execute("DELETE FROM datasets WHERE id=?", (dataset["id"],))
+    return ApiDeleteDatasetResponse()

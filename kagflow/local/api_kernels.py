@@ -1,23 +1,29 @@
-"""kernels.KernelsApiService: push (SaveKernel), status, output + log, pull (GetKernel), list, cancel."""
+"""kernels.KernelsApiService: push (SaveKernel), status, output + log, pull (GetKernel), list, files, cancel,
+delete, accelerator quota."""
 
 from __future__ import annotations
 
 import json
-import re
+import shutil
+from datetime import timedelta
 
-from kagglesdk.kernels.types.kernels_api_service import (ApiCancelKernelSessionResponse, ApiGetKernelResponse,
+from kagglesdk.kernels.types.kernels_api_service import (ApiAcceleratorQuota, ApiCancelKernelSessionResponse,
+                                                         ApiDeleteKernelResponse,
+                                                         ApiGetAcceleratorQuotaStatisticsResponse, ApiGetKernelResponse,
                                                          ApiGetKernelSessionStatusResponse, ApiKernelBlob,
                                                          ApiKernelMetadata, ApiKernelSessionOutputFile,
+                                                         ApiListKernelFilesItem, ApiListKernelFilesResponse,
                                                          ApiListKernelSessionOutputResponse, ApiListKernelsResponse,
                                                          ApiSaveKernelResponse)
-from kagglesdk.kernels.types.kernels_enums import KernelExecutionType, KernelWorkerStatus
+from kagglesdk.kernels.types.kernels_enums import KernelExecutionType, KernelsListViewType, KernelWorkerStatus
 
 from kagflow import slugs
 from kagflow.errors import NamingError
-from kagflow.local import mounts, transfer
-from kagflow.local.api import Ctx, Redirect, now, page, route, utc
+from kagflow.local import access, mounts, quota, transfer
+from kagflow.local.api import Ctx, Redirect, in_body, now, page, route, utc
 from kagflow.local.archives import bundle
 from kagflow.local.jobs import sandbox_dir
+from kagflow.local.names import inside, parse_count
 from kagflow.local.protocol import ApiError
 
 LANGUAGES = ("python",)
@@ -26,7 +32,7 @@ KERNEL_TYPES = ("notebook", "script")
 
 def find_kernel(ctx: Ctx, owner: str, slug: str):
     row = ctx.store.one("SELECT * FROM kernels WHERE owner=? AND slug=?", owner or "", slug or "")
-    if row is None or (row["is_private"] and row["owner"] != ctx.user):
+    if not access.visible(row, ctx.user):
         raise ApiError(404, f"Kernel {owner}/{slug} not found")
     return row
 
@@ -34,11 +40,8 @@ def find_kernel(ctx: Ctx, owner: str, slug: str):
 def find_version(ctx: Ctx, kernel, label: str = ""):
     """``label`` is Kaggle's ``versionLabel`` (``v3``, or ``3``); empty means the latest version."""
     if label:
-        m = re.fullmatch(r"v?(\d+)", label.strip())
-        if not m:
-            raise ApiError(400, f"Invalid version label {label!r}: use v<N>")
-        row = ctx.store.one("SELECT * FROM kernel_versions WHERE kernel_id=? AND number=?", kernel["id"],
-                            int(m.group(1)))
+        number = parse_count(label.strip().removeprefix("v"), what="version label (use v<N>)")
+        row = ctx.store.one("SELECT * FROM kernel_versions WHERE kernel_id=? AND number=?", kernel["id"], number)
     else:
         row = ctx.store.one("SELECT * FROM kernel_versions WHERE kernel_id=? ORDER BY number DESC LIMIT 1",
                             kernel["id"])
@@ -47,31 +50,20 @@ def find_version(ctx: Ctx, kernel, label: str = ""):
     return row
 
 
-def _sources(ctx: Ctx, req) -> tuple[dict, dict]:
-    """Sources as given, and the ones that name nothing here (Kaggle reports those, and saves anyway)."""
-    store = ctx.store
-    invalid = {"dataset": [], "competition": [], "kernel": [], "model": []}
-    for ref in req.dataset_data_sources or []:
-        parts = ref.split("/")
-        if len(parts) < 2 or not store.one("SELECT 1 FROM datasets WHERE owner=? AND slug=?", parts[0], parts[1]):
-            invalid["dataset"].append(ref)
-    for ref in req.competition_data_sources or []:
-        if not store.one("SELECT 1 FROM competitions WHERE slug=?", ref):
-            invalid["competition"].append(ref)
-    for ref in req.kernel_data_sources or []:
-        parts = ref.split("/")
-        if len(parts) < 2 or not store.one("SELECT 1 FROM kernels WHERE owner=? AND slug=?", parts[0], parts[1]):
-            invalid["kernel"].append(ref)
-    for ref in req.model_data_sources or []:
-        try:
-            slugs.ModelInstanceVersionHandle.parse(ref)
-        except NamingError:
-            invalid["model"].append(ref)
-    sources = {"dataset_sources": list(req.dataset_data_sources or []),
-               "competition_sources": list(req.competition_data_sources or []),
-               "kernel_sources": list(req.kernel_data_sources or []),
-               "model_sources": list(req.model_data_sources or [])}
-    return sources, invalid
+def _sources(ctx: Ctx, req, owner: str) -> tuple[dict, dict]:
+    """(sources saved with the version, invalid ones by kind). As on Kaggle, a source that names nothing
+    or that ``owner`` may not see is not added to the kernel and is reported back; the version is saved."""
+    given = {"dataset": req.dataset_data_sources, "competition": req.competition_data_sources,
+             "kernel": req.kernel_data_sources, "model": req.model_data_sources}
+    valid, invalid = access.check_sources(ctx.store, owner, given)
+    return {f"{kind}_sources": refs for kind, refs in valid.items()}, invalid
+
+
+def _refused(message: str) -> ApiSaveKernelResponse:
+    """A push Kaggle refuses in the body (``kernels push`` prints "Kernel push error: <error>")."""
+    resp = ApiSaveKernelResponse()
+    resp.error = message
+    return resp
 
 
 @route("kernels.KernelsApiService/SaveKernel")
@@ -105,7 +97,7 @@ def save_kernel(ctx: Ctx, req) -> ApiSaveKernelResponse:
                 raise ValueError
         except (ValueError, AttributeError):
             raise ApiError(400, "The notebook source is not a valid .ipynb (JSON with a cells list)") from None
-    sources, invalid = _sources(ctx, req)
+    sources, invalid = _sources(ctx, req, owner)
     settings = {**sources,
                 "enable_internet": True if req.enable_internet is None else bool(req.enable_internet),
                 "enable_gpu": bool(req.enable_gpu), "enable_tpu": bool(req.enable_tpu),
@@ -115,6 +107,13 @@ def save_kernel(ctx: Ctx, req) -> ApiSaveKernelResponse:
                 "timeout": req.session_timeout_seconds or ctx.settings.kernel_timeout_s,
                 "title": req.new_title or ""}
     quick = req.kernel_execution_type == KernelExecutionType.QUICK_SAVE
+    kind = quota.accelerator(settings)
+    if kind and not quick:
+        allowed = ctx.settings.gpu_quota_s if kind == "gpu" else ctx.settings.tpu_quota_s
+        if quota.used_seconds(ctx.store, owner, kind) >= allowed:
+            return _refused(f"You have used your weekly {kind.upper()} quota of {allowed / 3600:g} hours; it renews "
+                            f"at {utc(quota.week_start(now()) + quota.WEEK_S)} UTC (see kaggle quota), or push "
+                            "without an accelerator")
     with ctx.store.tx() as db:
         kernel = db.execute("SELECT * FROM kernels WHERE owner=? AND slug=?", (owner, slug)).fetchone()
         if kernel is None:
@@ -255,11 +254,28 @@ def get_kernel(ctx: Ctx, req) -> ApiGetKernelResponse:
     return resp
 
 
+def _listed(ctx: Ctx, req, kernel) -> bool:
+    """ListKernels filters: ``-m`` (group PROFILE: the caller's, or ``--user``'s), ``--user``, ``--competition``,
+    ``--dataset`` (a source of the latest version), ``--search``."""
+    if not access.visible(kernel, ctx.user):
+        return False
+    owner = (req.user or ctx.require_user()) if req.group == KernelsListViewType.PROFILE else req.user
+    if owner and kernel["owner"] != owner:
+        return False
+    if req.search and req.search.lower() not in (kernel["slug"] + " " + kernel["title"]).lower():
+        return False
+    if req.competition or req.dataset:
+        settings = json.loads(find_version(ctx, kernel)["settings"])
+        if req.competition and req.competition not in settings.get("competition_sources", []):
+            return False
+        if req.dataset and req.dataset not in settings.get("dataset_sources", []):
+            return False
+    return True
+
+
 @route("kernels.KernelsApiService/ListKernels")
 def list_kernels(ctx: Ctx, req) -> ApiListKernelsResponse:
-    rows = [k for k in ctx.store.all("SELECT * FROM kernels ORDER BY created DESC")
-            if (not k["is_private"] or k["owner"] == ctx.user) and (not req.user or k["owner"] == req.user)
-            and (not req.search or req.search.lower() in (k["slug"] + " " + k["title"]).lower())]
+    rows = [k for k in ctx.store.all("SELECT * FROM kernels ORDER BY created DESC") if _listed(ctx, req, k)]
     chunk, token = page(rows, req.page_size, req.page_token)
     resp = ApiListKernelsResponse()
     resp.kernels = [describe(ctx, k, find_version(ctx, k)) for k in chunk]
@@ -277,4 +293,61 @@ def cancel_kernel_session(ctx: Ctx, req) -> ApiCancelKernelSessionResponse:
     resp = ApiCancelKernelSessionResponse()
     if not ctx.jobs.cancel(row["id"]):
         resp.error_message = "The session has already finished"
+    return resp
+
+
+@route("kernels.KernelsApiService/ListKernelFiles")
+def list_kernel_files(ctx: Ctx, req) -> ApiListKernelFilesResponse:
+    """The files of a kernel version: its one source file (``notebook.ipynb`` or ``script.py``)."""
+    kernel = find_kernel(ctx, req.user_name, req.kernel_slug)
+    version = find_version(ctx, kernel, req.version_label)
+    item = ApiListKernelFilesItem()
+    item.name = f"{kernel['slug']}.ipynb" if kernel["kernel_type"] == "notebook" else f"{kernel['slug']}.py"
+    item.size = len(version["source"].encode("utf-8"))
+    item.creation_date = utc(version["created"]).isoformat() + "Z"
+    chunk, token = page([item], req.page_size, req.page_token)
+    resp = ApiListKernelFilesResponse()
+    resp.files = chunk
+    resp.next_page_token = token
+    return resp
+
+
+@route("kernels.KernelsApiService/DeleteKernel")
+@in_body(ApiDeleteKernelResponse)
+def delete_kernel(ctx: Ctx, req) -> ApiDeleteKernelResponse:
+    """Delete a kernel, its versions and their runs (refused while a version is queued or running)."""
+    kernel = find_kernel(ctx, req.user_name, req.kernel_slug)
+    ctx.require_owner(kernel["owner"], "kernels.delete")
+    busy = ctx.store.one("SELECT number FROM kernel_versions WHERE kernel_id=? AND status IN ('QUEUED', 'RUNNING', "
+                         "'CANCEL_REQUESTED')", kernel["id"])
+    if busy is not None:
+        raise ApiError(409, f"Kernel {kernel['owner']}/{kernel['slug']} version {busy['number']} is still running; "
+                            "cancel it first")
+    with ctx.store.tx() as db:
+        db.execute("DELETE FROM kernel_versions WHERE kernel_id=?", (kernel["id"],))
+        db.execute("DELETE FROM kernels WHERE id=?", (kernel["id"],))
+    runs = inside(ctx.store.root / "runs", kernel["owner"], kernel["slug"])
+    shutil.rmtree(runs, ignore_errors=True)
+    return ApiDeleteKernelResponse()
+
+
+def _quota(ctx: Ctx, user: str, kind: str, allowed: float) -> ApiAcceleratorQuota:
+    item = ApiAcceleratorQuota()
+    used = quota.used_seconds(ctx.store, user, kind)
+    item.time_used = timedelta(seconds=round(used))
+    item.total_time_allowed = timedelta(seconds=allowed)
+    item.time_reserved = timedelta(0)
+    item.minimum_time_allowed = timedelta(seconds=allowed)
+    item.has_ever_run = used > 0
+    return item
+
+
+@route("kernels.KernelsApiService/GetAcceleratorQuotaStatistics")
+def get_accelerator_quota_statistics(ctx: Ctx, req) -> ApiGetAcceleratorQuotaStatisticsResponse:
+    """``kaggle quota``: this week's GPU/TPU time used by the caller's runs, and when it renews."""
+    user = ctx.require_user()
+    resp = ApiGetAcceleratorQuotaStatisticsResponse()
+    resp.gpu_quota = _quota(ctx, user, "gpu", ctx.settings.gpu_quota_s)
+    resp.tpu_quota = _quota(ctx, user, "tpu", ctx.settings.tpu_quota_s)
+    resp.quota_refresh_time = utc(quota.week_start(now()) + quota.WEEK_S)
     return resp

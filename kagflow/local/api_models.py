@@ -1,19 +1,22 @@
-"""models.ModelApiService: models, instances, instance versions (create, get, list, files, download)."""
+"""models.ModelApiService: models, instances, instance versions (create, get, list, files, download, update,
+delete)."""
 
 from __future__ import annotations
 
 import json
 
-from kagglesdk.models.types.model_api_service import (ApiCreateModelResponse, ApiListModelInstanceVersionFilesResponse,
+from kagglesdk.models.types.model_api_service import (ApiCreateModelResponse, ApiDeleteModelResponse,
+                                                      ApiListModelInstancesResponse,
+                                                      ApiListModelInstanceVersionFilesResponse,
                                                       ApiListModelInstanceVersionsResponse, ApiListModelsResponse,
-                                                      ApiModel, ApiModelFile, ApiModelInstance)
+                                                      ApiModel, ApiModelFile, ApiModelInstance, ApiUpdateModelResponse)
 from kagglesdk.models.types.model_enums import ModelFramework, ModelInstanceType
-from kagglesdk.models.types.model_types import ModelInstanceVersion, ModelInstanceVersionList
+from kagglesdk.models.types.model_types import ModelInstance, ModelInstanceVersion, ModelInstanceVersionList
 
 from kagflow import slugs
 from kagflow.errors import NamingError
-from kagflow.local import transfer
-from kagflow.local.api import Ctx, Redirect, now, page, resolve_uploads, route, utc
+from kagflow.local import access, transfer
+from kagflow.local.api import Ctx, Redirect, in_body, now, page, resolve_uploads, route, utc
 from kagflow.local.archives import bundle
 from kagflow.local.names import check_relpath
 from kagflow.local.protocol import ApiError
@@ -42,7 +45,7 @@ def _slug(value: str, what: str) -> str:
 
 def find_model(ctx: Ctx, owner: str, slug: str):
     row = ctx.store.one("SELECT * FROM models WHERE owner=? AND slug=?", owner or "", slug or "")
-    if row is None or (row["is_private"] and row["owner"] != ctx.user):
+    if not access.visible(row, ctx.user):
         raise ApiError(404, f"Model {owner}/{slug} not found")
     return row
 
@@ -96,6 +99,7 @@ def _add_version(ctx: Ctx, instance_id: int, notes: str, files) -> tuple[int, in
 
 
 @route("models.ModelApiService/CreateModel")
+@in_body(ApiCreateModelResponse)
 def create_model(ctx: Ctx, req) -> ApiCreateModelResponse:
     owner = req.owner_slug or ctx.require_user()
     ctx.require_owner(owner, "models.create")
@@ -157,7 +161,7 @@ def get_model(ctx: Ctx, req) -> ApiModel:
 @route("models.ModelApiService/ListModels")
 def list_models(ctx: Ctx, req) -> ApiListModelsResponse:
     rows = [r for r in ctx.store.all("SELECT * FROM models ORDER BY created DESC")
-            if (not r["is_private"] or r["owner"] == ctx.user) and (not req.owner or r["owner"] == req.owner)
+            if access.visible(r, ctx.user) and (not req.owner or r["owner"] == req.owner)
             and (not req.search or req.search.lower() in (r["slug"] + " " + r["title"]).lower())]
     chunk, token = page(rows, req.page_size, req.page_token)
     resp = ApiListModelsResponse()
@@ -167,6 +171,7 @@ def list_models(ctx: Ctx, req) -> ApiListModelsResponse:
 
 
 @route("models.ModelApiService/CreateModelInstance")
+@in_body(ApiCreateModelResponse)
 def create_model_instance(ctx: Ctx, req) -> ApiCreateModelResponse:
     model = find_model(ctx, req.owner_slug, req.model_slug)
     ctx.require_owner(model["owner"], "models.update")
@@ -177,7 +182,7 @@ def create_model_instance(ctx: Ctx, req) -> ApiCreateModelResponse:
     slug = _slug(body.instance_slug, "model instance slug")
     if not body.license_name:
         raise ApiError(400, "A model instance needs a license")
-    files = resolve_uploads(ctx, body.files)
+    files = resolve_uploads(ctx, body.files, body.directories)
     if not files:
         raise ApiError(400, "A model instance needs at least one file")
     if ctx.store.one("SELECT id FROM model_instances WHERE model_id=? AND framework=? AND slug=?",
@@ -204,7 +209,8 @@ def get_model_instance(ctx: Ctx, req) -> ApiModelInstance:
 def create_model_instance_version(ctx: Ctx, req) -> ApiCreateModelResponse:
     model, instance = find_instance(ctx, req.owner_slug, req.model_slug, req.framework, req.instance_slug)
     ctx.require_owner(model["owner"], "models.update")
-    files = resolve_uploads(ctx, req.body.files if req.body else [])
+    files = resolve_uploads(ctx, req.body.files if req.body else [],
+                            req.body.directories if req.body else [])
     if not files:
         raise ApiError(400, "A model instance version needs at least one file")
     version_id, number = _add_version(ctx, instance["id"], req.body.version_notes if req.body else "", files)
@@ -267,3 +273,111 @@ def download_model_instance_version(ctx: Ctx, req) -> Redirect:
     archive = bundle(ctx.store, f"models/{version['id']}",
                      [(f["name"], ctx.store.blob_path(f["sha256"])) for f in files], fmt="tar.gz")
     return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, f"{model['slug']}.tar.gz"))
+
+
+@route("models.ModelApiService/ListModelInstances")
+def list_model_instances(ctx: Ctx, req) -> ApiListModelInstancesResponse:
+    model = find_model(ctx, req.owner_slug, req.model_slug)
+    rows = ctx.store.all("SELECT * FROM model_instances WHERE model_id=? ORDER BY id", model["id"])
+    chunk, token = page(rows, req.page_size, req.page_token)
+    resp = ApiListModelInstancesResponse()
+    resp.instances = []
+    for row in chunk:
+        item = ModelInstance()
+        latest = ctx.store.one("SELECT * FROM model_versions WHERE instance_id=? ORDER BY number DESC LIMIT 1",
+                               row["id"])
+        item.id, item.slug, item.model_id = row["id"], row["slug"], model["id"]
+        item.owner_slug, item.model_slug = model["owner"], model["slug"]
+        item.framework = ModelFramework[row["framework"]]
+        item.fine_tunable = bool(row["fine_tunable"])
+        item.overview, item.usage = row["overview"], row["usage"]
+        item.model_instance_type = ModelInstanceType[row["instance_type"]]
+        if latest is not None:
+            item.version_id = item.last_version_id = latest["id"]
+            item.version_number = latest["number"]
+            item.version_notes = latest["notes"]
+            item.total_uncompressed_bytes = sum(f["size"] for f in ctx.store.files_of(KIND, latest["id"]))
+        resp.instances.append(item)
+    resp.next_page_token = token
+    return resp
+
+
+def _mask(req) -> set:
+    return set(req.update_mask.paths) if req.update_mask is not None else set()
+
+
+@route("models.ModelApiService/UpdateModel")
+@in_body(ApiUpdateModelResponse, codes=(400, 409))
+def update_model(ctx: Ctx, req) -> ApiUpdateModelResponse:
+    model = find_model(ctx, req.owner_slug, req.model_slug)
+    ctx.require_owner(model["owner"], "models.update")
+    mask = _mask(req)
+    if "title" in mask and len(req.title or "") < slugs.MODEL_TITLE_MIN:
+        raise ApiError(400, f"A model title needs at least {slugs.MODEL_TITLE_MIN} characters")
+    values = {"title": req.title, "subtitle": req.subtitle or "", "description": req.description or "",
+              "is_private": 1 if req.is_private else 0, "provenance": req.provenance_sources or "",
+              "publish_time": req.publish_time.isoformat() if req.publish_time else None}
+    fields = {"provenance_sources": "provenance"}
+    for path in mask:
+        column = fields.get(path, path)
+        if column in values:
+            ctx.store.run(f"UPDATE models SET {column}=? WHERE id=?", values[column], model["id"])
+    return _response(ctx, model["id"], f"{model['owner']}/{model['slug']}")
+
+
+@route("models.ModelApiService/UpdateModelInstance")
+@in_body(ApiUpdateModelResponse, codes=(400, 409))
+def update_model_instance(ctx: Ctx, req) -> ApiUpdateModelResponse:
+    model, instance = find_instance(ctx, req.owner_slug, req.model_slug, req.framework, req.instance_slug)
+    ctx.require_owner(model["owner"], "models.update")
+    values = {"overview": req.overview or "", "usage": req.usage or "", "fine_tunable": 1 if req.fine_tunable else 0,
+              "training_data": json.dumps(req.training_data or []), "license_name": req.license_name or "",
+              "instance_type": (req.model_instance_type or ModelInstanceType.MODEL_INSTANCE_TYPE_UNSPECIFIED).name}
+    fields = {"model_instance_type": "instance_type"}
+    for path in _mask(req):
+        column = fields.get(path, path)
+        if column in values:
+            if column == "license_name" and not values[column]:
+                raise ApiError(400, "A model instance needs a license")
+            ctx.store.run(f"UPDATE model_instances SET {column}=? WHERE id=?", values[column], instance["id"])
+    return _response(ctx, instance["id"], instance_ref(model, instance))
+
+
+def _delete_versions(db, where: str, arg) -> None:
+    db.execute(f"DELETE FROM files WHERE set_kind='{KIND}' AND set_id IN (SELECT id FROM model_versions WHERE "
+               f"{where})", (arg,))
+    db.execute(f"DELETE FROM model_versions WHERE {where}", (arg,))
+
+
+@route("models.ModelApiService/DeleteModel")
+@in_body(ApiDeleteModelResponse)
+def delete_model(ctx: Ctx, req) -> ApiDeleteModelResponse:
+    model = find_model(ctx, req.owner_slug, req.model_slug)
+    ctx.require_owner(model["owner"], "models.delete")
+    with ctx.store.tx() as db:
+        _delete_versions(db, "instance_id IN (SELECT id FROM model_instances WHERE model_id=?)", model["id"])
+        db.execute("DELETE FROM model_instances WHERE model_id=?", (model["id"],))
+        db.execute("DELETE FROM models WHERE id=?", (model["id"],))
+    return ApiDeleteModelResponse()
+
+
+@route("models.ModelApiService/DeleteModelInstance")
+@in_body(ApiDeleteModelResponse)
+def delete_model_instance(ctx: Ctx, req) -> ApiDeleteModelResponse:
+    model, instance = find_instance(ctx, req.owner_slug, req.model_slug, req.framework, req.instance_slug)
+    ctx.require_owner(model["owner"], "models.delete")
+    with ctx.store.tx() as db:
+        _delete_versions(db, "instance_id=?", instance["id"])
+        db.execute("DELETE FROM model_instances WHERE id=?", (instance["id"],))
+    return ApiDeleteModelResponse()
+
+
+@route("models.ModelApiService/DeleteModelInstanceVersion")
+@in_body(ApiDeleteModelResponse)
+def delete_model_instance_version(ctx: Ctx, req) -> ApiDeleteModelResponse:
+    model, instance = find_instance(ctx, req.owner_slug, req.model_slug, req.framework, req.instance_slug)
+    ctx.require_owner(model["owner"], "models.delete")
+    version = find_version(ctx, instance, req.version_number)
+    with ctx.store.tx() as db:
+        _delete_versions(db, "id=?", version["id"])
+    return ApiDeleteModelResponse()

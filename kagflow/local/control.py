@@ -23,6 +23,7 @@ from kagflow.errors import KagflowError
 
 PID_FILE, PORT_FILE, LOG_FILE = "server.pid", "server.port", "server.log"
 DATA_DIR_ENV = "KAGFLOW_LOCAL_DATA_DIR"
+USERS_ENV = "KAGFLOW_LOCAL_USERS"  # a users file: turns key checking on (see load_users)
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0
 
@@ -50,13 +51,51 @@ def health(url: str, timeout: float = 2.0) -> Optional[dict]:
         return None
 
 
-def serve_forever(data_dir: os.PathLike | str, port: int = 0, *, host: str = HOST) -> None:
-    """Serve ``data_dir`` in this process until SIGTERM/SIGINT; writes the pid and port files."""
+def load_users(path: os.PathLike | str) -> dict[str, str]:
+    """The ``--users`` file: a JSON object ``{"username": "key", ...}`` (or one kaggle.json, ``{"username", "key"}``)."""
+    from kagflow.local.names import check_ident
+    from kagflow.local.protocol import ApiError
+
+    path = Path(path)
+    fix = (f'write {path} as {{"alice": "her-key", "bob": "his-key"}} (or copy a kaggle.json there), '
+           f"then run: kagflow local serve --users {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise KagflowError(f"cannot read the users file {path}: {exc.strerror}", hint=fix) from None
+    except ValueError as exc:
+        raise KagflowError(f"the users file {path} is not valid JSON: {exc}", hint=fix) from None
+    if isinstance(data, dict) and set(data) == {"username", "key"}:
+        data = {data["username"]: data["key"]}
+    if not isinstance(data, dict) or not data:
+        raise KagflowError(f"the users file {path} must be a non-empty JSON object of username: key", hint=fix)
+    for name, key in data.items():
+        try:
+            check_ident(name, what="username")
+        except ApiError as exc:
+            raise KagflowError(f"the users file {path}: {exc.message}", hint=fix) from None
+        if not isinstance(key, str) or not key:
+            raise KagflowError(f"the users file {path}: the key of {name!r} must be a non-empty string", hint=fix)
+    return dict(data)
+
+
+def users_from_env() -> Optional[dict[str, str]]:
+    """Keys to check, from the file ``$KAGFLOW_LOCAL_USERS`` names; None (any key accepted) when unset."""
+    path = os.environ.get(USERS_ENV)
+    return load_users(path) if path else None
+
+
+def serve_forever(data_dir: os.PathLike | str, port: int = 0, *, host: str = HOST,
+                  users: Optional[dict[str, str]] = None) -> None:
+    """Serve ``data_dir`` in this process until SIGTERM/SIGINT; writes the pid and port files.
+
+    ``users`` (username → key): only those keys are accepted (401 otherwise); None accepts any key.
+    """
     from kagflow.local.server import LocalServer
 
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
-    server = LocalServer(data, host, port)
+    server = LocalServer(data, host, port, users=users)
     stopping = []
 
     def _stop(*_):
@@ -68,7 +107,8 @@ def serve_forever(data_dir: os.PathLike | str, port: int = 0, *, host: str = HOS
     signal.signal(signal.SIGINT, _stop)
     (data / PORT_FILE).write_text(str(server.port))
     (data / PID_FILE).write_text(str(os.getpid()))
-    print(f"kagflow local Kaggle serving {data} at {server.url}", flush=True)
+    auth = f"keys checked for {len(users)} user(s)" if users else "any key accepted"
+    print(f"kagflow local Kaggle serving {data} at {server.url} ({auth})", flush=True)
     try:
         server.serve_forever()
     finally:

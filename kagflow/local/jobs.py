@@ -19,9 +19,8 @@ from typing import Optional
 
 import nbformat
 
-from kagflow import slugs
-from kagflow.errors import NamingError
-from kagflow.local import competition, mounts
+from kagflow.local import access, competition, mounts
+from kagflow.local.names import check_ident, inside
 from kagflow.local.runner import run_notebook_in_sandbox
 from kagflow.local.store import Store
 
@@ -30,7 +29,10 @@ INTERRUPTED = "Interrupted: the local server stopped during the run"
 
 
 def sandbox_dir(store: Store, owner: str, slug: str, number: int) -> Path:
-    return store.root / "runs" / owner / slug / f"v{number}"
+    """``runs/<owner>/<slug>/v<N>``, refused (ApiError 400) unless each part is a safe name inside ``runs/``."""
+    check_ident(owner, what="kernel owner")
+    check_ident(slug, what="kernel slug")
+    return inside(store.root / "runs", owner, slug, f"v{int(number)}")
 
 
 class Jobs:
@@ -114,7 +116,7 @@ class Jobs:
         (sandbox / ".kagflow").mkdir(parents=True)
         notebook = sandbox / ".kagflow" / "notebook.ipynb"
         notebook.write_text(notebook_source(row["source"], row["kernel_type"]), encoding="utf-8")
-        self.mount_sources(sandbox / "input", settings)
+        self.mount_sources(sandbox / "input", settings, row["owner"])
         self.store.run("UPDATE kernel_versions SET status='RUNNING', started=? WHERE id=? AND status='QUEUED'",
                        time.time(), version_id)
         status, failure, _ = run_notebook_in_sandbox(
@@ -127,46 +129,21 @@ class Jobs:
                        status, failure, time.time(), version_id)
         self._cancel.pop(version_id, None)
 
-    def mount_sources(self, input_root: Path, settings: dict) -> None:
+    def mount_sources(self, input_root: Path, settings: dict, owner: str) -> None:
+        """Mount the sources ``owner`` may see (checked again now: a source may have turned private)."""
         input_root.mkdir(parents=True, exist_ok=True)
         store = self.store
-        for ref in settings.get("dataset_sources", []):
-            owner, slug = ref.split("/")[:2]
-            version = store.one("SELECT v.id FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id "
-                                "WHERE d.owner=? AND d.slug=? ORDER BY v.number DESC LIMIT 1", owner, slug)
-            if version is not None:
-                files = [(f["name"], store.blob_path(f["sha256"])) for f in store.files_of("dataset_version",
-                                                                                             version["id"])]
-                mounts.mount(input_root, ("datasets", owner, slug), (slug,), files)
-        for ref in settings.get("model_sources", []):
-            parts = ref.split("/")
-            try:
-                fw_enum = "MODEL_FRAMEWORK_" + slugs.framework_enum(parts[2])
-                fw = slugs.framework_source_name(parts[2])
-            except (NamingError, IndexError):
-                continue
-            version = store.one(
-                "SELECT v.id FROM model_versions v JOIN model_instances i ON i.id = v.instance_id JOIN models m "
-                "ON m.id = i.model_id WHERE m.owner=? AND m.slug=? AND i.framework=? AND i.slug=? AND v.number=?",
-                parts[0], parts[1], fw_enum, parts[3], int(parts[4]))
-            if version is not None:
-                files = [(f["name"], store.blob_path(f["sha256"])) for f in store.files_of("model_version",
-                                                                                           version["id"])]
-                mounts.mount(input_root, ("models", parts[0], parts[1], fw, parts[3], parts[4]),
-                             (parts[1], fw, parts[3], parts[4]), files)
-        for slug in settings.get("competition_sources", []):
-            comp = store.one("SELECT id FROM competitions WHERE slug=?", slug)
-            if comp is not None:
-                files = [(f["name"], store.blob_path(f["sha256"])) for f in store.files_of("competition", comp["id"])]
-                mounts.mount(input_root, ("competitions", slug), (slug,), files)
-        for ref in settings.get("kernel_sources", []):
-            owner, slug = ref.split("/")[:2]
-            done = store.one("SELECT v.number FROM kernel_versions v JOIN kernels k ON k.id = v.kernel_id WHERE "
-                             "k.owner=? AND k.slug=? AND v.status='COMPLETE' ORDER BY v.number DESC LIMIT 1",
-                             owner, slug)
-            if done is not None:
-                working = sandbox_dir(store, owner, slug, done["number"]) / "working"
-                mounts.mount(input_root, ("notebooks", owner, slug), (slug,), mounts.output_files(working))
+        for kind in access.KINDS:
+            for ref in settings.get(f"{kind}_sources", []):
+                found = access.RESOLVERS[kind](store, owner, ref)
+                if found is None:
+                    continue
+                if found.run:
+                    files = mounts.output_files(sandbox_dir(store, *found.run) / "working")
+                else:
+                    files = [(f["name"], store.blob_path(f["sha256"]))
+                             for f in store.files_of(found.set_kind, found.set_id)]
+                mounts.mount(input_root, found.new_layout, found.classic, files)
 
     def _score(self, submission_id: int) -> None:
         sub = self.store.one("SELECT * FROM submissions WHERE id=?", submission_id)

@@ -1,14 +1,20 @@
-"""Safe names: what a request may call a file, and joining such names under a root.
+"""Safe names: what a request may call a file or an account, and joining such names under a root.
 
 Names come from requests (blob names, dataset file names, output names) and later become
 paths in mounts, zips and downloads. A name is one path segment: no separators (including
 unicode look-alikes such as U+2215 DIVISION SLASH or U+FF0F FULLWIDTH SOLIDUS), no NUL or
 other control characters, not ``.``/``..``, not absolute.
+
+Account and resource names (usernames, owners, dataset/kernel/model/instance slugs, competition
+names) are checked once, at the edge (:func:`check_request_names`, and the server's auth), by
+:func:`check_ident`: ASCII letters, digits, ``-`` and ``_``, starting with a letter or digit.
+Numbers from the wire (page tokens, version labels, header values) go through :func:`parse_count`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import unicodedata
 from pathlib import Path
 
@@ -64,3 +70,46 @@ def within(root: Path, relative: str) -> Path:
     if target != root_real and root_real not in target.parents:
         raise ApiError(400, f"Invalid file path {relative!r}: outside its folder")
     return target
+
+
+IDENT_MAX = 100
+_IDENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,%d}" % (IDENT_MAX - 1))
+# kagglesdk request fields that name one account or one resource (each becomes a path segment somewhere).
+IDENT_FIELDS = ("owner_slug", "user_name", "kernel_owner", "owner", "user", "dataset_slug", "kernel_slug",
+                "model_slug", "instance_slug", "competition_name", "competition")
+MAX_DIGITS = 18  # every count the server takes fits in a signed 64-bit integer
+
+
+def check_ident(value: object, *, what: str = "name", code: int = 400) -> str:
+    """``value`` if it is a safe account/slug name (letters, digits, ``-``, ``_``), else an ApiError."""
+    if not isinstance(value, str) or not _IDENT_RE.fullmatch(value):
+        shown = repr(value)[:80] if isinstance(value, str) else type(value).__name__
+        raise ApiError(code, f"Invalid {what} {shown}: use up to {IDENT_MAX} letters, digits, '-' or '_'")
+    return value
+
+
+def check_request_names(request) -> None:
+    """Refuse a parsed request whose account or slug fields are not :func:`check_ident` names (empty is fine)."""
+    for field in IDENT_FIELDS:
+        value = getattr(request, field, None) if hasattr(type(request), field) else None
+        if isinstance(value, str) and value:
+            check_ident(value, what=field.replace("_", " "))
+
+
+def parse_count(text: object, *, what: str) -> int:
+    """A non-negative decimal number from the wire (ASCII digits, at most 18), else a 400 ApiError."""
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9]{1,%d}" % MAX_DIGITS, text):
+        shown = repr(text)[:40] + ("..." if isinstance(text, str) and len(text) > 30 else "")
+        raise ApiError(400, f"Invalid {what} {shown}: expected a number of at most {MAX_DIGITS} digits")
+    return int(text)
+
+
+def inside(root: Path, *segments: str) -> Path:
+    """``root/seg1/seg2/...`` for single-segment names only, checked to stay inside ``root``."""
+    for segment in segments:
+        check_name(segment, what="path segment")
+    root_real = Path(os.path.realpath(root))
+    target = Path(os.path.realpath(root_real.joinpath(*segments)))
+    if root_real not in target.parents:
+        raise ApiError(400, f"Invalid path {'/'.join(segments)!r}: outside {root_real.name}/")
+    return root_real.joinpath(*segments)

@@ -20,6 +20,7 @@ import kagglesdk
 from kagglesdk.kaggle_object import (DateTimeSerializer, EnumSerializer, FieldMaskSerializer, KaggleObject,
                                      KaggleObjectSerializer, ListSerializer, MapSerializer, TimeDeltaSerializer)
 
+INT64 = 1 << 63
 _CALL_RE = re.compile(r'def \w+\(self, request: (\w+) = None\) -> (\w+):.*?self\._client\.call\("([\w.]+)", "(\w+)"',
                       re.S)
 
@@ -108,6 +109,8 @@ def _check_plain(field_type, value, path: str) -> None:
         ok = isinstance(value, bool)
     elif field_type is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and not -INT64 <= value < INT64:
+            raise ApiError(400, f"Invalid value at {path!r}: {str(value)[:20]}... does not fit in 64 bits")
     elif field_type is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif field_type is str:
@@ -127,3 +130,20 @@ def _item_serializer(serializer: ListSerializer):
         if hasattr(cell.cell_contents, "from_dict_value"):
             return cell.cell_contents
     raise RuntimeError("unexpected kagglesdk ListSerializer layout")
+
+
+def to_wire(obj: KaggleObject) -> dict:
+    """``obj.to_dict()``, except that timedeltas keep their days: kagglesdk writes ``delta.seconds`` (so a 30-hour
+    quota went out as 6 hours); Kaggle's protobuf JSON is the whole duration, ``"108000s"``."""
+    data = obj.to_dict()
+    for field in obj._fields:
+        value = getattr(obj, field.field_name, None)
+        if field.json_name not in data or value is None:
+            continue
+        if isinstance(field.serializer, TimeDeltaSerializer):
+            data[field.json_name] = f"{value.total_seconds():.9f}".rstrip("0").rstrip(".") + "s"
+        elif isinstance(value, KaggleObject):
+            data[field.json_name] = to_wire(value)
+        elif isinstance(value, list) and value and all(isinstance(v, KaggleObject) for v in value):
+            data[field.json_name] = [to_wire(v) for v in value]
+    return data

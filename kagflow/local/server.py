@@ -39,7 +39,8 @@ from kagflow.local.api import HANDLERS, Ctx, Redirect, Settings
 from kagflow.local.faults import DROP, ERROR, SLOW, TOO_MANY, Faults
 from kagflow.local import jobs as jobs_module
 from kagflow.local.jobs import Jobs
-from kagflow.local.protocol import ApiError, parse_request, routes
+from kagflow.local.names import check_ident, check_request_names, parse_count
+from kagflow.local.protocol import ApiError, parse_request, routes, to_wire
 from kagflow.local.runner import read_log
 from kagflow.local.store import Store
 
@@ -188,6 +189,8 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except RecursionError:
+            self._send_error_json(ApiError(400, "Invalid JSON payload: nested too deeply"))
         except sqlite3.IntegrityError:
             self._send_error_json(ApiError(409, "Conflict: that name is already taken"))
         except Exception as exc:  # never a stack trace or a hang for the client
@@ -230,6 +233,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(401, "Malformed Basic credentials") from None
             if not sep or not username:
                 raise ApiError(401, "Basic credentials must be username:key")
+            check_ident(username, what="username", code=401)
             users = self.app.users
             if users is not None and users.get(username) != key:
                 raise ApiError(401, f"Invalid API key for {username!r}")
@@ -238,7 +242,7 @@ class Handler(BaseHTTPRequestHandler):
             username = self.app.tokens.get(value.strip())
             if not username:
                 raise ApiError(401, "Invalid or expired access token")
-            return username
+            return check_ident(username, what="username", code=401)
         raise ApiError(401, f"Unsupported Authorization scheme {scheme!r}")
 
     # ------------------------------------------------------------------ methods
@@ -278,9 +282,11 @@ class Handler(BaseHTTPRequestHandler):
         if types is None:
             raise ApiError(404, f"Unknown method {route!r}")
         handler = HANDLERS.get(route)
-        if handler is None:
-            raise ApiError(501, f"{route} is not implemented by the local Kaggle")
+        if handler is None:  # 405, not 5xx: the official client prints a 5xx as "Kaggle's side, try again later"
+            raise ApiError(405, f"The local Kaggle does not support {route}; it implements the calls listed in "
+                                "docs/local-kaggle.md. Run this command against Kaggle instead.")
         request = parse_request(types[0], data)
+        check_request_names(request)
         ctx = Ctx(self.app.store, self.app.url, self.app.settings, self._user(), self.app.jobs,
                   {"tokens": self.app.tokens})
         result = handler(ctx, request)
@@ -290,7 +296,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
         elif isinstance(result, KaggleObject):
-            self._send_json(200, result.to_dict())
+            self._send_json(200, to_wire(result))
         else:
             raise TypeError(f"handler for {route} returned {type(result).__name__}")
 
@@ -298,11 +304,11 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):
             self.close_connection = True
             raise ApiError(411, "Send the request body with a Content-Length")
-        raw = self.headers.get("Content-Length", "0").strip() or "0"
-        if not raw.isdigit():
+        try:
+            length = parse_count(self.headers.get("Content-Length", "0").strip() or "0", what="Content-Length")
+        except ApiError:
             self.close_connection = True
-            raise ApiError(400, f"Invalid Content-Length {raw[:40]!r}")
-        length = int(raw)
+            raise
         if length > self.app.settings.max_json_bytes:
             self.close_connection = True
             raise ApiError(413, f"Request body of {length} bytes exceeds the {self.app.settings.max_json_bytes}-byte "
@@ -324,6 +330,8 @@ class Handler(BaseHTTPRequestHandler):
             return json.loads(bytes(body).decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise ApiError(400, f"Invalid JSON payload: {exc}") from None
+        except RecursionError:
+            raise ApiError(400, "Invalid JSON payload: nested too deeply") from None
 
     def _upload(self) -> None:
         m = re.match(r"^/upload/([A-Za-z0-9_-]{16,64})$", self.path)

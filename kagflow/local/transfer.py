@@ -26,11 +26,12 @@ import urllib.parse
 from pathlib import Path
 from typing import Optional
 
+from kagflow.local.names import parse_count
 from kagflow.local.protocol import ApiError
 from kagflow.local.store import CHUNK, Store
 
-_QUERY_RE = re.compile(r"^bytes \*/(\d+)$")
-_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+_QUERY_RE = re.compile(r"^bytes \*/([0-9]{1,18})$")
+_RANGE_RE = re.compile(r"^bytes ([0-9]{1,18})-([0-9]{1,18})/([0-9]{1,18})$")
 _token_locks: dict[str, threading.Lock] = {}
 _token_locks_guard = threading.Lock()
 
@@ -125,10 +126,7 @@ def _range_header(received: int) -> dict:
 def _content_length(handler) -> int:
     if handler.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):
         raise ApiError(411, "Chunked uploads are not supported: send Content-Length")
-    raw = handler.headers.get("Content-Length", "0").strip() or "0"
-    if not raw.isdigit():
-        raise ApiError(400, f"Invalid Content-Length {raw!r}")
-    return int(raw)
+    return parse_count(handler.headers.get("Content-Length", "0").strip() or "0", what="Content-Length")
 
 
 # ---------------------------------------------------------------------- signed downloads
@@ -165,7 +163,7 @@ def send_file(handler, path: Path, *, head: bool = False, etag: Optional[str] = 
     wanted = handler.headers.get("Range")
     if_range = handler.headers.get("If-Range")
     if wanted and (if_range is None or if_range in (etag, last_modified)):
-        m = re.match(r"^bytes=(\d+)-(\d*)$", wanted.strip())
+        m = re.match(r"^bytes=([0-9]{1,18})-([0-9]{0,18})$", wanted.strip())
         if m:
             start = int(m.group(1))
             end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1

@@ -217,9 +217,12 @@ def _fetch(resolution: Resolution, requirements: Sequence[str], image: TargetIma
     if remote:
         dl = work / "download"
         extra = [resolution.built_dir] if resolution.built_dir else []
-        got = piprun.run_pip(["download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off",
-                              "-d", str(dl), *image.pip_target_args(), *index.args(*extra),
-                              *[f"{d.name}=={d.version}" for d in remote]])
+        from kagflow.progress import watch_folder
+
+        with watch_folder(dl, f"fetch {len(remote)} wheel(s)"):
+            got = piprun.run_pip(["download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off",
+                                  "-d", str(dl), *image.pip_target_args(), *index.args(*extra),
+                                  *[f"{d.name}=={d.version}" for d in remote]])
         if not got.ok:
             raise WheelsError("pip could not download the resolved wheels", context=f"pip: {got.reason()}",
                               hint="check the network or index options and retry; finished wheels are cached")

@@ -1,0 +1,76 @@
+"""The Session, the typed state and the flow's loop over the registry of steps (no server)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kagflow import flow as flow_module
+from kagflow.config import load_config
+from kagflow.errors import KagflowError
+from kagflow.hub.target import Target
+from kagflow.session import Session
+from kagflow.state import KernelRecord, ModelRecord, ProjectState
+from kagflow.steps import STEP_NAMES, Step, StepResult
+
+
+class FakeSession:
+    def __init__(self, root):
+        self.state = ProjectState.for_target(root, "local")
+        self.target = Target("local", "http://127.0.0.1:1", "alice")
+        self.ran: list[str] = []
+
+
+def _steps(fail=()):
+    def make(name):
+        def run(session, ctx):
+            session.ran.append(name)
+            if name in fail:
+                raise KagflowError(f"{name} broke", hint="fix it")
+            return StepResult(f"{name} done")
+        return Step(name, run, name)
+    return tuple(make(n) for n in ("a", "b", "c"))
+
+
+def test_flow_is_a_loop_over_the_registry_resuming_and_redoing(tmp_path, monkeypatch):
+    session = FakeSession(tmp_path)
+    monkeypatch.setattr(flow_module, "STEPS", _steps(fail={"b"}))
+    monkeypatch.setattr(flow_module, "STEP_NAMES", ("a", "b", "c"))
+    with pytest.raises(flow_module.FlowStepError) as err:
+        flow_module.run_flow(session, log=lambda m: None)
+    assert "step 'b' failed: b broke" in err.value.message and "kagflow flow --from b" in err.value.hint
+    monkeypatch.setattr(flow_module, "STEPS", _steps())
+    report = flow_module.run_flow(session, log=lambda m: None)
+    assert session.ran == ["a", "b", "b", "c"] and report.steps_run == ["b", "c"]
+    assert report.summaries == {"a": "a done", "b": "b done", "c": "c done"}
+    again = flow_module.run_flow(session, from_step="c", log=lambda m: None)
+    assert again.steps_run == ["c"] and json.loads(json.dumps(again.to_dict()))["steps_run"] == ["c"]
+
+
+def test_the_real_registry_names_the_documented_steps():
+    assert STEP_NAMES == ("setup", "base", "wheels", "train", "adapter", "infer", "submit")
+
+
+def test_state_records_from_two_processes_do_not_erase_each_other(tmp_path):
+    one, two = ProjectState.for_target(tmp_path, "local"), ProjectState.for_target(tmp_path, "local")
+    one.record_model("base_model", ModelRecord("alice/m/transformers/i/1", 1, "d1"))
+    two.record_kernel("train", KernelRecord("alice/train", 2, "k2"))
+    fresh = ProjectState.for_target(tmp_path, "local")
+    assert fresh.model_version("base_model") == 1 and fresh.kernel("train").version == 2
+    two.record_output("train", tmp_path / "out", version=2)
+    two.record_output("train", tmp_path / "old", version=1)  # not the recorded version: ignored
+    assert ProjectState.for_target(tmp_path, "local").kernel("train").output == str(tmp_path / "out")
+
+
+def test_render_uses_the_versions_the_local_target_has(project):
+    """`kagflow kernel render infer` after a local flow keeps its model sources (never [])."""
+    session = Session(load_config(project), announce=False)
+    session.state.record_model("base_model", ModelRecord("alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base/3", 3))
+    session.state.record_model("adapter_model", ModelRecord("x", 2))
+    assert session.is_local and session.config.base_model.version == 3
+    rendered = session.render("infer")
+    assert rendered.metadata["model_sources"] == [
+        "alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base/3",
+        "alice/gemma2-arena-adapter/transformers/peft-lora-classifier/2"]
+    assert not (project.parent / ".kagflow" / "local").exists()  # nothing was started
