@@ -81,13 +81,13 @@ def test_gemma3_stand_in_loads_in_4bit_trains_a_step_and_predicts(gemma3_checkpo
     ids = encode_rows(tokenizer, [["What is 2+2?"]] * 4, [["4"], ["five <eos>"], ["It is four."], ["no idea"]],
                       [["four"], ["4"], ["22"], ["<pad> maybe"]], 48)
     assert not any(tokenizer.pad_token_id in row for row in ids)
-    recipe = training_recipe(traits)
+    recipe = training_recipe(traits=traits)
     model = add_lora(model, r=8, alpha=16, dropout=0.0, target_modules=["q_proj", "v_proj"], freeze_layers=0,
                      recipe=recipe)
     lora_b = next(p for n, p in model.named_parameters() if "lora_B" in n)
     before = lora_b.detach().clone()
     losses = fit_lora(model, ids, [0, 1, 2, 0], recipe, steps=[[0, 1, 2, 3]], lr=1e-3, warmup_steps=0,
-                      pad_id=tokenizer.pad_token_id, padding_side=tokenizer.padding_side)
+                      pad_id=tokenizer.pad_token_id, optim_type="adamw_torch")
     assert len(losses) == 1 and np.isfinite(losses[0])
     assert not torch.equal(before, lora_b.detach())  # the step moved the adapter
     probs = predict_proba(model.eval(), ids, pad_token_id=tokenizer.pad_token_id, padding_side=tokenizer.padding_side)

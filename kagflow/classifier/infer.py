@@ -23,7 +23,8 @@ def predict_proba(model, token_ids, *, pad_token_id: int, token_budget: int = 16
                   padding_side: str = "right"):
     """Softmax probabilities (n x 3, float64, rows sum to 1) for pre-tokenised rows, in input order.
 
-    Batches are padded on ``padding_side`` (the tokenizer's); the score head pools each row's last real token."""
+    Batches are padded on ``padding_side``: the right, as kagflow always pads (``model.load_tokenizer`` says
+    why); the score head pools each row's last real token with either side."""
     import numpy as np
     import torch
 
@@ -49,7 +50,7 @@ def predict_proba(model, token_ids, *, pad_token_id: int, token_budget: int = 16
 def predict(model, tokenizer, frame, *, max_length: int, tta: bool = False, token_budget: int = 16384):
     """Probabilities for an ArenaData frame; with ``tta``, averaged with the A/B-swapped pass."""
     return predict_with(lambda ids: predict_proba(model, ids, pad_token_id=tokenizer.pad_token_id,
-                                                  token_budget=token_budget, padding_side=tokenizer.padding_side),
+                                                  token_budget=token_budget),
                         tokenizer, frame, max_length=max_length, tta=tta)
 
 
@@ -131,15 +132,14 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
 
         def proba(ids):
             return predict_proba_multi(load, ids, pad_token_id=tokenizer.pad_token_id, token_budget=budget,
-                                       devices=devices, padding_side=tokenizer.padding_side)
+                                       devices=devices)
     else:
         model, tokenizer = load_for_inference(base, adapter, attn_implementation=cfg.attn_implementation,
                                               device_map=device_map)
         model, budget = tuned_for_device(model, budget)
 
         def proba(ids):
-            return predict_proba(model, ids, pad_token_id=tokenizer.pad_token_id, token_budget=budget,
-                                 padding_side=tokenizer.padding_side)
+            return predict_proba(model, ids, pad_token_id=tokenizer.pad_token_id, token_budget=budget)
     start = time.time()
     probs = predict_with(proba, tokenizer, data.frame, max_length=cfg.max_length, tta=cfg.tta)
     path = write_submission(data.frame["id"], probs, output_path, test_ids=test_ids)

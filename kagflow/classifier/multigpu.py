@@ -102,8 +102,7 @@ def _separate_accelerators(devices: Sequence[str]) -> bool:
 
 
 def predict_proba_multi(load_model: Callable[[str], "object"], token_ids: Sequence[Sequence[int]], *,
-                        pad_token_id: int, token_budget: int = 16384, devices: Sequence[str] | None = None,
-                        padding_side: str = "right"):
+                        pad_token_id: int, token_budget: int = 16384, devices: Sequence[str] | None = None):
     """Probabilities for every row, using one model copy (``load_model(device)``) per device."""
     from .infer import predict_proba
 
@@ -113,7 +112,7 @@ def predict_proba_multi(load_model: Callable[[str], "object"], token_ids: Sequen
     def work(device: str, indices: Sequence[int]):
         model = load_model(device)
         return predict_proba(model, [token_ids[i] for i in indices], pad_token_id=pad_token_id,
-                             token_budget=token_budget, padding_side=padding_side)
+                             token_budget=token_budget)
 
     results = run_on_devices(devices, parts, work)
     return merge_parts(len(token_ids), list(zip(parts, results)))

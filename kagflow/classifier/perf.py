@@ -212,8 +212,8 @@ def length_grouped_steps(lengths: Sequence[int], rows_per_step: int, *, seed: in
 
 def pad_batch(seqs: Sequence[Sequence[int]], *, pad_id: int = 0, pad_to_multiple_of: int = 8,
               labels: Sequence[int] | None = None, device=None, padding_side: str = "right") -> dict:
-    """Pad token id lists (on the tokenizer's ``padding_side``) into ``input_ids`` / ``attention_mask``
-    (+ ``labels``) tensors."""
+    """Pad token id lists on ``padding_side`` (kagflow pads right: ``model.load_tokenizer``) into
+    ``input_ids`` / ``attention_mask`` (+ ``labels``) tensors."""
     if padding_side not in ("right", "left"):
         raise ValueError(f"padding_side must be 'right' or 'left', not {padding_side!r}")
     width = _round_up(max(len(s) for s in seqs), pad_to_multiple_of)
