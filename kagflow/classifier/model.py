@@ -4,8 +4,10 @@ Any decoder transformers maps to ``AutoModelForSequenceClassification`` (Gemma 2
 Qwen 2/3): real runs and the offline stand-ins go through the same ``from_pretrained`` path, and
 ``checkpoint`` is an HF id (e.g. ``unsloth/gemma-2-9b-it-bnb-4bit``) or a mounted folder. What differs
 between families is read from the checkpoint's config (``ModelTraits``), never from a class name:
-attention logit softcapping (Gemma 2: eager or flex attention, never SDPA), the sliding window, the
-pad token. The score head pools the last real token (transformers' rule: the rightmost token that is not
+attention logit softcapping (Gemma 2: eager or flex attention, never SDPA), the sliding window (Gemma 2
+and 3 alternate local and global layers: every backend kagflow picks applies it through transformers'
+per-layer masks, so it constrains no choice today; it is in the traits for the recipe and the report),
+the pad token (none in Llama's tokenizer: eos pads). The score head pools the last real token (transformers' rule: the rightmost token that is not
 the pad id), which holds with either padding side because encoded rows never contain the pad id
 (``text.encode_rows`` reads special-token strings in the data as plain text); kagflow's own batches pad
 on the right (``load_tokenizer`` says why).
