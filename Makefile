@@ -11,14 +11,21 @@ TORCH  ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo to
 KAGFLOW_FROM ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup test submit clean-state help
+.PHONY: setup sandbox test submit clean-state help
 
 help:
 	@echo "make submit    run the whole flow (local Kaggle + tiny model offline; Kaggle with credentials)"
 	@echo "make test      run the test suite"
 	@echo "make submit KAGFLOW_FROM=train   redo the flow from a step (setup base wheels train adapter infer submit)"
 
-setup: $(STAMP)
+setup: $(STAMP) sandbox
+
+# Local kernels run in a bubblewrap sandbox: install it where apt can (CI: a fresh machine, as root).
+# Without it they still run, unconfined, and say so.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; } || \
+	  echo "kagflow: bubblewrap not installed; local kernels will run unconfined"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,10 +37,12 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	  echo "warning: the gemma3-270m stand-in's packages could not be installed; its tests will skip"
 	touch $(STAMP)
 
-test: $(STAMP)
+# The local Kaggle's image (kernels run on it), built once into ~/.cache/kagflow/images, then reused.
+test: setup
+	$(BIN)/kagflow image local >/dev/null
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-submit: $(STAMP)
+submit: setup
 	$(BIN)/kagflow flow $(if $(KAGFLOW_FROM),--from $(KAGFLOW_FROM),)
 
 clean-state:

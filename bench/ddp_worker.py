@@ -41,7 +41,8 @@ def main() -> None:
     load_s = time.time() - t0
     rows, labels = gb.sample_rows(p["train_rows"], seed=2025, vocab=p["vocab"])
     seqs = [gb.join(r, 1024) for r in rows]
-    steps = perf.plan_steps([len(q) for q in seqs], 6, 1.0, 42)[:p["steps"]]
+    rows_per_step = p.get("rows_per_step", 6)
+    steps = perf.plan_steps([len(q) for q in seqs], rows_per_step, 1.0, 42)[:p["steps"]]
     stamps: list[float] = []
 
     def on_log(entry: dict) -> None:  # after fit_lora's per-step loss sync: the step is done on every GPU
@@ -58,7 +59,7 @@ def main() -> None:
     if rank == 0:
         Path(p["out"]).write_text(json.dumps({
             "world": world, "useful_tok_s": round(tok / dt, 1), "step_ms": round(1000 * dt / (len(steps) - w), 1),
-            "timed_steps": len(steps) - w, "rows_per_step": 6, "losses": [round(x, 5) for x in losses],
+            "timed_steps": len(steps) - w, "rows_per_step": rows_per_step, "losses": [round(x, 5) for x in losses],
             "peak_alloc_gib_per_gpu": peaks, "load_and_prepare_s": round(load_s, 1), "recipe": recipe,
             "mixed_precision_env": os.environ.get("ACCELERATE_MIXED_PRECISION")}, indent=1))
     if world > 1:

@@ -332,10 +332,11 @@ def inference_big(args, ckpt, device):
 def ddp(args, ckpt, n_gpus: int):
     from kagflow.classifier.multigpu import launch_command
 
-    out = Path(args.out) / f"ddp{n_gpus}.json"
+    out = Path(args.out) / f"ddp{n_gpus}_rows{args.ddp_rows}.json"
     params = Path(tempfile.mkdtemp()) / "params.json"
     params.write_text(json.dumps({"ckpt": str(ckpt), "train_rows": args.train_rows, "vocab": args.vocab,
                                   "steps": args.ddp_steps, "warm": args.warm, "out": str(out),
+                                  "rows_per_step": args.ddp_rows,
                                   "freeze_layers": gb.freeze_layers(args.n_layers)}))
     command = launch_command("bench.ddp_worker", ["--params", str(params)], n_gpus=n_gpus,
                              mixed_precision=device_mod.device_profile().mixed_precision, main_port=29555)
@@ -345,14 +346,14 @@ def ddp(args, ckpt, n_gpus: int):
     log("launching: " + " ".join(command))
     t0 = time.time()
     r = subprocess.run(command, env=env, cwd=str(REPO), capture_output=True, text=True, timeout=300)
-    (Path(args.out) / f"ddp{n_gpus}.log").write_text(r.stdout[-20000:] + "\n---\n" + r.stderr[-20000:])
+    (Path(args.out) / f"ddp{n_gpus}_rows{args.ddp_rows}.log").write_text(r.stdout[-20000:] + "\n---\n" + r.stderr[-20000:])
     if r.returncode != 0 or not out.is_file():
-        record(f"ddp_{n_gpus}gpu", {"error": f"rc {r.returncode}: {r.stderr[-600:]}"})
+        record(f"ddp_{n_gpus}gpu_rows{args.ddp_rows}", {"error": f"rc {r.returncode}: {r.stderr[-600:]}"})
         log(f"ddp {n_gpus}: FAILED rc {r.returncode}\n{r.stderr[-2000:]}")
         return None
     res = json.loads(out.read_text())
     res["wall_s"] = round(time.time() - t0, 1)
-    record(f"ddp_{n_gpus}gpu", res)
+    record(f"ddp_{n_gpus}gpu_rows{args.ddp_rows}", res)
     log(f"ddp {n_gpus} GPU(s): {res['useful_tok_s']} tok/s, peaks {res['peak_alloc_gib_per_gpu']}")
     return res
 
@@ -406,8 +407,10 @@ def two_gpus(args, ckpt, device):
     one = ddp(args, ckpt, 1)
     two = ddp(args, ckpt, 2)
     if one and two:
-        record("ddp_speedup", round(two["useful_tok_s"] / one["useful_tok_s"], 3))
-        record("ddp_losses_side_by_side", {"one_gpu": one["losses"], "two_gpus": two["losses"]})
+        record(f"ddp_speedup_rows{args.ddp_rows}", round(two["useful_tok_s"] / one["useful_tok_s"], 3))
+        record(f"ddp_losses_side_by_side_rows{args.ddp_rows}", {"one_gpu": one["losses"], "two_gpus": two["losses"]})
+    if args.phase == "ddp":
+        return
     seqs, swapped = infer_data(args)
     adapter = make_adapter(args, ckpt, device)
     devices = [f"cuda:{i}" for i in range(min(2, torch.cuda.device_count()))]
@@ -441,7 +444,7 @@ def table():
             v = R[k]
             lines.append(f"{k:<30} vs {base:<22} {ratio(k, base)} {v.get('useful_tok_s')} tok/s "
                          f"peak {v.get('peak_alloc_gib')}/{v.get('peak_reserved_gib')} {v.get('error', '')}")
-    for k in ("ddp_speedup", "multi_infer_t4_fp16", "multi_infer_big"):
+    for k in [k for k in R if k.startswith("ddp_speedup")] + ["multi_infer_t4_fp16", "multi_infer_big"]:
         if k in R:
             v = R[k]
             lines.append(f"{k}: {v if not isinstance(v, dict) else {x: v.get(x) for x in ('speedup', 'max_abs_prob_diff_1_vs_2', 'error')}}")
@@ -453,7 +456,7 @@ def table():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--phase", choices=["one", "two"], required=True)
+    ap.add_argument("--phase", choices=["one", "two", "ddp"], required=True)
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--layers", type=int, default=42)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -463,6 +466,7 @@ def main():
     ap.add_argument("--seed-steps", type=int, default=16)
     ap.add_argument("--warm", type=int, default=3)
     ap.add_argument("--ddp-steps", type=int, default=24)
+    ap.add_argument("--ddp-rows", type=int, default=6, help="rows per optimizer step (global batch), both runs")
     ap.add_argument("--infer-rows", type=int, default=200)
     ap.add_argument("--deadline-s", type=float, default=500)
     ap.add_argument("--task", default=None, help="(internal) one measurement in this process")
@@ -487,7 +491,7 @@ def main():
         return
     if args.phase == "one":
         run_tasks(args, ONE_TASKS)
-    else:
+    else:  # "two", or "ddp" (the DDP training part alone)
         two_gpus(args, ckpt, device)
     record("total_s", round(time.time() - gb.T_START, 1))
     table()

@@ -29,6 +29,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--only-resume", action="store_true", help="only the checkpoint/resume and time-budget paths")
     args = parser.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -36,6 +37,11 @@ def main() -> None:
     comp = write_synthetic_competition(out / "comp", n_train=2000, n_test=300, seed=0)
     linear = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     results = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
+    if args.only_resume:
+        results["resume"] = resume_paths(out, comp, base, linear)
+        print("resume", results["resume"], flush=True)
+        (out / "gpu_smoke_resume.json").write_text(json.dumps(results, indent=1))
+        return
     for loop in ("fast", "trainer"):
         cfg = TrainConfig(train_loop=loop, max_length=128, n_epochs=5, lr=1e-3, per_device_train_batch_size=16,
                           gradient_accumulation_steps=1, freeze_layers=0, target_modules=linear, eval_strategy="no",
@@ -106,7 +112,8 @@ def resume_paths(out: Path, comp: dict, base: Path, linear) -> dict:
     params.write_text(json.dumps({"config": dataclasses.asdict(cfg), **dirs("killed")}))
     root = str(Path(__file__).resolve().parent.parent)
     proc = subprocess.Popen([sys.executable, "-m", "kagflow.classifier.train", "--params", str(params)],
-                            env={**os.environ, "PYTHONPATH": root}, stdout=subprocess.DEVNULL)
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get(
+                                "PYTHONPATH")]))}, stdout=subprocess.DEVNULL)
     ckpt = out / "killed" / "ckpt"
     while proc.poll() is None and not list(ckpt.glob("fit-step-*")):
         time.sleep(0.05)

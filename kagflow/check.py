@@ -101,6 +101,12 @@ def _check_train(config: Config) -> Iterator[Problem]:
         yield Problem(toml, "[train] attn_implementation", f"{t.attn_implementation} drops Gemma 2's attention "
                       f"softcapping, so the model trains on other logits than {config.base_model.hf_id} computes",
                       'set attn_implementation = "eager" (or "flex_attention" on sm80+ GPUs)')
+    pre_ampere = sorted({k.accelerator for k in config.kernels.values() if k.kind == "train"
+                         and k.accelerator in ("NvidiaTeslaT4", "NvidiaTeslaT4Highmem", "NvidiaTeslaP100")})
+    if t.attn_implementation == "flex_attention" and pre_ampere:
+        yield Problem(toml, "[train] attn_implementation", f"flex_attention needs a GPU of compute capability 8.0 "
+                      f"or more; the training kernel runs on {', '.join(pre_ampere)} (sm75 / sm60)",
+                      'set attn_implementation = "eager", or a newer accelerator in [kernels.train]')
     if t.eval_strategy not in ("epoch", "steps", "no"):
         yield Problem(toml, "[train] eval_strategy", f"eval_strategy = {t.eval_strategy!r} is not epoch, steps or no",
                       'write eval_strategy = "epoch"')
@@ -112,6 +118,11 @@ def _check_train(config: Config) -> Iterator[Problem]:
     for key in ("time_budget", "save_minutes"):
         if getattr(t, key) < 0:
             yield Problem(toml, f"[train] {key}", f"{key} = {getattr(t, key)} is negative", f"set {key} = 0 (off)")
+    if t.class_weights not in ("balanced", ()) and (
+            isinstance(t.class_weights, str) or len(t.class_weights) != 3 or min(t.class_weights) <= 0):
+        yield Problem(toml, "[train] class_weights", f"class_weights = {t.class_weights!r} is neither \"balanced\" "
+                      "nor three positive weights (winner_model_a, winner_model_b, winner_tie)",
+                      'write class_weights = "balanced", class_weights = [1.0, 1.0, 1.5], or remove it')
 
 
 def _softcapped(config: Config) -> bool:

@@ -159,6 +159,10 @@ _TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: 
 
 def _type_name(tp) -> str:
     tp = _unoptional(tp)
+    if _is_union(tp):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is tuple and typing.get_args(tp)[:1] == (float,):
+        return "a list of numbers"
     if tp is tuple or typing.get_origin(tp) is tuple:
         return "a list of strings"
     return _TYPE_NAMES.get(tp, str(tp))
@@ -178,11 +182,25 @@ def _unoptional(tp):
     return tp
 
 
+def _is_union(tp) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType)
+
+
 def _coerce(value, tp, where: str, key: str, default, file: Path):
     tp = _unoptional(tp)
     origin = typing.get_origin(tp)
     ok = True
-    if tp is bool:
+    if _is_union(tp):  # the first of its types that the value is (e.g. "balanced" or [1.0, 2.0, 1.0])
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, where, key, default, file)
+            except ConfigError:
+                continue
+        ok = False
+    elif origin is tuple and typing.get_args(tp)[:1] == (float,):
+        ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        value = tuple(float(v) for v in value) if ok else value
+    elif tp is bool:
         ok = isinstance(value, bool)
     elif tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)

@@ -72,7 +72,8 @@ def render_kernel(config: Config, name: str, *, tiny: bool = False, overrides: d
         code_file = f"{handle.slug}.ipynb"
         nb_path = folder / code_file
         notebooks.render_notebook(kernel.kind, notebook_params(config, name, sources, tiny=tiny,
-                                                                        overrides=overrides), nb_path)
+                                                                        overrides=overrides), nb_path,
+                                  template_dir=config.root / "templates")
     data = metadata.kernel_metadata(
         config.username, kernel.title, code_file,
         is_private=kernel.private,

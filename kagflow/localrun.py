@@ -1,16 +1,16 @@
-"""`kagflow kernel run NAME --local`: execute a rendered notebook here, in Kaggle's folder layout.
+"""`kagflow kernel run NAME --local`: execute a rendered notebook here, in the local Kaggle's sandbox.
 
-Inputs are linked into ``input/`` under both of Kaggle's layouts (classic ``<slug>/`` and the
-newer ``datasets/``, ``models/``, ``competitions/`` trees); ``working/`` is the notebook's cwd
-and becomes ``kernels/<slug>/output/local-<N>/``.
+The run goes through the local server's runner (:func:`kagflow.local.runner.run_notebook_in_sandbox`):
+its inputs are placed under ``input/`` in both of Kaggle's layouts (:mod:`kagflow.local.mounts`),
+the notebook sees them at ``/kaggle/input`` and writes ``/kaggle/working``, which becomes
+``kernels/<slug>/output/local-<N>/``. The project's ``.kagflow`` folder is hidden from the run.
 """
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import shutil
 import tempfile
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -19,7 +19,10 @@ from kagflow import slugs
 from kagflow.config import Config
 from kagflow.errors import MissingFileError
 from kagflow.kernels import kernel_dir, render_kernel
+from kagflow.local import mounts
 from kagflow.state import ProjectState
+
+COMPETITION_FILES = ("train.csv", "test.csv", "sample_submission.csv")  # never the hidden solution
 
 
 @dataclass(frozen=True)
@@ -30,33 +33,22 @@ class LocalRun:
     failure: str = ""
 
 
-def _link(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists() or dst.is_symlink():
-        return
-    os.symlink(Path(src).resolve(), dst, target_is_directory=Path(src).is_dir())
-
-
 def mount_model(input_root: Path, source: str, files: Path) -> None:
     """Mount a model version at both Kaggle layouts."""
     h = slugs.ModelInstanceVersionHandle.parse(source)
-    _link(files, input_root / h.model / h.framework / h.instance / str(h.version))
-    _link(files, input_root / "models" / h.owner / h.model / h.framework / h.instance / str(h.version))
+    mounts.mount(input_root, ("models", h.owner, h.model, h.framework, h.instance, str(h.version)),
+                 (h.model, h.framework, h.instance, str(h.version)), mounts.output_files(files))
 
 
 def mount_dataset(input_root: Path, handle: str, files: Path) -> None:
     h = slugs.DatasetHandle.parse(handle)
-    _link(files, input_root / h.slug)
-    _link(files, input_root / "datasets" / h.owner / h.slug)
+    mounts.mount(input_root, ("datasets", h.owner, h.slug), (h.slug,), mounts.output_files(files))
 
 
 def mount_competition(input_root: Path, slug: str, files: Path) -> None:
     """Only the public files: the hidden solution never enters a sandbox."""
-    for layout in (input_root / slug, input_root / "competitions" / slug):
-        layout.mkdir(parents=True, exist_ok=True)
-        for name in ("train.csv", "test.csv", "sample_submission.csv"):
-            if (files / name).is_file():
-                _link(files / name, layout / name)
+    mounts.mount(input_root, ("competitions", slug), (slug,),
+                 [(name, files / name) for name in COMPETITION_FILES if (files / name).is_file()])
 
 
 def next_output_dir(folder: Path) -> Path:
@@ -68,11 +60,11 @@ def next_output_dir(folder: Path) -> Path:
 
 def run_local(config: Config, name: str, *, timeout: Optional[int] = None,
               overrides: Optional[dict] = None) -> LocalRun:
-    from kagflow import notebooks
-    from kagflow.wheelset import wheels_dir
+    from kagflow.local.kernel_image import kernel_python
+    from kagflow.local.runner import read_log, run_notebook_in_sandbox
+    from kagflow.sources import instance_handle
     from kagflow.standin import competition_files_dir, ensure_stand_in, ensure_synthetic_competition
-
-    import dataclasses
+    from kagflow.wheelset import wheels_dir
 
     kernel = config.kernel(name)
     tiny = not config.base_model.local_dir
@@ -84,16 +76,14 @@ def run_local(config: Config, name: str, *, timeout: Optional[int] = None,
     rendered = render_kernel(config, name, tiny=tiny, overrides=overrides)
     folder = kernel_dir(config, name)
     output = next_output_dir(folder)
-    sandbox = Path(tempfile.mkdtemp(prefix="kagflow-run-"))
-    input_root, working = sandbox / "input", sandbox / "working"
-    input_root.mkdir()
-    working.mkdir()
+    private = config.root / ".kagflow"
+    (private / "runs").mkdir(parents=True, exist_ok=True)
+    sandbox = Path(tempfile.mkdtemp(prefix=f"{rendered.handle.slug}-", dir=private / "runs"))
+    input_root = sandbox / "input"
     try:
-        from kagflow.sources import instance_handle
-
         base_files = ensure_stand_in(config) if tiny else (config.root / config.base_model.local_dir)
-        base_ref = f"{instance_handle(config, config.base_model)}/{config.base_model.version}"
-        mount_model(input_root, base_ref, base_files)
+        mount_model(input_root, f"{instance_handle(config, config.base_model)}/{config.base_model.version}",
+                    base_files)
         if kernel.kind == "infer":
             trained = state.kernel("train").output
             if not trained:
@@ -112,40 +102,19 @@ def run_local(config: Config, name: str, *, timeout: Optional[int] = None,
         wheels = wheels_dir(config)
         if wheels.is_dir() and rendered.metadata["dataset_sources"]:
             mount_dataset(input_root, rendered.metadata["dataset_sources"][0], wheels)
-        status, failure = "COMPLETE", ""
-        try:
-            from kagflow.local.runner import KERNEL_THREADS
-
-            notebooks.execute_notebook(rendered.notebook, input_root=input_root, working_root=working,
-                                       timeout=timeout or kernel.timeout,
-                                       env={k: v for k, v in KERNEL_THREADS.items() if k not in os.environ})
-        except Exception as exc:  # noqa: BLE001 - the run's failure is reported, not raised
-            status, failure = "ERROR", "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        shutil.copytree(working, output, symlinks=False)
-        log = output / f"{rendered.handle.slug}.log"
-        executed = folder / (rendered.notebook.stem + ".executed.ipynb")
+        status, failure, log_json = run_notebook_in_sandbox(
+            rendered.notebook, sandbox, timeout=timeout or kernel.timeout, enable_internet=kernel.internet,
+            python=kernel_python(), hide=[private])
+        for relative, path in mounts.output_files(sandbox / "working"):  # regular files only, as the server
+            (output / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, output / relative)
+        output.mkdir(parents=True, exist_ok=True)
+        executed = sandbox / ".kagflow" / "executed.ipynb"
         if executed.is_file():
-            shutil.copy2(executed, output / executed.name)
-        log.write_text(_notebook_log(output / executed.name if executed.is_file() else None, failure),
-                       encoding="utf-8")
+            shutil.copy2(executed, output / (rendered.notebook.stem + ".executed.ipynb"))
+        log = output / f"{rendered.handle.slug}.log"
+        log.write_text("".join(entry.get("data", "") for entry in read_log(log_json))
+                       + (failure + "\n" if failure else ""), encoding="utf-8")
     finally:
         shutil.rmtree(sandbox, ignore_errors=True)
     return LocalRun(status, output, log, failure)
-
-
-def _notebook_log(executed: Optional[Path], failure: str) -> str:
-    """The executed notebook's stream outputs and errors as plain text."""
-    import json
-
-    lines = []
-    if executed and executed.is_file():
-        nb = json.loads(executed.read_text(encoding="utf-8"))
-        for cell in nb.get("cells", []):
-            for out in cell.get("outputs", []):
-                if out.get("output_type") == "stream":
-                    lines.append("".join(out.get("text", "")))
-                elif out.get("output_type") == "error":
-                    lines.append("\n".join(out.get("traceback", [])))
-    if failure:
-        lines.append(failure)
-    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)

@@ -1,14 +1,14 @@
-"""The train and infer notebooks: Jinja2 templates -> nbformat .ipynb, and local runs through nbclient.
+"""The train and infer notebooks: Jinja2 templates -> nbformat .ipynb (run by kagflow.local.runner).
 
 Rendered notebooks carry a python3 kernelspec, a cell tagged ``parameters`` (papermill's
-convention) and the classifier package inlined from its sources, so kernels run kagflow's
-tested code offline.
+convention) and an install cell that installs the wheels dataset (peft, bitsandbytes and the
+classifier as the ``kagflow-classifier`` wheel) offline; the later cells import ``kagflow_classifier``.
+A project's own ``templates/`` files take precedence over the packaged ones.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import kagflow
@@ -17,13 +17,14 @@ from kagflow.classifier.infer import InferConfig
 from kagflow.classifier.paths import INPUT_ROOT_ENV, WORKING_ROOT_ENV
 from kagflow.classifier.train import TrainConfig
 from kagflow.errors import KagflowError, MissingFileError
+from kagflow.wheels.build import INSTALLER_NAME
+from kagflow.wheels.classifier import DIST_NAME, IMPORT_NAME
 
-CLASSIFIER_DIR = Path(__file__).parent / "classifier"
-PACKAGE_NAME = "kagflow_classifier"  # the inlined package's import name inside a kernel
+PACKAGE_NAME = IMPORT_NAME  # the classifier's import name inside a kernel
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
-OFFLINE_INSTALL = Path(__file__).parent / "offline_install.py"  # inlined as the install cell
-REQUIRED_PACKAGES = ("transformers", "peft", "bitsandbytes", "accelerate")
+REQUIRED_PACKAGES = ("transformers", "peft", "bitsandbytes", "accelerate", DIST_NAME)
+MAX_CELL_LINES = 80  # every cell fits on a screen: readable and editable on Kaggle's site
 
 _SHARED = {
     "competition": "llm-classification-finetuning",
@@ -40,27 +41,10 @@ DEFAULT_PARAMS = {
 }
 
 
-class NotebookExecutionError(KagflowError):
-    """A cell of a locally executed notebook raised."""
-
-    def __init__(self, message: str, *, cell_index: int | None, ename: str, evalue: str,
-                 context: str | None = None, hint: str | None = None):
-        super().__init__(message, context=context, hint=hint)
-        self.cell_index = cell_index
-        self.ename = ename
-        self.evalue = evalue
-
-
 def default_template_dir() -> Path:
     """The templates shipped with kagflow: ``kagflow/templates`` (a link to the repository's
     ``templates/`` in a checkout, a real folder in an installed wheel)."""
     return Path(kagflow.__file__).parent / "templates"
-
-
-def classifier_sources() -> dict[str, str]:
-    """Relative path -> source of every file of kagflow/classifier (what notebooks inline)."""
-    return {p.relative_to(CLASSIFIER_DIR).as_posix(): p.read_text(encoding="utf-8")
-            for p in sorted(CLASSIFIER_DIR.rglob("*.py")) if "__pycache__" not in p.parts}
 
 
 def notebook_params(kind: str, params: dict) -> dict:
@@ -90,21 +74,24 @@ def _is_literal(value) -> bool:
 
 
 def render_notebook(kind: str, params: dict, out_path: Path, *, template_dir: Path | None = None) -> Path:
-    """Render ``templates/<kind>.ipynb.j2`` with ``params`` into a validated notebook at ``out_path``."""
+    """Render ``<kind>.ipynb.j2`` with ``params`` into a validated notebook at ``out_path``.
+
+    Templates are looked up in ``template_dir`` first (a project's ``templates/``), then in the
+    packaged ones, file by file: a project may override ``train.ipynb.j2`` alone, or ``_cells.j2``."""
     import jinja2
     import nbformat
 
     params = notebook_params(kind, params)
-    template_dir = Path(template_dir) if template_dir else default_template_dir()
-    template_path = template_dir / f"{kind}.ipynb.j2"
+    search = [str(d) for d in (template_dir, default_template_dir()) if d and Path(d).is_dir()]
+    template_path = next((Path(d) / f"{kind}.ipynb.j2" for d in search if (Path(d) / f"{kind}.ipynb.j2").is_file()),
+                         default_template_dir() / f"{kind}.ipynb.j2")
     if not template_path.is_file():
         raise MissingFileError(f"No notebook template for {kind!r}", context=str(template_path))
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir)), undefined=jinja2.StrictUndefined,
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(search), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True, autoescape=False)
     env.filters["pyrepr"] = repr
     text = env.get_template(template_path.name).render(
-        kind=kind, params=params, package=PACKAGE_NAME, sources=classifier_sources(),
-        offline_install=OFFLINE_INSTALL.read_text(encoding="utf-8"), required=list(REQUIRED_PACKAGES),
+        kind=kind, params=params, package=PACKAGE_NAME, installer=INSTALLER_NAME, required=list(REQUIRED_PACKAGES),
         kernelspec=KERNELSPEC, version=kagflow.__version__,
     )
     try:
@@ -114,45 +101,12 @@ def render_notebook(kind: str, params: dict, out_path: Path, *, template_dir: Pa
                            context=str(template_path)) from exc
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"{kind}-{i}"
+        lines = len(cell.source.splitlines())
+        if lines > MAX_CELL_LINES:
+            raise KagflowError(f"cell {i} of the {kind} notebook has {lines} lines (at most {MAX_CELL_LINES})",
+                               context=str(template_path), hint="split the cell or move the code into the classifier")
     nbformat.validate(nb)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(out_path))
     return out_path
-
-
-def execute_notebook(nb_path, *, input_root, working_root, timeout=None, env=None) -> Path:
-    """Run a notebook in a python3 Jupyter kernel as Kaggle would: inputs under ``input_root``,
-    cwd and outputs in ``working_root``. Write the executed notebook next to ``nb_path`` as
-    ``<stem>.executed.ipynb`` (also when a cell fails) and return its path."""
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
-    nb_path, working_root = Path(nb_path), Path(working_root)
-    working_root.mkdir(parents=True, exist_ok=True)
-    nb = nbformat.read(str(nb_path), as_version=4)
-    kernel_env = {**os.environ, **(env or {}),
-                  INPUT_ROOT_ENV: str(Path(input_root).resolve()), WORKING_ROOT_ENV: str(working_root.resolve())}
-    client = NotebookClient(nb, timeout=timeout, kernel_name=KERNELSPEC["name"],
-                            resources={"metadata": {"path": str(working_root)}})
-    out_path = nb_path.with_name(f"{nb_path.stem}.executed.ipynb")
-    try:
-        client.execute(env=kernel_env, cwd=str(working_root))
-    except CellExecutionError as exc:
-        nbformat.write(nb, str(out_path))
-        index = _failed_cell(nb)
-        raise NotebookExecutionError(
-            f"{nb_path.name}: cell {index} raised {exc.ename}: {exc.evalue}",
-            cell_index=index, ename=exc.ename, evalue=exc.evalue,
-            context=f"executed notebook with the traceback: {out_path}",
-        ) from exc
-    nbformat.write(nb, str(out_path))
-    return out_path
-
-
-def _failed_cell(nb) -> int | None:
-    for i, cell in enumerate(nb.cells):
-        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-            return i
-    return None

@@ -31,20 +31,30 @@ class WheelsInstallError(RuntimeError):
 
 
 def find_wheels_datasets(input_root: str = "/kaggle/input") -> list[str]:
-    """Folders under ``input_root`` (at most SEARCH_DEPTH levels down) holding a wheels manifest."""
-    found = []
+    """Folders under ``input_root`` (at most SEARCH_DEPTH levels down) holding a wheels manifest.
+
+    A dataset mounted at both layouts (``<slug>/`` and ``datasets/<owner>/<slug>/``) counts once:
+    the first folder of each dataset id (or real path) is kept."""
+    found, seen = [], set()
     root = os.path.abspath(input_root)
     if not os.path.isdir(root):
         return found
     base_depth = root.rstrip(os.sep).count(os.sep)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         if MANIFEST_NAME in filenames:
-            found.append(dirpath)
+            try:
+                key = _read_manifest(dirpath).get("dataset") or os.path.realpath(dirpath)
+            except WheelsInstallError:
+                key = os.path.realpath(dirpath)
+            if key not in seen and os.path.realpath(dirpath) not in seen:
+                seen.update((key, os.path.realpath(dirpath)))
+                found.append(dirpath)
         if dirpath.count(os.sep) - base_depth >= SEARCH_DEPTH:
             dirnames[:] = []
         else:
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-    return sorted(found)
+            # the newer layout first: its path names the owner
+            dirnames[:] = sorted((d for d in dirnames if not d.startswith(".")), key=lambda d: (d != "datasets", d))
+    return found
 
 
 def install_from_wheels_dataset(input_root: str = "/kaggle/input", *, required: "tuple[str, ...] | list[str]" = (),

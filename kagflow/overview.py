@@ -66,11 +66,12 @@ def best_of(subs: list[SubmissionLine]) -> Optional[SubmissionLine]:
 
 def kernel_lines(session) -> list[KernelLine]:
     from kagflow.hub.kernels import kernel_version_info, run_seconds
+    from kagflow.sources import kernel_handle
 
     gw, state = session.gateway, session.state
     out = []
     for name in sorted(session.project_config.kernels):
-        handle = session.kernel_handle(name)
+        handle = kernel_handle(session.project_config, name)
         info = kernel_version_info(gw, handle)
         if info is None or not info.version:
             out.append(KernelLine(name, str(handle), None, "not pushed"))

@@ -13,10 +13,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable, Optional
 
-from kagflow import slugs
 from kagflow.config import Config, set_value
 from kagflow.errors import KagflowError, KernelFailedError, MissingFileError
 from kagflow.project import project_lock
+from kagflow.sources import kernel_handle
 from kagflow.state import (DatasetRecord, KernelRecord, ModelRecord, ProjectState, SubmissionRecord,
                            VersionRecord)
 
@@ -81,13 +81,17 @@ class Session:
     # ------------------------------------------------------------------ local stand-ins
 
     def install_local_competition(self) -> Path:
-        """Host the synthetic competition on the local server (idempotent)."""
-        from kagflow.hub.target import local_data_dir
-        from kagflow.local.competition import install_competition
+        """Host the synthetic competition on the local server the project uses and accept its rules as the
+        project's user (idempotent): like Kaggle, it refuses downloads and submissions until then."""
+        from kagflow.hub.target import server_data_dir
+        from kagflow.local.competition import accept_rules, install_competition
         from kagflow.standin import ensure_synthetic_competition
 
-        files = ensure_synthetic_competition(self.project_config)
-        install_competition(local_data_dir(self.project_config), self.project_config.project.competition, files)
+        config = self.project_config
+        files = ensure_synthetic_competition(config)
+        data_dir = server_data_dir(config)
+        install_competition(data_dir, config.project.competition, files)
+        accept_rules(data_dir, config.project.competition, config.username)
         return files
 
     # ------------------------------------------------------------------ models
@@ -196,12 +200,8 @@ class Session:
         """Print the log of a running version as it is written, until the run ends."""
         from kagflow.hub.kernels import follow_log
 
-        return follow_log(self.gateway, self.kernel_handle(name), version or self.kernel_version(name), write)
-
-    def kernel_handle(self, name: str) -> slugs.KernelHandle:
-        from kagflow.sources import kernel_handle
-
-        return kernel_handle(self.project_config, name)
+        handle = kernel_handle(self.project_config, name)
+        return follow_log(self.gateway, handle, version or self.kernel_version(name), write)
 
     def kernel_version(self, name: str) -> int:
         """The last pushed version: recorded in the state file, else asked of the target."""
@@ -210,7 +210,7 @@ class Session:
             return int(version)
         from kagflow.hub.kernels import remote_digest
 
-        _, version = remote_digest(self.gateway, self.kernel_handle(name))
+        _, version = remote_digest(self.gateway, kernel_handle(self.project_config, name))
         if not version:
             raise MissingFileError(f"kernel {name!r} has not been pushed", hint=f"run `kagflow kernel push {name}`")
         return int(version)
@@ -219,14 +219,14 @@ class Session:
         from kagflow.hub.kernels import kernel_status
 
         version = version or self.kernel_version(name)
-        return version, kernel_status(self.gateway, self.kernel_handle(name), version)
+        return version, kernel_status(self.gateway, kernel_handle(self.project_config, name), version)
 
     def wait(self, name: str, *, version: Optional[int] = None, timeout: Optional[float] = None,
              on_poll: Optional[Callable] = None):
         """Wait for the kernel; on ERROR/CANCEL pull its log and raise with the last lines."""
         from kagflow.hub.kernels import log_text, tail, wait_kernel
 
-        handle = self.kernel_handle(name)
+        handle = kernel_handle(self.project_config, name)
         version = version or self.kernel_version(name)
         status = wait_kernel(self.gateway, handle, version, timeout=timeout or self.config.kernel(name).timeout + 600,
                              on_poll=on_poll)
@@ -241,7 +241,8 @@ class Session:
             raise KernelFailedError(
                 f"kernel {handle} version {version} ended {status.status}: {status.failure_message or 'no message'}",
                 context=log or None,
-                hint=f"fix the notebook, then `kagflow kernel push {name} --wait`; full log: kagflow kernel logs {name}")
+                hint=f"fix the notebook, then `kagflow kernel push {name} --wait`; "
+                     f"full log: kagflow kernel logs {name}")
         return status
 
     def pull(self, name: str, *, version: Optional[int] = None) -> Path:
@@ -250,14 +251,15 @@ class Session:
         from kagflow.kernels import kernel_dir
 
         version = version or self.kernel_version(name)
-        dest, _ = pull_output(self.gateway, self.kernel_handle(name), version, kernel_dir(self.project_config, name))
+        config = self.project_config
+        dest, _ = pull_output(self.gateway, kernel_handle(config, name), version, kernel_dir(config, name))
         self.state.record_output(name, dest, version=version)
         return dest
 
     def logs(self, name: str, *, version: Optional[int] = None) -> str:
         from kagflow.hub.kernels import log_text
 
-        log = self.pull(name, version=version) / f"{self.kernel_handle(name).slug}.log"
+        log = self.pull(name, version=version) / f"{kernel_handle(self.project_config, name).slug}.log"
         return log_text(log) if log.is_file() else "(no log)"
 
     def run_here(self, name: str, *, timeout: Optional[int] = None, overrides: Optional[dict] = None):
@@ -269,7 +271,8 @@ class Session:
             ProjectState.for_target(self.project_config.root, "local").record_output(name, result.output)
         return result
 
-    def import_kernel(self, ref: str, *, name: Optional[str] = None):
+    def import_notebook(self, ref: str, *, name: Optional[str] = None):
+        """Adopt public notebook ``ref`` as a kernel of this project (kagflow kernel import)."""
         from kagflow.importer import import_kernel
 
         return import_kernel(self.gateway, self.project_config, ref, name=name)
@@ -282,7 +285,7 @@ class Session:
         from kagflow.hub.competitions import submit_kernel, wait_score
 
         competition = self.project_config.project.competition
-        handle = self.kernel_handle(name)
+        handle = kernel_handle(self.project_config, name)
         version = version or self.kernel_version(name)
         with self.lock(f"submit {name}"):
             sub = submit_kernel(self.gateway, competition, handle, version,
@@ -292,7 +295,8 @@ class Session:
         self.state.record_submission(SubmissionRecord(sub.ref, str(handle), version, sub.status, sub.public_score))
         return sub
 
-    def submit_file(self, path: Path, *, message: str = "", wait: bool = True, on_poll: Optional[Callable] = None):
+    def submit_csv(self, path: Path, *, message: str = "", wait: bool = True, on_poll: Optional[Callable] = None):
+        """File competitions: submit ``path`` and wait for its score."""
         from kagflow.hub.competitions import submit_file, wait_score
 
         competition = self.project_config.project.competition

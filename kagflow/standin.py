@@ -124,13 +124,18 @@ def competition_files_dir(config: Config) -> Path:
     return config.root / ".kagflow" / "competition" / config.project.competition
 
 
+PUBLIC_TEST_ROWS = 3  # like LMSYS: test.csv shows 3 rows; a submission is re-run on the whole hidden test set
+
+
 def ensure_synthetic_competition(config: Config) -> Path:
-    """Write the synthetic arena competition (train/test/sample_submission + hidden solution) once."""
+    """Write the synthetic arena competition once: train.csv, a 3-row public test.csv and sample_submission.csv,
+    the hidden test set ([tiny] n_test rows, under hidden/) and the hidden solution."""
     out = competition_files_dir(config)
-    if (out / "solution.csv").is_file():
+    if (out / "solution.csv").is_file() and (out / "hidden" / "test.csv").is_file():
         return out
     from kagflow.classifier.synth import write_synthetic_competition
 
     t = config.tiny
-    write_synthetic_competition(out, n_train=t.n_train, n_test=t.n_test, seed=t.seed)
+    write_synthetic_competition(out, n_train=t.n_train, n_test=t.n_test, seed=t.seed,
+                                n_public=min(PUBLIC_TEST_ROWS, t.n_test))
     return out

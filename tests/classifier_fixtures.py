@@ -16,7 +16,10 @@ import pytest
 
 from kagflow.classifier.synth import write_synthetic_competition
 from kagflow.classifier.tiny import make_tiny_checkpoint
-from kagflow.notebooks import execute_notebook, render_notebook
+from kagflow.local.kernel_image import kernel_image
+from kagflow.local.runner import run_notebook_in_sandbox
+from kagflow.notebooks import render_notebook
+from offline_wheels import OFFLINE_PACKAGES, offline_wheelhouse
 
 COMPETITION = "llm-classification-finetuning"
 BASE_SOURCE = "kagflow/gemma2-tiny/transformers/base/1"
@@ -62,9 +65,27 @@ def synthetic_competition(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory, tiny_checkpoint, synthetic_competition) -> Sandbox:
-    """input/competitions/<slug>/ (public files only), input/models/<handle>/ (the base), working/."""
+def wheels_dataset(tmp_path_factory) -> Path:
+    """The wheels dataset a project builds for the local Kaggle image: peft, bitsandbytes, the classifier."""
+    from importlib import metadata
+
+    from kagflow.wheels.build import build_wheels
+    from kagflow.wheels.classifier import build_classifier_wheel
+
+    root = tmp_path_factory.mktemp("wheels")
+    classifier, pin = build_classifier_wheel(root / "classifier")
+    build_wheels([*(f"{n}=={metadata.version(n)}" for n in OFFLINE_PACKAGES), pin], kernel_image().target(),
+                 root / "dataset", owner="kagflow", title="kagflow offline wheels", cache_dir=root / "cache",
+                 find_links=[offline_wheelhouse(root / "house"), classifier.parent], no_index=True)
+    return root / "dataset"
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory, tiny_checkpoint, synthetic_competition, wheels_dataset) -> Sandbox:
+    """input/competitions/<slug>/ (public files only), input/models/<handle>/ (the base),
+    input/datasets/kagflow/<wheels>/ (the wheels dataset), working/."""
     root = tmp_path_factory.mktemp("kaggle")
+    shutil.copytree(wheels_dataset, root / "input" / "datasets" / "kagflow" / "kagflow-offline-wheels")
     competition = root / "input" / "competitions" / COMPETITION
     competition.mkdir(parents=True)
     for name in ("train", "test", "sample_submission"):
@@ -73,13 +94,19 @@ def sandbox(tmp_path_factory, tiny_checkpoint, synthetic_competition) -> Sandbox
     return Sandbox(root / "input", root / "working", synthetic_competition["solution"])
 
 
+def run_notebook(nb: Path, sandbox: Path, timeout: float) -> Path:
+    """Run ``nb`` through the local runner in ``sandbox``; return the executed notebook (the run must complete)."""
+    status, failure, log = run_notebook_in_sandbox(nb, sandbox, timeout=timeout, enable_internet=False, env=KERNEL_ENV,
+                                                   python=kernel_image().python)
+    assert status == "COMPLETE", f"{nb.name}: {failure}\n{log.read_text()[-3000:]}"
+    return sandbox / ".kagflow" / "executed.ipynb"
+
+
 @pytest.fixture(scope="session")
 def trained_run(sandbox) -> NotebookRun:
     """The train notebook rendered and executed on the tiny model and synthetic data."""
     nb = render_notebook("train", TINY_TRAIN_PARAMS, sandbox.working_root.parent / "nb" / "train.ipynb")
-    executed = execute_notebook(nb, input_root=sandbox.input_root, working_root=sandbox.working_root,
-                                timeout=600, env=KERNEL_ENV)
-    return NotebookRun(nb, executed, sandbox.working_root)
+    return NotebookRun(nb, run_notebook(nb, sandbox.working_root.parent, 600), sandbox.working_root)
 
 
 @pytest.fixture(scope="session")
@@ -92,11 +119,10 @@ def inference_run(sandbox, trained_run, adapter_dir, tmp_path_factory) -> Notebo
     """The infer notebook on the trained adapter, mounted in the classic layout, with TTA."""
     handle = ADAPTER_SOURCE.split("/")
     shutil.copytree(adapter_dir, sandbox.input_root.joinpath(*handle[1:]))
-    working = tmp_path_factory.mktemp("infer-working")
-    nb = render_notebook("infer", TINY_INFER_PARAMS, working.parent / "infer-nb" / "infer.ipynb")
-    executed = execute_notebook(nb, input_root=sandbox.input_root, working_root=working, timeout=300,
-                                env=KERNEL_ENV)
-    return NotebookRun(nb, executed, working)
+    root = tmp_path_factory.mktemp("infer")
+    (root / "input").symlink_to(sandbox.input_root)  # the same inputs, in another run's sandbox
+    nb = render_notebook("infer", TINY_INFER_PARAMS, root / "nb" / "infer.ipynb")
+    return NotebookRun(nb, run_notebook(nb, root, 300), root / "working")
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 
+# Local kernels run on the local Kaggle image, built once per machine (`make test` builds it first):
+# every test shares the real cache, whatever HOME a test sets.
+from kagflow.local.kernel_image import CACHE_ENV, cache_root  # noqa: E402
+
+os.environ.setdefault(CACHE_ENV, str(cache_root()))
+
 SECRET_ENV = ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR",
               "KAGFLOW_KAGGLE_ENDPOINT", "KAGFLOW_CONFIG", "KAGFLOW_FROM", "KAGFLOW_LOCAL_TRAIN",
               "KAGFLOW_JSON")

@@ -13,7 +13,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from kagflow.hub.client import build_api
 from kagflow.local.api import Settings
-from kagflow.local.competition import install_competition
+from kagflow.local.competition import accept_rules, install_competition
 from kagflow.local.server import start_server
 
 USER, KEY = "alice", "alice-local-key"
@@ -43,6 +43,7 @@ def data_dir(tmp_path) -> Path:
 def server(data_dir, kaggle_env):
     """A local Kaggle on 127.0.0.1:<free port> with a tiny competition installed; stopped afterwards."""
     install_competition(data_dir, COMPETITION, write_competition(data_dir.parent / "competition-files"))
+    accept_rules(data_dir, COMPETITION, USER)
     srv = start_server(data_dir, settings=Settings(daily_submissions=50))
     try:
         yield srv
@@ -77,6 +78,20 @@ def write_competition(folder: Path) -> Path:
         "id,winner_model_a,winner_model_b,winner_tie\n" + "".join(f"{i},0.333,0.333,0.334\n" for i in (1, 2, 3)))
     (folder / "solution.csv").write_text(
         "id,winner_model_a,winner_model_b,winner_tie\n1,1,0,0\n2,0,1,0\n3,0,0,1\n")
+    return folder
+
+
+def write_hidden_test(folder: Path, rows: int) -> Path:
+    """Give the competition in ``folder`` a hidden test set of ``rows`` rows (its 3 public rows first) and the
+    solution for all of them: what a code submission's re-run sees in place of the public test.csv."""
+    (folder / "hidden").mkdir(exist_ok=True)
+    (folder / "hidden" / "test.csv").write_text("id,prompt,response_a,response_b\n" + "".join(
+        f'{i},"[""p{i}""]","[""a{i}""]","[""b{i}""]"\n' for i in range(1, rows + 1)))
+    (folder / "hidden" / "sample_submission.csv").write_text(
+        "id,winner_model_a,winner_model_b,winner_tie\n" + "".join(f"{i},0.333,0.333,0.334\n" for i in range(1, rows + 1)))
+    onehot = ("1,0,0", "0,1,0", "0,0,1")
+    (folder / "solution.csv").write_text("id,winner_model_a,winner_model_b,winner_tie\n" + "".join(
+        f"{i},{onehot[(i - 1) % 3]}\n" for i in range(1, rows + 1)))
     return folder
 
 
@@ -144,4 +159,4 @@ def snapshot(folder: Path) -> dict:
 
 
 __all__ = ["USER", "KEY", "COMPETITION", "kaggle_env", "data_dir", "server", "api", "gateway", "write_competition",
-           "write_notebook", "write_kernel", "write_dataset", "wait_kernel", "wait_submission", "snapshot"]
+           "write_hidden_test", "write_notebook", "write_kernel", "write_dataset", "wait_kernel", "wait_submission", "snapshot"]

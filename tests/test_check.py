@@ -217,6 +217,7 @@ def test_wheels_folder_must_match_its_manifest(published):
     ("dataloader_num_workers", 2, "the fast loop has no DataLoader", "set dataloader_num_workers = 0"),
     ("attn_implementation", "sdpa", "sdpa drops Gemma 2's attention softcapping", 'attn_implementation = "eager"'),
     ("eval_strategy", "sometimes", "is not epoch, steps or no", 'eval_strategy = "epoch"'),
+    ("attn_implementation", "flex_attention", "the training kernel runs on NvidiaTeslaT4", 'attn_implementation = "eager"'),
     ("time_budget", -5, "time_budget = -5.0 is negative", "time_budget = 0"),
 ])
 def test_train_keys_a_loop_would_not_honour_are_refused(published, key, value, says, fix):
@@ -248,3 +249,15 @@ def test_attention_rule_reads_the_snapshot_config(published):
     assert not attention_problems()  # the title says Gemma 2; the snapshot is a Llama without softcapping
     (snapshot / "config.json").write_text(json.dumps({"model_type": "gemma2", "attn_logit_softcapping": 50.0}))
     assert len(attention_problems()) == 1
+
+
+def test_rendered_train_kernel_gets_a_time_budget_from_its_timeout(published):
+    from kagflow.classifier.config import TIME_BUDGET_MARGIN
+    from kagflow.kernels import notebook_params
+
+    cfg = load_config(published)
+    params = notebook_params(cfg, "train", resolve_sources(cfg, "train"), tiny=False)
+    assert params["time_budget"] == cfg.kernel("train").timeout - TIME_BUDGET_MARGIN
+    set_value(published, "train", "time_budget", 3600)
+    cfg = load_config(published)
+    assert notebook_params(cfg, "train", resolve_sources(cfg, "train"), tiny=False)["time_budget"] == 3600

@@ -1,4 +1,4 @@
-"""The classifier package stands alone: it is inlined into kernels as a top-level package."""
+"""The classifier package stands alone: it ships to kernels as the top-level package of its own wheel."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kagflow.notebooks import CLASSIFIER_DIR, classifier_sources
+from kagflow.wheels.classifier import SOURCE_DIR as CLASSIFIER_DIR, classifier_sources
 
 ML_STACK = {"torch", "transformers", "peft", "bitsandbytes", "accelerate", "tokenizers", "safetensors", "numpy",
             "pandas", "sklearn", "matplotlib"}

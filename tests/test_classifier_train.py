@@ -180,9 +180,30 @@ def test_time_budget_stops_cleanly_writes_adapter_and_metrics_and_the_next_run_r
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["stopped_early"] and metrics["n"] == 20 and "log_loss" in metrics
     assert (tmp_path / "ckpt" / "fit-step-000006").is_dir()  # kept for the next run
-    finished = run_training(_fast_cfg(save_steps=100), **dirs)
-    assert finished["resumed_from"].endswith("fit-step-000006") and finished["global_step"] == 10
+    # the next kernel version: a fresh working folder, the stopped version's output mounted under the input root
+    mounted = tmp_path / "input" / "notebooks" / "alice" / "arena-train"
+    mounted.mkdir(parents=True)
+    (tmp_path / "ckpt").rename(mounted / "ckpt")
+    monkeypatch.setenv("KAGFLOW_INPUT_ROOT", str(tmp_path / "input"))
+    finished = run_training(_fast_cfg(save_steps=100), **{**dirs, "checkpoint_dir": tmp_path / "working-ckpt"})
+    assert finished["resumed_from"] == str(mounted / "ckpt" / "fit-step-000006") and finished["global_step"] == 10
     assert not finished["stopped_early"]
+
+
+def test_a_checkpoint_of_another_plan_is_not_resumed(tmp_path, capsys):
+    import torch.nn as nn
+    from transformers import get_linear_schedule_with_warmup
+
+    from kagflow.classifier import resume
+
+    model = nn.Linear(2, 3)
+    opt = torch.optim.AdamW(model.parameters())
+    sched = get_linear_schedule_with_warmup(opt, 1, 10)
+    resume.save(tmp_path, step=4, fingerprint="aaaa", model=model, optimizer=opt, scheduler=sched, scaler=None,
+                rng=[resume.rng_state()], losses=[1.0] * 4, keep=2)
+    assert resume.find_latest([tmp_path], "aaaa") == tmp_path / "fit-step-000004"
+    assert resume.find_latest([tmp_path], "bbbb") is None
+    assert "checkpoint of another run" in capsys.readouterr().out
 
 
 def test_trainer_loop_keeps_the_time_budget_too(tmp_path, tiny_checkpoint, monkeypatch):

@@ -39,10 +39,12 @@ def proj(tmp_path, server, monkeypatch):
     return path
 
 
-def test_model_publish_twice_then_pass_through_and_no_secret(proj, capsys):
+def test_model_publish_twice_then_pass_through_and_no_secret(proj, capsys, server):
     code, out1 = kagflow(capsys, "model", "publish", "base", "--from", "hf-base")
     assert code == 0, out1
     assert "Published alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base/1" in out1
+    assert "kagflow: target the local Kaggle at http://127.0.0.1:" in out1  # the target is named
+    assert "url: http://127.0.0.1:" in out1 and "www.kaggle.com" not in out1  # local links stay local
     state = json.loads((proj.parent / ".kagflow" / "state-local.json").read_text())
     assert state["models"]["base_model"]["version"] == 1  # local versions live in the state file
     assert "version = 1" not in proj.read_text()
@@ -130,6 +132,10 @@ def test_kernel_push_wait_pull_then_unchanged(proj, capsys):
     assert code == 0 and "Pushed alice/hello-experiment version 1" in out and "COMPLETE" in out
     code, out = kagflow(capsys, "kernel", "pull", "hello")
     assert code == 0 and "out.txt" in out and "output/v1" in out
+    with pytest.raises(SystemExit) as done:
+        main(["kernel", "status", "hello", "--json"])
+    status = json.loads(capsys.readouterr().out)  # stdout holds one object; stderr names the target
+    assert done.value.code == 0 and status["status"] == "COMPLETE" and status["version"] == 1 and status["ok"]
     code, out = kagflow(capsys, "kernel", "push", "hello")
     assert code == 0 and "Unchanged alice/hello-experiment version 1" in out
 

@@ -32,10 +32,22 @@ def _fresh_project(tmp_path: Path) -> Path:
 
 
 def _env(home: Path) -> dict:
+    """A fresh user's environment; pip gets peft and bitsandbytes from this environment's own installs
+    (no test uses the network), and the local Kaggle image comes from the machine's cache."""
+    from kagflow.local.kernel_image import CACHE_ENV
+    from offline_wheels import offline_pip_env, offline_wheelhouse
+
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("KAGGLE_", "KAGFLOW_"))}
-    env.update(HOME=str(home), NO_COLOR="1", PYTHONUNBUFFERED="1")
+           if not k.startswith(("KAGGLE_", "KAGFLOW_", "PIP_"))}
+    env.update(HOME=str(home), NO_COLOR="1", PYTHONUNBUFFERED="1", **{CACHE_ENV: os.environ[CACHE_ENV]},
+               **offline_pip_env(offline_wheelhouse(home / "wheelhouse")))
     return env
+
+
+def _packages() -> str:
+    """This environment's package list (the user's .venv in `make test`)."""
+    return subprocess.run([sys.executable, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True,
+                          check=True).stdout
 
 
 def _kagflow(root: Path, env: dict, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -75,8 +87,22 @@ def project(tmp_path, isolation):
 
 def test_whole_flow_beats_uniform_then_second_run_does_nothing(project, isolation):
     env = _env(Path(isolation))
+    packages = _packages()
     first = _kagflow(project, env, "flow")
     assert first.returncode == 0, first.stdout + first.stderr
+    manifest = json.loads(next((project / "wheels").glob("*/kagflow-wheels-manifest.json")).read_text())
+    shipped = {p["name"] for p in manifest["packages"]}
+    assert {"peft", "bitsandbytes", "kagflow-classifier"} <= shipped
+    # the kernels installed them into their own runs: this environment's list is unchanged for them
+    # (compared by name: in a shared dev venv, someone else may install something meanwhile)
+    assert [ln for ln in _packages().splitlines() if ln.split("==")[0].lower() in shipped] == \
+        [ln for ln in packages.splitlines() if ln.split("==")[0].lower() in shipped]
+    logs = sorted(project.glob("kernels/*/output/v*/*.log"))
+    assert len(logs) == 2, logs  # the train and infer kernels' logs, pulled
+    for log in logs:
+        text = log.read_text()
+        assert "from /kaggle/input/" in text and "installed" in text, text[-3000:]
+        assert "peft==" in text and "bitsandbytes==" in text and "kagflow-classifier==" in text
     report = first.stdout
     assert "score (log loss):" in report
     score = float(report.split("score (log loss):")[1].split()[0])

@@ -176,3 +176,14 @@ def test_hostile_archives_are_refused(server, api, tmp_path):
     assert err.value.response.status_code == 400 and "x.tar" in str(err.value)
     assert api.dataset_list(user=USER) == []
     assert not (server.data_dir.parent / "escape.txt").exists() and not (tmp_path / "escape.txt").exists()
+
+
+def test_docs_list_every_implemented_call():
+    """docs/local-kaggle.md names each call the server implements (the table must stay current)."""
+    from pathlib import Path
+    from kagflow.local.api import HANDLERS
+    import kagflow.local.server  # noqa: F401 - registers the handlers
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "local-kaggle.md").read_text()
+    missing = [route for route in HANDLERS if route.split("/")[1] not in text]
+    assert not missing, missing

@@ -109,7 +109,8 @@ def test_dataset_model_kernel_submit_flow(api, server, tmp_path):
 
 
 def test_failing_kernel_ends_in_error_with_traceback(api, tmp_path):
-    kernel = write_kernel(tmp_path / "k", "will-fail", "print('starting')", "raise KeyError('missing column')")
+    kernel = write_kernel(tmp_path / "k", "will-fail", "print('starting')", "raise KeyError('missing column')",
+                          competition_sources=[COMPETITION])
     api.kernels_push(str(kernel))
     status = wait_kernel(api, f"{USER}/will-fail")
     assert status.status.name == "ERROR"
@@ -132,7 +133,7 @@ def test_official_cli_entry_point(server, tmp_path):
     kernel = write_kernel(tmp_path / "k", "cli-kernel", "import os\nprint(sorted(os.listdir(os.environ['KAGFLOW_INPUT_ROOT'])))\n"
                           "open('submission.csv','w').write('id,winner_model_a,winner_model_b,winner_tie\\n'"
                           " + ''.join(f'{i},0.2,0.3,0.5\\n' for i in (1,2,3)))",
-                          dataset_sources=[f"{USER}/cli-dataset"])
+                          dataset_sources=[f"{USER}/cli-dataset"], competition_sources=[COMPETITION])
     pushed = run_official_cli(["kernels", "push", "-p", str(kernel)], server.url)
     assert pushed.exit_code == 0 and "version 1" in pushed.stdout.lower()
     from kagflow.hub.client import build_api
@@ -161,11 +162,19 @@ def test_official_cli_entry_point(server, tmp_path):
 
 
 def test_file_submission_and_log_stream(server, api, tmp_path):
+    from kagflow.local.competition import accept_rules, install_competition
+    from local_fixtures import write_competition
+
+    install_competition(server.data_dir, "file-competition", write_competition(tmp_path / "fc"), kernels_only=False)
+    accept_rules(server.data_dir, "file-competition", USER)
     sub = tmp_path / "submission.csv"
     sub.write_text("id,winner_model_a,winner_model_b,winner_tie\n1,0.5,0.25,0.25\n2,0.25,0.5,0.25\n3,0.2,0.2,0.6\n")
-    done = run_official_cli(["competitions", "submit", COMPETITION, "-f", str(sub), "-m", "file upload"], server.url)
+    refused = run_official_cli(["competitions", "submit", COMPETITION, "-f", str(sub), "-m", "x"], server.url)
+    assert refused.exit_code == 1 and "only accepts notebook submissions" in refused.stderr
+    done = run_official_cli(["competitions", "submit", "file-competition", "-f", str(sub), "-m", "file upload"],
+                            server.url)
     assert done.exit_code == 0, done.stderr
-    scored = wait_submission(api, COMPETITION, 1)
+    scored = wait_submission(api, "file-competition", 1)
     assert scored.status.name == "COMPLETE"
     assert abs(float(scored.public_score) - (-(2 * math.log(0.5) + math.log(0.6)) / 3)) < 1e-4
 

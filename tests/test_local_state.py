@@ -22,7 +22,7 @@ def test_restart_loses_nothing(server, data_dir, kaggle_env, tmp_path):
     api.dataset_create_new(str(ds), quiet=True)
     kernel = write_kernel(tmp_path / "k", "kept-kernel",
                           "open('submission.csv','w').write('id,winner_model_a,winner_model_b,winner_tie\\n'"
-                          " + ''.join(f'{i},0.6,0.2,0.2\\n' for i in (1,2,3)))")
+                          " + ''.join(f'{i},0.6,0.2,0.2\\n' for i in (1,2,3)))", competition_sources=[COMPETITION])
     api.kernels_push(str(kernel))
     wait_kernel(api, f"{USER}/kept-kernel")
     sub = api.competition_submit_code("submission.csv", "before restart", COMPETITION, f"{USER}/kept-kernel", 1,

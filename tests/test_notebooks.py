@@ -14,8 +14,8 @@ from sklearn.metrics import log_loss
 
 from kagflow.classifier.submission import check_submission
 from kagflow.errors import KagflowError
-from kagflow.notebooks import (DEFAULT_PARAMS, NotebookExecutionError, classifier_sources, execute_notebook,
-                               render_notebook)
+from kagflow.local.runner import run_notebook_in_sandbox
+from kagflow.notebooks import DEFAULT_PARAMS, MAX_CELL_LINES, render_notebook
 
 pytest_plugins = ["classifier_fixtures"]  # shared session fixtures: the tiny model is trained once
 
@@ -60,12 +60,34 @@ def test_seed_recipe_defaults():
     assert DEFAULT_PARAMS["infer"]["max_length"] == 2048
 
 
-def test_notebook_inlines_the_classifier_sources_verbatim(tmp_path):
-    nb = nbformat.read(render_notebook("train", {}, tmp_path / "t.ipynb"), as_version=4)
-    setup = next(c.source for c in nb.cells if "PACKAGE_SOURCES = {" in c.source)
-    inlined = ast.literal_eval(setup.split("PACKAGE_SOURCES = ", 1)[1].split("\n}\n", 1)[0] + "\n}")
-    assert inlined == classifier_sources()
-    assert {"data.py", "text.py", "model.py", "train.py", "infer.py", "paths.py"} <= set(inlined)
+@pytest.mark.parametrize("kind", ["train", "infer"])
+def test_rendered_notebooks_are_readable_and_import_the_classifier_wheel(kind, tmp_path):
+    nb = nbformat.read(render_notebook(kind, {}, tmp_path / "n.ipynb"), as_version=4)
+    assert max(len(c.source.splitlines()) for c in nb.cells) <= MAX_CELL_LINES
+    assert max(len(line) for c in nb.cells for line in c.source.splitlines()) <= 200  # was one 28,000-character line
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "PACKAGE_SOURCES" not in code and "def install_from_wheels_dataset" not in code  # nothing inlined
+    assert "from kagflow_offline_install import install_from_wheels_dataset" in code
+    assert "from kagflow_classifier import paths" in code
+
+
+def test_a_project_template_overrides_the_packaged_one(tmp_path):
+    from kagflow.errors import KagflowError
+
+    own = tmp_path / "templates"
+    own.mkdir()
+    (own / "infer.ipynb.j2").write_text(
+        '{% import "_cells.j2" as cells %}\n{"cells": [{% call cells.markdown() %}# my own {{ kind }}{% endcall %}], '
+        '"metadata": {{ cells.metadata(kernelspec, kind, version) }}, "nbformat": 4, "nbformat_minor": 5}')
+    nb = nbformat.read(render_notebook("infer", {}, tmp_path / "i.ipynb", template_dir=own), as_version=4)
+    assert [c.source for c in nb.cells] == ["# my own infer"]  # _cells.j2 still comes from the package
+    train = nbformat.read(render_notebook("train", {}, tmp_path / "t.ipynb", template_dir=own), as_version=4)
+    assert len(train.cells) > 3  # no project train template: the packaged one
+    (own / "infer.ipynb.j2").write_text(
+        '{% import "_cells.j2" as cells %}\n{"cells": [{% call cells.code() %}' + "x = 1\n" * 81 + '{% endcall %}], '
+        '"metadata": {{ cells.metadata(kernelspec, kind, version) }}, "nbformat": 4, "nbformat_minor": 5}')
+    with pytest.raises(KagflowError, match="cell 0 of the infer notebook has 81 lines"):
+        render_notebook("infer", {}, tmp_path / "i.ipynb", template_dir=own)
 
 
 def test_unknown_parameter_and_kind_are_refused(tmp_path):
@@ -77,19 +99,18 @@ def test_unknown_parameter_and_kind_are_refused(tmp_path):
         render_notebook("train", {"lr": object()}, tmp_path / "t.ipynb")
 
 
-def test_execute_reports_the_failing_cell(tmp_path):
+def test_a_failing_cell_ends_the_run_in_error_with_the_exception(tmp_path):
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                            "language": "python"}})
     nb.cells = [nbformat.v4.new_code_cell("import os\nprint(os.environ['KAGFLOW_INPUT_ROOT'], os.getcwd())"),
                 nbformat.v4.new_code_cell("raise ValueError('no test.csv')")]
     path = tmp_path / "fail.ipynb"
     nbformat.write(nb, path)
-    with pytest.raises(NotebookExecutionError) as info:
-        execute_notebook(path, input_root=tmp_path / "in", working_root=tmp_path / "work", timeout=60)
-    assert (info.value.cell_index, info.value.ename, info.value.evalue) == (1, "ValueError", "no test.csv")
-    executed = nbformat.read(tmp_path / "fail.executed.ipynb", as_version=4)
-    printed = executed.cells[0].outputs[0].text
-    assert str(tmp_path / "in") in printed and str(tmp_path / "work") in printed
+    status, failure, log = run_notebook_in_sandbox(path, tmp_path / "sb", timeout=60, enable_internet=False)
+    assert (status, failure) == ("ERROR", "ValueError: no test.csv")
+    executed = nbformat.read(tmp_path / "sb" / ".kagflow" / "executed.ipynb", as_version=4)
+    assert executed.cells[1].outputs[0].ename == "ValueError"
+    assert "ValueError: no test.csv" in log.read_text()
 
 
 @pytest.mark.slow

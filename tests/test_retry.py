@@ -172,3 +172,26 @@ def test_the_clients_own_retry_loops_are_off():
 
     session.mount("http://", HTTPAdapter(max_retries=Retry(total=10, backoff_factor=0.5)))
     assert session.get_adapter("http://x").max_retries.total == 0
+
+
+def test_nested_and_successive_calls_share_one_deadline(waits):
+    """A creating call whose look-before-retry is itself a call: together they stay within the deadline."""
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    def down():
+        now[0] += 5.0
+        raise requests.ConnectTimeout("no answer")
+
+    outage = retry.Outage()
+    common = dict(sleep=sleep, clock=lambda: now[0], log=lambda m: None, max_retries=100, deadline=60.0,
+                  outage=outage)
+
+    def look():
+        return call_with_retry(down, what="get kernel", **common)
+
+    with pytest.raises(requests.ConnectTimeout):
+        call_with_retry(down, what="push kernel", before_retry=look, **common)
+    assert now[0] <= 60.0

@@ -74,3 +74,13 @@ def test_render_uses_the_versions_the_local_target_has(project):
         "alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base/3",
         "alice/gemma2-arena-adapter/transformers/peft-lora-classifier/2"]
     assert not (project.parent / ".kagflow" / "local").exists()  # nothing was started
+
+
+def test_a_switch_to_real_kaggle_is_announced(project, kaggle_credentials, capsys):
+    """target = "auto" with credentials means Kaggle: said on stderr before anything else."""
+    from kagflow.hub.target import resolve_target
+
+    target = resolve_target(load_config(project))
+    assert target.kind == "kaggle" and target.url == "https://www.kaggle.com"
+    assert capsys.readouterr().err == ('kagflow: target Kaggle as alice (target = "auto" and Kaggle credentials '
+                                       'were found)\n')

@@ -388,3 +388,53 @@ def test_dependencies_whose_markers_apply_only_on_the_target_are_shipped(tmp_pat
     assert shipped["beta"].version == "2.0" and shipped["beta"].why == "dependency of mu"
     assert not shipped["beta"].requested
     assert manifest(result)["added_for_target_markers"] == (["beta>=2"] if sys.version_info < (3, 12) else [])
+
+
+def test_the_offline_check_ignores_pip_configuration(tmp_path, wheelhouse, monkeypatch):
+    # a machine-wide find-links (pip.conf or PIP_FIND_LINKS) with a better-tagged copy of the image's beta
+    elsewhere = tmp_path / "elsewhere"
+    write_wheel(elsewhere, "beta", "1.0", tag="py3-none-manylinux_2_17_x86_64", files=module("beta", "1.0"))
+    monkeypatch.setenv("PIP_FIND_LINKS", str(elsewhere))
+    result = build(tmp_path, ["alpha"], current_image("this-machine", installed={"beta": "1.0"}), wheelhouse)
+    assert [w.name for w in result.wheels] == ["alpha"] and result.from_image == ("beta==1.0",)
+
+
+def test_the_classifier_wheel_is_versioned_by_its_sources_and_imports(tmp_path):
+    from kagflow.wheels.classifier import build_classifier_wheel, classifier_sources
+    from kagflow.wheels.wheelfile import top_level_names
+
+    wheel, pin = build_classifier_wheel(tmp_path / "c")
+    again, pin_again = build_classifier_wheel(tmp_path / "c")
+    assert pin == pin_again and again.read_bytes() == wheel.read_bytes()  # reproducible: no needless push
+    assert pin.startswith("kagflow-classifier==0.") and "+src" in pin
+    assert top_level_names(wheel) == ["kagflow_classifier"]
+    python = fresh_venv(tmp_path / "venv")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index", str(wheel)],
+                   check=True, capture_output=True)
+    code = "import kagflow_classifier.paths as p, sys; print(p.input_root())"
+    assert subprocess.run([str(python), "-c", code], capture_output=True, text=True).stdout.strip() == "/kaggle/input"
+    assert len(classifier_sources()) >= 10
+
+
+def test_the_dataset_carries_its_installer_and_check_notices_a_changed_one(tmp_path, wheelhouse):
+    import kagflow
+    from kagflow.wheels.build import INSTALLER_NAME
+
+    result = build(tmp_path, ["alpha"], this_machine(), wheelhouse)
+    installer = result.out_dir / INSTALLER_NAME
+    assert installer.read_text() == (Path(kagflow.__file__).parent / "offline_install.py").read_text()
+    assert check_dataset(result.out_dir) == []
+    installer.write_text(installer.read_text() + "\n# edited\n")
+    assert check_dataset(result.out_dir) == [f"{INSTALLER_NAME} does not match its sha256 in the manifest"]
+
+
+def test_a_dataset_mounted_at_both_layouts_installs_once(tmp_path, wheelhouse, capsys):
+    result = build(tmp_path, ["alpha"], this_machine(), wheelhouse)
+    newer = tmp_path / "input" / "datasets" / OWNER / TITLE
+    shutil.copytree(result.out_dir, newer)
+    (tmp_path / "input" / TITLE).symlink_to(newer)  # the classic name, as the local Kaggle mounts it
+    shutil.copytree(result.out_dir, tmp_path / "input" / "aaa-copy")  # or as a second real mount
+    assert find_wheels_datasets(str(tmp_path / "input")) == [str(newer)]
+    python = fresh_venv(tmp_path / "venv")
+    installed = install_from_wheels_dataset(str(tmp_path / "input"), required=("alpha",), python=str(python))
+    assert sorted(installed) == ["alpha==1.0", "beta==2.0"]

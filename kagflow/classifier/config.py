@@ -66,6 +66,9 @@ class TrainConfig:
     # 3.2x the seed's Trainer on an H100); on the CPU the HF Trainer. "trainer": always the HF Trainer.
     # "fast": always fit_lora. Both checkpoint, resume and keep the time budget.
     train_loop: str = "auto"
+    # Weight of each class in the loss: (winner_model_a, winner_model_b, winner_tie) weights, or "balanced"
+    # (n_rows / (3 * rows of the class)); empty: unweighted. Both training loops (classifier/loss.py).
+    class_weights: str | tuple[float, ...] = ()
 
     from_namespace = classmethod(from_namespace)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Optional
 
 from . import LABEL_COLUMNS
 from .text import HEADERS
@@ -37,8 +38,14 @@ def corpus(seed: int = 0, n_rows: int = 400):
         yield HEADERS[2] + _sentence(rng, words, 10, 40) + " " + MARKER
 
 
-def write_synthetic_competition(out_dir, *, n_train: int = 1200, n_test: int = 200, seed: int = 0) -> dict:
-    """Write train.csv, test.csv, sample_submission.csv and a separate solution.csv; return their paths."""
+def write_synthetic_competition(out_dir, *, n_train: int = 1200, n_test: int = 200, seed: int = 0,
+                                n_public: Optional[int] = None) -> dict:
+    """Write train.csv, test.csv, sample_submission.csv and a separate solution.csv; return their paths.
+
+    ``n_public``: as in a code competition, test.csv and sample_submission.csv hold only the first
+    ``n_public`` test rows, and the whole test set (``n_test`` rows, what a submission is re-run on)
+    goes to hidden/test.csv and hidden/sample_submission.csv (paths ``hidden_test``, ``hidden_sample``).
+    """
     import pandas as pd
 
     out = Path(out_dir)
@@ -51,10 +58,16 @@ def write_synthetic_competition(out_dir, *, n_train: int = 1200, n_test: int = 2
     paths = {name: out / f"{name}.csv" for name in ("train", "test", "sample_submission", "solution")}
     pd.DataFrame([{**{k: r[k] for k in ("id", "model_a", "model_b", "prompt", "response_a", "response_b")},
                    **onehot(r["label"])} for r in train]).to_csv(paths["train"], index=False)
-    pd.DataFrame([{k: r[k] for k in ("id", "prompt", "response_a", "response_b")} for r in test]).to_csv(
-        paths["test"], index=False)
-    pd.DataFrame([{"id": r["id"], **{c: 1 / 3 for c in LABEL_COLUMNS}} for r in test]).to_csv(
-        paths["sample_submission"], index=False)
+    tests = [(paths["test"], paths["sample_submission"], test if n_public is None else test[:n_public])]
+    if n_public is not None:
+        (out / "hidden").mkdir(exist_ok=True)
+        paths["hidden_test"], paths["hidden_sample"] = out / "hidden" / "test.csv", out / "hidden" / "sample_submission.csv"
+        tests.append((paths["hidden_test"], paths["hidden_sample"], test))
+    for test_path, sample_path, part in tests:
+        pd.DataFrame([{k: r[k] for k in ("id", "prompt", "response_a", "response_b")} for r in part]).to_csv(
+            test_path, index=False)
+        pd.DataFrame([{"id": r["id"], **{c: 1 / 3 for c in LABEL_COLUMNS}} for r in part]).to_csv(
+            sample_path, index=False)
     pd.DataFrame([{"id": r["id"], **onehot(r["label"])} for r in test]).to_csv(paths["solution"], index=False)
     return paths
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from .config import TrainConfig  # noqa: F401 - re-exported: the notebooks import it from here
 from .data import load_arena_csv, stratified_fold
 from .infer import predict_proba
+from .loss import resolve_class_weights, trainer_loss
 from .metrics import evaluate, save_confusion_matrix, write_metrics
 from .device import device_profile
 from .model import ModelTraits, add_lora, load_base, load_tokenizer
@@ -117,7 +118,14 @@ def make_trainer(cfg: TrainConfig, model, tokenizer, train_rows, eval_rows, chec
     evaluating = cfg.eval_strategy != "no"
     tokenizer_kwarg = "processing_class" if "processing_class" in inspect.signature(Trainer).parameters \
         else "tokenizer"  # transformers < 4.46
+    weights = resolve_class_weights(cfg.class_weights, [r["labels"] for r in train_rows])
+    extra = {}
+    if weights is not None:
+        import torch
+
+        extra["compute_loss_func"] = trainer_loss(torch.tensor(weights, dtype=torch.float32))
     return Trainer(
+        **extra,
         model=model,
         args=training_arguments(cfg, checkpoint_dir, optim),
         train_dataset=train_rows,
@@ -178,6 +186,17 @@ def checkpointing(cfg: TrainConfig, checkpoint_dir: Path, *, started: float, eva
                          reserve_seconds=60.0, reserve_rows=eval_rows)
 
 
+def _rank0_decides(*flags: bool) -> tuple:
+    """Rank 0's ``flags`` on every DDP process (its clock decides), unchanged on one process."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flags
+    box = [flags]
+    dist.broadcast_object_list(box, src=0)
+    return tuple(box[0])
+
+
 def _budget_callback(cfg: TrainConfig, started: float):
     """An HF TrainerCallback: a checkpoint every ``save_minutes``, and a clean stop (with a checkpoint) before
     ``time_budget`` runs out, as the fast loop does."""
@@ -194,13 +213,18 @@ def _budget_callback(cfg: TrainConfig, started: float):
             t = now()
             if self.first_step is None:
                 self.first_step = (state.global_step - 1, t)
-            if cfg.save_minutes and t - self.last_save >= cfg.save_minutes * 60:
+            if state.global_step % max(1, cfg.logging_steps):  # decide at the same steps on every process
+                return control
+            save = bool(cfg.save_minutes) and t - self.last_save >= cfg.save_minutes * 60
+            done = state.global_step - self.first_step[0]
+            per_step = (t - started) / max(1, done)
+            stop = bool(cfg.time_budget) and state.global_step < state.max_steps and \
+                t + (cfg.logging_steps + 1) * per_step + 60 > started + cfg.time_budget
+            save, stop = _rank0_decides(save, stop)
+            if save:
                 control.should_save, self.last_save = True, t
-            if cfg.time_budget:
-                done = state.global_step - self.first_step[0]
-                per_step = (t - started) / max(1, done)
-                if t + 2 * per_step + 60 > started + cfg.time_budget and state.global_step < state.max_steps:
-                    control.should_training_stop = control.should_save = self.stopped_early = True
+            if stop:
+                control.should_training_stop = control.should_save = self.stopped_early = True
             return control
 
     return Budget()
@@ -293,11 +317,14 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
                               "eval_log_loss": scores["log_loss"], "eval_accuracy": scores["accuracy"]})
                 print(evals[-1], flush=True)
 
+        weights = resolve_class_weights(cfg.class_weights, labels)
+        if weights is not None:
+            print(f"class weights (a, b, tie): {[round(w, 4) for w in weights]}", flush=True)
         losses = fit_lora(model, seqs, labels, recipe, steps=steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
                           seed=cfg.seed, optim_type=optim, pad_id=tokenizer.pad_token_id, log_every=cfg.logging_steps,
                           on_log=print, checkpointing=checkpointing(cfg, checkpoint_dir, started=started,
                                                                     eval_rows=len(val_rows)),
-                          eval_at=eval_steps(cfg, per_epoch, len(steps)), on_eval=on_eval)
+                          eval_at=eval_steps(cfg, per_epoch, len(steps)), on_eval=on_eval, class_weights=weights)
         resume, global_step, stopped_early = losses.resumed_from, len(losses), losses.stopped_early
         train_loss = sum(losses) / len(losses) if losses else float("nan")
         if int(os.environ.get("RANK", "0")) != 0:

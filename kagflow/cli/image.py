@@ -1,4 +1,4 @@
-"""`kagflow image probe|show`: the Kaggle image the wheels dataset targets."""
+"""`kagflow image probe|show|local`: the Kaggle image the wheels dataset targets, and the local one."""
 
 from __future__ import annotations
 
@@ -23,6 +23,19 @@ def show(app: App, name: str | None) -> None:
     app.out.result(f"Image {img.name}", python=img.python_version, cuda=img.cuda or "-",
                    platforms=", ".join(img.platforms[:3]) + (" ..." if len(img.platforms) > 3 else ""),
                    packages=len(img.installed))
+
+
+@image.command("local")
+@click.pass_obj
+def local(app: App) -> None:
+    """Build (once; then reused) and show the local Kaggle's image, where local kernels run, and how it
+    differs from Kaggle's."""
+    from kagflow.local.kernel_image import kernel_image
+
+    img = kernel_image(say=lambda line: click.echo(line, err=True))
+    app.out.result(f"Local Kaggle image {img.path.name}", path=img.path, python=img.python,
+                   build_seconds=img.build_seconds, packages=" ".join(img.spec.pins),
+                   differences="; ".join(img.notes))
 
 
 @image.command("probe")

@@ -191,7 +191,7 @@ def import_(app: App, ref: str, name: str | None) -> None:
     Example:
       kagflow kernel import emiz6413/training-gemma-2-9b-4-bit-qlora-fine-tuning --as upstream
     """
-    result = app.session.import_kernel(ref, name=name)
+    result = app.session.import_notebook(ref, name=name)
     app.reload()
     app.out.result(f"Imported {ref} as kernel {result.name!r}", folder=result.folder, title=result.title,
                    next=f"kagflow check && kagflow kernel push {result.name}")

@@ -67,19 +67,30 @@ def stop(app: App, data_dir: Path | None) -> None:
 
 @local.command("competition")
 @click.option("--files", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Folder with train.csv, test.csv, sample_submission.csv and the hidden solution.csv "
-                   "(default: the synthetic competition).")
+              help="Folder with train.csv, test.csv, sample_submission.csv, the hidden solution.csv and, under "
+                   "hidden/, the hidden test set a code submission is re-run on (default: the synthetic "
+                   "competition).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="The server's data folder (default: the server KAGFLOW_KAGGLE_ENDPOINT names, else "
+                   ".kagflow/local).")
+@click.option("--accept-rules", is_flag=True,
+              help="Accept the competition's rules as [project] username (downloads and submissions answer 403 "
+                   "until then, as on Kaggle).")
 @click.pass_obj
-def competition(app: App, files: Path | None) -> None:
+def competition(app: App, files: Path | None, data_dir: Path | None, accept_rules: bool) -> None:
     """Host the project's competition on the local server (scored by log loss, like Kaggle)."""
-    from kagflow.hub.target import local_data_dir
-    from kagflow.local.competition import install_competition
+    from kagflow.hub.target import server_data_dir
+    from kagflow.local import competition as comp
     from kagflow.standin import ensure_synthetic_competition
 
     cfg = app.config
     files = files or ensure_synthetic_competition(cfg)
-    install_competition(local_data_dir(cfg), cfg.project.competition, files)
-    app.out.result(f"Competition {cfg.project.competition} hosted locally", files=files)
+    data = data_dir or server_data_dir(cfg)
+    comp.install_competition(data, cfg.project.competition, files)
+    if accept_rules:
+        comp.accept_rules(data, cfg.project.competition, cfg.username)
+    app.out.result(f"Competition {cfg.project.competition} hosted locally"
+                   + (f"; rules accepted as {cfg.username}" if accept_rules else ""), files=files, data=data)
 
 
 COMMANDS = [local]

@@ -30,7 +30,7 @@ def submit(app: App, name: str, version: int | None, file: Path | None, message:
     """
     session, on_poll = app.session, poll_printer("submission")
     if file is not None:
-        sub = session.submit_file(file, message=message, wait=not no_wait, on_poll=on_poll)
+        sub = session.submit_csv(file, message=message, wait=not no_wait, on_poll=on_poll)
     else:
         sub = session.submit(name, version=version, wait=not no_wait, on_poll=on_poll, message=message)
     app.out.result(f"Submission {sub.ref}: {sub.status}", score=sub.public_score if sub.public_score is not None

@@ -15,8 +15,8 @@ def wheels() -> None:
 @wheels.command("build")
 @click.argument("requirements", nargs=-1)
 @click.option("--image", default=None,
-              help="Target image: a snapshot name, a saved image.json, or 'this-machine' "
-                   "(default: [wheels] image; 'this-machine' on the local target).")
+              help="Target image: a snapshot name, a saved image.json, 'local-kaggle' or 'this-machine' "
+                   "(default: [wheels] image; 'local-kaggle', the local Kaggle's image, on the local target).")
 @click.option("--index-url", default=None, envvar="PIP_INDEX_URL",
               help="Package index. [env var: PIP_INDEX_URL]")
 @click.option("--find-links", multiple=True, help="Extra wheel folders or pages.")

@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Optional, TypeVar
 
 from kagflow.errors import NotFoundError
 from kagflow.hub.errors import checked, translate  # noqa: F401 - checked is used by the resource modules
-from kagflow.hub.retry import call_with_retry, is_transient, status_of
+from kagflow.hub.retry import Outage, call_with_retry, is_transient, status_of
 from kagflow.hub.target import Target
 
 T = TypeVar("T")
@@ -38,6 +38,7 @@ class Gateway:
     api: object  # kagflow.hub.client.EndpointKaggleApi
     target: Target
     log: Callable[[str], None] = field(default=_stderr)
+    outage: Outage = field(default_factory=Outage)  # one unreachable-deadline for the whole command
 
     @property
     def username(self) -> str:
@@ -60,7 +61,8 @@ class Gateway:
 
         try:
             return call_with_retry(fn, what=what, should_retry=should_retry, before_retry=before_retry,
-                                   log=self.log, max_retries=UPLOAD_RETRIES if uploads else None)
+                                   log=self.log, max_retries=UPLOAD_RETRIES if uploads else None,
+                                   outage=self.outage)
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, what=what, handle=handle, target=self.target) from None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -93,7 +93,13 @@ def wait_score(gw: Gateway, competition: str, ref: str, *, timeout: float = 3 * 
                         context=f"competition {competition}",
                         hint="run `kagflow submit` again later: it finds this submission and waits for its score")
 
-    sub = poll_until(fetch, lambda s: s.status in ("COMPLETE", "ERROR"), timeout=timeout, on_poll=on_poll,
+    def shown(sub: Submission, elapsed: float) -> None:
+        # while PENDING, the local Kaggle says what its re-run on the hidden test set is doing (Kaggle says nothing)
+        if on_poll is not None:
+            on_poll(replace(sub, status=f"{sub.status} ({sub.error})") if sub.status == "PENDING" and sub.error
+                    else sub, elapsed)
+
+    sub = poll_until(fetch, lambda s: s.status in ("COMPLETE", "ERROR"), timeout=timeout, on_poll=shown,
                      on_timeout=timed_out, sleep=sleep)
     if sub.status == "ERROR":
         raise HubError(f"submission {ref} failed: {sub.error or 'no reason given'}",

@@ -87,6 +87,14 @@ def describe(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+class Outage:
+    """Since when the endpoint has not answered (None: it answers). One per command (the Gateway
+    holds it), so nested and successive calls share one deadline."""
+
+    def __init__(self) -> None:
+        self.since: Optional[float] = None
+
+
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
@@ -99,6 +107,7 @@ def call_with_retry(
     before_retry: Optional[Callable[[], Optional[T]]] = None,
     max_retries: Optional[int] = None,
     deadline: Optional[float] = None,
+    outage: Optional[Outage] = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     log: Callable[[str], None] = _stderr,
@@ -110,16 +119,18 @@ def call_with_retry(
     returns a result if the failed attempt did go through (so no duplicate is created).
     While the endpoint does not answer at all, retrying stops once the next wait would end
     past ``deadline`` seconds (default ``RetryPolicy.DEADLINE``) since it stopped answering,
-    counting the time the next attempt may take.
+    counting the time the next attempt may take; ``outage`` shares that clock between calls.
     """
     retries = RetryPolicy.MAX_RETRIES if max_retries is None else max_retries
     limit = RetryPolicy.DEADLINE if deadline is None else deadline
     attempt = 0
-    unreachable_since: Optional[float] = None
+    outage = outage or Outage()
     while True:
         attempt_started = clock()
         try:
-            return fn()
+            result = fn()
+            outage.since = None
+            return result
         except Exception as exc:  # noqa: BLE001 - classified below
             attempt += 1
             if attempt > retries or not should_retry(exc):
@@ -127,13 +138,13 @@ def call_with_retry(
             wait = next_wait(exc, attempt)
             if is_unreachable(exc):
                 now = clock()
-                if unreachable_since is None:
-                    unreachable_since = attempt_started
+                if outage.since is None:
+                    outage.since = attempt_started
                 # the next attempt may take as long as this one did (a connect timeout)
-                if now - unreachable_since + wait + (now - attempt_started) > limit:
+                if now - outage.since + wait + (now - attempt_started) > limit:
                     raise
             else:
-                unreachable_since = None
+                outage.since = None
             log(f"{what}: {describe(exc)}; retrying in {wait:.1f}s [retry {attempt}/{retries}]")
             sleep(wait)
             if before_retry is not None:

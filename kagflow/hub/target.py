@@ -49,6 +49,21 @@ def local_data_dir(config: Config) -> Path:
     return config.root / ".kagflow" / "local"
 
 
+def server_data_dir(config: Config) -> Path:
+    """The data folder of the local server the project talks to: the one ``KAGFLOW_KAGGLE_ENDPOINT`` names (it
+    says where through ``/health``, so a server started with ``--data-dir`` is followed), else ``.kagflow/local``."""
+    endpoint = os.environ.get(ENDPOINT_ENV)
+    if not endpoint:
+        return local_data_dir(config)
+    from kagflow.local.control import health
+
+    info = health(endpoint)
+    if not info or not info.get("data_dir"):
+        raise ConfigError(f"{ENDPOINT_ENV}={endpoint}: no local Kaggle answers there",
+                          hint="start it (kagflow local serve --data-dir DIR) or unset the variable")
+    return Path(info["data_dir"])
+
+
 def targets_local(config: Config) -> bool:
     """Whether kagflow talks to a local server (an explicit endpoint, or the local target) rather
     than Kaggle: the rule ``resolve_target`` applies, without starting anything."""

@@ -11,8 +11,10 @@ Public API::
     serve_forever(data_dir, port)                  foreground; what ``python -m kagflow.local serve`` runs
     ensure_background_server(data_dir) -> url      start detached unless alive; stop_background_server(data_dir)
     default_data_dir()                             $KAGFLOW_LOCAL_DATA_DIR or ~/.kagflow/local
-    run_notebook_in_sandbox(notebook, sandbox, *, timeout, enable_internet, env=None, cancel=None)
-        -> (status, failure_message, log_path)
+    run_notebook_in_sandbox(notebook, sandbox, *, timeout, enable_internet, env=None, cancel=None,
+                            python=None, hide=()) -> (status, failure_message, log_path)
+        the one runner of local kernels: a bubblewrap sandbox (sandbox.py) on the local Kaggle image
+        (kernel_image.py)
     install_competition(data_dir, slug, files_dir, *, title=None); score_submission(solution, submission)
     (the official CLI against a server: kagflow.hub.official_cli.run_official_cli)
     Faults / FaultRule, Settings

@@ -64,9 +64,15 @@ def model_source(store: Store, user: str, ref: str) -> Optional[Mount]:
                  (handle.model, fw, handle.instance, number), "model_version", version["id"])
 
 
-def competition_source(store: Store, user: str, slug: str) -> Optional[Mount]:
+def competition_source(store: Store, user: str, slug: str, *, hidden: bool = False) -> Optional[Mount]:
+    """The competition's public files; with ``hidden`` (a code submission's re-run) the hidden test set in their place."""
     row = store.one("SELECT id FROM competitions WHERE slug=?", slug)
-    return Mount(("competitions", slug), (slug,), "competition", row["id"]) if row else None
+    if row is None:
+        return None
+    kind = "competition"
+    if hidden and store.one("SELECT 1 FROM files WHERE set_kind='competition_rerun' AND set_id=?", row["id"]):
+        kind = "competition_rerun"  # (a competition installed before hidden sets existed has none)
+    return Mount(("competitions", slug), (slug,), kind, row["id"])
 
 
 def kernel_source(store: Store, user: str, ref: str, *, need_output: bool = True) -> Optional[Mount]:

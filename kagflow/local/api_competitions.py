@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 
 from kagglesdk.competitions.types.competition_api_service import (ApiCompetition, ApiCreateCodeSubmissionResponse,
@@ -16,7 +17,7 @@ from kagglesdk.competitions.types.competition_api_service import (ApiCompetition
                                                                   ApiSubmissionLimits)
 from kagglesdk.competitions.types.submission_status import SubmissionStatus
 
-from kagflow.local import transfer
+from kagflow.local import competition, transfer
 from kagflow.local.api import Ctx, Redirect, new_token, now, page, route, utc
 from kagflow.local.api_kernels import find_kernel, find_version
 from kagflow.local.archives import bundle
@@ -41,11 +42,21 @@ def describe(ctx: Ctx, comp) -> ApiCompetition:
     item.url = item.ref
     item.category = "Local"
     item.evaluation_metric = comp["metric"]
-    item.is_kernels_submissions_only = True
+    item.is_kernels_submissions_only = bool(comp["kernels_only"])
     item.max_daily_submissions = ctx.settings.daily_submissions
     item.enabled_date = utc(comp["created"])
-    item.user_has_entered = True
+    item.user_has_entered = competition.rules_accepted(ctx.store, comp["slug"], ctx.user)
     return item
+
+
+def require_rules(ctx: Ctx, comp) -> str:
+    """Kaggle answers 403 to downloads and submissions until the user accepted the competition's rules."""
+    user = ctx.require_user()
+    if not competition.rules_accepted(ctx.store, comp["slug"], user):
+        raise ApiError(403, f"You must accept the rules of competition {comp['slug']!r} first (on Kaggle: "
+                            f"https://www.kaggle.com/competitions/{comp['slug']}/rules; on the local Kaggle: "
+                            f"kagflow local competition --accept-rules, as {user})")
+    return user
 
 
 @route("competitions.CompetitionApiService/ListCompetitions")
@@ -84,6 +95,7 @@ def list_data_files(ctx: Ctx, req) -> ApiListDataFilesResponse:
 @route("competitions.CompetitionApiService/DownloadDataFile")
 def download_data_file(ctx: Ctx, req) -> Redirect:
     comp = find(ctx, req.competition_name)
+    require_rules(ctx, comp)
     check_relpath(req.file_name or "")
     match = [f for f in ctx.store.files_of(KIND, comp["id"]) if f["name"] == req.file_name]
     if not match:
@@ -95,6 +107,7 @@ def download_data_file(ctx: Ctx, req) -> Redirect:
 @route("competitions.CompetitionApiService/DownloadDataFiles")
 def download_data_files(ctx: Ctx, req) -> Redirect:
     comp = find(ctx, req.competition_name)
+    require_rules(ctx, comp)
     files = ctx.store.files_of(KIND, comp["id"])
     digest = hashlib.sha256("".join(f["name"] + f["sha256"] for f in files).encode()).hexdigest()[:16]
     key = f"competitions/{comp['slug']}-{digest}"
@@ -104,12 +117,20 @@ def download_data_files(ctx: Ctx, req) -> Redirect:
 
 @route("competitions.CompetitionApiService/CreateCodeSubmission")
 def create_code_submission(ctx: Ctx, req) -> ApiCreateCodeSubmissionResponse:
-    user = ctx.require_user()
     comp = find(ctx, req.competition_name)
+    user = require_rules(ctx, comp)
     owner = req.kernel_owner or user
     kernel = find_kernel(ctx, owner, req.kernel_slug)
     ctx.require_owner(kernel["owner"], "competitions.submit")
     version = find_version(ctx, kernel, f"v{req.kernel_version}" if req.kernel_version else "")
+    settings = json.loads(version["settings"])
+    ref = f"{kernel['owner']}/{kernel['slug']} version {version['number']}"
+    if settings.get("enable_internet"):
+        raise ApiError(400, f"Submission not allowed: {ref} has internet access enabled; this competition "
+                            "requires internet off. Set enable_internet to false, push a new version and submit it")
+    if comp["slug"] not in settings.get("competition_sources", []):
+        raise ApiError(400, f"Submission not allowed: {ref} does not have competition {comp['slug']!r} as a data "
+                            "source; add it to competition_sources, push a new version and submit it")
     file_name = req.file_name or "submission.csv"
     check_relpath(file_name)
     _check_quota(ctx, comp, user)
@@ -150,8 +171,12 @@ def start_submission_upload(ctx: Ctx, req) -> ApiStartSubmissionUploadResponse:
 @route("competitions.CompetitionApiService/CreateSubmission")
 def create_submission(ctx: Ctx, req) -> ApiCreateSubmissionResponse:
     """A file submission (``kaggle competitions submit -f file.csv``), scored like a code submission's output."""
-    user = ctx.require_user()
     comp = find(ctx, req.competition_name)
+    user = require_rules(ctx, comp)
+    if comp["kernels_only"]:
+        raise ApiError(400, f"Submission not allowed: {comp['slug']!r} is a code competition that only accepts "
+                            "notebook submissions (kaggle competitions submit -k owner/notebook -v N -f "
+                            "submission.csv)")
     upload = ctx.store.one("SELECT * FROM uploads WHERE token=? AND owner=?", req.blob_file_tokens or "", user)
     if upload is None or upload["sha256"] is None:
         raise ApiError(400, "blobFileTokens must name a finished StartSubmissionUpload upload")
@@ -177,6 +202,8 @@ def describe_submission(ctx: Ctx, row) -> ApiSubmission:
         item.public_score = row["public_score"]
     if row["error"]:
         item.error_description = row["error"]
+    elif row["status"] == "PENDING" and row["progress"]:  # the local Kaggle's word on a running re-run
+        item.error_description = row["progress"]
     item.submitted_by = item.submitted_by_ref = item.team_name = row["owner"]
     item.url = f"{ctx.base_url}/competitions/{row['competition']}/submissions#{row['id']}"
     return item

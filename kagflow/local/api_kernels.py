@@ -20,7 +20,7 @@ from kagglesdk.kernels.types.kernels_enums import KernelExecutionType, KernelsLi
 from kagflow import slugs
 from kagflow.errors import NamingError
 from kagflow.local import access, mounts, quota, transfer
-from kagflow.local.api import Ctx, Redirect, in_body, now, page, route, utc
+from kagflow.local.api import Ctx, Redirect, in_body, now, page, refusal, route, utc
 from kagflow.local.archives import bundle
 from kagflow.local.jobs import sandbox_dir
 from kagflow.local.names import inside, parse_count
@@ -57,13 +57,6 @@ def _sources(ctx: Ctx, req, owner: str) -> tuple[dict, dict]:
              "kernel": req.kernel_data_sources, "model": req.model_data_sources}
     valid, invalid = access.check_sources(ctx.store, owner, given)
     return {f"{kind}_sources": refs for kind, refs in valid.items()}, invalid
-
-
-def _refused(message: str) -> ApiSaveKernelResponse:
-    """A push Kaggle refuses in the body (``kernels push`` prints "Kernel push error: <error>")."""
-    resp = ApiSaveKernelResponse()
-    resp.error = message
-    return resp
 
 
 @route("kernels.KernelsApiService/SaveKernel")
@@ -111,9 +104,10 @@ def save_kernel(ctx: Ctx, req) -> ApiSaveKernelResponse:
     if kind and not quick:
         allowed = ctx.settings.gpu_quota_s if kind == "gpu" else ctx.settings.tpu_quota_s
         if quota.used_seconds(ctx.store, owner, kind) >= allowed:
-            return _refused(f"You have used your weekly {kind.upper()} quota of {allowed / 3600:g} hours; it renews "
-                            f"at {utc(quota.week_start(now()) + quota.WEEK_S)} UTC (see kaggle quota), or push "
-                            "without an accelerator")
+            return refusal(ApiSaveKernelResponse, ApiError(  # in the body: "Kernel push error: <error>"
+                403, f"You have used your weekly {kind.upper()} quota of {allowed / 3600:g} hours; it renews at "
+                     f"{utc(quota.week_start(now()) + quota.WEEK_S)} UTC (see kaggle quota), or push without an "
+                     "accelerator"))
     with ctx.store.tx() as db:
         kernel = db.execute("SELECT * FROM kernels WHERE owner=? AND slug=?", (owner, slug)).fetchone()
         if kernel is None:

@@ -1,9 +1,11 @@
-"""A local competition: public files anyone can download, a hidden solution, Kaggle-style scoring.
+"""A local competition: public files, a hidden test set and solution, rules to accept, Kaggle-style scoring.
 
 :func:`install_competition` hosts ``files_dir`` (train.csv, test.csv, sample_submission.csv, ...)
-as competition ``slug``; its ``solution.csv`` (``id`` + one probability column per class) is
-kept out of the public files. :func:`score_submission` checks a submission the way Kaggle's
-scorer does and returns the multi-class log loss.
+as competition ``slug``; its ``solution.csv`` (``id`` + one probability column per class) and the
+files under ``hidden/`` (the hidden test set a code submission is re-run on) are kept out of the
+public files. :func:`accept_rules` records a user's acceptance (downloads and submissions answer
+403 before it). :func:`score_submission` checks a submission the way Kaggle's scorer does and
+returns the multi-class log loss.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from pathlib import Path
 from typing import Optional
 
 from kagflow import slugs
-from kagflow.local.names import check_name
+from kagflow.local.names import check_ident, check_name
 from kagflow.local.store import Store
 
 SOLUTION = "solution.csv"
+HIDDEN = "hidden"          # files_dir/hidden/: the hidden test set a code submission is re-run on
+RERUN = "competition_rerun"  # file set: the public files with the hidden ones in their place
 EPS = 1e-15
 ROW_SUM_TOLERANCE = 1e-3
 METRIC = "multiclass log loss"
@@ -31,8 +35,14 @@ class ScoreError(ValueError):
 
 
 def install_competition(data_dir: os.PathLike | str, slug: str, files_dir: os.PathLike | str, *,
-                        title: Optional[str] = None) -> None:
-    """Host the CSVs of ``files_dir`` as competition ``slug`` (``solution.csv`` hidden). Re-installing replaces them."""
+                        title: Optional[str] = None, kernels_only: bool = True) -> None:
+    """Host the CSVs of ``files_dir`` as competition ``slug``. Re-installing replaces them.
+
+    ``solution.csv`` stays hidden (it scores submissions); files under ``hidden/`` (e.g. the full
+    ``hidden/test.csv``) are hidden too and take the place of the public files of the same name when a
+    code submission is re-run, as Kaggle re-runs a notebook on its hidden test set. ``kernels_only``:
+    only notebook submissions are accepted (a code competition).
+    """
     slugs.check_competition(slug)
     files_dir = Path(files_dir)
     solution = files_dir / SOLUTION
@@ -41,7 +51,12 @@ def install_competition(data_dir: os.PathLike | str, slug: str, files_dir: os.Pa
     store = Store(data_dir)
     try:
         public = sorted(p for p in files_dir.iterdir() if p.is_file() and p.name != SOLUTION)
-        blobs = [(check_name(p.name), *store.ingest_file(p), "") for p in public]
+        blobs = {p.name: (check_name(p.name), *store.ingest_file(p), "") for p in public}
+        hidden_dir = files_dir / HIDDEN
+        rerun = dict(blobs)
+        if hidden_dir.is_dir():
+            rerun.update({p.name: (check_name(p.name), *store.ingest_file(p), "")
+                          for p in sorted(hidden_dir.iterdir()) if p.is_file()})
         hidden = store.root / "competitions" / slug
         hidden.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(solution, hidden / (SOLUTION + ".tmp"))
@@ -49,15 +64,36 @@ def install_competition(data_dir: os.PathLike | str, slug: str, files_dir: os.Pa
         with store.tx() as db:
             row = db.execute("SELECT id FROM competitions WHERE slug=?", (slug,)).fetchone()
             if row is None:
-                comp_id = db.execute("INSERT INTO competitions VALUES (NULL, ?, ?, ?, ?)",
-                                     (slug, title or slug.replace("-", " ").title(), METRIC, time.time())).lastrowid
+                comp_id = db.execute("INSERT INTO competitions (slug, title, metric, created, kernels_only) VALUES "
+                                     "(?, ?, ?, ?, ?)", (slug, title or slug.replace("-", " ").title(), METRIC,
+                                                         time.time(), int(kernels_only))).lastrowid
             else:
                 comp_id = row["id"]
-                db.execute("DELETE FROM files WHERE set_kind='competition' AND set_id=?", (comp_id,))
-            db.executemany("INSERT INTO files VALUES ('competition', ?, ?, ?, ?, ?, ?)",
-                           [(comp_id, n, s, z, d, time.time()) for n, s, z, d in blobs])
+                db.execute("UPDATE competitions SET kernels_only=? WHERE id=?", (int(kernels_only), comp_id))
+                db.execute("DELETE FROM files WHERE set_kind IN ('competition', ?) AND set_id=?", (RERUN, comp_id))
+            for kind, files in (("competition", blobs), (RERUN, rerun)):
+                db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               [(kind, comp_id, n, s, z, d, time.time()) for n, s, z, d in files.values()])
     finally:
         store.close()
+
+
+def accept_rules(data_dir: os.PathLike | str, slug: str, username: str) -> None:
+    """Record that ``username`` accepted competition ``slug``'s rules (Kaggle: a click on the rules page)."""
+    slugs.check_competition(slug)
+    check_ident(username, what="username")
+    store = Store(data_dir)
+    try:
+        if store.one("SELECT 1 FROM competitions WHERE slug=?", slug) is None:
+            raise FileNotFoundError(f"competition {slug!r} is not hosted in {store.root}")
+        store.run("INSERT OR IGNORE INTO rules_accepted VALUES (?, ?, ?)", slug, username, time.time())
+    finally:
+        store.close()
+
+
+def rules_accepted(store: Store, slug: str, username: Optional[str]) -> bool:
+    return bool(username) and store.one("SELECT 1 FROM rules_accepted WHERE competition=? AND username=?",
+                                        slug, username) is not None
 
 
 def solution_path(store: Store, slug: str) -> Path:

@@ -1,8 +1,9 @@
 """Runs one notebook with nbclient in this process; started by :mod:`kagflow.local.runner`.
 
-``python -m kagflow.local.executor NOTEBOOK WORKING LOG RESULT`` executes NOTEBOOK on a
-``python3`` Jupyter kernel whose cwd is WORKING, streams every output into LOG as it arrives,
-and writes ``{"status": "COMPLETE"|"ERROR", "failure": ...}`` to RESULT.
+``python executor.py NOTEBOOK WORKING LOG RESULT [EXECUTED]`` executes NOTEBOOK on a ``python3``
+Jupyter kernel whose cwd is WORKING, streams every output into LOG as it arrives, writes
+``{"status": "COMPLETE"|"ERROR", "failure": ...}`` to RESULT and the executed notebook to EXECUTED
+(default: ``executed.ipynb`` next to LOG).
 
 The log is Kaggle's format, kept valid JSON after every entry: a list of
 ``{"stream_name": "stdout"|"stderr", "time": <seconds since start>, "data": <text>}``;
@@ -66,7 +67,7 @@ def _text(value) -> str:
     return "".join(value) if isinstance(value, list) else (value or "")
 
 
-def execute(notebook: Path, working: Path, log_path: Path) -> tuple[str, str]:
+def execute(notebook: Path, working: Path, log_path: Path, executed: Path | None = None) -> tuple[str, str]:
     """Execute ``notebook`` in ``working``; return ``(status, failure_message)``."""
     import nbformat
     from nbclient import NotebookClient
@@ -105,7 +106,7 @@ def execute(notebook: Path, working: Path, log_path: Path) -> tuple[str, str]:
     finally:
         log.close()
     try:
-        nbformat.write(nb, str(Path(log_path).with_name("executed.ipynb")))
+        nbformat.write(nb, str(executed or Path(log_path).with_name("executed.ipynb")))
     except Exception:
         pass
     return status, failure
@@ -113,10 +114,11 @@ def execute(notebook: Path, working: Path, log_path: Path) -> tuple[str, str]:
 
 def main(argv: list[str]) -> int:
     notebook, working, log_path, result_path = (Path(a) for a in argv[1:5])
+    executed = Path(argv[5]) if len(argv) > 5 else None
     # SIGTERM (cancel / time limit) unwinds through nbclient, which shuts the kernel down.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        status, failure = execute(notebook, working, log_path)
+        status, failure = execute(notebook, working, log_path, executed)
     except KeyboardInterrupt:
         status, failure = "CANCELLED", "interrupted"
     tmp = result_path.with_suffix(".tmp")

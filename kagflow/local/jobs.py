@@ -2,7 +2,10 @@
 
 A pushed kernel version waits QUEUED, runs (RUNNING) in ``runs/<owner>/<slug>/v<N>/`` and ends
 COMPLETE, ERROR or CANCEL_ACKNOWLEDGED. A code submission waits PENDING until its kernel
-version has finished, then is scored (COMPLETE with a public score) or refused (ERROR).
+version has finished; then, as on Kaggle, that version is re-run in
+``runs/<owner>/<slug>/submission-<id>/`` with the competition's hidden test set mounted in place
+of the public files, internet off, under the version's time limit, and the re-run's output is
+scored (COMPLETE with a public score) or the submission fails (ERROR, in Kaggle's words).
 On start, work left QUEUED/PENDING by a previous server is queued again; a run that was
 RUNNING when the server stopped ends in ERROR.
 """
@@ -20,12 +23,16 @@ from typing import Optional
 import nbformat
 
 from kagflow.local import access, competition, mounts
+from kagflow.local.kernel_image import kernel_python
 from kagflow.local.names import check_ident, inside
 from kagflow.local.runner import run_notebook_in_sandbox
 from kagflow.local.store import Store
 
 
 INTERRUPTED = "Interrupted: the local server stopped during the run"
+# Kaggle's words for a failed code submission
+THREW, TIMEOUT, NOT_FOUND, SCORING_ERROR = ("Notebook Threw Exception", "Notebook Timeout",
+                                            "Submission CSV Not Found", "Submission Scoring Error")
 
 
 def sandbox_dir(store: Store, owner: str, slug: str, number: int) -> Path:
@@ -105,37 +112,51 @@ class Jobs:
                                    f"Local server error: {type(exc).__name__}: {exc}", ident)
 
     def _run(self, version_id: int) -> None:
-        row = self.store.one("SELECT v.*, k.owner, k.slug, k.kernel_type FROM kernel_versions v JOIN kernels k "
-                             "ON k.id = v.kernel_id WHERE v.id=?", version_id)
+        row = self._version(version_id)
         if row is None or row["status"] != "QUEUED" or self._stop.is_set():
             return
-        settings = json.loads(row["settings"])
         sandbox = sandbox_dir(self.store, row["owner"], row["slug"], row["number"])
-        if sandbox.exists():
-            shutil.rmtree(sandbox)
-        (sandbox / ".kagflow").mkdir(parents=True)
-        notebook = sandbox / ".kagflow" / "notebook.ipynb"
-        notebook.write_text(notebook_source(row["source"], row["kernel_type"]), encoding="utf-8")
-        self.mount_sources(sandbox / "input", settings, row["owner"])
         self.store.run("UPDATE kernel_versions SET status='RUNNING', started=? WHERE id=? AND status='QUEUED'",
                        time.time(), version_id)
-        status, failure, _ = run_notebook_in_sandbox(
-            notebook, sandbox, timeout=float(settings.get("timeout") or self.settings.kernel_timeout_s),
-            enable_internet=bool(settings.get("enable_internet")),
-            cancel=self._cancel.setdefault(version_id, threading.Event()))
+        status, failure = self._execute(row, sandbox, version_id)
         if status == "CANCEL_ACKNOWLEDGED" and version_id not in self._user_cancelled:
             status, failure = "ERROR", INTERRUPTED  # the server stopped, nobody cancelled it
         self.store.run("UPDATE kernel_versions SET status=?, failure=?, finished=? WHERE id=?",
                        status, failure, time.time(), version_id)
         self._cancel.pop(version_id, None)
 
-    def mount_sources(self, input_root: Path, settings: dict, owner: str) -> None:
-        """Mount the sources ``owner`` may see (checked again now: a source may have turned private)."""
+    def _version(self, version_id: int):
+        return self.store.one("SELECT v.*, k.owner, k.slug, k.kernel_type FROM kernel_versions v JOIN kernels k "
+                              "ON k.id = v.kernel_id WHERE v.id=?", version_id)
+
+    def _execute(self, row, sandbox: Path, cancel_key: int, *, hidden_of: Optional[str] = None) -> tuple[str, str]:
+        """Run kernel version ``row`` in a fresh ``sandbox``; ``hidden_of``: a re-run for a code submission to that
+        competition, with its hidden test set mounted in place of the public files and the internet off."""
+        settings = json.loads(row["settings"])
+        if sandbox.exists():
+            shutil.rmtree(sandbox)
+        (sandbox / ".kagflow").mkdir(parents=True)
+        notebook = sandbox / ".kagflow" / "notebook.ipynb"
+        notebook.write_text(notebook_source(row["source"], row["kernel_type"]), encoding="utf-8")
+        self.mount_sources(sandbox / "input", settings, row["owner"], hidden_of=hidden_of)
+        status, failure, _ = run_notebook_in_sandbox(
+            notebook, sandbox, timeout=float(settings.get("timeout") or self.settings.kernel_timeout_s),
+            enable_internet=bool(settings.get("enable_internet")) and hidden_of is None,
+            cancel=self._cancel.setdefault(cancel_key, threading.Event()), hide=[self.store.root],
+            python=kernel_python())
+        return status, failure
+
+    def mount_sources(self, input_root: Path, settings: dict, owner: str, *, hidden_of: Optional[str] = None) -> None:
+        """Mount the sources ``owner`` may see (checked again now: a source may have turned private);
+        competition ``hidden_of`` with its hidden test set in place of the public files."""
         input_root.mkdir(parents=True, exist_ok=True)
         store = self.store
         for kind in access.KINDS:
             for ref in settings.get(f"{kind}_sources", []):
-                found = access.RESOLVERS[kind](store, owner, ref)
+                if kind == "competition" and ref == hidden_of:
+                    found = access.competition_source(store, owner, ref, hidden=True)
+                else:
+                    found = access.RESOLVERS[kind](store, owner, ref)
                 if found is None:
                     continue
                 if found.run:
@@ -147,41 +168,64 @@ class Jobs:
 
     def _score(self, submission_id: int) -> None:
         sub = self.store.one("SELECT * FROM submissions WHERE id=?", submission_id)
-        if sub is None or sub["status"] != "PENDING":
+        if sub is None or sub["status"] != "PENDING" or self._stop.is_set():
             return
         solution = competition.solution_path(self.store, sub["competition"])
         if sub["kernel_version_id"] is None:  # a file submission
             try:
                 score = competition.score_submission(solution, self.store.blob_path(sub["blob_sha"]))
             except competition.ScoreError as exc:
-                self._finish(submission_id, "ERROR", error=str(exc))
+                self._finish(submission_id, "ERROR", error=f"{SCORING_ERROR}: {exc}")
                 return
             self._finish(submission_id, "COMPLETE", score=f"{score:.5f}")
             return
-        version = self.store.one("SELECT v.*, k.owner, k.slug FROM kernel_versions v JOIN kernels k ON "
-                                 "k.id = v.kernel_id WHERE v.id=?", sub["kernel_version_id"])
+        version = self._version(sub["kernel_version_id"])
         if version["status"] in ("QUEUED", "RUNNING", "CANCEL_REQUESTED"):
+            self._progress(submission_id, f"waiting for notebook version {version['number']} to finish")
             retry = threading.Timer(0.2, self.submit_score, (submission_id,))  # wait for the run
             retry.daemon = True
             retry.start()
             return
         if version["status"] != "COMPLETE":
-            self._finish(submission_id, "ERROR", error=f"Notebook version {version['number']} did not complete: "
-                                                        f"{version['failure'] or version['status']}")
+            self._finish(submission_id, "ERROR", error=f"{THREW}: notebook version {version['number']} did not "
+                                                        f"complete: {version['failure'] or version['status']}")
             return
-        output = sandbox_dir(self.store, version["owner"], version["slug"], version["number"]) / "working"
+        self._rerun(sub, version, solution)
+
+    def _rerun(self, sub, version, solution: Path) -> None:
+        """Kaggle re-runs the submitted notebook version on the hidden test set (internet off, the version's time
+        limit) and scores that run's output; a failed or timed-out re-run is a failed submission."""
+        sub_id = sub["id"]
+        sandbox = inside(self.store.root / "runs", version["owner"], version["slug"], f"submission-{sub_id}")
+        self._progress(sub_id, f"re-running notebook version {version['number']} on the hidden test set")
+        status, failure = self._execute(version, sandbox, -sub_id, hidden_of=sub["competition"])
+        self._cancel.pop(-sub_id, None)
+        if status == "CANCEL_ACKNOWLEDGED":  # the server stopped: left PENDING, re-run on the next start
+            return
+        if status != "COMPLETE":
+            word = TIMEOUT if (failure or "").lower().startswith("timeout") else THREW
+            self._finish(sub_id, "ERROR", error=f"{word}: {failure or status} (re-run on the hidden test set; "
+                                                f"its log: runs/{version['owner']}/{version['slug']}/submission-{sub_id})")
+            return
+        self._progress(sub_id, "scoring the re-run's output")
+        output = sandbox / "working"
+        target = (output / sub["file_name"]).resolve()
+        if output.resolve() not in target.parents or not target.is_file():
+            self._finish(sub_id, "ERROR", error=f"{NOT_FOUND}: the re-run on the hidden test set wrote no "
+                                                f"{sub['file_name']}")
+            return
         try:
-            target = (output / sub["file_name"]).resolve()
-            if output.resolve() not in target.parents:
-                raise competition.ScoreError(f"Invalid submission file name {sub['file_name']!r}")
             score = competition.score_submission(solution, target)
         except competition.ScoreError as exc:
-            self._finish(submission_id, "ERROR", error=str(exc))
+            self._finish(sub_id, "ERROR", error=f"{SCORING_ERROR}: {exc} (in the re-run on the hidden test set)")
             return
-        self._finish(submission_id, "COMPLETE", score=f"{score:.5f}")
+        self._finish(sub_id, "COMPLETE", score=f"{score:.5f}")
+
+    def _progress(self, submission_id: int, text: str) -> None:
+        self.store.run("UPDATE submissions SET progress=? WHERE id=?", text, submission_id)
 
     def _finish(self, submission_id: int, status: str, *, score: Optional[str] = None, error: str = "") -> None:
-        self.store.run("UPDATE submissions SET status=?, public_score=?, error=? WHERE id=?",
+        self.store.run("UPDATE submissions SET status=?, public_score=?, error=?, progress='' WHERE id=?",
                        status, score, error, submission_id)
 
 

@@ -1,35 +1,53 @@
-"""Run a notebook the way a Kaggle batch session does, on this machine.
+"""Run a notebook the way a Kaggle batch session does, on this machine: the one runner of local kernels.
 
-:func:`run_notebook_in_sandbox` executes a notebook in ``<sandbox>/working`` (the cwd) with
-``<sandbox>/input`` as its read-only inputs, a time limit, cancellation and, with
-``enable_internet=False``, no outbound network. It starts ``kagflow/local/executor.py``
-(the same interpreter as the caller, so the ``python3`` kernel is this environment's ipykernel)
-in its own process group, so a cancel or a timeout can end it and its kernel.
+:func:`run_notebook_in_sandbox` executes a notebook with ``<sandbox>/input`` as its read-only inputs,
+``<sandbox>/working`` as its cwd and output, a time limit, cancellation and, with
+``enable_internet=False``, no way out to the network. The local server's kernel runs
+(:mod:`kagflow.local.jobs`) and ``kagflow kernel run --local`` (:mod:`kagflow.localrun`) both use it.
+
+Where bubblewrap works (:mod:`kagflow.local.sandbox`), the run happens in a Kaggle-shaped sandbox:
+the notebook sees ``/kaggle/input``, ``/kaggle/working``, ``/kaggle/temp`` and, with internet off,
+a network namespace with loopback only. Elsewhere it runs unconfined in the sandbox folders (one
+line on stderr says so), with a socket guard for internet off.
+
+``kagflow/local/executor.py`` (this interpreter's nbclient) starts a ``python3`` kernel on ``python``
+(default: this interpreter; kagflow passes the local image's, see :mod:`kagflow.localimage`).
+``pip install`` in the kernel goes to the run's own ``site`` folder (``PIP_TARGET``, first on the
+kernel's ``PYTHONPATH``): a run never modifies the image or any other environment.
 
 Sandbox layout::
 
     <sandbox>/input/      inputs (see kagflow.local.mounts)
     <sandbox>/working/    cwd; its files are the run's output
+    <sandbox>/temp/       /kaggle/temp
     <sandbox>/log.json    Kaggle-format log: [{"stream_name", "time", "data"}, ...]
-    <sandbox>/executed.ipynb, <sandbox>/.kagflow/   executed notebook, sandbox internals
+    <sandbox>/.kagflow/   internals: notebook, executed.ipynb, result, kernelspec, site/
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Iterable, Mapping, Optional
+
+from kagflow.local import sandbox as bwrap
 
 COMPLETE, ERROR, CANCELLED = "COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED"
 NO_INTERNET_PROXY = "http://127.0.0.1:9"  # discard port: nothing listens, connections fail at once
 KILL_GRACE_S = 3.0
-EXECUTOR = Path(__file__).with_name("executor.py")  # run by path: imports nothing from kagflow
+EXECUTOR = Path(__file__).with_name("executor.py")  # copied into the run: imports nothing from kagflow
+# One OpenMP thread unless the caller says otherwise: on a small CPU box, the kernel's threads
+# contend with the server and the client, and a training step gets many times slower.
+KERNEL_THREADS = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+HIDDEN_ENV = ("KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_CONFIG_DIR", "PYTHONPATH")
 
 SITECUSTOMIZE = '''\
 """kagflow local kernel: internet is off (enable_internet: false). Loopback still works."""
@@ -94,76 +112,106 @@ _socket.getaddrinfo = _guarded_getaddrinfo
 '''
 
 
-# One OpenMP thread unless the caller says otherwise: on a small CPU box, the kernel's threads
-# contend with the server and the client, and a training step gets many times slower.
-KERNEL_THREADS = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+@dataclass(frozen=True)
+class Places:
+    """The run's folders as the kernel sees them: /kaggle/... in the sandbox, else the host's."""
+
+    input: Path
+    working: Path
+    temp: Path
+    internal: Path
+
+    @classmethod
+    def of(cls, sandbox: Path, sandboxed: bool) -> "Places":
+        if sandboxed:
+            return cls(bwrap.KAGGLE_ROOT / "input", bwrap.KAGGLE_ROOT / "working", bwrap.KAGGLE_ROOT / "temp",
+                       bwrap.INTERNAL)
+        return cls(sandbox / "input", sandbox / "working", sandbox / "temp", sandbox / ".kagflow")
 
 
-def sandbox_env(sandbox: Path, *, enable_internet: bool, env: Optional[Mapping[str, str]] = None) -> dict:
-    """The environment a run sees: kagflow roots, Kaggle's batch marker, and the network switch."""
+def sandbox_env(sandbox: Path, *, enable_internet: bool, env: Optional[Mapping[str, str]] = None,
+                python: Optional[str] = None, sandboxed: bool = False) -> dict:
+    """The environment a run sees (kagflow roots, Kaggle's batch marker, the network switch); also
+    writes the run's ``python3`` kernelspec and, unconfined without internet, the socket guard."""
     sandbox = Path(sandbox).resolve()
-    result = dict(os.environ)
-    for key in ("KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_USERNAME"):
-        result.pop(key, None)  # a kernel never sees the pusher's credentials
-    jupyter = _kernelspec(sandbox / ".kagflow" / "jupyter")
-    result["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(jupyter), result.get("JUPYTER_PATH", "")) if p)
-    result.update({
-        "KAGFLOW_INPUT_ROOT": str(sandbox / "input"),
-        "KAGFLOW_WORKING_ROOT": str(sandbox / "working"),
-        "KAGGLE_KERNEL_RUN_TYPE": "Batch",
-        "PYTHONUNBUFFERED": "1",
-    })
-    result.update({k: v for k, v in KERNEL_THREADS.items() if k not in os.environ})
-    if not enable_internet:
-        site = sandbox / ".kagflow" / "site"
-        site.mkdir(parents=True, exist_ok=True)
-        (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
-        result["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), result.get("PYTHONPATH", "")) if p)
+    places = Places.of(sandbox, sandboxed)
+    # never the pusher's credentials, nor this machine's pip settings (the kernel's pip is Kaggle's)
+    result = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV and not k.startswith("PIP_")}
+    kernel_path = [str(places.internal / "site")]
+    (sandbox / ".kagflow" / "site").mkdir(parents=True, exist_ok=True)
+    if not enable_internet and not sandboxed:
+        guard = sandbox / ".kagflow" / "guard"
+        guard.mkdir(parents=True, exist_ok=True)
+        (guard / "sitecustomize.py").write_text(SITECUSTOMIZE)
+        kernel_path.append(str(places.internal / "guard"))
         for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
             result[var] = NO_INTERNET_PROXY
         result["no_proxy"] = result["NO_PROXY"] = "127.0.0.1,localhost,::1"
-        result["KAGFLOW_INTERNET"] = "0"
-    else:
-        result["KAGFLOW_INTERNET"] = "1"
+    _kernelspec(sandbox / ".kagflow" / "jupyter", python or sys.executable,
+                {"PYTHONPATH": os.pathsep.join(kernel_path), "PIP_TARGET": str(places.internal / "site")})
+    result.update({
+        "JUPYTER_PATH": str(places.internal / "jupyter"),
+        "KAGFLOW_INPUT_ROOT": str(places.input),
+        "KAGFLOW_WORKING_ROOT": str(places.working),
+        "KAGGLE_KERNEL_RUN_TYPE": "Batch",
+        "KAGFLOW_INTERNET": "1" if enable_internet else "0",
+        "PYTHONUNBUFFERED": "1",
+    })
+    if sandboxed:
+        result.update({"HOME": "/tmp", "TMPDIR": "/tmp"})
+    result.update({k: v for k, v in KERNEL_THREADS.items() if k not in os.environ})
     result.update(env or {})
     return result
 
 
-def _kernelspec(jupyter_dir: Path) -> Path:
-    """A ``python3`` kernelspec for this very interpreter, found first through ``JUPYTER_PATH``.
-
-    A user-wide ``python3`` kernelspec (``~/.local/share/jupyter``) could otherwise point the run
-    at another Python.
-    """
+def _kernelspec(jupyter_dir: Path, python: str, env: Mapping[str, str]) -> Path:
+    """A ``python3`` kernelspec for ``python`` with the kernel's own ``env``, found first through
+    ``JUPYTER_PATH`` (a user-wide ``python3`` kernelspec could otherwise pick another Python)."""
     spec = jupyter_dir / "kernels" / "python3"
     spec.mkdir(parents=True, exist_ok=True)
     (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"], "env": dict(env),
         "display_name": "Python 3 (kagflow local)", "language": "python", "metadata": {"debugger": False}}))
     return jupyter_dir
 
 
 def run_notebook_in_sandbox(notebook_path: os.PathLike | str, sandbox_dir: os.PathLike | str, *,
                             timeout: float, enable_internet: bool, env: Optional[Mapping[str, str]] = None,
-                            cancel: Optional[threading.Event] = None) -> tuple[str, str, Path]:
+                            cancel: Optional[threading.Event] = None, python: Optional[str] = None,
+                            hide: Iterable[os.PathLike | str] = ()) -> tuple[str, str, Path]:
     """Execute a notebook in ``sandbox_dir``; return ``(status, failure_message, log_path)``.
 
     ``status`` is ``"COMPLETE"``, ``"ERROR"`` (``failure_message`` is the exception's
     ``Name: value``, or the time limit) or ``"CANCEL_ACKNOWLEDGED"`` after ``cancel`` is set.
-    ``sandbox_dir/input`` should already hold the inputs; ``working`` is created if missing.
+    ``sandbox_dir/input`` should already hold the inputs; the other folders are created.
+    ``python``: the kernel's interpreter (with ipykernel); ``hide``: host folders the run must not see.
     """
     sandbox = Path(sandbox_dir).resolve()
     working, internal = sandbox / "working", sandbox / ".kagflow"
-    for folder in (sandbox / "input", working, internal):
+    for folder in (sandbox / "input", working, sandbox / "temp", internal):
         folder.mkdir(parents=True, exist_ok=True)
     log_path, result_path = sandbox / "log.json", internal / "result.json"
     result_path.unlink(missing_ok=True)
-    cmd = [sys.executable, str(EXECUTOR), str(Path(notebook_path).resolve()), str(working),
-           str(log_path), str(result_path)]
+    log_path.write_text("[]")
+    if Path(notebook_path).resolve() != internal / "notebook.ipynb":
+        shutil.copyfile(notebook_path, internal / "notebook.ipynb")
+    shutil.copyfile(EXECUTOR, internal / "executor.py")
+    reason = bwrap.unavailable_reason()
+    places = Places.of(sandbox, reason is None)
+    cmd = [sys.executable, str(places.internal / "executor.py"), str(places.internal / "notebook.ipynb"),
+           str(places.working), str(places.internal / "log.json") if reason is None else str(log_path),
+           str(places.internal / "result.json"), str(places.internal / "executed.ipynb")]
+    if reason is None:
+        cmd = bwrap.command(cmd, input_dir=sandbox / "input", working_dir=working, temp_dir=sandbox / "temp",
+                            internal_dir=internal, log_file=log_path, enable_internet=enable_internet,
+                            hide=[Path(h) for h in hide])
+    else:
+        print(f"kagflow: no sandbox for this kernel run ({reason}); it runs unconfined in {sandbox}",
+              file=sys.stderr)
+    run_env = sandbox_env(sandbox, enable_internet=enable_internet, env=env, python=python, sandboxed=reason is None)
     with open(internal / "executor.log", "wb") as executor_log:
-        proc = subprocess.Popen(cmd, cwd=working, env=sandbox_env(sandbox, enable_internet=enable_internet, env=env),
-                                stdin=subprocess.DEVNULL, stdout=executor_log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=working, env=run_env, stdin=subprocess.DEVNULL, stdout=executor_log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         ended = _wait(proc, timeout, cancel)
     if ended == "cancel":
         _append_log(log_path, "stderr", "Kernel run cancelled.\n")

@@ -7,7 +7,8 @@ Layout under the data dir::
     uploads/<token>.part        bytes of an unfinished resumable upload
     cache/                      zips / tar.gz built for downloads (rebuildable)
     competitions/<slug>/        hidden solution.csv of a local competition
-    runs/<owner>/<slug>/v<N>/   kernel sandboxes: input/, working/ (the output), log.json, executed.ipynb
+    runs/<owner>/<slug>/v<N>/   kernel sandboxes: input/, working/ (the output), temp/, log.json, .kagflow/
+    runs/<owner>/<slug>/submission-<id>/   a code submission's re-run on the hidden test set
     secret                      signs download URLs
     server.pid, server.port, server.log   written by a background server (kagflow.local.control)
 
@@ -66,7 +67,12 @@ CREATE TABLE IF NOT EXISTS competitions (
 CREATE TABLE IF NOT EXISTS submissions (
   id INTEGER PRIMARY KEY, competition TEXT, owner TEXT, kernel_version_id INTEGER, file_name TEXT,
   description TEXT, status TEXT, public_score TEXT, error TEXT, created REAL, blob_sha TEXT);
+CREATE TABLE IF NOT EXISTS rules_accepted (
+  competition TEXT, username TEXT, accepted REAL, PRIMARY KEY (competition, username));
 """
+# Columns added after the first release: (table, column, declaration); added to older data dirs on open.
+COLUMNS = (("competitions", "kernels_only", "INTEGER DEFAULT 1"),
+           ("submissions", "progress", "TEXT DEFAULT ''"))
 
 
 class Store:
@@ -82,6 +88,9 @@ class Store:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        for table, column, decl in COLUMNS:
+            if column not in {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
         self.secret = self._load_secret()
         self.sweep()
 

@@ -32,6 +32,10 @@ from kagflow.wheels.verify import verify_offline
 from kagflow.wheels.wheelfile import sha256_file, top_level_names, wheel_name_version, write_image_standins
 
 MANIFEST_NAME = "kagflow-wheels-manifest.json"
+# The install cell's code ships in the dataset (kagflow/offline_install.py, standard library only):
+# the notebook imports it from the mounted folder instead of carrying it inline.
+INSTALLER_NAME = "kagflow_offline_install.py"
+INSTALLER_SOURCE = Path(__file__).resolve().parent.parent / "offline_install.py"
 MANIFEST_FORMAT = "kagflow-wheels-manifest/1"
 
 # Kaggle publishes no per-dataset byte limit in its API client; the binding limit for a private
@@ -139,6 +143,7 @@ def build_wheels(requirements: Sequence[str], image: TargetImage, out_dir: Path,
         from_image = _from_image(report, standins)
 
     metadata.write_metadata(out_dir, metadata.DATASET_METADATA, meta)
+    shutil.copyfile(INSTALLER_SOURCE, out_dir / INSTALLER_NAME)
     manifest = {
         "format": MANIFEST_FORMAT,
         "dataset": meta["id"],
@@ -150,6 +155,7 @@ def build_wheels(requirements: Sequence[str], image: TargetImage, out_dir: Path,
         "packages": [e.to_dict() for e in entries],
         "from_image": list(from_image),
         "total_size": sum(e.size for e in entries),
+        "installer": {"filename": INSTALLER_NAME, "sha256": sha256_file(out_dir / INSTALLER_NAME)},
     }
     manifest_path = metadata.write_metadata(out_dir, MANIFEST_NAME, manifest)
     total = manifest["total_size"]
@@ -355,6 +361,8 @@ def manifest_digest(out_dir: "str | os.PathLike[str]") -> str:
     data = read_manifest(out_dir)
     material = {"wheels": sorted([p["filename"], p["sha256"]] for p in data["packages"]),
                 "requirements": list(data["requirements"])}
+    if data.get("installer"):
+        material["installer"] = data["installer"]["sha256"]
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
@@ -371,6 +379,11 @@ def check_dataset(out_dir: "str | os.PathLike[str]") -> list[str]:
             problems.append(f"{p['filename']} does not match its sha256 in the manifest")
     if not (out_dir / metadata.DATASET_METADATA).is_file():
         problems.append(f"{metadata.DATASET_METADATA} is missing")
+    installer = data.get("installer")
+    if installer and not (out_dir / installer["filename"]).is_file():
+        problems.append(f"{installer['filename']} (the install cell's code) is missing")
+    elif installer and sha256_file(out_dir / installer["filename"]) != installer["sha256"]:
+        problems.append(f"{installer['filename']} does not match its sha256 in the manifest")
     listed = {p["filename"] for p in data["packages"]}
     problems += [f"{w.name} is not in the manifest" for w in out_dir.glob("*.whl") if w.name not in listed]
     return problems

@@ -64,10 +64,18 @@ class PipResult:
         return "\n".join(chosen[-max_lines:])
 
 
-def run_pip(args: Sequence[str], *, cwd: "str | os.PathLike[str] | None" = None) -> PipResult:
-    """``python -m pip ARGS`` with this interpreter; never raises on pip's failure (caller decides)."""
+def run_pip(args: Sequence[str], *, cwd: "str | os.PathLike[str] | None" = None,
+            isolated: bool = False) -> PipResult:
+    """``python -m pip ARGS`` with this interpreter; never raises on pip's failure (caller decides).
+
+    ``isolated``: no pip configuration at all (no pip.conf, user, global or site, and no ``PIP_*``
+    variables): what only ``ARGS`` name can be used, e.g. for the offline check.
+    """
     cmd = [sys.executable, "-m", "pip", *map(str, args)]
     env = dict(os.environ)
+    if isolated:
+        env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
+        env["PIP_CONFIG_FILE"] = os.devnull
     env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
     env["PIP_NO_INPUT"] = "1"
     env.setdefault("PYTHONIOENCODING", "utf-8")

@@ -4,8 +4,9 @@
 dataset folder and the image's stand-in wheels as the only sources, the shipped versions and the
 image's versions as constraints, and the original requirements. Success means: on the image,
 with no network, every requirement and every dependency is met by the image or by a wheel in the
-dataset, and each shipped wheel's tags fit the image. The report is then checked so nothing came
-from anywhere else (a pip config with its own find-links would otherwise slip through).
+dataset, and each shipped wheel's tags fit the image. pip runs without any configuration (a
+pip.conf's find-links or index would otherwise slip in), and the report is checked so nothing came
+from anywhere else.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def verify_offline(dataset_dir: Path, requirements: Sequence[str], image: Target
         "--target", str(work / "verify-target"), "--report", str(report), "--progress-bar", "off",
         *image.pip_target_args(), "--find-links", str(dataset_dir), "--find-links", str(standins),
         "-c", str(con_file), "-r", str(req_file),
-    ])
+    ], isolated=True)
     if not result.ok:
         raise WheelsError(
             f"the wheels dataset would not install offline on {image.name}",
