@@ -50,9 +50,10 @@ def check_project(config: Config) -> list[Problem]:
     return problems
 
 
-def check_kernel(config: Config, name: str) -> list[Problem]:
+def check_kernel(config: Config, name: str, adapters: tuple[str, ...] = ()) -> list[Problem]:
     """The problems of kernel ``name`` alone (its [kernels.NAME] table and its rendered folder);
-    before a push, a source nothing has produced yet is one of them."""
+    before a push, a source nothing has produced yet is one of them. ``adapters``: the ensemble the
+    folder was rendered with (kagflow.sources.resolve_sources)."""
     problems = list(_check_kernel_config(config, name, missing_is_problem=True))
     if config.kernel(name).kind == "train":
         problems += _check_train(config)
@@ -61,7 +62,7 @@ def check_kernel(config: Config, name: str) -> list[Problem]:
     except KagflowError:
         return problems
     if (folder / metadata.KERNEL_METADATA).is_file():
-        problems += check_kernel_folder(folder, config=config, name=name)
+        problems += check_kernel_folder(folder, config=config, name=name, adapters=adapters)
     return problems
 
 
@@ -216,7 +217,8 @@ def _load(path: Path) -> tuple[dict | None, Problem | None]:
         return None, Problem(str(path), "(file)", f"not readable JSON: {e}", "regenerate it with kagflow")
 
 
-def check_kernel_folder(folder: Path, *, config: Config | None = None, name: str = "") -> Iterator[Problem]:
+def check_kernel_folder(folder: Path, *, config: Config | None = None, name: str = "",
+                        adapters: tuple[str, ...] = ()) -> Iterator[Problem]:
     path = folder / metadata.KERNEL_METADATA
     data, problem = _load(path)
     if problem:
@@ -271,7 +273,7 @@ def check_kernel_folder(folder: Path, *, config: Config | None = None, name: str
                       "set internet = false in kagflow.toml and re-render")
     if config is not None and name:
         try:
-            expected = resolve_sources(config, name)
+            expected = resolve_sources(config, name, adapters)
         except KagflowError:
             return
         kernel = config.kernel(name)

@@ -161,8 +161,8 @@ def _type_name(tp) -> str:
     tp = _unoptional(tp)
     if _is_union(tp):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if typing.get_origin(tp) is tuple and typing.get_args(tp)[:1] == (float,):
-        return "a list of numbers"
+    if typing.get_origin(tp) is tuple and typing.get_args(tp)[:1] in ((float,), (int,)):
+        return "a list of numbers" if typing.get_args(tp)[0] is float else "a list of whole numbers"
     if tp is tuple or typing.get_origin(tp) is tuple:
         return "a list of strings"
     return _TYPE_NAMES.get(tp, str(tp))
@@ -197,9 +197,11 @@ def _coerce(value, tp, where: str, key: str, default, file: Path):
             except ConfigError:
                 continue
         ok = False
-    elif origin is tuple and typing.get_args(tp)[:1] == (float,):
-        ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-        value = tuple(float(v) for v in value) if ok else value
+    elif origin is tuple and typing.get_args(tp)[:1] in ((float,), (int,)):
+        item = typing.get_args(tp)[0]
+        ok = isinstance(value, list) and all(isinstance(v, (int, float) if item is float else int)
+                                             and not isinstance(v, bool) for v in value)
+        value = tuple(item(v) for v in value) if ok else value
     elif tp is bool:
         ok = isinstance(value, bool)
     elif tp is int:

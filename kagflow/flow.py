@@ -29,6 +29,9 @@ class FlowReport:
     submission: str = ""
     score: Optional[float] = None
     local_server: str = ""  # the background local Kaggle's URL, when the flow used one
+    folds: list = field(default_factory=list)  # per fold: fold, version, log_loss, adapter
+    oof_log_loss: Optional[float] = None  # the ensemble's out-of-fold estimate
+    oof_rows: int = 0
 
     def read_state(self, state: ProjectState) -> None:
         """What the steps produced, now or on an earlier run, as the state file records it."""
@@ -47,6 +50,13 @@ class FlowReport:
             self.submission = str(Path(infer_out) / "submission.csv")
         self.score = state.submission.score if state.submission else None
 
+    def read_folds(self, state: ProjectState, folds) -> None:
+        from kagflow.folds import oof_log_loss
+
+        records = [state.folds[f] for f in folds if f in state.folds]
+        self.folds = [asdict(r) for r in records]
+        self.oof_log_loss, self.oof_rows = oof_log_loss(Path(r.output) for r in records if r.output)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -61,6 +71,13 @@ class FlowReport:
         if m:
             out.append("  validation: " + ", ".join(f"{k} {m[k]:.4f}" for k in ("log_loss", "accuracy", "macro_f1")
                                                    if isinstance(m.get(k), (int, float))))
+        for f in self.folds:
+            loss = f"{f['log_loss']:.4f}" if f["log_loss"] is not None else "-"
+            out.append(f"  fold {f['fold']}: train version {f['version'] or 'local'}, validation log loss {loss}, "
+                       f"adapter {f['adapter'] or '-'}")
+        if self.folds:
+            oof = f"{self.oof_log_loss:.4f}" if self.oof_log_loss is not None else "-"
+            out.append(f"  ensemble of {len(self.folds)} fold(s): out-of-fold log loss {oof} ({self.oof_rows} rows)")
         if self.confusion_matrix:
             out.append(f"  confusion matrix: {self.confusion_matrix}")
         if self.submission:
@@ -74,17 +91,25 @@ class FlowStepError(KagflowError):
 
 
 def run_flow(session, *, from_step: Optional[str] = None, local_train: bool = False,
-             log: Callable[[str], None] = print, on_poll: Optional[Callable] = None) -> FlowReport:
-    """Run every unfinished step of ``STEPS`` in order (``from_step``: redo from that one on)."""
+             log: Callable[[str], None] = print, on_poll: Optional[Callable] = None,
+             folds: tuple[int, ...] = ()) -> FlowReport:
+    """Run every unfinished step of ``STEPS`` in order (``from_step``: redo from that one on).
+
+    ``folds`` (checked by kagflow.folds): train each fold as its own kernel version, publish each
+    adapter as its own version, and infer with their ensemble."""
     if from_step is not None and from_step not in STEP_NAMES:
         raise KagflowError(f"unknown step {from_step!r}", hint="one of " + ", ".join(STEP_NAMES))
     forced = STEP_NAMES[STEP_NAMES.index(from_step):] if from_step else ()
     state = session.state
     if forced:
         state.forget_steps(forced)
+        if "train" in forced:
+            state.forget_folds()
+    if folds and state.step_done("train") and set(folds) - set(state.folds):
+        state.forget_steps(STEP_NAMES[STEP_NAMES.index("train"):])  # new folds asked for: train them, re-ensemble
     target = session.target
     report = FlowReport(target.describe(), local_server=target.endpoint if target.is_local else "")
-    ctx = StepContext(frozenset(forced), local_train, on_poll)
+    ctx = StepContext(frozenset(forced), local_train, on_poll, folds)
     for step in STEPS:
         if state.step_done(step.name):
             summary = state.flow[step.name].summary
@@ -108,4 +133,5 @@ def run_flow(session, *, from_step: Optional[str] = None, local_train: bool = Fa
         report.summaries[step.name] = result.summary
         log(f"[{step.name}] {result.summary} ({seconds:.1f}s)")
     report.read_state(state)
+    report.read_folds(state, folds)
     return report

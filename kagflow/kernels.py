@@ -53,15 +53,21 @@ def notebook_params(config: Config, name: str, sources: KernelSources, *, tiny: 
     return params
 
 
-def render_kernel(config: Config, name: str, *, tiny: bool = False, overrides: dict | None = None) -> RenderedKernel:
+def render_kernel(config: Config, name: str, *, tiny: bool = False, overrides: dict | None = None,
+                  adapters: tuple[str, ...] = ()) -> RenderedKernel:
     """Write ``kernels/<slug>/`` for kernel ``name``: notebook (train/infer from the templates;
-    an imported kernel keeps its own notebook) and kernel-metadata.json from the config."""
+    an imported kernel keeps its own notebook) and kernel-metadata.json from the config.
+
+    ``adapters`` (an inference kernel's ensemble: the folds' adapter versions) replace the pinned
+    adapter among its model sources, and its notebook averages them."""
     kernel = config.kernel(name)
     from kagflow import notebooks  # jinja/nbformat only when rendering
 
     handle = kernel_handle(config, name)
     folder = kernel_dir(config, name)
-    sources = resolve_sources(config, name)
+    sources = resolve_sources(config, name, adapters)
+    if adapters and kernel.kind == "infer":
+        overrides = {**(overrides or {}), "adapter_model_sources": list(adapters), "adapter_model_source": adapters[-1]}
     if kernel.kind == "import":
         code_file = kernel.code_file or f"{handle.slug}.ipynb"
         nb_path = folder / code_file

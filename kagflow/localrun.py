@@ -100,6 +100,10 @@ def run_local(config: Config, name: str, *, timeout: Optional[int] = None,
             comp = ensure_synthetic_competition(config)
         mount_competition(input_root, config.project.competition, comp)
         wheels = wheels_dir(config)
+        if not wheels.is_dir() and "wheels" in kernel.sources:  # what a fresh project's first local run needs
+            from kagflow.wheelset import build_for_project
+
+            build_for_project(config, local=True)
         if wheels.is_dir() and rendered.metadata["dataset_sources"]:
             mount_dataset(input_root, rendered.metadata["dataset_sources"][0], wheels)
         status, failure, log_json = run_notebook_in_sandbox(

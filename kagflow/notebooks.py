@@ -37,7 +37,8 @@ _SHARED = {
 DEFAULT_PARAMS = {
     "train": {**_SHARED, "adapter_name": "gemma2-adapter", "checkpoint_dir": "checkpoints",
               **defaults(TrainConfig)},
-    "infer": {**_SHARED, "adapter_model_source": "", **defaults(InferConfig)},
+    # adapter_model_sources: an ensemble's adapters (the folds), averaged; empty: adapter_model_source alone
+    "infer": {**_SHARED, "adapter_model_source": "", "adapter_model_sources": [], **defaults(InferConfig)},
 }
 
 

@@ -107,6 +107,11 @@ save_steps = 200
 # bench/RESULTS.md); on the CPU the HF Trainer. "trainer": always the HF Trainer (checkpoints every
 # save_steps and resumes). "fast": always kagflow's loop.
 train_loop = "auto"
+# Loss weight per class (winner_model_a, winner_model_b, winner_tie), or "balanced"; [] = unweighted.
+class_weights = []
+# Folds `kagflow flow` trains, each its own kernel and adapter version, submitted as an ensemble
+# (e.g. [0, 1, 2, 3, 4]; `kagflow flow --folds 0-4` does the same); [] = fold_idx alone.
+folds = []
 
 [infer]
 max_length = 2048

@@ -117,9 +117,10 @@ class Session:
                                     f"{config.base_model.hf_id} --local-dir models/hf-base) and set "
                                     'local_dir = "models/hf-base"')
 
-    def adapter_dir(self) -> Path:
-        """The adapter folder (holding adapter_config.json) of the last pulled training output."""
-        pulled = self.state.kernel("train").output
+    def adapter_dir(self, output: Optional[str] = None) -> Path:
+        """The adapter folder (holding adapter_config.json) of ``output``, by default the last pulled
+        training output."""
+        pulled = output or self.state.kernel("train").output
         if not pulled:
             raise MissingFileError("no training output to publish the adapter from",
                                    hint="run `kagflow kernel push train --wait` and `kagflow kernel pull train`, "
@@ -158,16 +159,18 @@ class Session:
 
     # ------------------------------------------------------------------ kernels
 
-    def render(self, name: str, *, tiny: Optional[bool] = None, overrides: Optional[dict] = None):
-        """Render kernel ``name`` with the versions the target has (never dropping a published source)
-        and the ``-p`` ``overrides`` in its parameters cell."""
+    def render(self, name: str, *, tiny: Optional[bool] = None, overrides: Optional[dict] = None,
+               adapters: tuple[str, ...] = ()):
+        """Render kernel ``name`` with the versions the target has (never dropping a published source),
+        the ``-p`` ``overrides`` in its parameters cell and, for an ensemble, its ``adapters``."""
         from kagflow.kernels import render_kernel
 
         return render_kernel(self.config, name, tiny=self.uses_stand_in if tiny is None else tiny,
-                             overrides=overrides)
+                             overrides=overrides, adapters=adapters)
 
     def push(self, name: str, *, accelerator: Optional[str] = None, timeout: Optional[int] = None,
-             force: bool = False, overrides: Optional[dict] = None, force_quota: bool = False):
+             force: bool = False, overrides: Optional[dict] = None, force_quota: bool = False,
+             adapters: tuple[str, ...] = ()):
         """Render (with the ``-p`` ``overrides``), check this kernel, guard the GPU quota, then push it
         (a new version only when its content changed); the version is recorded with its parameters."""
         import time
@@ -177,8 +180,8 @@ class Session:
         from kagflow.quotaguard import guard_gpu_push
 
         with self.lock(f"push kernel {name}"):
-            rendered = self.render(name, overrides=overrides)
-            problems = check_kernel(self.config, name)
+            rendered = self.render(name, overrides=overrides, adapters=adapters)
+            problems = check_kernel(self.config, name, adapters)
             if problems:
                 raise KagflowError(f"kernel {name!r} has {len(problems)} problem(s); not pushed",
                                    context="\n".join(p.render() for p in problems),

@@ -47,7 +47,22 @@ def model_version_source(config: Config, which: str) -> str | None:
     return slugs.model_source(instance_handle(config, model).version(model.version))
 
 
-def resolve_sources(config: Config, kernel_name: str) -> KernelSources:
+def resolve_sources(config: Config, kernel_name: str, adapters: tuple[str, ...] = ()) -> KernelSources:
+    """The kernel's sources from kagflow.toml; ``adapters`` (an inference kernel's ensemble, e.g. the
+    folds' adapter versions) replace the pinned adapter version among its model sources."""
+    import dataclasses
+
+    sources = _resolve_sources(config, kernel_name)
+    if not adapters or config.kernel(kernel_name).kind != "infer":
+        return sources
+    pinned = model_version_source(config, "adapter_model")
+    models = [s for s in sources.model_sources if s != pinned]
+    models += [s for s in dict.fromkeys(adapters) if s not in models]
+    return dataclasses.replace(sources, model_sources=tuple(models),
+                               missing=tuple(m for m in sources.missing if m[0] != "adapter_model"))
+
+
+def _resolve_sources(config: Config, kernel_name: str) -> KernelSources:
     kernel = config.kernel(kernel_name)
     datasets, models, competitions, kernels, missing = [], [], [], [], []
     for source in kernel.sources:

@@ -61,6 +61,18 @@ class VersionRecord:
 
 
 @dataclass(frozen=True)
+class FoldRecord:
+    """One fold of an ensemble: its training kernel version and output, validation log loss, and the
+    adapter version published from it."""
+
+    fold: int
+    version: Optional[int] = None
+    output: Optional[str] = None
+    log_loss: Optional[float] = None
+    adapter: str = ""  # owner/model/framework/instance/version
+
+
+@dataclass(frozen=True)
 class StepRecord:
     done: bool = False
     summary: str = ""
@@ -87,6 +99,7 @@ class ProjectState:
     submission: Optional[SubmissionRecord] = None
     flow: dict[str, StepRecord] = field(default_factory=dict)
     versions: dict[str, dict[int, VersionRecord]] = field(default_factory=dict)  # kernel -> version -> record
+    folds: dict[int, FoldRecord] = field(default_factory=dict)  # the flow's folds (kagflow flow --folds)
 
     @classmethod
     def for_target(cls, root: Path, kind: str) -> "ProjectState":
@@ -145,6 +158,12 @@ class ProjectState:
         self._update(lambda data: data.setdefault("versions", {}).setdefault(name, {}).__setitem__(
             str(version), asdict(record)))
 
+    def record_fold(self, record: FoldRecord) -> None:
+        self._update(lambda data: data.setdefault("folds", {}).__setitem__(str(record.fold), asdict(record)))
+
+    def forget_folds(self) -> None:
+        self._update(lambda data: data.pop("folds", None))
+
     def record_submission(self, record: SubmissionRecord) -> None:
         self._update(lambda data: data.__setitem__("submission", asdict(record)))
 
@@ -176,6 +195,7 @@ class ProjectState:
         self.kernels = {k: r for k, v in (data.get("kernels") or {}).items() if (r := _record(KernelRecord, v))}
         self.submission = _record(SubmissionRecord, data.get("submission"))
         self.flow = {k: r for k, v in (data.get("flow") or {}).items() if (r := _record(StepRecord, v))}
+        self.folds = {r.fold: r for v in (data.get("folds") or {}).values() if (r := _record(FoldRecord, v))}
         self.versions = {name: {int(n): r for n, v in (versions or {}).items()
                                 if str(n).isdigit() and (r := _record(VersionRecord, v))}
                          for name, versions in (data.get("versions") or {}).items() if isinstance(versions, dict)}

@@ -14,7 +14,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from kagflow.cli import main
 from kagflow.local.api import Settings
-from kagflow.local.competition import install_competition
+from kagflow.local.competition import accept_rules, install_competition
 from kagflow.local.server import start_server
 from local_fixtures import COMPETITION, KERNELSPEC, USER, kaggle_env, write_competition  # noqa: F401
 
@@ -51,6 +51,7 @@ def kagflow(capsys, *args) -> tuple[int, str, str]:
 def server(tmp_path, kaggle_env):
     data = tmp_path / "data"
     install_competition(data, COMPETITION, write_competition(tmp_path / "competition-files"))
+    accept_rules(data, COMPETITION, USER)
     srv = start_server(data, settings=Settings(daily_submissions=5))
     try:
         yield srv

@@ -20,7 +20,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 UNIFORM = 1.0986
 
-pytestmark = pytest.mark.slow
+# a whole flow trains and scores on the CPU: minutes on an idle machine, more on a shared one
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _fresh_project(tmp_path: Path) -> Path:

@@ -87,3 +87,19 @@ def test_users_file_may_be_a_kaggle_json(tmp_path):
     path = tmp_path / "kaggle.json"
     path.write_text(json.dumps({"username": "carol", "key": "c-key"}))
     assert load_users(path) == {"carol": "c-key"}
+
+
+def test_kagflow_local_serve_reads_the_users_option(tmp_path, monkeypatch, capsys):
+    """`kagflow local serve --users FILE` loads (and checks) the file before serving anything."""
+    from kagflow.cli import main
+    from kagflow.project import init_project
+
+    monkeypatch.chdir(init_project(tmp_path / "proj", username=USER, competition="some-comp").parent)
+    bad = tmp_path / "users.json"
+    bad.write_text('{"../../x": "k"}')
+    with pytest.raises(SystemExit) as exit_:
+        main(["local", "serve", "--users", str(bad), "--data-dir", str(tmp_path / "d")])
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert "invalid username" in err.lower() and str(bad) in err
+    assert not (tmp_path / "d" / "server.port").exists()

@@ -195,3 +195,17 @@ def test_nested_and_successive_calls_share_one_deadline(waits):
     with pytest.raises(requests.ConnectTimeout):
         call_with_retry(down, what="push kernel", before_retry=look, **common)
     assert now[0] <= 60.0
+
+
+def test_downloads_do_not_retry_inside_the_client(monkeypatch):
+    """The client's download loop would retry 5 times with its own backoff: kagflow asks for none."""
+    from kaggle.api.kaggle_api_extended import KaggleApi
+
+    from kagflow.hub.client import EndpointKaggleApi
+
+    seen = {}
+    monkeypatch.setattr(KaggleApi, "download_file",
+                        lambda self, response, outfile, http_client, *a, **k: seen.update(k))
+    response = requests.Response()
+    EndpointKaggleApi("http://127.0.0.1:1").download_file(response, "/tmp/x", None, True, False)
+    assert seen == {"max_retries": 0}

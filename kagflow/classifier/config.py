@@ -69,6 +69,9 @@ class TrainConfig:
     # Weight of each class in the loss: (winner_model_a, winner_model_b, winner_tie) weights, or "balanced"
     # (n_rows / (3 * rows of the class)); empty: unweighted. Both training loops (classifier/loss.py).
     class_weights: str | tuple[float, ...] = ()
+    # `kagflow flow` trains each of these folds (fold_idx values) as its own kernel version and averages
+    # their adapters at inference (an ensemble); empty: fold_idx alone. `kagflow flow --folds 0-4` too.
+    folds: tuple[int, ...] = ()
 
     from_namespace = classmethod(from_namespace)
 

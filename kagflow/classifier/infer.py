@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from .config import InferConfig  # noqa: F401 - re-exported: the notebooks import it from here
 from .text import encode_rows
@@ -83,10 +84,11 @@ def tuned_for_device(model, token_budget: int):
 
 
 def per_device_models(base, adapter, *, attn_implementation: str):
-    """``load(device)``: the 4-bit base + adapter on ``device``, loaded once per device and kept."""
+    """``load(device)``: the 4-bit base + adapter(s) on ``device``, loaded once per device and kept
+    (an ensemble's adapters stay separate LoRA modules: no merge)."""
     import threading
 
-    from .model import load_for_inference
+    from .model import adapter_list, load_for_inference
 
     models, lock = {}, threading.Lock()
 
@@ -95,7 +97,7 @@ def per_device_models(base, adapter, *, attn_implementation: str):
             if device not in models:
                 model, _ = load_for_inference(base, adapter, attn_implementation=attn_implementation,
                                               device_map={"": device})
-                models[device], _ = tuned_for_device(model, 0)
+                models[device] = tuned_for_device(model, 0)[0] if len(adapter_list(adapter)) == 1 else model
             return models[device]
 
     return load
@@ -105,14 +107,21 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
                   devices=None) -> dict:
     """Load base + adapter, predict every row of test.csv, write a checked submission.csv.
 
+    ``adapter`` may be a list (the folds of an ensemble): the base is loaded once with every adapter,
+    each adapter predicts in turn (with TTA), and submission.csv holds the mean of their probabilities;
+    each member's own predictions go to ``submission.adapter<i>.csv`` next to it.
     With several GPUs (Kaggle's T4 x2), one model copy runs per GPU on alternate rows of the
     length-sorted test set (``multigpu``); otherwise one model, placed by ``device_map``.
     """
     from .data import check_test_ids, load_arena_csv, read_ids
-    from .model import load_for_inference, load_tokenizer
+    from .model import adapter_list, load_for_inference, load_tokenizer
     from .multigpu import predict_proba_multi, visible_devices
     from .submission import write_submission
 
+    adapters = adapter_list(adapter)
+    if len({str(a) for a in adapters}) != len(adapters):
+        raise ValueError(f"the ensemble lists one adapter folder twice: {[str(a) for a in adapters]} "
+                         "(is every adapter version attached to the kernel?)")
     test_ids = read_ids(test_csv)
     check_test_ids(test_ids, test_csv)  # before any model is loaded
     data = load_arena_csv(test_csv, labeled=False)
@@ -120,8 +129,8 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
     budget = cfg.batch_size * cfg.max_length
     devices = list(devices or visible_devices())
     if len(devices) > 1 and device_map is None:
-        tokenizer = load_tokenizer(adapter)
-        load = per_device_models(base, adapter, attn_implementation=cfg.attn_implementation)
+        tokenizer = load_tokenizer(adapters[0])
+        load = per_device_models(base, adapters, attn_implementation=cfg.attn_implementation)
         print(f"one model per device: {', '.join(devices)}", flush=True)
         if devices[0].startswith("cuda"):
             import torch
@@ -130,19 +139,42 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
 
             budget = recipe_for_current_device(torch.device(devices[0]))["infer_max_tokens"]
 
-        def proba(ids):
-            return predict_proba_multi(load, ids, pad_token_id=tokenizer.pad_token_id, token_budget=budget,
-                                       devices=devices)
+        def proba_for(name):
+            def proba(ids):
+                return predict_proba_multi(lambda device: _using(load(device), name), ids,
+                                           pad_token_id=tokenizer.pad_token_id, token_budget=budget, devices=devices)
+            return proba
+        names = list(load(devices[0]).peft_config) if len(adapters) > 1 else [None]
     else:
-        model, tokenizer = load_for_inference(base, adapter, attn_implementation=cfg.attn_implementation,
+        model, tokenizer = load_for_inference(base, adapters, attn_implementation=cfg.attn_implementation,
                                               device_map=device_map)
-        model, budget = tuned_for_device(model, budget)
+        names = list(model.peft_config) if len(adapters) > 1 else [None]
+        if len(adapters) == 1:
+            model, budget = tuned_for_device(model, budget)
 
-        def proba(ids):
-            return predict_proba(model, ids, pad_token_id=tokenizer.pad_token_id, token_budget=budget)
+        def proba_for(name):
+            def proba(ids):
+                return predict_proba(_using(model, name), ids, pad_token_id=tokenizer.pad_token_id,
+                                     token_budget=budget)
+            return proba
     start = time.time()
-    probs = predict_with(proba, tokenizer, data.frame, max_length=cfg.max_length, tta=cfg.tta)
+    members = []
+    for i, name in enumerate(names):
+        members.append(predict_with(proba_for(name), tokenizer, data.frame, max_length=cfg.max_length, tta=cfg.tta))
+        if len(names) > 1:
+            member = Path(output_path).with_name(f"submission.adapter{i}.csv")
+            write_submission(data.frame["id"], members[-1], member, test_ids=test_ids)
+            print(f"adapter {i} ({adapters[i]}): {member}", flush=True)
+    probs = sum(members) / len(members)
     path = write_submission(data.frame["id"], probs, output_path, test_ids=test_ids)
     seconds = time.time() - start
-    print(f"wrote {path}: {len(probs)} rows in {seconds:.0f}s (tta={cfg.tta})", flush=True)
-    return {"path": path, "rows": len(probs), "seconds": seconds, "issues": [str(i) for i in data.issues]}
+    print(f"wrote {path}: {len(probs)} rows in {seconds:.0f}s (tta={cfg.tta}, {len(members)} adapter(s))", flush=True)
+    return {"path": path, "rows": len(probs), "seconds": seconds, "issues": [str(i) for i in data.issues],
+            "adapters": len(members)}
+
+
+def _using(model, name):
+    """``model`` with adapter ``name`` active (None: as it is)."""
+    if name is not None:
+        model.set_adapter(name)
+    return model

@@ -59,3 +59,14 @@ def write_metrics(metrics: dict, path) -> Path:
     path = Path(path)
     path.write_text(json.dumps(metrics, indent=2) + "\n")
     return path
+
+
+def write_predictions(path, ids, labels, probs) -> None:
+    """``id,label,winner_model_a,winner_model_b,winner_tie``: a fold's validation predictions."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(["id", "label", "winner_model_a", "winner_model_b", "winner_tie"])
+        for i, y, p in zip(ids, labels, probs):
+            out.writerow([i, int(y), *(f"{float(v):.8f}" for v in p)])

@@ -189,12 +189,23 @@ def load_tokenizer(path):
     return tokenizer
 
 
+def adapter_list(adapter) -> list:
+    """One adapter folder, or a list of them (the folds of an ensemble), as a list."""
+    return list(adapter) if isinstance(adapter, (list, tuple)) else [adapter]
+
+
 def load_for_inference(base, adapter, *, attn_implementation: str = DEFAULT_ATTN, device_map=None):
-    """(model, tokenizer): the 4-bit base plus the trained adapter, in eval mode."""
+    """(model, tokenizer): the 4-bit base, loaded once, plus the trained adapter, in eval mode.
+
+    ``adapter`` may be a list (an ensemble): every adapter is loaded onto the one base under its own
+    name (``list(model.peft_config)``, in order); ``model.set_adapter(name)`` picks the one that predicts."""
     from peft import PeftModel
 
-    tokenizer = load_tokenizer(adapter)
+    adapters = adapter_list(adapter)
+    tokenizer = load_tokenizer(adapters[0])
     model = load_base(base, attn_implementation=attn_implementation, device_map=device_map,
                       pad_token_id=tokenizer.pad_token_id, training=False)
-    model = PeftModel.from_pretrained(model, str(adapter)).eval()
-    return model, tokenizer
+    model = PeftModel.from_pretrained(model, str(adapters[0]))
+    for i, extra in enumerate(adapters[1:], 1):
+        model.load_adapter(str(extra), adapter_name=f"adapter{i}")
+    return model.eval(), tokenizer

@@ -16,7 +16,7 @@ from .config import TrainConfig  # noqa: F401 - re-exported: the notebooks impor
 from .data import load_arena_csv, stratified_fold
 from .infer import predict_proba
 from .loss import resolve_class_weights, trainer_loss
-from .metrics import evaluate, save_confusion_matrix, write_metrics
+from .metrics import evaluate, save_confusion_matrix, write_metrics, write_predictions
 from .device import device_profile
 from .model import ModelTraits, add_lora, load_base, load_tokenizer
 from .multigpu import distributed_device_map, launch_command
@@ -102,13 +102,15 @@ def _trainer_metrics(eval_pred) -> dict:
 
 
 def encode_fold(cfg: TrainConfig, frame, tokenizer):
-    """(rows, train_idx, val_idx): Trainer rows ({input_ids, labels}) of ``frame`` and fold ``cfg.fold_idx``."""
+    """(rows, train_idx, val_idx, row ids): Trainer rows ({input_ids, labels}) of ``frame`` and fold
+    ``cfg.fold_idx``."""
     if cfg.max_train_rows and cfg.max_train_rows < len(frame):
         frame = frame.sample(n=cfg.max_train_rows, random_state=cfg.seed).reset_index(drop=True)
     ids = encode_rows(tokenizer, frame["prompt"], frame["response_a"], frame["response_b"], cfg.max_length)
     labels = frame["label"].tolist()
     train_idx, val_idx = stratified_fold(labels, cfg.n_splits, cfg.fold_idx, seed=cfg.seed)
-    return [{"input_ids": i, "labels": y} for i, y in zip(ids, labels)], train_idx, val_idx
+    rows = [{"input_ids": i, "labels": y} for i, y in zip(ids, labels)]
+    return rows, train_idx, val_idx, [str(i) for i in frame["id"]]
 
 
 def make_trainer(cfg: TrainConfig, model, tokenizer, train_rows, eval_rows, checkpoint_dir, optim: str):
@@ -253,13 +255,17 @@ def _init_distributed() -> None:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def _evaluate(cfg: TrainConfig, model, val_rows, tokenizer) -> dict:
-    """Scores of ``model`` on the validation rows (eval mode, mixed precision as trained, eval batch size)."""
+def _val_probs(cfg: TrainConfig, model, val_rows, tokenizer):
+    """``model``'s probabilities on the validation rows (eval mode, mixed precision as trained, eval batch size)."""
     model.eval()
     with _eval_autocast(model):
-        probs = predict_proba(model, [r["input_ids"] for r in val_rows], pad_token_id=tokenizer.pad_token_id,
-                              token_budget=cfg.per_device_eval_batch_size * cfg.max_length)
-    return evaluate([r["labels"] for r in val_rows], probs)
+        return predict_proba(model, [r["input_ids"] for r in val_rows], pad_token_id=tokenizer.pad_token_id,
+                             token_budget=cfg.per_device_eval_batch_size * cfg.max_length)
+
+
+def _evaluate(cfg: TrainConfig, model, val_rows, tokenizer) -> dict:
+    """Scores of ``model`` on the validation rows."""
+    return evaluate([r["labels"] for r in val_rows], _val_probs(cfg, model, val_rows, tokenizer))
 
 
 def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_dir, report_dir) -> dict:
@@ -282,7 +288,7 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     data = load_arena_csv(train_csv, labeled=True)
     print(data.report(), flush=True)
     tokenizer = load_tokenizer(base)
-    rows, train_idx, val_idx = encode_fold(cfg, data.frame, tokenizer)
+    rows, train_idx, val_idx, row_ids = encode_fold(cfg, data.frame, tokenizer)
     val_rows = [rows[i] for i in val_idx]
 
     model = load_base(base, attn_implementation=cfg.attn_implementation, pad_token_id=tokenizer.pad_token_id,
@@ -354,7 +360,8 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     if not cfg.keep_checkpoints and not stopped_early:  # a stopped run keeps them for the next one
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
-    metrics = _evaluate(cfg, model, val_rows, tokenizer)
+    val_probs = _val_probs(cfg, model, val_rows, tokenizer)
+    metrics = evaluate([r["labels"] for r in val_rows], val_probs)
     metrics.update(
         fold_idx=cfg.fold_idx, n_splits=cfg.n_splits, n_train=len(train_idx), optim=optim, loop=loop,
         resumed_from=resume, global_step=global_step, train_loss=train_loss, stopped_early=stopped_early,
@@ -364,6 +371,9 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     write_metrics(metrics, report_dir / "metrics.json")
+    # out-of-fold predictions: the folds of an ensemble together estimate its log loss
+    write_predictions(report_dir / "val_predictions.csv", [row_ids[i] for i in val_idx],
+                      [r["labels"] for r in val_rows], val_probs)
     save_confusion_matrix(metrics["confusion_matrix"], report_dir / "confusion_matrix.png")
     print({k: metrics[k] for k in ("log_loss", "accuracy", "macro_f1", "n", "seconds")}, flush=True)
     return metrics

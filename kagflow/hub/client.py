@@ -9,7 +9,7 @@ This module is the one seam between kagflow and the official client:
   ``(connect, read)`` timeout (``Timeouts``), so a hung connection cannot hang a command.
 * Uploads and downloads report their progress (``kagflow.progress``): bytes, rate, ETA.
 * The client's own retry loops (``with_retry``, urllib3 ``Retry`` on upload sessions, repeated
-  upload resumes) are switched off: kagflow retries in one place, ``kagflow.hub.retry``.
+  upload resumes, download retries) are switched off: kagflow retries in one place, ``kagflow.hub.retry``.
 """
 
 from __future__ import annotations
@@ -127,6 +127,8 @@ class EndpointKaggleApi(KaggleApi):
                     yield chunk
 
             response.iter_content = counted
+            if len(args) < 4:  # (quiet, resume, chunk_size, max_retries): no retry loop of its own
+                kwargs["max_retries"] = 0
             return super().download_file(response, outfile, http_client, *args, **kwargs)
 
     def build_kaggle_client(self):

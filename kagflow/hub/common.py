@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, TypeVar
 
 from kagflow.errors import NotFoundError
-from kagflow.hub.errors import checked, translate  # noqa: F401 - checked is used by the resource modules
+from kagflow.hub.errors import translate
 from kagflow.hub.retry import Outage, call_with_retry, is_transient, status_of
 from kagflow.hub.target import Target
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from kagflow import metadata, slugs
 from kagflow.errors import HubError, MissingFileError, NotFoundError
-from kagflow.hub.common import Gateway, checked, folder_manifest, manifest_digest, marker_digest, stage_folder
+from kagflow.hub.common import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
+from kagflow.hub.errors import checked
 
 SKIP = (metadata.DATASET_METADATA,)
 

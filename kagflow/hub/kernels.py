@@ -14,7 +14,8 @@ from typing import Callable, Optional
 
 from kagflow import metadata, slugs
 from kagflow.errors import HubError, NotFoundError, RefusedError
-from kagflow.hub.common import Gateway, checked, epoch_seconds
+from kagflow.hub.common import Gateway, epoch_seconds
+from kagflow.hub.errors import checked
 from kagflow.hub.retry import WaitPolicy, poll_until  # noqa: F401 - WaitPolicy re-exported
 
 DONE = {"COMPLETE"}

@@ -13,8 +13,8 @@ from pathlib import Path
 from kagflow import metadata, slugs
 from kagflow.config import Config, ModelConfig
 from kagflow.errors import HubError, MissingFileError, NotFoundError
-from kagflow.hub.common import (Gateway, checked, folder_manifest, manifest_digest, marker_digest, stage_folder)
-from kagflow.hub.errors import is_conflict
+from kagflow.hub.common import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
+from kagflow.hub.errors import checked, is_conflict
 from kagflow.sources import instance_handle, model_handle
 
 SKIP = (metadata.MODEL_METADATA, metadata.MODEL_INSTANCE_METADATA)
