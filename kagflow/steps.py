@@ -42,9 +42,9 @@ def setup(session, ctx: StepContext) -> StepResult:
     if session.is_local:
         session.install_local_competition()
         if session.uses_stand_in:
-            session.base_model_dir()
+            path = session.base_model_dir()
             return StepResult(f"local competition {session.project_config.project.competition} hosted; "
-                              "tiny model ready")
+                              f"stand-in {session.project_config.base_model.stand_in} ready in {path}")
         return StepResult(f"local competition {session.project_config.project.competition} hosted")
     return StepResult(f"target {session.target.describe()} as {session.target.username}")
 
@@ -152,7 +152,7 @@ def submit(session, ctx: StepContext) -> StepResult:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("setup", setup, "host the local competition and the tiny model (local target)"),
+    Step("setup", setup, "host the local competition and make the offline stand-in (local target)"),
     Step("base", _publish("base_model"), "publish the base model"),
     Step("wheels", wheels, "build and push the offline wheels dataset"),
     Step("train", train, "push the training kernel, wait, pull its output"),

@@ -232,6 +232,25 @@ def test_trainer_loop_takes_any_optimizer(published):
     assert not [m for m in _messages(load_config(published)) if "[train]" in m]
 
 
+def test_attention_rule_reads_the_snapshot_config(published):
+    """"auto" is always fine; sdpa is refused only for a soft-capped model, read from the snapshot's config."""
+    import json
+
+    def attention_problems():
+        return [m for m in _messages(load_config(published)) if "[train] attn_implementation" in m]
+
+    set_value(published, "train", "attn_implementation", "auto")
+    assert not attention_problems()
+    snapshot = published.parent / "models" / "hf-base"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps({"model_type": "llama", "num_hidden_layers": 2}))
+    set_value(published, "base_model", "local_dir", "models/hf-base")
+    set_value(published, "train", "attn_implementation", "sdpa")
+    assert not attention_problems()  # the title says Gemma 2; the snapshot is a Llama without softcapping
+    (snapshot / "config.json").write_text(json.dumps({"model_type": "gemma2", "attn_logit_softcapping": 50.0}))
+    assert len(attention_problems()) == 1
+
+
 def test_rendered_train_kernel_gets_a_time_budget_from_its_timeout(published):
     from kagflow.classifier.config import TIME_BUDGET_MARGIN
     from kagflow.kernels import notebook_params

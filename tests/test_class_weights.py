@@ -104,13 +104,13 @@ def test_class_weights_in_kagflow_toml_are_typed_and_checked(project):
     from kagflow.errors import ConfigError
 
     text = project.read_text()
-    project.write_text(text.replace("[train]\n", "[train]\nclass_weights = [1, 2.5, 1]\n", 1))
+    project.write_text(text.replace("class_weights = []", "class_weights = [1, 2.5, 1]"))
     assert load_config(project).train.class_weights == (1.0, 2.5, 1.0)
-    project.write_text(text.replace("[train]\n", '[train]\nclass_weights = "balanced"\n', 1))
+    project.write_text(text.replace("class_weights = []", 'class_weights = "balanced"'))
     assert load_config(project).train.class_weights == "balanced"
-    project.write_text(text.replace("[train]\n", "[train]\nclass_weights = true\n", 1))
+    project.write_text(text.replace("class_weights = []", "class_weights = true"))
     with pytest.raises(ConfigError, match="is not a string or a list of numbers"):
         load_config(project)
-    project.write_text(text.replace("[train]\n", '[train]\nclass_weights = "balance"\n', 1))
+    project.write_text(text.replace("class_weights = []", 'class_weights = "balance"'))
     problems = [p for p in check_project(load_config(project)) if "class_weights" in p.field]
     assert problems and "balanced" in problems[0].render()

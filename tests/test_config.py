@@ -90,6 +90,31 @@ def test_train_params_apply_tiny_overrides(project):
     assert infer_params(cfg, tiny=False)["tta"] is True
 
 
+def test_stand_in_selects_its_overrides(project):
+    assert load_config(project).base_model.stand_in == "tiny"
+    _edit(project, 'stand_in = "tiny"', 'stand_in = "gemma3-270m"')
+    cfg = load_config(project)
+    params = train_params(cfg, tiny=True)
+    assert params["max_train_rows"] == 320 and params["lr"] == 5e-4 and params["eval_strategy"] == "no"
+    assert train_params(cfg, tiny=False)["max_train_rows"] == 0
+    assert infer_params(cfg, tiny=True)["batch_size"] == 16
+
+
+def test_unknown_stand_in_says_which_exist(project):
+    _edit(project, 'stand_in = "tiny"', 'stand_in = "gemma3-270"')
+    with pytest.raises(ConfigError) as err:
+        load_config(project)
+    text = err.value.render()
+    for piece in ("[base_model] stand_in", '"gemma3-270"', "kagflow.toml", 'did you mean stand_in = "gemma3-270m"'):
+        assert piece in text, (piece, text)
+
+
+def test_stand_in_overrides_are_typed(project):
+    _edit(project, "warmup_steps = 4", 'warmup_steps = "few"')
+    with pytest.raises(ConfigError, match=r"gemma3-270m.train"):
+        load_config(project)
+
+
 def test_username_falls_back_to_credentials(project, kaggle_credentials, capsys):
     _edit(project, 'username = "alice"', 'username = ""')
     monkey_user = load_config(project).username

@@ -63,6 +63,7 @@ def test_model_loading_and_bitsandbytes_compute_dtype(gpu, monkeypatch):
         return types.SimpleNamespace(config=types.SimpleNamespace())
 
     monkeypatch.setattr(AutoModelForSequenceClassification, "from_pretrained", from_pretrained)
+    monkeypatch.setattr(model_mod, "model_traits", lambda path: model_mod.ModelTraits("gemma2", True, 4096, 2))
     model_mod.load_base("somewhere", device_map={"": 0})
     assert seen[model_mod._dtype_kwarg()] == gpu.dtype
     assert seen["quantization_config"].bnb_4bit_compute_dtype == gpu.dtype

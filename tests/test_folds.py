@@ -84,10 +84,14 @@ def test_two_fold_flow_publishes_two_adapters_and_the_ensemble_beats_the_worse_f
         infer_out = Path(state["kernels"]["infer"]["output"])
         meta = json.loads((infer_out.parent.parent / "kernel-metadata.json").read_text())
         assert set(adapters) <= set(meta["model_sources"])
+        assert (infer_out / "submission.adapter0.csv").is_file() and (infer_out / "submission.adapter1.csv").is_file()
+        # the submission re-ran the notebook on the hidden test set: score each member of that run
+        rerun = (root / ".kagflow" / "local" / "runs" / state["kernels"]["infer"]["handle"] /
+                 f"submission-{state['submission']['ref']}" / "working")
         solution = root / ".kagflow" / "competition" / "llm-classification-finetuning" / "solution.csv"
-        members = [_log_loss(infer_out / f"submission.adapter{i}.csv", solution) for i in (0, 1)]
+        members = [_log_loss(rerun / f"submission.adapter{i}.csv", solution) for i in (0, 1)]
         score = state["submission"]["score"]
-        assert score == pytest.approx(_log_loss(infer_out / "submission.csv", solution), abs=1e-4)
+        assert score == pytest.approx(_log_loss(rerun / "submission.csv", solution), abs=1e-4)
         assert members[0] != pytest.approx(members[1], abs=1e-6)  # two different adapters
         assert score <= max(members) + 1e-4, (score, members)  # the server rounds the score
 

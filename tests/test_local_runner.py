@@ -177,6 +177,26 @@ def test_the_kernel_runs_on_the_given_python_and_pip_installs_into_the_run(tmp_p
     assert target.endswith("/site") and target.startswith(("/kagflow", str(tmp_path)))
 
 
+@pytest.mark.skipif(unavailable_reason() is not None, reason="no bubblewrap sandbox here")
+def test_a_kernel_python_under_tmp_is_visible_in_the_sandbox(tmp_path):
+    """The sandbox's /tmp is empty; an interpreter environment that lives under /tmp (a clone or an image
+    cache there, as on CI) must still be reachable, read-only."""
+    import subprocess
+    import sys
+    import sysconfig
+    assert str(tmp_path).startswith("/tmp/")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    (site / "outer.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # ipykernel from this venv
+    nb = write_notebook(tmp_path / "py.ipynb", "import sys; print(sys.prefix)\nopen(sys.prefix + '/x', 'w')")
+    status, failure, log = run_notebook_in_sandbox(nb, tmp_path / "sb", timeout=120, enable_internet=False,
+                                                   python=str(venv / "bin" / "python"))
+    assert status == "ERROR" and "Read-only file system" in failure, failure
+    assert _stdout(log).split() == [str(venv)]
+
+
 KAGGLE_STYLE = (
     "import os, subprocess\n"
     "rows = open('/kaggle/input/numbers/rows.csv').read()\n"

@@ -47,7 +47,7 @@ class TrainConfig:
     target_modules: tuple = ("q_proj", "k_proj", "v_proj")
     seed: int = 42
     max_train_rows: int = 0  # 0: all rows
-    attn_implementation: str = "eager"  # Gemma 2: eager or flex_attention (sdpa drops the softcap)
+    attn_implementation: str = "auto"  # from the model's config: eager/flex if soft-capped, else sdpa
     # true: checkpoint activations where memory needs it (the fast loop: per card, none on 70+ GiB cards;
     # the HF Trainer: every layer); false: never
     gradient_checkpointing: bool = True
@@ -83,6 +83,6 @@ class InferConfig:
     max_length: int = 2048
     batch_size: int = 8  # rows of max_length per batch: the token budget of a length-sorted batch
     tta: bool = True
-    attn_implementation: str = "eager"
+    attn_implementation: str = "auto"  # from the model's config: eager/flex if soft-capped, else sdpa
 
     from_namespace = classmethod(from_namespace)

@@ -20,24 +20,26 @@ def token_batches(lengths, token_budget: int) -> list[list[int]]:
     return token_budget_batches(lengths, token_budget)
 
 
-def predict_proba(model, token_ids, *, pad_token_id: int, token_budget: int = 16384, log_every: float = 30.0):
-    """Softmax probabilities (n x 3, float64, rows sum to 1) for pre-tokenised rows, in input order."""
+def predict_proba(model, token_ids, *, pad_token_id: int, token_budget: int = 16384, log_every: float = 30.0,
+                  padding_side: str = "right"):
+    """Softmax probabilities (n x 3, float64, rows sum to 1) for pre-tokenised rows, in input order.
+
+    Batches are padded on ``padding_side``: the right, as kagflow always pads (``model.load_tokenizer`` says
+    why); the score head pools each row's last real token with either side."""
     import numpy as np
     import torch
+
+    from .perf import pad_batch
 
     device = getattr(model, "device", None) or next(model.parameters()).device
     probs = np.zeros((len(token_ids), 3), dtype=np.float64)
     batches = token_batches([len(t) for t in token_ids], token_budget)
     start = last_log = time.time()
     for k, batch in enumerate(batches):
-        width = max(len(token_ids[i]) for i in batch)
-        input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, i in enumerate(batch):
-            input_ids[row, : len(token_ids[i])] = torch.tensor(token_ids[i])
-            mask[row, : len(token_ids[i])] = 1
+        inputs = pad_batch([token_ids[i] for i in batch], pad_id=pad_token_id, pad_to_multiple_of=1, device=device,
+                           padding_side=padding_side)
         with torch.inference_mode():
-            logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
+            logits = model(**inputs).logits
         p = torch.softmax(logits.float(), dim=-1).double().cpu().numpy()
         probs[batch] = p / p.sum(axis=1, keepdims=True)
         if time.time() - last_log > log_every:
@@ -64,17 +66,19 @@ def predict_with(proba, tokenizer, frame, *, max_length: int, tta: bool = False)
 
 
 def tuned_for_device(model, token_budget: int):
-    """(model, token budget) for inference: on a GPU kagflow's measured recipe (``perf``: LoRA merged into
-    a dequantised base on cards with memory to spare, flex attention that keeps Gemma 2's softcapping on
-    sm80+, the card's token budget; a T4 keeps the 4-bit model and eager attention); unchanged elsewhere."""
+    """(model, token budget) for inference: on a GPU kagflow's measured recipe for the card and the model's
+    config (``perf``: LoRA merged into a dequantised base on cards with memory to spare; flex attention that
+    keeps Gemma 2's softcapping on sm80+, SDPA for models without the cap; the card's token budget; a T4
+    keeps the 4-bit model); unchanged elsewhere."""
     import torch
 
     device = next(model.parameters()).device
     if device.type != "cuda":
         return model, token_budget
+    from .model import ModelTraits
     from .perf import prepare_for_inference, recipe_for_current_device
 
-    recipe = recipe_for_current_device(device)
+    recipe = recipe_for_current_device(device, ModelTraits.of(model.config))
     print(f"inference recipe for {torch.cuda.get_device_name(device)}: {recipe}", flush=True)
     return prepare_for_inference(model, recipe), recipe["infer_max_tokens"]
 

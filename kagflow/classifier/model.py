@@ -1,14 +1,74 @@
-"""Loading Gemma-2 in 4-bit NF4 as a 3-way sequence classifier, and wrapping it with LoRA.
+"""Loading a decoder LM in 4-bit NF4 as a 3-way sequence classifier, and wrapping it with LoRA.
 
-Real runs and the tiny offline checkpoint go through the same ``from_pretrained`` path:
-``checkpoint`` is an HF id (e.g. ``unsloth/gemma-2-9b-it-bnb-4bit``) or a mounted folder.
+Any decoder transformers maps to ``AutoModelForSequenceClassification`` (Gemma 2, Gemma 3 text, Llama,
+Qwen 2/3): real runs and the offline stand-ins go through the same ``from_pretrained`` path, and
+``checkpoint`` is an HF id (e.g. ``unsloth/gemma-2-9b-it-bnb-4bit``) or a mounted folder. What differs
+between families is read from the checkpoint's config (``ModelTraits``), never from a class name:
+attention logit softcapping (Gemma 2: eager or flex attention, never SDPA), the sliding window (Gemma 2
+and 3 alternate local and global layers: every backend kagflow picks applies it through transformers'
+per-layer masks, so it constrains no choice today; it is in the traits for the recipe and the report),
+the pad token (none in Llama's tokenizer: eos pads). The score head pools the last real token (transformers' rule: the rightmost token that is not
+the pad id), which holds with either padding side because encoded rows never contain the pad id
+(``text.encode_rows`` reads special-token strings in the data as plain text); kagflow's own batches pad
+on the right (``load_tokenizer`` says why).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from . import ID2LABEL, LABEL2ID
 
-DEFAULT_ATTN = "eager"  # Gemma 2 softcaps attention logits; SDPA drops the softcapping
+DEFAULT_ATTN = "auto"  # from the model's config: see resolve_attn_implementation
+
+
+@dataclass(frozen=True)
+class ModelTraits:
+    """The per-family facts kagflow's choices depend on, read from a transformers config."""
+
+    model_type: str
+    softcapping: bool  # attention logits are soft-capped (Gemma 2): SDPA would drop the cap
+    sliding_window: int | None  # local-attention window of the sliding layers, None: all layers global
+    num_layers: int
+
+    @classmethod
+    def of(cls, config) -> "ModelTraits":
+        """Traits of a ``PretrainedConfig`` (its text part for multimodal configs)."""
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        cap = getattr(text, "attn_logit_softcapping", None)
+        window = getattr(text, "sliding_window", None) if _has_sliding_layers(text) else None
+        return cls(model_type=text.model_type, softcapping=bool(cap), sliding_window=window,
+                   num_layers=int(text.num_hidden_layers))
+
+
+def _has_sliding_layers(config) -> bool:
+    types = getattr(config, "layer_types", None)
+    if types:
+        return any("sliding" in t for t in types)
+    return bool(getattr(config, "sliding_window", None)) and getattr(config, "use_sliding_window", True)
+
+
+def model_traits(checkpoint) -> ModelTraits:
+    """``ModelTraits`` of a checkpoint folder or HF id (reads config.json only)."""
+    from transformers import AutoConfig
+
+    return ModelTraits.of(AutoConfig.from_pretrained(str(checkpoint)))
+
+
+def resolve_attn_implementation(requested: str, traits: ModelTraits, device=None, *, training: bool = True) -> str:
+    """``requested`` unless "auto"; "auto" follows the model's config and the device (``perf``):
+    soft-capped models get eager (training) or flex attention on sm80+ (inference), others SDPA.
+    SDPA asked for a soft-capped model is refused: it would silently drop the cap."""
+    from .perf import choose_attn_implementation
+
+    if requested == "auto":
+        if traits.softcapping and training:
+            return "eager"  # flex recompiles for every training shape (perf.recipe_for_profile)
+        return choose_attn_implementation(traits.model_type, device, softcapping=traits.softcapping)
+    if requested == "sdpa" and traits.softcapping:
+        raise ValueError(f"attn_implementation='sdpa' drops the attention softcapping of {traits.model_type}: "
+                         "use 'auto', 'eager' or 'flex_attention'")
+    return requested
 
 
 def compute_dtype(device=None):
@@ -38,14 +98,20 @@ def quantization_config(dtype=None):
     )
 
 
-def load_base(checkpoint, *, attn_implementation: str = DEFAULT_ATTN, device_map=None, pad_token_id=None):
-    """The base model in 4-bit NF4 with a fresh 3-label classification head."""
+def load_base(checkpoint, *, attn_implementation: str = DEFAULT_ATTN, device_map=None, pad_token_id=None,
+              training: bool = True):
+    """The base model in 4-bit NF4 with a fresh 3-label classification head.
+
+    ``attn_implementation`` "auto" picks from the checkpoint's config (``resolve_attn_implementation``);
+    ``pad_token_id`` (the tokenizer's) is what the score head pools around."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
     if device_map is None:
         device_map = "auto" if torch.cuda.is_available() else {"": "cpu"}
     dtype = compute_dtype()
+    attn_implementation = resolve_attn_implementation(attn_implementation, model_traits(checkpoint),
+                                                      training=training)
     model = AutoModelForSequenceClassification.from_pretrained(
         str(checkpoint),
         num_labels=len(ID2LABEL),
@@ -60,6 +126,9 @@ def load_base(checkpoint, *, attn_implementation: str = DEFAULT_ATTN, device_map
     model.config.use_cache = False
     if pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
+        text = model.config.get_text_config()
+        if text is not model.config:  # multimodal configs: the head reads the text part's
+            text.pad_token_id = pad_token_id
     return model
 
 
@@ -107,7 +176,10 @@ def add_lora(model, *, r: int, alpha: float, dropout: float, target_modules, fre
 
 
 def load_tokenizer(path):
-    """The tokenizer saved with the base or the adapter, padding on the right."""
+    """The tokenizer saved with the base or the adapter, padding on the right whatever its own side
+    (Gemma 3's is left): a left-padded row's pad queries see no key at all, and CUDA SDPA in bf16 turns
+    those fully masked rows into NaN that reach the real tokens (the Gemma 3 270M stand-in trained on
+    NaN losses on an H200 until this, bench/RESULTS.md). No pad token (Llama): the eos token pads."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path))
@@ -132,7 +204,7 @@ def load_for_inference(base, adapter, *, attn_implementation: str = DEFAULT_ATTN
     adapters = adapter_list(adapter)
     tokenizer = load_tokenizer(adapters[0])
     model = load_base(base, attn_implementation=attn_implementation, device_map=device_map,
-                      pad_token_id=tokenizer.pad_token_id)
+                      pad_token_id=tokenizer.pad_token_id, training=False)
     model = PeftModel.from_pretrained(model, str(adapters[0]))
     for i, extra in enumerate(adapters[1:], 1):
         model.load_adapter(str(extra), adapter_name=f"adapter{i}")

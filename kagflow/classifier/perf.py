@@ -1,13 +1,14 @@
-"""Fast paths for the Gemma-2 QLoRA preference classifier (training and inference).
+"""Fast paths for the QLoRA preference classifier (training and inference), measured on Gemma 2.
 
 What the notebooks run; measured side by side with the seed's recipe by ``bench/gemma_bench.py``
 (numbers in ``bench/RESULTS.md``, reasoning in ``bench/NOTES.md``).
 
 The rules this module encodes:
 
-* Attention: Gemma 2 caps its attention logits (``attn_logit_softcapping``). PyTorch SDPA drops the
-  cap, so it is never chosen for a soft-capped model; flex attention (keeps the cap as a
-  ``score_mod``) on sm80+ GPUs, eager elsewhere (T4 = sm75).
+* Attention, keyed on the model's config (``model.ModelTraits``), not its class: Gemma 2 caps its
+  attention logits (``attn_logit_softcapping``). PyTorch SDPA drops the cap, so it is never chosen for a
+  soft-capped model; flex attention (keeps the cap as a ``score_mod``) on sm80+ GPUs, eager elsewhere
+  (T4 = sm75). Models without the cap (Gemma 3, Llama, Qwen) get SDPA.
 * Batches are built under a token budget from rows sorted by length (padding waste of a few
   percent instead of ~40 % for random batches), for training micro-batches and for inference.
 * Backward stops at the first layer that holds LoRA weights: no ``enable_input_require_grads``,
@@ -76,15 +77,17 @@ def choose_attn_implementation(model_type: str, device=None, *, softcapping: boo
     return "eager"
 
 
-def recipe_for_device(total_mem_gib: float, capability: tuple[int, int]) -> dict:
+def recipe_for_device(total_mem_gib: float, capability: tuple[int, int], traits=None) -> dict:
     """``recipe_for_profile`` of a GPU with ``total_mem_gib`` GiB and compute ``capability``."""
     from .device import DeviceProfile
 
-    return recipe_for_profile(DeviceProfile((int(capability[0]), int(capability[1])), float(total_mem_gib)))
+    return recipe_for_profile(DeviceProfile((int(capability[0]), int(capability[1])), float(total_mem_gib)),
+                              traits)
 
 
-def recipe_for_profile(profile) -> dict:
-    """The kagflow recipe for one device (a ``device.DeviceProfile``: memory, capability, precision).
+def recipe_for_profile(profile, traits=None) -> dict:
+    """The kagflow recipe for one device (a ``device.DeviceProfile``: memory, capability, precision) and
+    one model (``model.ModelTraits`` of its config; None: Gemma 2, soft-capped, what was measured).
 
     Keys: dtype ("bfloat16"/"float16"/"float32": the profile's), train_attn_implementation,
     infer_attn_implementation, gradient_checkpointing,
@@ -96,7 +99,11 @@ def recipe_for_profile(profile) -> dict:
     17.3 GiB for the dequantised bf16 base: "big" (>= 70 GiB) trains that way. Smaller bf16 cards keep the
     4-bit base and checkpointing; T4s add fp16 + a GradScaler at 4096 tokens (peak measured <= 14 GiB).
     The CPU gets the T4's shapes in fp32, without checkpointing.
+    Attention follows ``traits``: a soft-capped model trains eager (flex recompiles for every training
+    shape, ~20 s each on an H100, bench/NOTES.md) and infers with flex on sm80+; others use SDPA.
     """
+    capped = traits.softcapping if traits is not None else True
+    model_type = traits.model_type if traits is not None else "gemma2"
     bf16 = profile.native_bf16
     mem = float(profile.total_mem_gib)
     big = mem >= 70 and bf16
@@ -117,8 +124,9 @@ def recipe_for_profile(profile) -> dict:
         # training: eager keeps the softcap and compiles nothing; flex attention recompiled for every new
         # (rows, length) shape in training (~20 s per shape on an H100, bench/NOTES.md), so it is used
         # for inference only, where one dynamic-shape compile serves all batches.
-        "train_attn_implementation": "eager",
-        "infer_attn_implementation": choose_attn_implementation("gemma2", profile.capability or "cpu"),
+        "train_attn_implementation": "eager" if capped else "sdpa",
+        "infer_attn_implementation": choose_attn_implementation(model_type, profile.capability or "cpu",
+                                                                softcapping=capped),
         "gradient_checkpointing": gc,
         "uncheckpointed_layers": keep,
         "train_max_tokens": train_tokens,
@@ -131,11 +139,12 @@ def recipe_for_profile(profile) -> dict:
     }
 
 
-def recipe_for_current_device(device=None) -> dict:
-    """``recipe_for_profile`` of a device (default: the current CUDA device, or the CPU without one)."""
+def recipe_for_current_device(device=None, traits=None) -> dict:
+    """``recipe_for_profile`` of a device (default: the current CUDA device, or the CPU without one)
+    for a model with ``traits`` (``model.ModelTraits``)."""
     from .device import device_profile
 
-    return recipe_for_profile(device_profile(device))
+    return recipe_for_profile(device_profile(device), traits)
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -204,14 +213,18 @@ def length_grouped_steps(lengths: Sequence[int], rows_per_step: int, *, seed: in
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], *, pad_id: int = 0, pad_to_multiple_of: int = 8,
-              labels: Sequence[int] | None = None, device=None) -> dict:
-    """Right-pad token id lists into ``input_ids`` / ``attention_mask`` (+ ``labels``) tensors."""
+              labels: Sequence[int] | None = None, device=None, padding_side: str = "right") -> dict:
+    """Pad token id lists on ``padding_side`` (kagflow pads right: ``model.load_tokenizer``) into
+    ``input_ids`` / ``attention_mask`` (+ ``labels``) tensors."""
+    if padding_side not in ("right", "left"):
+        raise ValueError(f"padding_side must be 'right' or 'left', not {padding_side!r}")
     width = _round_up(max(len(s) for s in seqs), pad_to_multiple_of)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for r, s in enumerate(seqs):
-        ids[r, :len(s)] = torch.as_tensor(list(s), dtype=torch.long)
-        mask[r, :len(s)] = 1
+        span = slice(0, len(s)) if padding_side == "right" else slice(width - len(s), width)
+        ids[r, span] = torch.as_tensor(list(s), dtype=torch.long)
+        mask[r, span] = 1
     out = {"input_ids": ids, "attention_mask": mask}
     if labels is not None:
         out["labels"] = torch.as_tensor(list(labels), dtype=torch.long)

@@ -56,8 +56,13 @@ def _joined_length(turns: list[list[int]], separator: list[int]) -> int:
 
 
 def encode_rows(tokenizer, prompts, responses_a, responses_b, max_length: int) -> list[list[int]]:
-    """input_ids (BOS + headers + budgeted parts) for rows given as lists of turns per part."""
-    enc = lambda texts: tokenizer(list(texts), add_special_tokens=False)["input_ids"]  # noqa: E731
+    """input_ids (BOS + headers + budgeted parts) for rows given as lists of turns per part.
+
+    Text that spells a special token ("<pad>", "<eos>") is encoded as plain text, never as that token."""
+    # special-token strings in the data ("<eos>", "<pad>") stay plain text: a row never holds the pad id,
+    # so the score head's "last token that is not the pad" is the last real token with either padding side
+    enc = lambda texts: tokenizer(list(texts), add_special_tokens=False,  # noqa: E731
+                                  split_special_tokens=True)["input_ids"]
     header_ids = enc(HEADERS)
     separator = enc([TURN_SEPARATOR])[0]
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []

@@ -18,7 +18,7 @@ from .infer import predict_proba
 from .loss import resolve_class_weights, trainer_loss
 from .metrics import evaluate, save_confusion_matrix, write_metrics, write_predictions
 from .device import device_profile
-from .model import add_lora, load_base, load_tokenizer
+from .model import ModelTraits, add_lora, load_base, load_tokenizer
 from .multigpu import distributed_device_map, launch_command
 from .text import encode_rows
 
@@ -149,15 +149,17 @@ def resolve_loop(train_loop: str) -> str:
     return train_loop
 
 
-def training_recipe(cfg: TrainConfig | None = None) -> dict:
-    """kagflow's recipe for this device's profile (bench/RESULTS.md; on the CPU the T4 shapes in fp32),
-    with ``cfg``'s say: no checkpointing when ``gradient_checkpointing`` is false, its training attention."""
+def training_recipe(cfg: TrainConfig | None = None, traits=None) -> dict:
+    """kagflow's recipe for this device's profile and the model's ``traits`` (``model.ModelTraits``;
+    bench/RESULTS.md; on the CPU the T4 shapes in fp32), with ``cfg``'s say: no checkpointing when
+    ``gradient_checkpointing`` is false, its training attention ("auto": the recipe's for the model)."""
     from .perf import recipe_for_current_device
 
-    recipe = recipe_for_current_device()
+    recipe = recipe_for_current_device(traits=traits)
     if cfg is not None:
+        attn = recipe["train_attn_implementation"] if cfg.attn_implementation == "auto" else cfg.attn_implementation
         recipe = {**recipe, "gradient_checkpointing": bool(recipe["gradient_checkpointing"] and cfg.gradient_checkpointing),
-                  "train_attn_implementation": cfg.attn_implementation}
+                  "train_attn_implementation": attn}
     return recipe
 
 
@@ -301,7 +303,7 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     if loop == "fast":
         from .perf import fit_lora, length_grouped_steps, plan_steps
 
-        recipe = training_recipe(cfg)
+        recipe = training_recipe(cfg, ModelTraits.of(model.config))
         model = add_lora(model, **lora, recipe=recipe)
         model.print_trainable_parameters()
         _init_distributed()

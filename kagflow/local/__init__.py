@@ -15,7 +15,10 @@ Public API::
                             python=None, hide=()) -> (status, failure_message, log_path)
         the one runner of local kernels: a bubblewrap sandbox (sandbox.py) on the local Kaggle image
         (kernel_image.py)
-    install_competition(data_dir, slug, files_dir, *, title=None); score_submission(solution, submission)
+    install_competition(data_dir, slug, files_dir, *, title=None, kernels_only=True)   (files_dir/hidden/: the
+        hidden test set code submissions are re-run on); accept_rules(data_dir, slug, username);
+        score_submission(solution, submission)
+    serve_forever(data_dir, port, users=load_users(path))  key checking (also $KAGFLOW_LOCAL_USERS)
     (the official CLI against a server: kagflow.hub.official_cli.run_official_cli)
     Faults / FaultRule, Settings
 
@@ -25,14 +28,15 @@ See ``store.py`` for the data-dir layout, ``runner.py`` for the sandbox, ``serve
 from __future__ import annotations
 
 from kagflow.local.api import Settings
-from kagflow.local.competition import ScoreError, install_competition, score_submission
-from kagflow.local.control import (DATA_DIR_ENV, default_data_dir, ensure_background_server, find_free_port,
-                                   running_url, serve_forever, stop_background_server)
+from kagflow.local.competition import ScoreError, accept_rules, install_competition, score_submission
+from kagflow.local.control import (DATA_DIR_ENV, USERS_ENV, default_data_dir, ensure_background_server,
+                                   find_free_port, load_users, running_url, serve_forever, stop_background_server)
 from kagflow.local.faults import FaultRule, Faults
 from kagflow.local.runner import run_notebook_in_sandbox
 from kagflow.local.server import LocalServer, start_server
 
 
-__all__ = ["DATA_DIR_ENV", "default_data_dir", "FaultRule", "Faults", "LocalServer", "ScoreError", "Settings", "ensure_background_server",
-           "find_free_port", "install_competition", "run_notebook_in_sandbox", "running_url",
-           "score_submission", "serve_forever", "start_server", "stop_background_server"]
+__all__ = ["DATA_DIR_ENV", "USERS_ENV", "FaultRule", "Faults", "LocalServer", "ScoreError", "Settings", "accept_rules",
+           "default_data_dir", "ensure_background_server", "find_free_port", "install_competition", "load_users",
+           "run_notebook_in_sandbox", "running_url", "score_submission", "serve_forever", "start_server",
+           "stop_background_server"]

@@ -204,7 +204,7 @@ def run_notebook_in_sandbox(notebook_path: os.PathLike | str, sandbox_dir: os.Pa
     if reason is None:
         cmd = bwrap.command(cmd, input_dir=sandbox / "input", working_dir=working, temp_dir=sandbox / "temp",
                             internal_dir=internal, log_file=log_path, enable_internet=enable_internet,
-                            hide=[Path(h) for h in hide])
+                            hide=[Path(h) for h in hide], expose=_code_folders(python, env))
     else:
         print(f"kagflow: no sandbox for this kernel run ({reason}); it runs unconfined in {sandbox}",
               file=sys.stderr)
@@ -229,6 +229,17 @@ def run_notebook_in_sandbox(notebook_path: os.PathLike | str, sandbox_dir: os.Pa
         return ERROR, message, log_path
     status = COMPLETE if result.get("status") == COMPLETE else ERROR
     return status, result.get("failure") or "", log_path
+
+
+def _code_folders(python: Optional[str], env: Optional[Mapping[str, str]]) -> list[Path]:
+    """What the executor and the kernel run from: both interpreters' environments, kagflow's own source
+    and the PYTHONPATH folders (the sandbox's empty /tmp would hide those that live under /tmp)."""
+    folders = {Path(sys.prefix), Path(sys.base_prefix), Path(__file__).resolve().parents[2]}
+    for exe in filter(None, (python,)):
+        folders |= {Path(exe).parent.parent, Path(os.path.realpath(exe)).parent.parent}
+    pythonpath = (env or {}).get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    folders |= {Path(p) for p in pythonpath.split(os.pathsep) if p}
+    return sorted(folders)
 
 
 def _wait(proc: subprocess.Popen, timeout: float, cancel: Optional[threading.Event]) -> str:

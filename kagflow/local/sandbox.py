@@ -57,9 +57,13 @@ def credential_paths() -> list[Path]:
 
 
 def command(argv: list[str], *, input_dir: Path, working_dir: Path, temp_dir: Path, internal_dir: Path,
-            log_file: Path, enable_internet: bool, hide: Iterable[Path] = ()) -> list[str]:
+            log_file: Path, enable_internet: bool, hide: Iterable[Path] = (),
+            expose: Iterable[Path] = ()) -> list[str]:
     """``argv`` wrapped in bwrap: run it with ``/kaggle/{input,working,temp}`` and ``/kagflow`` bound to
-    the given host folders (``log_file`` at ``/kagflow/log.json``), everything else read-only or hidden."""
+    the given host folders (``log_file`` at ``/kagflow/log.json``), everything else read-only or hidden.
+
+    ``expose``: host folders the run needs read-only even where they lie under ``/tmp`` (the
+    interpreters' environments and the code they import: a clone or a cache under ``/tmp``)."""
     args = [BWRAP, "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
     if not enable_internet:
         args.append("--unshare-net")
@@ -71,6 +75,9 @@ def command(argv: list[str], *, input_dir: Path, working_dir: Path, temp_dir: Pa
         elif entry.is_dir():
             args += ["--ro-bind", str(entry), str(entry)]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for path in sorted({Path(os.path.realpath(p)) for p in expose}):
+        if path.is_dir() and Path("/tmp") in path.parents:
+            args += ["--ro-bind", str(path), str(path)]
     for device in sorted(Path("/dev").glob("nvidia*")):  # GPUs, where there are some
         args += ["--dev-bind", str(device), str(device)]
     if not enable_internet and Path("/sys/class/net").is_dir():

@@ -1,0 +1,52 @@
+"""A GGUF file -> a plain Hugging Face checkpoint (bf16 safetensors + tokenizer), made once.
+
+transformers dequantises a GGUF checkpoint on load (``from_pretrained(folder, gguf_file=...)``, which
+brings the tokenizer too); ``save_pretrained`` refuses a model that still carries its GGUF quantizer,
+so the quantizer and its ``quantization_config`` are dropped first. The copy then reloads in seconds
+and goes through the same 4-bit ``from_pretrained`` as any base model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+MARKER = "kagflow-gguf.json"  # written last: a folder without it is an unfinished conversion
+
+
+def converted(out_dir, source_sha256: str) -> bool:
+    """True when ``out_dir`` holds a finished conversion of the GGUF file with ``source_sha256``."""
+    marker = Path(out_dir) / MARKER
+    try:
+        return json.loads(marker.read_text())["source_sha256"] == source_sha256
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def convert_gguf(gguf_path, out_dir, *, source_sha256: str, dtype: str = "bfloat16") -> Path:
+    """Write ``gguf_path`` as a ``dtype`` safetensors checkpoint with its tokenizer to ``out_dir``.
+
+    Built in a sibling folder and moved into place, so an interrupted conversion never looks finished.
+    """
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path, out = Path(gguf_path), Path(out_dir)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
+                                                 dtype=getattr(torch, dtype))
+    model.hf_quantizer = None  # the weights are dequantised; save_pretrained refuses while it is set
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config  # else from_pretrained would look for the GGUF file again
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / MARKER).write_text(json.dumps({"source": gguf_path.name, "source_sha256": source_sha256,
+                                          "dtype": dtype, "transformers": transformers.__version__}, indent=1))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
