@@ -217,3 +217,28 @@ def test_two_concurrent_publishes_end_with_one_version_and_no_crash(proj, server
     versions = build_api(server.url).model_instance_versions_list(
         "alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base").version_list.versions
     assert [v.version_number for v in versions] == [1]
+
+
+def test_kernel_push_fails_naming_another_users_private_source(proj, capsys, server, tmp_path):
+    """Kaggle refuses a source its owner keeps private (invalid_dataset_sources); `kagflow kernel push`
+    exits 1 with one message naming the source and the fix, and a public source of the same user is fine."""
+    from kagflow.hub.client import build_api
+    from local_fixtures import write_dataset
+
+    bob = build_api(server.url)
+    bob.config_values.update(username="bob", key="bob-key")
+    for slug, private in (("bob-secret-data", True), ("bob-open-data", False)):
+        folder = write_dataset(tmp_path / slug, slug, {"rows.csv": "x\n1\n"}, owner="bob")
+        meta = json.loads((folder / "dataset-metadata.json").read_text())
+        meta["isPrivate"] = private
+        (folder / "dataset-metadata.json").write_text(json.dumps(meta))
+        bob.dataset_create_new(str(folder), quiet=True, public=not private)
+
+    _add_import_kernel(proj, "peek", "Peek experiment", "import os; print(os.listdir('/kaggle/input'))")
+    proj.write_text(proj.read_text().replace(
+        'sources = []\n', 'sources = ["dataset:bob/bob-secret-data", "dataset:bob/bob-open-data"]\n'))
+    code, out = kagflow(capsys, "kernel", "push", "peek")
+    assert code == 1, out
+    error = out.split("error:", 1)[1]
+    assert out.count("error:") == 1 and "hint:" in error and "kagflow kernel push" in error
+    assert "dataset bob/bob-secret-data" in error and "bob-open-data" not in error
