@@ -130,6 +130,7 @@ def test_kernel_push_wait_pull_then_unchanged(proj, capsys):
     _add_import_kernel(proj, "hello", "Hello experiment", "open('out.txt', 'w').write('hi')\nprint('ok')")
     code, out = kagflow(capsys, "kernel", "push", "hello", "--wait")
     assert code == 0 and "Pushed alice/hello-experiment version 1" in out and "COMPLETE" in out
+    assert out.lower().count("pushed alice/hello-experiment") == 1  # the result once, not once per layer
     code, out = kagflow(capsys, "kernel", "pull", "hello")
     assert code == 0 and "out.txt" in out and "output/v1" in out
     with pytest.raises(SystemExit) as done:

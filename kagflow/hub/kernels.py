@@ -167,11 +167,11 @@ def push_kernel(gw: Gateway, folder: Path, *, accelerator: Optional[str] = None,
         responses.append(response)
         return PushResult(handle, int(response.version_number or 0), True, digest)
 
+    gw.log(f"pushing a new version of {handle}" if version else f"pushing {handle}")
     result = gw.call(push, what="push kernel", handle=str(handle), before_retry=already_pushed)
     if not result.version:
         _, version = remote_digest(gw, handle)
         result = PushResult(handle, int(version or 0), True, digest)
-    gw.log(f"pushed {handle} version {result.version}")
     if responses:
         check_sources_accepted(gw, handle, result.version, responses[-1])
     return result
