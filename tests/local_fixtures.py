@@ -11,6 +11,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from kagflow.cli import main as kagflow_main
 from kagflow.hub.client import build_api
 from kagflow.local.api import Settings
 from kagflow.local.competition import accept_rules, install_competition
@@ -160,3 +161,14 @@ def snapshot(folder: Path) -> dict:
 
 __all__ = ["USER", "KEY", "COMPETITION", "kaggle_env", "data_dir", "server", "api", "gateway", "write_competition",
            "write_hidden_test", "write_notebook", "write_kernel", "write_dataset", "wait_kernel", "wait_submission", "snapshot"]
+
+
+def run_kagflow(capsys, *args) -> tuple[int, str, str]:
+    """``kagflow ARGS`` in this process: (exit code, stdout, stderr)."""
+    try:
+        kagflow_main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err

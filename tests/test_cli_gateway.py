@@ -12,17 +12,13 @@ import pytest
 from kagflow import metadata
 from kagflow.cli import main
 from local_fixtures import *  # noqa: F401,F403
-from local_fixtures import COMPETITION, KEY, USER
+from local_fixtures import COMPETITION, KEY, USER, run_kagflow
 
 
 def kagflow(capsys, *args) -> tuple[int, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out + out.err
+    """(exit code, stdout + stderr)."""
+    code, out, err = run_kagflow(capsys, *args)
+    return code, out + err
 
 
 @pytest.fixture

@@ -12,11 +12,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from kagflow.cli import main
 from kagflow.local.api import Settings
 from kagflow.local.competition import accept_rules, install_competition
 from kagflow.local.server import start_server
-from local_fixtures import COMPETITION, KERNELSPEC, USER, kaggle_env, write_competition  # noqa: F401
+from local_fixtures import COMPETITION, KERNELSPEC, USER, kaggle_env, run_kagflow, write_competition  # noqa: F401
 
 QUICK = """
 [kernels.quick]
@@ -37,14 +36,7 @@ SUBMIT_CELLS = (
 )
 
 
-def kagflow(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+kagflow = run_kagflow  # (exit code, stdout, stderr)
 
 
 @pytest.fixture
