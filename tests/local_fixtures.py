@@ -41,11 +41,17 @@ def data_dir(tmp_path) -> Path:
 
 
 @pytest.fixture
-def server(data_dir, kaggle_env):
+def server_settings() -> Settings:
+    """The local Kaggle's settings for `server` (a module may override this fixture)."""
+    return Settings(daily_submissions=50)
+
+
+@pytest.fixture
+def server(data_dir, kaggle_env, server_settings):
     """A local Kaggle on 127.0.0.1:<free port> with a tiny competition installed; stopped afterwards."""
     install_competition(data_dir, COMPETITION, write_competition(data_dir.parent / "competition-files"))
     accept_rules(data_dir, COMPETITION, USER)
-    srv = start_server(data_dir, settings=Settings(daily_submissions=50))
+    srv = start_server(data_dir, settings=server_settings)
     try:
         yield srv
     finally:
@@ -159,7 +165,7 @@ def snapshot(folder: Path) -> dict:
     return out
 
 
-__all__ = ["USER", "KEY", "COMPETITION", "kaggle_env", "data_dir", "server", "api", "gateway", "write_competition",
+__all__ = ["USER", "KEY", "COMPETITION", "kaggle_env", "data_dir", "server_settings", "server", "api", "gateway", "write_competition",
            "write_hidden_test", "write_notebook", "write_kernel", "write_dataset", "wait_kernel", "wait_submission", "snapshot"]
 
 

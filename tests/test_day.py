@@ -13,9 +13,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from kagflow.local.api import Settings
-from kagflow.local.competition import accept_rules, install_competition
-from kagflow.local.server import start_server
-from local_fixtures import COMPETITION, KERNELSPEC, USER, kaggle_env, run_kagflow, write_competition  # noqa: F401
+from local_fixtures import COMPETITION, KERNELSPEC, USER, data_dir, kaggle_env, run_kagflow, server  # noqa: F401
 
 QUICK = """
 [kernels.quick]
@@ -40,15 +38,9 @@ kagflow = run_kagflow  # (exit code, stdout, stderr)
 
 
 @pytest.fixture
-def server(tmp_path, kaggle_env):
-    data = tmp_path / "data"
-    install_competition(data, COMPETITION, write_competition(tmp_path / "competition-files"))
-    accept_rules(data, COMPETITION, USER)
-    srv = start_server(data, settings=Settings(daily_submissions=5))
-    try:
-        yield srv
-    finally:
-        srv.stop()
+def server_settings() -> Settings:
+    """Kaggle's 5 submissions a day, so "submissions left today" has something to count."""
+    return Settings(daily_submissions=5)
 
 
 def write_quick_notebook(root: Path, *extra: str) -> None:
