@@ -43,6 +43,17 @@ def main() -> None:
     seqs = [gb.join(r, 1024) for r in rows]
     rows_per_step = p.get("rows_per_step", 6)
     steps = perf.plan_steps([len(q) for q in seqs], rows_per_step, 1.0, 42)[:p["steps"]]
+    if recipe.get("pack"):  # compile flex for every packed width before the timed steps
+        from bench.gpu16 import shape_warmup_steps
+
+        wseqs, wlabels, wsteps = shape_warmup_steps([], [], p["vocab"], bucket=recipe["pack_bucket"],
+                                                    max_tokens=recipe["train_max_tokens"])
+        t_w = time.time()
+        perf.fit_lora(pm, wseqs, wlabels, recipe, steps=wsteps, warmup_steps=20, log_every=10**9)
+        torch.cuda.synchronize() if cuda else None
+        warm_s = round(time.time() - t_w, 1)
+    else:
+        warm_s = 0.0
     stamps: list[float] = []
 
     def on_log(entry: dict) -> None:  # after fit_lora's per-step loss sync: the step is done on every GPU
@@ -56,11 +67,21 @@ def main() -> None:
     tok = sum(len(seqs[i]) for st in steps[w:] for i in st)
     dt = stamps[-1] - stamps[w - 1]
     peaks = perf._gather_object(round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if cuda else None)
+    top = None
+    if p.get("profile") and cuda:  # where a step's time goes (rank 0's view), 3 more steps
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            perf.fit_lora(pm, seqs, labels, recipe, steps=steps[-3:], warmup_steps=20, log_every=1)
+            torch.cuda.synchronize()
+        top = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=25)
+        top += "\n" + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
     if rank == 0:
         Path(p["out"]).write_text(json.dumps({
             "world": world, "useful_tok_s": round(tok / dt, 1), "step_ms": round(1000 * dt / (len(steps) - w), 1),
             "timed_steps": len(steps) - w, "rows_per_step": rows_per_step, "losses": [round(x, 5) for x in losses],
             "peak_alloc_gib_per_gpu": peaks, "load_and_prepare_s": round(load_s, 1), "recipe": recipe,
+            "shape_warmup_s": warm_s, "profile_top_ops": top,
             "mixed_precision_env": os.environ.get("ACCELERATE_MIXED_PRECISION")}, indent=1))
     if world > 1:
         import torch.distributed as dist

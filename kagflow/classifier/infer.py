@@ -24,22 +24,23 @@ def predict_proba(model, token_ids, *, pad_token_id: int, token_budget: int = 16
                   padding_side: str = "right"):
     """Softmax probabilities (n x 3, float64, rows sum to 1) for pre-tokenised rows, in input order.
 
-    Batches are padded on ``padding_side``: the right, as kagflow always pads (``model.load_tokenizer`` says
-    why); the score head pools each row's last real token with either side."""
+    Batches come from ``perf.inference_batches``: rows packed into one fixed-width row when the model runs
+    flex attention (one compiled shape), else length-sorted batches padded on ``padding_side``: the right,
+    as kagflow always pads (``model.load_tokenizer`` says why); the score head pools each row's last real
+    token with either side."""
     import numpy as np
     import torch
 
-    from .perf import pad_batch
+    from .perf import classification_logits, inference_batches
 
     device = getattr(model, "device", None) or next(model.parameters()).device
     probs = np.zeros((len(token_ids), 3), dtype=np.float64)
-    batches = token_batches([len(t) for t in token_ids], token_budget)
+    batches = list(inference_batches(model, [len(t) for t in token_ids], token_budget, padding_side=padding_side))
     start = last_log = time.time()
-    for k, batch in enumerate(batches):
-        inputs = pad_batch([token_ids[i] for i in batch], pad_id=pad_token_id, pad_to_multiple_of=1, device=device,
-                           padding_side=padding_side)
+    for k, (batch, make) in enumerate(batches):
+        inputs = make([token_ids[i] for i in batch], pad_token_id, device)
         with torch.inference_mode():
-            logits = model(**inputs).logits
+            logits = classification_logits(model, inputs)
         p = torch.softmax(logits.float(), dim=-1).double().cpu().numpy()
         probs[batch] = p / p.sum(axis=1, keepdims=True)
         if time.time() - last_log > log_every:

@@ -63,7 +63,9 @@ def resolve_attn_implementation(requested: str, traits: ModelTraits, device=None
 
     if requested == "auto":
         if traits.softcapping and training:
-            return "eager"  # flex recompiles for every training shape (perf.recipe_for_profile)
+            # loading for training: eager; the fast loop's recipe then switches to flex on packed rows
+            # (perf.recipe_for_profile), the HF Trainer (padded batches of every shape) stays eager
+            return "eager"
         return choose_attn_implementation(traits.model_type, device, softcapping=traits.softcapping)
     if requested == "sdpa" and traits.softcapping:
         raise ValueError(f"attn_implementation='sdpa' drops the attention softcapping of {traits.model_type}: "

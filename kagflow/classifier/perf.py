@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .loss import loss_sum as weighted_loss_sum
+from .packing import PackedBatch, bucket_width, pack_rows, packed_batch, packed_logits, uses_packing
 
 SOFTCAPPED_MODEL_TYPES = frozenset({"gemma2"})
 
@@ -90,7 +91,7 @@ def recipe_for_profile(profile, traits=None) -> dict:
     one model (``model.ModelTraits`` of its config; None: Gemma 2, soft-capped, what was measured).
 
     Keys: dtype ("bfloat16"/"float16"/"float32": the profile's), train_attn_implementation,
-    infer_attn_implementation, gradient_checkpointing,
+    infer_attn_implementation, pack / pack_bucket (training on packed rows), gradient_checkpointing,
     train_max_tokens (padded tokens per training micro-batch), infer_max_tokens, infer_max_rows,
     dequantize_for_training, dequantize_for_inference (4-bit base -> bf16 once, LoRA merged for
     inference), grad_scaler (fp16 training: the profile's), pad_to_multiple_of.
@@ -99,11 +100,18 @@ def recipe_for_profile(profile, traits=None) -> dict:
     17.3 GiB for the dequantised bf16 base: "big" (>= 70 GiB) trains that way. Smaller bf16 cards keep the
     4-bit base and checkpointing; T4s add fp16 + a GradScaler at 4096 tokens (peak measured <= 14 GiB).
     The CPU gets the T4's shapes in fp32, without checkpointing.
-    Attention follows ``traits``: a soft-capped model trains eager (flex recompiles for every training
-    shape, ~20 s each on an H100, bench/NOTES.md) and infers with flex on sm80+; others use SDPA.
+    Attention follows ``traits``: a soft-capped model trains and infers with flex attention on sm80+,
+    its rows packed (``pack``; training widths rounded up to ``pack_bucket`` tokens, inference at the
+    fixed token budget: a few shapes, so flex compiles a few times instead of per batch shape), eager
+    elsewhere (T4, CPU); others use SDPA on padded batches.
     """
     capped = traits.softcapping if traits is not None else True
     model_type = traits.model_type if traits is not None else "gemma2"
+    infer_attn = choose_attn_implementation(model_type, profile.capability or "cpu", softcapping=capped)
+    # a soft-capped model trains with flex attention where it infers with it (sm80+), on packed rows
+    # (``packing``: fixed widths, so flex compiles once per bucket, not per batch shape); eager elsewhere
+    train_attn = ("flex_attention" if infer_attn == "flex_attention" else "eager") if capped else "sdpa"
+    pack = train_attn == "flex_attention"
     bf16 = profile.native_bf16
     mem = float(profile.total_mem_gib)
     big = mem >= 70 and bf16
@@ -115,18 +123,17 @@ def recipe_for_profile(profile, traits=None) -> dict:
     else:  # T4 / 16-24 GB cards (and the CPU)
         train_tokens, infer_tokens, gc = 4096, 8192, profile.cuda
     # checkpoint only as many trainable layers as memory needs: the top ones keep their activations
-    # (~0.3 MiB per token per layer in eager attention) in what the 4-bit model (5.7 GiB) and the
-    # checkpointed rest (8.1 GiB peak with all 26 checkpointed at 4,096 tokens, bench/RESULTS.md) leave free
-    per_layer_gib = 0.3 * train_tokens / 1024
+    # (~0.3 MiB per token per layer in eager attention, whose L x L scores are about a third of it; less
+    # with flex, which keeps none) in what the 4-bit model (5.7 GiB) and the checkpointed rest (8.1 GiB
+    # peak with all 26 checkpointed at 4,096 tokens, bench/RESULTS.md) leave free
+    per_layer_gib = (0.22 if pack else 0.3) * train_tokens / 1024
     keep = max(0, int((mem - 1.0 - 8.1 * train_tokens / 4096) / per_layer_gib)) if gc else 0
     return {
         "dtype": profile.dtype_name,
-        # training: eager keeps the softcap and compiles nothing; flex attention recompiled for every new
-        # (rows, length) shape in training (~20 s per shape on an H100, bench/NOTES.md), so it is used
-        # for inference only, where one dynamic-shape compile serves all batches.
-        "train_attn_implementation": "eager" if capped else "sdpa",
-        "infer_attn_implementation": choose_attn_implementation(model_type, profile.capability or "cpu",
-                                                                softcapping=capped),
+        "train_attn_implementation": train_attn,
+        "infer_attn_implementation": infer_attn,
+        "pack": pack,
+        "pack_bucket": 512,
         "gradient_checkpointing": gc,
         "uncheckpointed_layers": keep,
         "train_max_tokens": train_tokens,
@@ -302,9 +309,59 @@ def disable_input_require_grads(model) -> int:
     return removed
 
 
-def classification_logits(model, batch: dict) -> torch.Tensor:
+def classification_logits(model, batch) -> torch.Tensor:
+    """Logits [rows, labels] of a padded batch (``pad_batch``) or a ``packing.PackedBatch``."""
+    if isinstance(batch, PackedBatch):
+        return packed_logits(model, batch)
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     return out.logits
+
+
+def _labels(batch) -> torch.Tensor:
+    return batch.labels if isinstance(batch, PackedBatch) else batch["labels"]
+
+
+def training_batches(seqs: Sequence[Sequence[int]], labels: Sequence[int], recipe: dict, *, pad_id: int = 0,
+                     device=None) -> list:
+    """One optimizer step's rows as micro-batches under ``recipe["train_max_tokens"]``: packed rows
+    (``recipe["pack"]``, widths rounded up to ``pack_bucket``) or length-sorted padded batches."""
+    lengths = [len(q) for q in seqs]
+    budget = recipe["train_max_tokens"]
+    if recipe.get("pack"):
+        bucket = recipe.get("pack_bucket", 512)
+        return [packed_batch([seqs[i] for i in g], width=bucket_width(sum(lengths[i] for i in g), bucket),
+                             pad_id=pad_id, labels=[labels[i] for i in g], device=device)
+                for g in pack_rows(lengths, budget)]
+    mult = recipe.get("pad_to_multiple_of", 8)
+    return [pad_batch([seqs[i] for i in g], pad_id=pad_id, pad_to_multiple_of=mult, labels=[labels[i] for i in g],
+                      device=device) for g in token_budget_batches(lengths, budget, pad_to_multiple_of=mult)]
+
+
+def inference_batches(model, lengths: Sequence[int], max_tokens: int, max_rows: int | None = 64, *,
+                      padding_side: str = "right"):
+    """(row indices, make(seqs, pad_id, device)) for inference: packed rows of exactly ``max_tokens``
+    when ``model`` runs flex attention (one shape: flex compiles once), else length-sorted padded batches."""
+    if uses_packing(model):
+        for g in pack_rows(lengths, max_tokens):
+            width = bucket_width(sum(int(lengths[i]) for i in g), 128, max_tokens)
+            yield g, lambda seqs, pad_id, device, w=width: packed_batch(seqs, width=w, pad_id=pad_id, device=device)
+    else:
+        for g in token_budget_batches(lengths, max_tokens, max_rows):
+            yield g, lambda seqs, pad_id, device: pad_batch(seqs, pad_id=pad_id, pad_to_multiple_of=8, device=device,
+                                                            padding_side=padding_side)
+
+
+def deal_rows(step: Sequence[int], lengths: Sequence[int], world: int) -> list[list[int]]:
+    """One optimizer step's rows dealt over ``world`` data-parallel processes with balanced tokens: longest
+    first, each to the process with the fewest tokens so far (ties: the lowest rank). The same on every
+    process (a pure function of the step); each row goes to exactly one process."""
+    parts: list[list[int]] = [[] for _ in range(world)]
+    load = [0] * world
+    for i in sorted(step, key=lambda i: (-int(lengths[i]), i)):
+        r = min(range(world), key=lambda k: (load[k], k))
+        parts[r].append(i)
+        load[r] += int(lengths[i])
+    return parts
 
 
 def lora_train_step(model, micro_batches: Sequence[dict], optimizer, *, autocast_dtype=torch.bfloat16,
@@ -318,14 +375,14 @@ def lora_train_step(model, micro_batches: Sequence[dict], optimizer, *, autocast
     each row's loss is weighted by its class (``loss.loss_sum``).
     Returns this process's share of the step's mean loss as a 0-dim tensor (no host sync).
     """
-    total = total_rows or sum(int(mb["labels"].shape[0]) for mb in micro_batches)
+    total = total_rows or sum(int(_labels(mb).shape[0]) for mb in micro_batches)
     params = [p for p in model.parameters() if p.requires_grad]
     loss_sum = torch.zeros((), device=params[0].device)
     for mb in micro_batches:
-        dev = mb["input_ids"].device.type
+        dev = _labels(mb).device.type
         with torch.autocast(dev, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logits = classification_logits(model, mb)
-        loss = weighted_loss_sum(logits, mb["labels"], class_weights) / total
+        loss = weighted_loss_sum(logits, _labels(mb), class_weights) / total
         (scaler.scale(loss) if scaler is not None else loss).backward()
         loss_sum = loss_sum + loss.detach()
     _all_reduce_grads(params)
@@ -497,7 +554,6 @@ def fit_lora(model, seqs: Sequence[Sequence[int]], labels: Sequence[int], recipe
     sched = get_linear_schedule_with_warmup(opt, warmup_steps, len(steps))
     autocast, scaler = amp_for(recipe, device)
     weights = torch.tensor(class_weights, dtype=torch.float32, device=device) if class_weights else None
-    mult = recipe.get("pad_to_multiple_of", 8)
     ckpt = checkpointing
     result = FitResult()
     result.steps_total = len(steps)
@@ -545,13 +601,9 @@ def fit_lora(model, seqs: Sequence[Sequence[int]], labels: Sequence[int], recipe
                     save(s)
                 break
         step = steps[s]
-        mine = list(step[rank::world]) if world > 1 else list(step)
-        mbs = []
-        if mine:
-            groups = token_budget_batches([lengths[i] for i in mine], recipe["train_max_tokens"],
-                                          pad_to_multiple_of=mult)
-            mbs = [pad_batch([seqs[mine[j]] for j in g], pad_id=pad_id, pad_to_multiple_of=mult,
-                             labels=[labels[mine[j]] for j in g], device=device) for g in groups]
+        mine = deal_rows(step, lengths, world)[rank] if world > 1 else list(step)
+        mbs = training_batches([seqs[i] for i in mine], [labels[i] for i in mine], recipe, pad_id=pad_id,
+                               device=device) if mine else []
         pending.append(lora_train_step(model, mbs, opt, autocast_dtype=autocast, scaler=scaler, scheduler=sched,
                                        max_grad_norm=max_grad_norm, total_rows=len(step), class_weights=weights))
         done = s + 1
@@ -749,13 +801,12 @@ def merge_and_dequantize(peft_model, dtype=torch.bfloat16):
 
 @torch.inference_mode()
 def predict_logits(model, seqs: Sequence[Sequence[int]], *, max_tokens: int, max_rows: int | None = 64,
-                   pad_id: int = 0, pad_to_multiple_of: int = 8, autocast_dtype=None, device=None) -> torch.Tensor:
-    """Logits [n, num_labels] (float32, CPU, input order) from length-sorted token-budget batches."""
+                   pad_id: int = 0, autocast_dtype=None, device=None) -> torch.Tensor:
+    """Logits [n, num_labels] (float32, CPU, input order) from ``inference_batches``."""
     device = device if device is not None else next(model.parameters()).device
-    lengths = [len(s) for s in seqs]
     out = None
-    for b in token_budget_batches(lengths, max_tokens, max_rows, pad_to_multiple_of=pad_to_multiple_of):
-        batch = pad_batch([seqs[i] for i in b], pad_id=pad_id, pad_to_multiple_of=pad_to_multiple_of, device=device)
+    for b, make in inference_batches(model, [len(s) for s in seqs], max_tokens, max_rows):
+        batch = make([seqs[i] for i in b], pad_id, device)
         with torch.autocast(torch.device(device).type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):
             logits = classification_logits(model, batch).float()

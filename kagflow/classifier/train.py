@@ -159,7 +159,7 @@ def training_recipe(cfg: TrainConfig | None = None, traits=None) -> dict:
     if cfg is not None:
         attn = recipe["train_attn_implementation"] if cfg.attn_implementation == "auto" else cfg.attn_implementation
         recipe = {**recipe, "gradient_checkpointing": bool(recipe["gradient_checkpointing"] and cfg.gradient_checkpointing),
-                  "train_attn_implementation": attn}
+                  "train_attn_implementation": attn, "pack": attn == "flex_attention"}
     return recipe
 
 
