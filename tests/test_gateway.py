@@ -158,3 +158,19 @@ def test_normalise_pulled_sources():
         "llm-classification-finetuning"
     assert kernels.normalise_source("kernel", "https://www.kaggle.com/code/emiz6413/training-gemma") == \
         "emiz6413/training-gemma"
+
+
+@pytest.mark.parametrize("raw, entries, text", [
+    ('[{"stream_name": "stdout", "time": 0.5, "data": "a\\n"}, 7, {"stream_name": "stderr", "time": 2, "data": "b"}]',
+     [{"stream_name": "stdout", "time": 0.5, "data": "a\n"}, {"stream_name": "stderr", "time": 2, "data": "b"}],
+     "a\nb"),                                                       # Kaggle's JSON list (non-objects skipped)
+    ("plain text\nlog\n", [{"data": "plain text\nlog\n"}], "plain text\nlog\n"),  # a plain text log
+    ('{"data": "x", "time": 3}', [{"data": '{"data": "x", "time": 3}'}], '{"data": "x", "time": 3}'),  # JSON, no list
+    ("[not json", [{"data": "[not json"}], "[not json"),           # junk
+    ("", [], ""),                                                   # empty
+])
+def test_log_parser_both_shapes(tmp_path, raw, entries, text):
+    """log_entries is the one parser of a kernel log; log_text reads a pulled log file through it."""
+    assert kernels.log_entries(raw) == entries
+    (tmp_path / "k.log").write_text(raw, encoding="utf-8")
+    assert kernels.log_text(tmp_path / "k.log") == text

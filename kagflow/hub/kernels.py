@@ -242,16 +242,23 @@ def pull_output(gw: Gateway, handle: slugs.KernelHandle, version: int, kernel_fo
     return dest, True
 
 
-def log_text(log_path: Path) -> str:
-    """A kernel log as plain text (Kaggle's JSON list of {stream_name, time, data} or plain text)."""
-    raw = Path(log_path).read_text(encoding="utf-8", errors="replace")
+def log_entries(raw: str) -> list[dict]:
+    """The one parser of Kaggle's kernel log: a JSON list of {stream_name, time, data} gives its
+    entries (anything but an object in it is skipped); plain text, or JSON that is not a list, is
+    one entry holding it whole; an empty log has none."""
     try:
         entries = json.loads(raw)
     except ValueError:
-        return raw
+        entries = None
     if isinstance(entries, list):
-        return "".join(str(e.get("data", "")) for e in entries if isinstance(e, dict))
-    return raw
+        return [e for e in entries if isinstance(e, dict)]
+    return [{"data": raw}] if raw else []
+
+
+def log_text(log_path: Path) -> str:
+    """A pulled kernel log file as plain text: its entries' data, in order."""
+    raw = Path(log_path).read_text(encoding="utf-8", errors="replace")
+    return "".join(str(e.get("data", "")) for e in log_entries(raw))
 
 
 def tail(text: str, lines: int = 20) -> str:
@@ -345,15 +352,6 @@ def kernel_version_info(gw: Gateway, handle: slugs.KernelHandle, version: Option
                          getattr(meta, "machine_shape", "") or "",
                          epoch_seconds(getattr(meta, "last_run_time", None)),
                          tuple(getattr(meta, "model_data_sources", None) or ()))
-
-
-def log_entries(raw: str) -> list[dict]:
-    """Kaggle's log (a JSON list of {stream_name, time, data}) as entries; plain text as one entry."""
-    try:
-        entries = json.loads(raw)
-    except ValueError:
-        return [{"data": raw}] if raw else []
-    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
 
 def run_seconds(gw: Gateway, handle: slugs.KernelHandle, version: int) -> Optional[float]:
