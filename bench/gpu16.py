@@ -5,6 +5,7 @@ helpers it uses); results in OUT/results.json (rewritten after every measurement
 
     python3 bench/gpu16.py --phase one --out $OUT   # GPU 0 alone: 16 GB cap (bf16, T4 fp16) and big card
     python3 bench/gpu16.py --phase two --out $OUT   # two GPUs: DDP via accelerate launch, inference per GPU
+    bench/run_gpu16.sh                              # the whole #13/#15 measurement on nvidia-h200-x2 (two calls)
     python bench/gpu16.py --tiny --phase one --out /tmp/x  # CPU logic check (tiny Gemma-2)
 
 The 16 GB configurations cap this process's CUDA allocator at 15 GiB (set_per_process_memory_fraction).
@@ -511,6 +512,8 @@ def main():
     ap.add_argument("--infer-rows", type=int, default=200)
     ap.add_argument("--big-infer-rows", type=int, default=600, help="rows of kagflow's big-card first pass")
     ap.add_argument("--deadline-s", type=float, default=500)
+    ap.add_argument("--tasks", default=None, help="--phase one: only these tasks (comma-separated; 'none': only "
+                    "build the checkpoint), e.g. to run the seed-independent ones on a second GPU at the same time")
     ap.add_argument("--task", default=None, help="(internal) one measurement in this process")
     ap.add_argument("--t0", type=float, default=None, help="(internal) the parent's start time")
     args = ap.parse_args()
@@ -532,7 +535,8 @@ def main():
         run_task(args, ckpt, device, args.task)
         return
     if args.phase == "one":
-        run_tasks(args, ONE_TASKS)
+        wanted = args.tasks.split(",") if args.tasks else None
+        run_tasks(args, [t for t in ONE_TASKS if wanted is None or t[0] in wanted])
     else:  # "two", or "ddp" (the DDP training part alone)
         two_gpus(args, ckpt, device)
     record("total_s", round(time.time() - gb.T_START, 1))

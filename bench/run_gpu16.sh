@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The #13/#15 measurement on the device tool's nvidia-h200-x2 (bench/RESULTS.md), from the repository root:
+#   bash bench/run_gpu16.sh one   # call 1: phase one, its tasks split over the two GPUs (seed-dependent ones on
+#                                 # GPU 0), then the GPU smoke on GPU 1
+#   bash bench/run_gpu16.sh two   # call 2: DDP (6 and 24 rows/step) and one model per GPU
+# Needs bitsandbytes (and peft) wheels for the device's Python in .whl-perf/ (carried; not in git).
+set -u
+OUT=${OUT:-/tmp/out}
+export PYTHONPATH=$PWD
+pip install --no-deps --quiet .whl-perf/*.whl 2>&1 | tail -2
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+case "${1:-one}" in
+one)
+  python3 bench/gpu16.py --phase one --tasks none --out "$OUT/prep" > "$OUT/prep.log" 2>&1 || tail -20 "$OUT/prep.log"
+  CUDA_VISIBLE_DEVICES=0 python3 bench/gpu16.py --phase one --deadline-s "${DEADLINE:-500}" --out "$OUT/gpu0" \
+    --tasks seed_bf16_cap,kag_bf16_cap,kag_big,kag_t4_cap,seed_t4_cap > "$OUT/gpu0.log" 2>&1 &
+  ( CUDA_VISIBLE_DEVICES=1 python3 bench/gpu16.py --phase one --deadline-s "${DEADLINE:-500}" --out "$OUT/gpu1" \
+      --tasks seed_big,infer_big,infer_t4_cap > "$OUT/gpu1.log" 2>&1
+    CUDA_VISIBLE_DEVICES=1 timeout $(( ${DEADLINE:-500} + 60 - SECONDS )) python3 bench/gpu_smoke.py --out "$OUT/smoke" \
+      > "$OUT/smoke.log" 2>&1; echo "smoke rc $?" >> "$OUT/smoke.log" ) &
+  wait
+  tail -6 "$OUT/smoke.log"
+  grep -v "^{'loss'" "$OUT/gpu0.log" | tail -25; grep -v "^{'loss'" "$OUT/gpu1.log" | tail -25
+  ;;
+two)
+  python3 bench/gpu16.py --phase two --ddp-rows 6 --ddp-profile --deadline-s "${DEADLINE:-400}" --out "$OUT/two" \
+    > "$OUT/two.log" 2>&1; grep -v "^{'loss'" "$OUT/two.log" | tail -20
+  timeout $(( 575 - SECONDS )) python3 bench/gpu16.py --phase ddp --ddp-rows 24 --out "$OUT/ddp24" \
+    > "$OUT/ddp24.log" 2>&1; tail -8 "$OUT/ddp24.log"
+  ;;
+esac
+rm -rf "$OUT"/*/smoke/tiny "$OUT"/smoke/tiny "$OUT"/smoke/comp 2>/dev/null
+true
