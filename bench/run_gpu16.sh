@@ -7,7 +7,8 @@
 set -u
 OUT=${OUT:-/tmp/out}
 export PYTHONPATH=$PWD
-pip install --no-deps --quiet .whl-perf/*.whl 2>&1 | tail -2
+python3 -m pip install --no-deps --quiet .whl-perf/*.whl 2>&1 | grep -v "root. user" | tail -2
+python3 -c "import bitsandbytes, peft; print(\"bitsandbytes\", bitsandbytes.__version__, \"peft\", peft.__version__)" || exit 1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 case "${1:-one}" in
 one)
