@@ -208,3 +208,28 @@ def test_sliding_window_shorter_than_rows_is_kept(flex_impl):
         ref = perf.classification_logits(eager, perf.pad_batch(seqs))
         got = perf.classification_logits(flex, packed)
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("lengths,width", [([37, 5, 90, 64, 11], 256), ([300, 2, 129, 127, 1], 640),
+                                           ([128, 128, 256], 512), ([1000], 1024), ([5, 6], 200)])
+def test_row_causal_block_mask_equals_create_block_mask(lengths, width):
+    """The block-level builder gives create_block_mask's blocks (partial and full) and the same dense mask."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    from kagflow.classifier.packing import row_causal_block_mask
+
+    pb = packed_batch(_seqs(lengths), width=width)
+    doc = pb.doc_ids
+
+    def mod(b, h, q, kv):
+        return (doc[q] == doc[kv]) & (q >= kv)
+
+    ours = row_causal_block_mask(pb, mod)
+    ref = create_block_mask(mod, 1, None, width, width, device="cpu")
+    assert torch.equal(ours.to_dense(), ref.to_dense())  # which blocks are visited
+    n = ref.kv_num_blocks[0, 0]
+    for q in range(n.shape[0]):
+        assert sorted(ours.kv_indices[0, 0, q, :ours.kv_num_blocks[0, 0, q]].tolist()) == \
+            sorted(ref.kv_indices[0, 0, q, :ref.kv_num_blocks[0, 0, q]].tolist())
+        assert sorted(ours.full_kv_indices[0, 0, q, :ours.full_kv_num_blocks[0, 0, q]].tolist()) == \
+            sorted(ref.full_kv_indices[0, 0, q, :ref.full_kv_num_blocks[0, 0, q]].tolist())
