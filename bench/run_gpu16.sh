@@ -28,7 +28,7 @@ diag)  # the first flex inference batch: block-level mask vs compiled create_blo
   CUDA_VISIBLE_DEVICES=1 TORCH_LOGS=recompiles python3 bench/diag_flex_first.py --mask compiled > "$OUT/diag_compiled.log" 2>&1 &
   wait; tail -30 "$OUT/diag_rows.log"; tail -30 "$OUT/diag_compiled.log"
   python3 bench/gpu16.py --phase one --tasks none --out "$OUT/prep" > "$OUT/prep.log" 2>&1 || tail -20 "$OUT/prep.log"
-  CUDA_VISIBLE_DEVICES=1 python3 bench/gpu16.py --phase one --deadline-s 400 --out "$OUT/gpu1" --tasks seed_big,infer_big \
+  CUDA_VISIBLE_DEVICES=1 python3 bench/gpu16.py --phase one --deadline-s 400 --out "$OUT/gpu1" --tasks infer_big \
     > "$OUT/gpu1.log" 2>&1 &
   CUDA_VISIBLE_DEVICES=0 timeout $(( 560 - SECONDS )) python3 bench/gpu_smoke.py --out "$OUT/smoke" > "$OUT/smoke.log" 2>&1 &
   wait; tail -12 "$OUT/smoke.log"; grep -v "^{'loss'\|Loading weights" "$OUT/gpu1.log" | tail -12
