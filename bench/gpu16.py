@@ -177,8 +177,6 @@ def run_task(args, ckpt, device, task: str) -> None:
     t4 = perf.recipe_for_device(CAP_GIB, (7, 5))
     card16 = perf.recipe_for_device(CAP_GIB, (8, 9))
     big = perf.recipe_for_device(79.0, (9, 0)) if args.tiny else perf.recipe_for_current_device(device)
-    if args.tiny:  # flex attention has no backward on the CPU: the logic check trains eager, padded
-        card16, big = ({**r, "train_attn_implementation": "eager", "pack": False} for r in (card16, big))
     rows, labels = train_data(args)
     if task.endswith("_cap"):
         cap(device, CAP_GIB)

@@ -58,18 +58,26 @@ def test_packed_batch_layout():
         packed_batch([[1] * 5, [1] * 4], width=8)
 
 
-def test_recipe_packs_only_where_training_runs_flex():
+def test_recipe_packs_only_where_training_runs_flex(monkeypatch):
+    from kagflow.classifier import device as device_mod
+    from kagflow.classifier import train
+    from kagflow.classifier.config import TrainConfig
     from kagflow.classifier.model import ModelTraits
 
     big, card16, t4 = (perf.recipe_for_device(79.0, (9, 0)), perf.recipe_for_device(15.0, (8, 9)),
                        perf.recipe_for_device(15.0, (7, 5)))
-    assert big["pack"] and big["train_attn_implementation"] == "flex_attention"
-    assert card16["pack"] and card16["train_attn_implementation"] == "flex_attention"
-    assert not t4["pack"] and t4["train_attn_implementation"] == "eager"  # a T4 keeps eager, padded
+    for r in (big, card16, t4):  # training: eager on padded batches unless asked (RESULTS: flex trained no faster)
+        assert not r["pack"] and r["train_attn_implementation"] == "eager"
+    assert big["infer_attn_implementation"] == card16["infer_attn_implementation"] == "flex_attention"
+    assert t4["infer_attn_implementation"] == "eager"  # a T4 infers eager, padded
     llama = ModelTraits(model_type="llama", softcapping=False, sliding_window=None, num_layers=2)
     assert not perf.recipe_for_device(79.0, (9, 0), llama)["pack"]
-    # flex keeps no L x L scores: more layers keep their activations in the same 15 GiB
-    assert card16["uncheckpointed_layers"] > perf.recipe_for_device(15.0, (7, 5))["uncheckpointed_layers"]
+    # [train] attn_implementation = "flex_attention" opts in: packed rows
+    monkeypatch.setattr(device_mod, "device_profile", lambda device=None: device_mod.DeviceProfile((8, 9), 15.0, "fake"))
+    flex = train.training_recipe(TrainConfig(attn_implementation="flex_attention"))
+    eager = train.training_recipe(TrainConfig())
+    assert flex["pack"] and flex["train_attn_implementation"] == "flex_attention"
+    assert not eager["pack"] and eager["train_attn_implementation"] == "eager"
 
 
 # ------------------------------------------------------------------ equivalence on a tiny Gemma 2

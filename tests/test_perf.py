@@ -209,9 +209,7 @@ def test_dequantize_base_is_exact_and_trains(tiny_4bit):
 def test_fit_lora_and_prepare_helpers(tiny_4bit):
     from peft import LoraConfig, TaskType
 
-    # the big-card recipe on the CPU: eager attention (flex has no backward on the CPU; test_packing covers it)
-    recipe = dict(perf.recipe_for_device(79.0, (9, 0)), train_max_tokens=48, infer_attn_implementation="eager",
-                  train_attn_implementation="eager", pack=False)
+    recipe = dict(perf.recipe_for_device(79.0, (9, 0)), train_max_tokens=48, infer_attn_implementation="eager")
     lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj"], layers_to_transform=[1],
                     lora_dropout=0.0, task_type=TaskType.SEQ_CLS)
     torch.manual_seed(0)

@@ -100,18 +100,20 @@ def recipe_for_profile(profile, traits=None) -> dict:
     17.3 GiB for the dequantised bf16 base: "big" (>= 70 GiB) trains that way. Smaller bf16 cards keep the
     4-bit base and checkpointing; T4s add fp16 + a GradScaler at 4096 tokens (peak measured <= 14 GiB).
     The CPU gets the T4's shapes in fp32, without checkpointing.
-    Attention follows ``traits``: a soft-capped model trains and infers with flex attention on sm80+,
-    its rows packed (``pack``; training widths rounded up to ``pack_bucket`` tokens, inference at the
-    fixed token budget: a few shapes, so flex compiles a few times instead of per batch shape), eager
-    elsewhere (T4, CPU); others use SDPA on padded batches.
+    Attention follows ``traits``: a soft-capped model trains eager and infers with flex attention on
+    sm80+ on packed rows at the fixed token budget (one shape: flex compiles once), eager elsewhere (T4,
+    CPU); others use SDPA on padded batches. ``pack`` (training on packed rows, widths rounded up to
+    ``pack_bucket`` tokens) is set when training asks for flex attention (``train.training_recipe``).
     """
     capped = traits.softcapping if traits is not None else True
     model_type = traits.model_type if traits is not None else "gemma2"
     infer_attn = choose_attn_implementation(model_type, profile.capability or "cpu", softcapping=capped)
-    # a soft-capped model trains with flex attention where it infers with it (sm80+), on packed rows
-    # (``packing``: fixed widths, so flex compiles once per bucket, not per batch shape); eager elsewhere
-    train_attn = ("flex_attention" if infer_attn == "flex_attention" else "eager") if capped else "sdpa"
-    pack = train_attn == "flex_attention"
+    # training stays eager on padded, length-sorted micro-batches: flex attention on packed rows trained no
+    # faster on an H200 (bench/RESULTS.md, 2026-11-30 second run: 16 GB 1.86x vs eager's 1.93x T4 path in the
+    # same call, big card 2.84x vs 3.27x earlier) and its head_dim-256 backward kernel needs more shared memory
+    # than sm86/sm89 cards have; ``[train] attn_implementation = "flex_attention"`` opts in (packed rows)
+    train_attn = "eager" if capped else "sdpa"
+    pack = False
     bf16 = profile.native_bf16
     mem = float(profile.total_mem_gib)
     big = mem >= 70 and bf16
@@ -123,10 +125,10 @@ def recipe_for_profile(profile, traits=None) -> dict:
     else:  # T4 / 16-24 GB cards (and the CPU)
         train_tokens, infer_tokens, gc = 4096, 8192, profile.cuda
     # checkpoint only as many trainable layers as memory needs: the top ones keep their activations
-    # (~0.3 MiB per token per layer in eager attention, whose L x L scores are about a third of it; less
-    # with flex, which keeps none) in what the 4-bit model (5.7 GiB) and the checkpointed rest (8.1 GiB
-    # peak with all 26 checkpointed at 4,096 tokens, bench/RESULTS.md) leave free
-    per_layer_gib = (0.22 if pack else 0.3) * train_tokens / 1024
+    # (~0.3 MiB per token per layer in eager attention; flex on packed rows keeps less, so the count is safe
+    # for it too) in what the 4-bit model (5.7 GiB) and the checkpointed rest (8.1 GiB peak with all 26
+    # checkpointed at 4,096 tokens, bench/RESULTS.md) leave free
+    per_layer_gib = 0.3 * train_tokens / 1024
     keep = max(0, int((mem - 1.0 - 8.1 * train_tokens / 4096) / per_layer_gib)) if gc else 0
     return {
         "dtype": profile.dtype_name,

@@ -158,8 +158,9 @@ def training_recipe(cfg: TrainConfig | None = None, traits=None) -> dict:
     recipe = recipe_for_current_device(traits=traits)
     if cfg is not None:
         attn = recipe["train_attn_implementation"] if cfg.attn_implementation == "auto" else cfg.attn_implementation
+        pack = attn == "flex_attention"  # flex trains on packed rows: a few shapes to compile, no L x L scores
         recipe = {**recipe, "gradient_checkpointing": bool(recipe["gradient_checkpointing"] and cfg.gradient_checkpointing),
-                  "train_attn_implementation": attn, "pack": attn == "flex_attention"}
+                  "train_attn_implementation": attn, "pack": pack}
     return recipe
 
 
