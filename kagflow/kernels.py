@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from kagflow import metadata, slugs
 from kagflow.classifier.config import TIME_BUDGET_MARGIN
+from kagflow.classifier.paths import ADAPTER_MARKER, InputNotFoundError, find_model_dir
 from kagflow.config import Config, infer_params, train_params
 from kagflow.errors import MissingFileError
 from kagflow.sources import KernelSources, kernel_handle, model_version_source, resolve_sources
@@ -113,3 +115,23 @@ def summarize_output(output: Path) -> OutputSummary:
         except ValueError:
             metrics = {}
     return OutputSummary(files, metrics)
+
+
+def adapter_dir(output: Optional[str], *, state_file: Path, hint: str) -> Path:
+    """The adapter folder of a training run's ``output`` (as recorded in ``state_file``): the shallowest
+    folder holding adapter_config.json, the rule the inference notebook applies to a mounted adapter
+    (:func:`kagflow.classifier.paths.find_model_dir`), so a ``checkpoints/checkpoint-N/`` the run kept
+    (a stopped run, ``keep_checkpoints``) is never taken for the adapter. ``hint``: the command that
+    makes a training output where the caller looks for one."""
+    if not output:
+        raise MissingFileError("no training output to take the adapter from",
+                               context=f"file {state_file}: no output recorded for kernel train", hint=hint)
+    folder = Path(output)
+    context = f"the training output recorded in {state_file}"
+    if not folder.is_dir():
+        raise MissingFileError(f"training output {folder} does not exist", context=context, hint=hint)
+    try:
+        return find_model_dir(folder, marker=ADAPTER_MARKER)
+    except InputNotFoundError:
+        raise MissingFileError(f"no adapter ({ADAPTER_MARKER}) in {folder} or below it", context=context,
+                               hint=hint) from None

@@ -17,8 +17,7 @@ from typing import Optional
 
 from kagflow import slugs
 from kagflow.config import Config
-from kagflow.errors import MissingFileError
-from kagflow.kernels import kernel_dir, render_kernel
+from kagflow.kernels import adapter_dir, kernel_dir, render_kernel
 from kagflow.local import mounts
 from kagflow.state import ProjectState
 
@@ -85,16 +84,10 @@ def run_local(config: Config, name: str, *, timeout: Optional[int] = None,
         mount_model(input_root, f"{instance_handle(config, config.base_model)}/{config.base_model.version}",
                     base_files)
         if kernel.kind == "infer":
-            trained = state.kernel("train").output
-            if not trained:
-                raise MissingFileError("no trained adapter to run inference with",
-                                       hint="run `kagflow kernel run train --local` first")
+            adapter = adapter_dir(state.kernel("train").output, state_file=state.path,
+                                  hint="run `kagflow kernel run train --local` first")
             adapter_ref = f"{instance_handle(config, config.adapter_model)}/{config.adapter_model.version}"
-            adapters = sorted(Path(trained).rglob("adapter_config.json"))
-            if not adapters:
-                raise MissingFileError(f"no adapter (adapter_config.json) in {trained}",
-                                       hint="run `kagflow kernel run train --local` again")
-            mount_model(input_root, adapter_ref, adapters[0].parent)
+            mount_model(input_root, adapter_ref, adapter)
         comp = competition_files_dir(config)
         if not (comp / "test.csv").is_file():
             comp = ensure_synthetic_competition(config)

@@ -120,16 +120,11 @@ class Session:
     def adapter_dir(self, output: Optional[str] = None) -> Path:
         """The adapter folder (holding adapter_config.json) of ``output``, by default the last pulled
         training output."""
-        pulled = output or self.state.kernel("train").output
-        if not pulled:
-            raise MissingFileError("no training output to publish the adapter from",
-                                   hint="run `kagflow kernel push train --wait` and `kagflow kernel pull train`, "
-                                        "or pass --from DIR")
-        found = sorted(Path(pulled).rglob("adapter_config.json"))
-        if not found:
-            raise MissingFileError(f"no adapter (adapter_config.json) in {pulled}",
-                                   hint="pull a finished training run: kagflow kernel pull train")
-        return found[0].parent
+        from kagflow.kernels import adapter_dir
+
+        return adapter_dir(output or self.state.kernel("train").output, state_file=self.state.path,
+                           hint="run `kagflow kernel push train --wait` and `kagflow kernel pull train`, "
+                                "or publish a folder: kagflow model publish adapter --from DIR")
 
     def publish(self, which: str, *, source: Optional[Path] = None, notes: str = ""):
         """Publish the base model or the adapter as a new instance version, unless unchanged."""

@@ -84,3 +84,41 @@ def test_a_switch_to_real_kaggle_is_announced(project, kaggle_credentials, capsy
     assert target.kind == "kaggle" and target.url == "https://www.kaggle.com"
     assert capsys.readouterr().err == ('kagflow: target Kaggle as alice (target = "auto" and Kaggle credentials '
                                        'were found)\n')
+
+
+def _training_output(root):
+    """A training run's output as the train notebook leaves it when the run stopped early (or with
+    keep_checkpoints): the final adapter beside the HF Trainer's checkpoints, which hold adapters too."""
+    out = root / "kernels" / "train" / "output" / "v1"
+    for folder in ("gemma2-adapter", "checkpoints/checkpoint-10", "checkpoints/checkpoint-5"):
+        (out / folder).mkdir(parents=True)
+        (out / folder / "adapter_config.json").write_text("{}")
+    return out
+
+
+def test_the_adapter_is_the_final_one_not_a_kept_checkpoint(project):
+    """Publishing (and a local inference run) take the shallowest adapter folder, as the inference notebook
+    does; sorted paths put checkpoints/checkpoint-10 before gemma2-adapter."""
+    session = Session(load_config(project), announce=False)
+    out = _training_output(project.parent)
+    session.state.record_output("train", out)
+    assert session.adapter_dir() == out / "gemma2-adapter"
+    assert session.adapter_dir(str(out / "checkpoints")) == out / "checkpoints" / "checkpoint-10"  # the newest
+
+
+@pytest.mark.parametrize("output, message", [
+    (None, "no training output to take the adapter from"),
+    ("gone", "training output {root}/gone does not exist"),
+    ("empty", "no adapter (adapter_config.json) in {root}/empty or below it"),
+])
+def test_a_missing_adapter_names_the_state_file_and_the_commands(project, output, message):
+    session = Session(load_config(project), announce=False)
+    root = project.parent
+    (root / "empty").mkdir()
+    if output:
+        session.state.record_output("train", root / output)
+    with pytest.raises(KagflowError) as err:
+        session.adapter_dir()
+    assert err.value.message == message.format(root=root)
+    assert str(session.state.path) in err.value.context
+    assert "kagflow kernel pull train" in err.value.hint and "--from DIR" in err.value.hint
