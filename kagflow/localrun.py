@@ -57,10 +57,18 @@ def next_output_dir(folder: Path) -> Path:
     return base / f"local-{n}"
 
 
+def write_run_log(dest: Path, log_json: Path, failure: str) -> None:
+    """The run's Kaggle-format log as plain text (read by the one parser, hub.kernels.log_text), then
+    the failure, if any."""
+    from kagflow.hub.kernels import log_text
+
+    dest.write_text(log_text(log_json) + (failure + "\n" if failure else ""), encoding="utf-8")
+
+
 def run_local(config: Config, name: str, *, timeout: Optional[int] = None,
               overrides: Optional[dict] = None) -> LocalRun:
     from kagflow.local.kernel_image import kernel_python
-    from kagflow.local.runner import read_log, run_notebook_in_sandbox
+    from kagflow.local.runner import run_notebook_in_sandbox
     from kagflow.sources import instance_handle
     from kagflow.standin import competition_files_dir, ensure_stand_in, ensure_synthetic_competition
     from kagflow.wheelset import wheels_dir
@@ -110,8 +118,7 @@ def run_local(config: Config, name: str, *, timeout: Optional[int] = None,
         if executed.is_file():
             shutil.copy2(executed, output / (rendered.notebook.stem + ".executed.ipynb"))
         log = output / f"{rendered.handle.slug}.log"
-        log.write_text("".join(entry.get("data", "") for entry in read_log(log_json))
-                       + (failure + "\n" if failure else ""), encoding="utf-8")
+        write_run_log(log, log_json, failure)
     finally:
         shutil.rmtree(sandbox, ignore_errors=True)
     return LocalRun(status, output, log, failure)
