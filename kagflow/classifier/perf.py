@@ -10,7 +10,8 @@ The rules this module encodes:
   soft-capped model; flex attention (keeps the cap as a ``score_mod``) on sm80+ GPUs, eager elsewhere
   (T4 = sm75). Models without the cap (Gemma 3, Llama, Qwen) get SDPA.
 * Batches are built under a token budget from rows sorted by length (padding waste of a few
-  percent instead of ~40 % for random batches), for training micro-batches and for inference.
+  percent instead of ~40 % for random batches), for training micro-batches and for inference; a model
+  that runs flex attention gets packed rows instead (``packing``: one fixed width, so flex compiles once).
 * Backward stops at the first layer that holds LoRA weights: no ``enable_input_require_grads``,
   non-reentrant gradient checkpointing only where memory needs it.
 * On cards with memory to spare the NF4 base is dequantised once to bf16 (bit-identical weights to
