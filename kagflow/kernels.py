@@ -117,17 +117,18 @@ def summarize_output(output: Path) -> OutputSummary:
     return OutputSummary(files, metrics)
 
 
-def adapter_dir(output: Optional[str], *, state_file: Path, hint: str) -> Path:
+def adapter_dir(output: Optional[str], *, state_file: Path, hint: str, context: Optional[str] = None) -> Path:
     """The adapter folder of a training run's ``output`` (as recorded in ``state_file``): the shallowest
     folder holding adapter_config.json, the rule the inference notebook applies to a mounted adapter
     (:func:`kagflow.classifier.paths.find_model_dir`), so a ``checkpoints/checkpoint-N/`` the run kept
     (a stopped run, ``keep_checkpoints``) is never taken for the adapter. ``hint``: the command that
-    makes a training output where the caller looks for one."""
+    makes a training output where the caller looks for one; ``context``: where ``output`` came from, when
+    not from ``state_file`` (e.g. a folder given on the command line)."""
     if not output:
         raise MissingFileError("no training output to take the adapter from",
                                context=f"file {state_file}: no output recorded for kernel train", hint=hint)
     folder = Path(output)
-    context = f"the training output recorded in {state_file}"
+    context = context or f"the training output recorded in {state_file}"
     if not folder.is_dir():
         raise MissingFileError(f"training output {folder} does not exist", context=context, hint=hint)
     try:

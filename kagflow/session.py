@@ -132,6 +132,11 @@ class Session:
 
         if source is None:
             source = self.base_model_dir() if which == "base_model" else self.adapter_dir()
+        elif which == "adapter":  # a whole training output given: its final adapter, not kept checkpoints too
+            from kagflow.kernels import adapter_dir
+
+            source = adapter_dir(str(source), state_file=self.state.path, context=f"--from {source}",
+                                 hint="pass the training output or the folder holding adapter_config.json")
         with self.lock(f"publish {which}"):
             result = publish_model(self.gateway, self.project_config, which, source, notes=notes)
             # kagflow.toml pins the versions on Kaggle; the local Kaggle's live in the state file

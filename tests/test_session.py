@@ -122,3 +122,32 @@ def test_a_missing_adapter_names_the_state_file_and_the_commands(project, output
     assert err.value.message == message.format(root=root)
     assert str(session.state.path) in err.value.context
     assert "kagflow kernel pull train" in err.value.hint and "--from DIR" in err.value.hint
+
+
+def test_publish_adapter_from_a_training_output_takes_its_final_adapter(project, monkeypatch):
+    """`kagflow model publish adapter --from DIR` given a whole training output publishes its adapter folder,
+    not the folder with the kept checkpoints (optimizer states) in it; a folder with no adapter is refused
+    before any upload."""
+    from types import SimpleNamespace
+
+    from kagflow.hub import models as hub_models
+
+    published = []
+
+    def fake_publish(gateway, project_config, which, source, notes=""):
+        published.append(source)
+        return SimpleNamespace(source="alice/a/transformers/x/1", handle=SimpleNamespace(version=1), digest="d",
+                               uploaded=True)
+
+    monkeypatch.setattr(hub_models, "publish_model", fake_publish)
+    monkeypatch.setattr(Session, "gateway", None)
+    session = Session(load_config(project), announce=False)
+    out = _training_output(project.parent)
+    session.publish("adapter", source=out)
+    session.publish("adapter", source=out / "gemma2-adapter")
+    assert published == [out / "gemma2-adapter", out / "gemma2-adapter"]
+    (project.parent / "notes").mkdir()
+    with pytest.raises(KagflowError) as err:
+        session.publish("adapter", source=project.parent / "notes")
+    assert "no adapter (adapter_config.json)" in err.value.message and "--from" in err.value.context
+    assert len(published) == 2
