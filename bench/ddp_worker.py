@@ -1,6 +1,6 @@
 """One DDP process of the two-GPU training bench (bench/gpu16.py --phase two): what `accelerate launch`
 starts per GPU, through the shipped pieces (model.load_base on this rank's GPU, train.training_recipe,
-model.add_lora with the recipe, train._init_distributed, perf.fit_lora). Rank 0 writes the per-step losses,
+model.add_lora with the recipe, train._init_distributed, fit.fit_lora). Rank 0 writes the per-step losses,
 the timing and every rank's peak memory to the JSON named in the params.
 
     python -m bench.ddp_worker --params PARAMS.json
@@ -23,7 +23,8 @@ def main() -> None:
     p = json.loads(Path(ap.parse_args().params).read_text())
     from bench import gemma_bench as gb
     from kagflow.classifier import model as km
-    from kagflow.classifier import perf
+    from kagflow.classifier.batching import plan_steps
+    from kagflow.classifier.fit import _gather_object, _world, fit_lora
     from kagflow.classifier import train as kt
     from kagflow.classifier.multigpu import distributed_device_map
 
@@ -36,20 +37,20 @@ def main() -> None:
     pm = km.add_lora(model, r=16, alpha=32, dropout=0.05, target_modules=("q_proj", "k_proj", "v_proj"),
                      freeze_layers=p["freeze_layers"], recipe=recipe)
     kt._init_distributed()
-    rank, world = perf._world()
+    rank, world = _world()
     device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
     load_s = time.time() - t0
     rows, labels = gb.sample_rows(p["train_rows"], seed=2025, vocab=p["vocab"])
     seqs = [gb.join(r, 1024) for r in rows]
     rows_per_step = p.get("rows_per_step", 6)
-    steps = perf.plan_steps([len(q) for q in seqs], rows_per_step, 1.0, 42)[:p["steps"]]
+    steps = plan_steps([len(q) for q in seqs], rows_per_step, 1.0, 42)[:p["steps"]]
     if recipe.get("pack"):  # compile flex for every packed width before the timed steps
         from bench.gpu16 import shape_warmup_steps
 
         wseqs, wlabels, wsteps = shape_warmup_steps([], [], p["vocab"], bucket=recipe["pack_bucket"],
                                                     max_tokens=recipe["train_max_tokens"])
         t_w = time.time()
-        perf.fit_lora(pm, wseqs, wlabels, recipe, steps=wsteps, warmup_steps=20, log_every=10**9)
+        fit_lora(pm, wseqs, wlabels, recipe, steps=wsteps, warmup_steps=20, log_every=10**9)
         torch.cuda.synchronize() if cuda else None
         warm_s = round(time.time() - t_w, 1)
     else:
@@ -62,17 +63,17 @@ def main() -> None:
 
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    losses = perf.fit_lora(pm, seqs, labels, recipe, steps=steps, warmup_steps=20, log_every=1, on_log=on_log)
+    losses = fit_lora(pm, seqs, labels, recipe, steps=steps, warmup_steps=20, log_every=1, on_log=on_log)
     w = p["warm"]
     tok = sum(len(seqs[i]) for st in steps[w:] for i in st)
     dt = stamps[-1] - stamps[w - 1]
-    peaks = perf._gather_object(round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if cuda else None)
+    peaks = _gather_object(round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if cuda else None)
     top = None
     if p.get("profile") and cuda:  # where a step's time goes (rank 0's view), 3 more steps
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            perf.fit_lora(pm, seqs, labels, recipe, steps=steps[-3:], warmup_steps=20, log_every=1)
+            fit_lora(pm, seqs, labels, recipe, steps=steps[-3:], warmup_steps=20, log_every=1)
             torch.cuda.synchronize()
         top = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=25)
         top += "\n" + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)

@@ -19,7 +19,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kagflow.classifier import packing, perf  # noqa: E402
+from kagflow.classifier import packing  # noqa: E402
+from kagflow.classifier.batching import classification_logits  # noqa: E402
+from kagflow.classifier.recipe import set_attn_implementation  # noqa: E402
 
 
 def main() -> None:
@@ -36,7 +38,7 @@ def main() -> None:
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = Gemma2ForSequenceClassification(cfg).to(torch.bfloat16).eval()
-    perf.set_attn_implementation(model, "flex_attention")
+    set_attn_implementation(model, "flex_attention")
     if args.mask == "compiled":
         from torch.nn.attention.flex_attention import create_block_mask
 
@@ -56,7 +58,7 @@ def main() -> None:
         torch.cuda.synchronize()
         t1 = time.perf_counter()
         with torch.inference_mode():
-            logits = perf.classification_logits(model, pb)
+            logits = classification_logits(model, pb)
         torch.cuda.synchronize()
         t2 = time.perf_counter()
         out[f"batch{k + 1}"] = {"mask_s": round(t1 - t0, 3), "forward_s": round(t2 - t1, 3), "rows": len(rows),

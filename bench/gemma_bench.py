@@ -13,8 +13,8 @@ written as safetensors to local disk and loaded back through BitsAndBytesConfig(
 as users do. Rows: total tokens L ~ LogNormal(median 510, sigma 0.70) plus a 1% tail uniform in
 [2000, 12000] (KAGGLE-FACTS fit), split 13% prompt / 43.5% each response; token ids random.
 
-The kagflow side calls kagflow.classifier.perf (the shipped code). Results go to OUT/results.json
-(written after every measurement) and a table is printed last.
+The kagflow side calls kagflow.classifier's recipe, batching, fit, dequant and predict (the shipped code).
+Results go to OUT/results.json (written after every measurement) and a table is printed last.
 """
 
 from __future__ import annotations
@@ -37,7 +37,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from kagflow.classifier import perf  # noqa: E402
+from kagflow.classifier.batching import length_grouped_steps, pad_batch, token_budget_batches  # noqa: E402
+from kagflow.classifier.dequant import dequantize_base, merge_and_dequantize  # noqa: E402
+from kagflow.classifier.fit import (  # noqa: E402
+    disable_input_require_grads, fit_lora, lora_train_step, prepare_for_lora_training, prepare_lora_model,
+)
+from kagflow.classifier.predict import ab_swap_average, predict_logits, relative_error  # noqa: E402
+from kagflow.classifier.recipe import (  # noqa: E402
+    choose_attn_implementation, recipe_for_current_device, recipe_for_device, torch_dtype,
+)
 
 T_START = time.time()
 RESULTS: dict = {}
@@ -235,8 +243,8 @@ def seed_train(args, ckpt, device, train_rows, train_labels):
 
         def __call__(self, feats):
             self.batches.append([f["idx"] for f in feats])
-            return perf.pad_batch([f["input_ids"] for f in feats], pad_to_multiple_of=1,
-                                  labels=[f["labels"] for f in feats])
+            return pad_batch([f["input_ids"] for f in feats], pad_to_multiple_of=1,
+                             labels=[f["labels"] for f in feats])
 
     class Clock(TrainerCallback):
         def __init__(self):
@@ -288,8 +296,8 @@ def step_micro_batches(step, seqs, labels, mode, budget, device, mult):
         groups = [step[:3], step[3:]]
     else:
         lengths = [len(seqs[i]) for i in step]
-        groups = [[step[j] for j in b] for b in perf.token_budget_batches(lengths, budget, pad_to_multiple_of=mult)]
-    return [perf.pad_batch([seqs[i] for i in g], pad_to_multiple_of=mult, labels=[labels[i] for i in g], device=device)
+        groups = [[step[j] for j in b] for b in token_budget_batches(lengths, budget, pad_to_multiple_of=mult)]
+    return [pad_batch([seqs[i] for i in g], pad_to_multiple_of=mult, labels=[labels[i] for i in g], device=device)
             for g in groups if g]
 
 
@@ -306,7 +314,7 @@ def kagflow_candidate(name, pm, hf, init_state, steps, seqs, labels, device, *, 
         hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     else:
         hf.gradient_checkpointing_disable()
-    perf.disable_input_require_grads(pm)   # gradient_checkpointing_enable() adds the hook again
+    disable_input_require_grads(pm)   # gradient_checkpointing_enable() adds the hook again
     if input_grads:
         hf.enable_input_require_grads()
     seen = []
@@ -326,15 +334,15 @@ def kagflow_candidate(name, pm, hf, init_state, steps, seqs, labels, device, *, 
             t0 = time.perf_counter()
             t_compile = time.time() - t_first
         mbs = step_micro_batches(steps[s], seqs, labels, micro, budget, device, mult)
-        losses.append(perf.lora_train_step(pm, mbs, opt, autocast_dtype=autocast_dtype, scaler=scaler,
-                                           scheduler=sched, max_grad_norm=1.0))
+        losses.append(lora_train_step(pm, mbs, opt, autocast_dtype=autocast_dtype, scaler=scaler,
+                                      scheduler=sched, max_grad_norm=1.0))
         if s >= warm:
             tok += sum(len(seqs[i]) for i in steps[s])
             padded += sum(mb["input_ids"].numel() for mb in mbs)
     sync(device)
     dt = time.perf_counter() - t0
     hook.remove()
-    perf.disable_input_require_grads(pm)
+    disable_input_require_grads(pm)
     res = {"useful_tok_s": round(tok / dt, 1), "padded_tok_s": round(padded / dt, 1),
            "step_ms": round(1000 * dt / (n_steps - warm), 1), "timed_steps": n_steps - warm,
            "warmup_s": round(t_compile, 1), "losses": [round(float(x), 5) for x in losses],
@@ -351,14 +359,14 @@ def kagflow_train(args, ckpt, device, steps, seqs, labels):
     from peft import get_peft_model
     from transformers import set_seed
 
-    big = perf.recipe_for_device(79.0, (9, 0)) if args.tiny else perf.recipe_for_current_device(device)
+    big = recipe_for_device(79.0, (9, 0)) if args.tiny else recipe_for_current_device(device)
     record("recipe_this_device", big)
     train_attn = big["train_attn_implementation"] if not args.tiny else "eager"
-    flex = perf.choose_attn_implementation("gemma2", device) if not args.tiny else "eager"
+    flex = choose_attn_implementation("gemma2", device) if not args.tiny else "eager"
     set_seed(42)
     model = load_4bit(ckpt, dtype=torch.bfloat16, compute_dtype=torch.bfloat16, attn="eager", device=device)
     pm = get_peft_model(model, lora_config(args.n_layers))
-    perf.prepare_for_lora_training(pm, gradient_checkpointing=False)
+    prepare_for_lora_training(pm, gradient_checkpointing=False)
     hf = pm.get_base_model()
     init = {n: p.detach().clone() for n, p in pm.named_parameters() if p.requires_grad}
     bf = torch.bfloat16
@@ -391,7 +399,7 @@ def kagflow_train(args, ckpt, device, steps, seqs, labels):
     # k5 = the shipped recipe for this device: recipe_for_device decides every knob
     if big["dequantize_for_training"]:
         t0 = time.time()
-        perf.dequantize_base(pm, torch.bfloat16)
+        dequantize_base(pm, torch.bfloat16)
         record("dequantize_base_s", round(time.time() - t0, 1))
         free()
     name = "k5_kagflow_recipe"
@@ -399,7 +407,7 @@ def kagflow_train(args, ckpt, device, steps, seqs, labels):
         out[name] = kagflow_candidate(
             name, pm, hf, init, steps, seqs, labels, device, n_steps=nc, warm=w,
             attn=train_attn, gc_on=big["gradient_checkpointing"], input_grads=False, micro="budget",
-            budget=big["train_max_tokens"], autocast_dtype=perf.torch_dtype(big["dtype"]),
+            budget=big["train_max_tokens"], autocast_dtype=torch_dtype(big["dtype"]),
             mult=big["pad_to_multiple_of"],
             prediction="k4 + base dequantised once to bf16 (no per-forward/backward dequant) -> 1.1-1.2x over k4")
     except Exception as e:
@@ -414,13 +422,13 @@ def t4_train_proxy(args, ckpt, device, seqs, labels):
     from peft import get_peft_model
     from transformers import set_seed
 
-    t4 = perf.recipe_for_device(15.0, (7, 5))
+    t4 = recipe_for_device(15.0, (7, 5))
     record("recipe_t4", t4)
     set_seed(42)
     model = load_4bit(ckpt, dtype=torch.float16, compute_dtype=torch.float16, attn=t4["train_attn_implementation"],
                       device=device)
     pm = get_peft_model(model, lora_config(args.n_layers))
-    perf.prepare_for_lora_training(pm, gradient_checkpointing=t4["gradient_checkpointing"])
+    prepare_for_lora_training(pm, gradient_checkpointing=t4["gradient_checkpointing"])
     hf = pm.get_base_model()
     init = {n: p.detach().clone() for n, p in pm.named_parameters() if p.requires_grad}
     # worst case first: steps of six rows at the training max_len, then ordinary steps
@@ -452,7 +460,7 @@ def seed_predict_df(model, seqs, max_len: int, bs: int = 8):
     logits, probs = [], []
     dev = model.device
     for i in range(0, len(seqs), bs):
-        enc = perf.pad_batch([s[:max_len] for s in seqs[i:i + bs]], pad_to_multiple_of=1)
+        enc = pad_batch([s[:max_len] for s in seqs[i:i + bs]], pad_to_multiple_of=1)
         enc = {k: v.to(dev) for k, v in enc.items()}
         out = model(**enc).logits
         probs.extend(out.softmax(-1).cpu().tolist())
@@ -479,7 +487,7 @@ def infer_phase(args, ckpt, device):
                           "median_len": sorted(lengths)[len(lengths) // 2], "max_len_row": max(lengths),
                           "frac_over_1024": round(sum(x > 1024 for x in lengths) / len(rows), 3),
                           "frac_over_2048": round(sum(x > 2048 for x in lengths) / len(rows), 3)})
-    rec = perf.recipe_for_device(79.0, (9, 0)) if args.tiny else perf.recipe_for_current_device(device)
+    rec = recipe_for_device(79.0, (9, 0)) if args.tiny else recipe_for_current_device(device)
     budget, max_rows = rec["infer_max_tokens"], rec["infer_max_rows"]
     fast_attn = rec["infer_attn_implementation"] if not args.tiny else "eager"
 
@@ -528,25 +536,25 @@ def infer_phase(args, ckpt, device):
     def run_kag(name, model, max_len, tta=False, autocast=None, pred=""):
         seqs = [join(r, max_len) for r in rows]
         t_w = time.time()
-        perf.predict_logits(model, [join(r, max_len) for r in warm_rows], max_tokens=budget, max_rows=max_rows,
-                            autocast_dtype=autocast)
+        predict_logits(model, [join(r, max_len) for r in warm_rows], max_tokens=budget, max_rows=max_rows,
+                       autocast_dtype=autocast)
         warm_s = time.time() - t_w
         reset_peak(device)
 
         def go():
-            lg = perf.predict_logits(model, seqs, max_tokens=budget, max_rows=max_rows, autocast_dtype=autocast)
+            lg = predict_logits(model, seqs, max_tokens=budget, max_rows=max_rows, autocast_dtype=autocast)
             if tta:
-                sw = perf.predict_logits(model, [join(r, max_len, swap=True) for r in rows], max_tokens=budget,
-                                         max_rows=max_rows, autocast_dtype=autocast)
-                return lg, perf.ab_swap_average(lg.softmax(-1), sw.softmax(-1))
+                sw = predict_logits(model, [join(r, max_len, swap=True) for r in rows], max_tokens=budget,
+                                    max_rows=max_rows, autocast_dtype=autocast)
+                return lg, ab_swap_average(lg.softmax(-1), sw.softmax(-1))
             return lg, lg.softmax(-1)
 
         (lg, _), dt = timed(go, device)
         tok = useful(max_len) + (useful(max_len, swap=True) if tta else 0)
         r = {"test_rows_s": round(len(rows) / dt, 2), "useful_tok_s": round(tok / dt, 1), "s": round(dt, 2),
              "warmup_s": round(warm_s, 1), "tta": tta, "budget": budget, "max_rows": max_rows,
-             "rel_err_vs_seed_2048": perf.relative_error(lg, seed_logits_2048) if max_len == 2048 else None,
-             "rel_err_vs_fp32_ref": (perf.relative_error(lg[:len(REF["logits"])], REF["logits"])
+             "rel_err_vs_seed_2048": relative_error(lg, seed_logits_2048) if max_len == 2048 else None,
+             "rel_err_vs_fp32_ref": (relative_error(lg[:len(REF["logits"])], REF["logits"])
                                      if "logits" in REF else None),
              "achieved_tflops": round(flops(max_len) * (2 if tta else 1) / dt / 1e12, 1),
              "prediction": pred, **peak(device)}
@@ -567,7 +575,7 @@ def infer_phase(args, ckpt, device):
     # dequantise the base only (LoRA kept unmerged, as the seed computes it)
     try:
         t0 = time.time()
-        perf.dequantize_base(pm, torch.bfloat16)
+        dequantize_base(pm, torch.bfloat16)
         record("dequantize_base_infer_s", round(time.time() - t0, 1))
         free()
         res["i2u"] = run_kag("i2u_dense_base_unmerged_eager", pm, 2048,
@@ -582,7 +590,7 @@ def infer_phase(args, ckpt, device):
         lora_names = {n for n, p in pm.named_parameters() if p.dtype == torch.float32}
         pm.float()
         with torch.no_grad():
-            ref = torch.cat([pm(**{k: v.to(device) for k, v in perf.pad_batch(guard[i:i + 4], pad_to_multiple_of=1)
+            ref = torch.cat([pm(**{k: v.to(device) for k, v in pad_batch(guard[i:i + 4], pad_to_multiple_of=1)
                                    .items()}).logits.float().cpu() for i in range(0, len(guard), 4)])
         for n, p in pm.named_parameters():
             if n not in lora_names:
@@ -593,7 +601,7 @@ def infer_phase(args, ckpt, device):
         free()
         REF["logits"] = ref
         record("guard_fp32_ref", {"rows": len(guard),
-                                  "seed_2048_vs_fp32": perf.relative_error(seed_logits_2048[:len(guard)], ref)})
+                                  "seed_2048_vs_fp32": relative_error(seed_logits_2048[:len(guard)], ref)})
         log(f"guard: seed vs fp32 ref {RESULTS['guard_fp32_ref']}")
     except Exception as e:
         log(f"fp32 reference FAILED: {type(e).__name__}: {e}")
@@ -601,7 +609,7 @@ def infer_phase(args, ckpt, device):
         free()
     # merge: base + LoRA -> plain bf16
     t0 = time.time()
-    merged = perf.merge_and_dequantize(pm, torch.bfloat16)
+    merged = merge_and_dequantize(pm, torch.bfloat16)
     sync(device)
     record("merge_and_dequantize_s", round(time.time() - t0, 1))
     free()
@@ -624,7 +632,7 @@ def infer_phase(args, ckpt, device):
 
     # T4 inference proxy: fp16, 4-bit, PeftModel loaded from disk, eager, T4 budget
     if time.time() - T_START < args.deadline_s:
-        t4 = perf.recipe_for_device(15.0, (7, 5))
+        t4 = recipe_for_device(15.0, (7, 5))
         budget, max_rows = t4["infer_max_tokens"], t4["infer_max_rows"]
         reset_peak(device)
         base = load_4bit(ckpt, dtype=torch.float16, compute_dtype=torch.float16, attn=t4["train_attn_implementation"],
@@ -633,7 +641,7 @@ def infer_phase(args, ckpt, device):
         long_rows = [join(r, 2048) for r in sample_rows(400, seed=5, vocab=256 if args.tiny else 256000)[0]
                      if len(join(r, 10**9)) >= 2048][:8]
         if long_rows:  # worst case for memory: full 2048-token rows at the T4 budget
-            perf.predict_logits(pm16, long_rows, max_tokens=budget, max_rows=max_rows)
+            predict_logits(pm16, long_rows, max_tokens=budget, max_rows=max_rows)
         res["t4_proxy"] = run_kag("t4_proxy_fp16_4bit_eager_tta", pm16, 2048, tta=True,
                                   pred="fp16 4-bit eager at 8192-token budget: peak <= 12 GiB")
         free(pm16, base)
@@ -649,8 +657,8 @@ def infer2_phase(args, ckpt, device):
     rows, _ = sample_rows(args.infer_rows, seed=2024, vocab=vocab)
     warm_rows, _ = sample_rows(48, seed=99, vocab=vocab)
     guard = [join(r, 2048) for r in rows[:args.guard_rows]]
-    rec = perf.recipe_for_device(79.0, (9, 0)) if args.tiny else perf.recipe_for_current_device(device)
-    t4 = perf.recipe_for_device(15.0, (7, 5))
+    rec = recipe_for_device(79.0, (9, 0)) if args.tiny else recipe_for_current_device(device)
+    t4 = recipe_for_device(15.0, (7, 5))
     fast_attn = rec["infer_attn_implementation"] if not args.tiny else "eager"
     n_lin = args.n_layers * 198.18e6
 
@@ -663,10 +671,10 @@ def infer2_phase(args, ckpt, device):
         reset_peak(device)
 
         def go():
-            lg = perf.predict_logits(model, seqs, max_tokens=budget, max_rows=max_rows, autocast_dtype=autocast)
+            lg = predict_logits(model, seqs, max_tokens=budget, max_rows=max_rows, autocast_dtype=autocast)
             if tta:
-                lsw = perf.predict_logits(model, sw, max_tokens=budget, max_rows=max_rows, autocast_dtype=autocast)
-                perf.ab_swap_average(lg.softmax(-1), lsw.softmax(-1))
+                lsw = predict_logits(model, sw, max_tokens=budget, max_rows=max_rows, autocast_dtype=autocast)
+                ab_swap_average(lg.softmax(-1), lsw.softmax(-1))
             return lg
 
         lg, dt = timed(go, device)
@@ -674,7 +682,7 @@ def infer2_phase(args, ckpt, device):
         r = {"test_rows_s": round(len(rows) / dt, 2), "useful_tok_s": round(tok / dt, 1), "s": round(dt, 2),
              "achieved_tflops": round(flops(seqs + sw) / dt / 1e12, 1), "tta": tta, "budget": budget,
              "max_rows": max_rows, "prediction": pred,
-             "rel_err_vs_seed_2048": perf.relative_error(lg, ref_logits) if ref_logits is not None else None,
+             "rel_err_vs_seed_2048": relative_error(lg, ref_logits) if ref_logits is not None else None,
              **peak(device)}
         record(f"infer2_{name}", r)
         log(f"{name}: {r['test_rows_s']} test rows/s {r['useful_tok_s']} tok/s peak {r['peak_alloc_gib']} "
@@ -701,8 +709,8 @@ def infer2_phase(args, ckpt, device):
     pm = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
     long_rows = [join(r, 2048) for r in sample_rows(400, seed=5, vocab=vocab)[0] if len(join(r, 10**9)) >= 2048][:8]
     reset_peak(device)
-    perf.predict_logits(pm, long_rows + [join(r, 2048) for r in warm_rows], max_tokens=t4["infer_max_tokens"],
-                        max_rows=t4["infer_max_rows"])
+    predict_logits(pm, long_rows + [join(r, 2048) for r in warm_rows], max_tokens=t4["infer_max_tokens"],
+                   max_rows=t4["infer_max_rows"])
     record("infer2_t4_worstcase_peak", peak(device))
     timed_predict("t4_proxy_fp16_4bit_eager_tta", pm, t4["infer_max_tokens"], t4["infer_max_rows"], True,
                   pred="T4 config alone: peak <= 12 GiB")
@@ -715,14 +723,14 @@ def infer2_phase(args, ckpt, device):
         base = load_4bit(ckpt, dtype=torch.float32, compute_dtype=torch.float32, attn="eager", device=device)
         pm = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
         seed32 = seed_predict_df(pm, guard, 2048)
-        merged = perf.merge_and_dequantize(pm, torch.float32)
-        kag32_eager = perf.predict_logits(merged, guard, max_tokens=rec["infer_max_tokens"], max_rows=64)
+        merged = merge_and_dequantize(pm, torch.float32)
+        kag32_eager = predict_logits(merged, guard, max_tokens=rec["infer_max_tokens"], max_rows=64)
         set_attn(merged, fast_attn)
-        kag32_fast = perf.predict_logits(merged, guard, max_tokens=rec["infer_max_tokens"], max_rows=64)
+        kag32_fast = predict_logits(merged, guard, max_tokens=rec["infer_max_tokens"], max_rows=64)
         record("guard_fp32_same_function", {
             "rows": len(guard),
-            "kagflow_merged_eager_vs_seed": perf.relative_error(kag32_eager, seed32),
-            "kagflow_merged_fast_attn_vs_seed": perf.relative_error(kag32_fast, seed32),
+            "kagflow_merged_eager_vs_seed": relative_error(kag32_eager, seed32),
+            "kagflow_merged_fast_attn_vs_seed": relative_error(kag32_fast, seed32),
             "fast_attn": fast_attn})
         log(f"fp32 guard {RESULTS['guard_fp32_same_function']}")
         del pm, base, merged
@@ -743,15 +751,15 @@ def infer2_phase(args, ckpt, device):
                                 **peak(device)})
     log(f"seed 2048: {RESULTS['infer2_seed_2048']}")
     bs4 = seed_predict_df(pm, seqs[:64], 2048, bs=4)
-    record("bf16_noise_floor", {"seed_bs4_vs_bs8_64rows": perf.relative_error(bs4, seed_lg[:64])})
-    merged = perf.merge_and_dequantize(pm, torch.bfloat16)
+    record("bf16_noise_floor", {"seed_bs4_vs_bs8_64rows": relative_error(bs4, seed_lg[:64])})
+    merged = merge_and_dequantize(pm, torch.bfloat16)
     del pm, base
     free()
-    perf.predict_logits(merged, [join(r, 2048) for r in warm_rows], max_tokens=rec["infer_max_tokens"], max_rows=64)
+    predict_logits(merged, [join(r, 2048) for r in warm_rows], max_tokens=rec["infer_max_tokens"], max_rows=64)
     timed_predict("i2_merged_bf16_eager", merged, rec["infer_max_tokens"], 64, False, seed_lg)
     set_attn(merged, fast_attn)
     t0 = time.time()
-    perf.predict_logits(merged, [join(r, 2048) for r in warm_rows], max_tokens=rec["infer_max_tokens"], max_rows=64)
+    predict_logits(merged, [join(r, 2048) for r in warm_rows], max_tokens=rec["infer_max_tokens"], max_rows=64)
     record("infer2_fast_attn_warmup_s", round(time.time() - t0, 1))
     for name, tta in [("i3_fast_attn_first_pass", False), ("i3_fast_attn_second_pass", False),
                       ("i4_fast_attn_tta", True)]:
@@ -770,16 +778,16 @@ def trainer_fixed(args, ckpt, device, train_rows, train_labels):
 
     set_seed(42)
     model = load_4bit(ckpt, dtype=torch.bfloat16, compute_dtype=torch.bfloat16, attn="eager", device=device)
-    perf.dequantize_base(model, torch.bfloat16)
+    dequantize_base(model, torch.bfloat16)
     pm = get_peft_model(model, lora_config(args.n_layers))
-    perf.prepare_for_lora_training(pm, gradient_checkpointing=False)
+    prepare_for_lora_training(pm, gradient_checkpointing=False)
     seqs = [join(r, args.train_max_len) for r in train_rows]
     data = [{"input_ids": q, "labels": y} for q, y in zip(seqs, train_labels)]
     batches = []
 
     def collate(feats):
         batches.append([len(f["input_ids"]) for f in feats])
-        return perf.pad_batch([f["input_ids"] for f in feats], pad_to_multiple_of=8, labels=[f["labels"] for f in feats])
+        return pad_batch([f["input_ids"] for f in feats], pad_to_multiple_of=8, labels=[f["labels"] for f in feats])
 
     clock = []
 
@@ -816,10 +824,10 @@ def fit_lora_run(args, ckpt, device, steps, seqs, labels, *, t4: bool, sync_each
     from transformers import set_seed
 
     if t4:
-        recipe = perf.recipe_for_device(15.0, (7, 5))
+        recipe = recipe_for_device(15.0, (7, 5))
         dtype = torch.float16
     else:
-        recipe = perf.recipe_for_device(79.0, (9, 0)) if args.tiny else perf.recipe_for_current_device(device)
+        recipe = recipe_for_device(79.0, (9, 0)) if args.tiny else recipe_for_current_device(device)
         dtype = torch.bfloat16
     set_seed(42)
     reset_peak(device)
@@ -828,16 +836,16 @@ def fit_lora_run(args, ckpt, device, steps, seqs, labels, *, t4: bool, sync_each
     if device.type == "cuda":
         mem["after_load_gib"] = round(torch.cuda.memory_allocated(device) / 2**30, 2)
         mem["load_peak_gib"] = peak(device)
-    pm = perf.prepare_lora_model(model, lora_config(args.n_layers), recipe)
+    pm = prepare_lora_model(model, lora_config(args.n_layers), recipe)
     if device.type == "cuda":
         mem["after_prepare_gib"] = round(torch.cuda.memory_allocated(device) / 2**30, 2)
     stamps = []
     if not sync_each_step:  # time two calls without a host sync per step
-        perf.fit_lora(pm, seqs, labels, recipe, steps=steps[:args.warm], warmup_steps=20, log_every=10**9)
+        fit_lora(pm, seqs, labels, recipe, steps=steps[:args.warm], warmup_steps=20, log_every=10**9)
         sync(device)
         t0 = time.perf_counter()
         reset_peak(device)
-        losses = perf.fit_lora(pm, seqs, labels, recipe, steps=steps[args.warm:], warmup_steps=20, log_every=10**9)
+        losses = fit_lora(pm, seqs, labels, recipe, steps=steps[args.warm:], warmup_steps=20, log_every=10**9)
         sync(device)
         dt = time.perf_counter() - t0
         tok = sum(len(seqs[i]) for st in steps[args.warm:] for i in st)
@@ -852,7 +860,7 @@ def fit_lora_run(args, ckpt, device, steps, seqs, labels, *, t4: bool, sync_each
         stamps.append(time.perf_counter())
 
     reset_peak(device)
-    losses = perf.fit_lora(pm, seqs, labels, recipe, steps=steps, warmup_steps=20, log_every=1, on_log=on_log)
+    losses = fit_lora(pm, seqs, labels, recipe, steps=steps, warmup_steps=20, log_every=1, on_log=on_log)
     w, n = args.warm, len(steps)
     tok = sum(len(seqs[i]) for st in steps[w:] for i in st)
     dt = stamps[n - 1] - stamps[w - 1]
@@ -893,7 +901,7 @@ def train3_phase(args, ckpt, device):
     g = torch.Generator().manual_seed(7)
     extra = [torch.randint(4, vocab, (args.train_max_len,), generator=g).tolist() for _ in range(12)]
     n0 = len(seqs)
-    grouped = perf.length_grouped_steps([len(q) for q in seqs], 6, seed=42)
+    grouped = length_grouped_steps([len(q) for q in seqs], 6, seed=42)
     t4_steps = [list(range(n0, n0 + 6)), list(range(n0 + 6, n0 + 12))] + grouped[:6]
     args.tag = "_fresh_process_first"
     fit_lora_run(args, ckpt, device, t4_steps, seqs + extra, labels + [0, 1, 2] * 4, t4=True)

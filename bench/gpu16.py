@@ -32,7 +32,8 @@ sys.path.insert(0, str(REPO))
 
 from bench import gemma_bench as gb  # noqa: E402
 from kagflow.classifier import device as device_mod  # noqa: E402
-from kagflow.classifier import perf  # noqa: E402
+from kagflow.classifier.fit import fit_lora, prepare_lora_model  # noqa: E402
+from kagflow.classifier.recipe import recipe_for_current_device, recipe_for_device, torch_dtype  # noqa: E402
 
 CAP_GIB = 15.0
 REAL_PROFILE = device_mod.device_profile
@@ -133,11 +134,11 @@ def kagflow_run(name, args, ckpt, device, steps, seqs, labels, recipe, *, worst_
     worst-case steps: the peak), then one timed fit_lora call without host syncs."""
     from transformers import set_seed
 
-    dtype = perf.torch_dtype(recipe["dtype"]) if device.type == "cuda" else torch.float32
+    dtype = torch_dtype(recipe["dtype"]) if device.type == "cuda" else torch.float32
     set_seed(42)
     gb.reset_peak(device)
     model = gb.load_4bit(ckpt, dtype=dtype, compute_dtype=dtype, attn="eager", device=device)
-    pm = perf.prepare_lora_model(model, gb.lora_config(args.n_layers), recipe)
+    pm = prepare_lora_model(model, gb.lora_config(args.n_layers), recipe)
     all_seqs, all_labels, worst = worst_case_steps(seqs, labels, args) if worst_first else (seqs, labels, [])
     shapes = []
     if recipe.get("pack"):
@@ -145,14 +146,14 @@ def kagflow_run(name, args, ckpt, device, steps, seqs, labels, recipe, *, worst_
                                                           bucket=recipe["pack_bucket"], max_tokens=recipe["train_max_tokens"])
     gb.sync(device)
     t_warm = time.perf_counter()
-    perf.fit_lora(pm, all_seqs, all_labels, recipe, steps=worst + shapes + steps[:args.warm], warmup_steps=20,
-                  log_every=10**9)
+    fit_lora(pm, all_seqs, all_labels, recipe, steps=worst + shapes + steps[:args.warm], warmup_steps=20,
+             log_every=10**9)
     gb.sync(device)
     warm_s = time.perf_counter() - t_warm
     gb.sync(device)
     t0 = time.perf_counter()
-    losses = perf.fit_lora(pm, all_seqs, all_labels, recipe, steps=steps[args.warm:], warmup_steps=20,
-                           log_every=10**9)
+    losses = fit_lora(pm, all_seqs, all_labels, recipe, steps=steps[args.warm:], warmup_steps=20,
+                      log_every=10**9)
     gb.sync(device)
     dt = time.perf_counter() - t0
     tok = sum(len(seqs[i]) for st in steps[args.warm:] for i in st)
@@ -174,9 +175,9 @@ def seed_steps(args):
 
 def run_task(args, ckpt, device, task: str) -> None:
     """One measurement, alone in this process (clean peaks: the seed's Trainer leaves ~3.4 GiB allocated)."""
-    t4 = perf.recipe_for_device(CAP_GIB, (7, 5))
-    card16 = perf.recipe_for_device(CAP_GIB, (8, 9))
-    big = perf.recipe_for_device(79.0, (9, 0)) if args.tiny else perf.recipe_for_current_device(device)
+    t4 = recipe_for_device(CAP_GIB, (7, 5))
+    card16 = recipe_for_device(CAP_GIB, (8, 9))
+    big = recipe_for_device(79.0, (9, 0)) if args.tiny else recipe_for_current_device(device)
     rows, labels = train_data(args)
     if task.endswith("_cap"):
         cap(device, CAP_GIB)

@@ -1,5 +1,5 @@
-"""[train] class_weights: each row's loss weighted by its class, in the fast loop (perf.lora_train_step /
-fit_lora) and the HF Trainer (compute_loss_func), typed in kagflow.toml and checked."""
+"""[train] class_weights: each row's loss weighted by its class, in the fast loop (fit.lora_train_step /
+fit.fit_lora) and the HF Trainer (compute_loss_func), typed in kagflow.toml and checked."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kagflow.classifier import perf
+from kagflow.classifier.fit import lora_train_step
 from kagflow.classifier.loss import loss_sum, resolve_class_weights, trainer_loss
 
 
@@ -55,8 +55,8 @@ def _step(weights, micro):
     opt = torch.optim.SGD(model.parameters(), lr=1.0)  # the update is minus the gradient
     rows, labels = [0, 1, 2, 3, 4, 5], [0, 0, 0, 1, 2, 2]
     batches = [_batch(rows[i:i + micro], labels[i:i + micro]) for i in range(0, len(rows), micro)]
-    loss = perf.lora_train_step(model, batches, opt, autocast_dtype=None, max_grad_norm=None,
-                                class_weights=None if weights is None else torch.tensor(weights))
+    loss = lora_train_step(model, batches, opt, autocast_dtype=None, max_grad_norm=None,
+                           class_weights=None if weights is None else torch.tensor(weights))
     ce = F.cross_entropy(Logits().table[torch.tensor(rows)], torch.tensor(labels), reduction="none").detach()
     return loss.item(), ce, torch.tensor(labels), model.table.detach()
 

@@ -12,7 +12,7 @@ from kagflow.classifier.config import InferConfig, TrainConfig
 from kagflow.classifier.infer import predict_proba, run_inference
 from kagflow.classifier.model import (ModelTraits, load_base, load_tokenizer, model_traits,
                                       resolve_attn_implementation)
-from kagflow.classifier.perf import recipe_for_device
+from kagflow.classifier.recipe import recipe_for_device
 from kagflow.classifier.text import encode_rows
 from kagflow.classifier.tiny import make_tiny_checkpoint
 from kagflow.classifier.train import run_training
@@ -42,7 +42,7 @@ def test_choices_come_from_the_config_not_the_class(family_checkpoints):
     assert resolve_attn_implementation("auto", llama, (9, 0)) == "sdpa"
     with pytest.raises(ValueError, match="softcapping"):
         resolve_attn_implementation("sdpa", gemma2)
-    # the perf recipe is keyed on the config too: a model without the cap trains and infers with SDPA
+    # the recipe (classifier.recipe) is keyed on the config too: a model without the cap trains and infers with SDPA
     assert recipe_for_device(79.0, (9, 0), llama)["train_attn_implementation"] == "sdpa"
     assert recipe_for_device(79.0, (9, 0), gemma2)["train_attn_implementation"] == "eager"
     gemma3 = ModelTraits("gemma3_text", softcapping=False, sliding_window=512, num_layers=18)

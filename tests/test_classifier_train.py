@@ -112,7 +112,7 @@ def _adapter_weights(folder):
 def test_fast_loop_killed_mid_run_resumes_to_the_uninterrupted_adapter(tmp_path, tiny_checkpoint, monkeypatch):
     """Real 4-bit tiny model on the CPU: a run killed in step 5 (last checkpoint: step 3) and run again ends
     with the adapter of a run that was never interrupted (LoRA dropout on: the RNG is restored too)."""
-    from kagflow.classifier import perf
+    from kagflow.classifier import fit
 
     data = write_synthetic_competition(tmp_path / "data", n_train=100, n_test=1, seed=3)
     cfg = _fast_cfg(lora_dropout=0.1)
@@ -125,7 +125,7 @@ def test_fast_loop_killed_mid_run_resumes_to_the_uninterrupted_adapter(tmp_path,
     assert whole["global_step"] == 10 and whole["resumed_from"] is None and not whole["stopped_early"]
     assert not (tmp_path / "whole" / "ckpt").exists()  # a finished run removes its checkpoints
 
-    real_step, calls = perf.lora_train_step, []
+    real_step, calls = fit.lora_train_step, []
 
     def dying_step(*args, **kwargs):
         calls.append(1)
@@ -133,12 +133,12 @@ def test_fast_loop_killed_mid_run_resumes_to_the_uninterrupted_adapter(tmp_path,
             raise KeyboardInterrupt("kernel killed")
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(perf, "lora_train_step", dying_step)
+    monkeypatch.setattr(fit, "lora_train_step", dying_step)
     with pytest.raises(KeyboardInterrupt):
         run_training(cfg, **dirs("killed"))
     assert sorted(p.name for p in (tmp_path / "killed" / "ckpt").iterdir()) == ["fit-step-000003"]
     assert not (tmp_path / "killed" / "adapter").exists()
-    monkeypatch.setattr(perf, "lora_train_step", real_step)
+    monkeypatch.setattr(fit, "lora_train_step", real_step)
     resumed = run_training(cfg, **dirs("killed"))
     assert resumed["resumed_from"].endswith("fit-step-000003") and resumed["global_step"] == 10
     a, b = _adapter_weights(tmp_path / "whole" / "adapter"), _adapter_weights(tmp_path / "killed" / "adapter")
@@ -160,17 +160,17 @@ class FakeClock:
 
 def test_time_budget_stops_cleanly_writes_adapter_and_metrics_and_the_next_run_resumes(tmp_path, tiny_checkpoint,
                                                                                        monkeypatch):
-    from kagflow.classifier import perf, resume
+    from kagflow.classifier import fit, resume
 
     data = write_synthetic_competition(tmp_path / "data", n_train=100, n_test=1, seed=3)
-    clock, real_step = FakeClock(), perf.lora_train_step
+    clock, real_step = FakeClock(), fit.lora_train_step
 
     def timed_step(*args, **kwargs):
         clock.t += 10
         return real_step(*args, **kwargs)
 
     monkeypatch.setattr(resume, "now", clock)
-    monkeypatch.setattr(perf, "lora_train_step", timed_step)
+    monkeypatch.setattr(fit, "lora_train_step", timed_step)
     dirs = dict(train_csv=data["train"], base=tiny_checkpoint, adapter_dir=tmp_path / "adapter",
                 checkpoint_dir=tmp_path / "ckpt", report_dir=tmp_path)
     # 150 s: 60 s reserved for saving + 20 eval rows at half a training row's time, 2 steps ahead: stops at step 6

@@ -17,8 +17,9 @@ from transformers import AutoModelForSequenceClassification, TrainingArguments  
 
 from kagflow.classifier import device as device_mod
 from kagflow.classifier import model as model_mod
-from kagflow.classifier import perf
 from kagflow.classifier import train as train_mod
+from kagflow.classifier.fit import amp_for
+from kagflow.classifier.recipe import recipe_for_current_device, torch_dtype
 from kagflow.classifier.train import TrainConfig
 
 GPUS = {
@@ -78,8 +79,8 @@ def test_trainer_precision_flags(gpu, monkeypatch, tmp_path):
 
 def test_fast_loop_autocast_and_grad_scaler(gpu):
     recipe = train_mod.training_recipe()
-    assert perf.torch_dtype(recipe["dtype"]) == gpu.dtype and recipe["grad_scaler"] is gpu.scaler
-    autocast, scaler = perf.amp_for(recipe, torch.device("cuda", 0))
+    assert torch_dtype(recipe["dtype"]) == gpu.dtype and recipe["grad_scaler"] is gpu.scaler
+    autocast, scaler = amp_for(recipe, torch.device("cuda", 0))
     assert autocast == gpu.dtype
     assert (scaler is not None and scaler.is_enabled()) is gpu.scaler
     assert recipe["dequantize_for_training"] is False  # 16 GB: the 4-bit base stays
@@ -106,8 +107,8 @@ def test_accelerate_launch_mixed_precision(gpu, monkeypatch, tmp_path):
 
 
 def test_inference_recipe(gpu):
-    recipe = perf.recipe_for_current_device()
-    assert perf.torch_dtype(recipe["dtype"]) == gpu.dtype
+    recipe = recipe_for_current_device()
+    assert torch_dtype(recipe["dtype"]) == gpu.dtype
     assert recipe["dequantize_for_inference"] is False  # 16 GB: 4-bit base + LoRA
     if gpu.name == "t4":
         assert recipe["infer_attn_implementation"] == "eager"
@@ -119,5 +120,5 @@ def test_cpu_is_fp32_everywhere(monkeypatch):
     assert profile.dtype == torch.float32 and profile.mixed_precision == "no" and not profile.grad_scaler
     recipe = train_mod.training_recipe()
     assert recipe["dtype"] == "float32" and not recipe["grad_scaler"] and not recipe["gradient_checkpointing"]
-    assert perf.amp_for(recipe, torch.device("cpu")) == (None, None)
+    assert amp_for(recipe, torch.device("cpu")) == (None, None)
     assert model_mod.compute_dtype() == torch.float32

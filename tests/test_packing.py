@@ -1,4 +1,4 @@
-"""Packed rows + flex attention (perf's path on sm80+ GPUs) compute what padded batches compute.
+"""Packed rows + flex attention (the recipe's path on sm80+ GPUs) compute what padded batches compute.
 
 The equivalence tests run flex attention on the CPU on a tiny fp32 Gemma 2 with LoRA (logits, the training
 gradient, a whole fit_lora run, a sliding window shorter than the rows). Uncompiled: flex attention's own
@@ -13,7 +13,10 @@ import random
 import pytest
 import torch
 
-from kagflow.classifier import perf
+from kagflow.classifier.batching import classification_logits, deal_rows, pad_batch, plan_steps
+from kagflow.classifier.fit import fit_lora
+from kagflow.classifier.predict import predict_logits
+from kagflow.classifier.recipe import recipe_for_device, set_attn_implementation
 from kagflow.classifier.packing import (PackedBatch, attention_masks, bucket_width, pack_rows, packed_batch,
                                         sequence_classifier, uses_packing)
 
@@ -41,11 +44,11 @@ def test_bucket_width():
 
 def test_deal_rows_balances_tokens_and_deals_each_row_once():
     lengths = [100, 90, 80, 70, 60, 50]
-    parts = perf.deal_rows([0, 1, 2, 3, 4, 5], lengths, 2)
+    parts = deal_rows([0, 1, 2, 3, 4, 5], lengths, 2)
     assert sorted(parts[0] + parts[1]) == [0, 1, 2, 3, 4, 5]
     loads = [sum(lengths[i] for i in p) for p in parts]
     assert abs(loads[0] - loads[1]) <= 20  # round-robin dealing would give 240 vs 210
-    assert perf.deal_rows([5, 4, 3], lengths, 4)[3] == []  # more processes than rows: one gets none
+    assert deal_rows([5, 4, 3], lengths, 4)[3] == []  # more processes than rows: one gets none
 
 
 def test_packed_batch_layout():
@@ -64,14 +67,14 @@ def test_recipe_packs_only_where_training_runs_flex(monkeypatch):
     from kagflow.classifier.config import TrainConfig
     from kagflow.classifier.model import ModelTraits
 
-    big, card16, t4 = (perf.recipe_for_device(79.0, (9, 0)), perf.recipe_for_device(15.0, (8, 9)),
-                       perf.recipe_for_device(15.0, (7, 5)))
+    big, card16, t4 = (recipe_for_device(79.0, (9, 0)), recipe_for_device(15.0, (8, 9)),
+                       recipe_for_device(15.0, (7, 5)))
     for r in (big, card16, t4):  # training: eager on padded batches unless asked (RESULTS: flex trained no faster)
         assert not r["pack"] and r["train_attn_implementation"] == "eager"
     assert big["infer_attn_implementation"] == card16["infer_attn_implementation"] == "flex_attention"
     assert t4["infer_attn_implementation"] == "eager"  # a T4 infers eager, padded
     llama = ModelTraits(model_type="llama", softcapping=False, sliding_window=None, num_layers=2)
-    assert not perf.recipe_for_device(79.0, (9, 0), llama)["pack"]
+    assert not recipe_for_device(79.0, (9, 0), llama)["pack"]
     # [train] attn_implementation = "flex_attention" opts in: packed rows
     monkeypatch.setattr(device_mod, "device_profile", lambda device=None: device_mod.DeviceProfile((8, 9), 15.0, "fake"))
     flex = train.training_recipe(TrainConfig(attn_implementation="flex_attention"))
@@ -148,8 +151,8 @@ def tiny_pair():
     """The same tiny LoRA model twice: eager (padded batches) and flex attention (packed rows)."""
     eager, flex = _tiny_gemma2(), _tiny_gemma2()
     flex.load_state_dict(eager.state_dict())
-    perf.set_attn_implementation(eager, "eager")
-    perf.set_attn_implementation(flex, "flex_attention")
+    set_attn_implementation(eager, "eager")
+    set_attn_implementation(flex, "flex_attention")
     return eager, flex
 
 
@@ -157,16 +160,16 @@ def test_packed_flex_logits_and_gradients_equal_padded_eager(tiny_pair, flex_imp
     eager, flex = tiny_pair
     assert uses_packing(flex) and not uses_packing(eager)
     seqs, labels = _seqs([37, 5, 90, 64, 11]), [0, 1, 2, 1, 0]
-    padded = perf.pad_batch(seqs, pad_to_multiple_of=8, labels=labels)
+    padded = pad_batch(seqs, pad_to_multiple_of=8, labels=labels)
     packed = packed_batch(seqs, width=bucket_width(sum(map(len, seqs)), 128), labels=labels)
     eager.eval(), flex.eval()
     with torch.no_grad():
-        ref = perf.classification_logits(eager, padded)
-        got = perf.classification_logits(flex, packed)
+        ref = classification_logits(eager, padded)
+        got = classification_logits(flex, packed)
     assert isinstance(packed, PackedBatch) and got.shape == ref.shape == (5, 3)
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
     # inference entry point: flex model -> packed batches, input order kept
-    probs = perf.predict_logits(flex, seqs, max_tokens=128)
+    probs = predict_logits(flex, seqs, max_tokens=128)
     torch.testing.assert_close(probs, ref, rtol=1e-4, atol=1e-5)
     if flex_impl == "flex":
         return  # flex attention has no backward on the CPU
@@ -174,7 +177,7 @@ def test_packed_flex_logits_and_gradients_equal_padded_eager(tiny_pair, flex_imp
     eager.train(), flex.train()
     for model, batch in ((eager, padded), (flex, packed)):
         model.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(perf.classification_logits(model, batch), batch.labels
+        loss = torch.nn.functional.cross_entropy(classification_logits(model, batch), batch.labels
                                                  if isinstance(batch, PackedBatch) else batch["labels"])
         loss.backward()
     g_eager, g_flex = _grads(eager), _grads(flex)
@@ -189,12 +192,12 @@ def test_fit_lora_on_packed_rows_matches_padded(tiny_pair, flex_impl):
     flex.load_state_dict(eager.state_dict())
     seqs, labels = _seqs([int(x) for x in torch.randint(3, 60, (24,), generator=torch.Generator().manual_seed(9))]), \
         [i % 3 for i in range(24)]
-    base = dict(perf.recipe_for_device(15.0, (7, 5)), dtype="float32", grad_scaler=False,
+    base = dict(recipe_for_device(15.0, (7, 5)), dtype="float32", grad_scaler=False,
                 gradient_checkpointing=False, uncheckpointed_layers=0, train_max_tokens=256)
-    steps = perf.plan_steps([len(q) for q in seqs], 6, 1.0, seed=0)
+    steps = plan_steps([len(q) for q in seqs], 6, 1.0, seed=0)
     kw = dict(steps=steps, lr=1e-2, warmup_steps=0, optim_type="adamw_torch", log_every=10**9)
-    ref = perf.fit_lora(eager, seqs, labels, dict(base, pack=False), **kw)
-    got = perf.fit_lora(flex, seqs, labels, dict(base, pack=True, pack_bucket=64), **kw)
+    ref = fit_lora(eager, seqs, labels, dict(base, pack=False), **kw)
+    got = fit_lora(flex, seqs, labels, dict(base, pack=True, pack_bucket=64), **kw)
     assert len(got) == len(ref) == len(steps)
     torch.testing.assert_close(torch.tensor(got), torch.tensor(ref), rtol=1e-3, atol=1e-5)
 
@@ -202,8 +205,8 @@ def test_fit_lora_on_packed_rows_matches_padded(tiny_pair, flex_impl):
 def test_sliding_window_shorter_than_rows_is_kept(flex_impl):
     eager, flex = _tiny_gemma2(sliding_window=16), _tiny_gemma2(sliding_window=16)
     flex.load_state_dict(eager.state_dict())
-    perf.set_attn_implementation(eager, "eager")
-    perf.set_attn_implementation(flex, "flex_attention")
+    set_attn_implementation(eager, "eager")
+    set_attn_implementation(flex, "flex_attention")
     seqs = _seqs([40, 7, 25])
     packed = packed_batch(seqs, width=128)
     cfg = sequence_classifier(flex).config
@@ -213,8 +216,8 @@ def test_sliding_window_shorter_than_rows_is_kept(flex_impl):
     assert short["sliding_attention"] is short["full_attention"]  # rows within the window: one mask
     eager.eval(), flex.eval()
     with torch.no_grad():
-        ref = perf.classification_logits(eager, perf.pad_batch(seqs))
-        got = perf.classification_logits(flex, packed)
+        ref = classification_logits(eager, pad_batch(seqs))
+        got = classification_logits(flex, packed)
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
 
 

@@ -1,4 +1,4 @@
-"""CPU tests for kagflow.classifier.perf (batching, recipes, 4-bit -> bf16 merge)."""
+"""CPU tests for the classifier's fast paths: kagflow.classifier.recipe, batching, fit, dequant, predict."""
 
 import math
 import random
@@ -6,7 +6,13 @@ import random
 import pytest
 import torch
 
-from kagflow.classifier import perf
+from kagflow.classifier.batching import (
+    _round_up, length_grouped_steps, pad_batch, padding_efficiency, token_budget_batches,
+)
+from kagflow.classifier.dequant import _is_linear4bit, dequantize_base, merge_and_dequantize
+from kagflow.classifier.fit import fit_lora, lora_train_step, prepare_for_lora_training, prepare_lora_model
+from kagflow.classifier.predict import ab_swap_average, predict_logits, prepare_for_inference, relative_error
+from kagflow.classifier.recipe import choose_attn_implementation, flex_attention_available, recipe_for_device
 
 
 # ------------------------------------------------------------------ batching invariants
@@ -16,69 +22,69 @@ from kagflow.classifier import perf
 def test_token_budget_batches_invariants(seed, budget, max_rows, mult):
     rng = random.Random(seed)
     lengths = [max(1, int(rng.lognormvariate(6.2, 0.7))) for _ in range(500)] + [5000, 1, 1]
-    batches = perf.token_budget_batches(lengths, budget, max_rows, pad_to_multiple_of=mult)
+    batches = token_budget_batches(lengths, budget, max_rows, pad_to_multiple_of=mult)
     flat = [i for b in batches for i in b]
     assert sorted(flat) == list(range(len(lengths)))          # every row once
     assert all(b for b in batches)
     # globally sorted by length, longest first
     assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)
     for b in batches:
-        width = perf._round_up(max(lengths[i] for i in b), mult)
+        width = _round_up(max(lengths[i] for i in b), mult)
         assert len(b) == 1 or len(b) * width <= budget       # budget held unless a lone long row
         if max_rows is not None:
             assert len(b) <= max_rows
     # sorting wastes little padding compared with random batches of 8
-    eff_sorted = perf.padding_efficiency(perf.token_budget_batches(lengths, 8 * 800), lengths)
+    eff_sorted = padding_efficiency(token_budget_batches(lengths, 8 * 800), lengths)
     idx = list(range(len(lengths)))
     rng.shuffle(idx)
-    eff_random = perf.padding_efficiency([idx[i:i + 8] for i in range(0, len(idx), 8)], lengths)
+    eff_random = padding_efficiency([idx[i:i + 8] for i in range(0, len(idx), 8)], lengths)
     assert eff_sorted > 0.9 > eff_random
 
 
 def test_token_budget_batches_edge_cases():
-    assert perf.token_budget_batches([], 100) == []
-    assert perf.token_budget_batches([10, 10, 10], 30) == [[0, 1, 2]]
-    assert perf.token_budget_batches([10, 10, 10], 29) == [[0, 1], [2]]
-    assert perf.token_budget_batches([5, 50, 7], 1000, descending=False) == [[0, 2, 1]]
+    assert token_budget_batches([], 100) == []
+    assert token_budget_batches([10, 10, 10], 30) == [[0, 1, 2]]
+    assert token_budget_batches([10, 10, 10], 29) == [[0, 1], [2]]
+    assert token_budget_batches([5, 50, 7], 1000, descending=False) == [[0, 2, 1]]
     with pytest.raises(ValueError):
-        perf.token_budget_batches([1], 0)
+        token_budget_batches([1], 0)
 
 
 def test_length_grouped_steps_cover_rows_once():
     rng = random.Random(3)
     lengths = [rng.randint(1, 3000) for _ in range(1003)]
-    steps = perf.length_grouped_steps(lengths, 6, seed=1)
+    steps = length_grouped_steps(lengths, 6, seed=1)
     flat = [i for s in steps for i in s]
     assert sorted(flat) == list(range(1003))
     assert sum(len(s) != 6 for s in steps) <= (1003 // 300) + 1
-    assert steps == perf.length_grouped_steps(lengths, 6, seed=1)   # deterministic
+    assert steps == length_grouped_steps(lengths, 6, seed=1)   # deterministic
 
 
 def test_pad_batch_and_tta():
-    b = perf.pad_batch([[5, 6, 7], [8]], pad_to_multiple_of=4, labels=[1, 2])
+    b = pad_batch([[5, 6, 7], [8]], pad_to_multiple_of=4, labels=[1, 2])
     assert b["input_ids"].tolist() == [[5, 6, 7, 0], [8, 0, 0, 0]]
     assert b["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 0, 0, 0]]
     assert b["labels"].tolist() == [1, 2]
     p = torch.tensor([[0.7, 0.2, 0.1]])
     ps = torch.tensor([[0.1, 0.6, 0.3]])        # swapped run: B (=original A) wins
-    assert torch.allclose(perf.ab_swap_average(p, ps), torch.tensor([[0.65, 0.15, 0.2]]))
+    assert torch.allclose(ab_swap_average(p, ps), torch.tensor([[0.65, 0.15, 0.2]]))
 
 
 # ------------------------------------------------------------------ recipes / attention
 
 def test_attention_never_sdpa_for_gemma2():
     for dev in [(7, 5), (8, 0), (9, 0), "cpu"]:
-        assert perf.choose_attn_implementation("gemma2", dev) != "sdpa"
-    assert perf.choose_attn_implementation("gemma2", (7, 5)) == "eager"
-    assert perf.choose_attn_implementation("gemma2", "cpu") == "eager"
-    expected = "flex_attention" if perf.flex_attention_available() else "eager"
-    assert perf.choose_attn_implementation("gemma2", (9, 0)) == expected
-    assert perf.choose_attn_implementation("llama", (9, 0)) == "sdpa"
+        assert choose_attn_implementation("gemma2", dev) != "sdpa"
+    assert choose_attn_implementation("gemma2", (7, 5)) == "eager"
+    assert choose_attn_implementation("gemma2", "cpu") == "eager"
+    expected = "flex_attention" if flex_attention_available() else "eager"
+    assert choose_attn_implementation("gemma2", (9, 0)) == expected
+    assert choose_attn_implementation("llama", (9, 0)) == "sdpa"
 
 
 def test_recipe_t4_vs_h100():
-    t4 = perf.recipe_for_device(15.0, (7, 5))
-    h100 = perf.recipe_for_device(79.1, (9, 0))
+    t4 = recipe_for_device(15.0, (7, 5))
+    h100 = recipe_for_device(79.1, (9, 0))
     assert t4["dtype"] == "float16" and t4["grad_scaler"] is True
     assert t4["gradient_checkpointing"] is True
     assert t4["dequantize_for_inference"] is False and t4["dequantize_for_training"] is False
@@ -88,19 +94,19 @@ def test_recipe_t4_vs_h100():
     assert h100["dequantize_for_inference"] is True and h100["dequantize_for_training"] is True
     assert "sdpa" not in (h100["infer_attn_implementation"], h100["train_attn_implementation"])
     assert h100["infer_max_tokens"] > t4["infer_max_tokens"]
-    a100_40 = perf.recipe_for_device(39.4, (8, 0))
+    a100_40 = recipe_for_device(39.4, (8, 0))
     assert a100_40["gradient_checkpointing"] is True and a100_40["dtype"] == "bfloat16"
     # checkpoint only as many layers as memory needs: more memory, more layers keep their activations
     assert h100["uncheckpointed_layers"] == 0 and 0 < t4["uncheckpointed_layers"]
-    assert t4["uncheckpointed_layers"] < perf.recipe_for_device(23.6, (8, 9))["uncheckpointed_layers"]
+    assert t4["uncheckpointed_layers"] < recipe_for_device(23.6, (8, 9))["uncheckpointed_layers"]
 
 
 def test_top_layers_keep_their_activations(tiny_4bit):
     from peft import LoraConfig, TaskType
 
     lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], task_type=TaskType.SEQ_CLS)
-    recipe = dict(perf.recipe_for_device(15.0, (7, 5)), uncheckpointed_layers=1)
-    pm = perf.prepare_lora_model(tiny_4bit(), lc, recipe)
+    recipe = dict(recipe_for_device(15.0, (7, 5)), uncheckpointed_layers=1)
+    pm = prepare_lora_model(tiny_4bit(), lc, recipe)
     layers = pm.get_base_model().model.layers
     assert [layer.gradient_checkpointing for layer in layers] == [True, False]
 
@@ -154,41 +160,41 @@ def _inputs():
 def test_merge_and_dequantize_matches_peft_over_4bit(tiny_4bit):
     pm = _peft(tiny_4bit())
     seqs = _inputs()
-    batch = perf.pad_batch(seqs, pad_to_multiple_of=8)
+    batch = pad_batch(seqs, pad_to_multiple_of=8)
     pm.train()  # bnb keeps its plain layout in train mode (eval on CPU repacks for AVX512)
     with torch.no_grad():
         ref = pm(**batch).logits.float()
-    merged = perf.merge_and_dequantize(pm, torch.bfloat16)
-    assert not any(perf._is_linear4bit(m) for m in merged.modules())
+    merged = merge_and_dequantize(pm, torch.bfloat16)
+    assert not any(_is_linear4bit(m) for m in merged.modules())
     assert all(p.dtype == torch.bfloat16 for p in merged.parameters())
     assert type(merged).__name__ == "Gemma2ForSequenceClassification"
     with torch.no_grad():
         got = merged(**batch).logits.float()
-    assert perf.relative_error(got, ref) < 1e-2
+    assert relative_error(got, ref) < 1e-2
     # the sorted token-budget path gives the same logits, in input order
-    got2 = perf.predict_logits(merged, seqs, max_tokens=40, max_rows=2)
-    assert perf.relative_error(got2, ref) < 1e-2
+    got2 = predict_logits(merged, seqs, max_tokens=40, max_rows=2)
+    assert relative_error(got2, ref) < 1e-2
 
 
 def test_dequantize_base_is_exact_and_trains(tiny_4bit):
     q = tiny_4bit()
-    batch = perf.pad_batch(_inputs(), pad_to_multiple_of=8, labels=[0, 1, 2, 0])
+    batch = pad_batch(_inputs(), pad_to_multiple_of=8, labels=[0, 1, 2, 0])
     q.train()
     with torch.no_grad():
         ref = q(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-    dense = perf.dequantize_base(q, torch.bfloat16)
-    assert not any(perf._is_linear4bit(m) for m in dense.modules())
+    dense = dequantize_base(q, torch.bfloat16)
+    assert not any(_is_linear4bit(m) for m in dense.modules())
     with torch.no_grad():
         got = dense(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-    assert perf.relative_error(got, ref) < 1e-3
+    assert relative_error(got, ref) < 1e-3
     pm = _peft(dense).train()
-    perf.prepare_for_lora_training(pm, gradient_checkpointing=True)
+    prepare_for_lora_training(pm, gradient_checkpointing=True)
     opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-2)
     # micro-batching under a token budget gives the same step loss as one batch
     lengths = [int(m.sum()) for m in batch["attention_mask"]]
-    mbs = [perf.pad_batch([batch["input_ids"][i, :lengths[i]].tolist() for i in b], pad_to_multiple_of=8,
-                          labels=[int(batch["labels"][i]) for i in b])
-           for b in perf.token_budget_batches(lengths, 40)]
+    mbs = [pad_batch([batch["input_ids"][i, :lengths[i]].tolist() for i in b], pad_to_multiple_of=8,
+                     labels=[int(batch["labels"][i]) for i in b])
+           for b in token_budget_batches(lengths, 40)]
     assert len(mbs) > 1
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         one = torch.nn.functional.cross_entropy(
@@ -196,7 +202,7 @@ def test_dequantize_base_is_exact_and_trains(tiny_4bit):
     seen = []
     h = pm.get_base_model().get_input_embeddings().register_forward_hook(
         lambda mod, inp, out: seen.append(out.requires_grad))
-    loss = perf.lora_train_step(pm, mbs, opt, autocast_dtype=torch.bfloat16)
+    loss = lora_train_step(pm, mbs, opt, autocast_dtype=torch.bfloat16)
     h.remove()
     assert seen and not any(seen)   # backward stops at the first LoRA layer, not at the embedding
     lora = [p for n, p in pm.named_parameters() if "lora_A" in n]
@@ -209,24 +215,24 @@ def test_dequantize_base_is_exact_and_trains(tiny_4bit):
 def test_fit_lora_and_prepare_helpers(tiny_4bit):
     from peft import LoraConfig, TaskType
 
-    recipe = dict(perf.recipe_for_device(79.0, (9, 0)), train_max_tokens=48, infer_attn_implementation="eager")
+    recipe = dict(recipe_for_device(79.0, (9, 0)), train_max_tokens=48, infer_attn_implementation="eager")
     lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj"], layers_to_transform=[1],
                     lora_dropout=0.0, task_type=TaskType.SEQ_CLS)
     torch.manual_seed(0)
-    pm = perf.prepare_lora_model(tiny_4bit(), lc, recipe)          # dequantised base (big-card recipe)
-    assert not any(perf._is_linear4bit(m) for m in pm.modules())
+    pm = prepare_lora_model(tiny_4bit(), lc, recipe)          # dequantised base (big-card recipe)
+    assert not any(_is_linear4bit(m) for m in pm.modules())
     g = torch.Generator().manual_seed(3)
     seqs = [torch.randint(1, 256, (int(n),), generator=g).tolist() for n in torch.randint(3, 30, (26,), generator=g)]
     labels = [i % 3 for i in range(26)]
     before = {n: p.detach().clone() for n, p in pm.named_parameters() if "lora_B" in n}
     logs = []
-    losses = perf.fit_lora(pm, seqs, labels, recipe, rows_per_step=6, epochs=1, lr=1e-2, warmup_steps=1,
-                           log_every=2, on_log=logs.append)
+    losses = fit_lora(pm, seqs, labels, recipe, rows_per_step=6, epochs=1, lr=1e-2, warmup_steps=1,
+                      log_every=2, on_log=logs.append)
     assert len(losses) == 5 and all(math.isfinite(x) for x in losses)
     assert logs and logs[-1]["step"] == 5
     assert any(not torch.equal(before[n], p) for n, p in pm.named_parameters() if "lora_B" in n)
-    model = perf.prepare_for_inference(pm, recipe)
-    out = perf.predict_logits(model, seqs, max_tokens=64)
+    model = prepare_for_inference(pm, recipe)
+    out = predict_logits(model, seqs, max_tokens=64)
     assert out.shape == (26, 3) and torch.isfinite(out).all()
 
 
@@ -243,7 +249,7 @@ def _tiny_lora(dropout: float):
                     task_type=TaskType.SEQ_CLS)
     torch.manual_seed(1)
     pm = get_peft_model(model, lc)
-    perf.prepare_for_lora_training(pm, gradient_checkpointing=False)
+    prepare_for_lora_training(pm, gradient_checkpointing=False)
     return pm
 
 
@@ -263,7 +269,7 @@ def _ddp_fit(dropout, *, checkpointing=None, crash_after=None, seen=None):
             ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
             seen.extend(int(row[0]) - 1 for row, m in zip(ids, mask))
         pm.register_forward_pre_hook(record, with_kwargs=True)
-    recipe = dict(perf.recipe_for_device(15.0, (7, 5)), dtype="float32", grad_scaler=False, train_max_tokens=40)
+    recipe = dict(recipe_for_device(15.0, (7, 5)), dtype="float32", grad_scaler=False, train_max_tokens=40)
     seqs, labels = _ddp_data()
     logs = []
 
@@ -273,8 +279,8 @@ def _ddp_fit(dropout, *, checkpointing=None, crash_after=None, seen=None):
             raise KeyboardInterrupt("killed")
 
     torch.manual_seed(7)
-    losses = perf.fit_lora(pm, seqs, labels, recipe, rows_per_step=4, lr=1e-2, warmup_steps=2, optim_type="adamw_torch",
-                           log_every=1, on_log=on_log, checkpointing=checkpointing)
+    losses = fit_lora(pm, seqs, labels, recipe, rows_per_step=4, lr=1e-2, warmup_steps=2, optim_type="adamw_torch",
+                      log_every=1, on_log=on_log, checkpointing=checkpointing)
     return losses, [e["lr"] for e in logs if "lr" in e], {n: p.detach().clone() for n, p in pm.named_parameters()
                                                           if p.requires_grad}
 

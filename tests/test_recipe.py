@@ -1,4 +1,4 @@
-"""kagflow's measured recipe (perf) as the classifier runs it, on the CPU with the real 4-bit path."""
+"""kagflow's measured recipe (``recipe``) as the classifier runs it, on the CPU with the real 4-bit path."""
 
 import json
 

@@ -65,7 +65,7 @@ def test_gemma3_stand_in_loads_in_4bit_trains_a_step_and_predicts(gemma3_checkpo
 
     from kagflow.classifier.infer import predict_proba
     from kagflow.classifier.model import ModelTraits, add_lora, load_base, load_tokenizer
-    from kagflow.classifier.perf import fit_lora
+    from kagflow.classifier.fit import fit_lora
     from kagflow.classifier.text import encode_rows
     from kagflow.classifier.train import training_recipe
 

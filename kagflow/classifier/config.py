@@ -19,7 +19,7 @@ def defaults(cls) -> dict:
             for f in dataclasses.fields(cls)}
 
 
-# The `optim_type` values the fast loop (perf.make_optimizer) builds; the HF Trainer takes any of its own.
+# The `optim_type` values the fast loop (fit.make_optimizer) builds; the HF Trainer takes any of its own.
 FAST_LOOP_OPTIMIZERS = ("adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adamw_torch",
                         "adamw_hf", "adamw_torch_fused")
 TIME_BUDGET_MARGIN = 1200  # seconds of a kernel's timeout kept for setup before training (wheels, model load)
@@ -62,7 +62,7 @@ class TrainConfig:
     # (a stopped run leaves a checkpoint that the next kernel version resumes); 0: no limit. Rendered
     # kernels get the kernel's timeout less TIME_BUDGET_MARGIN when this is 0.
     time_budget: float = 0
-    # "auto": on a GPU kagflow's measured loop (perf.fit_lora: token-budget micro-batches, recipe per card,
+    # "auto": on a GPU kagflow's measured loop (fit.fit_lora: token-budget micro-batches, recipe per card,
     # 3.2x the seed's Trainer on an H100); on the CPU the HF Trainer. "trainer": always the HF Trainer.
     # "fast": always fit_lora. Both checkpoint, resume and keep the time budget.
     train_loop: str = "auto"

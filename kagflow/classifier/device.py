@@ -1,7 +1,7 @@
 """The device profile: one place that decides precision for every path.
 
 Model loading dtype, bitsandbytes compute dtype, autocast, the GradScaler, the HF Trainer's
-``bf16``/``fp16`` flags, ``accelerate launch --mixed_precision`` and ``perf.recipe_for_device`` all
+``bf16``/``fp16`` flags, ``accelerate launch --mixed_precision`` and ``recipe.recipe_for_device`` all
 read it. Native bf16 only on compute capability >= 8.0 (Ampere and later); T4 (7.5), V100 (7.0)
 and P100 (6.0) get fp16 with a GradScaler; the CPU fp32.
 

@@ -15,7 +15,7 @@ SWAP_AB = [1, 0, 2]  # column order that maps swapped-input probabilities back t
 
 def token_batches(lengths, token_budget: int) -> list[list[int]]:
     """Row indices grouped longest first, each batch's padded size (rows x widest) within ``token_budget``."""
-    from .perf import token_budget_batches
+    from .batching import token_budget_batches
 
     return token_budget_batches(lengths, token_budget)
 
@@ -24,14 +24,14 @@ def predict_proba(model, token_ids, *, pad_token_id: int, token_budget: int = 16
                   padding_side: str = "right"):
     """Softmax probabilities (n x 3, float64, rows sum to 1) for pre-tokenised rows, in input order.
 
-    Batches come from ``perf.inference_batches``: rows packed into one fixed-width row when the model runs
+    Batches come from ``batching.inference_batches``: rows packed into one fixed-width row when the model runs
     flex attention (one compiled shape), else length-sorted batches padded on ``padding_side``: the right,
     as kagflow always pads (``model.load_tokenizer`` says why); the score head pools each row's last real
     token with either side."""
     import numpy as np
     import torch
 
-    from .perf import classification_logits, inference_batches
+    from .batching import classification_logits, inference_batches
 
     device = getattr(model, "device", None) or next(model.parameters()).device
     probs = np.zeros((len(token_ids), 3), dtype=np.float64)
@@ -68,16 +68,17 @@ def predict_with(proba, tokenizer, frame, *, max_length: int, tta: bool = False)
 
 def tuned_for_device(model, token_budget: int):
     """(model, token budget) for inference: on a GPU kagflow's measured recipe for the card and the model's
-    config (``perf``: LoRA merged into a dequantised base on cards with memory to spare; flex attention that
-    keeps Gemma 2's softcapping on sm80+, SDPA for models without the cap; the card's token budget; a T4
-    keeps the 4-bit model); unchanged elsewhere."""
+    config (``recipe``, applied by ``predict.prepare_for_inference``: LoRA merged into a dequantised base on
+    cards with memory to spare; flex attention that keeps Gemma 2's softcapping on sm80+, SDPA for models
+    without the cap; the card's token budget; a T4 keeps the 4-bit model); unchanged elsewhere."""
     import torch
 
     device = next(model.parameters()).device
     if device.type != "cuda":
         return model, token_budget
     from .model import ModelTraits
-    from .perf import prepare_for_inference, recipe_for_current_device
+    from .predict import prepare_for_inference
+    from .recipe import recipe_for_current_device
 
     recipe = recipe_for_current_device(device, ModelTraits.of(model.config))
     print(f"inference recipe for {torch.cuda.get_device_name(device)}: {recipe}", flush=True)
@@ -136,7 +137,7 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
         if devices[0].startswith("cuda"):
             import torch
 
-            from .perf import recipe_for_current_device
+            from .recipe import recipe_for_current_device
 
             budget = recipe_for_current_device(torch.device(devices[0]))["infer_max_tokens"]
 

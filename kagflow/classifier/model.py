@@ -56,15 +56,15 @@ def model_traits(checkpoint) -> ModelTraits:
 
 
 def resolve_attn_implementation(requested: str, traits: ModelTraits, device=None, *, training: bool = True) -> str:
-    """``requested`` unless "auto"; "auto" follows the model's config and the device (``perf``):
+    """``requested`` unless "auto"; "auto" follows the model's config and the device (``recipe``):
     soft-capped models get eager (training) or flex attention on sm80+ (inference), others SDPA.
     SDPA asked for a soft-capped model is refused: it would silently drop the cap."""
-    from .perf import choose_attn_implementation
+    from .recipe import choose_attn_implementation
 
     if requested == "auto":
         if traits.softcapping and training:
             # loading for training: eager; the fast loop's recipe then switches to flex on packed rows
-            # (perf.recipe_for_profile), the HF Trainer (padded batches of every shape) stays eager
+            # (recipe.recipe_for_profile), the HF Trainer (padded batches of every shape) stays eager
             return "eager"
         return choose_attn_implementation(traits.model_type, device, softcapping=traits.softcapping)
     if requested == "sdpa" and traits.softcapping:
@@ -157,14 +157,14 @@ def add_lora(model, *, r: int, alpha: float, dropout: float, target_modules, fre
              bias: str = "none", gradient_checkpointing: bool = False, recipe: dict | None = None):
     """Prepare the 4-bit model for training and wrap it with a SEQ_CLS LoRA adapter.
 
-    With a ``recipe`` (``perf.recipe_for_*``): kagflow's measured preparation (``perf.prepare_lora_model``:
+    With a ``recipe`` (``recipe.recipe_for_*``): kagflow's measured preparation (``fit.prepare_lora_model``:
     no input gradients, so the backward stops at the first LoRA layer; checkpointing and dequantising
     per the card). Without: the seed's ``prepare_model_for_kbit_training``.
     """
     config = lora_config(model, r=r, alpha=alpha, dropout=dropout, target_modules=target_modules,
                          freeze_layers=freeze_layers, bias=bias)
     if recipe is not None:
-        from .perf import prepare_lora_model
+        from .fit import prepare_lora_model
 
         return prepare_lora_model(model, config, recipe)
     from peft import get_peft_model, prepare_model_for_kbit_training

@@ -1,4 +1,4 @@
-"""Resumable training state for the fast loop (``perf.fit_lora``): save, find, load, and the time budget.
+"""Resumable training state for the fast loop (``fit.fit_lora``): save, find, load, and the time budget.
 
 A checkpoint is a folder ``<checkpoint_dir>/fit-step-000120/`` holding ``state.pt`` (the trainable
 weights: LoRA and the score head; optimizer, scheduler and GradScaler state; every rank's RNG

@@ -139,7 +139,7 @@ def make_trainer(cfg: TrainConfig, model, tokenizer, train_rows, eval_rows, chec
 
 
 def resolve_loop(train_loop: str) -> str:
-    """"fast" (perf.fit_lora) or "trainer" (HF Trainer); "auto" is fast on a GPU, the Trainer on the CPU."""
+    """"fast" (fit.fit_lora) or "trainer" (HF Trainer); "auto" is fast on a GPU, the Trainer on the CPU."""
     import torch
 
     if train_loop not in ("auto", "fast", "trainer"):
@@ -153,7 +153,7 @@ def training_recipe(cfg: TrainConfig | None = None, traits=None) -> dict:
     """kagflow's recipe for this device's profile and the model's ``traits`` (``model.ModelTraits``;
     bench/RESULTS.md; on the CPU the T4 shapes in fp32), with ``cfg``'s say: no checkpointing when
     ``gradient_checkpointing`` is false, its training attention ("auto": the recipe's for the model)."""
-    from .perf import recipe_for_current_device
+    from .recipe import recipe_for_current_device
 
     recipe = recipe_for_current_device(traits=traits)
     if cfg is not None:
@@ -302,7 +302,8 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     train_rows = [rows[i] for i in train_idx]
     stopped_early = False
     if loop == "fast":
-        from .perf import fit_lora, length_grouped_steps, plan_steps
+        from .batching import length_grouped_steps, plan_steps
+        from .fit import fit_lora
 
         recipe = training_recipe(cfg, ModelTraits.of(model.config))
         model = add_lora(model, **lora, recipe=recipe)

@@ -1,0 +1,63 @@
+"""Inference with kagflow's recipe: the trained model prepared per card, logits from token-budget batches.
+
+``prepare_for_inference`` merges the LoRA into a dequantised base on cards with memory to spare
+(``dequant``) and sets the recipe's inference attention (``recipe``); ``predict_logits`` runs it over
+``batching.inference_batches``. ``ab_swap_average`` and ``relative_error`` are what the bench and the
+tests compare runs with.
+
+Imports only the stdlib and torch at module level.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from .batching import classification_logits, inference_batches
+from .dequant import merge_and_dequantize
+from .recipe import set_attn_implementation, torch_dtype
+
+
+def prepare_for_inference(model, recipe: dict):
+    """Trained PeftModel (4-bit base) -> the model to predict with, per ``recipe``.
+
+    Big cards: ``merge_and_dequantize`` to the recipe dtype, then the recipe's inference attention
+    (flex on sm80+: run one warm-up ``predict_logits`` first, compilation ~1 min). T4: the 4-bit
+    PeftModel as is, eager. Returns the model in eval mode.
+    """
+    if recipe.get("dequantize_for_inference"):
+        model = merge_and_dequantize(model, torch_dtype(recipe["dtype"]))
+    set_attn_implementation(model, recipe.get("infer_attn_implementation", "eager"))
+    return model.eval()
+
+
+@torch.inference_mode()
+def predict_logits(model, seqs: Sequence[Sequence[int]], *, max_tokens: int, max_rows: int | None = 64,
+                   pad_id: int = 0, autocast_dtype=None, device=None) -> torch.Tensor:
+    """Logits [n, num_labels] (float32, CPU, input order) from ``inference_batches``."""
+    device = device if device is not None else next(model.parameters()).device
+    out = None
+    for b, make in inference_batches(model, [len(s) for s in seqs], max_tokens, max_rows):
+        batch = make([seqs[i] for i in b], pad_id, device)
+        with torch.autocast(torch.device(device).type, dtype=autocast_dtype or torch.float32,
+                            enabled=autocast_dtype is not None):
+            logits = classification_logits(model, batch).float()
+        if out is None:
+            out = torch.empty((len(seqs), logits.shape[-1]), dtype=torch.float32)
+        out[torch.as_tensor(b)] = logits.cpu()
+    return out if out is not None else torch.empty((0, 0))
+
+
+def ab_swap_average(probs: torch.Tensor, probs_swapped: torch.Tensor) -> torch.Tensor:
+    """A/B-swap TTA: average p(A,B,tie) with the swapped run's p(B,A,tie) read back."""
+    return 0.5 * (probs + probs_swapped[:, [1, 0, 2]])
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||a - b|| / ||b|| in float64; inf if any NaN."""
+    a64, b64 = a.detach().double().cpu(), b.detach().double().cpu()
+    if torch.isnan(a64).any() or torch.isnan(b64).any():
+        return math.inf
+    return float((a64 - b64).norm() / b64.norm().clamp_min(1e-30))

@@ -1,0 +1,152 @@
+"""kagflow's measured recipe per device and model: attention backend, dtype, token budgets, checkpointing.
+
+Measured on Gemma 2 side by side with the seed's recipe by ``bench/gemma_bench.py`` (numbers in
+``bench/RESULTS.md``, reasoning in ``bench/NOTES.md``). The rules it encodes:
+
+* Attention, keyed on the model's config (``model.ModelTraits``), not its class: Gemma 2 caps its
+  attention logits (``attn_logit_softcapping``). PyTorch SDPA drops the cap, so it is never chosen for a
+  soft-capped model; flex attention (keeps the cap as a ``score_mod``) on sm80+ GPUs, eager elsewhere
+  (T4 = sm75). Models without the cap (Gemma 3, Llama, Qwen) get SDPA.
+* Token budgets per card for training micro-batches and inference batches (``batching``), gradient
+  checkpointing only where memory needs it (``fit``).
+* On cards with memory to spare the NF4 base is dequantised once to bf16 (``dequant``), and for inference
+  the LoRA is merged into it. 4-bit stays on T4 (16 GB), in fp16 (no bf16 on sm75).
+
+Imports only torch at module level; the device profile lazily.
+"""
+
+from __future__ import annotations
+
+import torch
+
+SOFTCAPPED_MODEL_TYPES = frozenset({"gemma2"})
+
+
+def _capability(device) -> tuple[int, int] | None:
+    """(major, minor) of a CUDA device, None for CPU. Accepts a tuple, a str or a torch.device."""
+    if device is None:
+        if not torch.cuda.is_available():
+            return None
+        device = torch.device("cuda", torch.cuda.current_device())
+    if isinstance(device, tuple):
+        return (int(device[0]), int(device[1]))
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    return torch.cuda.get_device_capability(device)
+
+
+def flex_attention_available() -> bool:
+    try:
+        from torch.nn.attention.flex_attention import flex_attention  # noqa: F401
+    except Exception:  # pragma: no cover - old torch
+        return False
+    return True
+
+
+def choose_attn_implementation(model_type: str, device=None, *, softcapping: bool | None = None) -> str:
+    """Attention backend for ``from_pretrained(attn_implementation=...)``.
+
+    ``device``: a torch.device / "cuda" / "cpu", or a compute capability tuple like (7, 5).
+    Soft-capped models (Gemma 2) never get "sdpa": flex attention on sm80+ CUDA (keeps the cap,
+    fused, no L x L matrix in memory), eager otherwise (CPU; T4 sm75, where flex's Triton kernels
+    for head_dim 256 are not supported/tested). Other models get "sdpa".
+    """
+    capped = (model_type in SOFTCAPPED_MODEL_TYPES) if softcapping is None else bool(softcapping)
+    cap = _capability(device)
+    if not capped:
+        return "sdpa"
+    if cap is not None and cap >= (8, 0) and flex_attention_available():
+        return "flex_attention"
+    return "eager"
+
+
+def recipe_for_device(total_mem_gib: float, capability: tuple[int, int], traits=None) -> dict:
+    """``recipe_for_profile`` of a GPU with ``total_mem_gib`` GiB and compute ``capability``."""
+    from .device import DeviceProfile
+
+    return recipe_for_profile(DeviceProfile((int(capability[0]), int(capability[1])), float(total_mem_gib)),
+                              traits)
+
+
+def recipe_for_profile(profile, traits=None) -> dict:
+    """The kagflow recipe for one device (a ``device.DeviceProfile``: memory, capability, precision) and
+    one model (``model.ModelTraits`` of its config; None: Gemma 2, soft-capped, what was measured).
+
+    Keys: dtype ("bfloat16"/"float16"/"float32": the profile's), train_attn_implementation,
+    infer_attn_implementation, pack / pack_bucket (training on packed rows), gradient_checkpointing,
+    train_max_tokens (padded tokens per training micro-batch), infer_max_tokens, infer_max_rows,
+    dequantize_for_training, dequantize_for_inference (4-bit base -> bf16 once, LoRA merged for
+    inference), grad_scaler (fp16 training: the profile's), pad_to_multiple_of.
+    Thresholds (bench/RESULTS.md, H100): without checkpointing eager training keeps ~0.3 MiB of
+    activations per token per trainable layer (26 layers), ~33 GiB at a 4096-token micro-batch, plus
+    17.3 GiB for the dequantised bf16 base: "big" (>= 70 GiB) trains that way. Smaller bf16 cards keep the
+    4-bit base and checkpointing; T4s add fp16 + a GradScaler at 4096 tokens (peak measured <= 14 GiB).
+    The CPU gets the T4's shapes in fp32, without checkpointing.
+    Attention follows ``traits``: a soft-capped model trains eager and infers with flex attention on
+    sm80+ on packed rows at the fixed token budget (one shape: flex compiles once), eager elsewhere (T4,
+    CPU); others use SDPA on padded batches. ``pack`` (training on packed rows, widths rounded up to
+    ``pack_bucket`` tokens) is set when training asks for flex attention (``train.training_recipe``).
+    """
+    capped = traits.softcapping if traits is not None else True
+    model_type = traits.model_type if traits is not None else "gemma2"
+    infer_attn = choose_attn_implementation(model_type, profile.capability or "cpu", softcapping=capped)
+    # training stays eager on padded, length-sorted micro-batches: flex attention on packed rows trained no
+    # faster on an H200 (bench/RESULTS.md, 2026-11-30 second run: 16 GB 1.86x vs eager's 1.93x T4 path in the
+    # same call, big card 2.84x vs 3.27x earlier) and its head_dim-256 backward kernel needs more shared memory
+    # than sm86/sm89 cards have; ``[train] attn_implementation = "flex_attention"`` opts in (packed rows)
+    train_attn = "eager" if capped else "sdpa"
+    pack = False
+    bf16 = profile.native_bf16
+    mem = float(profile.total_mem_gib)
+    big = mem >= 70 and bf16
+    mid = mem >= 40 and bf16
+    if big:
+        train_tokens, infer_tokens, gc = 4096, 16384, False
+    elif mid:
+        train_tokens, infer_tokens, gc = 8192, 8192, True
+    else:  # T4 / 16-24 GB cards (and the CPU)
+        train_tokens, infer_tokens, gc = 4096, 8192, profile.cuda
+    # checkpoint only as many trainable layers as memory needs: the top ones keep their activations
+    # (~0.3 MiB per token per layer in eager attention; flex on packed rows keeps less, so the count is safe
+    # for it too) in what the 4-bit model (5.7 GiB) and the checkpointed rest (8.1 GiB peak with all 26
+    # checkpointed at 4,096 tokens, bench/RESULTS.md) leave free
+    per_layer_gib = 0.3 * train_tokens / 1024
+    keep = max(0, int((mem - 1.0 - 8.1 * train_tokens / 4096) / per_layer_gib)) if gc else 0
+    return {
+        "dtype": profile.dtype_name,
+        "train_attn_implementation": train_attn,
+        "infer_attn_implementation": infer_attn,
+        "pack": pack,
+        "pack_bucket": 512,
+        "gradient_checkpointing": gc,
+        "uncheckpointed_layers": keep,
+        "train_max_tokens": train_tokens,
+        "infer_max_tokens": infer_tokens,
+        "infer_max_rows": 64,
+        "dequantize_for_training": big,
+        "dequantize_for_inference": mid,
+        "grad_scaler": profile.grad_scaler,
+        "pad_to_multiple_of": 8,
+    }
+
+
+def recipe_for_current_device(device=None, traits=None) -> dict:
+    """``recipe_for_profile`` of a device (default: the current CUDA device, or the CPU without one)
+    for a model with ``traits`` (``model.ModelTraits``)."""
+    from .device import device_profile
+
+    return recipe_for_profile(device_profile(device), traits)
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+
+
+def set_attn_implementation(model, impl: str) -> None:
+    """Switch a loaded model's attention backend (e.g. eager for training, flex for inference)."""
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        target.set_attn_implementation(impl)
+    except Exception:
+        target.config._attn_implementation = impl
