@@ -118,7 +118,6 @@ def plan_steps(lengths: Sequence[int], rows_per_step: int, epochs: float, seed: 
     return steps[:max(1, int(round(len(steps) * epochs / max(1, math.ceil(epochs)))))]
 
 
-
 def classification_logits(model, batch) -> torch.Tensor:
     """Logits [rows, labels] of a padded batch (``pad_batch``) or a ``packing.PackedBatch``."""
     if isinstance(batch, PackedBatch):
