@@ -188,11 +188,15 @@ def run_task(args, ckpt, device, task: str) -> None:
         seed_run("train16_seed_t4_fp16", args, ckpt, device, rows, labels, fp16=True)
     elif task == "seed_big":
         seed_run("trainbig_seed_bf16", args, ckpt, device, rows, labels, fp16=False)
-    elif task in ("kag_bf16_cap", "kag_t4_cap", "kag_big"):
+    elif task in ("kag_bf16_cap", "kag_t4_cap", "kag_big", "kag_bf16_cap_flex", "kag_big_flex"):
         steps, seqs, labels = seed_steps(args)
+        # *_flex: what [train] attn_implementation = "flex_attention" gives (train.training_recipe): packed rows
+        flex = {"train_attn_implementation": "flex_attention", "pack": True}
         name, recipe = {"kag_bf16_cap": ("train16_kagflow_bf16", card16), "kag_t4_cap": ("train16_kagflow_t4_fp16", t4),
-                        "kag_big": ("trainbig_kagflow", big)}[task]
-        kagflow_run(name, args, ckpt, device, steps, seqs, labels, recipe, worst_first=task != "kag_big")
+                        "kag_big": ("trainbig_kagflow", big),
+                        "kag_bf16_cap_flex": ("train16_kagflow_bf16_flex", {**card16, **flex}),
+                        "kag_big_flex": ("trainbig_kagflow_flex", {**big, **flex})}[task]
+        kagflow_run(name, args, ckpt, device, steps, seqs, labels, recipe, worst_first="big" not in task)
     elif task == "infer_t4_cap":
         inference_t4(args, ckpt, device)
     elif task == "infer_big":
@@ -200,7 +204,10 @@ def run_task(args, ckpt, device, task: str) -> None:
 
 
 ONE_TASKS = [("seed_bf16_cap", 0), ("kag_bf16_cap", 40), ("seed_big", 50), ("kag_big", 40), ("infer_big", 100),
-             ("kag_t4_cap", 40), ("infer_t4_cap", 90), ("seed_t4_cap", 50)]
+             ("kag_t4_cap", 40), ("infer_t4_cap", 90), ("seed_t4_cap", 50),
+             # eager (shipped) vs flex on packed rows (opt-in), side by side in one call (CUDA only: no flex
+             # backward on the CPU)
+             ("kag_bf16_cap_flex", 80), ("kag_big_flex", 60)]
 
 
 def run_tasks(args, tasks) -> None:
@@ -475,7 +482,8 @@ def table():
         except Exception:
             return "x?"
 
-    for k, base in (("train16_kagflow_bf16", "train16_seed_bf16"), ("train16_kagflow_t4_fp16", "train16_seed_bf16"),
+    for k, base in (("train16_kagflow_bf16", "train16_seed_bf16"), ("train16_kagflow_bf16_flex", "train16_seed_bf16"),
+                    ("trainbig_kagflow_flex", "trainbig_seed_bf16"), ("train16_kagflow_t4_fp16", "train16_seed_bf16"),
                     ("train16_kagflow_t4_fp16", "train16_seed_t4_fp16"), ("trainbig_kagflow", "trainbig_seed_bf16"),
                     ("infer16_kagflow_t4_fp16", "infer16_seed_t4_fp16"),
                     ("inferbig_kagflow_first_pass", "inferbig_seed_bf16"),
@@ -535,7 +543,8 @@ def main():
         return
     if args.phase == "one":
         wanted = args.tasks.split(",") if args.tasks else None
-        run_tasks(args, [t for t in ONE_TASKS if wanted is None or t[0] in wanted])
+        run_tasks(args, [t for t in ONE_TASKS if (wanted is None and not (args.tiny and t[0].endswith("_flex")))
+                         or (wanted is not None and t[0] in wanted)])
     else:  # "two", or "ddp" (the DDP training part alone)
         two_gpus(args, ckpt, device)
     record("total_s", round(time.time() - gb.T_START, 1))

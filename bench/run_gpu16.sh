@@ -14,7 +14,7 @@ case "${1:-one}" in
 one)
   python3 bench/gpu16.py --phase one --tasks none --out "$OUT/prep" > "$OUT/prep.log" 2>&1 || tail -20 "$OUT/prep.log"
   CUDA_VISIBLE_DEVICES=0 python3 bench/gpu16.py --phase one --deadline-s "${DEADLINE:-500}" --out "$OUT/gpu0" \
-    --tasks seed_bf16_cap,kag_bf16_cap,kag_big,kag_t4_cap,seed_t4_cap > "$OUT/gpu0.log" 2>&1 &
+    --tasks seed_bf16_cap,kag_bf16_cap,kag_bf16_cap_flex,kag_big,kag_big_flex,kag_t4_cap > "$OUT/gpu0.log" 2>&1 &
   ( CUDA_VISIBLE_DEVICES=1 python3 bench/gpu16.py --phase one --deadline-s "${DEADLINE:-500}" --out "$OUT/gpu1" \
       --tasks seed_big,infer_big,infer_t4_cap > "$OUT/gpu1.log" 2>&1
     CUDA_VISIBLE_DEVICES=1 timeout $(( ${DEADLINE:-500} + 60 - SECONDS )) python3 bench/gpu_smoke.py --out "$OUT/smoke" \
