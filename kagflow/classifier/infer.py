@@ -24,29 +24,22 @@ def predict_proba(model, token_ids, *, pad_token_id: int, token_budget: int = 16
                   padding_side: str = "right"):
     """Softmax probabilities (n x 3, float64, rows sum to 1) for pre-tokenised rows, in input order.
 
-    Batches come from ``batching.inference_batches``: rows packed into one fixed-width row when the model runs
-    flex attention (one compiled shape), else length-sorted batches padded on ``padding_side``: the right,
-    as kagflow always pads (``model.load_tokenizer`` says why); the score head pools each row's last real
+    Logits from ``predict.predict_logits`` over ``batching.inference_batches``: rows packed into one
+    fixed-width row when the model runs flex attention (one compiled shape), else length-sorted batches
+    padded on ``padding_side``: the right, as kagflow always pads (``model.load_tokenizer`` says why); the score head pools each row's last real
     token with either side."""
     import numpy as np
     import torch
 
-    from .batching import classification_logits, inference_batches
+    from .predict import predict_logits
 
+    if not len(token_ids):
+        return np.zeros((0, 3), dtype=np.float64)
     device = getattr(model, "device", None) or next(model.parameters()).device
-    probs = np.zeros((len(token_ids), 3), dtype=np.float64)
-    batches = list(inference_batches(model, [len(t) for t in token_ids], token_budget, padding_side=padding_side))
-    start = last_log = time.time()
-    for k, (batch, make) in enumerate(batches):
-        inputs = make([token_ids[i] for i in batch], pad_token_id, device)
-        with torch.inference_mode():
-            logits = classification_logits(model, inputs)
-        p = torch.softmax(logits.float(), dim=-1).double().cpu().numpy()
-        probs[batch] = p / p.sum(axis=1, keepdims=True)
-        if time.time() - last_log > log_every:
-            last_log = time.time()
-            print(f"  batch {k + 1}/{len(batches)}, {last_log - start:.0f}s", flush=True)
-    return probs
+    logits = predict_logits(model, token_ids, max_tokens=token_budget, pad_id=pad_token_id, device=device,
+                            padding_side=padding_side, log_every=log_every)
+    p = torch.softmax(logits, dim=-1).double().numpy()
+    return p / p.sum(axis=1, keepdims=True)
 
 
 def predict(model, tokenizer, frame, *, max_length: int, tta: bool = False, token_budget: int = 16384):

@@ -11,6 +11,7 @@ Imports only the stdlib and torch at module level.
 from __future__ import annotations
 
 import math
+import time
 from typing import Sequence
 
 import torch
@@ -35,11 +36,15 @@ def prepare_for_inference(model, recipe: dict):
 
 @torch.inference_mode()
 def predict_logits(model, seqs: Sequence[Sequence[int]], *, max_tokens: int, max_rows: int | None = 64,
-                   pad_id: int = 0, autocast_dtype=None, device=None) -> torch.Tensor:
-    """Logits [n, num_labels] (float32, CPU, input order) from ``inference_batches``."""
+                   pad_id: int = 0, autocast_dtype=None, device=None, padding_side: str = "right",
+                   log_every: float | None = None) -> torch.Tensor:
+    """Logits [n, num_labels] (float32, CPU, input order) from ``inference_batches`` (padded batches on
+    ``padding_side``); with ``log_every`` seconds, a progress line at most that often."""
     device = device if device is not None else next(model.parameters()).device
+    batches = list(inference_batches(model, [len(s) for s in seqs], max_tokens, max_rows, padding_side=padding_side))
     out = None
-    for b, make in inference_batches(model, [len(s) for s in seqs], max_tokens, max_rows):
+    start = last_log = time.time()
+    for k, (b, make) in enumerate(batches):
         batch = make([seqs[i] for i in b], pad_id, device)
         with torch.autocast(torch.device(device).type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):
@@ -47,6 +52,9 @@ def predict_logits(model, seqs: Sequence[Sequence[int]], *, max_tokens: int, max
         if out is None:
             out = torch.empty((len(seqs), logits.shape[-1]), dtype=torch.float32)
         out[torch.as_tensor(b)] = logits.cpu()
+        if log_every is not None and time.time() - last_log > log_every:
+            last_log = time.time()
+            print(f"  batch {k + 1}/{len(batches)}, {last_log - start:.0f}s", flush=True)
     return out if out is not None else torch.empty((0, 0))
 
 
