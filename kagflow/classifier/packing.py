@@ -57,13 +57,15 @@ class PackedBatch:
 
     ``doc_ids[t]``: which row token t belongs to (the padding tail is row ``rows``, attending only to
     itself and earlier padding); ``ends``: the index of each row's last token (where the score head
-    reads); ``labels``: one per row, or None."""
+    reads); ``labels``: one per row, or None; ``longest``: the longest row's length (known when packing,
+    so choosing the sliding-window mask needs no read back from the device)."""
 
     input_ids: torch.Tensor  # [1, width]
     position_ids: torch.Tensor  # [1, width], restarting at 0 for every row
     doc_ids: torch.Tensor  # [width]
     ends: torch.Tensor  # [rows]
     labels: torch.Tensor | None = None
+    longest: int = 0
 
     @property
     def rows(self) -> int:
@@ -96,11 +98,10 @@ def packed_batch(seqs: Sequence[Sequence[int]], *, width: int, pad_id: int = 0,
         ends[r] = o - 1
     pos[o:] = torch.arange(width - o)
     lab = torch.as_tensor(list(labels), dtype=torch.long) if labels is not None else None
-    out = PackedBatch(ids[None], pos[None], doc, ends, lab)
+    tensors = (ids[None], pos[None], doc, ends, lab)
     if device is not None:
-        out = PackedBatch(*(t.to(device, non_blocking=True) if t is not None else None for t in
-                            (out.input_ids, out.position_ids, out.doc_ids, out.ends, out.labels)))
-    return out
+        tensors = tuple(t.to(device, non_blocking=True) if t is not None else None for t in tensors)
+    return PackedBatch(*tensors, longest=max(len(s) for s in seqs) if seqs else 0)
 
 
 def attention_masks(packed: PackedBatch, config) -> dict:
@@ -123,8 +124,7 @@ def attention_masks(packed: PackedBatch, config) -> dict:
     full = row_causal_block_mask(packed, same_row_causal)
     masks = {"full_attention": full}
     if "sliding_attention" in types:
-        longest = int(packed.position_ids[0].index_select(0, packed.ends).max().item()) + 1 if packed.rows else 0
-        masks["sliding_attention"] = full if window is None or longest <= window else create_block_mask(
+        masks["sliding_attention"] = full if window is None or packed.longest <= window else create_block_mask(
             in_window, 1, None, width, width, device=doc.device, _compile=doc.device.type == "cuda")
     return masks
 
@@ -134,14 +134,14 @@ def row_causal_block_mask(packed: PackedBatch, mask_mod, block: int = 128):
     (no width x width mask, nothing to compile: ``create_block_mask`` compiles a builder per width and took
     minutes at 16,384 tokens on an H200). Rows are contiguous and in order, so for query block i and key
     block j < i some pair may attend iff the last row of block j is the first row of block i, and every
-    pair may iff both blocks lie in one row; the diagonal block is partial. The tail of a width that is
-    not a multiple of ``block`` counts as padding."""
+    pair may iff both blocks lie in one row; the diagonal block is partial."""
     from torch.nn.attention.flex_attention import BlockMask
 
     doc = packed.doc_ids
     width = packed.width
     n = -(-width // block)
-    padded = torch.cat([doc, doc.new_full((n * block - width,), int(doc.max()) + 1)]) if n * block > width else doc
+    # a width that is not a multiple of the block: the extra tokens join the padding row (id ``rows``)
+    padded = torch.cat([doc, doc.new_full((n * block - width,), packed.rows)]) if n * block > width else doc
     blocks = padded.view(n, block)
     first, last = blocks[:, 0], blocks[:, -1]  # rows are non-decreasing along the packed row
     i = torch.arange(n, device=doc.device)[:, None]
