@@ -188,14 +188,17 @@ def run_task(args, ckpt, device, task: str) -> None:
         seed_run("train16_seed_t4_fp16", args, ckpt, device, rows, labels, fp16=True)
     elif task == "seed_big":
         seed_run("trainbig_seed_bf16", args, ckpt, device, rows, labels, fp16=False)
-    elif task in ("kag_bf16_cap", "kag_t4_cap", "kag_big", "kag_bf16_cap_flex", "kag_big_flex"):
+    elif task.removesuffix("_eager") in ("kag_bf16_cap", "kag_t4_cap", "kag_big", "kag_bf16_cap_flex", "kag_big_flex"):
         steps, seqs, labels = seed_steps(args)
-        # *_flex: what [train] attn_implementation = "flex_attention" gives (train.training_recipe): packed rows
+        # *_flex: what [train] attn_implementation = "flex_attention" gives (train.training_recipe): packed rows;
+        # *_eager: the layers not compiled (the recipe before the third measurement), beside the shipped recipe
         flex = {"train_attn_implementation": "flex_attention", "pack": True}
         name, recipe = {"kag_bf16_cap": ("train16_kagflow_bf16", card16), "kag_t4_cap": ("train16_kagflow_t4_fp16", t4),
                         "kag_big": ("trainbig_kagflow", big),
                         "kag_bf16_cap_flex": ("train16_kagflow_bf16_flex", {**card16, **flex}),
-                        "kag_big_flex": ("trainbig_kagflow_flex", {**big, **flex})}[task]
+                        "kag_big_flex": ("trainbig_kagflow_flex", {**big, **flex})}[task.removesuffix("_eager")]
+        if task.endswith("_eager"):
+            name, recipe = name + "_eager", {**recipe, "compile_layers": False}
         kagflow_run(name, args, ckpt, device, steps, seqs, labels, recipe, worst_first="big" not in task)
     elif task == "infer_t4_cap":
         inference_t4(args, ckpt, device)
@@ -205,6 +208,8 @@ def run_task(args, ckpt, device, task: str) -> None:
 
 ONE_TASKS = [("seed_bf16_cap", 0), ("kag_bf16_cap", 40), ("seed_big", 50), ("kag_big", 40), ("infer_big", 100),
              ("kag_t4_cap", 40), ("infer_t4_cap", 90), ("seed_t4_cap", 50),
+             # the shipped recipe (decoder layers compiled) vs the same without compilation, in one call
+             ("kag_t4_cap_eager", 40), ("kag_bf16_cap_eager", 40), ("kag_big_eager", 40),
              # eager (shipped) vs flex on packed rows (opt-in), side by side in one call (CUDA only: no flex
              # backward on the CPU)
              ("kag_bf16_cap_flex", 80), ("kag_big_flex", 60)]
@@ -309,7 +314,7 @@ def inference_t4(args, ckpt, device):
     def kag_t4():
         gb.reset_peak(device)
         model, budget = shipped_model(ckpt, adapter, device)
-        kagflow_infer("infer16_kagflow_t4_fp16", model, budget, seqs[:16], swapped[:16], device)  # warm-up
+        kagflow_infer("infer16_kagflow_t4_fp16_warmup", model, budget, seqs[:16], swapped[:16], device)  # + compile
         gb.reset_peak(device)
         p = kagflow_infer("infer16_kagflow_t4_fp16", model, budget, seqs, swapped, device)
         if ref is not None:
@@ -317,6 +322,24 @@ def inference_t4(args, ckpt, device):
             record("infer16_kagflow_t4_fp16", gb.RESULTS["infer16_kagflow_t4_fp16"])
 
     oom_safe("infer16_kagflow_t4_fp16", kag_t4)
+    # the same without compiled layers (the recipe before the third measurement)
+    from kagflow.classifier import recipe as recipe_mod
+
+    shipped_recipe = recipe_mod.recipe_for_profile
+    recipe_mod.recipe_for_profile = lambda profile, traits=None: {**shipped_recipe(profile, traits),
+                                                                  "infer_compile_layers": False}
+    try:
+        def kag_t4_eager():
+            gb.reset_peak(device)
+            model, budget = shipped_model(ckpt, adapter, device)
+            kagflow_infer("infer16_kagflow_t4_fp16_eager_warmup", model, budget, seqs[:16], swapped[:16], device)
+            gb.reset_peak(device)
+            kagflow_infer("infer16_kagflow_t4_fp16_eager", model, budget, seqs, swapped, device)
+
+        if within(args, 30):
+            oom_safe("infer16_kagflow_t4_fp16_eager", kag_t4_eager)
+    finally:
+        recipe_mod.recipe_for_profile = shipped_recipe
     as_profile(None, None)
 
 
@@ -486,6 +509,9 @@ def table():
                     ("trainbig_kagflow_flex", "trainbig_seed_bf16"), ("train16_kagflow_t4_fp16", "train16_seed_bf16"),
                     ("train16_kagflow_t4_fp16", "train16_seed_t4_fp16"), ("trainbig_kagflow", "trainbig_seed_bf16"),
                     ("infer16_kagflow_t4_fp16", "infer16_seed_t4_fp16"),
+                    ("train16_kagflow_t4_fp16_eager", "train16_seed_bf16"), ("train16_kagflow_bf16_eager", "train16_seed_bf16"),
+                    ("trainbig_kagflow_eager", "trainbig_seed_bf16"),
+                    ("infer16_kagflow_t4_fp16_eager", "infer16_seed_t4_fp16"),
                     ("inferbig_kagflow_first_pass", "inferbig_seed_bf16"),
                     ("inferbig_kagflow_second_pass", "inferbig_seed_bf16")):
         if k in R and base in R:

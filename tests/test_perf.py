@@ -105,7 +105,7 @@ def test_top_layers_keep_their_activations(tiny_4bit):
     from peft import LoraConfig, TaskType
 
     lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], task_type=TaskType.SEQ_CLS)
-    recipe = dict(recipe_for_device(15.0, (7, 5)), uncheckpointed_layers=1)
+    recipe = dict(recipe_for_device(15.0, (7, 5)), uncheckpointed_layers=1, compile_layers=False)
     pm = prepare_lora_model(tiny_4bit(), lc, recipe)
     layers = pm.get_base_model().model.layers
     assert [layer.gradient_checkpointing for layer in layers] == [True, False]
@@ -215,7 +215,8 @@ def test_dequantize_base_is_exact_and_trains(tiny_4bit):
 def test_fit_lora_and_prepare_helpers(tiny_4bit):
     from peft import LoraConfig, TaskType
 
-    recipe = dict(recipe_for_device(79.0, (9, 0)), train_max_tokens=48, infer_attn_implementation="eager")
+    recipe = dict(recipe_for_device(79.0, (9, 0)), train_max_tokens=48, infer_attn_implementation="eager",
+                  compile_layers=False)  # compiled layers: test_compiling.py
     lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj"], layers_to_transform=[1],
                     lora_dropout=0.0, task_type=TaskType.SEQ_CLS)
     torch.manual_seed(0)

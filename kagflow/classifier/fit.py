@@ -20,6 +20,7 @@ from typing import Sequence
 import torch
 
 from .batching import batch_labels, classification_logits, deal_rows, plan_steps, training_batches
+from .compiling import compile_decoder_layers
 from .dequant import dequantize_base
 from .loss import loss_sum as weighted_loss_sum
 from .recipe import set_attn_implementation, torch_dtype
@@ -184,7 +185,8 @@ def prepare_lora_model(model, lora_config, recipe: dict):
 
     Dequantises the base first when ``recipe["dequantize_for_training"]`` (big cards), wraps it with
     ``lora_config``, then ``prepare_for_lora_training`` (no input grads, checkpointing per recipe) and
-    sets the recipe's training attention. Use instead of ``prepare_model_for_kbit_training``.
+    sets the recipe's training attention, and compiles each decoder layer where ``recipe["compile_layers"]``
+    (``compiling``). Use instead of ``prepare_model_for_kbit_training``.
     """
     from peft import get_peft_model
 
@@ -194,6 +196,8 @@ def prepare_lora_model(model, lora_config, recipe: dict):
     prepare_for_lora_training(pm, gradient_checkpointing=recipe["gradient_checkpointing"],
                               uncheckpointed_layers=recipe.get("uncheckpointed_layers", 0))
     set_attn_implementation(pm, recipe.get("train_attn_implementation", "eager"))
+    if recipe.get("compile_layers"):
+        compile_decoder_layers(pm)
     return pm
 
 

@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 
 from .batching import classification_logits, inference_batches
+from .compiling import compile_decoder_layers
 from .dequant import merge_and_dequantize
 from .recipe import set_attn_implementation, torch_dtype
 
@@ -26,12 +27,15 @@ def prepare_for_inference(model, recipe: dict):
 
     Big cards: ``merge_and_dequantize`` to the recipe dtype, then the recipe's inference attention
     (flex on sm80+: run one warm-up ``predict_logits`` first, compilation ~1 min). T4: the 4-bit
-    PeftModel as is, eager. Returns the model in eval mode.
+    PeftModel as is, eager, each decoder layer compiled (``recipe["infer_compile_layers"]``). Returns the model in eval mode.
     """
     if recipe.get("dequantize_for_inference"):
         model = merge_and_dequantize(model, torch_dtype(recipe["dtype"]))
     set_attn_implementation(model, recipe.get("infer_attn_implementation", "eager"))
-    return model.eval()
+    model = model.eval()
+    if recipe.get("infer_compile_layers"):
+        compile_decoder_layers(model)
+    return model
 
 
 @torch.inference_mode()

@@ -77,7 +77,10 @@ def recipe_for_profile(profile, traits=None) -> dict:
     infer_attn_implementation, pack / pack_bucket (training on packed rows), gradient_checkpointing,
     train_max_tokens (padded tokens per training micro-batch), infer_max_tokens, infer_max_rows,
     dequantize_for_training, dequantize_for_inference (4-bit base -> bf16 once, LoRA merged for
-    inference), grad_scaler (fp16 training: the profile's), pad_to_multiple_of.
+    inference), grad_scaler (fp16 training: the profile's), pad_to_multiple_of, compile_layers /
+    infer_compile_layers (each decoder layer through torch.compile, ``compiling``: training on every GPU,
+    inference where attention is eager, i.e. T4s; flex inference compiles its attention already and its
+    first pass is what users wait for).
     Thresholds (bench/RESULTS.md, H100): without checkpointing eager training keeps ~0.3 MiB of
     activations per token per trainable layer (26 layers), ~33 GiB at a 4096-token micro-batch, plus
     17.3 GiB for the dequantised bf16 base: "big" (>= 70 GiB) trains that way. Smaller bf16 cards keep the
@@ -128,6 +131,10 @@ def recipe_for_profile(profile, traits=None) -> dict:
         "dequantize_for_inference": mid,
         "grad_scaler": profile.grad_scaler,
         "pad_to_multiple_of": 8,
+        # regional compilation fuses the layers' elementwise work (bench/RESULTS.md, third measurement);
+        # not on the CPU, where inductor takes minutes per layer kind
+        "compile_layers": profile.cuda,
+        "infer_compile_layers": profile.cuda and infer_attn != "flex_attention",
     }
 
 

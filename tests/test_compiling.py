@@ -1,0 +1,101 @@
+"""Regional compilation (``classifier.compiling``): the recipe's choice per card, and compiled decoder layers
+computing what eager ones compute on the tiny 4-bit Gemma 2 with LoRA and checkpointing.
+
+The compiled runs use the ``aot_eager`` backend: Dynamo's capture, guards and recompilations and
+AOTAutograd's forward/backward split are what the GPU runs through (inductor then only generates the
+kernels); inductor's C++ build on this 2-core CPU would take minutes per layer kind.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kagflow.classifier import compiling
+from kagflow.classifier.batching import classification_logits, pad_batch
+from kagflow.classifier.fit import prepare_lora_model
+from kagflow.classifier.recipe import recipe_for_device
+
+
+def test_recipe_compiles_training_on_gpus_and_inference_where_attention_is_eager():
+    from kagflow.classifier.device import DeviceProfile
+    from kagflow.classifier.recipe import recipe_for_profile
+
+    t4, card16, big = recipe_for_device(15.0, (7, 5)), recipe_for_device(15.0, (8, 9)), recipe_for_device(139.8, (9, 0))
+    cpu = recipe_for_profile(DeviceProfile(None, 0.0, "cpu"))
+    assert t4["compile_layers"] and card16["compile_layers"] and big["compile_layers"]
+    assert not cpu["compile_layers"] and not cpu["infer_compile_layers"]  # inductor on 2 CPU cores: minutes
+    assert t4["infer_compile_layers"] and t4["infer_attn_implementation"] == "eager"
+    # flex inference compiles its attention already; its first pass (compile included) is what is measured
+    assert not big["infer_compile_layers"] and big["infer_attn_implementation"] == "flex_attention"
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    pytest.importorskip("bitsandbytes")
+    from transformers import Gemma2Config, Gemma2ForSequenceClassification
+
+    cfg = Gemma2Config(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                       num_attention_heads=2, num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=32,
+                       num_labels=3, pad_token_id=0, attn_logit_softcapping=50.0, sliding_window=16)
+    torch.manual_seed(0)
+    ref = Gemma2ForSequenceClassification(cfg)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_(0, 0.05)
+    d = tmp_path_factory.mktemp("tiny_compile")
+    ref.save_pretrained(d)
+    return d
+
+
+def _model(ckpt, *, compiled: bool, monkeypatch):
+    from peft import LoraConfig, TaskType
+    from transformers import BitsAndBytesConfig, Gemma2ForSequenceClassification
+
+    bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                             bnb_4bit_compute_dtype=torch.float32)
+    base = Gemma2ForSequenceClassification.from_pretrained(ckpt, quantization_config=bnb, dtype=torch.float32,
+                                                           attn_implementation="eager")
+    lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "gate_proj"],
+                    layers_to_transform=[1, 2], lora_dropout=0.0, task_type=TaskType.SEQ_CLS)
+    # the T4 recipe: 4-bit base, checkpointing with the top layer unchecked, and (when asked) compiled layers
+    recipe = dict(recipe_for_device(15.0, (7, 5)), dtype="float32", uncheckpointed_layers=1, compile_layers=compiled)
+    monkeypatch.setattr(compiling, "BACKEND", "aot_eager")
+    torch.manual_seed(1)
+    return prepare_lora_model(base, lc, recipe)
+
+
+def _grads(pm, batch):
+    pm.zero_grad(set_to_none=True)
+    logits = classification_logits(pm, batch)
+    torch.nn.functional.cross_entropy(logits.float(), batch["labels"]).backward()
+    return logits.detach(), {n: p.grad.detach().clone() for n, p in pm.named_parameters() if p.requires_grad}
+
+
+def test_compiled_layers_train_like_eager_ones(tiny_ckpt, monkeypatch):
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    eager = _model(tiny_ckpt, compiled=False, monkeypatch=monkeypatch)
+    comp = _model(tiny_ckpt, compiled=True, monkeypatch=monkeypatch)
+    layers = compiling.decoder_layers(comp)
+    assert len(layers) == 3 and compiling.compiled_layers(comp) == 3 and compiling.compiled_layers(eager) == 0
+    assert compiling.compile_decoder_layers(comp) == 0  # idempotent
+    # names unchanged (no "_orig_mod."): adapters and checkpoints save and load as before
+    assert [n for n, _ in comp.named_parameters()] == [n for n, _ in eager.named_parameters()]
+    assert [layer.gradient_checkpointing for layer in comp.get_base_model().model.layers] == [True, True, False]
+    eager.train(), comp.train()
+    g = torch.Generator().manual_seed(5)
+    for rows, width in ((3, 11), (5, 29), (2, 7)):  # new shapes: dynamic, no recompilation per width
+        seqs = [torch.randint(1, 256, (int(n),), generator=g).tolist() for n in torch.randint(3, width, (rows,), generator=g)]
+        batch = pad_batch(seqs, pad_id=0, labels=[i % 3 for i in range(rows)])
+        ref_logits, ref = _grads(eager, batch)
+        got_logits, got = _grads(comp, batch)
+        torch.testing.assert_close(got_logits, ref_logits, rtol=1e-5, atol=1e-5)
+        assert ref.keys() == got.keys() and len(ref) == 2 * 4 * 2 + 1  # LoRA A/B of 4 modules x 2 layers + head
+        for n in ref:
+            torch.testing.assert_close(got[n], ref[n], rtol=1e-4, atol=1e-6, msg=n)
+    # it really ran compiled (suppress_errors would otherwise hide a fallback to eager)
+    assert counters["stats"]["unique_graphs"] >= 2
+    assert not counters["graph_break"], dict(counters["graph_break"])
