@@ -13,15 +13,19 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 case "${1:-one}" in
 one)
   python3 bench/gpu16.py --phase one --tasks none --out "$OUT/prep" > "$OUT/prep.log" 2>&1 || tail -20 "$OUT/prep.log"
-  CUDA_VISIBLE_DEVICES=0 python3 bench/gpu16.py --phase one --deadline-s "${DEADLINE:-500}" --out "$OUT/gpu0" \
-    --tasks seed_bf16_cap,kag_bf16_cap,kag_bf16_cap_flex,kag_big,kag_big_flex,kag_t4_cap > "$OUT/gpu0.log" 2>&1 &
-  ( CUDA_VISIBLE_DEVICES=1 python3 bench/gpu16.py --phase one --deadline-s "${DEADLINE:-500}" --out "$OUT/gpu1" \
-      --tasks seed_big,infer_big,infer_t4_cap > "$OUT/gpu1.log" 2>&1
+  # the shipped recipe (compiled decoder layers) and the same uncompiled (*_eager), side by side per GPU
+  CUDA_VISIBLE_DEVICES=0 TORCH_LOGS=recompiles python3 bench/gpu16.py --phase one --deadline-s "${DEADLINE:-500}" \
+    --out "$OUT/gpu0" --tasks seed_bf16_cap,kag_t4_cap,kag_t4_cap_eager,kag_bf16_cap,seed_t4_cap,kag_bf16_cap_eager \
+    > "$OUT/gpu0.log" 2>&1 &
+  ( CUDA_VISIBLE_DEVICES=1 TORCH_LOGS=recompiles python3 bench/gpu16.py --phase one --deadline-s "${DEADLINE:-500}" \
+      --out "$OUT/gpu1" --tasks seed_big,kag_big,kag_big_eager,infer_t4_cap > "$OUT/gpu1.log" 2>&1
     CUDA_VISIBLE_DEVICES=1 timeout $(( ${DEADLINE:-500} + 60 - SECONDS )) python3 bench/gpu_smoke.py --out "$OUT/smoke" \
       > "$OUT/smoke.log" 2>&1; echo "smoke rc $?" >> "$OUT/smoke.log" ) &
   wait
   tail -6 "$OUT/smoke.log"
-  grep -v "^{'loss'" "$OUT/gpu0.log" | tail -25; grep -v "^{'loss'" "$OUT/gpu1.log" | tail -25
+  grep -c "Recompiling" "$OUT/gpu0.log" "$OUT/gpu1.log"
+  grep -v "^{'loss'\|__recompiles\|Loading weights" "$OUT/gpu0.log" | tail -22
+  grep -v "^{'loss'\|__recompiles\|Loading weights" "$OUT/gpu1.log" | tail -22
   ;;
 diag)  # the first flex inference batch: block-level mask vs compiled create_block_mask, then infer_big + smoke
   CUDA_VISIBLE_DEVICES=0 TORCH_LOGS=recompiles python3 bench/diag_flex_first.py --mask rows > "$OUT/diag_rows.log" 2>&1 &
@@ -34,8 +38,8 @@ diag)  # the first flex inference batch: block-level mask vs compiled create_blo
   wait; tail -12 "$OUT/smoke.log"; grep -v "^{'loss'\|Loading weights" "$OUT/gpu1.log" | tail -12
   ;;
 two)
-  python3 bench/gpu16.py --phase two --ddp-rows 6 --ddp-profile --deadline-s "${DEADLINE:-400}" --out "$OUT/two" \
-    > "$OUT/two.log" 2>&1; grep -v "^{'loss'" "$OUT/two.log" | tail -20
+  python3 bench/gpu16.py --phase two --ddp-rows 6 --deadline-s "${DEADLINE:-400}" --out "$OUT/two" \
+    --multi-infer "${MULTI:-t4,big}" > "$OUT/two.log" 2>&1; grep -v "^{'loss'\|Loading weights" "$OUT/two.log" | tail -20
   timeout $(( 575 - SECONDS )) python3 bench/gpu16.py --phase ddp --ddp-rows 24 --out "$OUT/ddp24" \
     > "$OUT/ddp24.log" 2>&1; tail -8 "$OUT/ddp24.log"
   ;;
