@@ -131,7 +131,7 @@ def seed_run(name, args, ckpt, device, rows, labels, *, fp16: bool):
     return steps, seqs
 
 
-def kagflow_run(name, args, ckpt, device, steps, seqs, labels, recipe, *, worst_first=True):
+def kagflow_run(name, args, ckpt, device, steps, seqs, labels, recipe, *, worst_first=True, optim_type="adamw_8bit"):
     """The shipped loop (prepare_lora_model + fit_lora) on the seed's timed steps; warm-up first (with the
     worst-case steps: the peak), then one timed fit_lora call without host syncs."""
     from transformers import set_seed
@@ -141,7 +141,9 @@ def kagflow_run(name, args, ckpt, device, steps, seqs, labels, recipe, *, worst_
     gb.reset_peak(device)
     model = gb.load_4bit(ckpt, dtype=dtype, compute_dtype=dtype, attn="eager", device=device)
     pm = prepare_lora_model(model, gb.lora_config(args.n_layers), recipe)
-    all_seqs, all_labels, worst = worst_case_steps(seqs, labels, args) if worst_first else (seqs, labels, [])
+    all_seqs, all_labels, worst = worst_case_steps(seqs, labels, args)
+    if not worst_first:  # only the one-row step (compiled layers specialise size 1)
+        worst = worst[-1:]
     shapes = []
     if recipe.get("pack"):
         all_seqs, all_labels, shapes = shape_warmup_steps(all_seqs, all_labels, args.vocab,
@@ -149,19 +151,19 @@ def kagflow_run(name, args, ckpt, device, steps, seqs, labels, recipe, *, worst_
     gb.sync(device)
     t_warm = time.perf_counter()
     fit_lora(pm, all_seqs, all_labels, recipe, steps=worst + shapes + steps[:args.warm], warmup_steps=20,
-             log_every=10**9)
+             log_every=10**9, optim_type=optim_type)
     gb.sync(device)
     warm_s = time.perf_counter() - t_warm
     gb.sync(device)
     t0 = time.perf_counter()
     losses = fit_lora(pm, all_seqs, all_labels, recipe, steps=steps[args.warm:], warmup_steps=20,
-                      log_every=10**9)
+                      log_every=10**9, optim_type=optim_type)
     gb.sync(device)
     dt = time.perf_counter() - t0
     tok = sum(len(seqs[i]) for st in steps[args.warm:] for i in st)
     res = {"useful_tok_s": round(tok / dt, 1), "step_ms": round(1000 * dt / (len(steps) - args.warm), 1),
            **gb.peak(device), "losses": [round(x, 5) for x in losses], "recipe": recipe,
-           "worst_case_steps_first": worst_first, "warmup_s_incl_compile": round(warm_s, 1),
+           "worst_case_steps_first": worst_first, "optim_type": optim_type, "warmup_s_incl_compile": round(warm_s, 1),
            "warmup_steps": len(worst) + len(shapes) + args.warm}
     record(name, res)
     log(f"{name}: {res['useful_tok_s']} tok/s peak {res['peak_alloc_gib']}/{res['peak_reserved_gib']}")
@@ -204,6 +206,15 @@ def run_task(args, ckpt, device, task: str) -> None:
         if task.endswith("_eager"):
             name, recipe = name + "_eager", {**recipe, "compile_layers": False}
         kagflow_run(name, args, ckpt, device, steps, seqs, labels, recipe, worst_first="big" not in task)
+    elif task in ("kag_bf16_cap_tuned", "kag_t4_cap_tuned"):
+        # candidate levers on top of the compiled 16 GB recipe: more layers keep their activations (compiled
+        # layers keep less: 9.9 GiB peak with 4), fused fp32 AdamW (one launch for LoRA-size params instead of
+        # bitsandbytes' one per tensor; 8M params: 63 MB of state)
+        steps, seqs, labels = seed_steps(args)
+        name, recipe = {"kag_bf16_cap_tuned": ("train16_kagflow_bf16_tuned", card16),
+                        "kag_t4_cap_tuned": ("train16_kagflow_t4_fp16_tuned", t4)}[task]
+        kagflow_run(name, args, ckpt, device, steps, seqs, labels, {**recipe, "uncheckpointed_layers": args.keep_layers},
+                    optim_type="adamw_torch_fused")
     elif task == "infer_t4_cap":
         inference_t4(args, ckpt, device)
     elif task == "infer_big":
@@ -214,6 +225,7 @@ ONE_TASKS = [("seed_bf16_cap", 0), ("kag_bf16_cap", 40), ("seed_big", 50), ("kag
              ("kag_t4_cap", 40), ("infer_t4_cap", 90), ("seed_t4_cap", 50),
              # the shipped recipe (decoder layers compiled) vs the same without compilation, in one call
              ("kag_t4_cap_eager", 40), ("kag_bf16_cap_eager", 40), ("kag_big_eager", 40),
+             ("kag_bf16_cap_tuned", 150), ("kag_t4_cap_tuned", 150),
              # eager (shipped) vs flex on packed rows (opt-in), side by side in one call (CUDA only: no flex
              # backward on the CPU)
              ("kag_bf16_cap_flex", 80), ("kag_big_flex", 60)]
@@ -330,18 +342,20 @@ def inference_t4(args, ckpt, device):
     from kagflow.classifier import recipe as recipe_mod
 
     shipped_recipe = recipe_mod.recipe_for_profile
-    recipe_mod.recipe_for_profile = lambda profile, traits=None: {**shipped_recipe(profile, traits),
-                                                                  "infer_compile_layers": False}
+    extra = ({"infer_compile_layers": False} if args.t4_infer_extra == "eager" else
+             {"infer_max_tokens": int(args.t4_infer_extra.removeprefix("budget"))})
+    recipe_mod.recipe_for_profile = lambda profile, traits=None: {**shipped_recipe(profile, traits), **extra}
     try:
         def kag_t4_eager():
             gb.reset_peak(device)
             model, budget = shipped_model(ckpt, adapter, device)
-            kagflow_infer("infer16_kagflow_t4_fp16_eager_warmup", model, budget, seqs[:16], swapped[:16], device)
+            kagflow_infer(f"infer16_kagflow_t4_fp16_{args.t4_infer_extra}_warmup", model, budget, seqs[:16],
+                          swapped[:16], device)
             gb.reset_peak(device)
-            kagflow_infer("infer16_kagflow_t4_fp16_eager", model, budget, seqs, swapped, device)
+            kagflow_infer(f"infer16_kagflow_t4_fp16_{args.t4_infer_extra}", model, budget, seqs, swapped, device)
 
         if within(args, 30):
-            oom_safe("infer16_kagflow_t4_fp16_eager", kag_t4_eager)
+            oom_safe(f"infer16_kagflow_t4_fp16_{args.t4_infer_extra}", kag_t4_eager)
     finally:
         recipe_mod.recipe_for_profile = shipped_recipe
     as_profile(None, None)
@@ -518,6 +532,8 @@ def table():
                     ("train16_kagflow_t4_fp16_eager", "train16_seed_bf16"), ("train16_kagflow_bf16_eager", "train16_seed_bf16"),
                     ("trainbig_kagflow_eager", "trainbig_seed_bf16"),
                     ("infer16_kagflow_t4_fp16_eager", "infer16_seed_t4_fp16"),
+                    ("train16_kagflow_bf16_tuned", "train16_seed_bf16"), ("train16_kagflow_t4_fp16_tuned", "train16_seed_bf16"),
+                    ("infer16_kagflow_t4_fp16_budget16384", "infer16_seed_t4_fp16"),
                     ("inferbig_kagflow_first_pass", "inferbig_seed_bf16"),
                     ("inferbig_kagflow_second_pass", "inferbig_seed_bf16")):
         if k in R and base in R:
@@ -550,6 +566,9 @@ def main():
     ap.add_argument("--ddp-profile", action="store_true", help="profile 3 extra DDP steps (top ops to the JSON)")
     ap.add_argument("--multi-infer", default="t4,big", help="--phase two: which one-model-per-GPU inference runs")
     ap.add_argument("--infer-rows", type=int, default=200)
+    ap.add_argument("--t4-infer-extra", default="eager", help="infer_t4_cap's second kagflow variant: 'eager' "
+                    "(layers not compiled) or 'budgetN' (compiled, N tokens per batch)")
+    ap.add_argument("--keep-layers", type=int, default=8, help="*_tuned: uncheckpointed layers")
     ap.add_argument("--big-infer-rows", type=int, default=600, help="rows of kagflow's big-card first pass")
     ap.add_argument("--deadline-s", type=float, default=500)
     ap.add_argument("--tasks", default=None, help="--phase one: only these tasks (comma-separated; 'none': only "

@@ -27,6 +27,17 @@ one)
   grep -v "^{'loss'\|__recompiles\|Loading weights" "$OUT/gpu0.log" | tail -22
   grep -v "^{'loss'\|__recompiles\|Loading weights" "$OUT/gpu1.log" | tail -22
   ;;
+tune)  # candidate 16 GB levers on top of the compiled recipe (GPU 0), the shipped compiled recipe and T4
+       # inference with a larger budget (GPU 1); each GPU runs the seed for its own same-call ratio
+  python3 bench/gpu16.py --phase one --tasks none --out "$OUT/prep" > "$OUT/prep.log" 2>&1 || tail -20 "$OUT/prep.log"
+  CUDA_VISIBLE_DEVICES=0 python3 bench/gpu16.py --phase one --deadline-s "${DEADLINE:-500}" --out "$OUT/gpu0" \
+    --tasks seed_bf16_cap,kag_bf16_cap_tuned,kag_t4_cap_tuned --keep-layers "${KEEP:-8}" > "$OUT/gpu0.log" 2>&1 &
+  CUDA_VISIBLE_DEVICES=1 python3 bench/gpu16.py --phase one --deadline-s "${DEADLINE:-500}" --out "$OUT/gpu1" \
+    --tasks seed_bf16_cap,kag_bf16_cap,infer_t4_cap --t4-infer-extra budget16384 > "$OUT/gpu1.log" 2>&1 &
+  wait
+  grep -v "^{'loss'\|Loading weights" "$OUT/gpu0.log" | tail -12
+  grep -v "^{'loss'\|Loading weights" "$OUT/gpu1.log" | tail -16
+  ;;
 diag)  # the first flex inference batch: block-level mask vs compiled create_block_mask, then infer_big + smoke
   CUDA_VISIBLE_DEVICES=0 TORCH_LOGS=recompiles python3 bench/diag_flex_first.py --mask rows > "$OUT/diag_rows.log" 2>&1 &
   CUDA_VISIBLE_DEVICES=1 TORCH_LOGS=recompiles python3 bench/diag_flex_first.py --mask compiled > "$OUT/diag_compiled.log" 2>&1 &

@@ -23,7 +23,8 @@ def test_recipe_compiles_training_on_gpus_and_inference_where_attention_is_eager
 
     t4, card16, big = recipe_for_device(15.0, (7, 5)), recipe_for_device(15.0, (8, 9)), recipe_for_device(139.8, (9, 0))
     cpu = recipe_for_profile(DeviceProfile(None, 0.0, "cpu"))
-    assert t4["compile_layers"] and card16["compile_layers"] and big["compile_layers"]
+    assert t4["compile_layers"] and card16["compile_layers"]
+    assert not big["compile_layers"] and big["dequantize_for_training"]  # measured slower compiled (RESULTS.md)
     assert not cpu["compile_layers"] and not cpu["infer_compile_layers"]  # inductor on 2 CPU cores: minutes
     assert t4["infer_compile_layers"] and t4["infer_attn_implementation"] == "eager"
     # flex inference compiles its attention already; its first pass (compile included) is what is measured

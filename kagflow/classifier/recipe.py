@@ -131,9 +131,10 @@ def recipe_for_profile(profile, traits=None) -> dict:
         "dequantize_for_inference": mid,
         "grad_scaler": profile.grad_scaler,
         "pad_to_multiple_of": 8,
-        # regional compilation fuses the layers' elementwise work (bench/RESULTS.md, third measurement);
-        # not on the CPU, where inductor takes minutes per layer kind
-        "compile_layers": profile.cuda,
+        # regional compilation fuses the layers' elementwise work (bench/RESULTS.md, third measurement: the
+        # 4-bit 16 GB/T4 paths 1.17x faster, T4 inference 1.44x); not where the base is dequantised for
+        # training (big cards: 5x slower compiled in that run), nor on the CPU (inductor: minutes per layer kind)
+        "compile_layers": profile.cuda and not big,
         "infer_compile_layers": profile.cuda and infer_attn != "flex_attention",
     }
 
