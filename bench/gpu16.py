@@ -492,8 +492,8 @@ def multi_infer(name, args, ckpt, adapter, seqs, swapped, devices, *, t4: bool):
 
 
 def two_gpus(args, ckpt, device):
-    one = ddp(args, ckpt, 1)
-    two = ddp(args, ckpt, 2)
+    one = ddp(args, ckpt, 1) if args.ddp_rows else None  # --ddp-rows 0: only the one-model-per-GPU inference
+    two = ddp(args, ckpt, 2) if args.ddp_rows else None
     if one and two:
         record(f"ddp_speedup_rows{args.ddp_rows}", round(two["useful_tok_s"] / one["useful_tok_s"], 3))
         record(f"ddp_losses_side_by_side_rows{args.ddp_rows}", {"one_gpu": one["losses"], "two_gpus": two["losses"]})

@@ -49,9 +49,9 @@ diag)  # the first flex inference batch: block-level mask vs compiled create_blo
   wait; tail -12 "$OUT/smoke.log"; grep -v "^{'loss'\|Loading weights" "$OUT/gpu1.log" | tail -12
   ;;
 two)
-  python3 bench/gpu16.py --phase two --ddp-rows 6 --deadline-s "${DEADLINE:-400}" --out "$OUT/two" \
+  python3 bench/gpu16.py --phase two --ddp-rows "${DDP_ROWS:-6}" --deadline-s "${DEADLINE:-400}" --out "$OUT/two" \
     --multi-infer "${MULTI:-t4,big}" > "$OUT/two.log" 2>&1; grep -v "^{'loss'\|Loading weights" "$OUT/two.log" | tail -20
-  timeout $(( 575 - SECONDS )) python3 bench/gpu16.py --phase ddp --ddp-rows 24 --out "$OUT/ddp24" \
+  [ "${DDP_ROWS:-6}" = 0 ] || timeout $(( 575 - SECONDS )) python3 bench/gpu16.py --phase ddp --ddp-rows 24 --out "$OUT/ddp24" \
     > "$OUT/ddp24.log" 2>&1; tail -8 "$OUT/ddp24.log"
   ;;
 esac
