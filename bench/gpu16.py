@@ -131,7 +131,8 @@ def seed_run(name, args, ckpt, device, rows, labels, *, fp16: bool):
     return steps, seqs
 
 
-def kagflow_run(name, args, ckpt, device, steps, seqs, labels, recipe, *, worst_first=True, optim_type="adamw_8bit"):
+def kagflow_run(name, args, ckpt, device, steps, seqs, labels, recipe, *, worst_first=True,
+                optim_type="adamw_torch_fused"):
     """The shipped loop (prepare_lora_model + fit_lora) on the seed's timed steps; warm-up first (with the
     worst-case steps: the peak), then one timed fit_lora call without host syncs."""
     from transformers import set_seed
@@ -207,9 +208,10 @@ def run_task(args, ckpt, device, task: str) -> None:
             name, recipe = name + "_eager", {**recipe, "compile_layers": False}
         kagflow_run(name, args, ckpt, device, steps, seqs, labels, recipe, worst_first="big" not in task)
     elif task in ("kag_bf16_cap_tuned", "kag_t4_cap_tuned"):
-        # candidate levers on top of the compiled 16 GB recipe: more layers keep their activations (compiled
-        # layers keep less: 9.9 GiB peak with 4), fused fp32 AdamW (one launch for LoRA-size params instead of
-        # bitsandbytes' one per tensor; 8M params: 63 MB of state)
+        # the levers measured on top of the compiled 16 GB recipe of the third measurement's first call (4 layers
+        # unchecked, 8-bit AdamW): more layers keep their activations (compiled layers keep less: 9.9 GiB peak
+        # with 4), fused fp32 AdamW (one launch for LoRA-size params instead of bitsandbytes' one per tensor;
+        # 8M params: 63 MB of state). Both are the shipped recipe since (recipe.py, config.FAST_LOOP_OPTIMIZERS)
         steps, seqs, labels = seed_steps(args)
         name, recipe = {"kag_bf16_cap_tuned": ("train16_kagflow_bf16_tuned", card16),
                         "kag_t4_cap_tuned": ("train16_kagflow_t4_fp16_tuned", t4)}[task]

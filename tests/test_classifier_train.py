@@ -29,6 +29,8 @@ def test_training_arguments_on_cpu(tmp_path):
 
 def test_resolve_optim_keeps_8bit_when_it_runs_and_falls_back_when_not(monkeypatch, capsys):
     assert resolve_optim("adamw_torch") == "adamw_torch"
+    # "auto": fused AdamW in the fast loop (bench/RESULTS.md, third measurement), the seed's 8-bit in the Trainer
+    assert resolve_optim("auto", "fast") == "adamw_torch_fused" and resolve_optim("auto") == "adamw_8bit"
     assert resolve_optim("adamw_8bit") == "adamw_8bit"  # bitsandbytes 0.50 steps on the CPU
     import bitsandbytes as bnb
 
@@ -93,7 +95,7 @@ def test_evaluate_and_confusion_matrix_png(tmp_path):
 def test_config_reads_notebook_globals():
     cfg = TrainConfig.from_namespace({"lr": 1e-3, "n_epochs": 5, "unrelated": 1, "target_modules": ["q_proj"]})
     assert (cfg.lr, cfg.n_epochs, cfg.target_modules, cfg.max_length) == (1e-3, 5, ["q_proj"], 1024)
-    assert train_mod.TrainConfig().optim_type == "adamw_8bit"
+    assert train_mod.TrainConfig().optim_type == "auto"
 
 
 def _fast_cfg(**kw):

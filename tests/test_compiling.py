@@ -100,3 +100,51 @@ def test_compiled_layers_train_like_eager_ones(tiny_ckpt, monkeypatch):
     # it really ran compiled (suppress_errors would otherwise hide a fallback to eager)
     assert counters["stats"]["unique_graphs"] >= 2
     assert not counters["graph_break"], dict(counters["graph_break"])
+
+
+def test_a_failing_compiler_falls_back_to_eager_with_one_warning(tiny_ckpt, monkeypatch):
+    def broken(gm, example_inputs):
+        raise RuntimeError("no Triton for this card")
+
+    torch._dynamo.reset()
+    eager = _model(tiny_ckpt, compiled=False, monkeypatch=monkeypatch)
+    monkeypatch.setattr(compiling, "BACKEND", broken)
+    torch.manual_seed(1)
+    comp = _model(tiny_ckpt, compiled=False, monkeypatch=monkeypatch)
+    monkeypatch.setattr(compiling, "BACKEND", broken)
+    assert compiling.compile_decoder_layers(comp) == 3
+    comp.train(), eager.train()
+    batch = pad_batch([[5, 6, 7, 8], [9, 10]], pad_id=0, labels=[0, 2])
+    with pytest.warns(RuntimeWarning, match="compiling the decoder layers failed .*no Triton for this card.*run eager"):
+        got_logits, got = _grads(comp, batch)
+    assert compiling.compiled_layers(comp) == 0  # all of them, after the first failure
+    ref_logits, ref = _grads(eager, batch)
+    torch.testing.assert_close(got_logits, ref_logits)
+    for n in ref:
+        torch.testing.assert_close(got[n], ref[n], msg=n)
+
+
+def test_flex_inference_keeps_recompilations_static(monkeypatch):
+    """A second GPU's model copy recompiles flex attention (new device guards); with automatic dynamic shapes
+    that recompilation went dynamic and flex's dynamic lowering failed on the H200s (RESULTS.md)."""
+    import torch._dynamo
+
+    from kagflow.classifier.predict import prepare_for_inference
+
+    monkeypatch.setattr(torch._dynamo.config, "automatic_dynamic_shapes", True)
+    model = torch.nn.Linear(2, 2)
+    model.config = type("C", (), {"_attn_implementation": "eager"})()
+    prepare_for_inference(model, {"infer_attn_implementation": "eager"})
+    assert torch._dynamo.config.automatic_dynamic_shapes  # padded eager batches: untouched
+    prepare_for_inference(model, {"infer_attn_implementation": "flex_attention"})
+    assert not torch._dynamo.config.automatic_dynamic_shapes
+    graphs = []
+
+    def recording(gm, example_inputs):
+        graphs.append([tuple(x.shape) for x in example_inputs if isinstance(x, torch.Tensor)])
+        return gm.forward
+
+    torch._dynamo.reset()
+    f = torch.compile(lambda x: (x * 2).sum(), backend=recording)
+    f(torch.ones(4)), f(torch.ones(6))
+    assert graphs == [[(4,)], [(6,)]]  # recompiled static, not with a symbolic size

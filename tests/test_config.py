@@ -18,7 +18,7 @@ def _edit(path, old, new):
 def test_init_config_loads_with_the_seed_recipe(project):
     cfg = load_config(project)
     t = cfg.train
-    assert (t.max_length, t.n_splits, t.fold_idx, t.optim_type) == (1024, 5, 0, "adamw_8bit")
+    assert (t.max_length, t.n_splits, t.fold_idx, t.optim_type) == (1024, 5, 0, "auto")
     assert (t.per_device_train_batch_size, t.gradient_accumulation_steps, t.per_device_eval_batch_size) == (3, 2, 8)
     assert (t.n_epochs, t.freeze_layers, t.lr, t.warmup_steps) == (1.0, 16, 2e-4, 20)
     assert (t.lora_r, t.lora_alpha, t.lora_dropout, t.target_modules) == (16, 32.0, 0.05, ("q_proj", "k_proj", "v_proj"))

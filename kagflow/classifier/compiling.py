@@ -9,12 +9,15 @@ requiring grad or not, so a handful of compilations in all, each with dynamic sh
 change per batch). ``nn.Module.compile`` keeps parameter names (no ``_orig_mod.``), so adapters and
 checkpoints save as before.
 
-A compilation that fails (e.g. a Triton kernel a card cannot run) falls back to eager for that frame
-(``suppress_errors``), with torch's warning in the log, instead of failing a Kaggle run that the CPU
-rehearsal could not exercise.
+A layer whose compilation fails (e.g. a Triton kernel a card cannot build) runs eager from then on, all
+layers with it, with one warning naming the error, instead of failing a Kaggle run that the CPU rehearsal
+could not exercise. torch's global ``suppress_errors`` is left alone: it would also hide a failure of flex
+attention's own compilation, whose eager fallback is 5x slower (bench/RESULTS.md, third measurement).
 """
 
 from __future__ import annotations
+
+import warnings
 
 # variants per layer code: (LoRA or not) x (checkpointed or not) x (input requires grad or not) x
 # (sliding or global attention) x (static, then dynamic): room for all of them and the flex/eager switch
@@ -28,7 +31,8 @@ def decoder_layers(model) -> list:
 
 
 def compile_decoder_layers(model, *, dynamic: bool | None = True, backend: str | None = None) -> int:
-    """Compile every decoder layer of ``model`` in place (``nn.Module.compile``); returns how many.
+    """Compile every decoder layer of ``model`` in place (as ``nn.Module.compile`` does, with the fallback
+    below); returns how many.
 
     Idempotent: a layer already compiled is left as it is. Call after the model is in its final form
     (LoRA added, checkpointing set, dequantised or merged), since compiled graphs guard on it.
@@ -42,13 +46,48 @@ def compile_decoder_layers(model, *, dynamic: bool | None = True, backend: str |
             setattr(cfg, name, max(int(getattr(cfg, name)), RECOMPILE_LIMIT))
     if hasattr(cfg, "accumulated_recompile_limit"):
         cfg.accumulated_recompile_limit = max(int(cfg.accumulated_recompile_limit), 4 * RECOMPILE_LIMIT)
-    cfg.suppress_errors = True
-    n = 0
-    for layer in decoder_layers(model):
-        if getattr(layer, "_compiled_call_impl", None) is None:
-            layer.compile(dynamic=dynamic, backend=backend or BACKEND)
-            n += 1
-    return n
+    layers = [m for m in decoder_layers(model) if getattr(m, "_compiled_call_impl", None) is None]
+    for layer in layers:
+        layer._compiled_call_impl = _falling_back(layer, torch.compile(layer._call_impl, dynamic=dynamic,
+                                                                       backend=backend or BACKEND), layers)
+    return len(layers)
+
+
+def _falling_back(layer, compiled, family):
+    """``compiled`` (the layer's compiled call), which on a compilation error turns compilation off for every
+    layer of ``family`` and runs the layer eager. An error that is not the compiler's repeats in eager and
+    surfaces from there; running out of memory is raised as it is."""
+    import torch
+
+    def call(*args, **kwargs):
+        try:
+            return compiled(*args, **kwargs)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a compiler failure of any kind: eager computes the same
+            root = exc
+            while getattr(root, "inner_exception", None) or root.__cause__:  # the compiler's own error
+                root = getattr(root, "inner_exception", None) or root.__cause__
+            first = (str(root).strip().splitlines() or [""])[0][:300]
+            warnings.warn(f"kagflow: compiling the decoder layers failed ({type(root).__name__}: {first}); "
+                          "they run eager", RuntimeWarning, stacklevel=2)
+            for m in family:
+                m._compiled_call_impl = None
+            return layer._call_impl(*args, **kwargs)
+
+    return call
+
+
+def static_shapes() -> None:
+    """Recompile with static shapes instead of turning dimensions dynamic (``automatic_dynamic_shapes``).
+
+    For inference on packed rows, every flex attention call has the same shape; a recompilation (a second
+    GPU's model copy: new device guards) must not mark it dynamic: flex attention's dynamic-shape lowering
+    failed on the H200s ("unbacked_bindings", bench/RESULTS.md third measurement). The compiled decoder layers
+    ask for dynamic shapes explicitly and are unaffected."""
+    import torch._dynamo
+
+    torch._dynamo.config.automatic_dynamic_shapes = False
 
 
 def compiled_layers(model) -> int:

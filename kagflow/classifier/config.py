@@ -20,7 +20,10 @@ def defaults(cls) -> dict:
 
 
 # The `optim_type` values the fast loop (fit.make_optimizer) builds; the HF Trainer takes any of its own.
-FAST_LOOP_OPTIMIZERS = ("adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adamw_torch",
+# "auto" (the default): fused fp32 AdamW in the fast loop (LoRA's few million parameters make 8-bit state
+# pointless: ~60 MB in fp32, and bitsandbytes launches kernels per tensor; bench/RESULTS.md, third
+# measurement), the seed's bitsandbytes adamw_8bit in the HF Trainer (``train.resolve_optim``).
+FAST_LOOP_OPTIMIZERS = ("auto", "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adamw_torch",
                         "adamw_hf", "adamw_torch_fused")
 TIME_BUDGET_MARGIN = 1200  # seconds of a kernel's timeout kept for setup before training (wheels, model load)
 
@@ -32,7 +35,7 @@ class TrainConfig:
     max_length: int = 1024
     n_splits: int = 5
     fold_idx: int = 0
-    optim_type: str = "adamw_8bit"
+    optim_type: str = "auto"
     per_device_train_batch_size: int = 3
     gradient_accumulation_steps: int = 2
     per_device_eval_batch_size: int = 8

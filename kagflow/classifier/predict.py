@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 
 from .batching import classification_logits, inference_batches
-from .compiling import compile_decoder_layers
+from .compiling import compile_decoder_layers, static_shapes
 from .dequant import merge_and_dequantize
 from .recipe import set_attn_implementation, torch_dtype
 
@@ -32,6 +32,8 @@ def prepare_for_inference(model, recipe: dict):
     if recipe.get("dequantize_for_inference"):
         model = merge_and_dequantize(model, torch_dtype(recipe["dtype"]))
     set_attn_implementation(model, recipe.get("infer_attn_implementation", "eager"))
+    if recipe.get("infer_attn_implementation") == "flex_attention":
+        static_shapes()  # one packed width: flex compiles statically, also on a second GPU
     model = model.eval()
     if recipe.get("infer_compile_layers"):
         compile_decoder_layers(model)

@@ -23,10 +23,14 @@ from .multigpu import distributed_device_map, launch_command
 from .text import encode_rows
 
 
-def resolve_optim(optim: str) -> str:
-    """``optim``, unless it is a bitsandbytes 8-bit optimizer that cannot step here: then adamw_torch."""
+def resolve_optim(optim: str, loop: str = "trainer") -> str:
+    """The optimizer ``loop`` ("fast" or "trainer") builds for ``[train] optim_type``: "auto" is fused AdamW in
+    the fast loop and the seed's adamw_8bit in the Trainer (``config.FAST_LOOP_OPTIMIZERS`` says why); a
+    bitsandbytes 8-bit optimizer that cannot step here becomes adamw_torch."""
     import torch
 
+    if optim == "auto":
+        optim = "adamw_torch_fused" if loop == "fast" else "adamw_8bit"
     if "8bit" not in optim or torch.cuda.is_available():
         return optim
     try:
@@ -309,8 +313,8 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
         model = add_lora(model, **lora, recipe=recipe)
         model.print_trainable_parameters()
         _init_distributed()
-        print(f"kagflow loop: {recipe}", flush=True)
-        optim = resolve_optim(cfg.optim_type)
+        optim = resolve_optim(cfg.optim_type, "fast")
+        print(f"kagflow loop: {recipe}, optimizer {optim}", flush=True)
         seqs, labels = [r["input_ids"] for r in train_rows], [r["labels"] for r in train_rows]
         rows_per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
         lengths = [len(q) for q in seqs]
