@@ -52,7 +52,7 @@ def test_seed_recipe_defaults():
                                   "gradient_accumulation_steps", "per_device_eval_batch_size", "n_epochs",
                                   "freeze_layers", "lr", "warmup_steps", "lora_r", "lora_alpha", "lora_dropout",
                                   "target_modules", "seed", "attn_implementation")} == {
-        "max_length": 1024, "n_splits": 5, "fold_idx": 0, "optim_type": "adamw_8bit",
+        "max_length": 1024, "n_splits": 5, "fold_idx": 0, "optim_type": "auto",  # the Trainer: the seed's adamw_8bit
         "per_device_train_batch_size": 3, "gradient_accumulation_steps": 2, "per_device_eval_batch_size": 8,
         "n_epochs": 1, "freeze_layers": 16, "lr": 2e-4, "warmup_steps": 20, "lora_r": 16, "lora_alpha": 32,
         "lora_dropout": 0.05, "target_modules": ["q_proj", "k_proj", "v_proj"], "seed": 42,
