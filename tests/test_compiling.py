@@ -124,27 +124,33 @@ def test_a_failing_compiler_falls_back_to_eager_with_one_warning(tiny_ckpt, monk
         torch.testing.assert_close(got[n], ref[n], msg=n)
 
 
-def test_flex_inference_keeps_recompilations_static(monkeypatch):
+def test_flex_inference_keeps_recompilations_static():
     """A second GPU's model copy recompiles flex attention (new device guards); with automatic dynamic shapes
     that recompilation went dynamic and flex's dynamic lowering failed on the H200s (RESULTS.md)."""
     import torch._dynamo
 
     from kagflow.classifier.predict import prepare_for_inference
 
-    monkeypatch.setattr(torch._dynamo.config, "automatic_dynamic_shapes", True)
-    model = torch.nn.Linear(2, 2)
-    model.config = type("C", (), {"_attn_implementation": "eager"})()
-    prepare_for_inference(model, {"infer_attn_implementation": "eager"})
-    assert torch._dynamo.config.automatic_dynamic_shapes  # padded eager batches: untouched
-    prepare_for_inference(model, {"infer_attn_implementation": "flex_attention"})
-    assert not torch._dynamo.config.automatic_dynamic_shapes
-    graphs = []
+    config = torch._dynamo.config
+    before = config.automatic_dynamic_shapes  # restored by assignment: pytest's monkeypatch deletes torch config keys
+    try:
+        config.automatic_dynamic_shapes = True
+        model = torch.nn.Linear(2, 2)
+        model.config = type("C", (), {"_attn_implementation": "eager"})()
+        prepare_for_inference(model, {"infer_attn_implementation": "eager"})
+        assert config.automatic_dynamic_shapes  # padded eager batches: untouched
+        prepare_for_inference(model, {"infer_attn_implementation": "flex_attention"})
+        assert not config.automatic_dynamic_shapes
+        graphs = []
 
-    def recording(gm, example_inputs):
-        graphs.append([tuple(x.shape) for x in example_inputs if isinstance(x, torch.Tensor)])
-        return gm.forward
+        def recording(gm, example_inputs):
+            graphs.append([tuple(x.shape) for x in example_inputs if isinstance(x, torch.Tensor)])
+            return gm.forward
 
-    torch._dynamo.reset()
-    f = torch.compile(lambda x: (x * 2).sum(), backend=recording)
-    f(torch.ones(4)), f(torch.ones(6))
-    assert graphs == [[(4,)], [(6,)]]  # recompiled static, not with a symbolic size
+        torch._dynamo.reset()
+        f = torch.compile(lambda x: (x * 2).sum(), backend=recording)
+        f(torch.ones(4)), f(torch.ones(6))
+        assert graphs == [[(4,)], [(6,)]]  # recompiled static, not with a symbolic size
+    finally:
+        config.automatic_dynamic_shapes = before
+        torch._dynamo.reset()
