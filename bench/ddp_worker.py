@@ -44,25 +44,21 @@ def main() -> None:
     seqs = [gb.join(r, 1024) for r in rows]
     rows_per_step = p.get("rows_per_step", 6)
     steps = plan_steps([len(q) for q in seqs], rows_per_step, 1.0, 42)[:p["steps"]]
-    if recipe.get("pack"):  # compile flex for every packed width before the timed steps
+    warm = None  # compilations before the timed steps: (seqs, labels, steps)
+    if recipe.get("pack"):  # flex for every packed width
         from bench.gpu16 import shape_warmup_steps
 
-        wseqs, wlabels, wsteps = shape_warmup_steps([], [], p["vocab"], bucket=recipe["pack_bucket"],
-                                                    max_tokens=recipe["train_max_tokens"])
-        t_w = time.time()
-        fit_lora(pm, wseqs, wlabels, recipe, steps=wsteps, warmup_steps=20, log_every=10**9)
-        torch.cuda.synchronize() if cuda else None
-        warm_s = round(time.time() - t_w, 1)
-    elif recipe.get("compile_layers"):  # compile the layers (and the one-row specialisation) before the timer
+        warm = shape_warmup_steps([], [], p["vocab"], bucket=recipe["pack_bucket"], max_tokens=recipe["train_max_tokens"])
+    elif recipe.get("compile_layers"):  # the layers, and the one-row specialisation
         g = torch.Generator().manual_seed(17)
-        wseqs = [torch.randint(4, p["vocab"], (int(n),), generator=g).tolist() for n in (1000, 700, 300, 1024, 900)]
+        warm = ([torch.randint(4, p["vocab"], (int(n),), generator=g).tolist() for n in (1000, 700, 300, 1024, 900)],
+                [0, 1, 2, 0, 1], [[0], [1, 2], [0, 1, 2, 3, 4]])
+    warm_s = 0.0
+    if warm is not None:
         t_w = time.time()
-        fit_lora(pm, wseqs, [0, 1, 2, 0, 1], recipe, steps=[[0], [1, 2], [0, 1, 2, 3, 4]], warmup_steps=20,
-                 log_every=10**9)
+        fit_lora(pm, warm[0], warm[1], recipe, steps=warm[2], warmup_steps=20, log_every=10**9)
         torch.cuda.synchronize() if cuda else None
         warm_s = round(time.time() - t_w, 1)
-    else:
-        warm_s = 0.0
     stamps: list[float] = []
 
     def on_log(entry: dict) -> None:  # after fit_lora's per-step loss sync: the step is done on every GPU

@@ -340,7 +340,8 @@ def inference_t4(args, ckpt, device):
             record("infer16_kagflow_t4_fp16", gb.RESULTS["infer16_kagflow_t4_fp16"])
 
     oom_safe("infer16_kagflow_t4_fp16", kag_t4)
-    # the same without compiled layers (the recipe before the third measurement)
+    # a second variant (--t4-infer-extra): the same uncompiled ("eager", the recipe before the third measurement)
+    # or compiled with another token budget ("budgetN")
     from kagflow.classifier import recipe as recipe_mod
 
     shipped_recipe = recipe_mod.recipe_for_profile
@@ -348,7 +349,7 @@ def inference_t4(args, ckpt, device):
              {"infer_max_tokens": int(args.t4_infer_extra.removeprefix("budget"))})
     recipe_mod.recipe_for_profile = lambda profile, traits=None: {**shipped_recipe(profile, traits), **extra}
     try:
-        def kag_t4_eager():
+        def kag_t4_extra():
             gb.reset_peak(device)
             model, budget = shipped_model(ckpt, adapter, device)
             kagflow_infer(f"infer16_kagflow_t4_fp16_{args.t4_infer_extra}_warmup", model, budget, seqs[:16],
@@ -357,7 +358,7 @@ def inference_t4(args, ckpt, device):
             kagflow_infer(f"infer16_kagflow_t4_fp16_{args.t4_infer_extra}", model, budget, seqs, swapped, device)
 
         if within(args, 30):
-            oom_safe(f"infer16_kagflow_t4_fp16_{args.t4_infer_extra}", kag_t4_eager)
+            oom_safe(f"infer16_kagflow_t4_fp16_{args.t4_infer_extra}", kag_t4_extra)
     finally:
         recipe_mod.recipe_for_profile = shipped_recipe
     as_profile(None, None)

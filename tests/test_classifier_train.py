@@ -13,7 +13,8 @@ from kagflow.classifier import model as model_mod
 from kagflow.classifier import train as train_mod
 from kagflow.classifier.metrics import evaluate, save_confusion_matrix
 from kagflow.classifier.synth import write_synthetic_competition
-from kagflow.classifier.train import TrainConfig, resolve_optim, run_training, training_arguments
+from kagflow.classifier.fit import resolve_optim
+from kagflow.classifier.train import TrainConfig, run_training, training_arguments
 
 pytest_plugins = ["classifier_fixtures"]  # shared session fixtures: the tiny model is trained once
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

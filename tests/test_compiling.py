@@ -15,6 +15,7 @@ from kagflow.classifier import compiling
 from kagflow.classifier.batching import classification_logits, pad_batch
 from kagflow.classifier.fit import prepare_lora_model
 from kagflow.classifier.recipe import recipe_for_device
+from tiny_gemma import save_tiny_gemma2
 
 
 def test_recipe_compiles_training_on_gpus_and_inference_where_attention_is_eager():
@@ -34,19 +35,8 @@ def test_recipe_compiles_training_on_gpus_and_inference_where_attention_is_eager
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
     pytest.importorskip("bitsandbytes")
-    from transformers import Gemma2Config, Gemma2ForSequenceClassification
-
-    cfg = Gemma2Config(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-                       num_attention_heads=2, num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=32,
-                       num_labels=3, pad_token_id=0, attn_logit_softcapping=50.0, sliding_window=16)
-    torch.manual_seed(0)
-    ref = Gemma2ForSequenceClassification(cfg)
-    with torch.no_grad():
-        for p in ref.parameters():
-            p.normal_(0, 0.05)
-    d = tmp_path_factory.mktemp("tiny_compile")
-    ref.save_pretrained(d)
-    return d
+    return save_tiny_gemma2(tmp_path_factory.mktemp("tiny_compile"), num_hidden_layers=3,
+                            attn_logit_softcapping=50.0, sliding_window=16)
 
 
 def _model(ckpt, *, compiled: bool, monkeypatch):

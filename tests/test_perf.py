@@ -13,6 +13,7 @@ from kagflow.classifier.dequant import _is_linear4bit, dequantize_base, merge_an
 from kagflow.classifier.fit import fit_lora, lora_train_step, prepare_for_lora_training, prepare_lora_model
 from kagflow.classifier.predict import ab_swap_average, predict_logits, prepare_for_inference, relative_error
 from kagflow.classifier.recipe import choose_attn_implementation, flex_attention_available, recipe_for_device
+from tiny_gemma import save_tiny_gemma2
 
 
 # ------------------------------------------------------------------ batching invariants
@@ -116,18 +117,9 @@ def test_top_layers_keep_their_activations(tiny_4bit):
 @pytest.fixture(scope="module")
 def tiny_4bit(tmp_path_factory):
     pytest.importorskip("bitsandbytes")
-    from transformers import BitsAndBytesConfig, Gemma2Config, Gemma2ForSequenceClassification
+    from transformers import BitsAndBytesConfig, Gemma2ForSequenceClassification
 
-    cfg = Gemma2Config(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                       num_attention_heads=2, num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=32,
-                       num_labels=3, pad_token_id=0)
-    torch.manual_seed(0)
-    ref = Gemma2ForSequenceClassification(cfg)
-    with torch.no_grad():
-        for p in ref.parameters():
-            p.normal_(0, 0.05)
-    d = tmp_path_factory.mktemp("tiny4")
-    ref.save_pretrained(d)
+    d = save_tiny_gemma2(tmp_path_factory.mktemp("tiny4"))
     bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                              bnb_4bit_compute_dtype=torch.bfloat16)
 

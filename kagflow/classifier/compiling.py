@@ -5,9 +5,9 @@ RMSNorms, RoPE, the attention softcap + mask + softmax, GeGLU, LoRA dropout and 
 into a few, and each layer launches far fewer kernels. The layers share their code, so with
 ``inline_inbuilt_nn_modules`` (torch >= 2.5: parameters are graph inputs, not constants) one compiled graph
 serves every layer of the same kind; the kinds are: with or without LoRA, checkpointed or not, input
-requiring grad or not, so a handful of compilations in all, each with dynamic shapes (rows and width
-change per batch). ``nn.Module.compile`` keeps parameter names (no ``_orig_mod.``), so adapters and
-checkpoints save as before.
+requiring grad or not, and the size-1 specialisation of dynamic shapes (rows and width change per batch),
+so a handful of compilations in all. The compiled call sits in the module's own slot, as
+``nn.Module.compile`` puts it: parameter names stay (no ``_orig_mod.``), adapters and checkpoints save as before.
 
 A layer whose compilation fails (e.g. a Triton kernel a card cannot build) runs eager from then on, all
 layers with it, with one warning naming the error, instead of failing a Kaggle run that the CPU rehearsal
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import warnings
 
-# variants per layer code: (LoRA or not) x (checkpointed or not) x (input requires grad or not) x
-# (sliding or global attention) x (static, then dynamic): room for all of them and the flex/eager switch
+# variants per layer code: (LoRA or not) x (checkpointed or not) x (input requires grad or not) x (a dimension
+# of size 1 or not) x (device, for one model per GPU): room for all of them (torch's default is 8)
 RECOMPILE_LIMIT = 64
 BACKEND = "inductor"  # the tests swap in "aot_eager": the same capture and guards, no C++ build on the CPU
 

@@ -22,7 +22,7 @@ def defaults(cls) -> dict:
 # The `optim_type` values the fast loop (fit.make_optimizer) builds; the HF Trainer takes any of its own.
 # "auto" (the default): fused fp32 AdamW in the fast loop (LoRA's few million parameters make 8-bit state
 # pointless: ~60 MB in fp32, and bitsandbytes launches kernels per tensor; bench/RESULTS.md, third
-# measurement), the seed's bitsandbytes adamw_8bit in the HF Trainer (``train.resolve_optim``).
+# measurement), the seed's bitsandbytes adamw_8bit in the HF Trainer (``fit.resolve_optim``).
 FAST_LOOP_OPTIMIZERS = ("auto", "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adamw_torch",
                         "adamw_hf", "adamw_torch_fused")
 TIME_BUDGET_MARGIN = 1200  # seconds of a kernel's timeout kept for setup before training (wheels, model load)

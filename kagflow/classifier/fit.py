@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 
 from .batching import batch_labels, classification_logits, deal_rows, plan_steps, training_batches
-from .compiling import compile_decoder_layers
+from .compiling import compile_decoder_layers, decoder_layers
 from .dequant import dequantize_base
 from .loss import loss_sum as weighted_loss_sum
 from .recipe import set_attn_implementation, torch_dtype
@@ -53,8 +53,7 @@ def prepare_for_lora_training(model, *, gradient_checkpointing: bool, uncheckpoi
 def keep_activations(model, n: int) -> list[int]:
     """Turn checkpointing off again for the top ``n`` decoder layers (they keep their activations: no
     recompute); the layers below stay checkpointed. Returns the indices of the layers left unchecked."""
-    layers = [m for m in model.modules() if hasattr(m, "gradient_checkpointing") and type(m).__name__.endswith(
-        "DecoderLayer")]
+    layers = [m for m in decoder_layers(model) if hasattr(m, "gradient_checkpointing")]
     top = layers[len(layers) - n:] if n > 0 else []
     for layer in top:
         layer.gradient_checkpointing = False
@@ -158,12 +157,37 @@ def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+# What ``[train] optim_type = "auto"`` builds in each loop (``config.FAST_LOOP_OPTIMIZERS`` says why)
+AUTO_OPTIMIZER = {"fast": "adamw_torch_fused", "trainer": "adamw_8bit"}
+
+
+def resolve_optim(optim: str, loop: str = "trainer") -> str:
+    """The optimizer ``loop`` ("fast" or "trainer") builds for ``[train] optim_type``: "auto" is fused AdamW in
+    the fast loop and the seed's adamw_8bit in the Trainer (``config.FAST_LOOP_OPTIMIZERS`` says why); a
+    bitsandbytes 8-bit optimizer that cannot step here becomes adamw_torch."""
+    if optim == "auto":
+        optim = AUTO_OPTIMIZER[loop]
+    if "8bit" not in optim or torch.cuda.is_available():
+        return optim
+    try:
+        import bitsandbytes as bnb
+
+        param = torch.nn.Parameter(torch.ones(8192))  # >= 4096 elements: the 8-bit state path
+        opt = bnb.optim.AdamW8bit([param], lr=1e-3)
+        param.sum().backward()
+        opt.step()
+        return optim
+    except Exception as exc:  # any failure of the probe means the optimizer is unusable here
+        print(f"notice: {optim} does not run on this device ({type(exc).__name__}: {exc}); using adamw_torch")
+        return "adamw_torch"
+
+
 def make_optimizer(params, lr: float, device=None, optim_type: str = "adamw_torch_fused"):
-    """The optimizer named like the HF Trainer's ``optim`` (``config.FAST_LOOP_OPTIMIZERS``; "auto" is
-    ``train.resolve_optim``'s), no weight decay: fused fp32 AdamW by default (one launch for LoRA's
+    """The optimizer named like the HF Trainer's ``optim`` (``config.FAST_LOOP_OPTIMIZERS``; "auto" as in
+    ``AUTO_OPTIMIZER``), no weight decay: fused fp32 AdamW by default (one launch for LoRA's
     tensors; bitsandbytes' 8-bit AdamW launches per tensor and saves ~40 MB at LoRA's size)."""
     if optim_type == "auto":
-        optim_type = "adamw_torch_fused"
+        optim_type = AUTO_OPTIMIZER["fast"]
     params = list(params)
     kw = dict(lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     if optim_type in ("adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit"):

@@ -11,8 +11,6 @@ from .text import encode_rows
 SWAP_AB = [1, 0, 2]  # column order that maps swapped-input probabilities back to A / B / tie
 
 
-
-
 def token_batches(lengths, token_budget: int) -> list[list[int]]:
     """Row indices grouped longest first, each batch's padded size (rows x widest) within ``token_budget``."""
     from .batching import token_budget_batches

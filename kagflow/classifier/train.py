@@ -23,29 +23,6 @@ from .multigpu import distributed_device_map, launch_command
 from .text import encode_rows
 
 
-def resolve_optim(optim: str, loop: str = "trainer") -> str:
-    """The optimizer ``loop`` ("fast" or "trainer") builds for ``[train] optim_type``: "auto" is fused AdamW in
-    the fast loop and the seed's adamw_8bit in the Trainer (``config.FAST_LOOP_OPTIMIZERS`` says why); a
-    bitsandbytes 8-bit optimizer that cannot step here becomes adamw_torch."""
-    import torch
-
-    if optim == "auto":
-        optim = "adamw_torch_fused" if loop == "fast" else "adamw_8bit"
-    if "8bit" not in optim or torch.cuda.is_available():
-        return optim
-    try:
-        import bitsandbytes as bnb
-
-        param = torch.nn.Parameter(torch.ones(8192))  # >= 4096 elements: the 8-bit state path
-        opt = bnb.optim.AdamW8bit([param], lr=1e-3)
-        param.sum().backward()
-        opt.step()
-        return optim
-    except Exception as exc:  # any failure of the probe means the optimizer is unusable here
-        print(f"notice: {optim} does not run on this device ({type(exc).__name__}: {exc}); using adamw_torch")
-        return "adamw_torch"
-
-
 def accumulation_steps(cfg: TrainConfig, world: int) -> int:
     """The Trainer's gradient accumulation under ``world`` DDP processes that keeps the one-GPU global batch
     (per_device_train_batch_size x gradient_accumulation_steps rows per optimizer step), where it divides."""
@@ -307,7 +284,7 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     stopped_early = False
     if loop == "fast":
         from .batching import length_grouped_steps, plan_steps
-        from .fit import fit_lora
+        from .fit import fit_lora, resolve_optim
 
         recipe = training_recipe(cfg, ModelTraits.of(model.config))
         model = add_lora(model, **lora, recipe=recipe)
@@ -344,6 +321,8 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     else:
         model = add_lora(model, **lora, gradient_checkpointing=cfg.gradient_checkpointing)
         model.print_trainable_parameters()
+        from .fit import resolve_optim
+
         optim = resolve_optim(cfg.optim_type)
         trainer = make_trainer(cfg, model, tokenizer, train_rows, val_rows, checkpoint_dir, optim)
         budget = _budget_callback(cfg, started)
