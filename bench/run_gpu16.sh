@@ -38,6 +38,19 @@ tune)  # candidate 16 GB levers on top of the compiled recipe (GPU 0), the shipp
   grep -v "^{'loss'\|Loading weights" "$OUT/gpu0.log" | tail -12
   grep -v "^{'loss'\|Loading weights" "$OUT/gpu1.log" | tail -16
   ;;
+prof)  # why the big card compiled trains 5x slower than eager (profiles of both, GPU 0, then the shipped 16 GB bf16
+       # recipe), and 9 or 10 unchecked layers in the 16 GB bf16 recipe (GPU 1); the seed on each GPU
+  python3 bench/gpu16.py --phase one --tasks none --out "$OUT/prep" > "$OUT/prep.log" 2>&1 || tail -20 "$OUT/prep.log"
+  CUDA_VISIBLE_DEVICES=0 TORCH_LOGS=recompiles,graph_breaks,perf_hints python3 bench/gpu16.py --phase one \
+    --deadline-s "${DEADLINE:-480}" --out "$OUT/gpu0" --profile \
+    --tasks seed_big,kag_big_compiled,kag_big_eager,kag_bf16_cap > "$OUT/gpu0.log" 2>&1 &
+  CUDA_VISIBLE_DEVICES=1 python3 bench/gpu16.py --phase one --deadline-s "${DEADLINE:-480}" --out "$OUT/gpu1" \
+    --tasks seed_bf16_cap,kag_bf16_cap_keep9,kag_bf16_cap_keep10 > "$OUT/gpu1.log" 2>&1 &
+  wait
+  grep -v "^{'loss'\|Loading weights" "$OUT/gpu0.log" | grep -v "^ *$" | tail -30
+  grep -v "^{'loss'\|Loading weights" "$OUT/gpu1.log" | tail -12
+  head -30 "$OUT"/gpu0/trainbig_kagflow_compiled_profile.txt
+  ;;
 diag)  # the first flex inference batch: block-level mask vs compiled create_block_mask, then infer_big + smoke
   CUDA_VISIBLE_DEVICES=0 TORCH_LOGS=recompiles python3 bench/diag_flex_first.py --mask rows > "$OUT/diag_rows.log" 2>&1 &
   CUDA_VISIBLE_DEVICES=1 TORCH_LOGS=recompiles python3 bench/diag_flex_first.py --mask compiled > "$OUT/diag_compiled.log" 2>&1 &
