@@ -5,6 +5,11 @@ merge, flex attention, bnb adamw_8bit through the Trainer) run and learn, and th
 checkpoint/resume (a SIGKILLed run resumed) and time-budget paths work on the GPU.
 
     python bench/gpu_smoke.py --out OUT_DIR
+    python bench/gpu_smoke.py --out OUT_DIR --only-resume --t4   # the resume paths as a T4 runs them
+
+``--t4``: every shipped path sees a T4 (sm75, 15 GiB: fp16 + GradScaler, 4-bit base, compiled decoder layers,
+checkpointing below the top layers), in this process and the killed child, on a 10-layer tiny model so that
+checkpointed compiled layers train (an H200 takes the big-card recipe: no checkpointing).
 """
 
 from __future__ import annotations
@@ -16,6 +21,26 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+T4 = ((7, 5), 15.0)
+
+
+def fake_t4() -> None:
+    """Every shipped path (device profile, recipe, dtype) sees a T4 with 15 GiB; the allocator is capped there."""
+    import torch
+
+    from kagflow.classifier import device as device_mod
+
+    real = device_mod.device_profile
+
+    def t4(device=None):
+        prof = real(device)
+        return device_mod.DeviceProfile(T4[0], T4[1], prof.name) if prof.cuda else prof
+
+    device_mod.device_profile = t4
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, T4[1] * 2**30 / total), 0)
 
 
 def main() -> None:
@@ -30,15 +55,26 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--only-resume", action="store_true", help="only the checkpoint/resume and time-budget paths")
+    parser.add_argument("--t4", action="store_true", help="as on a T4 (fp16, compiled and checkpointed layers)")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # (internal) the killed training run
     args = parser.parse_args()
+    if args.t4:
+        fake_t4()
+    if args.child:  # the training module as a kernel runs it, under this process's device profile
+        import runpy
+
+        sys.argv = ["train", "--params", str(args.child)]
+        runpy.run_module("kagflow.classifier.train", run_name="__main__")
+        return
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    base = make_tiny_checkpoint(out / "tiny")
+    base = make_tiny_checkpoint(out / "tiny", num_layers=10 if args.t4 else 2)
     comp = write_synthetic_competition(out / "comp", n_train=2000, n_test=300, seed=0)
     linear = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     results = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
     if args.only_resume:
-        results["resume"] = resume_paths(out, comp, base, linear)
+        results["resume"] = resume_paths(out, comp, base, linear, t4=args.t4)
+        results["profile"] = "T4 (faked)" if args.t4 else "the GPU's own"
         print("resume", results["resume"], flush=True)
         (out / "gpu_smoke_resume.json").write_text(json.dumps(results, indent=1))
         return
@@ -80,7 +116,7 @@ def main() -> None:
     (out / "gpu_smoke.json").write_text(json.dumps(results, indent=1))
 
 
-def resume_paths(out: Path, comp: dict, base: Path, linear) -> dict:
+def resume_paths(out: Path, comp: dict, base: Path, linear, *, t4: bool = False) -> dict:
     """The fast loop's checkpoint/resume and time-budget paths on the GPU: a run killed (SIGKILL) after its
     first checkpoint and run again ends with the uninterrupted run's adapter; a run given a time budget
     stops early, still writes adapter + metrics.json, and the next run resumes and finishes."""
@@ -97,13 +133,17 @@ def resume_paths(out: Path, comp: dict, base: Path, linear) -> dict:
 
     cfg = TrainConfig(train_loop="fast", max_length=128, n_epochs=5, lr=1e-3, per_device_train_batch_size=16,
                       gradient_accumulation_steps=1, freeze_layers=0, target_modules=linear, eval_strategy="no",
-                      logging_steps=10, save_steps=25, gradient_checkpointing=False)
+                      logging_steps=10, save_steps=25, gradient_checkpointing=t4)
 
     def dirs(name):
         return dict(train_csv=str(comp["train"]), base=str(base), adapter_dir=str(out / name / "adapter"),
                     checkpoint_dir=str(out / name / "ckpt"), report_dir=str(out / name))
 
-    res = {}
+    from kagflow.classifier.recipe import recipe_for_current_device
+
+    recipe = recipe_for_current_device()
+    res = {"recipe": {k: recipe[k] for k in ("dtype", "grad_scaler", "compile_layers", "gradient_checkpointing",
+                                             "uncheckpointed_layers", "dequantize_for_training")}}
     whole = run_training(cfg, **dirs("whole"))
     res["whole"] = {k: whole[k] for k in ("global_step", "seconds", "log_loss")}
     # killed: the training module as a kernel runs it, SIGKILLed once its first checkpoint is on disk
@@ -111,7 +151,9 @@ def resume_paths(out: Path, comp: dict, base: Path, linear) -> dict:
     params = out / "killed" / "params.json"
     params.write_text(json.dumps({"config": dataclasses.asdict(cfg), **dirs("killed")}))
     root = str(Path(__file__).resolve().parent.parent)
-    proc = subprocess.Popen([sys.executable, "-m", "kagflow.classifier.train", "--params", str(params)],
+    child = ([sys.executable, __file__, "--out", str(out), "--t4", "--child", str(params)] if t4 else
+             [sys.executable, "-m", "kagflow.classifier.train", "--params", str(params)])
+    proc = subprocess.Popen(child,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get(
                                 "PYTHONPATH")]))}, stdout=subprocess.DEVNULL)
     ckpt = out / "killed" / "ckpt"

@@ -51,6 +51,21 @@ prof)  # why the big card compiled trains 5x slower than eager (profiles of both
   grep -v "^{'loss'\|Loading weights" "$OUT/gpu1.log" | tail -12
   head -30 "$OUT"/gpu0/trainbig_kagflow_compiled_profile.txt
   ;;
+confirm)  # the shipped recipes after the fourth measurement's fixes: 16 GB bf16 and the big card (now compiled)
+          # on GPU 0; the T4 recipe and the GPU smoke's resume paths as a T4 runs them (compiled, checkpointed) on GPU 1
+  python3 bench/gpu16.py --phase one --tasks none --out "$OUT/prep" > "$OUT/prep.log" 2>&1 || tail -20 "$OUT/prep.log"
+  CUDA_VISIBLE_DEVICES=0 TORCH_LOGS=recompiles python3 bench/gpu16.py --phase one --deadline-s "${DEADLINE:-470}" \
+    --out "$OUT/gpu0" --tasks seed_bf16_cap,kag_bf16_cap,seed_big,kag_big > "$OUT/gpu0.log" 2>&1 &
+  ( CUDA_VISIBLE_DEVICES=1 TORCH_LOGS=recompiles python3 bench/gpu16.py --phase one --deadline-s 260 --out "$OUT/gpu1" \
+      --tasks seed_bf16_cap,kag_t4_cap > "$OUT/gpu1.log" 2>&1
+    CUDA_VISIBLE_DEVICES=1 timeout $(( ${DEADLINE:-470} + 60 - SECONDS )) python3 bench/gpu_smoke.py --out "$OUT/smoke" \
+      --only-resume --t4 > "$OUT/smoke.log" 2>&1; echo "smoke rc $?" >> "$OUT/smoke.log" ) &
+  wait
+  grep -c "Recompiling" "$OUT/gpu0.log" "$OUT/gpu1.log"
+  grep -v "^{'loss'\|Loading weights\|__recompiles" "$OUT/gpu0.log" | tail -14
+  grep -v "^{'loss'\|Loading weights\|__recompiles" "$OUT/gpu1.log" | tail -8
+  grep -v "^{'loss'\|^{'epoch'\|^{'step'" "$OUT/smoke.log" | tail -8
+  ;;
 diag)  # the first flex inference batch: block-level mask vs compiled create_block_mask, then infer_big + smoke
   CUDA_VISIBLE_DEVICES=0 TORCH_LOGS=recompiles python3 bench/diag_flex_first.py --mask rows > "$OUT/diag_rows.log" 2>&1 &
   CUDA_VISIBLE_DEVICES=1 TORCH_LOGS=recompiles python3 bench/diag_flex_first.py --mask compiled > "$OUT/diag_compiled.log" 2>&1 &

@@ -56,13 +56,18 @@ def compile_decoder_layers(model, *, dynamic: bool | None = True, backend: str |
 def _falling_back(layer, compiled, family):
     """``compiled`` (the layer's compiled call), which on a compilation error turns compilation off for every
     layer of ``family`` and runs the layer eager. An error that is not the compiler's repeats in eager and
-    surfaces from there; running out of memory is raised as it is."""
+    surfaces from there; running out of memory is raised as it is, and so is non-reentrant checkpointing's
+    early-stop signal: its recomputation of a checkpointed layer raises ``_StopRecomputationError`` from inside
+    the layer's call once it has what the backward needs (bench/RESULTS.md, fourth measurement: caught here, it
+    turned compilation off and crashed the backward on the 16 GB and T4 recipes)."""
     import torch
+
+    passthrough = (torch.OutOfMemoryError, *_checkpoint_signals())
 
     def call(*args, **kwargs):
         try:
             return compiled(*args, **kwargs)
-        except torch.OutOfMemoryError:
+        except passthrough:
             raise
         except Exception as exc:  # noqa: BLE001 - a compiler failure of any kind: eager computes the same
             root = exc
@@ -76,6 +81,13 @@ def _falling_back(layer, compiled, family):
             return layer._call_impl(*args, **kwargs)
 
     return call
+
+
+def _checkpoint_signals() -> tuple:
+    """The exceptions torch.utils.checkpoint raises through the checkpointed function as control flow."""
+    import torch.utils.checkpoint as ckpt
+
+    return tuple(e for e in (getattr(ckpt, "_StopRecomputationError", None),) if isinstance(e, type))
 
 
 def static_shapes() -> None:
