@@ -531,9 +531,12 @@ def multi_infer(name, args, ckpt, adapter, seqs, swapped, devices, *, t4: bool):
 
 
 def two_gpus(args, ckpt, device):
-    one = ddp(args, ckpt, 1) if args.ddp_rows else None  # --ddp-rows 0: only the one-model-per-GPU inference
-    two = ddp(args, ckpt, 2) if args.ddp_rows else None
-    if one and two:
+    # --ddp-rows 0: only the one-model-per-GPU inference; --ddp-gpus 1 / 2: one side of the comparison (the
+    # one-GPU run can go beside other work on the second GPU; the two-GPU run then finds its result in OUT)
+    runs = args.ddp_gpus.split(",") if args.ddp_rows else []
+    one = ddp(args, ckpt, 1) if "1" in runs else gb.RESULTS.get(f"ddp_1gpu_rows{args.ddp_rows}")
+    two = ddp(args, ckpt, 2) if "2" in runs else None
+    if one and two and "useful_tok_s" in one:
         record(f"ddp_speedup_rows{args.ddp_rows}", round(two["useful_tok_s"] / one["useful_tok_s"], 3))
         record(f"ddp_losses_side_by_side_rows{args.ddp_rows}", {"one_gpu": one["losses"], "two_gpus": two["losses"]})
     if args.phase == "ddp":
@@ -604,6 +607,7 @@ def main():
     ap.add_argument("--warm", type=int, default=3)
     ap.add_argument("--ddp-steps", type=int, default=24)
     ap.add_argument("--ddp-rows", type=int, default=6, help="rows per optimizer step (global batch), both runs")
+    ap.add_argument("--ddp-gpus", default="1,2", help="which DDP runs: 1, 2 or both (1,2)")
     ap.add_argument("--ddp-profile", action="store_true", help="profile 3 extra DDP steps (top ops to the JSON)")
     ap.add_argument("--multi-infer", default="t4,big", help="--phase two: which one-model-per-GPU inference runs")
     ap.add_argument("--infer-rows", type=int, default=200)

@@ -66,6 +66,19 @@ confirm)  # the shipped recipes after the fourth measurement's fixes: 16 GB bf16
   grep -v "^{'loss'\|Loading weights\|__recompiles" "$OUT/gpu1.log" | tail -8
   grep -v "^{'loss'\|^{'epoch'\|^{'step'" "$OUT/smoke.log" | tail -8
   ;;
+two2)  # #15 after the fourth measurement: DDP at 24 rows per step (big card, now compiled), its one-GPU run beside
+       # the GPU smoke's resume paths as a T4 runs them (GPU 1); then the two-GPU run and the big card's one model
+       # per GPU on 600 rows
+  python3 bench/gpu16.py --phase one --tasks none --out "$OUT/prep" > "$OUT/prep.log" 2>&1 || tail -20 "$OUT/prep.log"
+  python3 bench/gpu16.py --phase ddp --ddp-rows 24 --ddp-gpus 1 --out "$OUT/two" > "$OUT/ddp1.log" 2>&1 &
+  CUDA_VISIBLE_DEVICES=1 timeout 260 python3 bench/gpu_smoke.py --out "$OUT/smoke" --only-resume --t4 \
+    > "$OUT/smoke.log" 2>&1; echo "smoke rc $?" >> "$OUT/smoke.log"
+  wait
+  grep -v "^{'loss'\|^{'epoch'\|^{'step'" "$OUT/smoke.log" | tail -4
+  python3 bench/gpu16.py --phase two --ddp-rows 24 --ddp-gpus 2 --deadline-s "${DEADLINE:-420}" --out "$OUT/two" \
+    --multi-infer big --big-infer-rows "${BIG_ROWS:-600}" > "$OUT/two.log" 2>&1
+  grep -v "^{'loss'\|Loading weights" "$OUT/two.log" | tail -12
+  ;;
 diag)  # the first flex inference batch: block-level mask vs compiled create_block_mask, then infer_big + smoke
   CUDA_VISIBLE_DEVICES=0 TORCH_LOGS=recompiles python3 bench/diag_flex_first.py --mask rows > "$OUT/diag_rows.log" 2>&1 &
   CUDA_VISIBLE_DEVICES=1 TORCH_LOGS=recompiles python3 bench/diag_flex_first.py --mask compiled > "$OUT/diag_compiled.log" 2>&1 &

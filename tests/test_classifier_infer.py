@@ -115,3 +115,37 @@ def test_repeated_test_ids_stop_inference_with_one_message(synthetic_competition
                       output_path=tmp_path / "submission.csv", devices=["cpu"])
     message = str(err.value)
     assert "'1' (2 rows)" in message and "'' (2 rows)" in message and "its own id" in message
+
+
+@pytest.mark.parametrize("half", ["bfloat16", "float16"])
+def test_a_model_trained_in_mixed_precision_is_evaluated_under_its_autocast(tmp_path, half):
+    """The fast loop leaves a half-precision base (bf16, or fp16 on a T4) with fp32 LoRA and score head
+    (``prepare_for_lora_training``); its final validation runs under ``train._eval_autocast``. The inference
+    loop must not switch that autocast off: it did (a disabled autocast of its own when none was asked), and
+    every GPU training run failed after its last step ("expected mat1 and mat2 to have the same dtype")."""
+    import torch
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import Gemma2ForSequenceClassification
+
+    from kagflow.classifier.fit import prepare_for_lora_training
+    from kagflow.classifier.train import _eval_autocast
+    from tiny_gemma import save_tiny_gemma2
+
+    ckpt = save_tiny_gemma2(tmp_path / "tiny", num_hidden_layers=2)
+    dtype = getattr(torch, half)
+    model = Gemma2ForSequenceClassification.from_pretrained(ckpt, dtype=dtype, attn_implementation="eager")
+    pm = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                          task_type=TaskType.SEQ_CLS))
+    prepare_for_lora_training(pm, gradient_checkpointing=False)
+    trainable = {p.dtype for p in pm.parameters() if p.requires_grad}
+    assert trainable == {torch.float32} and pm.get_base_model().model.embed_tokens.weight.dtype == dtype
+    pm.eval()
+    seqs = [[5, 6, 7, 8], [9, 10], [11, 12, 13]]
+    with _eval_autocast(pm):
+        probs = predict_proba(pm, seqs, pad_token_id=0, token_budget=64)
+    assert probs.shape == (3, 3) and np.allclose(probs.sum(1), 1)
+    # the same as predicting with the autocast asked for explicitly
+    from kagflow.classifier.predict import predict_logits
+
+    explicit = predict_logits(pm, seqs, max_tokens=64, pad_id=0, autocast_dtype=dtype).softmax(-1).double().numpy()
+    np.testing.assert_allclose(probs, explicit, atol=1e-6)

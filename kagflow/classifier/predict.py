@@ -10,6 +10,7 @@ Imports only the stdlib and torch at module level.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Sequence
@@ -52,8 +53,10 @@ def predict_logits(model, seqs: Sequence[Sequence[int]], *, max_tokens: int, max
     start = last_log = time.time()
     for k, (b, make) in enumerate(batches):
         batch = make([seqs[i] for i in b], pad_id, device)
-        with torch.autocast(torch.device(device).type, dtype=autocast_dtype or torch.float32,
-                            enabled=autocast_dtype is not None):
+        # no autocast asked: the caller's holds (a disabled autocast here would switch off the one train.py
+        # evaluates under, and the fp32 head of a model trained in bf16/fp16 would meet half-precision states)
+        with (torch.autocast(torch.device(device).type, dtype=autocast_dtype) if autocast_dtype is not None
+              else contextlib.nullcontext()):
             logits = classification_logits(model, batch).float()
         if out is None:
             out = torch.empty((len(seqs), logits.shape[-1]), dtype=torch.float32)

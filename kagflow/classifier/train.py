@@ -215,15 +215,18 @@ def _budget_callback(cfg: TrainConfig, started: float):
 
 
 def _eval_autocast(model):
-    """Autocast for evaluating a model trained in mixed precision (bf16/fp16 base, fp32 LoRA and head)."""
+    """Autocast for evaluating a model trained in mixed precision (a bf16/fp16 base, fp32 LoRA and head, as
+    ``fit.prepare_for_lora_training`` leaves it): the base's half-precision dtype, on its device; none for a
+    model all in fp32 (the CPU)."""
     import contextlib
 
     import torch
 
-    device = next(model.parameters()).device
-    if device.type != "cuda":
+    params = list(model.parameters())
+    half = next((p.dtype for p in params if p.dtype in (torch.bfloat16, torch.float16)), None)
+    if half is None:
         return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=device_profile(device).dtype)
+    return torch.autocast(params[0].device.type, dtype=half)
 
 
 def _init_distributed() -> None:
