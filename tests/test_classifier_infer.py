@@ -120,15 +120,16 @@ def test_repeated_test_ids_stop_inference_with_one_message(synthetic_competition
 @pytest.mark.parametrize("half", ["bfloat16", "float16"])
 def test_a_model_trained_in_mixed_precision_is_evaluated_under_its_autocast(tmp_path, half):
     """The fast loop leaves a half-precision base (bf16, or fp16 on a T4) with fp32 LoRA and score head
-    (``prepare_for_lora_training``); its final validation runs under ``train._eval_autocast``. The inference
-    loop must not switch that autocast off: it did (a disabled autocast of its own when none was asked), and
-    every GPU training run failed after its last step ("expected mat1 and mat2 to have the same dtype")."""
+    (``prepare_for_lora_training``); its final validation runs under the caller's autocast in the device
+    profile's dtype (``train._eval_autocast``, on the GPU; here the CPU's autocast in the same dtype). The
+    inference loop must not switch that autocast off: it did (a disabled autocast of its own when none was
+    asked), and every GPU training run failed after its last step ("expected mat1 and mat2 to have the same
+    dtype")."""
     import torch
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import Gemma2ForSequenceClassification
 
     from kagflow.classifier.fit import prepare_for_lora_training
-    from kagflow.classifier.train import _eval_autocast
     from tiny_gemma import save_tiny_gemma2
 
     ckpt = save_tiny_gemma2(tmp_path / "tiny", num_hidden_layers=2)
@@ -141,7 +142,7 @@ def test_a_model_trained_in_mixed_precision_is_evaluated_under_its_autocast(tmp_
     assert trainable == {torch.float32} and pm.get_base_model().model.embed_tokens.weight.dtype == dtype
     pm.eval()
     seqs = [[5, 6, 7, 8], [9, 10], [11, 12, 13]]
-    with _eval_autocast(pm):
+    with torch.autocast("cpu", dtype=dtype):
         probs = predict_proba(pm, seqs, pad_token_id=0, token_budget=64)
     assert probs.shape == (3, 3) and np.allclose(probs.sum(1), 1)
     # the same as predicting with the autocast asked for explicitly

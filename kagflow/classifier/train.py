@@ -215,18 +215,15 @@ def _budget_callback(cfg: TrainConfig, started: float):
 
 
 def _eval_autocast(model):
-    """Autocast for evaluating a model trained in mixed precision (a bf16/fp16 base, fp32 LoRA and head, as
-    ``fit.prepare_for_lora_training`` leaves it): the base's half-precision dtype, on its device; none for a
-    model all in fp32 (the CPU)."""
+    """Autocast for evaluating a model trained in mixed precision (bf16/fp16 base, fp32 LoRA and head)."""
     import contextlib
 
     import torch
 
-    params = list(model.parameters())
-    half = next((p.dtype for p in params if p.dtype in (torch.bfloat16, torch.float16)), None)
-    if half is None:
+    device = next(model.parameters()).device
+    if device.type != "cuda":
         return contextlib.nullcontext()
-    return torch.autocast(params[0].device.type, dtype=half)
+    return torch.autocast("cuda", dtype=device_profile(device).dtype)
 
 
 def _init_distributed() -> None:
