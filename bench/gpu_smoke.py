@@ -23,24 +23,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-T4 = ((7, 5), 15.0)
-
-
 def fake_t4() -> None:
-    """Every shipped path (device profile, recipe, dtype) sees a T4 with 15 GiB; the allocator is capped there."""
+    """Every shipped path (device profile, recipe, dtype) sees a T4 with 15 GiB; the allocator is capped there
+    (bench/gpu16.py's T4 configuration)."""
     import torch
 
-    from kagflow.classifier import device as device_mod
+    from bench.gpu16 import CAP_GIB, as_profile, cap
 
-    real = device_mod.device_profile
-
-    def t4(device=None):
-        prof = real(device)
-        return device_mod.DeviceProfile(T4[0], T4[1], prof.name) if prof.cuda else prof
-
-    device_mod.device_profile = t4
-    total = torch.cuda.get_device_properties(0).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, T4[1] * 2**30 / total), 0)
+    as_profile((7, 5), CAP_GIB)
+    cap(torch.device("cuda", 0), CAP_GIB)
 
 
 def main() -> None:

@@ -110,18 +110,13 @@ def recipe_for_profile(profile, traits=None) -> dict:
         train_tokens, infer_tokens, gc = 8192, 8192, True
     else:  # T4 / 16-24 GB cards (and the CPU)
         train_tokens, infer_tokens, gc = 4096, 8192, profile.cuda
-    # checkpoint only as many trainable layers as memory needs: the top ones keep their activations
-    # (~0.3 MiB per token per layer in eager attention; flex on packed rows keeps less, so the count is safe
-    # for it too) in what the 4-bit model (5.7 GiB) and the checkpointed rest (8.1 GiB peak with all 26
-    # checkpointed at 4,096 tokens, bench/RESULTS.md) leave free
-    compiled = profile.cuda  # regional compilation (see "compile_layers" below)
-    if compiled and gc:  # compiled layers keep less: 0.75 GiB per unchecked layer at 4,096 tokens, 6.9 GiB with none
-        # (peaks 9.87 GiB with 4 and 12.85 GiB with 8 in 15 GiB, bench/RESULTS.md third measurement); 2 GiB spare
-        scale = train_tokens / 4096
-        keep = max(0, int((mem - 2.0 - (5.7 + 1.2 * scale)) / (0.75 * scale)))
-    else:
-        per_layer_gib = 0.3 * train_tokens / 1024
-        keep = max(0, int((mem - 1.0 - 8.1 * train_tokens / 4096) / per_layer_gib)) if gc else 0
+    # checkpoint only as many trainable layers as memory needs (only GPUs checkpoint, and every GPU trains with
+    # compiled layers, "compile_layers" below): the top ones keep their activations in what the 4-bit model and
+    # the checkpointed rest leave free, 2 GiB spare. Compiled layers keep 0.75 GiB per unchecked layer at 4,096
+    # tokens, 6.9 GiB with none (peaks 9.87 GiB with 4 and 12.85 GiB with 8 in 15 GiB, bench/RESULTS.md third
+    # measurement; flex on packed rows keeps less, so the count is safe for it too)
+    scale = train_tokens / 4096
+    keep = max(0, int((mem - 2.0 - (5.7 + 1.2 * scale)) / (0.75 * scale))) if gc else 0
     return {
         "dtype": profile.dtype_name,
         "train_attn_implementation": train_attn,
@@ -140,7 +135,7 @@ def recipe_for_profile(profile, traits=None) -> dict:
         # regional compilation fuses the layers' elementwise work (bench/RESULTS.md: third measurement, the
         # 4-bit 16 GB/T4 paths 1.17x faster, T4 inference 1.44x; fourth, the big card's dequantised training
         # 1.60x, 4.88x the seed); not on the CPU (inductor: minutes per layer kind)
-        "compile_layers": compiled,
+        "compile_layers": profile.cuda,
         "infer_compile_layers": profile.cuda and infer_attn != "flex_attention",
     }
 
