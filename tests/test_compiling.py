@@ -39,7 +39,7 @@ def tiny_ckpt(tmp_path_factory):
                             attn_logit_softcapping=50.0, sliding_window=16)
 
 
-def _model(ckpt, *, compiled: bool, monkeypatch):
+def _model(ckpt, *, compiled: bool, monkeypatch, backend="aot_eager", **recipe_overrides):
     from peft import LoraConfig, TaskType
     from transformers import BitsAndBytesConfig, Gemma2ForSequenceClassification
 
@@ -50,8 +50,9 @@ def _model(ckpt, *, compiled: bool, monkeypatch):
     lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "gate_proj"],
                     layers_to_transform=[1, 2], lora_dropout=0.0, task_type=TaskType.SEQ_CLS)
     # the T4 recipe: 4-bit base, checkpointing with the top layer unchecked, and (when asked) compiled layers
-    recipe = dict(recipe_for_device(15.0, (7, 5)), dtype="float32", uncheckpointed_layers=1, compile_layers=compiled)
-    monkeypatch.setattr(compiling, "BACKEND", "aot_eager")
+    recipe = {**recipe_for_device(15.0, (7, 5)), "dtype": "float32", "uncheckpointed_layers": 1,
+              "compile_layers": compiled, **recipe_overrides}
+    monkeypatch.setattr(compiling, "BACKEND", backend)
     torch.manual_seed(1)
     return prepare_lora_model(base, lc, recipe)
 
@@ -112,6 +113,45 @@ def test_a_failing_compiler_falls_back_to_eager_with_one_warning(tiny_ckpt, monk
     torch.testing.assert_close(got_logits, ref_logits)
     for n in ref:
         torch.testing.assert_close(got[n], ref[n], msg=n)
+
+
+def test_falling_back_to_eager_checkpoints_the_layers_eager_memory_needs(tiny_ckpt, monkeypatch):
+    """The unchecked-layer count is sized for compiled layers (0.75 GiB each at 4,096 tokens); eager ones keep
+    1.2 GiB, so a compiler failure on a T4 would leave 7-8 unchecked eager layers in 15 GiB. The fallback
+    re-checkpoints down to the recipe's ``uncheckpointed_layers_eager`` before the failed layer runs again, says
+    so in its one warning, and the gradients stay the eager model's."""
+    def broken(gm, example_inputs):
+        raise RuntimeError("no Triton for this card")
+
+    torch._dynamo.reset()
+    eager = _model(tiny_ckpt, compiled=False, monkeypatch=monkeypatch, uncheckpointed_layers=2)
+    # the T4 recipe as prepare_lora_model compiles it, with a compiler that fails
+    comp = _model(tiny_ckpt, compiled=True, monkeypatch=monkeypatch, backend=broken, uncheckpointed_layers=2,
+                  uncheckpointed_layers_eager=0)
+    assert compiling.compiled_layers(comp) == 3
+    flags = [layer.gradient_checkpointing for layer in comp.get_base_model().model.layers]
+    assert flags == [True, False, False]
+    comp.train(), eager.train()
+    batch = pad_batch([[5, 6, 7, 8], [9, 10]], pad_id=0, labels=[0, 2])
+    with pytest.warns(RuntimeWarning, match=r"run eager; 0 instead of 2 top layers keep their activations") as rec:
+        got_logits, got = _grads(comp, batch)
+    assert len([w for w in rec if "compiling the decoder layers failed" in str(w.message)]) == 1
+    assert [layer.gradient_checkpointing for layer in comp.get_base_model().model.layers] == [True, True, True]
+    ref_logits, ref = _grads(eager, batch)
+    torch.testing.assert_close(got_logits, ref_logits)
+    for n in ref:
+        torch.testing.assert_close(got[n], ref[n], msg=n)
+
+
+def test_the_recipe_sizes_unchecked_layers_for_eager_too():
+    """Eager layers keep more than compiled ones: the fallback's count is never above the compiled count, and on a
+    15 GiB card it is the count measured safe uncompiled (4: 11.82 GiB peak, bench/RESULTS.md third measurement)."""
+    for mem, cap in ((14.7, (7, 5)), (15.0, (7, 5)), (15.0, (8, 9)), (23.6, (8, 9)), (40.0, (8, 0)), (79.0, (9, 0))):
+        r = recipe_for_device(mem, cap)
+        assert 0 <= r["uncheckpointed_layers_eager"] <= r["uncheckpointed_layers"], (mem, cap)
+    t4 = recipe_for_device(15.0, (7, 5))
+    assert (t4["uncheckpointed_layers"], t4["uncheckpointed_layers_eager"]) == (8, 4)
+    assert recipe_for_device(79.0, (9, 0))["uncheckpointed_layers_eager"] == 0  # nothing checkpointed there
 
 
 def test_checkpoint_early_stop_passes_through_compiled_layers(tiny_ckpt, monkeypatch):

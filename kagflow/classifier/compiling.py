@@ -30,9 +30,11 @@ def decoder_layers(model) -> list:
     return [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
 
 
-def compile_decoder_layers(model, *, dynamic: bool | None = True, backend: str | None = None) -> int:
+def compile_decoder_layers(model, *, dynamic: bool | None = True, backend: str | None = None,
+                           on_fallback=None) -> int:
     """Compile every decoder layer of ``model`` in place (as ``nn.Module.compile`` does, with the fallback
-    below); returns how many.
+    below); returns how many. ``on_fallback()``, if given, runs once when the layers fall back to eager (before
+    the failed layer runs again) and returns a few words for the warning: what it changed for eager layers.
 
     Idempotent: a layer already compiled is left as it is. Call after the model is in its final form
     (LoRA added, checkpointing set, dequantised or merged), since compiled graphs guard on it.
@@ -49,11 +51,12 @@ def compile_decoder_layers(model, *, dynamic: bool | None = True, backend: str |
     layers = [m for m in decoder_layers(model) if getattr(m, "_compiled_call_impl", None) is None]
     for layer in layers:
         layer._compiled_call_impl = _falling_back(layer, torch.compile(layer._call_impl, dynamic=dynamic,
-                                                                       backend=backend or BACKEND), layers)
+                                                                       backend=backend or BACKEND), layers,
+                                                  on_fallback)
     return len(layers)
 
 
-def _falling_back(layer, compiled, family):
+def _falling_back(layer, compiled, family, on_fallback=None):
     """``compiled`` (the layer's compiled call), which on a compilation error turns compilation off for every
     layer of ``family`` and runs the layer eager. An error that is not the compiler's repeats in eager and
     surfaces from there; running out of memory is raised as it is, and so is non-reentrant checkpointing's
@@ -74,10 +77,11 @@ def _falling_back(layer, compiled, family):
             while getattr(root, "inner_exception", None) or root.__cause__:  # the compiler's own error
                 root = getattr(root, "inner_exception", None) or root.__cause__
             first = (str(root).strip().splitlines() or [""])[0][:300]
-            warnings.warn(f"kagflow: compiling the decoder layers failed ({type(root).__name__}: {first}); "
-                          "they run eager", RuntimeWarning, stacklevel=2)
             for m in family:
                 m._compiled_call_impl = None
+            changed = on_fallback() if on_fallback is not None else None
+            warnings.warn(f"kagflow: compiling the decoder layers failed ({type(root).__name__}: {first}); "
+                          f"they run eager{'; ' + changed if changed else ''}", RuntimeWarning, stacklevel=2)
             return layer._call_impl(*args, **kwargs)
 
     return call

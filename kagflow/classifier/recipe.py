@@ -75,7 +75,9 @@ def recipe_for_profile(profile, traits=None) -> dict:
 
     Keys: dtype ("bfloat16"/"float16"/"float32": the profile's), train_attn_implementation,
     infer_attn_implementation, pack / pack_bucket (training on packed rows), gradient_checkpointing,
-    train_max_tokens (padded tokens per training micro-batch), infer_max_tokens, infer_max_rows,
+    uncheckpointed_layers (the top trainable layers that keep their activations) and
+    uncheckpointed_layers_eager (as many if the compiled layers fall back to eager), train_max_tokens
+    (padded tokens per training micro-batch), infer_max_tokens, infer_max_rows,
     dequantize_for_training, dequantize_for_inference (4-bit base -> bf16 once, LoRA merged for
     inference), grad_scaler (fp16 training: the profile's), pad_to_multiple_of, compile_layers /
     infer_compile_layers (each decoder layer through torch.compile, ``compiling``: training on every GPU,
@@ -117,6 +119,10 @@ def recipe_for_profile(profile, traits=None) -> dict:
     # measurement; flex on packed rows keeps less, so the count is safe for it too)
     scale = train_tokens / 4096
     keep = max(0, int((mem - 2.0 - (5.7 + 1.2 * scale)) / (0.75 * scale))) if gc else 0
+    # if compilation fails at run time (``compiling``: the layers then run eager), eager layers keep ~0.3 MiB per
+    # token each (1.2 GiB at 4,096 tokens) and 8.1 GiB with all checkpointed (bench/RESULTS.md, first
+    # measurement): the fallback re-checkpoints down to this many (``fit.prepare_lora_model``), 2 GiB spare
+    keep_eager = max(0, int((mem - 2.0 - 8.1 * scale) / (1.2 * scale))) if gc else 0
     return {
         "dtype": profile.dtype_name,
         "train_attn_implementation": train_attn,
@@ -125,6 +131,7 @@ def recipe_for_profile(profile, traits=None) -> dict:
         "pack_bucket": 512,
         "gradient_checkpointing": gc,
         "uncheckpointed_layers": keep,
+        "uncheckpointed_layers_eager": min(keep, keep_eager),
         "train_max_tokens": train_tokens,
         "infer_max_tokens": infer_tokens,
         "infer_max_rows": 64,
