@@ -376,27 +376,34 @@ def inference_t4(args, ckpt, device):
             record("infer16_kagflow_t4_fp16", gb.RESULTS["infer16_kagflow_t4_fp16"])
 
     oom_safe("infer16_kagflow_t4_fp16", kag_t4)
-    # a second variant (--t4-infer-extra): the same uncompiled ("eager", the recipe before the third measurement)
-    # or compiled with another token budget ("budgetN")
+    # more variants (--t4-infer-extra, comma-separated): "eager" (uncompiled, the recipe before the third measurement),
+    # "fourbit" (no layer made dense: the recipe before the fifth), "budgetN" (another token budget), beside the shipped
     from kagflow.classifier import recipe as recipe_mod
 
     shipped_recipe = recipe_mod.recipe_for_profile
-    extra = ({"infer_compile_layers": False} if args.t4_infer_extra == "eager" else
-             {"infer_max_tokens": int(args.t4_infer_extra.removeprefix("budget"))})
-    recipe_mod.recipe_for_profile = lambda profile, traits=None: {**shipped_recipe(profile, traits), **extra}
-    try:
-        def kag_t4_extra():
-            gb.reset_peak(device)
-            model, budget = shipped_model(ckpt, adapter, device)
-            kagflow_infer(f"infer16_kagflow_t4_fp16_{args.t4_infer_extra}_warmup", model, budget, seqs[:16],
-                          swapped[:16], device)
-            gb.reset_peak(device)
-            kagflow_infer(f"infer16_kagflow_t4_fp16_{args.t4_infer_extra}", model, budget, seqs, swapped, device)
+    for variant in [v for v in args.t4_infer_extra.split(",") if v]:
+        extra = ({"infer_compile_layers": False} if variant == "eager" else
+                 {"infer_model_max_gib": None} if variant == "fourbit" else
+                 {"infer_max_tokens": int(variant.removeprefix("budget"))})
+        recipe_mod.recipe_for_profile = lambda profile, traits=None, extra=extra: {**shipped_recipe(profile, traits),
+                                                                                  **extra}
+        try:
+            def kag_t4_extra():
+                gb.reset_peak(device)
+                model, budget = shipped_model(ckpt, adapter, device)
+                kagflow_infer(f"infer16_kagflow_t4_fp16_{variant}_warmup", model, budget, seqs[:16], swapped[:16],
+                              device)
+                gb.reset_peak(device)
+                p = kagflow_infer(f"infer16_kagflow_t4_fp16_{variant}", model, budget, seqs, swapped, device)
+                if ref is not None:
+                    gb.RESULTS[f"infer16_kagflow_t4_fp16_{variant}"]["max_abs_prob_diff_vs_seed"] = \
+                        float((p - ref.double()).abs().max())
+                gb.free(model)
 
-        if within(args, 30):
-            oom_safe(f"infer16_kagflow_t4_fp16_{args.t4_infer_extra}", kag_t4_extra)
-    finally:
-        recipe_mod.recipe_for_profile = shipped_recipe
+            if within(args, 30):
+                oom_safe(f"infer16_kagflow_t4_fp16_{variant}", kag_t4_extra)
+        finally:
+            recipe_mod.recipe_for_profile = shipped_recipe
     as_profile(None, None)
 
 
@@ -578,6 +585,7 @@ def table():
                     ("train16_kagflow_bf16_keep9", "train16_seed_bf16"), ("train16_kagflow_bf16_keep10", "train16_seed_bf16"),
                     ("trainbig_kagflow_compiled", "trainbig_seed_bf16"), ("train16_kagflow_t4_fp16_tuned", "train16_seed_bf16"),
                     ("infer16_kagflow_t4_fp16_budget16384", "infer16_seed_t4_fp16"),
+                    ("infer16_kagflow_t4_fp16_fourbit", "infer16_seed_t4_fp16"),
                     ("inferbig_kagflow_first_pass", "inferbig_seed_bf16"),
                     ("inferbig_kagflow_second_pass", "inferbig_seed_bf16")):
         if k in R and base in R:
@@ -644,8 +652,9 @@ def main():
         return
     if args.phase == "one":
         wanted = args.tasks.split(",") if args.tasks else None
-        run_tasks(args, [t for t in ONE_TASKS if (wanted is None and not (args.tiny and t[0].endswith("_flex")))
-                         or (wanted is not None and t[0] in wanted)])
+        need = dict(ONE_TASKS)
+        run_tasks(args, [t for t in ONE_TASKS if not (args.tiny and t[0].endswith("_flex"))] if wanted is None
+                  else [(t, need[t]) for t in wanted if t in need])  # in the order asked
     else:  # "two", or "ddp" (the DDP training part alone)
         two_gpus(args, ckpt, device)
     record("total_s", round(time.time() - gb.T_START, 1))

@@ -137,6 +137,7 @@ def resume_paths(out: Path, comp: dict, base: Path, linear, *, t4: bool = False)
                                              "uncheckpointed_layers", "dequantize_for_training")}}
     whole = run_training(cfg, **dirs("whole"))
     res["whole"] = {k: whole[k] for k in ("global_step", "seconds", "log_loss")}
+    print("SMOKE whole", res, flush=True)
     # killed: the training module as a kernel runs it, SIGKILLed once its first checkpoint is on disk
     (out / "killed").mkdir(parents=True, exist_ok=True)
     params = out / "killed" / "params.json"
@@ -160,6 +161,7 @@ def resume_paths(out: Path, comp: dict, base: Path, linear, *, t4: bool = False)
                      "global_step": resumed["global_step"], "log_loss": resumed["log_loss"],
                      "adapter_max_abs_diff_vs_whole": max(float((a[k].float() - b[k].float()).abs().max()) for k in a),
                      "adapter_max_abs": max(float(a[k].float().abs().max()) for k in a)}
+    print("SMOKE killed", res["killed"], flush=True)
     # time budget: about half the uninterrupted run's training time after the fixed 60 s reserve
     budget = 60 + 0.5 * whole["seconds"]
     stopped = run_training(dataclasses.replace(cfg, time_budget=budget), **dirs("budget"))
@@ -169,6 +171,7 @@ def resume_paths(out: Path, comp: dict, base: Path, linear, *, t4: bool = False)
                      "stopped_at_step": stopped["global_step"], "wrote_adapter_and_metrics": wrote,
                      "next_run_resumed_from": finished["resumed_from"], "next_run_global_step": finished["global_step"],
                      "next_run_log_loss": finished["log_loss"]}
+    print("SMOKE budget", res["budget"], flush=True)
     torch.cuda.empty_cache()
     return res
 

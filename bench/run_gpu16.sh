@@ -89,6 +89,20 @@ diag)  # the first flex inference batch: block-level mask vs compiled create_blo
   CUDA_VISIBLE_DEVICES=0 timeout $(( 560 - SECONDS )) python3 bench/gpu_smoke.py --out "$OUT/smoke" > "$OUT/smoke.log" 2>&1 &
   wait; tail -12 "$OUT/smoke.log"; grep -v "^{'loss'\|Loading weights" "$OUT/gpu1.log" | tail -12
   ;;
+fifth)  # fifth measurement: the 16 GB bf16 and T4 training recipes (profiled, --profile) with the seed, and T4-config
+        # inference with layers made dense (shipped) beside all 4-bit ("fourbit") on GPU 0; the GPU smoke's
+        # killed/resumed and time-budget runs as a T4 runs them (compiled, checkpointed, fp16) on GPU 1
+  CUDA_VISIBLE_DEVICES=1 timeout $(( ${DEADLINE:-470} + 60 )) python3 bench/gpu_smoke.py --out "$OUT/smoke" \
+    --only-resume --t4 > "$OUT/smoke.log" 2>&1 && echo "smoke rc 0" >> "$OUT/smoke.log" || echo "smoke rc $?" >> "$OUT/smoke.log" &
+  python3 bench/gpu16.py --phase one --tasks none --out "$OUT/prep" > "$OUT/prep.log" 2>&1 || tail -20 "$OUT/prep.log"
+  CUDA_VISIBLE_DEVICES=0 TORCH_LOGS=recompiles python3 bench/gpu16.py --phase one --deadline-s "${DEADLINE:-470}" \
+    --out "$OUT/gpu0" --profile --t4-infer-extra "${T4EXTRA:-fourbit}" \
+    --tasks "${TASKS:-seed_bf16_cap,infer_t4_cap,kag_bf16_cap,kag_t4_cap}" > "$OUT/gpu0.log" 2>&1
+  wait
+  grep -c "Recompiling" "$OUT/gpu0.log"
+  grep -v "^{'loss'\|Loading weights\|__recompiles" "$OUT/gpu0.log" | grep "made dense\|tok/s\|x[0-9]\|ERROR\|FAIL" | tail -24
+  grep "SMOKE\|Error\|smoke rc\|^resume " "$OUT/smoke.log" | cut -c1-700 | tail -14
+  ;;
 two)
   python3 bench/gpu16.py --phase two --ddp-rows "${DDP_ROWS:-6}" --deadline-s "${DEADLINE:-400}" --out "$OUT/two" \
     --multi-infer "${MULTI:-t4,big}" > "$OUT/two.log" 2>&1; grep -v "^{'loss'\|Loading weights" "$OUT/two.log" | tail -20

@@ -168,6 +168,61 @@ def test_merge_and_dequantize_matches_peft_over_4bit(tiny_4bit):
     assert relative_error(got2, ref) < 1e-2
 
 
+def test_densify_layers_merges_whole_layers_within_the_memory_given(tiny_4bit):
+    """4-bit inference with memory to spare (a T4: ~6.7 of 15 GiB used) makes whole decoder layers dense with their
+    LoRA merged, LoRA layers first, never beyond the bytes given; the rest stays 4-bit with its LoRA, and the
+    logits stay the 4-bit model's."""
+    from peft.tuners.lora import LoraLayer
+
+    from kagflow.classifier.compiling import decoder_layers
+    from kagflow.classifier.dequant import dense_cost_bytes, densify_layers
+
+    pm = _peft(tiny_4bit())
+    seqs = _inputs()
+    batch = pad_batch(seqs, pad_to_multiple_of=8)
+    pm.train()  # bnb keeps its plain layout in train mode (eval on CPU repacks for AVX512)
+    with torch.no_grad():
+        ref = pm(**batch).logits.float()
+    layers = decoder_layers(pm)
+    costs = [dense_cost_bytes(layer, torch.bfloat16) for layer in layers]
+    assert all(c > 0 for c in costs)
+    assert densify_layers(pm, costs[1] - 1, torch.bfloat16) == []  # a layer that does not fit is left as it is
+    assert densify_layers(pm, costs[1] + costs[0] - 1, torch.bfloat16) == [1]  # the LoRA layer first
+    assert not any(_is_linear4bit(m) or isinstance(m, LoraLayer) for m in layers[1].modules())
+    assert any(_is_linear4bit(m) for m in layers[0].modules())
+    assert hasattr(pm, "peft_config") and any("modules_to_save" in n for n, _ in pm.named_parameters())
+    with torch.no_grad():
+        got = pm(**batch).logits.float()
+    assert relative_error(got, ref) < 1e-2
+    assert densify_layers(pm, 10**12, torch.bfloat16) == [0]  # the rest when there is room
+    assert not any(_is_linear4bit(m) for m in pm.modules())
+    with torch.no_grad():
+        assert relative_error(pm(**batch).logits.float(), ref) < 1e-2
+
+
+def test_prepare_for_inference_makes_layers_dense_within_the_recipe_memory(tiny_4bit):
+    from kagflow.classifier.compiling import decoder_layers
+    from kagflow.classifier.dequant import dense_cost_bytes
+    from kagflow.classifier.device import DeviceProfile
+    from kagflow.classifier.recipe import recipe_for_profile
+    from kagflow.classifier.predict import _bytes_on_device
+
+    t4, card24 = recipe_for_device(15.0, (7, 5)), recipe_for_device(23.6, (8, 9))
+    assert t4["infer_model_max_gib"] == 12.0 and card24["infer_model_max_gib"] == 20.6
+    assert recipe_for_device(79.0, (9, 0))["infer_model_max_gib"] is None  # merged and dequantised whole there
+    assert recipe_for_profile(DeviceProfile(None, 0.0, "cpu"))["infer_model_max_gib"] is None
+    pm = _peft(tiny_4bit())
+    seqs = _inputs()
+    ref = predict_logits(pm, seqs, max_tokens=40, max_rows=2)  # the same batches, all 4-bit
+    one_layer = dense_cost_bytes(decoder_layers(pm)[1], torch.bfloat16)
+    limit = (_bytes_on_device(pm) + one_layer + 1) / 2**30
+    model = prepare_for_inference(pm, {**t4, "dtype": "bfloat16", "infer_model_max_gib": limit,
+                                       "infer_compile_layers": False})
+    assert [any(_is_linear4bit(m) for m in layer.modules()) for layer in decoder_layers(model)] == [True, False]
+    got = predict_logits(model, seqs, max_tokens=40, max_rows=2)
+    assert relative_error(got, ref) < 1e-2
+
+
 def test_dequantize_base_is_exact_and_trains(tiny_4bit):
     q = tiny_4bit()
     batch = pad_batch(_inputs(), pad_to_multiple_of=8, labels=[0, 1, 2, 0])

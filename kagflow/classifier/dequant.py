@@ -97,6 +97,19 @@ def dequantize_base(model, dtype=torch.bfloat16, *, cast_rest: bool = False):
     return model
 
 
+def _merged_dense(mod, dtype) -> nn.Linear:
+    """A LoRA-wrapped linear (4-bit or dense base) -> nn.Linear(W + scaling * B @ A) in ``dtype`` (the delta in
+    fp32, one rounding to ``dtype``), its active adapters merged."""
+    base = mod.get_base_layer()
+    w = dequantize_weight(base, torch.float32) if _is_linear4bit(base) else base.weight.detach().float()
+    for adapter in mod.active_adapters:
+        if adapter in getattr(mod, "lora_A", {}):
+            a = mod.lora_A[adapter].weight.float()
+            b = mod.lora_B[adapter].weight.float()
+            w = w + (b @ a) * float(mod.scaling[adapter])
+    return _dense_linear(w.to(dtype), base.bias)
+
+
 @torch.no_grad()
 def merge_and_dequantize(peft_model, dtype=torch.bfloat16):
     """4-bit base + LoRA (a PeftModel) -> a plain model in ``dtype`` with the LoRA merged.
@@ -118,17 +131,7 @@ def merge_and_dequantize(peft_model, dtype=torch.bfloat16):
         if not name:
             continue
         if isinstance(mod, LoraLayer):
-            base = mod.get_base_layer()
-            if _is_linear4bit(base):
-                w = dequantize_weight(base, torch.float32)
-            else:
-                w = base.weight.detach().float()
-            for adapter in mod.active_adapters:
-                if adapter in getattr(mod, "lora_A", {}):
-                    a = mod.lora_A[adapter].weight.float()
-                    b = mod.lora_B[adapter].weight.float()
-                    w = w + (b @ a) * float(mod.scaling[adapter])
-            _set_child(model, name, _dense_linear(w.to(dtype), base.bias))
+            _set_child(model, name, _merged_dense(mod, dtype))
         elif isinstance(mod, ModulesToSaveWrapper):
             active = mod.active_adapter
             if isinstance(active, (list, tuple)):
@@ -142,3 +145,62 @@ def merge_and_dequantize(peft_model, dtype=torch.bfloat16):
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval()
+
+
+def _layer_linears(layer) -> list:
+    """(name, module) of the 4-bit linears of a decoder layer, each as the model holds it: the LoRA wrapper
+    where one wraps it, else the bitsandbytes Linear4bit."""
+    from peft.tuners.lora import LoraLayer
+
+    out = []
+    for name, mod in layer.named_modules():
+        if isinstance(mod, LoraLayer) and _is_linear4bit(mod.get_base_layer()):
+            out.append((name, mod))
+        elif _is_linear4bit(mod) and not any(name.startswith(n + ".") for n, _ in out):
+            out.append((name, mod))
+    return out
+
+
+def dense_cost_bytes(layer, dtype) -> int:
+    """How many more bytes decoder ``layer`` takes with its 4-bit linears dense in ``dtype`` (LoRA merged)."""
+    extra = 0
+    for _, mod in _layer_linears(layer):
+        base = mod.get_base_layer() if hasattr(mod, "get_base_layer") else mod
+        in_f, out_f = base.in_features, base.out_features
+        packed = base.weight.numel() * base.weight.element_size()
+        extra += in_f * out_f * torch.finfo(dtype).bits // 8 - packed
+    return extra
+
+
+@torch.no_grad()
+def densify_layers(peft_model, max_extra_bytes: int, dtype) -> list[int]:
+    """Inference on a 4-bit model where memory allows part of it dense (a T4: bench/RESULTS.md, fifth measurement).
+
+    Within ``max_extra_bytes`` of GPU memory, whole decoder layers get their 4-bit linears dense in ``dtype``, the
+    LoRA merged into them (``merge_and_dequantize``'s rule, per layer): they skip bitsandbytes' dequantisation of
+    every weight per batch and the LoRA's extra matmuls and adds. Layers with LoRA go first, top down; the rest of
+    the model stays 4-bit with its LoRA, and the adapter stays a PeftModel (one active adapter). Returns the
+    indices of the layers made dense."""
+    from .compiling import decoder_layers
+
+    layers = decoder_layers(peft_model)
+    lora_first = sorted(range(len(layers)), key=lambda i: (not _has_lora(layers[i]), -i))
+    done, left = [], int(max_extra_bytes)
+    for i in lora_first:
+        cost = dense_cost_bytes(layers[i], dtype)
+        if not _layer_linears(layers[i]) or cost > left:
+            continue
+        for name, mod in _layer_linears(layers[i]):
+            base = mod.get_base_layer() if hasattr(mod, "get_base_layer") else None
+            dense = _merged_dense(mod, dtype) if base is not None else \
+                _dense_linear(dequantize_weight(mod, dtype), mod.bias)
+            _set_child(layers[i], name, dense)
+        left -= cost
+        done.append(i)
+    return sorted(done)
+
+
+def _has_lora(layer) -> bool:
+    from peft.tuners.lora import LoraLayer
+
+    return any(isinstance(m, LoraLayer) for m in layer.modules())

@@ -79,7 +79,7 @@ def recipe_for_profile(profile, traits=None) -> dict:
     uncheckpointed_layers_eager (as many if the compiled layers fall back to eager), train_max_tokens
     (padded tokens per training micro-batch), infer_max_tokens, infer_max_rows,
     dequantize_for_training, dequantize_for_inference (4-bit base -> bf16 once, LoRA merged for
-    inference), grad_scaler (fp16 training: the profile's), pad_to_multiple_of, compile_layers /
+    inference), infer_model_max_gib (4-bit inference: memory for layers made dense, LoRA merged), grad_scaler (fp16 training: the profile's), pad_to_multiple_of, compile_layers /
     infer_compile_layers (each decoder layer through torch.compile, ``compiling``: training on every GPU,
     inference where attention is eager, i.e. T4s; flex inference compiles its attention already and its
     first pass is what users wait for).
@@ -135,6 +135,10 @@ def recipe_for_profile(profile, traits=None) -> dict:
         "train_max_tokens": train_tokens,
         "infer_max_tokens": infer_tokens,
         "infer_max_rows": 64,
+        # 4-bit inference (T4s, 16-24 GB cards): the most GPU memory the model may take once whole layers are made
+        # dense with their LoRA merged (``dequant.densify_layers``), leaving the activations at infer_max_tokens
+        # (~1 GiB measured for 9B at 8,192 tokens: peak 6.7 GiB all 4-bit) and 2 GiB spare
+        "infer_model_max_gib": round(mem - 3.0, 2) if profile.cuda and not mid else None,
         "dequantize_for_training": big,
         "dequantize_for_inference": mid,
         "grad_scaler": profile.grad_scaler,
