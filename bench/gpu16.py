@@ -220,7 +220,8 @@ def run_task(args, ckpt, device, task: str) -> None:
         steps, _ = seed_run("trainbig_seed_bf16", args, ckpt, device, rows, labels, fp16=False)
         if not (Path(args.out) / "seed_steps.json").is_file():
             (Path(args.out) / "seed_steps.json").write_text(json.dumps(steps))
-    elif task.removesuffix("_eager") in ("kag_bf16_cap", "kag_t4_cap", "kag_big", "kag_bf16_cap_flex", "kag_big_flex"):
+    elif task.removesuffix("_eager").removesuffix("_nested") in ("kag_bf16_cap", "kag_t4_cap", "kag_big",
+                                                                 "kag_bf16_cap_flex", "kag_big_flex"):
         steps, seqs, labels = seed_steps(args)
         # *_flex: what [train] attn_implementation = "flex_attention" gives (train.training_recipe): packed rows;
         # *_eager: the layers not compiled (the recipe before the third measurement), beside the shipped recipe
@@ -228,9 +229,12 @@ def run_task(args, ckpt, device, task: str) -> None:
         name, recipe = {"kag_bf16_cap": ("train16_kagflow_bf16", card16), "kag_t4_cap": ("train16_kagflow_t4_fp16", t4),
                         "kag_big": ("trainbig_kagflow", big),
                         "kag_bf16_cap_flex": ("train16_kagflow_bf16_flex", {**card16, **flex}),
-                        "kag_big_flex": ("trainbig_kagflow_flex", {**big, **flex})}[task.removesuffix("_eager")]
+                        "kag_big_flex": ("trainbig_kagflow_flex", {**big, **flex})}[
+            task.removesuffix("_eager").removesuffix("_nested")]
         if task.endswith("_eager"):
             name, recipe = name + "_eager", {**recipe, "compile_layers": False}
+        if task.endswith("_nested"):  # *_nested: the NF4 scales left double-quantised (the recipe before the fifth)
+            name, recipe = name + "_nested", {**recipe, "flatten_absmax": False}
         kagflow_run(name, args, ckpt, device, steps, seqs, labels, recipe, worst_first="big" not in task)
     elif task == "kag_big_compiled":  # the big card with its layers compiled (the recipe does not: 5x slower, why?)
         steps, seqs, labels = seed_steps(args)
@@ -266,7 +270,9 @@ ONE_TASKS = [("seed_bf16_cap", 0), ("kag_bf16_cap", 40), ("seed_big", 50), ("kag
              # backward on the CPU)
              ("kag_bf16_cap_flex", 80), ("kag_big_flex", 60),
              # the big card compiled (profiled with --profile), and the 16 GB bf16 recipe with 9 or 10 layers unchecked
-             ("kag_big_compiled", 150), ("kag_bf16_cap_keep9", 150), ("kag_bf16_cap_keep10", 150)]
+             ("kag_big_compiled", 150), ("kag_bf16_cap_keep9", 150), ("kag_bf16_cap_keep10", 150),
+             # the 16 GB recipes with the NF4 scales left double-quantised (before the fifth measurement)
+             ("kag_bf16_cap_nested", 150), ("kag_t4_cap_nested", 150)]
 
 
 def run_tasks(args, tasks) -> None:
@@ -377,13 +383,14 @@ def inference_t4(args, ckpt, device):
 
     oom_safe("infer16_kagflow_t4_fp16", kag_t4)
     # more variants (--t4-infer-extra, comma-separated): "eager" (uncompiled, the recipe before the third measurement),
-    # "fourbit" (no layer made dense: the recipe before the fifth), "budgetN" (another token budget), beside the shipped
+    # "fourbit" (no layer made dense), "nested" (NF4 scales double-quantised; both: before the fifth), "budgetN" (another token budget), beside the shipped
     from kagflow.classifier import recipe as recipe_mod
 
     shipped_recipe = recipe_mod.recipe_for_profile
     for variant in [v for v in args.t4_infer_extra.split(",") if v]:
         extra = ({"infer_compile_layers": False} if variant == "eager" else
                  {"infer_model_max_gib": None} if variant == "fourbit" else
+                 {"flatten_absmax": False} if variant == "nested" else
                  {"infer_max_tokens": int(variant.removeprefix("budget"))})
         recipe_mod.recipe_for_profile = lambda profile, traits=None, extra=extra: {**shipped_recipe(profile, traits),
                                                                                   **extra}
@@ -586,6 +593,8 @@ def table():
                     ("trainbig_kagflow_compiled", "trainbig_seed_bf16"), ("train16_kagflow_t4_fp16_tuned", "train16_seed_bf16"),
                     ("infer16_kagflow_t4_fp16_budget16384", "infer16_seed_t4_fp16"),
                     ("infer16_kagflow_t4_fp16_fourbit", "infer16_seed_t4_fp16"),
+                    ("infer16_kagflow_t4_fp16_nested", "infer16_seed_t4_fp16"),
+                    ("train16_kagflow_bf16_nested", "train16_seed_bf16"), ("train16_kagflow_t4_fp16_nested", "train16_seed_bf16"),
                     ("inferbig_kagflow_first_pass", "inferbig_seed_bf16"),
                     ("inferbig_kagflow_second_pass", "inferbig_seed_bf16")):
         if k in R and base in R:

@@ -96,7 +96,7 @@ fifth)  # fifth measurement: the 16 GB bf16 and T4 training recipes (profiled, -
     --only-resume --t4 > "$OUT/smoke.log" 2>&1 && echo "smoke rc 0" >> "$OUT/smoke.log" || echo "smoke rc $?" >> "$OUT/smoke.log" &
   python3 bench/gpu16.py --phase one --tasks none --out "$OUT/prep" > "$OUT/prep.log" 2>&1 || tail -20 "$OUT/prep.log"
   CUDA_VISIBLE_DEVICES=0 TORCH_LOGS=recompiles python3 bench/gpu16.py --phase one --deadline-s "${DEADLINE:-470}" \
-    --out "$OUT/gpu0" --profile --t4-infer-extra "${T4EXTRA:-fourbit}" \
+    --out "$OUT/gpu0" ${PROFILE---profile} --t4-infer-extra "${T4EXTRA:-fourbit}" \
     --tasks "${TASKS:-seed_bf16_cap,infer_t4_cap,kag_bf16_cap,kag_t4_cap}" > "$OUT/gpu0.log" 2>&1
   wait
   grep -c "Recompiling" "$OUT/gpu0.log"

@@ -168,6 +168,36 @@ def test_merge_and_dequantize_matches_peft_over_4bit(tiny_4bit):
     assert relative_error(got2, ref) < 1e-2
 
 
+def test_flatten_absmax_keeps_the_weights_and_trains(tiny_4bit):
+    """Double-quantised NF4 scales flattened to float32 once: every weight dequantises to the same values (one
+    kernel instead of two per linear per pass on the GPU), in training as in inference; the recipes ask for it."""
+    import bitsandbytes as bnb
+    from peft import LoraConfig, TaskType
+
+    from kagflow.classifier.dequant import dequantize_weight, flatten_absmax
+
+    q = tiny_4bit().train()  # bnb keeps its plain layout in train mode (eval on CPU repacks for AVX512)
+    linears = [m for m in q.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert linears and all(m.weight.quant_state.nested for m in linears)
+    before = [dequantize_weight(m, torch.float32) for m in linears]
+    batch = pad_batch(_inputs(), pad_to_multiple_of=8)
+    with torch.no_grad():
+        ref = q(**batch).logits.float()
+    assert flatten_absmax(q) == len(linears) and flatten_absmax(q) == 0  # once
+    assert not any(m.weight.quant_state.nested for m in linears)
+    assert all(m.weight.quant_state.absmax.dtype == torch.float32 for m in linears)
+    for m, w in zip(linears, before):
+        assert torch.equal(dequantize_weight(m, torch.float32), w)
+    with torch.no_grad():
+        assert torch.equal(q(**batch).logits.float(), ref)
+    for mem, cap in ((15.0, (7, 5)), (15.0, (8, 9)), (79.0, (9, 0))):
+        assert recipe_for_device(mem, cap)["flatten_absmax"]
+    # prepare_lora_model flattens the 4-bit base it trains on
+    lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], task_type=TaskType.SEQ_CLS)
+    pm = prepare_lora_model(tiny_4bit(), lc, dict(recipe_for_device(15.0, (7, 5)), compile_layers=False))
+    assert not any(m.weight.quant_state.nested for m in pm.modules() if isinstance(m, bnb.nn.Linear4bit))
+
+
 def test_densify_layers_merges_whole_layers_within_the_memory_given(tiny_4bit):
     """4-bit inference with memory to spare (a T4: ~6.7 of 15 GiB used) makes whole decoder layers dense with their
     LoRA merged, LoRA layers first, never beyond the bytes given; the rest stays 4-bit with its LoRA, and the

@@ -21,7 +21,7 @@ import torch
 
 from .batching import batch_labels, classification_logits, deal_rows, plan_steps, training_batches
 from .compiling import compile_decoder_layers, decoder_layers
-from .dequant import dequantize_base
+from .dequant import dequantize_base, flatten_absmax
 from .loss import loss_sum as weighted_loss_sum
 from .recipe import set_attn_implementation, torch_dtype
 
@@ -210,7 +210,8 @@ def make_optimizer(params, lr: float, device=None, optim_type: str = "adamw_torc
 def prepare_lora_model(model, lora_config, recipe: dict):
     """4-bit base -> trainable PeftModel the kagflow way.
 
-    Dequantises the base first when ``recipe["dequantize_for_training"]`` (big cards), wraps it with
+    Dequantises the base first when ``recipe["dequantize_for_training"]`` (big cards; else flattens its
+    double-quantised scales where ``recipe["flatten_absmax"]``, ``dequant.flatten_absmax``), wraps it with
     ``lora_config``, then ``prepare_for_lora_training`` (no input grads, checkpointing per recipe) and
     sets the recipe's training attention, and compiles each decoder layer where ``recipe["compile_layers"]``
     (``compiling``). Use instead of ``prepare_model_for_kbit_training``.
@@ -219,6 +220,8 @@ def prepare_lora_model(model, lora_config, recipe: dict):
 
     if recipe.get("dequantize_for_training"):
         dequantize_base(model, torch_dtype(recipe["dtype"]))
+    elif recipe.get("flatten_absmax"):
+        flatten_absmax(model)
     pm = get_peft_model(model, lora_config)
     prepare_for_lora_training(pm, gradient_checkpointing=recipe["gradient_checkpointing"],
                               uncheckpointed_layers=recipe.get("uncheckpointed_layers", 0))

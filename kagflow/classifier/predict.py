@@ -19,7 +19,7 @@ import torch
 
 from .batching import classification_logits, inference_batches
 from .compiling import compile_decoder_layers, static_shapes
-from .dequant import densify_layers, merge_and_dequantize
+from .dequant import densify_layers, flatten_absmax, merge_and_dequantize
 from .recipe import set_attn_implementation, torch_dtype
 
 
@@ -28,17 +28,20 @@ def prepare_for_inference(model, recipe: dict):
 
     Big cards: ``merge_and_dequantize`` to the recipe dtype, then the recipe's inference attention
     (flex on sm80+: run one warm-up ``predict_logits`` first, compilation ~1 min). T4: the 4-bit
-    PeftModel, as many layers made dense with the LoRA merged as fit in ``recipe["infer_model_max_gib"]``
-    (``dequant.densify_layers``), eager, each decoder layer compiled (``recipe["infer_compile_layers"]``).
+    PeftModel (its double-quantised scales flattened, ``dequant.flatten_absmax``), as many layers made dense
+    with the LoRA merged as fit in ``recipe["infer_model_max_gib"]`` (``dequant.densify_layers``), eager, each decoder layer compiled (``recipe["infer_compile_layers"]``).
     Returns the model in eval mode.
     """
     if recipe.get("dequantize_for_inference"):
         model = merge_and_dequantize(model, torch_dtype(recipe["dtype"]))
-    elif recipe.get("infer_model_max_gib") and hasattr(model, "peft_config"):
-        used = _bytes_on_device(model)
-        dense = densify_layers(model, int(recipe["infer_model_max_gib"] * 2**30) - used, torch_dtype(recipe["dtype"]))
-        print(f"inference: {len(dense)} of the 4-bit decoder layers made dense with the LoRA merged "
-              f"(memory for the model: {recipe['infer_model_max_gib']} GiB)", flush=True)
+    else:
+        if recipe.get("flatten_absmax"):
+            flatten_absmax(model)
+        if recipe.get("infer_model_max_gib") and hasattr(model, "peft_config"):
+            dense = densify_layers(model, int(recipe["infer_model_max_gib"] * 2**30) - _bytes_on_device(model),
+                                   torch_dtype(recipe["dtype"]))
+            print(f"inference: {len(dense)} of the 4-bit decoder layers made dense with the LoRA merged "
+                  f"(memory for the model: {recipe['infer_model_max_gib']} GiB)", flush=True)
     set_attn_implementation(model, recipe.get("infer_attn_implementation", "eager"))
     if recipe.get("infer_attn_implementation") == "flex_attention":
         static_shapes()  # one packed width: flex compiles statically, also on a second GPU
