@@ -383,7 +383,8 @@ def inference_t4(args, ckpt, device):
 
     oom_safe("infer16_kagflow_t4_fp16", kag_t4)
     # more variants (--t4-infer-extra, comma-separated): "eager" (uncompiled, the recipe before the third measurement),
-    # "fourbit" (no layer made dense), "nested" (NF4 scales double-quantised; both: before the fifth), "budgetN" (another token budget), beside the shipped
+    # "fourbit" (no layer made dense), "nested" (NF4 scales double-quantised; both: before the fifth), "memN"
+    # (infer_model_max_gib N: more or fewer layers made dense), "budgetN" (another token budget), beside the shipped
     from kagflow.classifier import recipe as recipe_mod
 
     shipped_recipe = recipe_mod.recipe_for_profile
@@ -391,11 +392,14 @@ def inference_t4(args, ckpt, device):
         extra = ({"infer_compile_layers": False} if variant == "eager" else
                  {"infer_model_max_gib": None} if variant == "fourbit" else
                  {"flatten_absmax": False} if variant == "nested" else
+                 {"infer_model_max_gib": float(variant.removeprefix("mem"))} if variant.startswith("mem") else
                  {"infer_max_tokens": int(variant.removeprefix("budget"))})
         recipe_mod.recipe_for_profile = lambda profile, traits=None, extra=extra: {**shipped_recipe(profile, traits),
                                                                                   **extra}
         try:
             def kag_t4_extra():
+                torch._dynamo.reset()  # compiles anew, as a fresh run would (and frees what the caches held)
+                gb.free()
                 gb.reset_peak(device)
                 model, budget = shipped_model(ckpt, adapter, device)
                 kagflow_infer(f"infer16_kagflow_t4_fp16_{variant}_warmup", model, budget, seqs[:16], swapped[:16],
@@ -594,6 +598,7 @@ def table():
                     ("infer16_kagflow_t4_fp16_budget16384", "infer16_seed_t4_fp16"),
                     ("infer16_kagflow_t4_fp16_fourbit", "infer16_seed_t4_fp16"),
                     ("infer16_kagflow_t4_fp16_nested", "infer16_seed_t4_fp16"),
+                    ("infer16_kagflow_t4_fp16_mem12", "infer16_seed_t4_fp16"),
                     ("train16_kagflow_bf16_nested", "train16_seed_bf16"), ("train16_kagflow_t4_fp16_nested", "train16_seed_bf16"),
                     ("inferbig_kagflow_first_pass", "inferbig_seed_bf16"),
                     ("inferbig_kagflow_second_pass", "inferbig_seed_bf16")):

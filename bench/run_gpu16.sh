@@ -103,6 +103,16 @@ fifth)  # fifth measurement: the 16 GB bf16 and T4 training recipes (profiled, -
   grep -v "^{'loss'\|Loading weights\|__recompiles" "$OUT/gpu0.log" | grep "made dense\|tok/s\|x[0-9]\|ERROR\|FAIL" | tail -24
   grep "SMOKE\|Error\|smoke rc\|^resume " "$OUT/smoke.log" | cut -c1-700 | tail -14
   ;;
+fifth2)  # fifth measurement, call 3: the shipped 16 GB bf16 recipe beside the same with the NF4 scales double-quantised
+         # (GPU 0); T4-config inference as shipped beside 12 instead of 11 GiB for the model, then the T4 recipe (GPU 1)
+  python3 bench/gpu16.py --phase one --tasks none --out "$OUT/prep" > "$OUT/prep.log" 2>&1 || tail -20 "$OUT/prep.log"
+  CUDA_VISIBLE_DEVICES=0 python3 bench/gpu16.py --phase one --deadline-s "${DEADLINE:-470}" --out "$OUT/gpu0" \
+    --tasks seed_bf16_cap,kag_bf16_cap,kag_bf16_cap_nested > "$OUT/gpu0.log" 2>&1 &
+  CUDA_VISIBLE_DEVICES=1 python3 bench/gpu16.py --phase one --deadline-s "${DEADLINE:-470}" --out "$OUT/gpu1" \
+    --t4-infer-extra mem12 --tasks infer_t4_cap,seed_bf16_cap,kag_t4_cap > "$OUT/gpu1.log" 2>&1 &
+  wait
+  for g in gpu0 gpu1; do grep -v "^{'loss'\|Loading weights" "$OUT/$g.log" | grep "made dense\|tok/s\|x[0-9]\|ERROR\|FAIL" | tail -12; done
+  ;;
 two)
   python3 bench/gpu16.py --phase two --ddp-rows "${DDP_ROWS:-6}" --deadline-s "${DEADLINE:-400}" --out "$OUT/two" \
     --multi-infer "${MULTI:-t4,big}" > "$OUT/two.log" 2>&1; grep -v "^{'loss'\|Loading weights" "$OUT/two.log" | tail -20

@@ -238,7 +238,7 @@ def test_prepare_for_inference_makes_layers_dense_within_the_recipe_memory(tiny_
     from kagflow.classifier.predict import _bytes_on_device
 
     t4, card24 = recipe_for_device(15.0, (7, 5)), recipe_for_device(23.6, (8, 9))
-    assert t4["infer_model_max_gib"] == 12.0 and card24["infer_model_max_gib"] == 20.6
+    assert t4["infer_model_max_gib"] == 11.0 and card24["infer_model_max_gib"] == 19.6
     assert recipe_for_device(79.0, (9, 0))["infer_model_max_gib"] is None  # merged and dequantised whole there
     assert recipe_for_profile(DeviceProfile(None, 0.0, "cpu"))["infer_model_max_gib"] is None
     pm = _peft(tiny_4bit())

@@ -137,8 +137,9 @@ def recipe_for_profile(profile, traits=None) -> dict:
         "infer_max_rows": 64,
         # 4-bit inference (T4s, 16-24 GB cards): the most GPU memory the model may take once whole layers are made
         # dense with their LoRA merged (``dequant.densify_layers``), leaving the activations at infer_max_tokens
-        # (~1 GiB measured for 9B at 8,192 tokens: peak 6.7 GiB all 4-bit) and 2 GiB spare
-        "infer_model_max_gib": round(mem - 3.0, 2) if profile.cuda and not mid else None,
+        # (~1 GiB measured for 9B at 8,192 tokens: peak 6.7 GiB all 4-bit), the compilation's first call and
+        # 2 GiB spare: with 12 of 15 GiB the warm-up peaked at 14.0 (bench/RESULTS.md fifth measurement)
+        "infer_model_max_gib": round(mem - 4.0, 2) if profile.cuda and not mid else None,
         "dequantize_for_training": big,
         "dequantize_for_inference": mid,
         # 4-bit paths: NF4 block scales stored as float32 once instead of double-quantised (dequant.flatten_absmax:
