@@ -17,7 +17,7 @@ from typing import Sequence
 
 import torch
 
-from .batching import classification_logits, inference_batches, pad_batch
+from .batching import classification_logits, inference_batches
 from .compiling import compile_decoder_layers, static_shapes
 from .dequant import densify_layers, flatten_absmax, merge_and_dequantize
 from .recipe import set_attn_implementation, torch_dtype
@@ -48,20 +48,7 @@ def prepare_for_inference(model, recipe: dict):
     model = model.eval()
     if recipe.get("infer_compile_layers"):
         compile_decoder_layers(model)
-        _compile_on_small_shapes(model)
     return model
-
-
-@torch.inference_mode()
-def _compile_on_small_shapes(model) -> None:
-    """Compile the layers on a two-row, 16-token batch (one row padded) before the first real batch: inductor
-    tunes its kernels on the shapes of the first call, and the layers compile with dynamic shapes, so the real
-    batches (longest first: the largest) reuse them without the tuning's extra memory at their size (the fifth
-    measurement's T4 warm-up peaked ~1.4 GiB above the steady peak)."""
-    device = next(model.parameters()).device
-    pad_id = getattr(getattr(model, "config", None), "pad_token_id", None) or 0
-    seqs = [[pad_id + 1 + (i % 7) for i in range(16)], [pad_id + 1 + (i % 5) for i in range(9)]]
-    classification_logits(model, pad_batch(seqs, pad_id=pad_id, device=device))
 
 
 def _bytes_on_device(model) -> int:

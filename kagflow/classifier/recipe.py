@@ -137,8 +137,9 @@ def recipe_for_profile(profile, traits=None) -> dict:
         "infer_max_rows": 64,
         # 4-bit inference (T4s, 16-24 GB cards): the most GPU memory the model may take once whole layers are made
         # dense with their LoRA merged (``dequant.densify_layers``), leaving the activations at infer_max_tokens
-        # (~1 GiB measured for 9B at 8,192 tokens: peak 6.7 GiB all 4-bit), the compilation's first call and
-        # 2 GiB spare: with 12 of 15 GiB the warm-up peaked at 14.0 (bench/RESULTS.md fifth measurement)
+        # (~1 GiB for 9B at 8,192 tokens), the first (compiling) batch's extra ~1.4 GiB and ~1.5 GiB spare: with
+        # 12 of 15 GiB the warm-up peaked at 14.0 GiB (bench/RESULTS.md, fifth measurement; compiling on a small
+        # batch first cut that extra to 0.7 GiB but tuned the kernels for small shapes: 8 % slower)
         "infer_model_max_gib": round(mem - 4.0, 2) if profile.cuda and not mid else None,
         "dequantize_for_training": big,
         "dequantize_for_inference": mid,
