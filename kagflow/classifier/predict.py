@@ -29,7 +29,8 @@ def prepare_for_inference(model, recipe: dict):
     Big cards: ``merge_and_dequantize`` to the recipe dtype, then the recipe's inference attention
     (flex on sm80+: run one warm-up ``predict_logits`` first, compilation ~1 min). T4: the 4-bit
     PeftModel (its double-quantised scales flattened, ``dequant.flatten_absmax``), as many layers made dense
-    with the LoRA merged as fit in ``recipe["infer_model_max_gib"]`` (``dequant.densify_layers``), eager, each decoder layer compiled (``recipe["infer_compile_layers"]``).
+    with the LoRA merged as fit in ``recipe["infer_model_max_gib"]`` (``dequant.densify_layers``), eager, each
+    decoder layer compiled (``recipe["infer_compile_layers"]``).
     Returns the model in eval mode.
     """
     if recipe.get("dequantize_for_inference"):

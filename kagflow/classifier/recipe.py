@@ -79,7 +79,9 @@ def recipe_for_profile(profile, traits=None) -> dict:
     uncheckpointed_layers_eager (as many if the compiled layers fall back to eager), train_max_tokens
     (padded tokens per training micro-batch), infer_max_tokens, infer_max_rows,
     dequantize_for_training, dequantize_for_inference (4-bit base -> bf16 once, LoRA merged for
-    inference), flatten_absmax (4-bit: float32 block scales, ``dequant``), infer_model_max_gib (4-bit inference: memory for layers made dense, LoRA merged), grad_scaler (fp16 training: the profile's), pad_to_multiple_of, compile_layers /
+    inference), flatten_absmax (4-bit: float32 block scales, ``dequant``), infer_model_max_gib (4-bit
+    inference: memory for layers made dense, LoRA merged), grad_scaler (fp16 training: the profile's),
+    pad_to_multiple_of, compile_layers /
     infer_compile_layers (each decoder layer through torch.compile, ``compiling``: training on every GPU,
     inference where attention is eager, i.e. T4s; flex inference compiles its attention already and its
     first pass is what users wait for).
@@ -116,7 +118,8 @@ def recipe_for_profile(profile, traits=None) -> dict:
     # compiled layers, "compile_layers" below): the top ones keep their activations in what the 4-bit model and
     # the checkpointed rest leave free, 2 GiB spare. Compiled layers keep 0.75 GiB per unchecked layer at 4,096
     # tokens, 6.9 GiB with none (peaks 9.87 GiB with 4 and 12.85 GiB with 8 in 15 GiB, bench/RESULTS.md third
-    # measurement; flex on packed rows keeps less, so the count is safe for it too)
+    # measurement; flex on packed rows keeps less, so the count is safe for it too; with the scales flattened,
+    # "flatten_absmax" below, 13.21 GiB allocated / 14.20 reserved with 8, fifth measurement)
     scale = train_tokens / 4096
     keep = max(0, int((mem - 2.0 - (5.7 + 1.2 * scale)) / (0.75 * scale))) if gc else 0
     # if compilation fails at run time (``compiling``: the layers then run eager), eager layers keep ~0.3 MiB per
@@ -144,7 +147,8 @@ def recipe_for_profile(profile, traits=None) -> dict:
         "dequantize_for_training": big,
         "dequantize_for_inference": mid,
         # 4-bit paths: NF4 block scales stored as float32 once instead of double-quantised (dequant.flatten_absmax:
-        # same weights, one dequantisation kernel instead of two per linear per pass, +0.4 GiB for 9B)
+        # same weights, one dequantisation kernel instead of two per linear per pass, +0.36 GiB for 9B; 16 GB
+        # training 1.12x in the same call, bench/RESULTS.md fifth measurement)
         "flatten_absmax": True,
         "grad_scaler": profile.grad_scaler,
         "pad_to_multiple_of": 8,
