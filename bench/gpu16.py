@@ -220,8 +220,8 @@ def run_task(args, ckpt, device, task: str) -> None:
         steps, _ = seed_run("trainbig_seed_bf16", args, ckpt, device, rows, labels, fp16=False)
         if not (Path(args.out) / "seed_steps.json").is_file():
             (Path(args.out) / "seed_steps.json").write_text(json.dumps(steps))
-    elif task.removesuffix("_eager").removesuffix("_nested") in ("kag_bf16_cap", "kag_t4_cap", "kag_big",
-                                                                 "kag_bf16_cap_flex", "kag_big_flex"):
+    elif (kind := task.removesuffix("_eager").removesuffix("_nested")) in ("kag_bf16_cap", "kag_t4_cap", "kag_big",
+                                                                          "kag_bf16_cap_flex", "kag_big_flex"):
         steps, seqs, labels = seed_steps(args)
         # *_flex: what [train] attn_implementation = "flex_attention" gives (train.training_recipe): packed rows;
         # *_eager: the layers not compiled (the recipe before the third measurement), beside the shipped recipe
@@ -229,8 +229,7 @@ def run_task(args, ckpt, device, task: str) -> None:
         name, recipe = {"kag_bf16_cap": ("train16_kagflow_bf16", card16), "kag_t4_cap": ("train16_kagflow_t4_fp16", t4),
                         "kag_big": ("trainbig_kagflow", big),
                         "kag_bf16_cap_flex": ("train16_kagflow_bf16_flex", {**card16, **flex}),
-                        "kag_big_flex": ("trainbig_kagflow_flex", {**big, **flex})}[
-            task.removesuffix("_eager").removesuffix("_nested")]
+                        "kag_big_flex": ("trainbig_kagflow_flex", {**big, **flex})}[kind]
         if task.endswith("_eager"):
             name, recipe = name + "_eager", {**recipe, "compile_layers": False}
         if task.endswith("_nested"):  # *_nested: the NF4 scales left double-quantised (the recipe before the fifth)

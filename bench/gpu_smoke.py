@@ -156,11 +156,16 @@ def resume_paths(out: Path, comp: dict, base: Path, linear, *, t4: bool = False)
     proc.wait()
     resumed = run_training(cfg, **dirs("killed"))
     a = load_file(str(out / "whole" / "adapter" / "adapter_model.safetensors"))
-    b = load_file(str(out / "killed" / "adapter" / "adapter_model.safetensors"))
+
+    def diff_vs_whole(name: str) -> float:
+        """The largest difference between run ``name``'s adapter weights and the uninterrupted run's."""
+        b = load_file(str(out / name / "adapter" / "adapter_model.safetensors"))
+        return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
     res["killed"] = {"killed_after": killed_at, "resumed_from": resumed["resumed_from"],
                      "global_step": resumed["global_step"], "log_loss": resumed["log_loss"],
                      "train_loss": resumed["train_loss"], "seconds": resumed["seconds"],
-                     "adapter_max_abs_diff_vs_whole": max(float((a[k].float() - b[k].float()).abs().max()) for k in a),
+                     "adapter_max_abs_diff_vs_whole": diff_vs_whole("killed"),
                      "adapter_max_abs": max(float(a[k].float().abs().max()) for k in a)}
     print("SMOKE killed", res["killed"], flush=True)
     # time budget: about half the resumed run's time (warm: this process compiled the layers already) after the
@@ -174,15 +179,13 @@ def resume_paths(out: Path, comp: dict, base: Path, linear, *, t4: bool = False)
                      "stopped_at_step": stopped["global_step"], "wrote_adapter_and_metrics": wrote,
                      "next_run_resumed_from": finished["resumed_from"], "next_run_global_step": finished["global_step"],
                      "next_run_log_loss": finished["log_loss"]}
-    d = load_file(str(out / "budget" / "adapter" / "adapter_model.safetensors"))
-    res["budget"]["adapter_max_abs_diff_vs_whole"] = max(float((a[k].float() - d[k].float()).abs().max()) for k in a)
+    res["budget"]["adapter_max_abs_diff_vs_whole"] = diff_vs_whole("budget")
     print("SMOKE budget", res["budget"], flush=True)
     # the same uninterrupted run once more: how far two runs of this path differ with no kill at all (compiled
     # fp16 kernels need not be bit-reproducible; the big-card eager bf16 path was, second measurement)
     again = run_training(cfg, **dirs("whole2"))
-    c = load_file(str(out / "whole2" / "adapter" / "adapter_model.safetensors"))
     res["whole2"] = {"log_loss": again["log_loss"], "train_loss": again["train_loss"],
-                     "adapter_max_abs_diff_vs_whole": max(float((a[k].float() - c[k].float()).abs().max()) for k in a)}
+                     "adapter_max_abs_diff_vs_whole": diff_vs_whole("whole2")}
     print("SMOKE whole2", res["whole2"], flush=True)
     torch.cuda.empty_cache()
     return res

@@ -149,13 +149,19 @@ def _inputs():
     return seqs
 
 
-def test_merge_and_dequantize_matches_peft_over_4bit(tiny_4bit):
+def _peft_with_reference(tiny_4bit):
+    """The tiny 4-bit PeftModel, its inputs (``_inputs``) padded, and its logits on them."""
     pm = _peft(tiny_4bit())
     seqs = _inputs()
     batch = pad_batch(seqs, pad_to_multiple_of=8)
     pm.train()  # bnb keeps its plain layout in train mode (eval on CPU repacks for AVX512)
     with torch.no_grad():
         ref = pm(**batch).logits.float()
+    return pm, seqs, batch, ref
+
+
+def test_merge_and_dequantize_matches_peft_over_4bit(tiny_4bit):
+    pm, seqs, batch, ref = _peft_with_reference(tiny_4bit)
     merged = merge_and_dequantize(pm, torch.bfloat16)
     assert not any(_is_linear4bit(m) for m in merged.modules())
     assert all(p.dtype == torch.bfloat16 for p in merged.parameters())
@@ -207,12 +213,7 @@ def test_densify_layers_merges_whole_layers_within_the_memory_given(tiny_4bit):
     from kagflow.classifier.compiling import decoder_layers
     from kagflow.classifier.dequant import dense_cost_bytes, densify_layers
 
-    pm = _peft(tiny_4bit())
-    seqs = _inputs()
-    batch = pad_batch(seqs, pad_to_multiple_of=8)
-    pm.train()  # bnb keeps its plain layout in train mode (eval on CPU repacks for AVX512)
-    with torch.no_grad():
-        ref = pm(**batch).logits.float()
+    pm, _, batch, ref = _peft_with_reference(tiny_4bit)
     layers = decoder_layers(pm)
     costs = [dense_cost_bytes(layer, torch.bfloat16) for layer in layers]
     assert all(c > 0 for c in costs)

@@ -113,12 +113,20 @@ def dequantize_base(model, dtype=torch.bfloat16, *, cast_rest: bool = False):
     """
     for name, mod in list(model.named_modules()):
         if name and _is_linear4bit(mod):
-            _set_child(model, name, _dense_linear(dequantize_weight(mod, dtype), mod.bias))
+            _set_child(model, name, _dense_of(mod, dtype))
             del mod
     _clear_quantization_flags(model)
     if cast_rest:
         _cast_floating(model, dtype)
     return model
+
+
+def _dense_of(mod, dtype) -> nn.Linear:
+    """The dense nn.Linear in ``dtype`` that computes what ``mod`` computes: a bitsandbytes Linear4bit
+    dequantised, or a LoRA wrapper with its adapters merged (``_merged_dense``)."""
+    if hasattr(mod, "get_base_layer"):
+        return _merged_dense(mod, dtype)
+    return _dense_linear(dequantize_weight(mod, dtype), mod.bias)
 
 
 def _merged_dense(mod, dtype) -> nn.Linear:
@@ -163,7 +171,7 @@ def merge_and_dequantize(peft_model, dtype=torch.bfloat16):
             _set_child(model, name, mod.modules_to_save[active])
     for name, mod in list(model.named_modules()):
         if name and _is_linear4bit(mod):
-            _set_child(model, name, _dense_linear(dequantize_weight(mod, dtype), mod.bias))
+            _set_child(model, name, _dense_of(mod, dtype))
     _clear_quantization_flags(model)
     _cast_floating(model, dtype)
     for p in model.parameters():
@@ -187,12 +195,15 @@ def _layer_linears(layer) -> list:
 
 def dense_cost_bytes(layer, dtype) -> int:
     """How many more bytes decoder ``layer`` takes with its 4-bit linears dense in ``dtype`` (LoRA merged)."""
+    return _dense_cost(_layer_linears(layer), dtype)
+
+
+def _dense_cost(linears, dtype) -> int:
     extra = 0
-    for _, mod in _layer_linears(layer):
+    for _, mod in linears:
         base = mod.get_base_layer() if hasattr(mod, "get_base_layer") else mod
-        in_f, out_f = base.in_features, base.out_features
         packed = base.weight.numel() * base.weight.element_size()
-        extra += in_f * out_f * torch.finfo(dtype).bits // 8 - packed
+        extra += base.in_features * base.out_features * torch.finfo(dtype).bits // 8 - packed
     return extra
 
 
@@ -208,23 +219,15 @@ def densify_layers(peft_model, max_extra_bytes: int, dtype) -> list[int]:
     from .compiling import decoder_layers
 
     layers = decoder_layers(peft_model)
-    lora_first = sorted(range(len(layers)), key=lambda i: (not _has_lora(layers[i]), -i))
+    linears = [_layer_linears(layer) for layer in layers]
+    has_lora = [any(hasattr(mod, "get_base_layer") for _, mod in lin) for lin in linears]
     done, left = [], int(max_extra_bytes)
-    for i in lora_first:
-        cost = dense_cost_bytes(layers[i], dtype)
-        if not _layer_linears(layers[i]) or cost > left:
+    for i in sorted(range(len(layers)), key=lambda i: (not has_lora[i], -i)):
+        cost = _dense_cost(linears[i], dtype)
+        if not linears[i] or cost > left:
             continue
-        for name, mod in _layer_linears(layers[i]):
-            base = mod.get_base_layer() if hasattr(mod, "get_base_layer") else None
-            dense = _merged_dense(mod, dtype) if base is not None else \
-                _dense_linear(dequantize_weight(mod, dtype), mod.bias)
-            _set_child(layers[i], name, dense)
+        for name, mod in linears[i]:
+            _set_child(layers[i], name, _dense_of(mod, dtype))
         left -= cost
         done.append(i)
     return sorted(done)
-
-
-def _has_lora(layer) -> bool:
-    from peft.tuners.lora import LoraLayer
-
-    return any(isinstance(m, LoraLayer) for m in layer.modules())
