@@ -383,12 +383,14 @@ def inference_t4(args, ckpt, device):
     oom_safe("infer16_kagflow_t4_fp16", kag_t4)
     # more variants (--t4-infer-extra, comma-separated): "eager" (uncompiled, the recipe before the third measurement),
     # "fourbit" (no layer made dense), "nested" (NF4 scales double-quantised; both: before the fifth), "memN"
-    # (infer_model_max_gib N: more or fewer layers made dense), "budgetN" (another token budget), beside the shipped
+    # (infer_model_max_gib N: more or fewer layers made dense), "budgetN" (another token budget), "nopool" (the whole
+    # top layer computed for every token: before the sixth), beside the shipped
     from kagflow.classifier import recipe as recipe_mod
 
     shipped_recipe = recipe_mod.recipe_for_profile
     for variant in [v for v in args.t4_infer_extra.split(",") if v]:
         extra = ({"infer_compile_layers": False} if variant == "eager" else
+                 {"infer_pool_top_layer": False} if variant == "nopool" else
                  {"infer_model_max_gib": None} if variant == "fourbit" else
                  {"flatten_absmax": False} if variant == "nested" else
                  {"infer_model_max_gib": float(variant.removeprefix("mem"))} if variant.startswith("mem") else
@@ -632,8 +634,10 @@ def main():
     ap.add_argument("--ddp-profile", action="store_true", help="profile 3 extra DDP steps (top ops to the JSON)")
     ap.add_argument("--multi-infer", default="t4,big", help="--phase two: which one-model-per-GPU inference runs")
     ap.add_argument("--infer-rows", type=int, default=200)
-    ap.add_argument("--t4-infer-extra", default="eager", help="infer_t4_cap's second kagflow variant: 'eager' "
-                    "(layers not compiled) or 'budgetN' (compiled, N tokens per batch)")
+    ap.add_argument("--t4-infer-extra", default="eager", help="infer_t4_cap's variants after the shipped recipe, "
+                    "comma-separated: 'eager' (layers not compiled), 'fourbit' (no layer made dense), 'nested' (NF4 "
+                    "scales double-quantised), 'nopool' (the whole top layer), 'memN' (N GiB for the model), "
+                    "'budgetN' (N tokens per batch)")
     ap.add_argument("--profile", action="store_true", help="kag_* tasks: three more steps under torch.profiler")
     ap.add_argument("--keep-layers", type=int, default=8, help="*_tuned: uncheckpointed layers")
     ap.add_argument("--big-infer-rows", type=int, default=600, help="rows of kagflow's big-card first pass")

@@ -113,6 +113,19 @@ fifth2)  # fifth measurement, call 3: the shipped 16 GB bf16 recipe beside the s
   wait
   for g in gpu0 gpu1; do grep -v "^{'loss'\|Loading weights" "$OUT/$g.log" | grep "made dense\|tok/s\|x[0-9]\|ERROR\|FAIL" | tail -12; done
   ;;
+sixth)  # sixth measurement (one H200): T4-config inference with the pooled top layer (shipped) beside the whole top
+        # layer ("nopool"), each against the seed in the same process; then the seed and the shipped recipe again
+        # on twice the rows (a longer, steadier measurement), in a fresh process
+  python3 bench/gpu16.py --phase one --tasks none --out "$OUT/prep" > "$OUT/prep.log" 2>&1 || tail -20 "$OUT/prep.log"
+  echo "prep done at ${SECONDS}s"
+  python3 bench/gpu16.py --phase one --deadline-s 260 --out "$OUT/a" --t4-infer-extra "${T4EXTRA:-nopool}" \
+    --tasks infer_t4_cap > "$OUT/a.log" 2>&1
+  echo "a done at ${SECONDS}s"
+  python3 bench/gpu16.py --phase one --deadline-s $(( ${DEADLINE:-560} - SECONDS )) --out "$OUT/b" --t4-infer-extra "" \
+    --infer-rows "${ROWS_B:-400}" --tasks infer_t4_cap > "$OUT/b.log" 2>&1
+  echo "b done at ${SECONDS}s"
+  for g in a b; do grep -v "^{'loss'\|Loading weights" "$OUT/$g.log" | grep "made dense\|tok/s\|x[0-9]\|ERROR\|FAIL\|Error" | tail -10; done
+  ;;
 two)
   python3 bench/gpu16.py --phase two --ddp-rows "${DDP_ROWS:-6}" --deadline-s "${DEADLINE:-400}" --out "$OUT/two" \
     --multi-infer "${MULTI:-t4,big}" > "$OUT/two.log" 2>&1; grep -v "^{'loss'\|Loading weights" "$OUT/two.log" | tail -20

@@ -236,6 +236,7 @@ def test_prepare_for_inference_makes_layers_dense_within_the_recipe_memory(tiny_
     from kagflow.classifier.dequant import dense_cost_bytes
     from kagflow.classifier.device import DeviceProfile
     from kagflow.classifier.recipe import recipe_for_profile
+    from kagflow.classifier.pooled import PooledOnly
     from kagflow.classifier.predict import _bytes_on_device
 
     t4, card24 = recipe_for_device(15.0, (7, 5)), recipe_for_device(23.6, (8, 9))
@@ -250,6 +251,7 @@ def test_prepare_for_inference_makes_layers_dense_within_the_recipe_memory(tiny_
     model = prepare_for_inference(pm, {**t4, "dtype": "bfloat16", "infer_model_max_gib": limit,
                                        "infer_compile_layers": False})
     assert [any(_is_linear4bit(m) for m in layer.modules()) for layer in decoder_layers(model)] == [True, False]
+    assert isinstance(decoder_layers(model)[-1].mlp, PooledOnly)  # padded batches: the top layer pools (``pooled``)
     got = predict_logits(model, seqs, max_tokens=40, max_rows=2)
     assert relative_error(got, ref) < 1e-2
 

@@ -20,6 +20,8 @@ import torch
 from .batching import classification_logits, inference_batches
 from .compiling import compile_decoder_layers, static_shapes
 from .dequant import densify_layers, flatten_absmax, merge_and_dequantize
+from .packing import uses_packing
+from .pooled import pool_top_layer
 from .recipe import set_attn_implementation, torch_dtype
 
 
@@ -31,6 +33,8 @@ def prepare_for_inference(model, recipe: dict):
     PeftModel (its double-quantised scales flattened, ``dequant.flatten_absmax``), as many layers made dense
     with the LoRA merged as fit in ``recipe["infer_model_max_gib"]`` (``dequant.densify_layers``), eager, each
     decoder layer compiled (``recipe["infer_compile_layers"]``).
+    Padded batches (every recipe but flex attention's packed rows): the top decoder layer computes the pooled
+    token only past its attention (``recipe["infer_pool_top_layer"]``, ``pooled``).
     Returns the model in eval mode.
     """
     if recipe.get("dequantize_for_inference"):
@@ -46,6 +50,8 @@ def prepare_for_inference(model, recipe: dict):
     set_attn_implementation(model, recipe.get("infer_attn_implementation", "eager"))
     if recipe.get("infer_attn_implementation") == "flex_attention":
         static_shapes()  # one packed width: flex compiles statically, also on a second GPU
+    if recipe.get("infer_pool_top_layer") and not uses_packing(model) and pool_top_layer(model):
+        print("inference: the top decoder layer computes the pooled token only past its attention", flush=True)
     model = model.eval()
     if recipe.get("infer_compile_layers"):
         compile_decoder_layers(model)

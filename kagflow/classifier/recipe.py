@@ -84,7 +84,8 @@ def recipe_for_profile(profile, traits=None) -> dict:
     pad_to_multiple_of, compile_layers /
     infer_compile_layers (each decoder layer through torch.compile, ``compiling``: training on every GPU,
     inference where attention is eager, i.e. T4s; flex inference compiles its attention already and its
-    first pass is what users wait for).
+    first pass is what users wait for), infer_pool_top_layer (padded inference: the top layer computes the
+    pooled token only past its attention, ``pooled``).
     Thresholds (bench/RESULTS.md, H100): without checkpointing eager training keeps ~0.3 MiB of
     activations per token per trainable layer (26 layers), ~33 GiB at a 4096-token micro-batch, plus
     17.3 GiB for the dequantised bf16 base: "big" (>= 70 GiB) trains that way. Smaller bf16 cards keep the
@@ -157,6 +158,10 @@ def recipe_for_profile(profile, traits=None) -> dict:
         # 1.60x, 4.88x the seed); not on the CPU (inductor: minutes per layer kind)
         "compile_layers": profile.cuda,
         "infer_compile_layers": profile.cuda and infer_attn != "flex_attention",
+        # padded inference batches: the top decoder layer computes only the pooled token past its attention
+        # (``pooled``: its MLP and output projection are 1 of 42 layers' main work for 9B; bench/RESULTS.md, sixth
+        # measurement); packed rows (flex) pool several tokens per row and keep the whole layer
+        "infer_pool_top_layer": infer_attn != "flex_attention",
     }
 
 
