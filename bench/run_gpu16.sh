@@ -126,6 +126,15 @@ sixth)  # sixth measurement (one H200): T4-config inference with the pooled top 
   echo "b done at ${SECONDS}s"
   for g in a b; do grep -v "^{'loss'\|Loading weights" "$OUT/$g.log" | grep "made dense\|tok/s\|x[0-9]\|ERROR\|FAIL\|Error" | tail -10; done
   ;;
+tasks)  # one GPU: the checkpoint, then the tasks in TASKS (comma-separated, in that order) within DEADLINE seconds
+        # (sixth measurement: the shipped 16 GB and T4 recipes in one call, the big card in the next)
+  python3 bench/gpu16.py --phase one --tasks none --out "$OUT/prep" > "$OUT/prep.log" 2>&1 || tail -20 "$OUT/prep.log"
+  echo "prep done at ${SECONDS}s"
+  TORCH_LOGS=recompiles python3 bench/gpu16.py --phase one --deadline-s $(( ${DEADLINE:-560} - SECONDS )) \
+    --out "$OUT/run" --t4-infer-extra "${T4EXTRA:-}" --tasks "$TASKS" > "$OUT/run.log" 2>&1
+  echo "run done at ${SECONDS}s"; grep -c "Recompiling" "$OUT/run.log"
+  grep -v "^{'loss'\|Loading weights\|__recompiles" "$OUT/run.log" | grep "made dense\|pooled\|tok/s\|x[0-9]\|ERROR\|FAIL\|Error\|deadline" | tail -24
+  ;;
 two)
   python3 bench/gpu16.py --phase two --ddp-rows "${DDP_ROWS:-6}" --deadline-s "${DEADLINE:-400}" --out "$OUT/two" \
     --multi-infer "${MULTI:-t4,big}" > "$OUT/two.log" 2>&1; grep -v "^{'loss'\|Loading weights" "$OUT/two.log" | tail -20
