@@ -68,6 +68,7 @@ def pool_top_layer(model) -> bool:
     ``model``: a transformers sequence classifier or a PeftModel of one, in its final form for inference (merged,
     made dense: this wraps modules in place). Idempotent. Returns whether the top layer is pooled."""
     from .compiling import decoder_layers
+    from .dequant import _set_child
 
     layers = decoder_layers(model)
     if not layers:
@@ -75,15 +76,15 @@ def pool_top_layer(model) -> bool:
     top = layers[-1]
     if any(isinstance(m, PooledOnly) for m in top.modules()):
         return True
-    targets = [(name, top.get_submodule(name)) for name in WRAPPED if _has(top, name)]
+    modules = dict(top.named_modules())
+    targets = [(name, modules[name]) for name in WRAPPED if name in modules]
     if not targets:
         return False
     clf = model.get_base_model() if hasattr(model, "get_base_model") else model
     text = clf.config.get_text_config() if hasattr(clf.config, "get_text_config") else clf.config
     positions = PooledPositions()
     for name, module in targets:
-        parent, _, attr = name.rpartition(".")
-        setattr(top.get_submodule(parent) if parent else top, attr, PooledOnly(module, positions))
+        _set_child(top, name, PooledOnly(module, positions))
 
     def find(_module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -96,12 +97,4 @@ def pool_top_layer(model) -> bool:
     stack = getattr(clf, "base_model", clf)  # the decoder stack: gets input_ids, runs the layers
     stack.register_forward_pre_hook(find, with_kwargs=True)
     stack.register_forward_hook(clear, always_call=True)
-    return True
-
-
-def _has(module: nn.Module, name: str) -> bool:
-    try:
-        module.get_submodule(name)
-    except AttributeError:
-        return False
     return True
