@@ -46,8 +46,8 @@ def test_restart_loses_nothing(server, data_dir, kaggle_env, tmp_path):
 
 
 def test_work_interrupted_by_a_stop_is_recovered(data_dir, kaggle_env, tmp_path):
-    """A run cut by a stop ends in ERROR; the version queued behind it runs after the restart."""
-    srv = start_server(data_dir)
+    """A run cut by a stop ends in ERROR; the version queued behind it (one worker) runs after the restart."""
+    srv = start_server(data_dir, settings=Settings(kernel_workers=1))
     api = build_api(srv.url)
     slow = write_kernel(tmp_path / "slow", "slow-kernel", "import time; time.sleep(30)")
     api.kernels_push(str(slow))

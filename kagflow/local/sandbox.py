@@ -83,7 +83,8 @@ class Layout:
                                          "/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
         (self.etc / "group").write_text(f"root:x:0:\n{USER}:x:{GID}:\nnogroup:x:65534:\n")
         (self.etc / "resolv.conf").write_text(f"nameserver {NAMESERVER}\n")
-        for name in ("passwd", "group", "resolv.conf"):
+        (self.etc / "empty").write_text("")  # what a hidden file reads as
+        for name in ("passwd", "group", "resolv.conf", "empty"):
             os.chmod(self.etc / name, 0o644)
 
 
@@ -227,7 +228,7 @@ def command(argv: list[str], layout: Layout, *, internet: str, hide: Iterable[Pa
               ("--bind", layout.temp, KAGGLE_ROOT / "temp"),
               ("--bind", layout.internal, INTERNAL),
               ("--bind", layout.log, INTERNAL / "log.json")]
-    binds += _covers(binds, [*hide, *credential_paths()])
+    binds += _covers(binds, [*hide, *credential_paths()], layout.etc / "empty")
     outer = []
     for flag, source, dest in binds:
         if source is None:
@@ -253,7 +254,7 @@ def visible(path: Path) -> bool:
 
 
 def _reachable(source: Path) -> bool:
-    """Reachable by the unprivileged user as it is (a system folder, a device, /dev/null): no staging needed."""
+    """Reachable by the unprivileged user as it is (a system folder, a device): no staging needed."""
     return visible(source) or Path("/dev") in source.parents
 
 
@@ -268,8 +269,8 @@ def _exposed(expose: Iterable[Path]) -> list[Path]:
     return out
 
 
-def _covers(binds: list, hidden: Iterable[Path]) -> list[tuple[str, Optional[Path], Path]]:
-    """Mounts that cover each hidden path lying inside a bound folder (a file: /dev/null, a folder: empty)."""
+def _covers(binds: list, hidden: Iterable[Path], empty: Path) -> list[tuple[str, Optional[Path], Path]]:
+    """Mounts that cover each hidden path lying inside a bound folder (a file: ``empty``, a folder: empty)."""
     out = []
     for path in sorted({Path(os.path.realpath(h)) for h in hidden}):
         for flag, source, dest in binds:
@@ -279,7 +280,7 @@ def _covers(binds: list, hidden: Iterable[Path]) -> list[tuple[str, Optional[Pat
             if path.is_dir():
                 out.append(("--tmpfs", None, inside))
             elif path.is_file():
-                out.append(("--ro-bind", Path("/dev/null"), inside))
+                out.append(("--ro-bind", empty, inside))
     return out
 
 
