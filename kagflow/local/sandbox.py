@@ -309,8 +309,10 @@ def _connect(proc: subprocess.Popen, info_fd: int, log_path: Path) -> subprocess
             os.close(fd)
     try:
         if _read(ready_r, lambda: slirp.poll() is None, 1) != b"1":
-            raise SandboxError("slirp4netns could not set up the kernel's network: "
-                               + (log_path.read_text(errors="replace").strip().splitlines() or ["no output"])[-1])
+            said = [line for line in log_path.read_text(errors="replace").splitlines()
+                    if line.strip() and "seccomp is experimental" not in line]
+            raise SandboxError("slirp4netns could not set up the kernel's network: " + ("; ".join(said[-3:])
+                                                                                        or "no output"))
     except SandboxError:
         if slirp.poll() is None:
             slirp.kill()
