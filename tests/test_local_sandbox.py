@@ -291,3 +291,21 @@ def _wait_status(api, ref: str, wanted: str, timeout: float = 60.0) -> None:
     while api.kernels_status(ref).status.name != wanted:
         assert time.monotonic() < deadline, f"{ref} never became {wanted}"
         time.sleep(0.1)
+
+
+def test_files_the_kernel_wrote_are_read_back_without_following_its_links(tmp_path):
+    """The kernel owns its /kagflow folder: the runner (root) reads result.json and executed.ipynb from it as they
+    are, never through a symlink to a host file or a FIFO put in their place; its own log lies outside."""
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"status": "ERROR", "failure": "the host secret"}')
+    (tmp_path / "link.json").symlink_to(secret)
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "own.json").write_text('{"status": "COMPLETE"}')
+    for name in ("link.json", "fifo.json"):
+        with pytest.raises(OSError):
+            runner.kernel_file(tmp_path / name)
+    assert runner.kernel_file(tmp_path / "own.json") == b'{"status": "COMPLETE"}'
+    nb = write_notebook(tmp_path / "nb.ipynb", "import os; print(sorted(os.listdir('/kagflow')))")
+    status, failure, log = run_notebook_in_sandbox(nb, tmp_path / "sb", timeout=60, enable_internet=False)
+    assert status == "COMPLETE", failure
+    assert "executor.log" not in _stdout(log) and (tmp_path / "sb" / "executor.log").is_file()

@@ -28,8 +28,10 @@ Sandbox layout::
     <sandbox>/working/    cwd; its files are the run's output
     <sandbox>/temp/       /kaggle/temp
     <sandbox>/log.json    Kaggle-format log: [{"stream_name", "time", "data"}, ...]
-    <sandbox>/.kagflow/   internals: notebook, executed.ipynb, result, kernelspec, site/
+    <sandbox>/.kagflow/   internals: notebook, executed.ipynb, result, kernelspec, site/ (the kernel's:
+                          read back with kernel_file, which follows no link it may have put there)
     <sandbox>/etc/        the sandbox's passwd, group and resolv.conf
+    <sandbox>/executor.log  what the executor and the sandbox printed
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -214,8 +217,7 @@ def run_notebook_in_sandbox(notebook_path: os.PathLike | str, sandbox_dir: os.Pa
     ``require_sandbox``: refuse to run unconfined, or with internet on but without a network of its own.
     """
     sandbox = Path(sandbox_dir).resolve()
-    layout = bwrap.Layout(sandbox / "input", sandbox / "working", sandbox / "temp", sandbox / ".kagflow",
-                          sandbox / "log.json", sandbox / "etc")
+    layout = bwrap.Layout.of(sandbox)
     for folder in (layout.input, layout.working, layout.temp, layout.internal):
         folder.mkdir(parents=True, exist_ok=True)
     result_path = layout.internal / "result.json"
@@ -243,7 +245,7 @@ def run_notebook_in_sandbox(notebook_path: os.PathLike | str, sandbox_dir: os.Pa
            str(places.internal / "result.json"), str(places.internal / "executed.ipynb")]
     running = None
     try:
-        with open(layout.internal / "executor.log", "wb") as executor_log:
+        with open(sandbox / "executor.log", "wb") as executor_log:  # outside the kernel's folders
             if sandboxed:
                 _prepare(layout)
                 running = bwrap.launch(cmd, layout, internet=internet, env=run_env, prefix=enforced.prefix(),
@@ -264,12 +266,12 @@ def run_notebook_in_sandbox(notebook_path: os.PathLike | str, sandbox_dir: os.Pa
             message = ended  # a limit the watcher enforces
         else:
             try:
-                result = json.loads(result_path.read_text())
+                result = json.loads(kernel_file(result_path, 1 << 20))
                 if result.get("status") == COMPLETE:
                     return COMPLETE, "", layout.log
-                return ERROR, enforced.reason(result.get("failure") or "ERROR"), layout.log
-            except (OSError, ValueError):
-                tail = (layout.internal / "executor.log").read_text(errors="replace")[-2000:]
+                return ERROR, enforced.reason(str(result.get("failure") or "ERROR")), layout.log
+            except (OSError, ValueError, AttributeError):
+                tail = (sandbox / "executor.log").read_text(errors="replace")[-2000:]
                 message = enforced.reason(f"Kernel process exited with code {proc.returncode} before finishing")
                 _append_log(layout.log, "stderr", message + "\n" + tail)
                 return ERROR, message, layout.log
@@ -324,6 +326,19 @@ def _prepare(layout: bwrap.Layout) -> None:
                 shutil.copyfile(path, copy)
                 os.chmod(copy, 0o444)
                 os.replace(copy, path)
+
+
+def kernel_file(path: Path, limit: int = -1) -> bytes:
+    """The content of a file the kernel wrote, read without following what it may have put there instead (a
+    symlink to a host file, a FIFO): a regular file only, at most ``limit`` bytes (-1: all)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(limit)
+    finally:
+        os.close(fd)
 
 
 def _code_folders(python: Optional[str], env: Optional[Mapping[str, str]]) -> list[Path]:

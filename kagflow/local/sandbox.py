@@ -73,6 +73,11 @@ class Layout:
     log: Path
     etc: Path          # generated passwd, group, resolv.conf (root-owned, read-only inside)
 
+    @classmethod
+    def of(cls, root: Path) -> "Layout":
+        """The runner's layout under ``root`` (see kagflow.local.runner)."""
+        return cls(root / "input", root / "working", root / "temp", root / ".kagflow", root / "log.json", root / "etc")
+
     def writable(self) -> list[Path]:
         return [self.working, self.temp, self.internal, self.log]
 
@@ -114,7 +119,7 @@ def network_unavailable_reason() -> Optional[str]:
 def _probe(internet: str) -> Optional[str]:
     """Start a real sandbox running ``true``; None if it worked."""
     with tempfile.TemporaryDirectory(prefix="kagflow-probe-") as tmp:
-        layout = _layout(Path(tmp))
+        layout = Layout.of(Path(tmp))
         for path in (layout.input, layout.working, layout.temp, layout.internal):
             path.mkdir()
         layout.log.write_text("[]")
@@ -136,10 +141,6 @@ def _probe(internet: str) -> Optional[str]:
             tail = out.decode(errors="replace").strip().splitlines()[-1:] or [f"exit code {running.proc.returncode}"]
             return f"bubblewrap cannot make an unprivileged sandbox here: {tail[0]}"
     return None
-
-
-def _layout(root: Path) -> Layout:
-    return Layout(root / "input", root / "working", root / "temp", root / ".kagflow", root / "log.json", root / "etc")
 
 
 def credential_paths() -> list[Path]:
@@ -169,29 +170,31 @@ def launch(argv: list[str], layout: Layout, *, internet: str, env: dict, prefix:
            hide: Iterable[Path] = (), expose: Iterable[Path] = (), stdout=None) -> Running:
     """Start ``argv`` in the sandbox (after ``prefix``, the limits' command); with ``internet="slirp"`` its
     network is connected before ``argv`` starts. Raises :class:`SandboxError` when that fails."""
-    fds = {}
-    if internet == "slirp":
-        info_r, info_w = os.pipe()
-        block_r, block_w = os.pipe()
-        fds = {"info": info_w, "block": block_r}
-    cmd = [*prefix, *command(argv, layout, internet=internet, hide=hide, expose=expose, fds=fds)]
+    if internet != "slirp":
+        cmd = [*prefix, *command(argv, layout, internet=internet, hide=hide, expose=expose)]
+        return Running(subprocess.Popen(cmd, cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=stdout,
+                                        stderr=subprocess.STDOUT, start_new_session=True))
+    (info_r, info_w), (block_r, block_w) = os.pipe(), os.pipe()
     try:
-        proc = subprocess.Popen(cmd, cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=stdout,
-                                stderr=subprocess.STDOUT, start_new_session=True, pass_fds=tuple(fds.values()))
-    finally:
-        for fd in fds.values():
-            os.close(fd)
-    running = Running(proc)
-    if internet == "slirp":
+        cmd = [*prefix, *command(argv, layout, internet=internet, hide=hide, expose=expose,
+                                 fds={"info": info_w, "block": block_r})]
+        try:
+            proc = subprocess.Popen(cmd, cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=stdout,
+                                    stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(info_w, block_r))
+        finally:
+            os.close(info_w)
+            os.close(block_r)
+        running = Running(proc)
         try:
             running.network = _connect(proc, info_r, layout.internal.parent / "slirp4netns.log")
-            os.write(block_w, b"1")
-        except SandboxError:
+            os.write(block_w, b"1")  # the network is up: bwrap starts argv
+        except (SandboxError, OSError) as exc:
+            running.end()
             _kill(proc)
-            raise
-        finally:
-            os.close(info_r)
-            os.close(block_w)
+            raise SandboxError(str(exc)) from None
+    finally:
+        os.close(info_r)
+        os.close(block_w)
     return running
 
 
@@ -291,19 +294,20 @@ def _connect(proc: subprocess.Popen, info_fd: int, log_path: Path) -> subprocess
     if not pid:
         raise SandboxError(f"bubblewrap reported no sandbox pid ({info})")
     _until(lambda: _loopback_up(pid), proc)  # bwrap sets up loopback first: configuring both at once fails
-    net = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
-    keep = [net]
+    keep = [os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)]
     ready_r, ready_w = os.pipe()
-    args = [SLIRP, "--configure", "--mtu=65520", "--disable-host-loopback", "--enable-sandbox", "--enable-seccomp",
-            f"--ready-fd={ready_w}", "--netns-type=path", f"/proc/self/fd/{net}", "tap0"]
-    if os.geteuid() != 0:  # an unprivileged server joins the user namespace owning the sandbox's network
-        userns = fcntl.ioctl(net, NS_GET_USERNS)
-        keep.append(userns)
-        args[1:1] = [f"--userns-path=/proc/self/fd/{userns}"]
     try:
+        args = [SLIRP, "--configure", "--mtu=65520", "--disable-host-loopback", "--enable-sandbox",
+                "--enable-seccomp", f"--ready-fd={ready_w}", "--netns-type=path", f"/proc/self/fd/{keep[0]}", "tap0"]
+        if run_as() is None:  # an unprivileged server joins the user namespace owning the sandbox's network
+            keep.append(fcntl.ioctl(keep[0], NS_GET_USERNS))
+            args[1:1] = [f"--userns-path=/proc/self/fd/{keep[1]}"]
         with open(log_path, "ab") as log:
             slirp = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      pass_fds=(*keep, ready_w), start_new_session=True)
+    except BaseException:
+        os.close(ready_r)
+        raise
     finally:
         for fd in (*keep, ready_w):
             os.close(fd)
