@@ -33,8 +33,8 @@ from kagflow.local.names import parse_count
 from kagflow.local.protocol import ApiError
 from kagflow.local.store import CHUNK, Store
 
-_QUERY_RE = re.compile(r"^bytes \*/([0-9]{1,18})$")
-_RANGE_RE = re.compile(r"^bytes ([0-9]{1,18})-([0-9]{1,18})/([0-9]{1,18})$")
+_QUERY_RE = re.compile(r"bytes \*/([0-9]{1,18})")
+_RANGE_RE = re.compile(r"bytes ([0-9]{1,18})-([0-9]{1,18})/([0-9]{1,18})")
 _token_locks: dict[str, threading.Lock] = {}
 _token_locks_guard = threading.Lock()
 
@@ -66,7 +66,7 @@ def receive_upload(store: Store, handler, token: str, *, drop_after: Optional[fl
             _discard(handler, length)
             return 200, {}
         received = part.stat().st_size if part.exists() else 0
-        query = _QUERY_RE.match(content_range)
+        query = _QUERY_RE.fullmatch(content_range)
         if query:
             if int(query.group(1)) != total:
                 raise ApiError(400, f"Content-Range total {query.group(1)} does not match the upload's {total} bytes")
@@ -74,7 +74,7 @@ def receive_upload(store: Store, handler, token: str, *, drop_after: Optional[fl
             return 308, _range_header(received)
         start = 0
         if content_range:
-            m = _RANGE_RE.match(content_range)
+            m = _RANGE_RE.fullmatch(content_range)
             if not m:
                 raise ApiError(400, f"Invalid Content-Range {content_range!r}")
             start, end, declared = (int(g) for g in m.groups())
@@ -172,7 +172,7 @@ def send_file(handler, path: Path, *, head: bool = False, etag: Optional[str] = 
     wanted = handler.headers.get("Range")
     if_range = handler.headers.get("If-Range")
     if wanted and (if_range is None or if_range in (etag, last_modified)):
-        m = re.match(r"^bytes=([0-9]{1,18})-([0-9]{0,18})$", wanted.strip())
+        m = re.fullmatch(r"bytes=([0-9]{1,18})-([0-9]{0,18})", wanted.strip())
         if m:
             start = int(m.group(1))
             end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
