@@ -144,3 +144,26 @@ def test_kernel_output_links_recheck_access(server, api, tmp_path):
     wait_kernel(api, f"{USER}/alice-outputs")
     for url in (link, archive):
         assert requests.get(url, timeout=10).status_code == 404
+
+
+def test_an_older_data_dir_is_migrated_to_ids_never_reused(tmp_path):
+    """A data dir from before AUTOINCREMENT keeps its rows, ids and added columns; a deleted highest id stays used."""
+    import sqlite3
+
+    from kagflow.local.store import SCHEMA, Store
+
+    (tmp_path / "data").mkdir()
+    old = sqlite3.connect(tmp_path / "data" / "kaggle.sqlite3")
+    old.executescript(SCHEMA.replace("id INTEGER PRIMARY KEY AUTOINCREMENT,", "id INTEGER PRIMARY KEY,"))
+    old.executemany("INSERT INTO datasets (owner, slug, is_private) VALUES (?, ?, 1)", [("bob", "one"), ("bob", "two")])
+    old.execute("ALTER TABLE submissions ADD COLUMN progress TEXT DEFAULT ''")
+    old.execute("INSERT INTO submissions (competition, progress) VALUES ('c', 'scoring')")
+    old.commit()
+    old.close()
+    store = Store(tmp_path / "data")
+    assert [tuple(r) for r in store.all("SELECT id, slug FROM datasets")] == [(1, "one"), (2, "two")]
+    assert tuple(store.one("SELECT id, competition, progress FROM submissions")) == (1, "c", "scoring")
+    store.run("DELETE FROM datasets WHERE id=2")
+    assert store.run("INSERT INTO datasets (owner, slug) VALUES ('alice', 'three')") == 3
+    store.close()
+    assert "AUTOINCREMENT" in Store(tmp_path / "data").one("SELECT sql FROM sqlite_master WHERE name='kernels'")[0]

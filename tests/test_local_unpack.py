@@ -15,7 +15,7 @@ from requests.exceptions import HTTPError
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import USER, snapshot, write_dataset
 
-from kagflow.local.archives import UnpackLimits, unpack_uploads
+from kagflow.local.unpack import UnpackLimits, unpack_uploads
 from kagflow.local.protocol import ApiError
 from kagflow.local.store import Store
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Dict, Optional
 
-from kagflow.local.archives import MAX_BYTES, UnpackLimits, unpack_uploads
+from kagflow.local.unpack import MAX_BYTES, UnpackLimits, unpack_uploads
 from kagflow.local.names import check_name, check_relpath, parse_count
 from kagflow.local.protocol import ApiError
 from kagflow.local.store import Store

@@ -101,10 +101,11 @@ class Store:
         """Rebuild a table of an older data dir whose ``id`` lacks AUTOINCREMENT (SQLite then hands a deleted
         highest id to the next row), keeping its rows, ids and added columns."""
         plain = "id INTEGER PRIMARY KEY,"
-        for table, sql in self._db.execute("SELECT name, sql FROM sqlite_master WHERE type='table'").fetchall():
-            if plain not in sql:
-                continue
+        for (table,) in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
             with self.tx() as db:
+                sql = db.execute("SELECT sql FROM sqlite_master WHERE name=?", (table,)).fetchone()[0]
+                if plain not in sql:
+                    continue
                 db.execute(sql.replace(plain, "id INTEGER PRIMARY KEY AUTOINCREMENT,", 1)
                            .replace(f"TABLE {table} (", f"TABLE {table}__new (", 1))
                 db.execute(f"INSERT INTO {table}__new SELECT * FROM {table}")
