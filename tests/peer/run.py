@@ -4,8 +4,9 @@
     python tests/peer/run.py --kaggle-cli PATH --kagglehub PATH      (or make peer)
 
 PATH is a clone of github.com/Kaggle/kaggle-cli / Kaggle/kagglehub (a work tree or a bare git
-directory; also ``$KAGGLE_CLI_REPO`` / ``$KAGGLEHUB_REPO``). Their committed ``--kaggle-cli-ref`` /
-``--kagglehub-ref`` (default HEAD) is copied into a scratch folder: the suites are never changed.
+directory; also ``$KAGGLE_CLI_REPO`` / ``$KAGGLEHUB_REPO``). Their commit ``--kaggle-cli-ref`` /
+``--kagglehub-ref`` (default: the pinned ``PINNED``) is copied into a scratch folder: the suites are never
+changed.
 
 One run: a fresh ``kagflow local serve`` on 127.0.0.1 and a free port; the official clients (the
 versions kagflow pins, in their own environment under ``tests/peer/.work/venv``) pointed at it with
@@ -49,6 +50,9 @@ CLIENTS = ("kaggle", "kagglesdk", "kagglehub", "six", "pytest")  # pinned by req
 SUITE_TIMEOUT_S = 1800
 REPOS = {"kaggle-cli": ("KAGGLE_CLI_REPO", "https://github.com/Kaggle/kaggle-cli"),
          "kagglehub": ("KAGGLEHUB_REPO", "https://github.com/Kaggle/kagglehub")}
+# The commits RESULTS.md was measured on (kaggle-cli 2026-07-02, kagglehub 2026-05-06); --*-ref HEAD moves on.
+PINNED = {"kaggle-cli": "a430f0bddc6ad4002cd0cdc821d80000da85a1d1",
+          "kagglehub": "5584faf56dbc4e4e0e97a1c1a3abbffa02bcedca"}
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,21 @@ def seed(work: Path, env: dict, venv: Path, kagflow_python: str, data: Path) -> 
 
 # ---------------------------------------------------------------------------------------------- suites
 
+# test_commands.sh was written for the layout before kaggle-cli a2c4688 (#1071), which moved tests/dataset/ and
+# tests/kernel/ to tests/backend/ and left the script's `d init -p tests/dataset`, `k init -p tests/kernel`, ...
+# pointing at folders that no longer exist. The runner copies them back, so those commands reach the server.
+MOVED_FOLDERS = {"tests/dataset": "tests/backend/dataset", "tests/kernel": "tests/backend/kernel"}
+
+
+def restore_moved_folders(src: Path) -> list:
+    restored = []
+    for old, new in MOVED_FOLDERS.items():
+        if not (src / old).exists() and (src / new).is_dir():
+            shutil.copytree(src / new, src / old)
+            restored.append(f"copied {new}/ to {old}/ (moved by kaggle-cli a2c4688; test_commands.sh still uses {old})")
+    return restored
+
+
 def run_commands_script(suite: Suite, src: Path, env: dict, venv: Path, work: Path) -> list:
     """test_commands.sh with a recording ``kaggle`` (``kaggle_step.py``) first on PATH."""
     wrapper_dir, steps = work / "bin", work / "results" / "test_commands.steps.jsonl"
@@ -222,16 +241,21 @@ def run_commands_script(suite: Suite, src: Path, env: dict, venv: Path, work: Pa
     tests = []
     for n, line in enumerate(commands, start=1):
         step = done[n - 1] if n <= len(done) else None
-        tests.append({"test": line.strip(), "tag": f"test_commands.sh#{n}",
-                      "outcome": "failed" if step is None or step["rc"] != 0 else "passed",
-                      "message": "not reached" if step is None else f"exit {step['rc']}\n{step['output']}"})
+        passed = step is not None and step["rc"] == 0
+        tests.append({"test": line.strip(), "tag": f"test_commands.sh#{n}", "outcome": "passed" if passed else "failed",
+                      "message": "" if passed else "not reached" if step is None else
+                      f"exit {step['rc']}\n{step['output']}"})
     return tests
+
+
+def _result_path(suite: Suite, work: Path) -> Path:
+    return work / "results" / f"{re.sub(r'[^A-Za-z0-9]+', '_', suite.name)}.json"
 
 
 def run_pytest(suite: Suite, src: Path, env: dict, venv: Path, work: Path) -> list:
     """pytest on the suite, with the repository's own pytest settings (meant for its unit tests, e.g. kaggle-cli's
     ``pythonpath = src``, which would import the checkout instead of the installed client) left out."""
-    result = work / "results" / f"{re.sub(r'[^A-Za-z0-9]+', '_', suite.name)}.json"
+    result = _result_path(suite, work)
     result.parent.mkdir(parents=True, exist_ok=True)
     result.unlink(missing_ok=True)
     ini = work / "pytest.ini"
@@ -254,14 +278,22 @@ def run_pytest(suite: Suite, src: Path, env: dict, venv: Path, work: Path) -> li
     return tests
 
 
+def pytest_tally(suite: Suite, work: Path) -> str:
+    """pytest's own last line, e.g. "12 failed, 42 passed, 7 errors" (it counts teardown errors and subtests)."""
+    log = _result_path(suite, work).with_suffix(".log")
+    lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+    found = re.search(r"=+ (.*?) in [0-9.]+s", lines[-1]) if lines else None
+    return found.group(1) if found else ""
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kaggle-cli", help="clone of github.com/Kaggle/kaggle-cli ($KAGGLE_CLI_REPO)")
     parser.add_argument("--kagglehub", help="clone of github.com/Kaggle/kagglehub ($KAGGLEHUB_REPO)")
-    parser.add_argument("--kaggle-cli-ref", default="HEAD")
-    parser.add_argument("--kagglehub-ref", default="HEAD")
+    parser.add_argument("--kaggle-cli-ref", default=PINNED["kaggle-cli"], help="default: the pinned commit")
+    parser.add_argument("--kagglehub-ref", default=PINNED["kagglehub"], help="default: the pinned commit")
     parser.add_argument("--suite", action="append", choices=[s.name for s in SUITES],
                         help="run only this suite (repeatable; default: all four)")
     parser.add_argument("--kagflow", default=str(ROOT / ".venv" / "bin" / "kagflow"),
@@ -299,6 +331,7 @@ def run(args) -> int:
         t0 = time.monotonic()
         seeds = seed(work, env, venv, kagflow_python, work / "server")
         seed_s = time.monotonic() - t0
+        adjustments = restore_moved_folders(work / "src" / "kaggle-cli") if SUITES[0] in suites else []
         for suite in suites:
             print(f"running {suite.name} ...", flush=True)
             t0 = time.monotonic()
@@ -306,20 +339,25 @@ def run(args) -> int:
             runner = run_commands_script if suite.target.endswith(".sh") else run_pytest
             tests = runner(suite, src, user_env(env, work, suite.user), venv, work)
             results.append({"suite": suite.name, "repo": suite.repo, "user": suite.user,
-                            "baseline": list(suite.baseline), "seconds": round(time.monotonic() - t0), "tests": tests})
+                            "baseline": list(suite.baseline), "seconds": round(time.monotonic() - t0),
+                            "tally": "" if runner is run_commands_script else pytest_tally(suite, work),
+                            "tests": tests})
     finally:
         stop_server(proc)
     requests = report.load_requests(work / "requests.jsonl")
     for suite in results:
         for test in suite["tests"]:
             if test["outcome"] == "failed":
-                test["request"] = report.failed_exchange(requests.get(test["tag"], []))
+                test.update(report.exchanges_of(requests.get(test["tag"], [])))
     kagflow_commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                                     text=True).stdout.strip()
+    if subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "kagflow"], capture_output=True,
+                      text=True).stdout.strip():
+        kagflow_commit += " with uncommitted changes in kagflow/"
     document = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "kagflow_commit": kagflow_commit,
                 "repos": {name: {"commit": commit} for name, (_, commit) in repos.items()}, "clients": versions,
                 "seconds": {"seed": round(seed_s), "total": round(time.monotonic() - started)},
-                "seeds": seeds, "suites": results}
+                "adjustments": adjustments, "seeds": seeds, "suites": results}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report.write(document, out / "results.json", out / "RESULTS.md")

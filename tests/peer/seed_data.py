@@ -32,18 +32,26 @@ class Competition:
     accepted_by: tuple    # users who accepted the rules (downloads answer 403 for the others)
 
 
+def _rows(header: str, ids: range, values: str = "") -> str:
+    """A file of one row per id (the real test sets' ids: a submission is checked against them)."""
+    width = header.count(",")
+    return header + "\n" + "".join(f"{i},{values or ','.join(['1'] * width)}\n" for i in ids)
+
+
 TITANIC = "PassengerId,Survived,Pclass,Name,Sex,Age,SibSp,Parch,Ticket,Fare,Cabin,Embarked"
+TITANIC_TEST = range(892, 1310)   # 418 rows
 HOUSE = "Id,MSSubClass,MSZoning,LotArea,OverallQual,YearBuilt,SalePrice"
+HOUSE_TEST = range(1461, 2920)    # 1459 rows, the ids of kaggle-cli's tests/backend/sample_submission.csv
 COMPETITIONS = (
     Competition("titanic", "Titanic - Machine Learning from Disaster",
-                {"train.csv": _csv(TITANIC), "test.csv": _csv(TITANIC.replace("Survived,", "")),
-                 "gender_submission.csv": "PassengerId,Survived\n892,0\n893,1\n894,0\n"},
-                "PassengerId,died,survived\n892,1,0\n893,0,1\n894,1,0\n", (DEVELOPER, HUB_USER)),
+                {"train.csv": _csv(TITANIC), "test.csv": _rows(TITANIC.replace("Survived,", ""), TITANIC_TEST),
+                 "gender_submission.csv": _rows("PassengerId,Survived", TITANIC_TEST, "0")},
+                _rows("PassengerId,died,survived", TITANIC_TEST, "1,0"), (DEVELOPER, HUB_USER)),
     Competition("house-prices-advanced-regression-techniques", "House Prices - Advanced Regression Techniques",
-                {"train.csv": _csv(HOUSE), "test.csv": _csv(HOUSE.replace(",SalePrice", "")),
+                {"train.csv": _csv(HOUSE), "test.csv": _rows(HOUSE.replace(",SalePrice", ""), HOUSE_TEST),
                  "data_description.txt": "MSSubClass: Identifies the type of dwelling involved in the sale.\n",
-                 "sample_submission.csv": "Id,SalePrice\n1461,169277.0524984\n1462,187758.393988768\n"},
-                "Id,SalePrice\n1461,170000\n1462,180000\n", (DEVELOPER, HUB_USER)),
+                 "sample_submission.csv": _rows("Id,SalePrice", HOUSE_TEST, "180921.19")},
+                _rows("Id,SalePrice", HOUSE_TEST, "180000"), (DEVELOPER, HUB_USER)),
     Competition("ieee-fraud-detection", "IEEE-CIS Fraud Detection",
                 {"sample_submission.csv": "TransactionID,isFraud\n3663549,0.5\n3663550,0.5\n",
                  "test_identity.csv": _csv("TransactionID,id_01,id_02,DeviceType"),
@@ -129,13 +137,16 @@ class Kernel:
 
 
 def _package(modules: dict, extra: str = "") -> dict:
-    """A Kaggle Package's notebook output: ``package/__init__.py`` (format 0.1.0) and its modules."""
+    """A Kaggle Package's notebook output: ``package/__init__.py`` (format 0.1.0), the datasources it pins
+    (``kagglehub_requirements.yaml``, kagglehub's tracker format; none here) and its modules."""
     init = ('__package_version__ = "0.1.0"\n' + extra +
             "import sys\nfrom kagglehub.packages import _finalize_package_import\n"
             "__all__ = _finalize_package_import(sys.modules[__name__])\n")
-    return {"package/__init__.py": init, **{f"package/{name}.py": text for name, text in modules.items()}}
+    return {"package/__init__.py": init, "package/kagglehub_requirements.yaml": REQUIREMENTS,
+            **{f"package/{name}.py": text for name, text in modules.items()}}
 
 
+REQUIREMENTS = "format_version: 0.1.0\ndatasources: []\n"
 _FOO = '__all__ = ["foo"]\n\n\ndef foo():\n    return "bar"\n'
 _MODEL = ('__all__ = ["Model"]\n\n\nclass Model:\n    def foo(self):\n        return "this is a test package"\n')
 _JOKES = '__all__ = ["get_joke"]\n\n\ndef get_joke():\n    import pyjokes\n    return pyjokes.get_joke()\n'

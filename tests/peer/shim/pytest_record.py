@@ -35,6 +35,12 @@ def pytest_runtest_logreport(report):
         test["message"] = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else report.longreprtext
 
 
+def pytest_collectreport(report):
+    if report.failed:  # a module that cannot be imported: its tests never run
+        _tests[report.nodeid] = {"test": report.nodeid, "outcome": "failed", "subtests": [],
+                                 "message": report.longreprtext[-TAIL_CHARS:]}
+
+
 def pytest_sessionfinish(session, exitstatus):
     path = os.environ.get("KAGFLOW_PEER_RESULT")
     if path:
