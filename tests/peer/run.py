@@ -84,11 +84,15 @@ def locate(repo: str, given: str | None, ref: str) -> tuple[Path, str]:
     env_var, url = REPOS[repo]
     path = given or os.environ.get(env_var)
     if not path:
-        raise RunError(f"no {repo} clone given: git clone {url} DIR, then pass --{repo} DIR (or set {env_var})")
+        raise RunError(f"no {repo} clone given: git clone {url} DIR, then pass --{repo} DIR (make peer: "
+                       f"{env_var}=DIR)")
+    if subprocess.run(["git", "-C", path, "rev-parse", "--git-dir"], capture_output=True).returncode != 0:
+        raise RunError(f"{path} is not a git clone: git clone {url} DIR, then pass --{repo} DIR")
     done = subprocess.run(["git", "-C", path, "rev-parse", "--verify", f"{ref}^{{commit}}"], capture_output=True,
                           text=True)
     if done.returncode != 0:
-        raise RunError(f"{path} is not a git clone of {url} with commit {ref!r}: {done.stderr.strip()}")
+        raise RunError(f"{path} has no commit {ref!r} (a shallow or old clone?): git -C {path} fetch --unshallow, "
+                       f"or pass --{repo}-ref HEAD")
     return Path(path), done.stdout.strip()
 
 
