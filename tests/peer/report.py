@@ -120,9 +120,9 @@ def markdown(doc: dict) -> str:
         out.append(f"| {suite['suite']} | {passed}/{total} | {total - passed - skipped} | {skipped} | "
                    f"{suite.get('tally') or '-'} | {suite['baseline'][0]}/{suite['baseline'][1]} | "
                    f"{_ceiling(suite)}/{total} |")
-    out += ["", diagnoses.COUNTING, "", "Ceiling: what passes once every **fidelity** cause below is fixed (and "
+    out += ["", diagnoses.COUNTING, "", diagnoses.BASELINE, "", "Ceiling: what passes once every **fidelity** cause below is fixed (and "
             "the seeds they block succeed); the rest need real-world data, are outside the workflow, or fail in the "
-            "client itself.", ""]
+            "client itself.", "", diagnoses.TARGETS, ""]
     failed_seeds = [s for s in doc["seeds"] if not s["ok"]]
     out += ["## Seeding", "", f"{len(doc['seeds']) - len(failed_seeds)} of {len(doc['seeds'])} resources created "
             "(`seed_data.py`)." + (" Refused:" if failed_seeds else ""), ""]
