@@ -33,7 +33,7 @@ BASELINE = ("Against the issue's baseline: test_commands.sh 56/74 is reproduced 
 TARGETS = ("Issue 30's targets against these ceilings: kagglehub (>= 55/61) can reach all 54 methods, and its pytest "
            "tally then has no teardown errors (54/54). test_commands.sh (>= 70/74) stops at 60/74 and backend_tests.py "
            "(>= 48/54) at 41/54: forums and topics stay 405 by the issue's own rule (9 and 6 tests), seven backend tests "
-           "hang on Kaggle's BigQuery datasets, and five commands fail in the client. Even with forums and topics "
+           "depend on Kaggle's BigQuery datasets, and five commands fail in the client. Even with forums and topics "
            "implemented they would reach 69/74 and 47/54.")
 
 NOT_SHOWN = ("Issue 30 items these suites cannot show: unknown request fields refused with 400 (the pinned clients "
