@@ -244,3 +244,127 @@ def _model_folders(root: Path) -> Path:
     (root / "v2").mkdir()
     (root / "v2" / "adapter_config.json").write_text('{"r": 8}')
     return root
+
+
+# ---------------------------------------------------------------------------- killed from outside
+
+def test_killed_during_a_blob_put_the_upload_resumes(served, tmp_path, monkeypatch):
+    """SIGKILL while a dataset version's 8 MB file is half sent: after the restart the official client resumes
+    that same upload session from the bytes the dead server had kept, and version 2 holds exactly the files."""
+    from kaggle.api import kaggle_api_extended
+
+    from kagflow.hub.datasets import push_dataset
+
+    halfway, go = threading.Event(), threading.Event()
+    size = 8 << 20
+
+    class PausingReader(kaggle_api_extended.TqdmBufferedReader):
+        """The first upload body to pass half of ``size`` waits there (the PUT in flight) until ``go``."""
+
+        def read(self, *args, **kwargs):
+            if not halfway.is_set() and self.raw.tell() >= size // 2:
+                halfway.set()
+                go.wait(60)
+            return super().read(*args, **kwargs)
+
+    served.start()
+    gw = gateway(build_api(served.url), served)
+    folder = write_dataset(tmp_path / "ds", "crash-upload", {"rows.csv": "a\n1\n"})
+    push_dataset(gw, folder)
+    big = os.urandom(size)
+    (folder / "big.bin").write_bytes(big)
+    (folder / "rows.csv").write_text("a\n1\n2\n")
+    monkeypatch.setattr(kaggle_api_extended, "TqdmBufferedReader", PausingReader)
+    pushed = []
+    worker = threading.Thread(target=lambda: pushed.append(push_dataset(gw, folder)), daemon=True)
+    worker.start()
+    assert halfway.wait(60)
+    [part] = (served.data_dir / "uploads").glob("*.part")  # the server is receiving big.bin
+    served.kill()
+    kept = part.stat().st_size
+    served.start()
+    go.set()
+    worker.join(120)
+    assert pushed and pushed[0].uploaded, served.log()
+
+    db = assert_sound(served.data_dir)
+    assert _versions(db, "dataset_versions", "dataset_id") == [1, 2]
+    # one upload session for big.bin, resumed after the restart (the server had kept `kept` bytes of it)
+    assert [r[0] for r in db.execute("SELECT sha256 FROM uploads WHERE name='big.bin'")] == [
+        hashlib.sha256(big).hexdigest()]
+    assert 0 < kept < size
+    api = build_api(served.url)
+    for version, files in ((1, {"rows.csv": b"a\n1\n"}), (2, {"rows.csv": b"a\n1\n2\n", "big.bin": big})):
+        for name, content in files.items():
+            dest = tmp_path / f"v{version}"
+            api.dataset_download_file(f"{USER}/crash-upload/{version}", name, path=str(dest), unzip=True)
+            assert (dest / name).read_bytes() == content, (version, name)
+
+
+def test_killed_during_a_kernel_run_the_run_ends_error_with_the_reason(served, tmp_path):
+    """SIGKILL while a kernel runs: the sandbox and everything in it end with the server; after the restart that
+    version is ERROR saying why, its log so far is kept, the version before it is intact and new runs work."""
+    served.start()
+    api = build_api(served.url)
+    ref, runs = f"{USER}/crash-kernel", served.data_dir / "runs" / USER / "crash-kernel"
+    folder = write_kernel(tmp_path / "k", "crash-kernel", "open('out.txt', 'w').write('one')")
+    api.kernels_push(str(folder))
+    assert wait_kernel(api, ref, timeout=300).status.name == "COMPLETE"
+    write_kernel(folder, "crash-kernel", "import time\nprint('started', flush=True)\nopen('started', 'w').close()\n"
+                                        "while True:\n    time.sleep(0.1)")
+    assert api.kernels_push(str(folder)).version_number == 2
+    deadline = time.monotonic() + 300
+    while not (runs / "v2" / "working" / "started").exists():
+        assert time.monotonic() < deadline, served.log()
+        time.sleep(0.1)
+    served.kill()  # returns once every process the server started (bwrap, executor, Jupyter kernel) is gone
+    served.start()
+
+    status = api.kernels_status(ref)
+    assert status.status.name == "ERROR"
+    assert "server stopped during the run" in status.failure_message
+    api.kernels_output(ref, str(tmp_path / "out"))
+    assert "started" in (tmp_path / "out" / "crash-kernel.log").read_text()
+    assert (runs / "v1" / "working" / "out.txt").read_text() == "one"
+    write_kernel(folder, "crash-kernel", "open('out.txt', 'w').write('three')")
+    assert api.kernels_push(str(folder)).version_number == 3
+    assert wait_kernel(api, ref, timeout=300).status.name == "COMPLETE"
+    assert (runs / "v3" / "working" / "out.txt").read_text() == "three"
+    assert_sound(served.data_dir)
+
+
+# ---------------------------------------------------------------------------- many clients at once
+
+def test_eight_parallel_dataset_versions_are_numbered_once_each_with_their_own_files(server, tmp_path):
+    """Eight `kaggle datasets version` of one dataset at the same instant (the official client, one KaggleApi per
+    thread): versions 2..9, each number once, each with the files and notes of exactly one of the uploads."""
+    base = write_dataset(tmp_path / "base", "parallel-versions", {"part.csv": "n\n0\n", "same.csv": "s\n1\n"})
+    assert build_api(server.url).dataset_create_new(str(base), quiet=True).status == "ok"
+    folders = [write_dataset(tmp_path / f"u{i}", "parallel-versions",
+                             {"part.csv": f"n\n{i}\n" * (i + 1), "same.csv": "s\n1\n"}) for i in range(1, 9)]
+    start, answers = threading.Barrier(len(folders)), {}
+
+    def version(i: int, folder: Path) -> None:
+        api = build_api(server.url)
+        start.wait()
+        answers[i] = api.dataset_create_version(str(folder), f"upload {i}", quiet=True)
+
+    threads = [threading.Thread(target=version, args=(i, f)) for i, f in enumerate(folders, start=1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(answers) == list(range(1, 9)) and all(a.status == "ok" for a in answers.values()), answers
+
+    db = assert_sound(server.data_dir)
+    rows = db.execute("SELECT v.number, v.notes, v.id FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id "
+                      "WHERE d.slug='parallel-versions' ORDER BY v.number").fetchall()
+    assert [r["number"] for r in rows] == list(range(1, 10))
+    api = build_api(server.url)
+    for row in rows[1:]:
+        i = int(row["notes"].removeprefix("upload "))
+        dest = tmp_path / "dl" / str(row["number"])
+        for name, content in (("part.csv", f"n\n{i}\n" * (i + 1)), ("same.csv", "s\n1\n")):
+            api.dataset_download_file(f"{USER}/parallel-versions/{row['number']}", name, path=str(dest))
+            assert (dest / name).read_text() == content, (row["number"], name)
+    assert sorted(int(r["notes"].removeprefix("upload ")) for r in rows[1:]) == list(range(1, 9))
