@@ -95,3 +95,64 @@ def test_a_config_that_is_not_text_is_one_error(project, capsys):
     project.write_bytes(b"\xff\xfe[project]\n" + project.read_bytes())
     code, _, err = run_kagflow(capsys, "--config", str(project), "check")
     _one_error(code, err, str(project), "not UTF-8 text", "byte 0")
+
+
+# ---------------------------------------------------------------------------- competition CSVs
+
+def _replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, (old, path)
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+BAD_FILES = {
+    "no solution": (lambda f: (f / "solution.csv").unlink(), ["solution.csv", "is missing"]),
+    "train column": (lambda f: _replace(f / "train.csv", "winner_tie", "winner_t"),
+                     ["train.csv", "winner_tie", "id, prompt, response_a"]),
+    "test column": (lambda f: _replace(f / "test.csv", ",response_b\n", ",answer_b\n"), ["test.csv", "response_b"]),
+    "solution empty cell": (lambda f: _replace(f / "solution.csv", "2,0,1,0", "2,0,,0"),
+                            ["solution.csv", "row '2'", "winner_model_b", "not a number"]),
+    "solution nan": (lambda f: _replace(f / "solution.csv", "2,0,1,0", "2,nan,1,0"),
+                     ["solution.csv", "row '2'", "winner_model_a", "NaN"]),
+    "solution ids": (lambda f: _replace(f / "solution.csv", "3,0,0,1", "4,0,0,1"),
+                     ["solution.csv", "test.csv", "'3'", "'4'"]),
+    "sample columns": (lambda f: _replace(f / "sample_submission.csv", "winner_tie", "tie"),
+                       ["sample_submission.csv", "tie", "winner_tie"]),
+    "train labels all missing": (lambda f: (f / "train.csv").write_text(
+        (f / "train.csv").read_text().replace(",1,0,0\n", ",,,\n").replace(",0,0,1\n", ",,,\n")),
+        ["train.csv", "no row", "winner_model_a", "id=10"]),
+    "train unclosed quote": (lambda f: (f / "train.csv").write_text((f / "train.csv").read_text() + '12,m1,m2,"[""x'),
+                             ["train.csv", "not a readable CSV", "EOF inside string", "unclosed quote"]),
+    "solution huge field": (lambda f: _replace(f / "solution.csv", "2,0,1,0", "2,0,1," + "0" * 200_000),
+                            ["solution.csv", "line 3", "field"]),
+    "test not utf-8": (lambda f: (f / "test.csv").write_bytes((f / "test.csv").read_bytes() + b'4,"\xff",,\n'),
+                       ["test.csv", "UTF-8"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_competition_files_are_one_error_and_nothing_is_hosted(project, capsys, tmp_path, case):
+    from local_fixtures import write_competition
+
+    files = write_competition(tmp_path / "files")
+    edit, pieces = BAD_FILES[case]
+    edit(files)
+    data = tmp_path / "data"
+    code, _, err = run_kagflow(capsys, "--config", str(project), "local", "competition", "--files", str(files),
+                               "--data-dir", str(data))
+    _one_error(code, err, *pieces)
+    assert not (data / "kaggle.sqlite3").exists()  # refused before anything was hosted
+
+
+def test_a_solution_with_nan_is_a_scoring_error_not_a_nan_score(tmp_path):
+    """A data folder hosted before the checks above: the scorer itself refuses a NaN in the solution."""
+    from kagflow.local.competition import ScoreError, score_submission
+
+    solution, submission = tmp_path / "solution.csv", tmp_path / "submission.csv"
+    solution.write_text("id,winner_model_a,winner_model_b,winner_tie\n1,1,0,0\n2,nan,1,0\n")
+    submission.write_text("id,winner_model_a,winner_model_b,winner_tie\n1,0.5,0.25,0.25\n2,0.2,0.6,0.2\n")
+    with pytest.raises(ScoreError, match=r"[Ss]olution row '2' has NaN"):
+        score_submission(solution, submission)
+    solution.write_text("id,winner_model_a,winner_model_b,winner_tie\n1,1,0,0\n2,,1,0\n")
+    with pytest.raises(ScoreError, match=r"[Ss]olution row '2' has a value that is not a number"):
+        score_submission(solution, submission)
