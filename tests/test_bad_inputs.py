@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from local_fixtures import run_kagflow
+from local_fixtures import *  # noqa: F401,F403  (the local Kaggle: server, api)
+from local_fixtures import USER, run_kagflow, wait_kernel, write_competition, write_dataset, write_kernel
 
 
 def _one_error(code: int, err: str, *pieces: str) -> None:
@@ -132,8 +133,6 @@ BAD_FILES = {
 
 @pytest.mark.parametrize("case", list(BAD_FILES))
 def test_bad_competition_files_are_one_error_and_nothing_is_hosted(project, capsys, tmp_path, case):
-    from local_fixtures import write_competition
-
     files = write_competition(tmp_path / "files")
     edit, pieces = BAD_FILES[case]
     edit(files)
@@ -156,3 +155,45 @@ def test_a_solution_with_nan_is_a_scoring_error_not_a_nan_score(tmp_path):
     solution.write_text("id,winner_model_a,winner_model_b,winner_tie\n1,1,0,0\n2,,1,0\n")
     with pytest.raises(ScoreError, match=r"[Ss]olution row '2' has a value that is not a number"):
         score_submission(solution, submission)
+
+
+# ---------------------------------------------------------------------------- the classifier's loading, in a kernel
+
+REPO = Path(__file__).resolve().parent.parent
+TRAIN_HEADER = "id,model_a,model_b,prompt,response_a,response_b,winner_model_a,winner_model_b,winner_tie\n"
+
+
+def test_the_classifier_in_a_kernel_reports_bad_rows_by_id_and_stops_naming_file_and_column(api, tmp_path):
+    """What the training notebook does first (classifier.train.run_training: load_arena_csv, print its report),
+    in a kernel on the local Kaggle: bad rows reported by id, a huge turn kept to its head, and a file without a
+    label column stopping the run with a message naming the file and the column."""
+    huge = "x" * (3 << 20)
+    rows = (TRAIN_HEADER + '1,m1,m2,"[""p""]","[""a""]","[""b""]",1,0,0\n'
+            '5,m1,m2,,"[""a""]","[""b""]",0,1,0\n'
+            f'6,m1,m2,"[""p""]","[""{huge}""]","[""b""]",0,0,1\n'
+            '7,m1,m2,"[""p""]","[""a""]","[""b""]",1,1,0\n'
+            '8,m1,m2,"[""p""]","[""a""]","[""b""]",,0,0\n')
+    columns = TRAIN_HEADER.replace(",winner_tie", "") + '1,m1,m2,"[""p""]","[""a""]","[""b""]",1,0\n'
+    write_dataset(tmp_path / "ds", "bad-arena-rows", {"rows.csv": rows, "columns.csv": columns})
+    api.dataset_create_new(str(tmp_path / "ds"), quiet=True)
+    load = ("import os, sys\n"
+            f"sys.path.insert(0, {str(REPO)!r})\n"
+            "from kagflow.classifier.data import load_arena_csv\n"
+            "root = os.environ['KAGFLOW_INPUT_ROOT'] + '/bad-arena-rows'\n")
+    kernel = write_kernel(tmp_path / "k", "bad-rows", load + "data = load_arena_csv(f'{root}/rows.csv')\n"
+                          "print(data.report())\nprint('kept', sorted(data.frame['id']))",
+                          "load_arena_csv(f'{root}/columns.csv')\nprint('not reached')",
+                          dataset_sources=[f"{USER}/bad-arena-rows"])
+    api.kernels_push(str(kernel))
+    status = wait_kernel(api, f"{USER}/bad-rows", timeout=300)
+    assert status.status.name == "ERROR"
+    assert "columns.csv: missing columns ['winner_tie']" in status.failure_message, status.failure_message
+    api.kernels_output(f"{USER}/bad-rows", str(tmp_path / "out"))
+    log = "".join(entry["data"] for entry in json.loads((tmp_path / "out" / "bad-rows.log").read_text())
+                  if entry["stream_name"] == "stdout")
+    assert "3 rows parsed, 2 skipped, 4 issues" in log, log[-3000:]
+    assert "id=5 prompt: missing cell" in log
+    assert f"id=6 response_a: a turn of {3 << 20} characters kept to its first {1 << 20}" in log
+    assert "id=7: labels ('1', '1', '0'): not exactly one 1; row skipped" in log
+    assert "id=8: labels ('', '0', '0')" in log
+    assert "kept ['1', '5', '6']" in log and "not reached" not in log

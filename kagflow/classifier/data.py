@@ -119,8 +119,8 @@ def load_arena_csv(path, *, labeled: bool | None = None) -> ArenaData:
         detail = str(exc).strip().rpartition("C error: ")[2]  # pandas: "Error tokenizing data. C error: EOF ..."
         raise ValueError(f"{path}: not a readable CSV ({detail}); an unclosed quote makes one cell "
                          "swallow the rows after it: check the quoting there") from None
-    if labeled is None:
-        labeled = all(c in raw.columns for c in LABEL_COLUMNS)
+    if labeled is None:  # any label column makes it a train.csv: one missing is refused, not read as a test.csv
+        labeled = any(c in raw.columns for c in LABEL_COLUMNS)
     expected = ("id", *TEXT_COLUMNS, *(LABEL_COLUMNS if labeled else ()))
     missing = [c for c in expected if c not in raw.columns]
     if missing:
@@ -134,7 +134,7 @@ def load_arena_csv(path, *, labeled: bool | None = None) -> ArenaData:
         if labeled:
             label = parse_label([row[c] for c in LABEL_COLUMNS])
             if label is None:
-                values = tuple(row[c] for c in LABEL_COLUMNS)
+                values = tuple(str(row[c]) for c in LABEL_COLUMNS)  # as written (pandas types each column)
                 issues.append(RowIssue(row["id"], None, f"labels {values}: not exactly one 1; row skipped"))
                 skipped.append(row["id"])
                 continue
