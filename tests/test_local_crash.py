@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from local_fixtures import *  # noqa: F401,F403
-from local_fixtures import USER, gateway, wait_kernel, write_dataset, write_kernel
+from local_fixtures import USER, gateway, wait_kernel, write_dataset, write_kernel, write_model_folders
 
 from kagflow.hub.client import build_api
 from kagflow.local.control import find_free_port, health
@@ -189,7 +189,7 @@ def test_killed_while_creating_a_model_instance_or_version(served, tmp_path, sta
     """Killed inside CreateModelInstance (its first version) or CreateModelInstanceVersion: after the restart
     the earlier versions are intact, no instance is left without a version, and the retried create makes the
     version once."""
-    folders = _model_folders(tmp_path / "m")
+    folders = write_model_folders(tmp_path / "m", "crash-model")
     ref = f"{USER}/crash-model/transformers/lora"
     served.start()
     api = build_api(served.url)
@@ -230,20 +230,6 @@ def _checked(response):
 def _latest(gw, ref: str):
     versions = gw.call(lambda: gw.api.model_instance_versions_list(ref), what="list versions").version_list.versions
     return max((v.version_number for v in versions), default=None)
-
-
-def _model_folders(root: Path) -> Path:
-    (root / "model").mkdir(parents=True)
-    (root / "model" / "model-metadata.json").write_text(json.dumps(
-        {"ownerSlug": USER, "slug": "crash-model", "title": "Crash model", "isPrivate": True, "description": "x"}))
-    (root / "instance").mkdir()
-    (root / "instance" / "model-instance-metadata.json").write_text(json.dumps(
-        {"ownerSlug": USER, "modelSlug": "crash-model", "instanceSlug": "lora", "framework": "transformers",
-         "licenseName": "Apache 2.0"}))
-    (root / "instance" / "adapter_config.json").write_text('{"r": 16}')
-    (root / "v2").mkdir()
-    (root / "v2" / "adapter_config.json").write_text('{"r": 8}')
-    return root
 
 
 # ---------------------------------------------------------------------------- killed from outside

@@ -13,7 +13,7 @@ from kagglesdk.datasets.types.dataset_enums import DatabundleVersionStatus
 from kagflow import slugs
 from kagflow.errors import NamingError
 from kagflow.local import access, transfer
-from kagflow.local.api import Ctx, Redirect, in_body, now, page, resolve_uploads, route, utc
+from kagflow.local.api import Ctx, Redirect, add_version, in_body, now, page, resolve_uploads, route, utc
 from kagflow.local.archives import bundle
 from kagflow.local.names import check_relpath
 from kagflow.local.protocol import ApiError
@@ -49,18 +49,9 @@ def _ok(ctx: Ctx, owner: str, slug: str) -> ApiCreateDatasetResponse:
 
 def _add_version(ctx: Ctx, db, dataset_id: int, notes: str, files) -> int:
     """Insert the next version of the dataset with its files, inside the caller's transaction ``db``."""
-    last = db.execute("SELECT number, ready_at FROM dataset_versions WHERE dataset_id=? ORDER BY number DESC "
-                      "LIMIT 1", (dataset_id,)).fetchone()
-    if last is not None and last["ready_at"] > now():
-        raise ApiError(403, "The previous version of this dataset is still processing; "
-                            "retry when its status is ready")
-    number = (last["number"] if last else 0) + 1
-    version_id = db.execute("INSERT INTO dataset_versions VALUES (NULL, ?, ?, ?, ?, ?)",
-                            (dataset_id, number, notes or "", now() + ctx.settings.dataset_processing_s,
-                             now())).lastrowid
-    db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   [(KIND, version_id, n, s, z, d, now()) for n, s, z, d in files])
-    return number
+    return add_version(db, KIND, dataset_id, notes, files, processing_s=ctx.settings.dataset_processing_s,
+                       busy="The previous version of this dataset is still processing; retry when its status is "
+                            "ready")[1]
 
 
 @route("datasets.DatasetApiService/CreateDataset")

@@ -16,7 +16,7 @@ from kagglesdk.models.types.model_types import ModelInstance, ModelInstanceVersi
 from kagflow import slugs
 from kagflow.errors import NamingError
 from kagflow.local import access, transfer
-from kagflow.local.api import Ctx, Redirect, in_body, now, page, resolve_uploads, route, utc
+from kagflow.local.api import Ctx, Redirect, add_version, in_body, now, page, resolve_uploads, route, utc
 from kagflow.local.archives import bundle
 from kagflow.local.names import check_relpath
 from kagflow.local.protocol import ApiError
@@ -85,17 +85,8 @@ def _response(ctx: Ctx, id_: int, ref: str) -> ApiCreateModelResponse:
 
 def _add_version(ctx: Ctx, db, instance_id: int, notes: str, files) -> tuple[int, int]:
     """Insert the next version of the instance with its files, inside the caller's transaction ``db``."""
-    last = db.execute("SELECT number, ready_at FROM model_versions WHERE instance_id=? ORDER BY number DESC "
-                      "LIMIT 1", (instance_id,)).fetchone()
-    if last is not None and last["ready_at"] > now():
-        raise ApiError(403, "The previous version of this model instance is still processing; retry later")
-    number = (last["number"] if last else 0) + 1
-    version_id = db.execute("INSERT INTO model_versions VALUES (NULL, ?, ?, ?, ?, ?)",
-                            (instance_id, number, notes or "", now() + ctx.settings.model_processing_s,
-                             now())).lastrowid
-    db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   [(KIND, version_id, n, s, z, d, now()) for n, s, z, d in files])
-    return version_id, number
+    return add_version(db, KIND, instance_id, notes, files, processing_s=ctx.settings.model_processing_s,
+                       busy="The previous version of this model instance is still processing; retry later")
 
 
 @route("models.ModelApiService/CreateModel")
