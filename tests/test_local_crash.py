@@ -28,15 +28,19 @@ from kagflow.hub.client import build_api
 from kagflow.local.control import find_free_port, health
 
 # `kagflow local serve ARGS`; with KAGFLOW_TEST_CRASH_ON set, the process SIGKILLs itself as the first SQL
-# statement matching that pattern starts (so that statement never runs, as if the power went at that instant)
+# statement matching that pattern starts in a request (so that statement never runs, as if the power went at
+# that instant; the statements of opening the data folder, in the main thread, are left alone)
 SERVE = """
-import os, re, signal, sqlite3, sys
+import os, re, signal, sqlite3, sys, threading
 crash_on = os.environ.pop("KAGFLOW_TEST_CRASH_ON", "")
 if crash_on:
     pattern, connect = re.compile(crash_on), sqlite3.connect
+    def crash(sql):
+        if pattern.search(sql) and "process_request" in threading.current_thread().name:
+            os.kill(os.getpid(), signal.SIGKILL)
     def connect_then_crash(*args, **kwargs):
         db = connect(*args, **kwargs)
-        db.set_trace_callback(lambda sql: pattern.search(sql) and os.kill(os.getpid(), signal.SIGKILL))
+        db.set_trace_callback(crash)
         return db
     sqlite3.connect = connect_then_crash
 from kagflow.cli import main
@@ -52,6 +56,7 @@ class Served:
         self.port = find_free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        self.crashes = 0
 
     def start(self, crash_on: str = "") -> "Served":
         env = {**os.environ, "KAGFLOW_TEST_CRASH_ON": crash_on}
@@ -75,6 +80,7 @@ class Served:
     def crashed(self) -> None:
         """Wait for a ``crash_on`` server to have killed itself."""
         assert self.proc.wait(30) == -signal.SIGKILL, self.log()
+        self.crashes += 1
 
     def restart_when_crashed(self) -> threading.Thread:
         """Restart the server as soon as it has crashed (while its client keeps retrying)."""
@@ -175,7 +181,7 @@ def test_killed_while_creating_a_dataset_leaves_no_half_made_dataset(served, tmp
     gw = gateway(build_api(served.url), served)
     result = push_dataset(gw, folder)  # the first try dies with the server; the retry finds nothing, creates
     restart.join(60)
-    assert result.created
+    assert served.crashes == 1 and result.created
     db = assert_sound(served.data_dir)
     assert _versions(db, "dataset_versions", "dataset_id") == [1]
     assert [d.ref for d in build_api(served.url).dataset_list(mine=True)] == [f"{USER}/crash-create"]
@@ -208,6 +214,7 @@ def test_killed_while_creating_a_model_instance_or_version(served, tmp_path, sta
                 what="create model instance version", uploads=True,
                 before_retry=lambda: True if _latest(gw, ref) == 2 else None)  # kagflow looks before it retries
     restart.join(60)
+    assert served.crashes == 1
     db = assert_sound(served.data_dir)
     expect = {"instance": [1], "version": [1, 2]}[what]
     assert _versions(db, "model_versions", "instance_id") == expect

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Dict, Optional
 
-from kagflow.local.archives import unpack_uploads
-from kagflow.local.names import check_name, parse_count
+from kagflow.local.unpack import MAX_BYTES, UnpackLimits, unpack_uploads
+from kagflow.local.names import check_name, check_relpath, parse_count
 from kagflow.local.protocol import ApiError
 from kagflow.local.store import Store
 
@@ -63,7 +63,8 @@ class Settings:
     model_processing_s: float = 0.0     # same for model instance versions
     kernel_timeout_s: float = 9 * 3600  # default run time limit (Kaggle: 9 h GPU / 12 h CPU)
     max_json_bytes: int = 8 << 20       # largest API request body
-    max_blob_bytes: int = 200 << 30     # largest single upload
+    max_blob_bytes: int = MAX_BYTES     # largest single upload
+    unpack: UnpackLimits = field(default_factory=UnpackLimits)  # how far an uploaded .zip/.tar may unpack
     daily_submissions: int = 5
     gpu_quota_s: float = 30 * 3600      # weekly accelerator quota per user (kaggle quota), GPU and TPU alike
     tpu_quota_s: float = 20 * 3600
@@ -144,8 +145,9 @@ def resolve_uploads(ctx: Ctx, new_files, directories=None) -> list[tuple[str, st
         name = prefix + check_name(row["name"])
         blob = ctx.store.one("SELECT size FROM blobs WHERE sha256=?", row["sha256"])
         out.append((name, row["sha256"], blob["size"], f.description or ""))
-    out = unpack_uploads(ctx.store, out, ctx.settings.max_blob_bytes)  # sub.zip / sub.tar -> sub/...
+    out = unpack_uploads(ctx.store, out, ctx.settings.unpack)  # sub.zip / sub.tar -> sub/...
     for name, *_ in out:
+        check_relpath(name)  # folders and name together, unpacked members included
         if name in seen:
             raise ApiError(400, f"Duplicate file name {name!r}")
         seen.add(name)

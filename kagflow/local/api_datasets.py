@@ -14,7 +14,8 @@ from kagflow import slugs
 from kagflow.errors import NamingError
 from kagflow.local import access, transfer
 from kagflow.local.api import Ctx, Redirect, add_version, in_body, now, page, resolve_uploads, route, utc
-from kagflow.local.archives import bundle
+from kagflow.local.access import Grant
+from kagflow.local.archives import Pack, blob_members, bundle, forget
 from kagflow.local.names import check_relpath
 from kagflow.local.protocol import ApiError
 
@@ -195,16 +196,18 @@ def download_dataset(ctx: Ctx, req) -> Redirect:
     dataset = find(ctx, req.owner_slug, req.dataset_slug)
     version = version_of(ctx, dataset, req.dataset_version_number)
     files = ctx.store.files_of(KIND, version["id"])
+    grant = Grant(KIND, version["id"], ctx.user or "")
     if req.file_name:
         name = check_relpath(req.file_name)
         match = [f for f in files if f["name"] == name]
         if not match:
             raise ApiError(404, f"File {name!r} not found in {dataset['owner']}/{dataset['slug']} "
                                 f"version {version['number']}")
-        return Redirect(transfer.signed_url(ctx.store, ctx.base_url, ctx.store.blob_path(match[0]["sha256"]), name))
-    archive = bundle(ctx.store, f"datasets/{version['id']}",
-                     [(f["name"], ctx.store.blob_path(f["sha256"])) for f in files])
-    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, f"{dataset['slug']}.zip"))
+        return Redirect(transfer.signed_url(ctx.store, ctx.base_url, ctx.store.blob_path(match[0]["sha256"]), name,
+                                            grant))
+    archive = bundle(ctx.store, Pack("datasets", (dataset["owner"], dataset["slug"]), str(version["number"]),
+                                     blob_members(ctx.store, files)))
+    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, f"{dataset['slug']}.zip", grant))
 
 
 def dataset_info(ctx: Ctx, dataset) -> DatasetInfo:
@@ -262,4 +265,5 @@ def delete_dataset(ctx: Ctx, req) -> ApiDeleteDatasetResponse:
                    "dataset_id=?)", (dataset["id"],))
         db.execute("DELETE FROM dataset_versions WHERE dataset_id=?", (dataset["id"],))
         db.execute("DELETE FROM datasets WHERE id=?", (dataset["id"],))
+    forget(ctx.store, "datasets", dataset["owner"], dataset["slug"])
     return ApiDeleteDatasetResponse()

@@ -17,7 +17,8 @@ from kagflow import slugs
 from kagflow.errors import NamingError
 from kagflow.local import access, transfer
 from kagflow.local.api import Ctx, Redirect, add_version, in_body, now, page, resolve_uploads, route, utc
-from kagflow.local.archives import bundle
+from kagflow.local.access import Grant
+from kagflow.local.archives import Pack, blob_members, bundle, forget
 from kagflow.local.names import check_relpath
 from kagflow.local.protocol import ApiError
 
@@ -256,16 +257,18 @@ def download_model_instance_version(ctx: Ctx, req) -> Redirect:
     model, instance = find_instance(ctx, req.owner_slug, req.model_slug, req.framework, req.instance_slug)
     version = find_version(ctx, instance, req.version_number)
     files = ctx.store.files_of(KIND, version["id"])
+    grant = Grant(KIND, version["id"], ctx.user or "")
     if req.path:
         check_relpath(req.path)
         match = [f for f in files if f["name"] == req.path]
         if not match:
             raise ApiError(404, f"File {req.path!r} not found in this model version")
         return Redirect(transfer.signed_url(ctx.store, ctx.base_url, ctx.store.blob_path(match[0]["sha256"]),
-                                            req.path))
-    archive = bundle(ctx.store, f"models/{version['id']}",
-                     [(f["name"], ctx.store.blob_path(f["sha256"])) for f in files], fmt="tar.gz")
-    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, f"{model['slug']}.tar.gz"))
+                                            req.path, grant))
+    label = f"{framework_source(instance['framework'])}/{instance['slug']}/{version['number']}"
+    archive = bundle(ctx.store, Pack("models", (model["owner"], model["slug"]), label,
+                                     blob_members(ctx.store, files), fmt="tar.gz"))
+    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, f"{model['slug']}.tar.gz", grant))
 
 
 @route("models.ModelApiService/ListModelInstances")
@@ -351,6 +354,7 @@ def delete_model(ctx: Ctx, req) -> ApiDeleteModelResponse:
         _delete_versions(db, "instance_id IN (SELECT id FROM model_instances WHERE model_id=?)", model["id"])
         db.execute("DELETE FROM model_instances WHERE model_id=?", (model["id"],))
         db.execute("DELETE FROM models WHERE id=?", (model["id"],))
+    forget(ctx.store, "models", model["owner"], model["slug"])  # every archive of the model: rebuilt on demand
     return ApiDeleteModelResponse()
 
 
@@ -362,6 +366,7 @@ def delete_model_instance(ctx: Ctx, req) -> ApiDeleteModelResponse:
     with ctx.store.tx() as db:
         _delete_versions(db, "instance_id=?", instance["id"])
         db.execute("DELETE FROM model_instances WHERE id=?", (instance["id"],))
+    forget(ctx.store, "models", model["owner"], model["slug"])
     return ApiDeleteModelResponse()
 
 
@@ -373,4 +378,5 @@ def delete_model_instance_version(ctx: Ctx, req) -> ApiDeleteModelResponse:
     version = find_version(ctx, instance, req.version_number)
     with ctx.store.tx() as db:
         _delete_versions(db, "id=?", version["id"])
+    forget(ctx.store, "models", model["owner"], model["slug"])
     return ApiDeleteModelResponse()
