@@ -154,5 +154,23 @@ def resolve_uploads(ctx: Ctx, new_files, directories=None) -> list[tuple[str, st
     return out
 
 
+def add_version(db, kind: str, parent_id: int, notes: str, files, *, processing_s: float, busy: str) -> tuple[int, int]:
+    """Insert version N+1 of a dataset (``kind`` "dataset_version") or model instance ("model_version") with its
+    files, inside the caller's transaction ``db``; return ``(version id, number)``. While the previous version is
+    still processing, 403 ``busy`` (as Kaggle)."""
+    table, parent = {"dataset_version": ("dataset_versions", "dataset_id"),
+                     "model_version": ("model_versions", "instance_id")}[kind]
+    last = db.execute(f"SELECT number, ready_at FROM {table} WHERE {parent}=? ORDER BY number DESC LIMIT 1",
+                      (parent_id,)).fetchone()
+    if last is not None and last["ready_at"] > now():
+        raise ApiError(403, busy)
+    number = (last["number"] if last else 0) + 1
+    version_id = db.execute(f"INSERT INTO {table} VALUES (NULL, ?, ?, ?, ?, ?)",
+                            (parent_id, number, notes or "", now() + processing_s, now())).lastrowid
+    db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   [(kind, version_id, n, s, z, d, now()) for n, s, z, d in files])
+    return version_id, number
+
+
 def now() -> float:
     return time.time()
