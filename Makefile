@@ -11,12 +11,13 @@ TORCH  ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo to
 KAGFLOW_FROM ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup sandbox test submit clean-state help
+.PHONY: setup sandbox test submit peer clean-state help
 
 help:
 	@echo "make submit    run the whole flow (local Kaggle + tiny model offline; Kaggle with credentials)"
 	@echo "make test      run the test suite"
 	@echo "make submit KAGFLOW_FROM=train   redo the flow from a step (setup base wheels train adapter infer submit)"
+	@echo "make peer KAGGLE_CLI_REPO=DIR KAGGLEHUB_REPO=DIR   Kaggle's own test suites against the local Kaggle"
 
 setup: $(STAMP) sandbox
 
@@ -42,6 +43,17 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 test: setup
 	$(BIN)/kagflow image local >/dev/null
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Kaggle's own public test suites (kaggle-cli, kagglehub) against the local Kaggle: about 7 minutes, outside
+# make test. Needs clones: git clone https://github.com/Kaggle/kaggle-cli DIR (and Kaggle/kagglehub);
+# writes tests/peer/results.json and tests/peer/RESULTS.md. PEER_ARGS: e.g. --suite backend_tests.py
+KAGGLE_CLI_REPO ?=
+KAGGLEHUB_REPO ?=
+PEER_ARGS ?=
+peer: setup
+	$(BIN)/kagflow image local >/dev/null
+	$(BIN)/python tests/peer/run.py $(if $(KAGGLE_CLI_REPO),--kaggle-cli $(KAGGLE_CLI_REPO),) \
+	  $(if $(KAGGLEHUB_REPO),--kagglehub $(KAGGLEHUB_REPO),) $(PEER_ARGS)
 
 submit: setup
 	$(BIN)/kagflow flow $(if $(KAGFLOW_FROM),--from $(KAGFLOW_FROM),)

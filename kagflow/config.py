@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tomllib
 import types
@@ -206,8 +207,8 @@ def _coerce(value, tp, where: str, key: str, default, file: Path):
         ok = isinstance(value, bool)
     elif tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
-    elif tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif tp is float:  # TOML's nan and inf are no usable value of any key
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         value = float(value) if ok else value
     elif tp is str:
         ok = isinstance(value, str)
@@ -277,6 +278,12 @@ def load_config(path: Optional[Path] = None) -> Config:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path} not found", hint="run `kagflow init` to write one") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path.name} is not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r})",
+                          context=f"file {path}", hint="save it as UTF-8 (TOML files are UTF-8)") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}", context=f"file {path}",
+                          hint="check that it is a file you can read") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path.name} is not valid TOML: {e}", context=f"file {path}",
                           hint="fix the syntax at the line shown") from None

@@ -45,6 +45,10 @@ class NamingError(KagflowError, ValueError):
     """A slug, title or handle breaks a Kaggle naming rule."""
 
 
+class StateError(KagflowError):
+    """A ``.kagflow/state-<target>.json`` is not what kagflow writes (cut short, edited, wrong types)."""
+
+
 class MissingFileError(KagflowError):
     """A file or folder kagflow needs is not there."""
 

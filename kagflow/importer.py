@@ -30,7 +30,7 @@ def import_kernel(gw: Gateway, config: Config, ref: str, *, name: Optional[str] 
 
     handle = slugs.KernelHandle.parse(ref)
     name = name or handle.slug.replace("-", "_")
-    if not re.match(r"^[A-Za-z0-9_-]+$", name):
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise ConfigError(f"kernel name {name!r} is not a valid TOML key", hint="use letters, digits, _ and -")
     if name in config.kernels:
         raise ConfigError(f"a kernel named {name!r} is already in {config.path.name}",

@@ -22,8 +22,8 @@ from slugify import slugify as _python_slugify
 
 from kagflow.errors import NamingError
 
-SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-OWNER_RE = re.compile(r"^[a-z0-9]+(?:[_-][a-z0-9]+)*$")
+SLUG_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # whole strings only: always .fullmatch ("$" passes "x\n")
+OWNER_RE = re.compile(r"[a-z0-9]+(?:[_-][a-z0-9]+)*")
 COMPETITION_RE = SLUG_RE
 
 DATASET_SLUG_MIN, DATASET_SLUG_MAX = 6, 50
@@ -48,7 +48,7 @@ def title_matches_slug(title: str, slug: str) -> bool:
 
 def check_slug(slug: str, *, what: str = "slug", min_len: int = 1, max_len: int = 50) -> str:
     """Return ``slug`` if it is a valid Kaggle slug, else raise with a corrected suggestion."""
-    if not isinstance(slug, str) or not SLUG_RE.match(slug) or not (min_len <= len(slug) <= max_len):
+    if not isinstance(slug, str) or not SLUG_RE.fullmatch(slug) or not (min_len <= len(slug) <= max_len):
         suggestion = suggest_slug(slug if isinstance(slug, str) else str(slug), min_len=min_len, max_len=max_len)
         raise NamingError(
             f"invalid {what} {slug!r}",
@@ -61,7 +61,7 @@ def check_slug(slug: str, *, what: str = "slug", min_len: int = 1, max_len: int 
 
 def check_owner(owner: str) -> str:
     """Return ``owner`` (a Kaggle username) if valid; usernames may hold underscores."""
-    if not isinstance(owner, str) or not OWNER_RE.match(owner):
+    if not isinstance(owner, str) or not OWNER_RE.fullmatch(owner):
         suggestion = re.sub(r"[^a-z0-9_-]+", "-", str(owner).lower()).strip("-_")
         raise NamingError(
             f"invalid Kaggle username {owner!r}",

@@ -2,8 +2,10 @@
 
 One record type per thing kagflow makes: model versions, the wheels dataset, kernel versions and
 their pulled output, the submission, and each flow step. Every ``record_*`` re-reads the file and
-replaces only its own entry (saved atomically), so two kagflow processes never erase each other's
-records.
+replaces only its own entry (saved atomically, flushed to disk before the rename), so two kagflow
+processes never erase each other's records and a crash never leaves half a file. Reading checks every
+record's keys and types: a file cut short or edited wrong is one StateError naming the file and the key,
+never a record silently dropped or a step wrongly taken as done.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import dataclasses
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, fields
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Optional
 
 from kagflow.config import Config
+from kagflow.errors import StateError
 
 
 @dataclass(frozen=True)
@@ -79,15 +84,72 @@ class StepRecord:
     seconds: float = 0.0
 
 
-def _record(cls, data):
-    """A record from its JSON dict; keys this version does not know are ignored."""
-    if not isinstance(data, dict):
-        return None
-    known = {f.name for f in fields(cls)}
-    try:
-        return cls(**{k: v for k, v in data.items() if k in known})
-    except TypeError:
-        return None
+_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", dict: "a JSON object",
+          list: "a list", type(None): "null"}
+
+
+def _fits(value, tp) -> bool:
+    """Whether a JSON value is of the record field type ``tp`` (a bool is no number; an int is a float)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_fits(value, option) for option in typing.get_args(tp))
+    if tp in (int, float) and isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float) if tp is float else typing.get_origin(tp) or tp)
+
+
+def _type_words(tp) -> str:
+    """``Optional[int]`` -> "a whole number (or null)"."""
+    options = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    words = " or ".join(_WORDS[typing.get_origin(o) or o] for o in options if o is not type(None))
+    return words + (" (or null)" if type(None) in options else "")
+
+
+def _broken(path: Path, message: str, key: str = "") -> StateError:
+    return StateError(f"{path.name}{': ' if key else ' '}{message}",
+                      context=f"file {path}" + (f", key {key}" if key else ""),
+                      hint=f"correct {key or 'it'} (kagflow writes this file: it records what was made on the target), "
+                           f"or move it aside and run again: mv {path} {path}.broken")
+
+
+def _object(value, path: Path, key: str) -> dict:
+    """``value`` (at ``key``) as a JSON object; absent (None) is empty."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _broken(path, f"{key} = {json.dumps(value)[:80]} is {_WORDS.get(type(value))}, not a JSON object",
+                      key)
+    return value
+
+
+def _record(cls, data, path: Path, key: str):
+    """The record ``cls`` from its JSON object at ``key``, every field checked against its type; keys this
+    version of kagflow does not know are ignored (a newer one may have written them)."""
+    data = _object(data, path, key)
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in fields(cls):
+        if f.name not in data:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise _broken(path, f"{key} is missing the key {f.name!r}", key)
+            continue
+        value = data[f.name]
+        if not _fits(value, hints[f.name]):
+            raise _broken(path, f"{key}.{f.name} = {json.dumps(value)[:80]} is not {_type_words(hints[f.name])}",
+                          f"{key}.{f.name}")
+        values[f.name] = value
+    return cls(**values)
+
+
+def _records(cls, data: dict, path: Path, key: str) -> dict:
+    """``{name: record}`` of the JSON object ``data[key]`` (absent: empty)."""
+    return {name: _record(cls, value, path, f"{key}.{name}")
+            for name, value in _object(data.get(key), path, key).items()}
+
+
+def _version_number(name: str, path: Path, key: str) -> int:
+    if not name.isdigit():
+        raise _broken(path, f"{key} has the key {name!r}, not a version number", key)
+    return int(name)
 
 
 @dataclass
@@ -180,32 +242,46 @@ class ProjectState:
 
     def _raw(self) -> dict:
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            return data if isinstance(data, dict) else {}
+            text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return {}
-        except ValueError:
-            os.replace(self.path, self.path.with_suffix(".json.broken"))
-            return {}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _broken(self.path, f"cannot be read: {exc}") from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            where = "it is empty" if not text.strip() else f"line {exc.lineno} column {exc.colno}: {exc.msg}"
+            raise _broken(self.path, f"is not valid JSON ({where}); was it cut short or edited?") from None
+        if not isinstance(data, dict):
+            raise _broken(self.path, f"must hold a JSON object, not {_WORDS.get(type(data))}")
+        return data
 
     def _read(self, data: Optional[dict] = None) -> None:
         data = self._raw() if data is None else data
-        self.models = {k: r for k, v in (data.get("models") or {}).items() if (r := _record(ModelRecord, v))}
-        self.wheels = _record(DatasetRecord, data.get("wheels"))
-        self.kernels = {k: r for k, v in (data.get("kernels") or {}).items() if (r := _record(KernelRecord, v))}
-        self.submission = _record(SubmissionRecord, data.get("submission"))
-        self.flow = {k: r for k, v in (data.get("flow") or {}).items() if (r := _record(StepRecord, v))}
-        self.folds = {r.fold: r for v in (data.get("folds") or {}).values() if (r := _record(FoldRecord, v))}
-        self.versions = {name: {int(n): r for n, v in (versions or {}).items()
-                                if str(n).isdigit() and (r := _record(VersionRecord, v))}
-                         for name, versions in (data.get("versions") or {}).items() if isinstance(versions, dict)}
+        path = self.path
+        models = _records(ModelRecord, data, path, "models")
+        wheels = _record(DatasetRecord, data["wheels"], path, "wheels") if data.get("wheels") is not None else None
+        kernels = _records(KernelRecord, data, path, "kernels")
+        submission = (_record(SubmissionRecord, data["submission"], path, "submission")
+                      if data.get("submission") is not None else None)
+        flow = _records(StepRecord, data, path, "flow")
+        folds = {r.fold: r for r in _records(FoldRecord, data, path, "folds").values()}
+        by_kernel = _object(data.get("versions"), path, "versions")
+        versions = {name: {_version_number(n, path, f"versions.{name}"): _record(VersionRecord, v, path,
+                                                                                 f"versions.{name}.{n}")
+                           for n, v in _object(by_kernel[name], path, f"versions.{name}").items()}
+                    for name in by_kernel}
+        self.models, self.wheels, self.kernels, self.submission = models, wheels, kernels, submission
+        self.flow, self.folds, self.versions = flow, folds, versions
 
     def _update(self, change: Callable[[dict], None]) -> None:
         data = self._raw()
         change(data)
+        self._read(data)  # what is written must read back
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".state.", dir=self.path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: a crash leaves the old file or the new one
         os.replace(tmp, self.path)
-        self._read(data)

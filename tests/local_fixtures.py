@@ -132,6 +132,23 @@ def write_dataset(folder: Path, slug: str, files: dict, owner: str = USER) -> Pa
     return folder
 
 
+def write_model_folders(root: Path, slug: str = "tiny-gemma") -> Path:
+    """``model/`` (model-metadata.json), ``instance/`` (instance lora, adapter_config.json r16) and ``v2/``
+    (adapter_config.json r8) under ``root``: a model, its instance and a second version, for the official client."""
+    (root / "model").mkdir(parents=True)
+    (root / "model" / "model-metadata.json").write_text(json.dumps(
+        {"ownerSlug": USER, "slug": slug, "title": slug.replace("-", " ").capitalize(), "isPrivate": True,
+         "description": "a test model"}))
+    (root / "instance").mkdir()
+    (root / "instance" / "model-instance-metadata.json").write_text(json.dumps(
+        {"ownerSlug": USER, "modelSlug": slug, "instanceSlug": "lora", "framework": "transformers",
+         "licenseName": "Apache 2.0"}))
+    (root / "instance" / "adapter_config.json").write_text('{"r": 16}')
+    (root / "v2").mkdir()
+    (root / "v2" / "adapter_config.json").write_text('{"r": 8}')
+    return root
+
+
 def wait_kernel(api, ref: str, timeout: float = 60.0):
     """Poll ``kernels_status`` until the run leaves QUEUED/RUNNING; return the final response."""
     deadline = time.monotonic() + timeout
@@ -166,7 +183,7 @@ def snapshot(folder: Path) -> dict:
 
 
 __all__ = ["USER", "KEY", "COMPETITION", "kaggle_env", "data_dir", "server_settings", "server", "api", "gateway", "write_competition",
-           "write_hidden_test", "write_notebook", "write_kernel", "write_dataset", "wait_kernel", "wait_submission", "snapshot"]
+           "write_hidden_test", "write_notebook", "write_kernel", "write_dataset", "write_model_folders", "wait_kernel", "wait_submission", "snapshot"]
 
 
 def run_kagflow(capsys, *args) -> tuple[int, str, str]:

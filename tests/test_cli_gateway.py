@@ -157,6 +157,13 @@ def test_kernel_import_normalises_and_registers(proj, capsys, server, tmp_path):
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
 
 
+def test_kernel_import_refuses_a_name_that_is_not_a_whole_toml_key(proj, capsys):
+    before = proj.read_text()
+    code, out = kagflow(capsys, "kernel", "import", "alice/public-gemma-notebook", "--as", "upstream\n")
+    assert code != 0 and "not a valid TOML key" in out, out
+    assert proj.read_text() == before
+
+
 def test_image_probe_records_the_kernels_image(proj, capsys):
     """`kagflow image probe` pushes a tiny kernel, pulls what it recorded, and targets it."""
     import sys

@@ -1,7 +1,8 @@
 """`make submit`'s flow end to end on the local Kaggle: tiny model, synthetic competition, CPU.
 
 One fresh project runs the whole flow and must beat the uniform log loss; a second run does
-nothing new; a flow killed while the training kernel runs resumes with no duplicate version.
+nothing new; a flow killed during a wheel's upload and again while the training kernel runs resumes
+with no duplicate version.
 """
 
 from __future__ import annotations
@@ -132,35 +133,67 @@ def test_whole_flow_beats_uniform_then_second_run_does_nothing(project, isolatio
                       "version": 1, "status": "COMPLETE"}
 
 
-def test_killed_during_training_resumes_without_duplicates(project, isolation):
-    env = _env(Path(isolation))
-    proc = subprocess.Popen([sys.executable, "-m", "kagflow", "flow"], cwd=project, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    state_file = project / ".kagflow" / "state-local.json"
-    deadline = time.monotonic() + 600
+def _killed_when(root: Path, env: dict, ready, what: str) -> None:
+    """Run `kagflow flow` until ``ready()``, then SIGKILL it (and what it started in its session; the local
+    Kaggle runs in its own and lives on)."""
+    proc = subprocess.Popen([sys.executable, "-m", "kagflow", "flow"], cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 900
     try:
-        while time.monotonic() < deadline:
-            if state_file.is_file():
-                try:
-                    if _state(project).get("kernels", {}).get("train", {}).get("version"):
-                        break
-                except ValueError:
-                    pass
-            assert proc.poll() is None, proc.stdout.read()
-            time.sleep(0.2)
-        else:
-            pytest.fail("the training kernel was never pushed")
-        os.killpg(proc.pid, signal.SIGKILL)  # mid step 3: pushed, still running on the server
+        while not ready():
+            assert proc.poll() is None, f"the flow ended before {what}:\n" + proc.stdout.read()
+            assert time.monotonic() < deadline, f"no {what} within 900 s"
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _wheel_put_in_flight(root: Path) -> bool:
+    """A wheel's blob PUT is under way on the local server: its upload session is open and bytes have arrived."""
+    import sqlite3
+
+    data = root / ".kagflow" / "local"
+    if not (data / "kaggle.sqlite3").is_file():
+        return False
+    db = sqlite3.connect(f"file:{data / 'kaggle.sqlite3'}?mode=ro", uri=True)
+    try:
+        tokens = [r[0] for r in db.execute("SELECT token FROM uploads WHERE sha256 IS NULL AND name LIKE '%.whl'")]
+    except sqlite3.OperationalError:  # the server is still creating its tables
+        return False
+    finally:
+        db.close()
+    return any((data / "uploads" / f"{t}.part").is_file() and (data / "uploads" / f"{t}.part").stat().st_size
+               for t in tokens)
+
+
+def _train_pushed(root: Path) -> bool:
+    try:
+        return bool(_state(root).get("kernels", {}).get("train", {}).get("version"))
+    except (OSError, ValueError):
+        return False
+
+
+def test_killed_mid_upload_and_mid_training_resumes_without_duplicates(project, isolation):
+    """SIGKILL of `kagflow flow` while a wheel's PUT is in flight, then again while it waits for the training
+    kernel; each re-run continues where the last stopped, and the end has one version of everything."""
+    env = _env(Path(isolation))
+    _killed_when(project, env, lambda: _wheel_put_in_flight(project), "wheel upload in flight")
+    flow = _state(project).get("flow", {})
+    assert flow.get("base", {}).get("done") and not flow.get("wheels", {}).get("done")
+    assert _counts(project)["dataset_versions"] in (0, None)  # the wheels dataset was not made yet
+
+    _killed_when(project, env, lambda: _train_pushed(project), "training kernel pushed")  # mid step 4
     assert not _state(project).get("flow", {}).get("train", {}).get("done")
 
     again = _kagflow(project, env, "flow")
     assert again.returncode == 0, again.stdout + again.stderr
     counts = _counts(project)
-    assert counts["kernel_versions"] == 2  # one train, one infer: the re-run pushed no new train version
+    # one base and one adapter version, one wheels dataset version, one train and one infer kernel version
+    assert (counts["model_versions"], counts["dataset_versions"]) == (2, 1), counts
+    assert counts["kernel_versions"] == 2  # the re-runs pushed no new train version
     assert counts["submissions"] == 1
     score = float(again.stdout.split("score (log loss):")[1].split()[0])
     assert score < UNIFORM

@@ -10,6 +10,7 @@ import pytest
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import write_competition
 
+from kagflow.errors import DataError
 from kagflow.local.competition import ScoreError, install_competition, score_submission
 from kagflow.local.store import Store
 
@@ -76,7 +77,7 @@ def test_install_hides_the_solution(tmp_path):
             (files / "solution.csv").read_text()
     finally:
         store.close()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataError, match="solution.csv: is missing"):
         (files / "solution.csv").unlink()
         install_competition(tmp_path / "data", "no-solution", files)
 

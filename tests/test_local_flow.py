@@ -8,7 +8,8 @@ import tarfile
 import zipfile
 
 from local_fixtures import *  # noqa: F401,F403
-from local_fixtures import COMPETITION, USER, wait_kernel, wait_submission, write_dataset, write_kernel
+from local_fixtures import (COMPETITION, USER, wait_kernel, wait_submission, write_dataset, write_kernel,
+                            write_model_folders)
 
 from kagflow.hub.client import EndpointKaggleApi
 from kagflow.hub.official_cli import run_official_cli as _run_official_cli
@@ -17,21 +18,6 @@ from kagflow.hub.official_cli import run_official_cli as _run_official_cli
 def run_official_cli(args, endpoint):
     """The official CLI's own entry point, unchanged but for kagflow's endpoint seam."""
     return _run_official_cli(EndpointKaggleApi(endpoint), args, capture=True)
-
-
-def _model_folders(root):
-    (root / "model").mkdir(parents=True)
-    (root / "model" / "model-metadata.json").write_text(json.dumps(
-        {"ownerSlug": USER, "slug": "tiny-gemma", "title": "Tiny gemma", "isPrivate": True,
-         "description": "a test model"}))
-    (root / "instance").mkdir()
-    (root / "instance" / "model-instance-metadata.json").write_text(json.dumps(
-        {"ownerSlug": USER, "modelSlug": "tiny-gemma", "instanceSlug": "lora", "framework": "transformers",
-         "licenseName": "Apache 2.0"}))
-    (root / "instance" / "adapter_config.json").write_text('{"r": 16}')
-    (root / "v2").mkdir()
-    (root / "v2" / "adapter_config.json").write_text('{"r": 8}')
-    return root
 
 
 def test_dataset_model_kernel_submit_flow(api, server, tmp_path):
@@ -50,7 +36,7 @@ def test_dataset_model_kernel_submit_flow(api, server, tmp_path):
     assert (tmp_path / "dl" / "rows.csv").read_text() == "a,b\n1,2\n3,4\n"
 
     # models: model, instance (version 1), instance version 2
-    folders = _model_folders(tmp_path / "m")
+    folders = write_model_folders(tmp_path / "m")
     assert api.model_create_new(str(folders / "model")).ref == f"{USER}/tiny-gemma"
     inst = api.model_instance_create(str(folders / "instance"), quiet=True)
     assert inst.ref == f"{USER}/tiny-gemma/transformers/lora"

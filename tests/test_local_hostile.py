@@ -14,7 +14,7 @@ from local_fixtures import KEY, USER, snapshot
 
 BLOB = "blobs.BlobApiService/StartBlobUpload"
 TRAVERSAL_NAMES = ["../evil.csv", "/etc/passwd", "a/b.csv", "..", "a\x00b.csv", "a\u2215b.csv", "a\uff0fb.csv",
-                   "a\\b.csv", "x" * 300]
+                   "a\\b.csv", "x" * 300, "\u00e9" * 128]  # (the last: 128 characters, 256 bytes in UTF-8)
 
 
 def post(server, route, body, *, auth=(USER, KEY), raw=None):
@@ -50,6 +50,60 @@ def test_blob_names_cannot_escape(server, data_dir, name):
     resp = post(server, BLOB, {"type": "DATASET", "name": name, "contentLength": 3, "lastModifiedEpochSeconds": 1})
     assert_kaggle_error(resp, 400, "invalid file name")
     assert snapshot(data_dir) == before
+
+
+def _empty_upload(server, name="a.csv"):
+    return post(server, BLOB, {"type": "DATASET", "name": name, "contentLength": 0}).json()["token"]
+
+
+def test_names_are_counted_in_utf8_bytes(server):
+    """255 bytes per name, as filesystems count: 100 two-byte characters (200 bytes) are a fine file name; a path
+    (folders and name) is at most 1024 bytes."""
+    name = "\u00e9" * 100
+    resp = post(server, "datasets.DatasetApiService/CreateDataset",
+                {"slug": "utf8-names", "title": "UTF-8 names", "files": [{"token": _empty_upload(server, name)}]})
+    assert resp.status_code == 200 and not resp.json().get("error"), resp.text
+    files = post(server, "datasets.DatasetApiService/ListDatasetFiles", {"ownerSlug": USER, "datasetSlug": "utf8-names"})
+    assert [f["name"] for f in files.json()["datasetFiles"]] == [name]
+    folders = [{"name": "\u00e9" * 120, "files": []} for _ in range(5)]  # each 240 bytes: fine alone, 1205 together
+    for outer, inner in zip(folders, folders[1:]):
+        outer["directories"] = [inner]
+    folders[-1]["files"] = [{"token": _empty_upload(server)}]
+    resp = post(server, "datasets.DatasetApiService/CreateDatasetVersion",
+                {"ownerSlug": USER, "datasetSlug": "utf8-names", "body": {"files": [], "directories": [folders[0]]}})
+    assert_kaggle_error(resp, 400, "more than 1024")
+
+
+NOT_WHOLE = "\n"  # "ok-slug\n" passed a `^...$` check: every name check matches the whole string
+
+
+@pytest.mark.parametrize("route,body,fragment", [
+    ("datasets.DatasetApiService/CreateDataset", {"slug": "ok-slug" + NOT_WHOLE, "title": "A fine title",
+                                                  "files": []}, "invalid dataset slug"),
+    ("models.ModelApiService/CreateModel", {"slug": "ok-slug" + NOT_WHOLE, "title": "A fine title"},
+     "invalid model slug"),
+    ("kernels.KernelsApiService/SaveKernel", {"slug": f"{USER}/ok-kernel{NOT_WHOLE}", "text": "{}",
+                                              "language": "python", "kernelType": "notebook"}, "invalid kernel slug"),
+    ("models.ModelApiService/CreateModelInstance", {"ownerSlug": USER, "modelSlug": "some-model" + NOT_WHOLE},
+     "invalid model slug"),
+    ("datasets.DatasetApiService/CreateDataset", {"ownerSlug": USER + NOT_WHOLE, "slug": "ok-slug",
+                                                  "title": "A fine title"}, "invalid owner slug"),
+])
+def test_create_calls_refuse_a_slug_with_a_trailing_newline(server, data_dir, route, body, fragment):
+    before = snapshot(data_dir)
+    assert_kaggle_error(post(server, route, body), 400, fragment)
+    assert snapshot(data_dir) == before
+    assert server.store.one("SELECT COUNT(*) AS n FROM models")["n"] == 0
+
+
+def test_a_model_instance_slug_with_a_trailing_newline_is_refused(server):
+    assert post(server, "models.ModelApiService/CreateModel", {"slug": "some-model", "title": "Some model"}).ok
+    body = {"framework": "MODEL_FRAMEWORK_TRANSFORMERS", "instanceSlug": "lora" + NOT_WHOLE, "licenseName": "MIT",
+            "files": [{"token": _empty_upload(server)}]}
+    resp = post(server, "models.ModelApiService/CreateModelInstance",
+                {"ownerSlug": USER, "modelSlug": "some-model", "body": body})
+    assert_kaggle_error(resp, 400, "invalid model instance slug")
+    assert server.store.one("SELECT COUNT(*) AS n FROM model_instances")["n"] == 0
 
 
 def test_download_names_cannot_escape(api, server, tmp_path):

@@ -43,7 +43,8 @@ def test_title_that_slugifies_to_nothing_is_refused():
         slugs.kernel_slug("!!!!!!")
 
 
-@pytest.mark.parametrize("bad", ["Bad Slug", "-lead", "trail-", "dou--ble", "UPPER", "under_score", ""])
+@pytest.mark.parametrize("bad", ["Bad Slug", "-lead", "trail-", "dou--ble", "UPPER", "under_score", "",
+                                 "ok-slug\n"])
 def test_check_slug_rejects_and_suggests(bad):
     with pytest.raises(NamingError) as err:
         slugs.check_slug(bad, what="model slug")
@@ -54,8 +55,9 @@ def test_check_slug_rejects_and_suggests(bad):
 
 def test_owner_allows_underscores_but_not_uppercase():
     assert slugs.check_owner("some_user-1") == "some_user-1"
-    with pytest.raises(NamingError, match="Alice"):
-        slugs.check_owner("Alice")
+    for bad in ("Alice", "alice\n"):
+        with pytest.raises(NamingError):
+            slugs.check_owner(bad)
 
 
 @pytest.mark.parametrize("given, enum, meta, source", [

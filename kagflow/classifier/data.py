@@ -10,6 +10,11 @@ from . import LABEL_COLUMNS
 
 TEXT_COLUMNS = ("prompt", "response_a", "response_b")
 LONE_SURROGATE = "lone surrogate replaced with U+FFFD"
+# A longer turn keeps its head only: the model reads at most max_length tokens of a part (text.fit_turns keeps an
+# oversized turn's head), and 1 Mi characters hold more than 8192 tokens of any text whose tokens average under
+# 128 characters, so the cut changes no model input while a row of hundreds of megabytes no longer costs
+# gigabytes of token ids.
+MAX_TURN_CHARS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,9 @@ def parse_turns(cell) -> tuple[list[str], list[str]]:
         text, replaced = clean_text("" if turn is None else str(turn))
         if replaced and LONE_SURROGATE not in reasons:
             reasons.append(LONE_SURROGATE)
+        if len(text) > MAX_TURN_CHARS:
+            reasons.append(f"a turn of {len(text)} characters kept to its first {MAX_TURN_CHARS}")
+            text = text[:MAX_TURN_CHARS]
         turns.append(text)
     return turns, reasons
 
@@ -95,19 +103,29 @@ def parse_label(values) -> int | None:
 
 
 def load_arena_csv(path, *, labeled: bool | None = None) -> ArenaData:
-    """Read train.csv/test.csv. Labeled rows with a bad label are reported and skipped; no other row is."""
+    """Read train.csv/test.csv. Labeled rows with a bad label are reported and skipped; no other row is.
+
+    A file that cannot be used stops with one ValueError naming it and the column: not a readable CSV (an
+    unclosed quote, not UTF-8), a column missing, or labeled rows none of which has a valid label."""
     import pandas as pd
 
     # ids are strings everywhere ("NA", "" and "007" survive); only an empty text cell is missing
-    raw = pd.read_csv(path, dtype={"id": str, **{c: str for c in TEXT_COLUMNS}}, keep_default_na=False,
-                      na_values={c: [""] for c in TEXT_COLUMNS})
-    missing = [c for c in ("id", *TEXT_COLUMNS) if c not in raw.columns]
-    if labeled is None:
-        labeled = all(c in raw.columns for c in LABEL_COLUMNS)
-    if labeled:
-        missing += [c for c in LABEL_COLUMNS if c not in raw.columns]
+    try:
+        raw = pd.read_csv(path, dtype={"id": str, **{c: str for c in TEXT_COLUMNS}}, keep_default_na=False,
+                          na_values={c: [""] for c in TEXT_COLUMNS})
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        detail = str(exc).strip().rpartition("C error: ")[2]  # pandas: "Error tokenizing data. C error: EOF ..."
+        raise ValueError(f"{path}: not a readable CSV ({detail}); an unclosed quote makes one cell "
+                         "swallow the rows after it: check the quoting there") from None
+    if labeled is None:  # any label column makes it a train.csv: one missing is refused, not read as a test.csv
+        labeled = any(c in raw.columns for c in LABEL_COLUMNS)
+    expected = ("id", *TEXT_COLUMNS, *(LABEL_COLUMNS if labeled else ()))
+    missing = [c for c in expected if c not in raw.columns]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}; found {list(raw.columns)}")
+        raise ValueError(f"{path}: missing columns {missing}; found {list(raw.columns)}; the competition's "
+                         f"{'train' if labeled else 'test'}.csv has {', '.join(expected)}")
 
     records, issues, skipped = [], [], []
     for row in raw.itertuples(index=False):
@@ -116,7 +134,7 @@ def load_arena_csv(path, *, labeled: bool | None = None) -> ArenaData:
         if labeled:
             label = parse_label([row[c] for c in LABEL_COLUMNS])
             if label is None:
-                values = tuple(row[c] for c in LABEL_COLUMNS)
+                values = tuple(str(row[c]) for c in LABEL_COLUMNS)  # as written (pandas types each column)
                 issues.append(RowIssue(row["id"], None, f"labels {values}: not exactly one 1; row skipped"))
                 skipped.append(row["id"])
                 continue
@@ -125,6 +143,9 @@ def load_arena_csv(path, *, labeled: bool | None = None) -> ArenaData:
             record[column], reasons = parse_turns(row[column])
             issues += [RowIssue(row["id"], column, reason) for reason in reasons]
         records.append(record)
+    if labeled and skipped and not records:
+        raise ValueError(f"{path}: no row has a valid label in {', '.join(LABEL_COLUMNS)} (exactly one 1 per row): "
+                         + "; ".join(str(i) for i in issues[:3]))
     frame = pd.DataFrame(records, columns=["id", *TEXT_COLUMNS, "label"])
     return ArenaData(frame=frame, issues=issues, skipped_ids=skipped)
 

@@ -4,6 +4,9 @@ A private dataset, model or kernel is visible to its owner only (others get "not
 Kaggle). A kernel's sources are resolved for the kernel's owner: one that names nothing, or
 something that owner cannot see, is *invalid* (SaveKernel returns it in ``invalid_*_sources`` and
 the run does not mount it). The same functions decide at push time and again at run time.
+
+A signed download link carries a :class:`Grant` (what it serves, and to whom it was issued); every read of the
+link asks :func:`readable` again, so a link stops working once its resource is deleted or made private.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Optional
 
 from kagflow import slugs
 from kagflow.errors import NamingError
+from kagflow.local.competition import rules_accepted
 from kagflow.local.store import Store
 
 KINDS = ("dataset", "competition", "kernel", "model")
@@ -21,6 +25,36 @@ KINDS = ("dataset", "competition", "kernel", "model")
 def visible(row, user: Optional[str]) -> bool:
     """A dataset/model/kernel row exists and ``user`` may see it (public, or theirs)."""
     return row is not None and (not row["is_private"] or row["owner"] == user)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a signed link serves: one version (``kind`` a file-set kind, ``set_id`` its row id; ids are never
+    reused), issued to ``user`` ("" for an anonymous caller)."""
+    kind: str
+    set_id: int
+    user: str
+
+
+# The resource row (owner, is_private) that decides who may read a version of each kind.
+_OWNER_SQL = {
+    "dataset_version": "SELECT d.owner, d.is_private FROM datasets d JOIN dataset_versions v ON v.dataset_id = d.id "
+                       "WHERE v.id=?",
+    "model_version": "SELECT m.owner, m.is_private FROM models m JOIN model_instances i ON i.model_id = m.id "
+                     "JOIN model_versions v ON v.instance_id = i.id WHERE v.id=?",
+    "kernel_version": "SELECT k.owner, k.is_private FROM kernels k JOIN kernel_versions v ON v.kernel_id = k.id "
+                      "WHERE v.id=?",
+}
+
+
+def readable(store: Store, grant: Grant) -> bool:
+    """``grant.user`` may still read what ``grant`` names: it exists and is visible to them (a competition's files:
+    the competition exists and they accepted its rules)."""
+    if grant.kind == "competition":
+        row = store.one("SELECT slug FROM competitions WHERE id=?", grant.set_id)
+        return row is not None and rules_accepted(store, row["slug"], grant.user)
+    sql = _OWNER_SQL.get(grant.kind)
+    return sql is not None and visible(store.one(sql, grant.set_id), grant.user or None)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Dict, Optional
 
-from kagflow.local.archives import unpack_uploads
 from kagflow.local.limits import Limits
-from kagflow.local.names import check_name, parse_count
+from kagflow.local.names import check_name, check_relpath, parse_count
+from kagflow.local.unpack import MAX_BYTES, UnpackLimits, unpack_uploads
 from kagflow.local.protocol import ApiError
 from kagflow.local.store import Store
 
@@ -67,7 +67,8 @@ class Settings:
     kernel_workers: int = 4             # kernel runs (and scoring re-runs) at a time
     kernel_sessions_per_user: int = 2   # of which one user's (Kaggle: 2 GPU sessions per user at once)
     max_json_bytes: int = 8 << 20       # largest API request body
-    max_blob_bytes: int = 200 << 30     # largest single upload
+    max_blob_bytes: int = MAX_BYTES     # largest single upload
+    unpack: UnpackLimits = field(default_factory=UnpackLimits)  # how far an uploaded .zip/.tar may unpack
     daily_submissions: int = 5
     gpu_quota_s: float = 30 * 3600      # weekly accelerator quota per user (kaggle quota), GPU and TPU alike
     tpu_quota_s: float = 20 * 3600
@@ -148,12 +149,31 @@ def resolve_uploads(ctx: Ctx, new_files, directories=None) -> list[tuple[str, st
         name = prefix + check_name(row["name"])
         blob = ctx.store.one("SELECT size FROM blobs WHERE sha256=?", row["sha256"])
         out.append((name, row["sha256"], blob["size"], f.description or ""))
-    out = unpack_uploads(ctx.store, out, ctx.settings.max_blob_bytes)  # sub.zip / sub.tar -> sub/...
+    out = unpack_uploads(ctx.store, out, ctx.settings.unpack)  # sub.zip / sub.tar -> sub/...
     for name, *_ in out:
+        check_relpath(name)  # folders and name together, unpacked members included
         if name in seen:
             raise ApiError(400, f"Duplicate file name {name!r}")
         seen.add(name)
     return out
+
+
+def add_version(db, kind: str, parent_id: int, notes: str, files, *, processing_s: float, busy: str) -> tuple[int, int]:
+    """Insert version N+1 of a dataset (``kind`` "dataset_version") or model instance ("model_version") with its
+    files, inside the caller's transaction ``db``; return ``(version id, number)``. While the previous version is
+    still processing, 403 ``busy`` (as Kaggle)."""
+    table, parent = {"dataset_version": ("dataset_versions", "dataset_id"),
+                     "model_version": ("model_versions", "instance_id")}[kind]
+    last = db.execute(f"SELECT number, ready_at FROM {table} WHERE {parent}=? ORDER BY number DESC LIMIT 1",
+                      (parent_id,)).fetchone()
+    if last is not None and last["ready_at"] > now():
+        raise ApiError(403, busy)
+    number = (last["number"] if last else 0) + 1
+    version_id = db.execute(f"INSERT INTO {table} VALUES (NULL, ?, ?, ?, ?, ?)",
+                            (parent_id, number, notes or "", now() + processing_s, now())).lastrowid
+    db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   [(kind, version_id, n, s, z, d, now()) for n, s, z, d in files])
+    return version_id, number
 
 
 def now() -> float:

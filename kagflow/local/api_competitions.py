@@ -20,7 +20,8 @@ from kagglesdk.competitions.types.submission_status import SubmissionStatus
 from kagflow.local import competition, transfer
 from kagflow.local.api import Ctx, Redirect, new_token, now, page, route, utc
 from kagflow.local.api_kernels import find_kernel, find_version
-from kagflow.local.archives import bundle
+from kagflow.local.access import Grant
+from kagflow.local.archives import Pack, blob_members, bundle
 from kagflow.local.names import check_name, check_relpath
 from kagflow.local.protocol import ApiError
 
@@ -101,7 +102,7 @@ def download_data_file(ctx: Ctx, req) -> Redirect:
     if not match:
         raise ApiError(404, f"File {req.file_name!r} not found in competition {comp['slug']!r}")
     return Redirect(transfer.signed_url(ctx.store, ctx.base_url, ctx.store.blob_path(match[0]["sha256"]),
-                                        match[0]["name"]))
+                                        match[0]["name"], Grant(KIND, comp["id"], ctx.user or "")))
 
 
 @route("competitions.CompetitionApiService/DownloadDataFiles")
@@ -109,10 +110,9 @@ def download_data_files(ctx: Ctx, req) -> Redirect:
     comp = find(ctx, req.competition_name)
     require_rules(ctx, comp)
     files = ctx.store.files_of(KIND, comp["id"])
-    digest = hashlib.sha256("".join(f["name"] + f["sha256"] for f in files).encode()).hexdigest()[:16]
-    key = f"competitions/{comp['slug']}-{digest}"
-    archive = bundle(ctx.store, key, [(f["name"], ctx.store.blob_path(f["sha256"])) for f in files])
-    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, f"{comp['slug']}.zip"))
+    archive = bundle(ctx.store, Pack("competitions", (comp["slug"],), "", blob_members(ctx.store, files)))
+    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, f"{comp['slug']}.zip",
+                                        Grant(KIND, comp["id"], ctx.user or "")))
 
 
 @route("competitions.CompetitionApiService/CreateCodeSubmission")

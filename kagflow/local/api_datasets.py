@@ -13,8 +13,9 @@ from kagglesdk.datasets.types.dataset_enums import DatabundleVersionStatus
 from kagflow import slugs
 from kagflow.errors import NamingError
 from kagflow.local import access, transfer
-from kagflow.local.api import Ctx, Redirect, in_body, now, page, resolve_uploads, route, utc
-from kagflow.local.archives import bundle
+from kagflow.local.api import Ctx, Redirect, add_version, in_body, now, page, resolve_uploads, route, utc
+from kagflow.local.access import Grant
+from kagflow.local.archives import Pack, blob_members, bundle, forget
 from kagflow.local.names import check_relpath
 from kagflow.local.protocol import ApiError
 
@@ -47,20 +48,11 @@ def _ok(ctx: Ctx, owner: str, slug: str) -> ApiCreateDatasetResponse:
     return resp
 
 
-def _add_version(ctx: Ctx, dataset_id: int, notes: str, files) -> int:
-    ready_at = now() + ctx.settings.dataset_processing_s
-    with ctx.store.tx() as db:
-        last = db.execute("SELECT number, ready_at FROM dataset_versions WHERE dataset_id=? ORDER BY number DESC "
-                          "LIMIT 1", (dataset_id,)).fetchone()
-        if last is not None and last["ready_at"] > now():
-            raise ApiError(403, "The previous version of this dataset is still processing; "
-                                "retry when its status is ready")
-        number = (last["number"] if last else 0) + 1
-        version_id = db.execute("INSERT INTO dataset_versions VALUES (NULL, ?, ?, ?, ?, ?)",
-                                (dataset_id, number, notes or "", ready_at, now())).lastrowid
-        db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       [(KIND, version_id, n, s, z, d, now()) for n, s, z, d in files])
-    return number
+def _add_version(ctx: Ctx, db, dataset_id: int, notes: str, files) -> int:
+    """Insert the next version of the dataset with its files, inside the caller's transaction ``db``."""
+    return add_version(db, KIND, dataset_id, notes, files, processing_s=ctx.settings.dataset_processing_s,
+                       busy="The previous version of this dataset is still processing; retry when its status is "
+                            "ready")[1]
 
 
 @route("datasets.DatasetApiService/CreateDataset")
@@ -79,12 +71,13 @@ def create_dataset(ctx: Ctx, req) -> ApiCreateDatasetResponse:
     files = resolve_uploads(ctx, req.files, req.directories)
     if not files:
         raise ApiError(400, "A dataset needs at least one file")
-    if ctx.store.one("SELECT id FROM datasets WHERE owner=? AND slug=?", owner, req.slug):
-        raise ApiError(409, f"The requested slug {req.slug!r} is already in use by a dataset of {owner!r}")
-    dataset_id = ctx.store.run("INSERT INTO datasets VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)", owner, req.slug,
-                               title, req.subtitle or "", req.description or "", req.license_name or "unknown",
-                               1 if req.is_private else 0, now())
-    _add_version(ctx, dataset_id, "Initial release", files)
+    with ctx.store.tx() as db:  # the dataset and its first version, or neither (a crash between leaves nothing)
+        if db.execute("SELECT id FROM datasets WHERE owner=? AND slug=?", (owner, req.slug)).fetchone():
+            raise ApiError(409, f"The requested slug {req.slug!r} is already in use by a dataset of {owner!r}")
+        dataset_id = db.execute("INSERT INTO datasets VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                (owner, req.slug, title, req.subtitle or "", req.description or "",
+                                 req.license_name or "unknown", 1 if req.is_private else 0, now())).lastrowid
+        _add_version(ctx, db, dataset_id, "Initial release", files)
     return _ok(ctx, owner, req.slug)
 
 
@@ -93,11 +86,12 @@ def _create_version(ctx: Ctx, dataset, body) -> ApiCreateDatasetResponse:
     files = resolve_uploads(ctx, body.files if body else [], body.directories if body else [])
     if not files:
         raise ApiError(400, "A dataset version needs at least one file")
-    _add_version(ctx, dataset["id"], body.version_notes if body else "", files)
-    if body and (body.subtitle or body.description):
-        ctx.store.run("UPDATE datasets SET subtitle=COALESCE(NULLIF(?, ''), subtitle), "
-                      "description=COALESCE(NULLIF(?, ''), description) WHERE id=?",
-                      body.subtitle or "", body.description or "", dataset["id"])
+    with ctx.store.tx() as db:
+        _add_version(ctx, db, dataset["id"], body.version_notes if body else "", files)
+        if body and (body.subtitle or body.description):
+            db.execute("UPDATE datasets SET subtitle=COALESCE(NULLIF(?, ''), subtitle), "
+                       "description=COALESCE(NULLIF(?, ''), description) WHERE id=?",
+                       (body.subtitle or "", body.description or "", dataset["id"]))
     return _ok(ctx, dataset["owner"], dataset["slug"])
 
 
@@ -202,16 +196,18 @@ def download_dataset(ctx: Ctx, req) -> Redirect:
     dataset = find(ctx, req.owner_slug, req.dataset_slug)
     version = version_of(ctx, dataset, req.dataset_version_number)
     files = ctx.store.files_of(KIND, version["id"])
+    grant = Grant(KIND, version["id"], ctx.user or "")
     if req.file_name:
         name = check_relpath(req.file_name)
         match = [f for f in files if f["name"] == name]
         if not match:
             raise ApiError(404, f"File {name!r} not found in {dataset['owner']}/{dataset['slug']} "
                                 f"version {version['number']}")
-        return Redirect(transfer.signed_url(ctx.store, ctx.base_url, ctx.store.blob_path(match[0]["sha256"]), name))
-    archive = bundle(ctx.store, f"datasets/{version['id']}",
-                     [(f["name"], ctx.store.blob_path(f["sha256"])) for f in files])
-    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, f"{dataset['slug']}.zip"))
+        return Redirect(transfer.signed_url(ctx.store, ctx.base_url, ctx.store.blob_path(match[0]["sha256"]), name,
+                                            grant))
+    archive = bundle(ctx.store, Pack("datasets", (dataset["owner"], dataset["slug"]), str(version["number"]),
+                                     blob_members(ctx.store, files)))
+    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, f"{dataset['slug']}.zip", grant))
 
 
 def dataset_info(ctx: Ctx, dataset) -> DatasetInfo:
@@ -269,4 +265,5 @@ def delete_dataset(ctx: Ctx, req) -> ApiDeleteDatasetResponse:
                    "dataset_id=?)", (dataset["id"],))
         db.execute("DELETE FROM dataset_versions WHERE dataset_id=?", (dataset["id"],))
         db.execute("DELETE FROM datasets WHERE id=?", (dataset["id"],))
+    forget(ctx.store, "datasets", dataset["owner"], dataset["slug"])
     return ApiDeleteDatasetResponse()

@@ -21,7 +21,8 @@ from kagflow import slugs
 from kagflow.errors import NamingError
 from kagflow.local import access, mounts, quota, transfer
 from kagflow.local.api import Ctx, Redirect, in_body, now, page, refusal, route, utc
-from kagflow.local.archives import bundle
+from kagflow.local.access import Grant
+from kagflow.local.archives import Pack, bundle, file_members, forget
 from kagflow.local.jobs import sandbox_dir
 from kagflow.local.names import inside, parse_count
 from kagflow.local.protocol import ApiError
@@ -158,19 +159,31 @@ def list_kernel_session_output(ctx: Ctx, req) -> ApiListKernelSessionOutputRespo
     kernel = find_kernel(ctx, req.user_name, req.kernel_slug)
     version = find_version(ctx, kernel, req.version_label)
     sandbox, files = _output(ctx, kernel, version)
+    grant = _grant(ctx, version)
     chunk, token = page(files, req.page_size, req.page_token)
     resp = ApiListKernelSessionOutputResponse()
     resp.files = []
     for name, path in chunk:
         item = ApiKernelSessionOutputFile()
         item.file_name = name
-        item.url = transfer.signed_url(ctx.store, ctx.base_url, path, name)
+        item.url = transfer.signed_url(ctx.store, ctx.base_url, path, name, grant)
         resp.files.append(item)
     log = sandbox / "log.json"
     if log.is_file():
         resp.log = log.read_text(encoding="utf-8", errors="replace")
     resp.next_page_token = token
     return resp
+
+
+def _grant(ctx: Ctx, version) -> Grant:
+    return Grant("kernel_version", version["id"], ctx.user or "")
+
+
+def _output_zip(ctx: Ctx, kernel, version) -> Redirect:
+    _, files = _output(ctx, kernel, version)
+    archive = bundle(ctx.store, Pack("kernels", (kernel["owner"], kernel["slug"]), str(version["number"]),
+                                     file_members(files)))
+    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, "output.zip", _grant(ctx, version)))
 
 
 def _finished(kernel, version) -> None:
@@ -187,9 +200,7 @@ def download_kernel_output_zip(ctx: Ctx, req) -> Redirect:
     kernel = find_kernel(ctx, row["owner"], row["slug"])
     version = find_version(ctx, kernel, f"v{row['number']}")
     _finished(kernel, version)
-    _, files = _output(ctx, kernel, version)
-    archive = bundle(ctx.store, f"kernels/{version['id']}", files)
-    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, "output.zip"))
+    return _output_zip(ctx, kernel, version)
 
 
 @route("kernels.KernelsApiService/DownloadKernelOutput")
@@ -203,9 +214,8 @@ def download_kernel_output(ctx: Ctx, req) -> Redirect:
         match = [p for n, p in files if n == req.file_path]
         if not match:
             raise ApiError(404, f"Output file {req.file_path!r} not found")
-        return Redirect(transfer.signed_url(ctx.store, ctx.base_url, match[0], req.file_path))
-    archive = bundle(ctx.store, f"kernels/{version['id']}", files)
-    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, "output.zip"))
+        return Redirect(transfer.signed_url(ctx.store, ctx.base_url, match[0], req.file_path, _grant(ctx, version)))
+    return _output_zip(ctx, kernel, version)
 
 
 def describe(ctx: Ctx, kernel, version) -> ApiKernelMetadata:
@@ -322,6 +332,7 @@ def delete_kernel(ctx: Ctx, req) -> ApiDeleteKernelResponse:
         db.execute("DELETE FROM kernels WHERE id=?", (kernel["id"],))
     runs = inside(ctx.store.root / "runs", kernel["owner"], kernel["slug"])
     shutil.rmtree(runs, ignore_errors=True)
+    forget(ctx.store, "kernels", kernel["owner"], kernel["slug"])
     return ApiDeleteKernelResponse()
 
 

@@ -16,8 +16,9 @@ from kagglesdk.models.types.model_types import ModelInstance, ModelInstanceVersi
 from kagflow import slugs
 from kagflow.errors import NamingError
 from kagflow.local import access, transfer
-from kagflow.local.api import Ctx, Redirect, in_body, now, page, resolve_uploads, route, utc
-from kagflow.local.archives import bundle
+from kagflow.local.api import Ctx, Redirect, add_version, in_body, now, page, resolve_uploads, route, utc
+from kagflow.local.access import Grant
+from kagflow.local.archives import Pack, blob_members, bundle, forget
 from kagflow.local.names import check_relpath
 from kagflow.local.protocol import ApiError
 
@@ -83,19 +84,10 @@ def _response(ctx: Ctx, id_: int, ref: str) -> ApiCreateModelResponse:
     return resp
 
 
-def _add_version(ctx: Ctx, instance_id: int, notes: str, files) -> tuple[int, int]:
-    with ctx.store.tx() as db:
-        last = db.execute("SELECT number, ready_at FROM model_versions WHERE instance_id=? ORDER BY number DESC "
-                          "LIMIT 1", (instance_id,)).fetchone()
-        if last is not None and last["ready_at"] > now():
-            raise ApiError(403, "The previous version of this model instance is still processing; retry later")
-        number = (last["number"] if last else 0) + 1
-        version_id = db.execute("INSERT INTO model_versions VALUES (NULL, ?, ?, ?, ?, ?)",
-                                (instance_id, number, notes or "", now() + ctx.settings.model_processing_s,
-                                 now())).lastrowid
-        db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       [(KIND, version_id, n, s, z, d, now()) for n, s, z, d in files])
-    return version_id, number
+def _add_version(ctx: Ctx, db, instance_id: int, notes: str, files) -> tuple[int, int]:
+    """Insert the next version of the instance with its files, inside the caller's transaction ``db``."""
+    return add_version(db, KIND, instance_id, notes, files, processing_s=ctx.settings.model_processing_s,
+                       busy="The previous version of this model instance is still processing; retry later")
 
 
 @route("models.ModelApiService/CreateModel")
@@ -185,16 +177,17 @@ def create_model_instance(ctx: Ctx, req) -> ApiCreateModelResponse:
     files = resolve_uploads(ctx, body.files, body.directories)
     if not files:
         raise ApiError(400, "A model instance needs at least one file")
-    if ctx.store.one("SELECT id FROM model_instances WHERE model_id=? AND framework=? AND slug=?",
-                     model["id"], fw, slug):
-        raise ApiError(409, f"Model instance {model['owner']}/{model['slug']}/{framework_source(fw)}/{slug} "
-                            "already exists")
     kind = body.model_instance_type or ModelInstanceType.MODEL_INSTANCE_TYPE_UNSPECIFIED
-    instance_id = ctx.store.run("INSERT INTO model_instances VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                model["id"], fw, slug, body.license_name, body.overview or "", body.usage or "",
-                                1 if body.fine_tunable else 0, json.dumps(body.training_data or []), kind.name,
-                                now())
-    _add_version(ctx, instance_id, "Initial version", files)
+    with ctx.store.tx() as db:  # the instance and its first version, or neither (a crash between leaves nothing)
+        if db.execute("SELECT id FROM model_instances WHERE model_id=? AND framework=? AND slug=?",
+                      (model["id"], fw, slug)).fetchone():
+            raise ApiError(409, f"Model instance {model['owner']}/{model['slug']}/{framework_source(fw)}/{slug} "
+                                "already exists")
+        instance_id = db.execute("INSERT INTO model_instances VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                 (model["id"], fw, slug, body.license_name, body.overview or "", body.usage or "",
+                                  1 if body.fine_tunable else 0, json.dumps(body.training_data or []), kind.name,
+                                  now())).lastrowid
+        _add_version(ctx, db, instance_id, "Initial version", files)
     instance = ctx.store.one("SELECT * FROM model_instances WHERE id=?", instance_id)
     return _response(ctx, instance_id, instance_ref(model, instance))
 
@@ -213,7 +206,8 @@ def create_model_instance_version(ctx: Ctx, req) -> ApiCreateModelResponse:
                             req.body.directories if req.body else [])
     if not files:
         raise ApiError(400, "A model instance version needs at least one file")
-    version_id, number = _add_version(ctx, instance["id"], req.body.version_notes if req.body else "", files)
+    with ctx.store.tx() as db:
+        version_id, number = _add_version(ctx, db, instance["id"], req.body.version_notes if req.body else "", files)
     return _response(ctx, version_id, f"{instance_ref(model, instance)}/{number}")
 
 
@@ -263,16 +257,18 @@ def download_model_instance_version(ctx: Ctx, req) -> Redirect:
     model, instance = find_instance(ctx, req.owner_slug, req.model_slug, req.framework, req.instance_slug)
     version = find_version(ctx, instance, req.version_number)
     files = ctx.store.files_of(KIND, version["id"])
+    grant = Grant(KIND, version["id"], ctx.user or "")
     if req.path:
         check_relpath(req.path)
         match = [f for f in files if f["name"] == req.path]
         if not match:
             raise ApiError(404, f"File {req.path!r} not found in this model version")
         return Redirect(transfer.signed_url(ctx.store, ctx.base_url, ctx.store.blob_path(match[0]["sha256"]),
-                                            req.path))
-    archive = bundle(ctx.store, f"models/{version['id']}",
-                     [(f["name"], ctx.store.blob_path(f["sha256"])) for f in files], fmt="tar.gz")
-    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, f"{model['slug']}.tar.gz"))
+                                            req.path, grant))
+    label = f"{framework_source(instance['framework'])}/{instance['slug']}/{version['number']}"
+    archive = bundle(ctx.store, Pack("models", (model["owner"], model["slug"]), label,
+                                     blob_members(ctx.store, files), fmt="tar.gz"))
+    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, f"{model['slug']}.tar.gz", grant))
 
 
 @route("models.ModelApiService/ListModelInstances")
@@ -358,6 +354,7 @@ def delete_model(ctx: Ctx, req) -> ApiDeleteModelResponse:
         _delete_versions(db, "instance_id IN (SELECT id FROM model_instances WHERE model_id=?)", model["id"])
         db.execute("DELETE FROM model_instances WHERE model_id=?", (model["id"],))
         db.execute("DELETE FROM models WHERE id=?", (model["id"],))
+    forget(ctx.store, "models", model["owner"], model["slug"])  # every archive of the model: rebuilt on demand
     return ApiDeleteModelResponse()
 
 
@@ -369,6 +366,7 @@ def delete_model_instance(ctx: Ctx, req) -> ApiDeleteModelResponse:
     with ctx.store.tx() as db:
         _delete_versions(db, "instance_id=?", instance["id"])
         db.execute("DELETE FROM model_instances WHERE id=?", (instance["id"],))
+    forget(ctx.store, "models", model["owner"], model["slug"])
     return ApiDeleteModelResponse()
 
 
@@ -380,4 +378,5 @@ def delete_model_instance_version(ctx: Ctx, req) -> ApiDeleteModelResponse:
     version = find_version(ctx, instance, req.version_number)
     with ctx.store.tx() as db:
         _delete_versions(db, "id=?", version["id"])
+    forget(ctx.store, "models", model["owner"], model["slug"])
     return ApiDeleteModelResponse()

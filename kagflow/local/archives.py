@@ -1,5 +1,10 @@
-"""Zip and tar.gz bundles of a version's files, built once into ``cache/`` and served from disk; and the
-unpacking of uploaded folder archives (``-r zip|tar``) back into folders, as Kaggle does.
+"""Zip and tar.gz bundles of a version's files, built once into ``cache/`` and served from disk (the unpacking
+of uploaded archives is :mod:`kagflow.local.unpack`).
+
+An archive is named by a digest of everything it packs (:class:`Pack`: the resource, its version, each member's
+name and content digest) under its resource's folder, ``cache/<kind>/<owner>/<slug>/<key>.zip``: another
+resource, another version or changed files give another name, so a cached archive is never served for anything
+but what it holds, whatever ids SQLite hands out; deleting a resource removes its folder (:func:`forget`).
 
 Built from the blob files in chunks (no file is read into memory) under a lock, written to a
 temporary name and renamed, so a reader never sees half an archive.
@@ -8,106 +13,88 @@ temporary name and renamed, so a reader never sees half an archive.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import secrets
+import shutil
 import tarfile
 import threading
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Tuple
 
-from kagflow.local.names import check_relpath
-from kagflow.local.protocol import ApiError
+from kagflow.local.names import inside
 from kagflow.local.store import CHUNK, Store
 
 _lock = threading.Lock()
+FORMATS = ("zip", "tar.gz")
 
 
-def bundle(store: Store, key: str, members: Iterable[Tuple[str, Path]], fmt: str = "zip") -> Path:
-    """``cache/<key>.<fmt>`` holding ``members`` (``(name in archive, source path)``); built if missing."""
-    target = store.root / "cache" / f"{key}.{fmt}"
+@dataclass(frozen=True)
+class Pack:
+    """What one download archive holds. ``kind`` and ``folder`` (``("bob", "my-data")``) place it, ``version``
+    names the version, ``members`` are ``(name in archive, source file, content id)``: the blob's sha256, or for a
+    file outside the blob store (a kernel's output) its :func:`file_id`."""
+    kind: str
+    folder: Tuple[str, ...]
+    version: str
+    members: Tuple[Tuple[str, Path, str], ...]
+    fmt: str = "zip"
+
+    @property
+    def key(self) -> str:
+        spec = [self.kind, list(self.folder), self.version, self.fmt, [[n, c] for n, _, c in self.members]]
+        return hashlib.sha256(json.dumps(spec).encode()).hexdigest()
+
+    def path(self, store: Store) -> Path:
+        return inside(store.root / "cache", self.kind, *self.folder, f"{self.key}.{self.fmt}")
+
+
+def blob_members(store: Store, rows) -> Tuple[Tuple[str, Path, str], ...]:
+    """Pack members for stored file rows (``name``, ``sha256``)."""
+    return tuple((f["name"], store.blob_path(f["sha256"]), f["sha256"]) for f in rows)
+
+
+def file_members(files: Iterable[Tuple[str, Path]]) -> Tuple[Tuple[str, Path, str], ...]:
+    """Pack members for files on disk (``(name, path)``), identified by :func:`file_id`."""
+    return tuple((name, path, file_id(path)) for name, path in files)
+
+
+def file_id(path: Path) -> str:
+    """Size, modification time and inode: a file rewritten in any way gets another id (without reading it)."""
+    st = os.stat(path)
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+
+
+def bundle(store: Store, pack: Pack) -> Path:
+    """The archive of ``pack`` in ``cache/``; built if missing."""
+    if pack.fmt not in FORMATS:
+        raise ValueError(f"unknown archive format {pack.fmt!r}")
+    target = pack.path(store)
     with _lock:
         if target.exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".tmp")
-        if fmt == "zip":
+        if pack.fmt == "zip":
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1, allowZip64=True) as zf:
-                for name, source in members:
+                for name, source, _ in pack.members:
                     with open(source, "rb") as src, zf.open(zipfile.ZipInfo.from_file(source, name), "w",
                                                             force_zip64=True) as dst:
                         while chunk := src.read(CHUNK):
                             dst.write(chunk)
-        elif fmt == "tar.gz":
+        else:
             with tarfile.open(tmp, "w:gz", compresslevel=1) as tf:
-                for name, source in members:
+                for name, source, _ in pack.members:
                     info = tf.gettarinfo(str(source), arcname=name)
                     info.mode, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, "", ""
                     with open(source, "rb") as src:
                         tf.addfile(info, src)
-        else:
-            raise ValueError(f"unknown archive format {fmt!r}")
         os.replace(tmp, target)
         return target
 
 
-# ---------------------------------------------------------------------- unpacking uploads
-
-UNPACKED = (".zip", ".tar")  # what `kaggle datasets create/version -r zip|tar` uploads a sub-folder as
-MAX_MEMBERS = 100_000
-
-
-def unpack_uploads(store: Store, files: list, max_bytes: int) -> list:
-    """Kaggle unpacks an uploaded ``sub.zip`` / ``sub.tar`` back into the folder ``sub/``: replace each such file of
-    ``[(name, sha256, size, description)]`` by its members, named ``sub/<member>`` (each member stored as a blob).
-    Members that are links, devices, absolute or with ``..`` are refused (400), as are archives over ``max_bytes``
-    unpacked or with more than ``MAX_MEMBERS`` files."""
-    out = []
-    for name, sha, size, desc in files:
-        stem = next((name[:-len(ext)] for ext in UNPACKED if name.lower().endswith(ext) and "/" not in name), None)
-        if stem is None:
-            out.append((name, sha, size, desc))
-            continue
-        try:
-            members = list(_members(store, store.blob_path(sha), name, max_bytes))
-        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
-            raise ApiError(400, f"Could not unpack {name!r}: {exc}") from None
-        out.extend((f"{stem}/{member}", msha, msize, desc) for member, msha, msize in members)
-    return out
-
-
-def _members(store: Store, path: Path, name: str, max_bytes: int):
-    total = count = 0
-
-    def take(member: str, size: int, stream):
-        nonlocal total, count
-        member = check_relpath(member.strip("/").removeprefix("./"), what=f"member of {name}")
-        total, count = total + size, count + 1
-        if total > max_bytes or count > MAX_MEMBERS:
-            raise ApiError(400, f"{name!r} unpacks to more than {max_bytes} bytes or {MAX_MEMBERS} files")
-        part = store.root / "uploads" / f"copy-{secrets.token_hex(8)}.part"
-        digest = hashlib.sha256()
-        with open(part, "wb") as dst:
-            while chunk := stream.read(CHUNK):
-                digest.update(chunk)
-                dst.write(chunk)
-        sha, got = store.ingest(part, digest.hexdigest())
-        return member, sha, got
-
-    if name.lower().endswith(".zip"):
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                if info.is_dir():
-                    continue
-                if (info.external_attr >> 16) & 0o170000 not in (0, 0o100000):  # a symlink or special file
-                    raise ApiError(400, f"{name!r} holds {info.filename!r}, which is not a regular file")
-                with zf.open(info) as stream:
-                    yield take(info.filename, info.file_size, stream)
-    else:
-        with tarfile.open(path, "r:") as tf:
-            for info in tf:
-                if info.isdir():
-                    continue
-                if not info.isfile():
-                    raise ApiError(400, f"{name!r} holds {info.name!r}, which is not a regular file")
-                yield take(info.name, info.size, tf.extractfile(info))
+def forget(store: Store, kind: str, *folder: str) -> None:
+    """Remove every cached archive of one resource (``forget(store, "datasets", owner, slug)``) on its delete."""
+    with _lock:
+        shutil.rmtree(inside(store.root / "cache", kind, *folder), ignore_errors=True)

@@ -3,7 +3,8 @@
 :func:`install_competition` hosts ``files_dir`` (train.csv, test.csv, sample_submission.csv, ...)
 as competition ``slug``; its ``solution.csv`` (``id`` + one probability column per class) and the
 files under ``hidden/`` (the hidden test set a code submission is re-run on) are kept out of the
-public files. :func:`accept_rules` records a user's acceptance (downloads and submissions answer
+public files. :func:`check_competition_files` refuses first, with one DataError naming the file and the
+column or row, a folder the kernels or the scorer could not use. :func:`accept_rules` records a user's acceptance (downloads and submissions answer
 403 before it). :func:`score_submission` checks a submission the way Kaggle's scorer does and
 returns the multi-class log loss.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from kagflow import slugs
+from kagflow.errors import DataError
 from kagflow.local.names import check_ident, check_name
 from kagflow.local.store import Store
 
@@ -45,9 +47,8 @@ def install_competition(data_dir: os.PathLike | str, slug: str, files_dir: os.Pa
     """
     slugs.check_competition(slug)
     files_dir = Path(files_dir)
+    check_competition_files(files_dir)
     solution = files_dir / SOLUTION
-    if not solution.is_file():
-        raise FileNotFoundError(f"{solution} is missing: a local competition needs its hidden solution")
     store = Store(data_dir)
     try:
         public = sorted(p for p in files_dir.iterdir() if p.is_file() and p.name != SOLUTION)
@@ -78,6 +79,55 @@ def install_competition(data_dir: os.PathLike | str, slug: str, files_dir: os.Pa
         store.close()
 
 
+def check_competition_files(files_dir: Path) -> None:
+    """Refuse (DataError naming the file, the column or row, and the fix) what the kernels or the scorer could not
+    use: a missing or malformed ``solution.csv`` (an id, then numbers in [0, 1] summing to 1 per row, for exactly
+    the ids of the test set a submission is scored on), a ``sample_submission.csv`` with other columns, a
+    ``train.csv``/``test.csv`` (and their ``hidden/`` twins) without the arena's columns, unreadable, or with no
+    valid label at all. Rows the classifier salvages (a bad label, an empty turn) are not refused: kernels report
+    them by id."""
+    from kagflow.classifier.data import load_arena_csv, read_ids
+
+    def refuse(path: Path, problem: str) -> DataError:
+        return DataError(f"{path.name}: {problem}", context=f"file {path}",
+                         hint=f"fix {path.name}, then host the folder again: kagflow local competition --files "
+                              f"{files_dir}")
+
+    solution = files_dir / SOLUTION
+    if not solution.is_file():
+        raise refuse(solution, "is missing: a local competition needs its hidden solution (id, then one "
+                               "probability column per class, e.g. id,winner_model_a,winner_model_b,winner_tie)")
+    try:
+        header, rows = _read(solution, SOLUTION)
+        for row_id, values in rows.items():
+            _probabilities(SOLUTION, row_id, header[1:], values)
+    except ScoreError as exc:
+        raise refuse(solution, str(exc).removeprefix(SOLUTION + " ")) from None
+    sample = files_dir / "sample_submission.csv"
+    if sample.is_file():
+        try:
+            sample_header, _ = _read(sample, sample.name)
+        except ScoreError as exc:
+            raise refuse(sample, str(exc).removeprefix(sample.name + " ")) from None
+        if sample_header != header:
+            raise refuse(sample, f"columns {sample_header} are not the solution's {header}")
+    for name, labeled in (("train.csv", True), ("test.csv", False)):
+        for path in (files_dir / name, files_dir / HIDDEN / name):
+            if path.is_file():
+                try:
+                    load_arena_csv(path, labeled=labeled)
+                except ValueError as exc:
+                    raise refuse(path, str(exc).removeprefix(f"{path}: ")) from None
+    test = next((p for p in (files_dir / HIDDEN / "test.csv", files_dir / "test.csv") if p.is_file()), None)
+    if test is not None:
+        ids = set(read_ids(test))
+        missing, extra = sorted(ids - rows.keys()), sorted(rows.keys() - ids)
+        if missing or extra:
+            raise refuse(solution, f"its ids are not those of {test.relative_to(files_dir)}, the test set a "
+                                   f"submission is scored on: {len(missing)} missing (e.g. {missing[:3]}), "
+                                   f"{len(extra)} not in the test set (e.g. {extra[:3]})")
+
+
 def accept_rules(data_dir: os.PathLike | str, slug: str, username: str) -> None:
     """Record that ``username`` accepted competition ``slug``'s rules (Kaggle: a click on the rules page)."""
     slugs.check_competition(slug)
@@ -101,6 +151,7 @@ def solution_path(store: Store, slug: str) -> Path:
 
 
 def _read(path: Path, what: str) -> tuple[list[str], dict[str, list[str]]]:
+    reader = None
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.reader(f)
@@ -118,7 +169,28 @@ def _read(path: Path, what: str) -> tuple[list[str], dict[str, list[str]]]:
                 rows[row[0]] = row[1:]
     except UnicodeDecodeError:
         raise ScoreError(f"{what} is not UTF-8 text") from None
+    except csv.Error as exc:  # e.g. a field over the csv module's limit (an unclosed quote swallowing the file)
+        raise ScoreError(f"{what} line {reader.line_num if reader else 1}: {exc}") from None
     return [h.strip() for h in header], rows
+
+
+def _probabilities(what: str, row_id: str, columns: list[str], values: list[str]) -> list[float]:
+    """One row's probabilities, refused (ScoreError naming the row and column) unless each is a number in [0, 1]
+    and they sum to 1."""
+    probs = []
+    for column, value in zip(columns, values):
+        try:
+            p = float(value)
+        except ValueError:
+            raise ScoreError(f"{what} row {row_id!r} has a value that is not a number: {column} = {value!r}") from None
+        if math.isnan(p) or math.isinf(p):
+            raise ScoreError(f"{what} row {row_id!r} has NaN or infinite values: {column} = {value}")
+        if p < 0 or p > 1:
+            raise ScoreError(f"{what} row {row_id!r} has values outside [0, 1]: {column} = {p}")
+        probs.append(p)
+    if abs(sum(probs) - 1.0) > ROW_SUM_TOLERANCE:
+        raise ScoreError(f"{what} row {row_id!r} sums to {sum(probs):.6f}, not 1")
+    return probs
 
 
 def score_submission(solution: os.PathLike | str, submission: os.PathLike | str) -> float:
@@ -144,18 +216,9 @@ def score_submission(solution: os.PathLike | str, submission: os.PathLike | str)
     total = 0.0
     for row_id, truth in sol_rows.items():
         raw = sub_rows[row_id]
-        try:
-            probs = [float(raw[i]) for i in order]
-        except ValueError:
-            raise ScoreError(f"Submission row {row_id!r} has a value that is not a number: {raw}") from None
-        if any(math.isnan(p) or math.isinf(p) for p in probs):
-            raise ScoreError(f"Submission row {row_id!r} has NaN or infinite values")
-        if any(p < 0 or p > 1 for p in probs):
-            raise ScoreError(f"Submission row {row_id!r} has values outside [0, 1]: {probs}")
-        if abs(sum(probs) - 1.0) > ROW_SUM_TOLERANCE:
-            raise ScoreError(f"Submission row {row_id!r} sums to {sum(probs):.6f}, not 1")
+        probs = _probabilities("Submission", row_id, sol_header[1:], [raw[i] for i in order])
+        y = _probabilities("Solution", row_id, sol_header[1:], truth)  # hosted before it was checked
         clipped = [min(max(p, EPS), 1 - EPS) for p in probs]
         norm = sum(clipped)
-        y = [float(v) for v in truth]
         total -= sum(t * math.log(p / norm) for t, p in zip(y, clipped))
     return total / max(len(sol_rows), 1)

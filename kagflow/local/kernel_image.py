@@ -46,7 +46,7 @@ KERNEL_PACKAGES = ("torch", "transformers", "accelerate", "peft", "numpy", "pand
 CPU_TORCH = "2.13.0"  # the CPU build (Makefile's TORCH pin): an unpinned torch is a multi-GB CUDA download
 # Left free when constraining dependencies to the image's versions: the torch build differs from the
 # image's (its own pins), and packaging tools are not what a notebook imports.
-UNCONSTRAINED = re.compile(r"^(torch|torchvision|torchaudio|triton|nvidia-.*|setuptools|wheel|pip)$")
+UNCONSTRAINED = re.compile(r"torch|torchvision|torchaudio|triton|nvidia-.*|setuptools|wheel|pip")
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def spec_for(target: TargetImage, *, gpu: Optional[bool] = None) -> ImageSpec:
             pins.append(f"{name}=={_public(version)}")
     pinned = {canonicalize_name(p.split("==")[0]) for p in pins}
     constraints = tuple(line for line in target.constraints()
-                        if line.split("==")[0] not in pinned and not UNCONSTRAINED.match(line.split("==")[0]))
+                        if line.split("==")[0] not in pinned and not UNCONSTRAINED.fullmatch(line.split("==")[0]))
     return ImageSpec(target.name, f"{sys.version_info.major}.{sys.version_info.minor}", tuple(pins), constraints)
 
 

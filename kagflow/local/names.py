@@ -3,7 +3,9 @@
 Names come from requests (blob names, dataset file names, output names) and later become
 paths in mounts, zips and downloads. A name is one path segment: no separators (including
 unicode look-alikes such as U+2215 DIVISION SLASH or U+FF0F FULLWIDTH SOLIDUS), no NUL or
-other control characters, not ``.``/``..``, not absolute.
+other control characters, not ``.``/``..``, at most 255 bytes in UTF-8 (what ext4 and most
+filesystems allow per component). A path (:func:`check_relpath`: a file in a folder, an archive
+member) is such names joined by ``/``: never absolute, no drive letter, at most 1024 bytes.
 
 Account and resource names (usernames, owners, dataset/kernel/model/instance slugs, competition
 names) are checked once, at the edge (:func:`check_request_names`, and the server's auth), by
@@ -20,7 +22,8 @@ from pathlib import Path
 
 from kagflow.local.protocol import ApiError
 
-MAX_NAME = 255
+MAX_NAME_BYTES = 255    # one path component, in UTF-8 bytes
+MAX_PATH_BYTES = 1024   # a whole relative path (folders and name), in UTF-8 bytes
 # Slash and backslash look-alikes a filesystem, a zip tool or a later NFKC pass may treat as separators.
 _SEPARATORS = set("/\\\u2215\u2044\u29f8\u29f5\u29f9\u2216\uff0f\uff3c\ufe68\u2571\u2572\u244a\u1735")
 
@@ -29,7 +32,7 @@ def check_name(name: object, *, what: str = "file name") -> str:
     """Return ``name`` if it is a safe single path segment, else raise a 400 :class:`ApiError`."""
     if not isinstance(name, str) or not name:
         raise ApiError(400, f"Invalid {what}: empty")
-    problem = _problem(name)
+    problem = _too_long(name, MAX_NAME_BYTES) or _problem(name)
     if problem is None:
         folded = unicodedata.normalize("NFKC", name)
         problem = _problem(folded) if folded != name else None
@@ -38,9 +41,12 @@ def check_name(name: object, *, what: str = "file name") -> str:
     return name
 
 
+def _too_long(text: str, limit: int) -> str | None:
+    size = len(text.encode("utf-8", "surrogatepass"))
+    return f"{size} bytes in UTF-8, more than {limit}" if size > limit else None
+
+
 def _problem(name: str) -> str | None:
-    if len(name) > MAX_NAME:
-        return f"longer than {MAX_NAME} characters"
     if name in (".", ".."):
         return "not a file name"
     for ch in name:
@@ -54,9 +60,16 @@ def _problem(name: str) -> str | None:
 
 
 def check_relpath(path: str, *, what: str = "file path") -> str:
-    """A relative path of safe segments (``a/b.txt``); refuse absolute, ``..`` and empty segments."""
-    if not isinstance(path, str) or not path or path.startswith("/"):
-        raise ApiError(400, f"Invalid {what} {path!r}")
+    """A relative path of safe segments (``a/b.txt``); refuse absolute paths, a drive letter (``C:/x``), ``.``,
+    ``..`` and empty segments, backslashes and a path over :data:`MAX_PATH_BYTES`."""
+    if not isinstance(path, str) or not path:
+        raise ApiError(400, f"Invalid {what}: empty")
+    first = path.split("/", 1)[0]
+    problem = ("absolute paths are refused" if path.startswith(("/", "\\")) else
+               "a drive letter is refused" if len(first) == 2 and first[1] == ":" and first[0].isascii()
+               and first[0].isalpha() else _too_long(path, MAX_PATH_BYTES))
+    if problem:
+        raise ApiError(400, f"Invalid {what} {path!r}: {problem}")
     for part in path.split("/"):
         check_name(part, what=what)
     return path

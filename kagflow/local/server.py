@@ -46,8 +46,8 @@ from kagflow.local.store import Store
 
 log = logging.getLogger("kagflow.local")
 SERVICE_NAME = "kagflow-local"
-_API_RE = re.compile(r"^/api/v1/([A-Za-z0-9_.]+)/([A-Za-z0-9_]+)/?$")
-_LOGS_RE = re.compile(r"^/api/v1/kernels/logs/stream/([A-Za-z0-9_-]+)/([A-Za-z0-9_-]+)/?$")
+_API_RE = re.compile(r"/api/v1/([A-Za-z0-9_.]+)/([A-Za-z0-9_]+)/?")
+_LOGS_RE = re.compile(r"/api/v1/kernels/logs/stream/([A-Za-z0-9_-]+)/([A-Za-z0-9_-]+)/?")
 FINISHED = ("COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED")
 
 
@@ -271,7 +271,7 @@ class Handler(BaseHTTPRequestHandler):
         raise ApiError(405, f"{self.command} is not supported here")
 
     def _api(self) -> None:
-        m = _API_RE.match(self.path.split("?", 1)[0])
+        m = _API_RE.fullmatch(self.path.split("?", 1)[0])
         if not m:
             self.close_connection = True
             raise ApiError(404, f"No such endpoint: {self.path[:200]!r}")
@@ -336,7 +336,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(400, "Invalid JSON payload: nested too deeply") from None
 
     def _upload(self) -> None:
-        m = re.match(r"^/upload/([A-Za-z0-9_-]{16,64})$", self.path)
+        m = re.fullmatch(r"/upload/([A-Za-z0-9_-]{16,64})", self.path)
         if not m:
             self.close_connection = True
             raise ApiError(404, "No such upload URL")
@@ -391,11 +391,11 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"ok": True, "service": SERVICE_NAME, "pid": os.getpid(),
                                   "data_dir": str(self.app.data_dir)})
             return
-        logs = _LOGS_RE.match(path)
+        logs = _LOGS_RE.fullmatch(path)
         if logs:
             self._log_stream(logs.group(1), logs.group(2))
             return
-        m = re.match(r"^/files/([A-Za-z0-9_=-]+\.[0-9a-f]{32})/[^/]+$", path)
+        m = re.fullmatch(r"/files/([A-Za-z0-9_=-]+\.[0-9a-f]{32})/[^/]+", path)
         if not m:
             raise ApiError(404, f"No such file URL: {path[:200]!r}")
         if self._fault("download") == DROP:

@@ -5,14 +5,16 @@ Layout under the data dir::
     kaggle.sqlite3              records (datasets, models, kernels, versions, uploads, submissions)
     blobs/sha256/ab/<sha256>    every uploaded file, once per content (read-only)
     uploads/<token>.part        bytes of an unfinished resumable upload
-    cache/                      zips / tar.gz built for downloads (rebuildable)
+    cache/<kind>/<owner>/<slug>/<key>.zip   archives built for downloads, named by a digest of what they pack
+                                (rebuildable; a resource's folder goes with its delete: kagflow.local.archives)
     competitions/<slug>/        hidden solution.csv of a local competition
     runs/<owner>/<slug>/v<N>/   kernel sandboxes: input/, working/ (the output), temp/, log.json, .kagflow/
     runs/<owner>/<slug>/submission-<id>/   a code submission's re-run on the hidden test set
     secret                      signs download URLs
     server.pid, server.port, server.log   written by a background server (kagflow.local.control)
 
-Versions are numbered 1, 2, ... per parent. A version's files are rows naming blobs, so a
+Row ids are never reused (AUTOINCREMENT; older data dirs are migrated on open), so an id in a signed link or a
+client's state never comes to name another user's resource after a delete. Versions are numbered 1, 2, ... per parent. A version's files are rows naming blobs, so a
 version whose files did not change costs no new bytes.
 """
 
@@ -41,31 +43,31 @@ CREATE TABLE IF NOT EXISTS files (
   set_kind TEXT, set_id INTEGER, name TEXT, sha256 TEXT, size INTEGER, description TEXT, created REAL,
   PRIMARY KEY (set_kind, set_id, name));
 CREATE TABLE IF NOT EXISTS datasets (
-  id INTEGER PRIMARY KEY, owner TEXT, slug TEXT, title TEXT, subtitle TEXT, description TEXT,
+  id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT, slug TEXT, title TEXT, subtitle TEXT, description TEXT,
   license_name TEXT, is_private INTEGER, created REAL, UNIQUE (owner, slug));
 CREATE TABLE IF NOT EXISTS dataset_versions (
-  id INTEGER PRIMARY KEY, dataset_id INTEGER, number INTEGER, notes TEXT, ready_at REAL, created REAL,
+  id INTEGER PRIMARY KEY AUTOINCREMENT, dataset_id INTEGER, number INTEGER, notes TEXT, ready_at REAL, created REAL,
   UNIQUE (dataset_id, number));
 CREATE TABLE IF NOT EXISTS models (
-  id INTEGER PRIMARY KEY, owner TEXT, slug TEXT, title TEXT, subtitle TEXT, description TEXT,
+  id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT, slug TEXT, title TEXT, subtitle TEXT, description TEXT,
   is_private INTEGER, publish_time TEXT, provenance TEXT, created REAL, UNIQUE (owner, slug));
 CREATE TABLE IF NOT EXISTS model_instances (
-  id INTEGER PRIMARY KEY, model_id INTEGER, framework TEXT, slug TEXT, license_name TEXT, overview TEXT,
+  id INTEGER PRIMARY KEY AUTOINCREMENT, model_id INTEGER, framework TEXT, slug TEXT, license_name TEXT, overview TEXT,
   usage TEXT, fine_tunable INTEGER, training_data TEXT, instance_type TEXT, created REAL,
   UNIQUE (model_id, framework, slug));
 CREATE TABLE IF NOT EXISTS model_versions (
-  id INTEGER PRIMARY KEY, instance_id INTEGER, number INTEGER, notes TEXT, ready_at REAL, created REAL,
+  id INTEGER PRIMARY KEY AUTOINCREMENT, instance_id INTEGER, number INTEGER, notes TEXT, ready_at REAL, created REAL,
   UNIQUE (instance_id, number));
 CREATE TABLE IF NOT EXISTS kernels (
-  id INTEGER PRIMARY KEY, owner TEXT, slug TEXT, title TEXT, language TEXT, kernel_type TEXT,
+  id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT, slug TEXT, title TEXT, language TEXT, kernel_type TEXT,
   is_private INTEGER, created REAL, UNIQUE (owner, slug));
 CREATE TABLE IF NOT EXISTS kernel_versions (
-  id INTEGER PRIMARY KEY, kernel_id INTEGER, number INTEGER, source TEXT, settings TEXT, status TEXT,
+  id INTEGER PRIMARY KEY AUTOINCREMENT, kernel_id INTEGER, number INTEGER, source TEXT, settings TEXT, status TEXT,
   failure TEXT, created REAL, started REAL, finished REAL, UNIQUE (kernel_id, number));
 CREATE TABLE IF NOT EXISTS competitions (
-  id INTEGER PRIMARY KEY, slug TEXT UNIQUE, title TEXT, metric TEXT, created REAL);
+  id INTEGER PRIMARY KEY AUTOINCREMENT, slug TEXT UNIQUE, title TEXT, metric TEXT, created REAL);
 CREATE TABLE IF NOT EXISTS submissions (
-  id INTEGER PRIMARY KEY, competition TEXT, owner TEXT, kernel_version_id INTEGER, file_name TEXT,
+  id INTEGER PRIMARY KEY AUTOINCREMENT, competition TEXT, owner TEXT, kernel_version_id INTEGER, file_name TEXT,
   description TEXT, status TEXT, public_score TEXT, error TEXT, created REAL, blob_sha TEXT);
 CREATE TABLE IF NOT EXISTS rules_accepted (
   competition TEXT, username TEXT, accepted REAL, PRIMARY KEY (competition, username));
@@ -91,8 +93,24 @@ class Store:
         for table, column, decl in COLUMNS:
             if column not in {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        self._never_reuse_ids()
         self.secret = self._load_secret()
         self.sweep()
+
+    def _never_reuse_ids(self) -> None:
+        """Rebuild a table of an older data dir whose ``id`` lacks AUTOINCREMENT (SQLite then hands a deleted
+        highest id to the next row), keeping its rows, ids and added columns."""
+        plain = "id INTEGER PRIMARY KEY,"
+        for (table,) in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
+            with self.tx() as db:
+                sql = db.execute("SELECT sql FROM sqlite_master WHERE name=?", (table,)).fetchone()[0]
+                if plain not in sql:
+                    continue
+                db.execute(sql.replace(plain, "id INTEGER PRIMARY KEY AUTOINCREMENT,", 1)
+                           .replace(f"TABLE {table} (", f"TABLE {table}__new (", 1))
+                db.execute(f"INSERT INTO {table}__new SELECT * FROM {table}")
+                db.execute(f"DROP TABLE {table}")
+                db.execute(f"ALTER TABLE {table}__new RENAME TO {table}")
 
     def sweep(self, upload_max_age_s: float = UPLOAD_EXPIRY_S) -> None:
         """Drop leftovers: expired upload parts (and their sessions), half-built archives, half copies."""
@@ -103,6 +121,9 @@ class Store:
                 part.unlink(missing_ok=True)
         for tmp in (self.root / "cache").rglob("*.tmp"):
             tmp.unlink(missing_ok=True)
+        for legacy in (self.root / "cache").glob("*/*"):  # id-named archives of older releases (cache/<kind>/<id>.zip)
+            if legacy.is_file():
+                legacy.unlink(missing_ok=True)
         with self._lock:
             self._db.execute("DELETE FROM uploads WHERE sha256 IS NULL AND created < ?", (cutoff,))
 

@@ -9,7 +9,9 @@ arrives; then the file is hashed into the blob store.
 
 Downloads are signed URLs ``/files/<payload>.<sig>/<name>`` (no credentials needed, like
 Kaggle's signed GCS URLs) served from disk with ``Accept-Ranges``, ``ETag``,
-``Last-Modified`` and 206 answers to ``Range``/``If-Range``.
+``Last-Modified`` and 206 answers to ``Range``/``If-Range``. The payload names the file and the
+:class:`~kagflow.local.access.Grant` it was issued under; each read re-checks the grant (404 once
+the user may no longer see the version).
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ import urllib.parse
 from pathlib import Path
 from typing import Optional
 
+from kagflow.local.access import Grant, readable
 from kagflow.local.names import parse_count
 from kagflow.local.protocol import ApiError
 from kagflow.local.store import CHUNK, Store
 
-_QUERY_RE = re.compile(r"^bytes \*/([0-9]{1,18})$")
-_RANGE_RE = re.compile(r"^bytes ([0-9]{1,18})-([0-9]{1,18})/([0-9]{1,18})$")
+_QUERY_RE = re.compile(r"bytes \*/([0-9]{1,18})")
+_RANGE_RE = re.compile(r"bytes ([0-9]{1,18})-([0-9]{1,18})/([0-9]{1,18})")
 _token_locks: dict[str, threading.Lock] = {}
 _token_locks_guard = threading.Lock()
 
@@ -63,7 +66,7 @@ def receive_upload(store: Store, handler, token: str, *, drop_after: Optional[fl
             _discard(handler, length)
             return 200, {}
         received = part.stat().st_size if part.exists() else 0
-        query = _QUERY_RE.match(content_range)
+        query = _QUERY_RE.fullmatch(content_range)
         if query:
             if int(query.group(1)) != total:
                 raise ApiError(400, f"Content-Range total {query.group(1)} does not match the upload's {total} bytes")
@@ -71,7 +74,7 @@ def receive_upload(store: Store, handler, token: str, *, drop_after: Optional[fl
             return 308, _range_header(received)
         start = 0
         if content_range:
-            m = _RANGE_RE.match(content_range)
+            m = _RANGE_RE.fullmatch(content_range)
             if not m:
                 raise ApiError(400, f"Invalid Content-Range {content_range!r}")
             start, end, declared = (int(g) for g in m.groups())
@@ -131,23 +134,29 @@ def _content_length(handler) -> int:
 
 # ---------------------------------------------------------------------- signed downloads
 
-def signed_url(store: Store, base_url: str, target: Path, name: str) -> str:
-    """A credential-free URL that serves ``target`` (a file under the data dir) as ``name``."""
+def signed_url(store: Store, base_url: str, target: Path, name: str, grant: Grant) -> str:
+    """A credential-free URL that serves ``target`` (a file under the data dir) as ``name`` while ``grant`` holds."""
     rel = os.path.relpath(Path(target).resolve(), store.root)
     if rel.startswith(".."):
         raise ValueError(f"{target} is outside the data dir")
-    payload = base64.urlsafe_b64encode(json.dumps({"p": rel}).encode()).decode().rstrip("=")
+    claims = {"p": rel, "g": [grant.kind, grant.set_id, grant.user]}
+    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
     sig = hmac.new(store.secret, payload.encode(), hashlib.sha256).hexdigest()[:32]
     return f"{base_url}/files/{payload}.{sig}/{urllib.parse.quote(name.split('/')[-1])}"
 
 
 def resolve_signed(store: Store, token: str) -> Path:
+    """The file a signed link serves, after checking its signature and that its grant still holds."""
     payload, _, sig = token.rpartition(".")
     expected = hmac.new(store.secret, payload.encode(), hashlib.sha256).hexdigest()[:32]
     if not payload or not hmac.compare_digest(sig, expected):
         raise ApiError(403, "Invalid or expired download link")
-    rel = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["p"]
-    path = (store.root / rel).resolve()
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    if "g" not in claims:  # signed by an older release, before links carried their grant
+        raise ApiError(403, "Invalid or expired download link: ask for the download again")
+    if not readable(store, Grant(*claims["g"])):
+        raise ApiError(404, "File not found")
+    path = (store.root / claims["p"]).resolve()
     if store.root not in path.parents or not path.is_file():
         raise ApiError(404, "File not found")
     return path
@@ -163,7 +172,7 @@ def send_file(handler, path: Path, *, head: bool = False, etag: Optional[str] = 
     wanted = handler.headers.get("Range")
     if_range = handler.headers.get("If-Range")
     if wanted and (if_range is None or if_range in (etag, last_modified)):
-        m = re.match(r"^bytes=([0-9]{1,18})-([0-9]{0,18})$", wanted.strip())
+        m = re.fullmatch(r"bytes=([0-9]{1,18})-([0-9]{0,18})", wanted.strip())
         if m:
             start = int(m.group(1))
             end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
