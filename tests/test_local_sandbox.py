@@ -309,3 +309,82 @@ def test_files_the_kernel_wrote_are_read_back_without_following_its_links(tmp_pa
     status, failure, log = run_notebook_in_sandbox(nb, tmp_path / "sb", timeout=60, enable_internet=False)
     assert status == "COMPLETE", failure
     assert "executor.log" not in _stdout(log) and (tmp_path / "sb" / "executor.log").is_file()
+
+
+LAUNCHER = """
+import os, sys, tempfile, time
+from pathlib import Path
+from kagflow.local import sandbox
+from kagflow.local.limits import Limits
+root = Path(tempfile.mkdtemp(dir=sys.argv[1]))
+layout = sandbox.Layout.of(root)
+for path in (layout.input, layout.working, layout.temp, layout.internal):
+    path.mkdir()
+layout.log.write_text("[]")
+layout.write_etc()
+for path in layout.writable() if sandbox.run_as() is not None else ():
+    os.chown(path, sandbox.run_as(), sandbox.run_as())
+running = sandbox.launch(["sleep", "600"], layout, internet=sys.argv[2], env={"PATH": "/usr/bin:/bin"},
+                         prefix=Limits().enforce().prefix())
+print("started", flush=True)
+time.sleep(600)
+"""
+
+
+@needs_sandbox
+@pytest.mark.parametrize("internet", ["off", "slirp"])
+def test_the_sandbox_and_its_network_end_with_a_killed_server(tmp_path, internet):
+    """SIGKILL of the process that started a sandbox (the server) ends every process of it, slirp4netns included."""
+    import subprocess
+    import sys
+
+    if internet == "slirp" and NO_NETWORK is not None:
+        pytest.skip(f"no slirp4netns network here: {NO_NETWORK}")
+    os.chmod(tmp_path, 0o755)
+    server = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(tmp_path), internet], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert server.stdout.readline().strip() == "started"
+        deadline = time.monotonic() + 30
+        started = _descendants(server.pid)
+        while not any(_cmdline(p).startswith(b"sleep\0") for p in started):
+            assert time.monotonic() < deadline and server.poll() is None, "the sandbox did not start"
+            time.sleep(0.05)
+            started = _descendants(server.pid)
+        assert internet == "off" or any(_cmdline(p).startswith(b"slirp4netns\0") for p in started)
+    finally:
+        server.kill()
+        server.wait()
+    deadline = time.monotonic() + 30
+    while (alive := {p for p in started if _alive(p)}) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive, {p: _cmdline(p)[:120] for p in alive}
+
+
+def _descendants(pid: int) -> set[int]:
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie counts as gone: nobody may reap it in a container)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -16,9 +16,9 @@ folder and the project are not there; ``hide`` (the server's data folder, the us
 
 The run is an unprivileged user: uid/gid 1000 (``kaggle``, home ``/root``) in a user namespace of its own, every
 capability dropped, no further user namespaces. When the server is root, the sandbox starts as an unprivileged
-host user (``host_uid``, default ``nobody``) so that the kernel's uid maps to it and not to host root: a root-owned
-0600 file stays unreadable. (Its sources are first bound into a staging view by a root ``bwrap`` because that user
-cannot reach them under ``/root``.)
+host user (:data:`HOST_UID`, ``nobody``) so that the kernel's uid maps to it and not to host root: a root-owned
+0600 file stays unreadable. (Its sources are first bound under a fresh ``/tmp`` of a private mount namespace,
+:data:`STAGING`, because that user cannot reach them under ``/root``.)
 
 Network: always a namespace of its own. ``internet="off"``: loopback only, no route out. ``"slirp"``: outbound
 access through ``slirp4netns --disable-host-loopback`` started on the sandbox's pid, so the outside is
@@ -44,7 +44,7 @@ from typing import Iterable, Optional
 
 from kagflow.local.control import USERS_ENV
 
-BWRAP, SLIRP, SETPRIV = "bwrap", "slirp4netns", "setpriv"
+BWRAP, SLIRP, SETPRIV, UNSHARE = "bwrap", "slirp4netns", "setpriv", "unshare"
 KAGGLE_ROOT = Path("/kaggle")
 INTERNAL = Path("/kagflow")
 HOME = Path("/root")                   # Kaggle's HOME; private and empty in the sandbox
@@ -52,7 +52,19 @@ UID = GID = 1000                       # the kernel's user inside
 USER = "kaggle"
 HOST_UID = 65534                       # the unprivileged host user kernels run as when the server is root
 SYSTEM = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "opt", "sys")
-STAGE = Path("/tmp")                   # in the root bwrap's view: where the sandbox's sources are staged
+STAGE = Path("/tmp")                   # in the staging mount namespace: where the sandbox's sources are bound
+# Runs as root in a private mount namespace (``unshare --mount``, which execs: the server stays the parent, so
+# the sandbox dies with it): bind each source (argv pairs after the holding folder, up to ``--``) into a tmpfs
+# on that folder, move it onto /tmp (reachable by the unprivileged user), then exec the rest.
+STAGING = ('hold=$1; shift\n'
+           'mkdir -p "$hold" && mount -t tmpfs -o mode=0755 kagflow-stage "$hold" || exit 125\n'
+           'while [ "$1" != -- ]; do\n'
+           '  if [ -d "$1" ]; then mkdir "$hold/$2"; else : > "$hold/$2"; fi && mount --bind "$1" "$hold/$2" || exit 125\n'
+           '  shift 2\n'
+           'done\n'
+           'shift\n'
+           'mount --move "$hold" /tmp || exit 125\n'
+           'exec "$@"\n')
 NAMESERVER = "10.0.2.3"                # slirp4netns's DNS forwarder
 SETUP_TIMEOUT_S = 30.0
 NS_GET_USERNS = 0xB701                 # ioctl: the user namespace owning a namespace
@@ -101,7 +113,8 @@ def run_as() -> Optional[int]:
 @functools.lru_cache(maxsize=None)
 def unavailable_reason() -> Optional[str]:
     """None when an unprivileged sandbox can be made here, else why not (one line, with the fix)."""
-    missing = [tool for tool in (BWRAP, *((SETPRIV,) if run_as() is not None else ())) if not shutil.which(tool)]
+    missing = [tool for tool in (BWRAP, *((SETPRIV, UNSHARE) if run_as() is not None else ()))
+               if not shutil.which(tool)]
     if missing:
         return (f"{' and '.join(missing)} not installed; on Debian/Ubuntu: apt-get install "
                 + " ".join("bubblewrap" if t == BWRAP else "util-linux" for t in missing))
@@ -155,15 +168,20 @@ def credential_paths() -> list[Path]:
 
 @dataclass
 class Running:
-    """A started sandbox: its process and, with ``internet="slirp"``, the slirp4netns serving its network."""
+    """A started sandbox: its process and, with ``internet="slirp"``, the slirp4netns serving its network (which
+    exits when ``lifeline`` closes: with :meth:`end`, or with this process)."""
 
     proc: subprocess.Popen
     network: Optional[subprocess.Popen] = None
+    lifeline: Optional[int] = None
 
     def end(self) -> None:
         if self.network is not None and self.network.poll() is None:
             self.network.kill()
             self.network.wait()
+        if self.lifeline is not None:
+            os.close(self.lifeline)
+            self.lifeline = None
 
 
 def launch(argv: list[str], layout: Layout, *, internet: str, env: dict, prefix: Iterable[str] = (),
@@ -186,7 +204,7 @@ def launch(argv: list[str], layout: Layout, *, internet: str, env: dict, prefix:
             os.close(block_r)
         running = Running(proc)
         try:
-            running.network = _connect(proc, info_r, layout.internal.parent / "slirp4netns.log")
+            running.network, running.lifeline = _connect(proc, info_r, layout.internal.parent / "slirp4netns.log")
             os.write(block_w, b"1")  # the network is up: bwrap starts argv
         except (SandboxError, OSError) as exc:
             running.end()
@@ -232,22 +250,24 @@ def command(argv: list[str], layout: Layout, *, internet: str, hide: Iterable[Pa
               ("--bind", layout.internal, INTERNAL),
               ("--bind", layout.log, INTERNAL / "log.json")]
     binds += _covers(binds, [*hide, *credential_paths()], layout.etc / "empty")
-    outer = []
+    stage = []  # (host source, staged path) pairs
     for flag, source, dest in binds:
         if source is None:
             inner += (["--perms", "0755"] if flag == "--dir" else []) + [flag, str(dest)]
             continue
         if uid is not None and not _reachable(source):
-            staged = STAGE / f"s{len(outer) // 3}"
-            outer += ["--bind" if flag == "--bind" else "--ro-bind", str(source), str(staged)]
-            source = staged
+            name = f"s{len(stage) // 2}"
+            stage += [str(source), name]
+            source = STAGE / name
         inner += [flag, str(source), str(dest)]
     inner += ["--remount-ro", "/", "--chdir", str(KAGGLE_ROOT / "working"), "--"]
     inner += list(argv)
     if uid is None:
         return inner
-    drop = [SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
-    return [BWRAP, "--dev-bind", "/", "/", "--tmpfs", str(STAGE), *outer, "--die-with-parent", "--", *drop, *inner]
+    drop = [SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--pdeathsig", "SIGKILL", "--"]
+    return [UNSHARE, "--mount", "--propagation", "private", "--", "/bin/sh", "-c", STAGING, "stage",
+            str(layout.etc.parent / ".stage"), *stage, "--",
+            *drop, *inner]
 
 
 def visible(path: Path) -> bool:
@@ -287,8 +307,9 @@ def _covers(binds: list, hidden: Iterable[Path], empty: Path) -> list[tuple[str,
     return out
 
 
-def _connect(proc: subprocess.Popen, info_fd: int, log_path: Path) -> subprocess.Popen:
-    """Start slirp4netns on the sandbox's network namespace once bwrap reports its pid; wait until it is up."""
+def _connect(proc: subprocess.Popen, info_fd: int, log_path: Path) -> tuple[subprocess.Popen, int]:
+    """Start slirp4netns on the sandbox's network namespace once bwrap reports its pid; wait until it is up.
+    Returns it and the write end of its exit pipe (slirp4netns ends when that closes, so also with the server)."""
     info = _read_json(proc, info_fd)
     pid = info.get("child-pid")
     if not pid:
@@ -296,17 +317,21 @@ def _connect(proc: subprocess.Popen, info_fd: int, log_path: Path) -> subprocess
     _until(lambda: _loopback_up(pid), proc)  # bwrap sets up loopback first: configuring both at once fails
     keep = [os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)]
     ready_r, ready_w = os.pipe()
+    exit_r, exit_w = os.pipe()
+    keep.append(exit_r)
     try:
         args = [SLIRP, "--configure", "--mtu=65520", "--disable-host-loopback", "--enable-sandbox",
-                "--enable-seccomp", f"--ready-fd={ready_w}", "--netns-type=path", f"/proc/self/fd/{keep[0]}", "tap0"]
+                "--enable-seccomp", f"--ready-fd={ready_w}", f"--exit-fd={exit_r}", "--netns-type=path",
+                f"/proc/self/fd/{keep[0]}", "tap0"]
         if run_as() is None:  # an unprivileged server joins the user namespace owning the sandbox's network
             keep.append(fcntl.ioctl(keep[0], NS_GET_USERNS))
-            args[1:1] = [f"--userns-path=/proc/self/fd/{keep[1]}"]
+            args[1:1] = [f"--userns-path=/proc/self/fd/{keep[-1]}"]
         with open(log_path, "ab") as log:
             slirp = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      pass_fds=(*keep, ready_w), start_new_session=True)
     except BaseException:
         os.close(ready_r)
+        os.close(exit_w)
         raise
     finally:
         for fd in (*keep, ready_w):
@@ -321,10 +346,11 @@ def _connect(proc: subprocess.Popen, info_fd: int, log_path: Path) -> subprocess
         if slirp.poll() is None:
             slirp.kill()
         slirp.wait()
+        os.close(exit_w)
         raise
     finally:
         os.close(ready_r)
-    return slirp
+    return slirp, exit_w
 
 
 def _loopback_up(pid: int) -> bool:
