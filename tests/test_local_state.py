@@ -95,6 +95,7 @@ def test_kernel_versions_count_up_and_pull_by_version(server, api, tmp_path):
     write_kernel(tmp_path / "k", "versioned-kernel", "print(2)")
     assert api.kernels_push(str(folder)).version_number == 2
     wait_kernel(api, f"{USER}/versioned-kernel")
+    wait_kernel(api, f"{USER}/versioned-kernel/1")  # the two versions run at the same time, as on Kaggle
     first = api.kernels_pull(f"{USER}/versioned-kernel/1", str(tmp_path / "v1"))
     assert "print(1)" in open(first).read()
     assert api.kernels_status(f"{USER}/versioned-kernel/1").status.name == "COMPLETE"

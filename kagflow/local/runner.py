@@ -342,9 +342,10 @@ def kernel_file(path: Path, limit: int = -1) -> bytes:
 
 
 def _code_folders(python: Optional[str], env: Optional[Mapping[str, str]]) -> list[Path]:
-    """What the executor and the kernel run from: both interpreters' environments and the caller's PYTHONPATH
-    folders (read-only inside; nothing else of the host's homes)."""
-    folders = {Path(sys.prefix), Path(sys.base_prefix)}
+    """What the executor and the kernel run from: both interpreters' environments, kagflow's own package (its
+    source only, not the project around it) and the caller's PYTHONPATH folders (read-only inside; nothing else
+    of the host's homes)."""
+    folders = {Path(sys.prefix), Path(sys.base_prefix), Path(__file__).resolve().parents[1]}
     for exe in filter(None, (python,)):
         folders |= {Path(exe).parent.parent, Path(os.path.realpath(exe)).parent.parent}
     pythonpath = (env or {}).get("PYTHONPATH", "")
