@@ -324,7 +324,7 @@ def _prepare(layout: bwrap.Layout) -> None:
             if not path.is_symlink() and not path.stat().st_mode & 0o004:  # a blob only its owner may read
                 copy = path.with_name(name + ".kagflow-copy")
                 shutil.copyfile(path, copy)
-                os.chmod(copy, 0o444)
+                os.chmod(copy, 0o644)  # as mounts.place's copies (read-only inside all the same)
                 os.replace(copy, path)
 
 

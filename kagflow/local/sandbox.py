@@ -222,18 +222,35 @@ def command(argv: list[str], layout: Layout, *, internet: str, hide: Iterable[Pa
     uid = run_as()
     inner = [BWRAP, "--unshare-user", "--uid", str(UID), "--gid", str(GID), "--disable-userns", "--cap-drop", "ALL",
              "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-             "--hostname", "localhost"]
-    if internet != "host":
-        inner.append("--unshare-net")
+             "--hostname", "localhost", *([] if internet == "host" else ["--unshare-net"])]
     for name, flag in (("info", "--info-fd"), ("block", "--block-fd")):
         if fds and name in fds:
             inner += [flag, str(fds[name])]
     inner += ["--proc", "/proc", "--dev", "/dev"]
-    binds: list[tuple[str, Optional[Path], Path]] = []   # (flag, host source or None, sandbox path), in order
+    stage = []  # (host source, name under STAGE) pairs
+    for flag, source, dest in _binds(layout, internet=internet, hide=hide, expose=expose):
+        if source is None:
+            inner += (["--perms", "0755"] if flag == "--dir" else []) + [flag, str(dest)]
+            continue
+        if uid is not None and flag != "--symlink" and not _reachable(source):
+            stage += [str(source), f"s{len(stage) // 2}"]
+            source = STAGE / stage[-1]
+        inner += [flag, str(source), str(dest)]
+    inner += ["--remount-ro", "/", "--chdir", str(KAGGLE_ROOT / "working"), "--", *argv]
+    if uid is None:
+        return inner
+    drop = [SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--pdeathsig", "SIGKILL", "--"]
+    return [UNSHARE, "--mount", "--propagation", "private", "--", "/bin/sh", "-c", STAGING, "stage",
+            str(layout.etc.parent / ".stage"), *stage, "--", *drop, *inner]
+
+
+def _binds(layout: Layout, *, internet: str, hide: Iterable[Path], expose: Iterable[Path]) -> list:
+    """The sandbox's mounts in order: ``(bwrap flag, host source or None, sandbox path)``."""
+    binds: list[tuple[str, Optional[Path], Path]] = []
     for name in SYSTEM:
         entry = Path("/") / name
         if entry.is_symlink():
-            inner += ["--symlink", os.readlink(entry), str(entry)]
+            binds.append(("--symlink", Path(os.readlink(entry)), entry))
         elif entry.is_dir():
             binds.append(("--ro-bind", entry, entry))
     binds += [("--tmpfs", None, HOME), ("--tmpfs", None, Path("/tmp"))]
@@ -249,25 +266,7 @@ def command(argv: list[str], layout: Layout, *, internet: str, hide: Iterable[Pa
               ("--bind", layout.temp, KAGGLE_ROOT / "temp"),
               ("--bind", layout.internal, INTERNAL),
               ("--bind", layout.log, INTERNAL / "log.json")]
-    binds += _covers(binds, [*hide, *credential_paths()], layout.etc / "empty")
-    stage = []  # (host source, staged path) pairs
-    for flag, source, dest in binds:
-        if source is None:
-            inner += (["--perms", "0755"] if flag == "--dir" else []) + [flag, str(dest)]
-            continue
-        if uid is not None and not _reachable(source):
-            name = f"s{len(stage) // 2}"
-            stage += [str(source), name]
-            source = STAGE / name
-        inner += [flag, str(source), str(dest)]
-    inner += ["--remount-ro", "/", "--chdir", str(KAGGLE_ROOT / "working"), "--"]
-    inner += list(argv)
-    if uid is None:
-        return inner
-    drop = [SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--pdeathsig", "SIGKILL", "--"]
-    return [UNSHARE, "--mount", "--propagation", "private", "--", "/bin/sh", "-c", STAGING, "stage",
-            str(layout.etc.parent / ".stage"), *stage, "--",
-            *drop, *inner]
+    return binds + _covers(binds, [*hide, *credential_paths()], layout.etc / "empty")
 
 
 def visible(path: Path) -> bool:
@@ -297,7 +296,7 @@ def _covers(binds: list, hidden: Iterable[Path], empty: Path) -> list[tuple[str,
     out = []
     for path in sorted({Path(os.path.realpath(h)) for h in hidden}):
         for flag, source, dest in binds:
-            if source is None or not (source == path or source in path.parents):
+            if source is None or flag == "--symlink" or not (source == path or source in path.parents):
                 continue
             inside = dest / path.relative_to(source)
             if path.is_dir():
