@@ -21,12 +21,13 @@ help:
 
 setup: $(STAMP) sandbox
 
-# Local kernels run in a bubblewrap sandbox: install it where apt can (CI: a fresh machine, as root).
-# Without it they still run, unconfined, and say so.
+# Local kernels run in a bubblewrap sandbox, internet-on ones with a network of their own through slirp4netns:
+# install both where apt can (CI: a fresh machine, as root). Without them a single-user local Kaggle still runs
+# kernels (unconfined, or on the host's network) and says so; a key-checking one refuses them.
 sandbox:
-	@command -v bwrap >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
-	  apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; } || \
-	  echo "kagflow: bubblewrap not installed; local kernels will run unconfined"
+	@{ command -v bwrap && command -v slirp4netns; } >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	  [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq bubblewrap slirp4netns >/dev/null; } || \
+	  echo "kagflow: bubblewrap/slirp4netns not installed; local kernels will run unconfined or share this network"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

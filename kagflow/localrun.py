@@ -68,7 +68,7 @@ def write_run_log(dest: Path, log_json: Path, failure: str) -> None:
 def run_local(config: Config, name: str, *, timeout: Optional[int] = None,
               overrides: Optional[dict] = None) -> LocalRun:
     from kagflow.local.kernel_image import kernel_python
-    from kagflow.local.runner import run_notebook_in_sandbox
+    from kagflow.local.runner import kernel_file, run_notebook_in_sandbox
     from kagflow.sources import instance_handle
     from kagflow.standin import competition_files_dir, ensure_stand_in, ensure_synthetic_competition
     from kagflow.wheelset import wheels_dir
@@ -114,9 +114,11 @@ def run_local(config: Config, name: str, *, timeout: Optional[int] = None,
             (output / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, output / relative)
         output.mkdir(parents=True, exist_ok=True)
-        executed = sandbox / ".kagflow" / "executed.ipynb"
-        if executed.is_file():
-            shutil.copy2(executed, output / (rendered.notebook.stem + ".executed.ipynb"))
+        try:  # written by the kernel: read without following a link it may have put there
+            executed = kernel_file(sandbox / ".kagflow" / "executed.ipynb")
+            (output / (rendered.notebook.stem + ".executed.ipynb")).write_bytes(executed)
+        except OSError:
+            pass
         log = output / f"{rendered.handle.slug}.log"
         write_run_log(log, log_json, failure)
     finally:

@@ -77,6 +77,8 @@ def test_dataset_model_kernel_submit_flow(api, server, tmp_path):
     names = sorted(p.split("/out/")[1] for p in files)
     assert names == ["arena-infer.log", "extra/note.txt", "submission.csv"]
     log = json.loads((tmp_path / "out" / "arena-infer.log").read_text())
+    assert "this run's limits" in log[0]["data"]  # the runner's first line; the notebook's output follows
+    log = log[1:]
     assert {"stream_name": "stdout", "data": "rows 2 r 8\n"} == {k: log[0][k] for k in ("stream_name", "data")}
     assert isinstance(log[0]["time"], float)
 
@@ -102,7 +104,7 @@ def test_failing_kernel_ends_in_error_with_traceback(api, tmp_path):
     assert status.status.name == "ERROR"
     assert status.failure_message == "KeyError: 'missing column'"
     api.kernels_output(f"{USER}/will-fail", str(tmp_path / "out"))
-    log = json.loads((tmp_path / "out" / "will-fail.log").read_text())
+    log = json.loads((tmp_path / "out" / "will-fail.log").read_text())[1:]  # past the runner's limits line
     assert log[0]["data"] == "starting\n"
     assert log[-1]["stream_name"] == "stderr" and "Traceback" in log[-1]["data"]
     assert "KeyError: 'missing column'" in log[-1]["data"]
@@ -171,7 +173,7 @@ def test_file_submission_and_log_stream(server, api, tmp_path):
     assert follow.exit_code == 0 and follow.stdout.count("tick") == 3, follow
     assert wait_kernel(api, f"{USER}/chatty-kernel").status.name == "COMPLETE"
     once = run_official_cli(["kernels", "logs", f"{USER}/chatty-kernel"], server.url)
-    assert json.loads(once.stdout)[2]["data"] == "tick 2\n"
+    assert json.loads(once.stdout)[3]["data"] == "tick 2\n"  # after the runner's limits line
 
 
 def test_script_kernel(api, tmp_path):
@@ -186,4 +188,5 @@ def test_script_kernel(api, tmp_path):
     files, _ = api.kernels_output(f"{USER}/script-kernel", str(tmp_path / "out"))
     assert (tmp_path / "out" / "out.txt").read_text() == "1"
     log = json.loads((tmp_path / "out" / "script-kernel.log").read_text())
-    assert [e["data"] for e in log] == ["script ran\n"]  # no echoed expression values, as in a script
+    assert "this run's limits" in log[0]["data"]
+    assert [e["data"] for e in log[1:]] == ["script ran\n"]  # no echoed expression values, as in a script

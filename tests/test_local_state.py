@@ -46,8 +46,8 @@ def test_restart_loses_nothing(server, data_dir, kaggle_env, tmp_path):
 
 
 def test_work_interrupted_by_a_stop_is_recovered(data_dir, kaggle_env, tmp_path):
-    """A run cut by a stop ends in ERROR; the version queued behind it runs after the restart."""
-    srv = start_server(data_dir)
+    """A run cut by a stop ends in ERROR; the version queued behind it (one worker) runs after the restart."""
+    srv = start_server(data_dir, settings=Settings(kernel_workers=1))
     api = build_api(srv.url)
     slow = write_kernel(tmp_path / "slow", "slow-kernel", "import time; time.sleep(30)")
     api.kernels_push(str(slow))
@@ -95,6 +95,7 @@ def test_kernel_versions_count_up_and_pull_by_version(server, api, tmp_path):
     write_kernel(tmp_path / "k", "versioned-kernel", "print(2)")
     assert api.kernels_push(str(folder)).version_number == 2
     wait_kernel(api, f"{USER}/versioned-kernel")
+    wait_kernel(api, f"{USER}/versioned-kernel/1")  # the two versions run at the same time, as on Kaggle
     first = api.kernels_pull(f"{USER}/versioned-kernel/1", str(tmp_path / "v1"))
     assert "print(1)" in open(first).read()
     assert api.kernels_status(f"{USER}/versioned-kernel/1").status.name == "COMPLETE"

@@ -40,7 +40,8 @@ def serve(app: App, port: int, data_dir: Path | None, users_file: Path | None) -
     """
     from kagflow.local.control import load_users, serve_forever
 
-    serve_forever(_data_dir(app, data_dir), port, users=load_users(users_file) if users_file else None)
+    serve_forever(_data_dir(app, data_dir), port, users=load_users(users_file) if users_file else None,
+                  users_file=users_file)
 
 
 @local.command("start")

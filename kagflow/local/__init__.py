@@ -12,9 +12,10 @@ Public API::
     ensure_background_server(data_dir) -> url      start detached unless alive; stop_background_server(data_dir)
     default_data_dir()                             $KAGFLOW_LOCAL_DATA_DIR or ~/.kagflow/local
     run_notebook_in_sandbox(notebook, sandbox, *, timeout, enable_internet, env=None, cancel=None,
-                            python=None, hide=()) -> (status, failure_message, log_path)
-        the one runner of local kernels: a bubblewrap sandbox (sandbox.py) on the local Kaggle image
-        (kernel_image.py)
+                            python=None, hide=(), limits=Limits(), require_sandbox=False)
+                            -> (status, failure_message, log_path)
+        the one runner of local kernels: an unprivileged bubblewrap sandbox (sandbox.py) on the local Kaggle
+        image (kernel_image.py), under Kaggle's limits (limits.py)
     install_competition(data_dir, slug, files_dir, *, title=None, kernels_only=True)   (files_dir/hidden/: the
         hidden test set code submissions are re-run on); accept_rules(data_dir, slug, username);
         score_submission(solution, submission)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from kagflow.local.control import USERS_ENV, default_data_dir, load_users, serve_forever, users_from_env
@@ -17,7 +18,8 @@ def main(argv=None) -> int:
     serve.add_argument("--users", default=None, help=f"JSON file of username: key to check (default: ${USERS_ENV})")
     args = parser.parse_args(argv)
     users = load_users(args.users) if args.users else users_from_env()
-    serve_forever(args.data_dir or default_data_dir(), args.port, users=users)
+    serve_forever(args.data_dir or default_data_dir(), args.port, users=users,
+                  users_file=args.users or os.environ.get(USERS_ENV))
     return 0
 
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Dict, Optional
 
-from kagflow.local.unpack import MAX_BYTES, UnpackLimits, unpack_uploads
+from kagflow.local.limits import Limits
 from kagflow.local.names import check_name, check_relpath, parse_count
+from kagflow.local.unpack import MAX_BYTES, UnpackLimits, unpack_uploads
 from kagflow.local.protocol import ApiError
 from kagflow.local.store import Store
 
@@ -62,6 +63,9 @@ class Settings:
     dataset_processing_s: float = 0.0   # a new dataset version is "processing" this long
     model_processing_s: float = 0.0     # same for model instance versions
     kernel_timeout_s: float = 9 * 3600  # default run time limit (Kaggle: 9 h GPU / 12 h CPU)
+    kernel_limits: Limits = field(default_factory=Limits)  # per run: session ceiling, memory, processes, disk
+    kernel_workers: int = 4             # kernel runs (and scoring re-runs) at a time
+    kernel_sessions_per_user: int = 2   # of which one user's (Kaggle: 2 GPU sessions per user at once)
     max_json_bytes: int = 8 << 20       # largest API request body
     max_blob_bytes: int = MAX_BYTES     # largest single upload
     unpack: UnpackLimits = field(default_factory=UnpackLimits)  # how far an uploaded .zip/.tar may unpack

@@ -86,16 +86,17 @@ def users_from_env() -> Optional[dict[str, str]]:
 
 
 def serve_forever(data_dir: os.PathLike | str, port: int = 0, *, host: str = HOST,
-                  users: Optional[dict[str, str]] = None) -> None:
+                  users: Optional[dict[str, str]] = None, users_file: Optional[os.PathLike | str] = None) -> None:
     """Serve ``data_dir`` in this process until SIGTERM/SIGINT; writes the pid and port files.
 
-    ``users`` (username → key): only those keys are accepted (401 otherwise); None accepts any key.
+    ``users`` (username → key): only those keys are accepted (401 otherwise), and kernels run only in the
+    sandbox; None accepts any key. ``users_file``: where they were read from (never visible to a kernel).
     """
     from kagflow.local.server import LocalServer
 
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
-    server = LocalServer(data, host, port, users=users)
+    server = LocalServer(data, host, port, users=users, hide=[Path(users_file)] if users_file else [])
     stopping = []
 
     def _stop(*_):
@@ -109,6 +110,7 @@ def serve_forever(data_dir: os.PathLike | str, port: int = 0, *, host: str = HOS
     (data / PID_FILE).write_text(str(os.getpid()))
     auth = f"keys checked for {len(users)} user(s)" if users else "any key accepted"
     print(f"kagflow local Kaggle serving {data} at {server.url} ({auth})", flush=True)
+    print(sandbox_line(users is not None), flush=True)
     try:
         server.serve_forever()
     finally:
@@ -118,6 +120,21 @@ def serve_forever(data_dir: os.PathLike | str, port: int = 0, *, host: str = HOS
                     (data / name).unlink()
             except OSError:
                 pass
+
+
+def sandbox_line(require_sandbox: bool) -> str:
+    """How this server's kernels will run, said once at start (loudly when not in a sandbox)."""
+    from kagflow.local.sandbox import network_unavailable_reason, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is not None:
+        then = "refused (they end ERROR)" if require_sandbox else "run UNCONFINED, with this server's rights"
+        return f"WARNING: no kernel sandbox here ({reason}): kernels will be {then}"
+    network = network_unavailable_reason()
+    if network is None:
+        return "kernels run in an unprivileged bubblewrap sandbox; internet-on ones through slirp4netns"
+    then = "refused" if require_sandbox else "share this machine's network, this server included"
+    return f"WARNING: internet-on kernels will be {then} ({network})"
 
 
 def running_url(data_dir: os.PathLike | str) -> Optional[str]:

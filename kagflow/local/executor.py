@@ -32,10 +32,15 @@ class KaggleLog:
         self.results = True  # log execute_result/display_data (not for scripts)
         self.t0 = time.monotonic()
         self._lock = threading.Lock()
+        try:  # the runner's first lines (the run's limits) are kept
+            kept = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            kept = []
         self._f = open(self.path, "wb")
-        self._f.write(b"[]")
+        self._f.write(("[" + "\n,".join(json.dumps(e) for e in kept) + "]").encode("ascii")
+                      if isinstance(kept, list) else b"[]")
         self._f.flush()
-        self._empty = True
+        self._empty = not (isinstance(kept, list) and kept)
 
     def add(self, stream_name: str, data: str) -> None:
         if not data:

@@ -1,4 +1,4 @@
-"""The one work queue of a local server: kernel runs and submission scoring, one at a time.
+"""The one work queue of a local server: kernel runs and submission scoring, on a pool of workers.
 
 A pushed kernel version waits QUEUED, runs (RUNNING) in ``runs/<owner>/<slug>/v<N>/`` and ends
 COMPLETE, ERROR or CANCEL_ACKNOWLEDGED. A code submission waits PENDING until its kernel
@@ -6,6 +6,11 @@ version has finished; then, as on Kaggle, that version is re-run in
 ``runs/<owner>/<slug>/submission-<id>/`` with the competition's hidden test set mounted in place
 of the public files, internet off, under the version's time limit, and the re-run's output is
 scored (COMPLETE with a public score) or the submission fails (ERROR, in Kaggle's words).
+
+``Settings.kernel_workers`` jobs run at a time, at most ``Settings.kernel_sessions_per_user`` of one
+user's (Kaggle runs two GPU sessions per user at once): the oldest job whose owner is under that cap runs
+next, so one user's long kernel never blocks another user's. Every run goes through the one runner with
+``Settings.kernel_limits``; a key-checking server (``require_sandbox``) refuses to run kernels unconfined.
 On start, work left QUEUED/PENDING by a previous server is queued again; a run that was
 RUNNING when the server stopped ends in ERROR.
 """
@@ -13,12 +18,12 @@ RUNNING when the server stopped ends in ERROR.
 from __future__ import annotations
 
 import json
-import queue
 import shutil
 import threading
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import nbformat
 
@@ -43,16 +48,20 @@ def sandbox_dir(store: Store, owner: str, slug: str, number: int) -> Path:
 
 
 class Jobs:
-    """Background worker thread over a FIFO of ``("run", version_id)`` / ``("score", submission_id)``."""
+    """A pool of worker threads over the pending ``("run", version_id)`` / ``("score", submission_id)`` jobs."""
 
-    def __init__(self, store: Store, settings):
+    def __init__(self, store: Store, settings, *, require_sandbox: bool = False, hide: Iterable[Path] = ()):
         self.store = store
         self.settings = settings
-        self._queue: "queue.Queue[tuple[str, int]]" = queue.Queue()
+        self.require_sandbox = require_sandbox
+        self.hide = [store.root, *hide]
+        self._pending: list[tuple[str, int, str]] = []  # (kind, id, owner), oldest first
+        self._busy: Counter = Counter()                 # owner -> jobs running
+        self._ready = threading.Condition()
         self._cancel: dict[int, threading.Event] = {}
         self._user_cancelled: set[int] = set()
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
         self.store.run("UPDATE kernel_versions SET status='ERROR', failure=?, finished=? WHERE status IN "
@@ -61,23 +70,35 @@ class Jobs:
             self.submit_run(row["id"])
         for row in self.store.all("SELECT id FROM submissions WHERE status='PENDING' ORDER BY id"):
             self.submit_score(row["id"])
-        self._thread = threading.Thread(target=self._work, name="kagflow-local-jobs", daemon=True)
-        self._thread.start()
+        for n in range(max(1, self.settings.kernel_workers)):
+            thread = threading.Thread(target=self._work, name=f"kagflow-local-jobs-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self, timeout: float = 15.0) -> None:
         self._stop.set()
         for event in list(self._cancel.values()):
             event.set()
-        self._queue.put(("stop", 0))
-        if self._thread is not None:
-            self._thread.join(timeout)
+        with self._ready:
+            self._ready.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def submit_run(self, version_id: int) -> None:
         self._cancel[version_id] = threading.Event()
-        self._queue.put(("run", version_id))
+        row = self.store.one("SELECT k.owner FROM kernel_versions v JOIN kernels k ON k.id = v.kernel_id "
+                             "WHERE v.id=?", version_id)
+        self._put("run", version_id, row["owner"] if row else "")
 
     def submit_score(self, submission_id: int) -> None:
-        self._queue.put(("score", submission_id))
+        row = self.store.one("SELECT owner FROM submissions WHERE id=?", submission_id)
+        self._put("score", submission_id, row["owner"] if row else "")
+
+    def _put(self, kind: str, ident: int, owner: str) -> None:
+        with self._ready:
+            self._pending.append((kind, ident, owner))
+            self._ready.notify()
 
     def cancel(self, version_id: int) -> bool:
         """Ask a queued or running version to stop; False if it already ended."""
@@ -93,11 +114,24 @@ class Jobs:
         self._cancel.setdefault(version_id, threading.Event()).set()
         return True
 
-    # ------------------------------------------------------------------ worker
+    # ------------------------------------------------------------------ workers
+
+    def _next(self) -> Optional[tuple[str, int, str]]:
+        """The oldest pending job whose owner is under the per-user cap (waits for one); None when stopping."""
+        cap = max(1, self.settings.kernel_sessions_per_user)
+        with self._ready:
+            while not self._stop.is_set():
+                for job in self._pending:
+                    if self._busy[job[2]] < cap:
+                        self._pending.remove(job)
+                        self._busy[job[2]] += 1
+                        return job
+                self._ready.wait()
+        return None
 
     def _work(self) -> None:
-        while not self._stop.is_set():
-            kind, ident = self._queue.get()
+        while (job := self._next()) is not None:
+            kind, ident, owner = job
             try:
                 if kind == "run":
                     self._run(ident)
@@ -110,6 +144,10 @@ class Jobs:
                 elif kind == "score":
                     self.store.run("UPDATE submissions SET status='ERROR', error=? WHERE id=?",
                                    f"Local server error: {type(exc).__name__}: {exc}", ident)
+            finally:
+                with self._ready:
+                    self._busy[owner] -= 1
+                    self._ready.notify_all()
 
     def _run(self, version_id: int) -> None:
         row = self._version(version_id)
@@ -142,8 +180,8 @@ class Jobs:
         status, failure, _ = run_notebook_in_sandbox(
             notebook, sandbox, timeout=float(settings.get("timeout") or self.settings.kernel_timeout_s),
             enable_internet=bool(settings.get("enable_internet")) and hidden_of is None,
-            cancel=self._cancel.setdefault(cancel_key, threading.Event()), hide=[self.store.root],
-            python=kernel_python())
+            cancel=self._cancel.setdefault(cancel_key, threading.Event()), hide=self.hide,
+            python=kernel_python(), limits=self.settings.kernel_limits, require_sandbox=self.require_sandbox)
         return status, failure
 
     def mount_sources(self, input_root: Path, settings: dict, owner: str, *, hidden_of: Optional[str] = None) -> None:

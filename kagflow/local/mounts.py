@@ -8,7 +8,9 @@ Both layouts are there (the classic one as relative symlinks into the newer one)
     input/notebooks/<owner>/<slug>/<output file>          input/<slug>            -> notebooks/<owner>/<slug>
 
 Large files are hard links to the read-only blobs (no copy, even for a 5 GB model), small ones
-read-only copies. Classic names that collide keep the first source.
+copies, mode 0644 as on Kaggle (the sandbox mounts them read-only): a notebook's ``shutil.copy`` of one,
+say ``sample_submission.csv``, stays writable for its unprivileged user. Classic names that collide keep the
+first source.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def place(src: Path, dst: Path) -> None:
         except OSError:
             pass
     shutil.copyfile(src, dst)
-    os.chmod(dst, 0o444)
+    os.chmod(dst, 0o644)
 
 
 def mount(input_root: Path, new_layout: Tuple[str, ...], classic: Tuple[str, ...],

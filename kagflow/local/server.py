@@ -28,7 +28,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Iterable, Optional
 
 from kagglesdk.kaggle_object import KaggleObject
 
@@ -57,7 +57,7 @@ class LocalServer:
     def __init__(self, data_dir: os.PathLike | str, host: str = "127.0.0.1", port: int = 0, *,
                  faults: Optional[Faults] = None, settings: Optional[Settings] = None,
                  users: Optional[Dict[str, str]] = None, tokens: Optional[Dict[str, str]] = None,
-                 allow_non_loopback: bool = False, read_timeout_s: float = 30.0):
+                 allow_non_loopback: bool = False, read_timeout_s: float = 30.0, hide: Iterable[Path] = ()):
         if not allow_non_loopback and not _is_loopback(host):
             raise ValueError(f"refusing to bind {host!r}: the local Kaggle listens on loopback only "
                              "(pass allow_non_loopback=True to override)")
@@ -67,7 +67,8 @@ class LocalServer:
         self.users = users
         self.tokens = dict(tokens or {})
         self.store = Store(self.data_dir)
-        self.jobs = Jobs(self.store, self.settings)
+        # with keys checked (several users), kernels run only in the sandbox, never seeing ``hide`` (the users file)
+        self.jobs = Jobs(self.store, self.settings, require_sandbox=users is not None, hide=hide)
         handler = type("BoundHandler", (Handler,), {"app": self, "timeout": read_timeout_s})
         self.httpd = _Server((host, port), handler)
         self.host, self.port = self.httpd.server_address[:2]
@@ -128,10 +129,11 @@ class LocalServer:
 def start_server(data_dir: os.PathLike | str, port: int = 0, *, faults: Optional[Faults] = None,
                  settings: Optional[Settings] = None, users: Optional[Dict[str, str]] = None,
                  tokens: Optional[Dict[str, str]] = None, host: str = "127.0.0.1",
-                 allow_non_loopback: bool = False, read_timeout_s: float = 30.0) -> LocalServer:
+                 allow_non_loopback: bool = False, read_timeout_s: float = 30.0,
+                 hide: Iterable[Path] = ()) -> LocalServer:
     """Start a local Kaggle on ``host:port`` (0: a free port) in a background thread."""
     return LocalServer(data_dir, host, port, faults=faults, settings=settings, users=users, tokens=tokens,
-                       allow_non_loopback=allow_non_loopback, read_timeout_s=read_timeout_s).start()
+                       allow_non_loopback=allow_non_loopback, read_timeout_s=read_timeout_s, hide=hide).start()
 
 
 def _is_loopback(host: str) -> bool:
