@@ -16,9 +16,9 @@ import pytest
 
 from kagflow.classifier.synth import write_synthetic_competition
 from kagflow.classifier.tiny import make_tiny_checkpoint
-from kagflow.local.kernel_image import kernel_image
-from kagflow.local.runner import run_notebook_in_sandbox
-from kagflow.notebooks import render_notebook
+from kagflow.local.run.image import kernel_image
+from kagflow.local.run.runner import run_notebook_in_sandbox
+from kagflow.notebooks.render import render_notebook
 from offline_wheels import OFFLINE_PACKAGES, offline_wheelhouse
 
 COMPETITION = "llm-classification-finetuning"

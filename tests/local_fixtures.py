@@ -13,9 +13,9 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from kagflow.cli import main as kagflow_main
 from kagflow.hub.client import build_api
-from kagflow.local.api import Settings
-from kagflow.local.competition import accept_rules, install_competition
-from kagflow.local.server import start_server
+from kagflow.local.server.api import Settings
+from kagflow.local.server.competition import accept_rules, install_competition
+from kagflow.local.server.httpd import start_server
 
 USER, KEY = "alice", "alice-local-key"
 COMPETITION = "llm-classification-local"
@@ -65,7 +65,7 @@ def api(server):
 
 def gateway(api, server):
     """kagflow's Gateway (its one retry layer) around ``api`` for the local server."""
-    from kagflow.hub.common import Gateway
+    from kagflow.hub.gateway import Gateway
     from kagflow.hub.target import Target
 
     return Gateway(api, Target("local", server.url, USER), log=lambda m: None)

@@ -18,7 +18,7 @@ CACHE = Path(os.environ.get("KAGFLOW_CACHE_DIR") or Path.home() / ".cache" / "ka
 
 @pytest.fixture(scope="session")
 def gemma3_checkpoint() -> Path:
-    from kagflow.standin import GEMMA3_270M, ensure_gguf_checkpoint
+    from kagflow.workflow.standins import GEMMA3_270M, ensure_gguf_checkpoint
 
     missing = [m for m in (GEMMA3_270M.module, "gguf") if importlib.util.find_spec(m) is None]
     if missing:

@@ -61,7 +61,7 @@ def test_a_good_state_file_still_loads(project, capsys):
     state = project.parent / ".kagflow" / "state-local.json"
     state.parent.mkdir()
     state.write_text(json.dumps({**GOOD_STATE, "unknown": {"from": "a newer kagflow"}}))
-    from kagflow.state import ProjectState
+    from kagflow.project.state import ProjectState
 
     loaded = ProjectState.load(state)
     assert loaded.model_version("base_model") == 1 and loaded.kernel("train").version == 2
@@ -145,7 +145,7 @@ def test_bad_competition_files_are_one_error_and_nothing_is_hosted(project, caps
 
 def test_a_solution_with_nan_is_a_scoring_error_not_a_nan_score(tmp_path):
     """A data folder hosted before the checks above: the scorer itself refuses a NaN in the solution."""
-    from kagflow.local.competition import ScoreError, score_submission
+    from kagflow.local.server.competition import ScoreError, score_submission
 
     solution, submission = tmp_path / "solution.csv", tmp_path / "submission.csv"
     solution.write_text("id,winner_model_a,winner_model_b,winner_tie\n1,1,0,0\n2,nan,1,0\n")

@@ -5,11 +5,11 @@ import json
 import nbformat
 import pytest
 
-from kagflow import metadata
-from kagflow.check import check_kernel, check_project, pending
-from kagflow.config import load_config, set_value
-from kagflow.kernels import kernel_dir
-from kagflow.sources import resolve_sources
+from kagflow.rules import metadata
+from kagflow.workflow.check import check_kernel, check_project, pending
+from kagflow.project.config import load_config, set_value
+from kagflow.notebooks.kernel_folder import kernel_dir
+from kagflow.project.sources import resolve_sources
 
 
 def _edit(path, old, new):
@@ -253,7 +253,7 @@ def test_attention_rule_reads_the_snapshot_config(published):
 
 def test_rendered_train_kernel_gets_a_time_budget_from_its_timeout(published):
     from kagflow.classifier.config import TIME_BUDGET_MARGIN
-    from kagflow.kernels import notebook_params
+    from kagflow.notebooks.kernel_folder import notebook_params
 
     cfg = load_config(published)
     params = notebook_params(cfg, "train", resolve_sources(cfg, "train"), tiny=False)

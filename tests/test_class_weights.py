@@ -99,8 +99,8 @@ def test_make_trainer_uses_the_weighted_loss_only_when_asked(tmp_path):
 
 
 def test_class_weights_in_kagflow_toml_are_typed_and_checked(project):
-    from kagflow.check import check_project
-    from kagflow.config import load_config
+    from kagflow.workflow.check import check_project
+    from kagflow.project.config import load_config
     from kagflow.errors import ConfigError
 
     text = project.read_text()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kagflow import metadata
+from kagflow.rules import metadata
 from kagflow.cli import main
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import COMPETITION, KEY, USER, run_kagflow
@@ -23,7 +23,7 @@ def kagflow(capsys, *args) -> tuple[int, str]:
 
 @pytest.fixture
 def proj(tmp_path, server, monkeypatch):
-    from kagflow.project import init_project
+    from kagflow.project.init import init_project
 
     path = init_project(tmp_path / "proj", username=USER, competition=COMPETITION)
     monkeypatch.setenv("KAGFLOW_KAGGLE_ENDPOINT", server.url)
@@ -71,7 +71,7 @@ def test_model_publish_twice_then_pass_through_and_no_secret(proj, capsys, serve
 
 
 def test_server_error_is_one_clear_message(proj, capsys, server):
-    from kagflow.local.faults import FaultRule, Faults
+    from kagflow.local.server.faults import FaultRule, Faults
 
     server.faults = Faults({"*": FaultRule(rate_500=1.0)})
     code, out = kagflow(capsys, "model", "publish", "base", "--from", "hf-base")
@@ -99,7 +99,7 @@ def test_publish_on_kaggle_pins_the_version_in_kagflow_toml(proj, capsys, server
 
 def _add_import_kernel(proj, name, title, code):
     """A kernel kagflow did not render: its notebook sits in kernels/<slug>/."""
-    from kagflow import slugs
+    from kagflow.rules import slugs
     from local_fixtures import write_notebook
 
     folder = proj.parent / "kernels" / slugs.kernel_slug(title)
@@ -182,7 +182,7 @@ def test_endpoint_down_fails_with_one_message_naming_it(tmp_path, monkeypatch, c
     import socket
 
     from kagflow.hub.retry import RetryPolicy
-    from kagflow.project import init_project
+    from kagflow.project.init import init_project
 
     monkeypatch.setattr(RetryPolicy, "MAX_RETRIES", 10_000)
     monkeypatch.setattr(RetryPolicy, "BASE_WAIT", 0.05)
@@ -207,7 +207,7 @@ def test_two_concurrent_publishes_end_with_one_version_and_no_crash(proj, server
     import sys
 
     from kagflow.hub.client import build_api
-    from kagflow.local.faults import FaultRule, Faults
+    from kagflow.local.server.faults import FaultRule, Faults
 
     # each upload answers late, so without the lock both processes find no version and upload
     server.faults = Faults({"upload": FaultRule(rate_slow=1.0, slow_seconds=1.0)})

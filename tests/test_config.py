@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from kagflow.config import (credentials_username, has_credentials, infer_params, load_config, set_value,
+from kagflow.project.config import (credentials_username, has_credentials, infer_params, load_config, set_value,
                             train_params)
 from kagflow.errors import ConfigError
 

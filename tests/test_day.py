@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from kagflow.local.api import Settings
+from kagflow.local.server.api import Settings
 from local_fixtures import COMPETITION, KERNELSPEC, USER, data_dir, kaggle_env, run_kagflow, server  # noqa: F401
 
 QUICK = """
@@ -53,7 +53,7 @@ def write_quick_notebook(root: Path, *extra: str) -> None:
 
 @pytest.fixture
 def proj(tmp_path, server, monkeypatch):
-    from kagflow.project import init_project
+    from kagflow.project.init import init_project
 
     path = init_project(tmp_path / "proj", username=USER, competition=COMPETITION)
     text = path.read_text().replace('sources = ["wheels", "base_model", "competition"]', 'sources = ["competition"]')

@@ -36,7 +36,7 @@ def _fresh_project(tmp_path: Path) -> Path:
 def _env(home: Path) -> dict:
     """A fresh user's environment; pip gets peft and bitsandbytes from this environment's own installs
     (no test uses the network), and the local Kaggle image comes from the machine's cache."""
-    from kagflow.local.kernel_image import CACHE_ENV
+    from kagflow.local.run.image import CACHE_ENV
     from offline_wheels import offline_pip_env, offline_wheelhouse
 
     env = {k: v for k, v in os.environ.items()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kagflow.folds import check_folds, oof_log_loss, parse_folds
+from kagflow.workflow.folds import check_folds, oof_log_loss, parse_folds
 from kagflow.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from kagflow import metadata, slugs
-from kagflow.config import load_config
+from kagflow.rules import metadata, slugs
+from kagflow.project.config import load_config
 from kagflow.hub import competitions, datasets, kernels, models
 from kagflow.hub.client import build_api
-from kagflow.hub.common import Gateway
+from kagflow.hub.gateway import Gateway
 from kagflow.hub.target import Target
-from kagflow.local.faults import FaultRule, Faults
+from kagflow.local.server.faults import FaultRule, Faults
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import COMPETITION, USER, write_kernel
 
@@ -29,7 +29,7 @@ def gw(server):
 
 @pytest.fixture
 def cfg(tmp_path, server, monkeypatch):
-    from kagflow.project import init_project
+    from kagflow.project.init import init_project
 
     path = init_project(tmp_path / "proj", username=USER, competition=COMPETITION)
     monkeypatch.setenv("KAGFLOW_KAGGLE_ENDPOINT", server.url)
@@ -44,7 +44,7 @@ def _model_files(folder: Path, payload: str) -> Path:
 
 
 def _versions(gw, cfg, which="base_model"):
-    from kagflow.sources import instance_handle
+    from kagflow.project.sources import instance_handle
 
     return models.latest_version(gw, instance_handle(cfg, getattr(cfg, which)))
 

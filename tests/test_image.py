@@ -10,7 +10,7 @@ import pytest
 from packaging.version import Version
 
 from kagflow.errors import MissingFileError, WheelsError
-from kagflow.image import (PROBED_IMAGE_PATH, TargetImage, current_image, image_from_probe_output, load_default_image,
+from kagflow.rules.image import (PROBED_IMAGE_PATH, TargetImage, current_image, image_from_probe_output, load_default_image,
                            load_image, probe_notebook_source, save_image)
 
 

@@ -11,11 +11,11 @@ from requests.exceptions import HTTPError
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import COMPETITION, USER, wait_kernel, write_dataset, write_kernel
 
-from kagflow import slugs
+from kagflow.rules import slugs
 from kagflow.errors import HubError
 from kagflow.hub import kernels
 from kagflow.hub.client import build_api
-from kagflow.hub.common import Gateway
+from kagflow.hub.gateway import Gateway
 from kagflow.hub.target import Target
 
 LISTING = "import os; root = os.environ['KAGFLOW_INPUT_ROOT']; print(sorted(os.listdir(root)))"

@@ -12,7 +12,7 @@ from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import KEY, USER, write_dataset
 
 from kagflow.hub.client import build_api
-from kagflow.local.server import start_server
+from kagflow.local.server.httpd import start_server
 
 
 def test_bearer_token_identifies_the_user(data_dir, kaggle_env, monkeypatch, tmp_path):
@@ -92,7 +92,7 @@ def test_users_file_may_be_a_kaggle_json(tmp_path):
 def test_kagflow_local_serve_reads_the_users_option(tmp_path, monkeypatch, capsys):
     """`kagflow local serve --users FILE` loads (and checks) the file before serving anything."""
     from kagflow.cli import main
-    from kagflow.project import init_project
+    from kagflow.project.init import init_project
 
     monkeypatch.chdir(init_project(tmp_path / "proj", username=USER, competition="some-comp").parent)
     bad = tmp_path / "users.json"

@@ -105,7 +105,7 @@ def test_kernels_list_filters_files_delete(server, api, tmp_path):
 
 
 def test_quota_counts_accelerator_runs_per_user(server, api, tmp_path):
-    from kagflow.local import quota
+    from kagflow.local.server import quota
 
     before = kaggle(server, "quota")
     assert before.exit_code == 0 and "30.00h" in before.stdout, before
@@ -127,7 +127,7 @@ def test_quota_counts_accelerator_runs_per_user(server, api, tmp_path):
 def test_week_starts_on_saturday():
     from datetime import datetime, timezone
 
-    from kagflow.local import quota
+    from kagflow.local.server import quota
     monday = datetime(2026, 11, 30, 12, tzinfo=timezone.utc).timestamp()
     assert datetime.fromtimestamp(quota.week_start(monday), tz=timezone.utc) == datetime(2026, 11, 28, tzinfo=timezone.utc)
     saturday = datetime(2026, 11, 28, 0, 0, 1, tzinfo=timezone.utc).timestamp()
@@ -181,8 +181,8 @@ def test_hostile_archives_are_refused(server, api, tmp_path):
 def test_docs_list_every_implemented_call():
     """docs/local-kaggle.md names each call the server implements (the table must stay current)."""
     from pathlib import Path
-    from kagflow.local.api import HANDLERS
-    import kagflow.local.server  # noqa: F401 - registers the handlers
+    from kagflow.local.server.api import HANDLERS
+    import kagflow.local.server.httpd  # noqa: F401 - registers the handlers
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "local-kaggle.md").read_text()
     missing = [route for route in HANDLERS if route.split("/")[1] not in text]

@@ -11,8 +11,8 @@ from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import write_competition
 
 from kagflow.errors import DataError
-from kagflow.local.competition import ScoreError, install_competition, score_submission
-from kagflow.local.store import Store
+from kagflow.local.server.competition import ScoreError, install_competition, score_submission
+from kagflow.local.server.store import Store
 
 HEADER = "id,winner_model_a,winner_model_b,winner_tie\n"
 
@@ -99,9 +99,9 @@ HARD_CODED = READ_TEST + ("pd.DataFrame({'id': [1, 2, 3], 'winner_model_a': 0.5,
 def hidden_server(data_dir, kaggle_env, tmp_path):
     """A code competition with 3 public test rows and a hidden test set of 1,200 rows."""
     from local_fixtures import COMPETITION, USER, write_hidden_test
-    from kagflow.local.api import Settings
-    from kagflow.local.competition import accept_rules
-    from kagflow.local.server import start_server
+    from kagflow.local.server.api import Settings
+    from kagflow.local.server.competition import accept_rules
+    from kagflow.local.server.httpd import start_server
 
     install_competition(data_dir, COMPETITION, write_hidden_test(write_competition(tmp_path / "comp"), HIDDEN_ROWS))
     accept_rules(data_dir, COMPETITION, USER)
@@ -188,7 +188,7 @@ def test_rules_must_be_accepted_before_download_and_submit(hidden_server, tmp_pa
     from requests.exceptions import HTTPError
     from local_fixtures import COMPETITION
     from kagflow.hub.client import build_api
-    from kagflow.local.competition import accept_rules
+    from kagflow.local.server.competition import accept_rules
 
     bob = build_api(hidden_server.url)
     bob.config_values.update(username="bob", key="b")
@@ -217,10 +217,10 @@ def test_hidden_files_are_not_public(hidden_server, tmp_path):
 
 def test_wait_score_shows_the_rerun_progress(hidden_server, tmp_path):
     from local_fixtures import COMPETITION, USER
-    from kagflow import slugs
+    from kagflow.rules import slugs
     from kagflow.hub import competitions
     from kagflow.hub.client import build_api
-    from kagflow.hub.common import Gateway
+    from kagflow.hub.gateway import Gateway
     from kagflow.hub.target import Target
 
     api = build_api(hidden_server.url)
@@ -242,8 +242,8 @@ def test_kagflow_local_competition_follows_the_endpoint_and_accepts_rules(tmp_pa
     from local_fixtures import USER
     from kagflow.cli import main
     from kagflow.hub.client import build_api
-    from kagflow.local.server import start_server
-    from kagflow.project import init_project
+    from kagflow.local.server.httpd import start_server
+    from kagflow.project.init import init_project
 
     path = init_project(tmp_path / "proj", username=USER, competition="synthetic-arena")
     monkeypatch.chdir(path.parent)

@@ -150,7 +150,7 @@ def test_an_older_data_dir_is_migrated_to_ids_never_reused(tmp_path):
     """A data dir from before AUTOINCREMENT keeps its rows, ids and added columns; a deleted highest id stays used."""
     import sqlite3
 
-    from kagflow.local.store import SCHEMA, Store
+    from kagflow.local.server.store import SCHEMA, Store
 
     (tmp_path / "data").mkdir()
     old = sqlite3.connect(tmp_path / "data" / "kaggle.sqlite3")

@@ -11,7 +11,7 @@ from requests.exceptions import ConnectionError as RequestsConnectionError, HTTP
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import KEY, USER, write_dataset
 
-from kagflow.local.faults import FaultRule, Faults
+from kagflow.local.server.faults import FaultRule, Faults
 
 STATUS = "datasets.DatasetApiService/GetDatasetStatus"
 
@@ -53,7 +53,7 @@ def test_seeded_faults_repeat():
 
 def test_kagflow_retries_the_client_through_429_and_drops(api, server, tmp_path):
     """The official client's own retries are off (kagflow.hub.client): kagflow's one layer retries."""
-    from kagflow.hub.common import Gateway
+    from kagflow.hub.gateway import Gateway
     from kagflow.hub.target import Target
 
     server.faults = Faults({"CreateDataset": FaultRule(rate_429=1.0, retry_after=0, limit=2),
@@ -70,7 +70,7 @@ def test_kagflow_retries_the_client_through_429_and_drops(api, server, tmp_path)
 
 def test_faults_at_start(data_dir, kaggle_env):
     from kagflow.hub.client import build_api
-    from kagflow.local.server import start_server
+    from kagflow.local.server.httpd import start_server
     with start_server(data_dir, faults=Faults({"GetDatasetStatus": FaultRule(rate_500=1.0)})) as srv:
         with pytest.raises(HTTPError) as err:
             build_api(srv.url).dataset_status(f"{USER}/whatever")

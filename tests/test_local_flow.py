@@ -150,7 +150,7 @@ def test_official_cli_entry_point(server, tmp_path):
 
 
 def test_file_submission_and_log_stream(server, api, tmp_path):
-    from kagflow.local.competition import accept_rules, install_competition
+    from kagflow.local.server.competition import accept_rules, install_competition
     from local_fixtures import write_competition
 
     install_competition(server.data_dir, "file-competition", write_competition(tmp_path / "fc"), kernels_only=False)

@@ -197,13 +197,13 @@ def test_upload_bodies_are_bounded(server, data_dir):
 
 
 def test_non_loopback_bind_needs_explicit_opt_in(tmp_path):
-    from kagflow.local.server import LocalServer
+    from kagflow.local.server.httpd import LocalServer
     with pytest.raises(ValueError, match="loopback"):
         LocalServer(tmp_path / "d", host="0.0.0.0")
 
 
 def test_stalled_body_times_out_with_an_error(data_dir, kaggle_env):
-    from kagflow.local.server import start_server
+    from kagflow.local.server.httpd import start_server
     with start_server(data_dir, read_timeout_s=1) as srv:
         head = (f"POST /api/v1/{BLOB} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n").encode()
         answer = raw_request(srv, head, b'{"na', close_write=False)
@@ -212,7 +212,7 @@ def test_stalled_body_times_out_with_an_error(data_dir, kaggle_env):
 
 def test_traversal_username_is_refused_and_nothing_outside_changes(tmp_path, kaggle_env):
     """A Basic-auth username like ``../../../victim`` once made a kernel sandbox (and its rmtree) outside the data dir."""
-    from kagflow.local.server import start_server
+    from kagflow.local.server.httpd import start_server
     data = tmp_path / "a" / "b" / "data"
     victim = tmp_path / "a" / "victim" / "precious-kernel" / "v1"  # where runs/../../../victim/... pointed
     victim.mkdir(parents=True)
@@ -242,8 +242,8 @@ def test_names_in_requests_are_checked_at_the_edge(server, data_dir, field, valu
 
 
 def test_sandbox_paths_stay_inside_the_data_dir(server):
-    from kagflow.local.jobs import sandbox_dir
-    from kagflow.local.protocol import ApiError
+    from kagflow.local.server.jobs import sandbox_dir
+    from kagflow.local.server.protocol import ApiError
     assert sandbox_dir(server.store, USER, "my-kernel", 3) == server.data_dir / "runs" / USER / "my-kernel" / "v3"
     for owner, slug in (("..", "x"), ("../../v", "x"), (USER, "../x"), (USER, ".")):
         with pytest.raises(ApiError):

@@ -95,12 +95,12 @@ class _RacingApi:
 
 
 def test_gateway_turns_a_create_conflict_in_the_body_into_a_new_version(server, tmp_path, monkeypatch):
-    from kagflow.config import load_config
+    from kagflow.project.config import load_config
     from kagflow.hub import datasets, models
     from kagflow.hub.client import build_api
-    from kagflow.hub.common import Gateway
+    from kagflow.hub.gateway import Gateway
     from kagflow.hub.target import Target
-    from kagflow.project import init_project
+    from kagflow.project.init import init_project
     from local_fixtures import COMPETITION
 
     monkeypatch.setenv("KAGFLOW_KAGGLE_ENDPOINT", server.url)

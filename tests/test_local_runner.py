@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from local_fixtures import USER, snapshot, wait_kernel, write_kernel, write_notebook
 
-from kagflow.local import runner
-from kagflow.local.runner import run_notebook_in_sandbox
-from kagflow.local.sandbox import unavailable_reason
+from kagflow.local.run import runner
+from kagflow.local.run.runner import run_notebook_in_sandbox
+from kagflow.local.run.sandbox import unavailable_reason
 
 NETWORK_PROBE = (
     "import socket, urllib.request, time\n"

@@ -19,11 +19,11 @@ from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import KEY, USER, wait_kernel, write_dataset, write_kernel, write_notebook
 
 from kagflow.hub.client import build_api
-from kagflow.local import runner, sandbox
-from kagflow.local.api import Settings
-from kagflow.local.limits import Limits
-from kagflow.local.runner import run_notebook_in_sandbox
-from kagflow.local.server import start_server
+from kagflow.local.run import runner, sandbox
+from kagflow.local.server.api import Settings
+from kagflow.local.run.limits import Limits
+from kagflow.local.run.runner import run_notebook_in_sandbox
+from kagflow.local.server.httpd import start_server
 
 NO_SANDBOX = sandbox.unavailable_reason()
 needs_sandbox = pytest.mark.skipif(NO_SANDBOX is not None, reason=f"no bubblewrap sandbox here: {NO_SANDBOX}")
@@ -314,8 +314,8 @@ def test_files_the_kernel_wrote_are_read_back_without_following_its_links(tmp_pa
 LAUNCHER = """
 import os, sys, tempfile, time
 from pathlib import Path
-from kagflow.local import sandbox
-from kagflow.local.limits import Limits
+from kagflow.local.run import sandbox
+from kagflow.local.run.limits import Limits
 root = Path(tempfile.mkdtemp(dir=sys.argv[1]))
 layout = sandbox.Layout.of(root)
 for path in (layout.input, layout.working, layout.temp, layout.internal):

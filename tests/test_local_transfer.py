@@ -13,8 +13,8 @@ import requests
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import KEY, USER, write_dataset
 
-from kagflow.local import transfer
-from kagflow.local.faults import FaultRule, Faults
+from kagflow.local.server import transfer
+from kagflow.local.server.faults import FaultRule, Faults
 
 BLOB = "blobs.BlobApiService/StartBlobUpload"
 

@@ -15,9 +15,9 @@ from requests.exceptions import HTTPError
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import USER, snapshot, write_dataset
 
-from kagflow.local.unpack import UnpackLimits, unpack_uploads
-from kagflow.local.protocol import ApiError
-from kagflow.local.store import Store
+from kagflow.local.server.unpack import UnpackLimits, unpack_uploads
+from kagflow.local.server.protocol import ApiError
+from kagflow.local.server.store import Store
 
 GIB = 1 << 30
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from kagflow.local.executor import KaggleLog
-from kagflow.local.runner import _append_log
-from kagflow.localrun import write_run_log
+from kagflow.local.run.executor import KaggleLog
+from kagflow.local.run.runner import _append_log
+from kagflow.workflow.kernel_run import write_run_log
 
 
 def test_the_run_log_is_its_entries_text_then_the_failure(tmp_path):

@@ -5,7 +5,7 @@ import json
 import nbformat
 import pytest
 
-from kagflow import metadata, slugs
+from kagflow.rules import metadata, slugs
 from kagflow.errors import NamingError
 from kagflow.hub.client import EndpointKaggleApi
 

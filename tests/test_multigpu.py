@@ -162,7 +162,7 @@ def test_training_module_entry_point_runs_what_each_ddp_process_runs(tiny_checkp
 
 
 def test_rendered_train_notebook_launches_on_all_gpus():
-    from kagflow.notebooks import render_notebook
+    from kagflow.notebooks.render import render_notebook
     import tempfile
     from pathlib import Path
 

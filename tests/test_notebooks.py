@@ -14,8 +14,8 @@ from sklearn.metrics import log_loss
 
 from kagflow.classifier.submission import check_submission
 from kagflow.errors import KagflowError
-from kagflow.local.runner import run_notebook_in_sandbox
-from kagflow.notebooks import DEFAULT_PARAMS, MAX_CELL_LINES, render_notebook
+from kagflow.local.run.runner import run_notebook_in_sandbox
+from kagflow.notebooks.render import DEFAULT_PARAMS, MAX_CELL_LINES, render_notebook
 
 pytest_plugins = ["classifier_fixtures"]  # shared session fixtures: the tiny model is trained once
 

@@ -127,7 +127,7 @@ def test_endpoint_down_fails_within_the_deadline_naming_it(monkeypatch):
     """With the deadline short and retries unbounded, the command still ends, with one message."""
     from kagflow.errors import UnreachableError
     from kagflow.hub.client import build_api
-    from kagflow.hub.common import Gateway
+    from kagflow.hub.gateway import Gateway
     from kagflow.hub.target import Target
 
     monkeypatch.setattr(RetryPolicy, "MAX_RETRIES", 10_000)

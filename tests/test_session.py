@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from kagflow import flow as flow_module
-from kagflow.config import load_config
+from kagflow.workflow import flow as flow_module
+from kagflow.project.config import load_config
 from kagflow.errors import KagflowError
 from kagflow.hub.target import Target
-from kagflow.session import Session
-from kagflow.state import KernelRecord, ModelRecord, ProjectState
-from kagflow.steps import STEP_NAMES, Step, StepResult
+from kagflow.workflow.session import Session
+from kagflow.project.state import KernelRecord, ModelRecord, ProjectState
+from kagflow.workflow.steps import STEP_NAMES, Step, StepResult
 
 
 class FakeSession:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kagflow import slugs
+from kagflow.rules import slugs
 from kagflow.errors import NamingError
 
 

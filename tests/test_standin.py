@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from kagflow.config import load_config
+from kagflow.project.config import load_config
 from kagflow.errors import MissingFileError
-from kagflow import standin
-from kagflow.standin import GgufStandIn, ensure_gguf_checkpoint, ensure_stand_in
+from kagflow.workflow import standins as standin
+from kagflow.workflow.standins import GgufStandIn, ensure_gguf_checkpoint, ensure_stand_in
 
 pytest_plugins = ["standin_fixtures"]
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from kagflow.errors import NamingError, WheelsError
-from kagflow.image import TargetImage, current_image, load_image
-from kagflow.offline_install import WheelsInstallError, find_wheels_datasets, install_from_wheels_dataset
+from kagflow.rules.image import TargetImage, current_image, load_image
+from kagflow.wheels.offline_install import WheelsInstallError, find_wheels_datasets, install_from_wheels_dataset
 from kagflow.wheels import MANIFEST_NAME, build_wheels, check_dataset, manifest_digest, piprun, size_warnings
 from kagflow.wheels.verify import verify_offline
 from kagflow.wheels.wheelfile import sha256_file, write_image_standins, write_wheel
@@ -362,7 +362,7 @@ def test_install_cell_without_a_dataset_still_checks_required(tmp_path):
 
 def test_install_cell_is_standard_library_only():
     import ast
-    import kagflow.offline_install as cell
+    import kagflow.wheels.offline_install as cell
 
     tree = ast.parse(Path(cell.__file__).read_text())
     modules = {(n.module if isinstance(n, ast.ImportFrom) else a.name).split(".")[0]
@@ -422,7 +422,7 @@ def test_the_dataset_carries_its_installer_and_check_notices_a_changed_one(tmp_p
 
     result = build(tmp_path, ["alpha"], this_machine(), wheelhouse)
     installer = result.out_dir / INSTALLER_NAME
-    assert installer.read_text() == (Path(kagflow.__file__).parent / "offline_install.py").read_text()
+    assert installer.read_text() == (Path(kagflow.__file__).parent / "wheels" / "offline_install.py").read_text()
     assert check_dataset(result.out_dir) == []
     installer.write_text(installer.read_text() + "\n# edited\n")
     assert check_dataset(result.out_dir) == [f"{INSTALLER_NAME} does not match its sha256 in the manifest"]

@@ -30,7 +30,7 @@ def synth(app: App, out: Path | None, n_train: int | None, n_test: int | None, s
       kagflow data synth --out data/ --n-train 2000
     """
     from kagflow.classifier.synth import write_synthetic_competition
-    from kagflow.standin import competition_files_dir
+    from kagflow.workflow.standins import competition_files_dir
 
     cfg = app.config
     out = out or competition_files_dir(cfg)

@@ -17,7 +17,7 @@ def image() -> None:
 @click.pass_obj
 def show(app: App, name: str | None) -> None:
     """Show the target image NAME (default: [wheels] image)."""
-    from kagflow.wheelset import project_image
+    from kagflow.workflow.wheels import project_image
 
     img = project_image(app.config, name, local=False)
     app.out.result(f"Image {img.name}", python=img.python_version, cuda=img.cuda or "-",
@@ -30,7 +30,7 @@ def show(app: App, name: str | None) -> None:
 def local(app: App) -> None:
     """Build (once; then reused) and show the local Kaggle's image, where local kernels run, and how it
     differs from Kaggle's."""
-    from kagflow.local.kernel_image import kernel_image
+    from kagflow.local.run.image import kernel_image
 
     img = kernel_image(say=lambda line: click.echo(line, err=True))
     app.out.result(f"Local Kaggle image {img.path.name}", path=img.path, python=img.python,

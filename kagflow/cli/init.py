@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from kagflow.cli._app import App
-from kagflow.config import COMPETITION
+from kagflow.project.config import COMPETITION
 
 
 @click.command("init")
@@ -24,7 +24,7 @@ def init(app: App, competition: str, username: str, force: bool, folder: Path) -
       kagflow init
       kagflow init my-project --competition llm-classification-finetuning --username alice
     """
-    from kagflow.project import init_project
+    from kagflow.project.init import init_project
 
     path = init_project(folder, competition=competition, username=username, force=force)
     app.out.result(f"Wrote {path}", next="edit it, then run `kagflow check`")
@@ -44,7 +44,7 @@ def check(app: App) -> None:
       kagflow check
       kagflow check --json
     """
-    from kagflow.check import check_project, pending
+    from kagflow.workflow.check import check_project, pending
 
     session = app.session
     config = session.config  # with the target's recorded versions; nothing is started or connected

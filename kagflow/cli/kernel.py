@@ -18,7 +18,7 @@ def param_option(fn):
 
 
 def _overrides(app: App, name: str, params: tuple[str, ...]) -> dict:
-    from kagflow.params import parse_overrides
+    from kagflow.project.params import parse_overrides
 
     return parse_overrides(app.config, name, params)
 
@@ -137,7 +137,7 @@ def status(app: App, name: str, wait: bool, version: int | None, timeout: float 
 @click.pass_obj
 def pull(app: App, name: str, version: int | None) -> None:
     """Download the output and log of kernel NAME into kernels/<slug>/output/v<N>/ (never overwritten)."""
-    from kagflow.kernels import summarize_output
+    from kagflow.notebooks.kernel_folder import summarize_output
 
     dest = app.session.pull(name, version=version)
     summary = summarize_output(dest)

@@ -81,8 +81,8 @@ def stop(app: App, data_dir: Path | None) -> None:
 def competition(app: App, files: Path | None, data_dir: Path | None, accept_rules: bool) -> None:
     """Host the project's competition on the local server (scored by log loss, like Kaggle)."""
     from kagflow.hub.target import server_data_dir
-    from kagflow.local import competition as comp
-    from kagflow.standin import ensure_synthetic_competition
+    from kagflow.local.server import competition as comp
+    from kagflow.workflow.standins import ensure_synthetic_competition
 
     cfg = app.config
     files = files or ensure_synthetic_competition(cfg)

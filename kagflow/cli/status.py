@@ -21,7 +21,7 @@ def status(app: App, last: int) -> None:
       kagflow status
       kagflow status --json
     """
-    from kagflow.overview import day_status, status_lines
+    from kagflow.workflow.status import day_status, status_lines
 
     day = day_status(app.session, last=last)
     app.out.data(**day.to_json())
@@ -40,7 +40,7 @@ def submissions(app: App) -> None:
       kagflow submissions
       kagflow submissions --json
     """
-    from kagflow.overview import best_of, submission_lines, submission_text
+    from kagflow.workflow.status import best_of, submission_lines, submission_text
 
     subs = submission_lines(app.session)
     best = best_of(subs)

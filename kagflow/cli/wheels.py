@@ -33,7 +33,7 @@ def build(app: App, requirements: tuple[str, ...], image: str | None, index_url:
       kagflow wheels build
       kagflow wheels build peft==0.21.2 bitsandbytes==0.50.2 --image kaggle-gpu
     """
-    from kagflow.wheelset import build_for_project
+    from kagflow.workflow.wheels import build_for_project
 
     result = build_for_project(app.config, requirements=list(requirements) or None, image=image,
                                index_url=index_url, find_links=list(find_links), no_index=no_index)

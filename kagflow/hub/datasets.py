@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from kagflow import metadata, slugs
+from kagflow.rules import metadata, slugs
 from kagflow.errors import HubError, MissingFileError, NotFoundError
-from kagflow.hub.common import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
+from kagflow.hub.gateway import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
 from kagflow.hub.errors import checked
 
 SKIP = (metadata.DATASET_METADATA,)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from kagflow import metadata, slugs
+from kagflow.rules import metadata, slugs
 from kagflow.errors import HubError, NotFoundError, RefusedError
-from kagflow.hub.common import Gateway, epoch_seconds
+from kagflow.hub.gateway import Gateway, epoch_seconds
 from kagflow.hub.errors import checked
 from kagflow.hub.retry import WaitPolicy, poll_until  # noqa: F401 - WaitPolicy re-exported
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from kagflow import metadata, slugs
-from kagflow.config import Config, ModelConfig
+from kagflow.rules import metadata, slugs
+from kagflow.project.config import Config, ModelConfig
 from kagflow.errors import HubError, MissingFileError, NotFoundError
-from kagflow.hub.common import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
+from kagflow.hub.gateway import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
 from kagflow.hub.errors import checked, is_conflict
-from kagflow.sources import instance_handle, model_handle
+from kagflow.project.sources import instance_handle, model_handle
 
 SKIP = (metadata.MODEL_METADATA, metadata.MODEL_INSTANCE_METADATA)
 

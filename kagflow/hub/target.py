@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from kagflow.config import Config, has_credentials
+from kagflow.project.config import Config, has_credentials
 from kagflow.errors import ConfigError
 from kagflow.hub.client import ENDPOINT_ENV, EndpointKaggleApi
 

