@@ -662,7 +662,7 @@ def main():
     ckpt = Path(args.ckpt or (tempfile.gettempdir() + f"/g9b_L{cfg.num_hidden_layers}{'_tiny' if args.tiny else ''}"))
     gb.build_checkpoint(cfg, ckpt, device)
     if args.task:
-        if args.tiny:  # the CPU logic check: Dynamo's capture without inductor's C++ builds (as tests/test_compiling)
+        if args.tiny:  # the CPU logic check: Dynamo's capture without inductor's C++ builds (as tests/unit/classifier/test_compiling.py)
             from kagflow.classifier import compiling
             compiling.BACKEND = "aot_eager"
         run_task(args, ckpt, device, args.task)

@@ -14,6 +14,7 @@ from local_fixtures import COMPETITION, USER, wait_kernel, write_dataset, write_
 
 from kagflow.hub.client import EndpointKaggleApi
 from kagflow.hub.official_cli import run_official_cli
+from repo_root import REPO
 
 
 def kaggle(server, *args):
@@ -184,6 +185,6 @@ def test_docs_list_every_implemented_call():
     from kagflow.local.server.api import HANDLERS
     import kagflow.local.server.httpd  # noqa: F401 - registers the handlers
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "local-kaggle.md").read_text()
+    text = (REPO / "docs" / "local-kaggle.md").read_text()
     missing = [route for route in HANDLERS if route.split("/")[1] not in text]
     assert not missing, missing

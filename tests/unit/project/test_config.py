@@ -7,6 +7,7 @@ import pytest
 from kagflow.project.config import (credentials_username, has_credentials, infer_params, load_config, set_value,
                             train_params)
 from kagflow.errors import ConfigError
+from repo_root import REPO
 
 
 def _edit(path, old, new):
@@ -30,7 +31,7 @@ def test_init_config_loads_with_the_seed_recipe(project):
 def test_repository_config_is_valid():
     from pathlib import Path
 
-    cfg = load_config(Path(__file__).parent.parent / "kagflow.toml")
+    cfg = load_config(REPO / "kagflow.toml")
     assert cfg.project.competition == "llm-classification-finetuning"
 
 

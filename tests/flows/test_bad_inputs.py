@@ -11,6 +11,7 @@ import pytest
 
 from local_fixtures import *  # noqa: F401,F403  (the local Kaggle: server, api)
 from local_fixtures import USER, run_kagflow, wait_kernel, write_competition, write_dataset, write_kernel
+from repo_root import REPO
 
 
 def _one_error(code: int, err: str, *pieces: str) -> None:
@@ -159,7 +160,6 @@ def test_a_solution_with_nan_is_a_scoring_error_not_a_nan_score(tmp_path):
 
 # ---------------------------------------------------------------------------- the classifier's loading, in a kernel
 
-REPO = Path(__file__).resolve().parent.parent
 TRAIN_HEADER = "id,model_a,model_b,prompt,response_a,response_b,winner_model_a,winner_model_b,winner_tie\n"
 
 

@@ -16,8 +16,8 @@ import pytest
 
 from kagflow.workflow.folds import check_folds, oof_log_loss, parse_folds
 from kagflow.errors import ConfigError
+from repo_root import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 COLUMNS = ("winner_model_a", "winner_model_b", "winner_tie")
 
 

@@ -13,6 +13,7 @@ from kagflow.rules import metadata
 from kagflow.cli import main
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import COMPETITION, KEY, USER, run_kagflow
+from repo_root import REPO
 
 
 def kagflow(capsys, *args) -> tuple[int, str]:
@@ -211,7 +212,7 @@ def test_two_concurrent_publishes_end_with_one_version_and_no_crash(proj, server
 
     # each upload answers late, so without the lock both processes find no version and upload
     server.faults = Faults({"upload": FaultRule(rate_slow=1.0, slow_seconds=1.0)})
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [subprocess.Popen([sys.executable, "-m", "kagflow", "model", "publish", "base", "--from", "hf-base"],
                               cwd=proj.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for _ in range(2)]

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
+from repo_root import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 UNIFORM = 1.0986
 
 # a whole flow trains and scores on the CPU: minutes on an idle machine, more on a shared one
