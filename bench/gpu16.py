@@ -338,10 +338,10 @@ def seed_infer(name, pm, seqs, swapped, device, bs=8):
 
 
 def kagflow_infer(name, model, budget, seqs, swapped, device, extra=None):
-    from kagflow.classifier import infer
+    from kagflow.classifier import predict
 
-    (p, ps), dt = gb.timed(lambda: (infer.predict_proba(model, seqs, pad_token_id=0, token_budget=budget),
-                                    infer.predict_proba(model, swapped, pad_token_id=0, token_budget=budget)), device)
+    (p, ps), dt = gb.timed(lambda: (predict.predict_proba(model, seqs, pad_token_id=0, token_budget=budget),
+                                    predict.predict_proba(model, swapped, pad_token_id=0, token_budget=budget)), device)
     tok = sum(map(len, seqs)) + sum(map(len, swapped))
     res = {"rows_s": round(len(seqs) / dt, 2), "useful_tok_s": round(tok / dt, 1), "s": round(dt, 2), "tta": True,
            "budget": budget, **gb.peak(device), **(extra or {})}

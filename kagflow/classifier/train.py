@@ -14,7 +14,6 @@ from pathlib import Path
 
 from .config import TrainConfig  # noqa: F401 - re-exported: the notebooks import it from here
 from .data import load_arena_csv, stratified_fold
-from .infer import predict_proba
 from .loss import resolve_class_weights, trainer_loss
 from .metrics import evaluate, save_confusion_matrix, write_metrics, write_predictions
 from .device import device_profile
@@ -239,6 +238,8 @@ def _init_distributed() -> None:
 
 def _val_probs(cfg: TrainConfig, model, val_rows, tokenizer):
     """``model``'s probabilities on the validation rows (eval mode, mixed precision as trained, eval batch size)."""
+    from .predict import predict_proba
+
     model.eval()
     with _eval_autocast(model):
         return predict_proba(model, [r["input_ids"] for r in val_rows], pad_token_id=tokenizer.pad_token_id,

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Optional
 
 from kagflow.errors import KagflowError
+from kagflow.local.env import DATA_DIR_ENV, USERS_ENV
 
 PID_FILE, PORT_FILE, LOG_FILE = "server.pid", "server.port", "server.log"
-DATA_DIR_ENV = "KAGFLOW_LOCAL_DATA_DIR"
-USERS_ENV = "KAGFLOW_LOCAL_USERS"  # a users file: turns key checking on (see load_users)
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
-from kagflow.local.control import USERS_ENV
+from kagflow.local.env import USERS_ENV
 
 BWRAP, SLIRP, SETPRIV, UNSHARE = "bwrap", "slirp4netns", "setpriv", "unshare"
 KAGGLE_ROOT = Path("/kaggle")

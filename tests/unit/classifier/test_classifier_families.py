@@ -9,7 +9,8 @@ import pytest
 from classifier_fixtures import ALL_LINEAR
 
 from kagflow.classifier.config import InferConfig, TrainConfig
-from kagflow.classifier.infer import predict_proba, run_inference
+from kagflow.classifier.infer import run_inference
+from kagflow.classifier.predict import predict_proba
 from kagflow.classifier.model import (ModelTraits, load_base, load_tokenizer, model_traits,
                                       resolve_attn_implementation)
 from kagflow.classifier.recipe import recipe_for_device

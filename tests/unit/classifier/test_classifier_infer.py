@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from kagflow.classifier.data import load_arena_csv
-from kagflow.classifier.infer import SWAP_AB, predict, predict_proba, token_batches
+from kagflow.classifier.infer import predict
+from kagflow.classifier.predict import SWAP_AB, predict_proba, token_batches
 from kagflow.classifier.submission import check_submission, make_submission, write_submission
 from kagflow.classifier.synth import MARKER
 from kagflow.classifier.text import encode_rows

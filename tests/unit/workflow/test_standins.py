@@ -63,7 +63,7 @@ def test_gemma3_stand_in_loads_in_4bit_trains_a_step_and_predicts(gemma3_checkpo
     import numpy as np
     import torch
 
-    from kagflow.classifier.infer import predict_proba
+    from kagflow.classifier.predict import predict_proba
     from kagflow.classifier.model import ModelTraits, add_lora, load_base, load_tokenizer
     from kagflow.classifier.fit import fit_lora
     from kagflow.classifier.text import encode_rows
