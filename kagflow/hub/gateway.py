@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Optional, TypeVar
 from kagflow.errors import NotFoundError
 from kagflow.hub.errors import translate
 from kagflow.hub.retry import Outage, call_with_retry, is_transient, status_of
-from kagflow.hub.target import Target
+from kagflow.hub.endpoint import Endpoint
 
 T = TypeVar("T")
 
@@ -36,13 +36,13 @@ class Gateway:
     """
 
     api: object  # kagflow.hub.client.EndpointKaggleApi
-    target: Target
+    endpoint: Endpoint
     log: Callable[[str], None] = field(default=_stderr)
     outage: Outage = field(default_factory=Outage)  # one unreachable-deadline for the whole command
 
     @property
     def username(self) -> str:
-        return self.target.username
+        return self.endpoint.username
 
     def call(self, fn: Callable[[], T], *, what: str, handle: str = "",
              before_retry: Optional[Callable[[], Optional[T]]] = None,
@@ -64,7 +64,7 @@ class Gateway:
                                    log=self.log, max_retries=UPLOAD_RETRIES if uploads else None,
                                    outage=self.outage)
         except Exception as exc:  # noqa: BLE001
-            raise translate(exc, what=what, handle=handle, target=self.target) from None
+            raise translate(exc, what=what, handle=handle, target=self.endpoint) from None
 
     def exists(self, fn: Callable[[], object], *, what: str, handle: str) -> bool:
         """True if ``fn`` finds the resource, False on 404 (retrying transient errors)."""

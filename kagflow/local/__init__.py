@@ -1,7 +1,7 @@
 """Local Kaggle: a Kaggle-compatible API on loopback that stores datasets and models and runs kernels.
 
 Point the official client at it with ``KAGFLOW_KAGGLE_ENDPOINT=http://127.0.0.1:PORT``
-(``kagflow.hub.client.ENDPOINT_ENV``). Importing this package imports nothing: each piece is its module.
+(``kagflow.hub.endpoint.ENDPOINT_ENV``). Importing this package imports nothing: each piece is its module.
 
     control.py       the background server: ensure_background_server(data_dir) -> url, stop_background_server,
                      serve_forever(data_dir, port, users=load_users(path)) (what ``python -m kagflow.local serve``

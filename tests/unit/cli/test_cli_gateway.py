@@ -84,14 +84,22 @@ def test_server_error_is_one_clear_message(proj, capsys, server):
 
 def test_missing_source_folder(proj, capsys):
     (proj.parent / "empty").mkdir()
-    code, out = kagflow(capsys, "model", "publish", "adapter", "--from", "empty")
+    code, out = kagflow(capsys, "model", "publish", "base", "--from", "empty")
     assert code == 1 and "no model files in" in out and "hint:" in out
+    # the adapter from a folder: its final adapter is searched for (it once went straight to the upload)
+    code, out = kagflow(capsys, "model", "publish", "adapter", "--from", "empty")
+    assert code == 1 and "no adapter (adapter_config.json) in empty" in out and "--from empty" in out
 
 
 def test_publish_on_kaggle_pins_the_version_in_kagflow_toml(proj, capsys, server, monkeypatch):
-    from kagflow.hub import target
+    from kagflow.hub.endpoint import Endpoint
+    from kagflow.workflow import session, target
 
-    monkeypatch.setattr(target, "resolve_target", lambda cfg, announce=True: target.Target("kaggle", server.url, USER))
+    class KaggleHere(target.KaggleTarget):  # Kaggle's rules (versions pinned in kagflow.toml), the local server's API
+        def connect(self):
+            return Endpoint("kaggle", server.url, USER), ""
+
+    monkeypatch.setattr(session, "choose_target", KaggleHere)
     code, out = kagflow(capsys, "model", "publish", "base", "--from", "hf-base")
     assert code == 0, out
     text = proj.read_text()

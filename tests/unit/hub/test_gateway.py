@@ -12,8 +12,9 @@ from kagflow.rules import metadata, slugs
 from kagflow.project.config import load_config
 from kagflow.hub import competitions, datasets, kernels, models
 from kagflow.hub.client import build_api
+from kagflow.workflow.model import publish_files
 from kagflow.hub.gateway import Gateway
-from kagflow.hub.target import Target
+from kagflow.hub.endpoint import Endpoint
 from kagflow.local.server.faults import FaultRule, Faults
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import COMPETITION, USER, write_kernel
@@ -24,7 +25,7 @@ SEED = int(__import__("os").environ.get("KAGFLOW_FAULT_SEED", "0"))
 
 @pytest.fixture
 def gw(server):
-    return Gateway(build_api(server.url), Target("local", server.url, USER), log=lambda m: None)
+    return Gateway(build_api(server.url), Endpoint("local", server.url, USER), log=lambda m: None)
 
 
 @pytest.fixture
@@ -44,14 +45,12 @@ def _model_files(folder: Path, payload: str) -> Path:
 
 
 def _versions(gw, cfg, which="base_model"):
-    from kagflow.project.sources import instance_handle
-
-    return models.latest_version(gw, instance_handle(cfg, getattr(cfg, which)))
+    return models.latest_version(gw, cfg.instance_handle(which))
 
 
 def test_publish_creates_model_instance_then_versions_and_skips_unchanged(gw, cfg, tmp_path):
     files = _model_files(tmp_path / "base", "a")
-    first = models.publish_model(gw, cfg, "base_model", files)
+    first = publish_files(gw, cfg, "base_model", files)
     assert first.uploaded and first.handle.version == 1
     assert first.source == "alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base/1"
     meta_dir = cfg.root / "models" / "gemma-2-9b-4bit-base"
@@ -59,11 +58,11 @@ def test_publish_creates_model_instance_then_versions_and_skips_unchanged(gw, cf
     inst_meta = metadata.read_metadata(meta_dir / "gemma2-9b-4bit-base" / "model-instance-metadata.json")
     assert inst_meta["framework"] == "transformers"
 
-    again = models.publish_model(gw, cfg, "base_model", files)
+    again = publish_files(gw, cfg, "base_model", files)
     assert not again.uploaded and again.handle.version == 1
 
     (files / "model.safetensors").write_text("b" * 1000)
-    second = models.publish_model(gw, cfg, "base_model", files)
+    second = publish_files(gw, cfg, "base_model", files)
     assert second.uploaded and second.handle.version == 2
     assert _versions(gw, cfg) == 2
 
@@ -71,8 +70,8 @@ def test_publish_creates_model_instance_then_versions_and_skips_unchanged(gw, cf
 def test_publish_with_flaky_server_creates_exactly_one_version(gw, cfg, tmp_path, server):
     server.faults = Faults({"*": FLAKY, "upload": FLAKY}, seed=3 + SEED)
     files = _model_files(tmp_path / "base", "z")
-    result = models.publish_model(gw, cfg, "base_model", files)
-    again = models.publish_model(gw, cfg, "base_model", files)
+    result = publish_files(gw, cfg, "base_model", files)
+    again = publish_files(gw, cfg, "base_model", files)
     server.faults = None
     assert result.handle.version == 1 and not again.uploaded
     assert _versions(gw, cfg) == 1
@@ -82,9 +81,9 @@ def test_crash_after_upload_rerun_creates_no_duplicate(gw, cfg, tmp_path, server
     """The create request lands but its answer is lost (dropped): the retry looks first."""
     server.faults = Faults({"CreateModelInstanceVersion": FaultRule(rate_drop=1.0, limit=1)}, seed=0)
     files = _model_files(tmp_path / "base", "c")
-    models.publish_model(gw, cfg, "base_model", files)
+    publish_files(gw, cfg, "base_model", files)
     (files / "model.safetensors").write_text("d" * 1000)
-    result = models.publish_model(gw, cfg, "base_model", files)
+    result = publish_files(gw, cfg, "base_model", files)
     server.faults = None
     assert result.handle.version == 2 and _versions(gw, cfg) == 2
 

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from kagflow.project.config import (credentials_username, has_credentials, infer_params, load_config, set_value,
-                            train_params)
+from kagflow.project.config import load_config
+from kagflow.project.credentials import credentials_username, has_credentials
+from kagflow.project.edit import set_value
 from kagflow.errors import ConfigError
 from repo_root import REPO
 
@@ -84,21 +85,21 @@ def test_tiny_overrides_are_typed(project):
 
 def test_train_params_apply_tiny_overrides(project):
     cfg = load_config(project)
-    assert train_params(cfg, tiny=False)["lr"] == 2e-4
-    tiny = train_params(cfg, tiny=True)
+    assert cfg.recipe("train", stand_in=False)["lr"] == 2e-4
+    tiny = cfg.recipe("train", stand_in=True)
     assert tiny["lr"] == 1e-3 and tiny["freeze_layers"] == 0 and "o_proj" in tiny["target_modules"]
-    assert infer_params(cfg, tiny=True)["max_length"] == 128
-    assert infer_params(cfg, tiny=False)["tta"] is True
+    assert cfg.recipe("infer", stand_in=True)["max_length"] == 128
+    assert cfg.recipe("infer", stand_in=False)["tta"] is True
 
 
 def test_stand_in_selects_its_overrides(project):
     assert load_config(project).base_model.stand_in == "tiny"
     _edit(project, 'stand_in = "tiny"', 'stand_in = "gemma3-270m"')
     cfg = load_config(project)
-    params = train_params(cfg, tiny=True)
+    params = cfg.recipe("train", stand_in=True)
     assert params["max_train_rows"] == 320 and params["lr"] == 5e-4 and params["eval_strategy"] == "no"
-    assert train_params(cfg, tiny=False)["max_train_rows"] == 0
-    assert infer_params(cfg, tiny=True)["batch_size"] == 16
+    assert cfg.recipe("train", stand_in=False)["max_train_rows"] == 0
+    assert cfg.recipe("infer", stand_in=True)["batch_size"] == 16
 
 
 def test_unknown_stand_in_says_which_exist(project):

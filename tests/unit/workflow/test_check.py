@@ -7,8 +7,8 @@ import pytest
 
 from kagflow.rules import metadata
 from kagflow.workflow.check import check_kernel, check_project, pending
-from kagflow.project.config import load_config, set_value
-from kagflow.notebooks.kernel_folder import kernel_dir
+from kagflow.project.config import load_config
+from kagflow.project.edit import set_value
 from kagflow.project.sources import resolve_sources
 
 
@@ -28,7 +28,7 @@ def published(project):
 def _write_kernel(cfg, name, *, kernelspec=True):
     """What `kagflow kernel render` writes, without the templates."""
     k = cfg.kernel(name)
-    folder = kernel_dir(cfg, name)
+    folder = cfg.kernel_dir(name)
     src = resolve_sources(cfg, name)
     data = metadata.kernel_metadata(cfg.username, k.title, "nb.ipynb", is_private=k.private,
                                     accelerator=k.accelerator, enable_internet=k.internet,

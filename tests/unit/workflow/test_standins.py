@@ -9,6 +9,7 @@ import pytest
 from kagflow.project.config import load_config
 from kagflow.errors import MissingFileError
 from kagflow.workflow import standins as standin
+from kagflow.project.layout import TINY_MODEL
 from kagflow.workflow.standins import GgufStandIn, ensure_gguf_checkpoint, ensure_stand_in
 
 pytest_plugins = ["standin_fixtures"]
@@ -20,7 +21,7 @@ def _select(project, name):
 
 def test_default_stand_in_is_the_tiny_model(project):
     path = ensure_stand_in(load_config(project))
-    assert path.name == standin.TINY_DIR and (path / "config.json").is_file()
+    assert path.name == TINY_MODEL and (path / "config.json").is_file()
 
 
 def test_packages_that_cannot_be_had_say_file_field_and_fix(project, monkeypatch, tmp_path):
@@ -92,3 +93,11 @@ def test_gemma3_stand_in_loads_in_4bit_trains_a_step_and_predicts(gemma3_checkpo
     assert not torch.equal(before, lora_b.detach())  # the step moved the adapter
     probs = predict_proba(model.eval(), ids, pad_token_id=tokenizer.pad_token_id, padding_side=tokenizer.padding_side)
     assert probs.shape == (4, 3) and np.all(probs >= 0) and np.allclose(probs.sum(axis=1), 1.0)
+
+
+def test_every_stand_in_has_its_table_and_only_they():
+    """A stand-in is one entry here (how it is made) and one in the config (its table of overrides)."""
+    from kagflow.project.config import STAND_INS as TABLES
+    from kagflow.workflow.standins import STAND_INS
+
+    assert set(STAND_INS) == set(TABLES) and all(s.name == name for name, s in STAND_INS.items())

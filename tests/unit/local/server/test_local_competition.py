@@ -221,12 +221,12 @@ def test_wait_score_shows_the_rerun_progress(hidden_server, tmp_path):
     from kagflow.hub import competitions
     from kagflow.hub.client import build_api
     from kagflow.hub.gateway import Gateway
-    from kagflow.hub.target import Target
+    from kagflow.hub.endpoint import Endpoint
 
     api = build_api(hidden_server.url)
     ref = _push(api, tmp_path, "slowish-kernel", READ_TEST + "import time; time.sleep(2 if len(test) > 3 else 0)\n"
                 + GOOD)
-    gw = Gateway(api, Target("local", hidden_server.url, USER), log=lambda m: None)
+    gw = Gateway(api, Endpoint("local", hidden_server.url, USER), log=lambda m: None)
     sub = competitions.submit_kernel(gw, COMPETITION, slugs.KernelHandle.parse(ref), 1)
     seen = []
     done = competitions.wait_score(gw, COMPETITION, sub.ref, sleep=lambda s: time.sleep(0.1),

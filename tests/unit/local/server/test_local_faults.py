@@ -54,12 +54,12 @@ def test_seeded_faults_repeat():
 def test_kagflow_retries_the_client_through_429_and_drops(api, server, tmp_path):
     """The official client's own retries are off (kagflow.hub.client): kagflow's one layer retries."""
     from kagflow.hub.gateway import Gateway
-    from kagflow.hub.target import Target
+    from kagflow.hub.endpoint import Endpoint
 
     server.faults = Faults({"CreateDataset": FaultRule(rate_429=1.0, retry_after=0, limit=2),
                             "StartBlobUpload": FaultRule(rate_drop=1.0, limit=1)}, seed=1)
     ds = write_dataset(tmp_path / "ds", "flaky-network", {"a.csv": "1\n"})
-    gw = Gateway(api, Target("local", server.url, USER), log=lambda m: None)
+    gw = Gateway(api, Endpoint("local", server.url, USER), log=lambda m: None)
     assert gw.call(lambda: api.dataset_create_new(str(ds), quiet=True), what="create dataset",
                    uploads=True).status == "ok"
     assert server.faults.rules["CreateDataset"].injected == 2

@@ -96,21 +96,22 @@ class _RacingApi:
 
 def test_gateway_turns_a_create_conflict_in_the_body_into_a_new_version(server, tmp_path, monkeypatch):
     from kagflow.project.config import load_config
-    from kagflow.hub import datasets, models
+    from kagflow.hub import datasets
+    from kagflow.workflow.model import publish_files
     from kagflow.hub.client import build_api
     from kagflow.hub.gateway import Gateway
-    from kagflow.hub.target import Target
+    from kagflow.hub.endpoint import Endpoint
     from kagflow.project.init import init_project
     from local_fixtures import COMPETITION
 
     monkeypatch.setenv("KAGFLOW_KAGGLE_ENDPOINT", server.url)
     cfg = load_config(init_project(tmp_path / "proj", username=USER, competition=COMPETITION))
     logs = []
-    gw = Gateway(_RacingApi(build_api(server.url)), Target("local", server.url, USER), log=logs.append)
+    gw = Gateway(_RacingApi(build_api(server.url)), Endpoint("local", server.url, USER), log=logs.append)
     weights = tmp_path / "weights"
     weights.mkdir()
     (weights / "config.json").write_text("{}")
-    published = models.publish_model(gw, cfg, "base_model", weights)
+    published = publish_files(gw, cfg, "base_model", weights)
     assert published.handle.version == 2 and any("uploading a new version instead" in m for m in logs)
     pushed = datasets.push_dataset(gw, write_dataset(tmp_path / "ds", "racing-dataset", {"a.csv": "1"}))
     assert pushed.uploaded and not pushed.created
