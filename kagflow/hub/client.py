@@ -27,8 +27,8 @@ with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.St
     from kaggle.api import kaggle_api_extended
     from kaggle.api.kaggle_api_extended import KaggleApi
 import kagglesdk.kaggle_http_client as sdk_http
-from kagglesdk.kaggle_env import KaggleEnv
 import requests
+from kagglesdk.kaggle_env import KaggleEnv
 from urllib3.util.retry import Retry
 
 from kagflow import progress

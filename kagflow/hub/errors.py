@@ -12,10 +12,17 @@ import os
 import re
 from typing import Optional
 
-from kagflow.errors import (HubError, NotFoundError, NotSupportedError, PermissionDeniedError, RefusedError,
-                            ServerError, UnreachableError)
-from kagflow.hub.retry import RetryPolicy, is_unreachable, status_of
+from kagflow.errors import (
+    HubError,
+    NotFoundError,
+    NotSupportedError,
+    PermissionDeniedError,
+    RefusedError,
+    ServerError,
+    UnreachableError,
+)
 from kagflow.hub.endpoint import Endpoint
+from kagflow.hub.retry import RetryPolicy, is_unreachable, status_of
 
 
 class BodyRefusal(Exception):

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, TypeVar
 
 from kagflow.errors import NotFoundError
+from kagflow.hub.endpoint import Endpoint
 from kagflow.hub.errors import translate
 from kagflow.hub.retry import Outage, call_with_retry, is_transient, status_of
-from kagflow.hub.endpoint import Endpoint
 
 T = TypeVar("T")
 

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from kagflow.rules import metadata, slugs
 from kagflow.errors import HubError, NotFoundError, RefusedError
-from kagflow.hub.gateway import Gateway, epoch_seconds
 from kagflow.hub.errors import checked
-from kagflow.rules.kaggle import DEFAULT_ACCELERATOR
+from kagflow.hub.gateway import Gateway, epoch_seconds
 from kagflow.hub.retry import WaitPolicy, poll_until  # noqa: F401 - WaitPolicy re-exported
+from kagflow.rules import metadata, slugs
+from kagflow.rules.kaggle import DEFAULT_ACCELERATOR
 
 DONE = {"COMPLETE"}
 FAILED = {"ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED"}
@@ -91,7 +91,8 @@ def check_sources_accepted(gw: Gateway, handle: slugs.KernelHandle, version: int
     """Raise one RefusedError naming every source the server refused, and how to fix it."""
     bad = invalid_sources(response)
     if bad:
-        raise RefusedError(f"{handle} version {version} was saved without {len(bad)} source(s) {gw.endpoint.describe()} "
+        raise RefusedError(f"{handle} version {version} was saved without {len(bad)} source(s) "
+                           f"{gw.endpoint.describe()} "
                            "refused: " + ", ".join(bad),
                            context="each one names nothing there, or something private to another user "
                                    "(a kernel may mount only what its owner can see)",

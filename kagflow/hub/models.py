@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from kagflow.rules import metadata, slugs
 from kagflow.errors import HubError, MissingFileError, NotFoundError
-from kagflow.hub.gateway import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
 from kagflow.hub.errors import checked, is_conflict
+from kagflow.hub.gateway import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
+from kagflow.rules import metadata, slugs
 
 SKIP = (metadata.MODEL_METADATA, metadata.MODEL_INSTANCE_METADATA)
 

@@ -51,7 +51,8 @@ def health(url: str, timeout: float = 2.0) -> Optional[dict]:
 
 
 def load_users(path: os.PathLike | str) -> dict[str, str]:
-    """The ``--users`` file: a JSON object ``{"username": "key", ...}`` (or one kaggle.json, ``{"username", "key"}``)."""
+    """The ``--users`` file: a JSON object ``{"username": "key", ...}`` (or one kaggle.json,
+    ``{"username", "key"}``)."""
     from kagflow.local.server.names import check_ident
     from kagflow.local.server.protocol import ApiError
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import kagflow
 from kagflow.classifier.config import InferConfig, TrainConfig, defaults
-from kagflow.classifier.paths import INPUT_ROOT_ENV, WORKING_ROOT_ENV
 from kagflow.errors import KagflowError, MissingFileError
 from kagflow.rules.kaggle import KERNELSPEC
 from kagflow.wheels.build import INSTALLER_NAME

@@ -11,12 +11,13 @@ A new table is a dataclass, a field of :class:`Config` and a line in :data:`TABL
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from functools import cache
 from pathlib import Path
 from typing import Callable, Optional
+
+import tomllib
 
 # [train] and [infer] are the classifier's own run configurations (stdlib-only module): one
 # definition of the seed's recipe for kagflow.toml, the notebooks and the classifier

@@ -8,9 +8,10 @@ for an inference one) and is typed against it as kagflow.toml is: VALUE is read 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from difflib import get_close_matches
 from typing import Iterable
+
+import tomllib
 
 from kagflow.errors import ConfigError
 from kagflow.project.config import RECIPE_TABLES, Config

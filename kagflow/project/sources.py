@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from kagflow.rules import slugs
-from kagflow.project.config import ADAPTER_MODEL, INFER, MODELS, Config
 from kagflow.errors import ConfigError, NamingError
+from kagflow.project.config import ADAPTER_MODEL, INFER, MODELS, Config
+from kagflow.rules import slugs
 
 
 @dataclass(frozen=True)

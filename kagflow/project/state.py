@@ -20,8 +20,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Optional
 
-from kagflow.project.layout import Layout
 from kagflow.errors import StateError
+from kagflow.project.layout import Layout
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
+from kagflow.errors import NamingError
 from kagflow.rules import slugs
 from kagflow.rules.kaggle import ACCELERATORS, DEFAULT_ACCELERATOR, GPU_ACCELERATORS, TPU_ACCELERATORS
-from kagflow.errors import NamingError
 
 KERNEL_METADATA = "kernel-metadata.json"
 DATASET_METADATA = "dataset-metadata.json"

@@ -3,6 +3,8 @@
 The estimate is the kernel's previous version's run time as its log measured it, or, for a kernel
 that never ran, its session timeout (the most it can use). Beyond the quota left the push is refused
 unless forced; a Kaggle that does not report the quota is never a reason to refuse.
+
+The hub (the official client) is imported inside the verbs that talk to it: the CLI's start stays fast.
 """
 
 from __future__ import annotations

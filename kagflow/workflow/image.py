@@ -1,5 +1,8 @@
 """`kagflow image show|local|probe`: the image wheels are built for, the local Kaggle's, and the real one probed
-with a tiny kernel."""
+with a tiny kernel.
+
+The hub (the official client) is imported inside the verbs that talk to it: the CLI's start stays fast.
+"""
 
 from __future__ import annotations
 

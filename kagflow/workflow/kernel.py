@@ -2,6 +2,8 @@
 checked, pushed past the GPU quota guard, waited for, its output and log pulled.
 
 Each verb takes the command's Session first (bound on it: ``session.push(name)``).
+
+The hub (the official client) is imported inside the verbs that talk to it: the CLI's start stays fast.
 """
 
 from __future__ import annotations

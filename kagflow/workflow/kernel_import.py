@@ -1,4 +1,7 @@
-"""`kagflow kernel import`: adopt a public notebook as a kernel kagflow renders, checks and pushes."""
+"""`kagflow kernel import`: adopt a public notebook as a kernel kagflow renders, checks and pushes.
+
+The hub (the official client) is imported inside the verbs that talk to it: the CLI's start stays fast.
+"""
 
 from __future__ import annotations
 

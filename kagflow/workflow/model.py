@@ -2,6 +2,8 @@
 
 The metadata files are written from kagflow.toml into ``models/<slug>/``, the files published through the hub
 (nothing uploaded when unchanged), the version pinned where the target keeps it and recorded in the state.
+
+The hub (the official client) is imported inside the verbs that talk to it: the CLI's start stays fast.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """A competitor's day at a glance: what is published, how each kernel's latest run went, the
 submissions with their scores (and which kernel and adapter versions made them), submissions left
 today and the week's GPU quota. Read from the target through the hub; the state file adds the
-parameters each kernel version was pushed with."""
+parameters each kernel version was pushed with.
+
+The hub (the official client) is imported inside the verbs that talk to it: the CLI's start stays fast.
+"""
 
 from __future__ import annotations
 
@@ -178,7 +181,8 @@ def status_lines(status: DayStatus) -> list[str]:
                    f"{'  ' + k.accelerator if k.accelerator else ''}{params}")
     out.append(f"  submissions (last {len(status.submissions)}):" if status.submissions else "  submissions: none")
     out.extend("    " + submission_text(s) for s in status.submissions)
-    out.append(f"  best: {_score(status.best.score)} ({status.best.ref}, {status.best.kernel} v{status.best.kernel_version})"
+    best = status.best
+    out.append(f"  best: {_score(best.score)} ({best.ref}, {best.kernel} v{best.kernel_version})"
                if status.best else "  best: -")
     left = status.submissions_left_today
     out.append(f"  submissions left today: {left if left is not None else '-'}")

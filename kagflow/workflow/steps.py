@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from kagflow.errors import KagflowError
-from kagflow.project.state import FoldRecord
 from kagflow.project.config import ADAPTER_MODEL, BASE_MODEL, INFER_KERNEL, TRAIN_KERNEL
+from kagflow.project.state import FoldRecord
 
 
 @dataclass(frozen=True)

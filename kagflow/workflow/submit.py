@@ -1,4 +1,7 @@
-"""`kagflow submit`: a kernel version (or, for file competitions, a CSV) submitted once, then its score awaited."""
+"""`kagflow submit`: a kernel version (or, for file competitions, a CSV) submitted once, then its score awaited.
+
+The hub (the official client) is imported inside the verbs that talk to it: the CLI's start stays fast.
+"""
 
 from __future__ import annotations
 

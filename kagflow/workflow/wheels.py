@@ -1,4 +1,7 @@
-"""`kagflow wheels build|push`: the project's offline wheels dataset (which image, which requirements, where)."""
+"""`kagflow wheels build|push`: the project's offline wheels dataset (which image, which requirements, where).
+
+The hub (the official client) is imported inside the verbs that talk to it: the CLI's start stays fast.
+"""
 
 from __future__ import annotations
 

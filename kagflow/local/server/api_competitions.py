@@ -6,21 +6,26 @@ import hashlib
 import json
 import time
 
-from kagglesdk.competitions.types.competition_api_service import (ApiCompetition, ApiCreateCodeSubmissionResponse,
-                                                                  ApiCreateSubmissionResponse,
-                                                                  ApiGetLeaderboardResponse,
-                                                                  ApiLeaderboardSubmission,
-                                                                  ApiStartSubmissionUploadResponse,
-                                                                  ApiDataFile, ApiListCompetitionsResponse,
-                                                                  ApiListDataFilesResponse,
-                                                                  ApiListSubmissionsResponse, ApiSubmission,
-                                                                  ApiSubmissionLimits)
+from kagglesdk.competitions.types.competition_api_service import (
+    ApiCompetition,
+    ApiCreateCodeSubmissionResponse,
+    ApiCreateSubmissionResponse,
+    ApiDataFile,
+    ApiGetLeaderboardResponse,
+    ApiLeaderboardSubmission,
+    ApiListCompetitionsResponse,
+    ApiListDataFilesResponse,
+    ApiListSubmissionsResponse,
+    ApiStartSubmissionUploadResponse,
+    ApiSubmission,
+    ApiSubmissionLimits,
+)
 from kagglesdk.competitions.types.submission_status import SubmissionStatus
 
 from kagflow.local.server import competition, transfer
+from kagflow.local.server.access import Grant
 from kagflow.local.server.api import Ctx, Redirect, new_token, now, page, route, utc
 from kagflow.local.server.api_kernels import find_kernel, find_version
-from kagflow.local.server.access import Grant
 from kagflow.local.server.archives import Pack, blob_members, bundle
 from kagflow.local.server.names import check_name, check_relpath
 from kagflow.local.server.protocol import ApiError

@@ -5,22 +5,29 @@ from __future__ import annotations
 
 import json
 
-from kagglesdk.models.types.model_api_service import (ApiCreateModelResponse, ApiDeleteModelResponse,
-                                                      ApiListModelInstancesResponse,
-                                                      ApiListModelInstanceVersionFilesResponse,
-                                                      ApiListModelInstanceVersionsResponse, ApiListModelsResponse,
-                                                      ApiModel, ApiModelFile, ApiModelInstance, ApiUpdateModelResponse)
+from kagglesdk.models.types.model_api_service import (
+    ApiCreateModelResponse,
+    ApiDeleteModelResponse,
+    ApiListModelInstancesResponse,
+    ApiListModelInstanceVersionFilesResponse,
+    ApiListModelInstanceVersionsResponse,
+    ApiListModelsResponse,
+    ApiModel,
+    ApiModelFile,
+    ApiModelInstance,
+    ApiUpdateModelResponse,
+)
 from kagglesdk.models.types.model_enums import ModelFramework, ModelInstanceType
 from kagglesdk.models.types.model_types import ModelInstance, ModelInstanceVersion, ModelInstanceVersionList
 
-from kagflow.rules import slugs
 from kagflow.errors import NamingError
 from kagflow.local.server import access, transfer
-from kagflow.local.server.api import Ctx, Redirect, add_version, in_body, now, page, resolve_uploads, route, utc
 from kagflow.local.server.access import Grant
+from kagflow.local.server.api import Ctx, Redirect, add_version, in_body, now, page, resolve_uploads, route, utc
 from kagflow.local.server.archives import Pack, blob_members, bundle, forget
 from kagflow.local.server.names import check_relpath
 from kagflow.local.server.protocol import ApiError
+from kagflow.rules import slugs
 
 KIND = "model_version"
 _PREFIX = "MODEL_FRAMEWORK_"

@@ -3,9 +3,9 @@
 :func:`install_competition` hosts ``files_dir`` (train.csv, test.csv, sample_submission.csv, ...)
 as competition ``slug``; its ``solution.csv`` (``id`` + one probability column per class) and the
 files under ``hidden/`` (the hidden test set a code submission is re-run on) are kept out of the
-public files. :func:`check_competition_files` refuses first, with one DataError naming the file and the
-column or row, a folder the kernels or the scorer could not use. :func:`accept_rules` records a user's acceptance (downloads and submissions answer
-403 before it). :func:`score_submission` checks a submission the way Kaggle's scorer does and
+public files. :func:`check_competition_files` refuses first, with one DataError naming the file and the column or
+row, a folder the kernels or the scorer could not use. :func:`accept_rules` records a user's acceptance (downloads
+and submissions answer 403 before it). :func:`score_submission` checks a submission the way Kaggle's scorer does and
 returns the multi-class log loss.
 """
 
@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from kagflow.rules import slugs
 from kagflow.errors import DataError
 from kagflow.local.server.names import check_ident, check_name
 from kagflow.local.server.store import Store
+from kagflow.rules import slugs
 
 SOLUTION = "solution.csv"
 HIDDEN = "hidden"          # files_dir/hidden/: the hidden test set a code submission is re-run on

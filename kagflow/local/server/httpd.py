@@ -32,16 +32,16 @@ from typing import Dict, Iterable, Optional
 
 from kagglesdk.kaggle_object import KaggleObject
 
+from kagflow.local.run.runner import read_log
+
 # Importing the route modules registers their handlers.
-from kagflow.local.server import api_blobs, api_competitions, api_datasets, api_kernels, api_models  # noqa: F401
-from kagflow.local.server import transfer
+from kagflow.local.server import api_blobs, api_competitions, api_datasets, api_kernels, api_models, transfer  # noqa: F401
+from kagflow.local.server import jobs as jobs_module
 from kagflow.local.server.api import HANDLERS, Ctx, Redirect, Settings
 from kagflow.local.server.faults import DROP, ERROR, SLOW, TOO_MANY, Faults
-from kagflow.local.server import jobs as jobs_module
 from kagflow.local.server.jobs import Jobs
 from kagflow.local.server.names import check_ident, check_request_names, parse_count
 from kagflow.local.server.protocol import ApiError, parse_request, routes, to_wire
-from kagflow.local.run.runner import read_log
 from kagflow.local.server.store import Store
 
 log = logging.getLogger("kagflow.local")

@@ -17,8 +17,16 @@ import re
 from typing import Any, Dict, Tuple, Type
 
 import kagglesdk
-from kagglesdk.kaggle_object import (DateTimeSerializer, EnumSerializer, FieldMaskSerializer, KaggleObject,
-                                     KaggleObjectSerializer, ListSerializer, MapSerializer, TimeDeltaSerializer)
+from kagglesdk.kaggle_object import (
+    DateTimeSerializer,
+    EnumSerializer,
+    FieldMaskSerializer,
+    KaggleObject,
+    KaggleObjectSerializer,
+    ListSerializer,
+    MapSerializer,
+    TimeDeltaSerializer,
+)
 
 INT64 = 1 << 63
 _CALL_RE = re.compile(r'def \w+\(self, request: (\w+) = None\) -> (\w+):.*?self\._client\.call\("([\w.]+)", "(\w+)"',

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from kagflow.rules import metadata, slugs
-from kagflow.project.config import load_config
 from kagflow.hub import competitions, datasets, kernels, models
 from kagflow.hub.client import build_api
-from kagflow.workflow.model import publish_files
-from kagflow.hub.gateway import Gateway
 from kagflow.hub.endpoint import Endpoint
+from kagflow.hub.gateway import Gateway
 from kagflow.local.server.faults import FaultRule, Faults
+from kagflow.project.config import load_config
+from kagflow.rules import metadata, slugs
+from kagflow.workflow.model import publish_files
+
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import COMPETITION, USER, write_kernel
 
@@ -92,7 +93,8 @@ def test_dataset_push_create_skip_version(gw, tmp_path, server):
     folder = tmp_path / "wheels"
     folder.mkdir()
     (folder / "a-1.0-py3-none-any.whl").write_bytes(b"wheel-bytes")
-    metadata.write_metadata(folder, metadata.DATASET_METADATA, metadata.dataset_metadata(USER, "kagflow offline wheels"))
+    metadata.write_metadata(folder, metadata.DATASET_METADATA,
+                            metadata.dataset_metadata(USER, "kagflow offline wheels"))
     server.faults = Faults({"*": FLAKY, "upload": FLAKY}, seed=5 + SEED)
     first = datasets.push_dataset(gw, folder)
     assert first.uploaded and first.created
@@ -129,7 +131,8 @@ def test_submit_kernel_once_and_read_score(gw, tmp_path, server):
     folder = write_kernel(
         tmp_path / "inf", "infer-kernel",
         "import pandas as pd, glob\n"
-        "t = pd.read_csv(glob.glob('/kaggle/input/**/test.csv', recursive=True)[0]) if glob.glob('/kaggle/input/**/test.csv', recursive=True) else None\n"
+        "found = glob.glob('/kaggle/input/**/test.csv', recursive=True)\n"
+        "t = pd.read_csv(found[0]) if found else None\n"
         "import os\n"
         "root = os.environ.get('KAGFLOW_INPUT_ROOT', '/kaggle/input')\n"
         "t = pd.read_csv(glob.glob(root + '/**/test.csv', recursive=True)[0])\n"

@@ -5,10 +5,17 @@ from __future__ import annotations
 import pytest
 import requests
 
-from kagflow.errors import (NotFoundError, NotSupportedError, PermissionDeniedError, RefusedError, ServerError,
-                            UnreachableError)
-from kagflow.hub.errors import REFUSALS, checked, translate
+from kagflow.errors import (
+    NotFoundError,
+    NotSupportedError,
+    PermissionDeniedError,
+    RefusedError,
+    ServerError,
+    UnreachableError,
+)
 from kagflow.hub.endpoint import Endpoint
+from kagflow.hub.errors import REFUSALS, checked, translate
+
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import COMPETITION, USER, gateway
 

@@ -127,8 +127,8 @@ def test_endpoint_down_fails_within_the_deadline_naming_it(monkeypatch):
     """With the deadline short and retries unbounded, the command still ends, with one message."""
     from kagflow.errors import UnreachableError
     from kagflow.hub.client import build_api
-    from kagflow.hub.gateway import Gateway
     from kagflow.hub.endpoint import Endpoint
+    from kagflow.hub.gateway import Gateway
 
     monkeypatch.setattr(RetryPolicy, "MAX_RETRIES", 10_000)
     monkeypatch.setattr(RetryPolicy, "BASE_WAIT", 0.05)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 
 import pytest
+import tomllib
 
 from kagflow.project import config as c
 from kagflow.project.init import config_text
+
 from repo_root import REPO
 
 DEFAULTS = tomllib.loads(c.DEFAULTS_FILE.read_text(encoding="utf-8"))

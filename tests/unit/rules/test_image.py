@@ -10,8 +10,14 @@ import pytest
 from packaging.version import Version
 
 from kagflow.errors import MissingFileError, WheelsError
-from kagflow.rules.image import (TargetImage, current_image, image_from_probe_output, 
-                           load_image, probe_notebook_source, save_image)
+from kagflow.rules.image import (
+    TargetImage,
+    current_image,
+    image_from_probe_output,
+    load_image,
+    probe_notebook_source,
+    save_image,
+)
 
 
 def test_the_kaggle_snapshot_describes_a_py312_cuda12_manylinux_image():

@@ -1,4 +1,5 @@
-"""`kagflow kernel run --local` pieces that need no notebook run (the runs themselves: tests/flows/test_local_flow.py)."""
+"""`kagflow kernel run --local` pieces that need no notebook run (the runs themselves:
+tests/flows/test_local_flow.py)."""
 
 from __future__ import annotations
 

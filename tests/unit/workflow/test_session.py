@@ -7,12 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from kagflow.workflow import flow as flow_module
-from kagflow.project.config import load_config
 from kagflow.errors import KagflowError
 from kagflow.hub.endpoint import Endpoint
-from kagflow.workflow.session import Session
+from kagflow.project.config import load_config
 from kagflow.project.state import KernelRecord, ModelRecord, ProjectState
+from kagflow.workflow import flow as flow_module
+from kagflow.workflow.session import Session
 from kagflow.workflow.steps import STEP_NAMES, Step, StepResult
 
 
@@ -68,7 +68,8 @@ def test_state_records_from_two_processes_do_not_erase_each_other(tmp_path):
 def test_render_uses_the_versions_the_local_target_has(project):
     """`kagflow kernel render infer` after a local flow keeps its model sources (never [])."""
     session = Session(load_config(project), announce=False)
-    session.state.record_model("base_model", ModelRecord("alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base/3", 3))
+    base = "alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base/3"
+    session.state.record_model("base_model", ModelRecord(base, 3))
     session.state.record_model("adapter_model", ModelRecord("x", 2))
     assert session.target.name == "local" and session.config.base_model.version == 3
     rendered = session.render("infer")

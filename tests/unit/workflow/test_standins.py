@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from kagflow.project.config import load_config
 from kagflow.errors import MissingFileError
-from kagflow.workflow import standins as standin
+from kagflow.project.config import load_config
 from kagflow.project.layout import TINY_MODEL
+from kagflow.workflow import standins as standin
 from kagflow.workflow.standins import GgufStandIn, ensure_gguf_checkpoint, ensure_stand_in
 
 pytest_plugins = ["standin_fixtures"]
@@ -64,9 +64,9 @@ def test_gemma3_stand_in_loads_in_4bit_trains_a_step_and_predicts(gemma3_checkpo
     import numpy as np
     import torch
 
-    from kagflow.classifier.predict import predict_proba
-    from kagflow.classifier.model import ModelTraits, add_lora, load_base, load_tokenizer
     from kagflow.classifier.fit import fit_lora
+    from kagflow.classifier.model import ModelTraits, add_lora, load_base, load_tokenizer
+    from kagflow.classifier.predict import predict_proba
     from kagflow.classifier.text import encode_rows
     from kagflow.classifier.train import training_recipe
 

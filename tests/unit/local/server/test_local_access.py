@@ -8,15 +8,14 @@ import json
 import pytest
 from requests.exceptions import HTTPError
 
-from local_fixtures import *  # noqa: F401,F403
-from local_fixtures import COMPETITION, USER, wait_kernel, write_dataset, write_kernel
-
-from kagflow.rules import slugs
 from kagflow.errors import HubError
 from kagflow.hub import kernels
 from kagflow.hub.client import build_api
-from kagflow.hub.gateway import Gateway
 from kagflow.hub.endpoint import Endpoint
+from kagflow.hub.gateway import Gateway
+
+from local_fixtures import *  # noqa: F401,F403
+from local_fixtures import COMPETITION, USER, wait_kernel, write_dataset, write_kernel
 
 LISTING = "import os; root = os.environ['KAGFLOW_INPUT_ROOT']; print(sorted(os.listdir(root)))"
 

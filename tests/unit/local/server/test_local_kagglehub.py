@@ -95,13 +95,14 @@ class _RacingApi:
 
 
 def test_gateway_turns_a_create_conflict_in_the_body_into_a_new_version(server, tmp_path, monkeypatch):
-    from kagflow.project.config import load_config
     from kagflow.hub import datasets
-    from kagflow.workflow.model import publish_files
     from kagflow.hub.client import build_api
-    from kagflow.hub.gateway import Gateway
     from kagflow.hub.endpoint import Endpoint
+    from kagflow.hub.gateway import Gateway
+    from kagflow.project.config import load_config
     from kagflow.project.init import init_project
+    from kagflow.workflow.model import publish_files
+
     from local_fixtures import COMPETITION
 
     monkeypatch.setenv("KAGFLOW_KAGGLE_ENDPOINT", server.url)
