@@ -11,11 +11,11 @@ TORCH  ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo to
 KAGFLOW_FROM ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup sandbox test submit peer clean-state help
+.PHONY: setup sandbox lint test submit peer clean-state help
 
 help:
 	@echo "make submit    run the whole flow (local Kaggle + tiny model offline; Kaggle with credentials)"
-	@echo "make test      run the test suite"
+	@echo "make test      lint (ruff, the import layers), then run the test suite"
 	@echo "make submit KAGFLOW_FROM=train   redo the flow from a step (setup base wheels train adapter infer submit)"
 	@echo "make peer KAGGLE_CLI_REPO=DIR KAGGLEHUB_REPO=DIR   Kaggle's own test suites against the local Kaggle"
 
@@ -39,8 +39,13 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	  echo "warning: the gemma3-270m stand-in's packages could not be installed; its tests will skip"
 	touch $(STAMP)
 
+# Lint first: ruff (pyflakes, pycodestyle errors, isort) and the import contracts of the layers (pyproject.toml).
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
 # The local Kaggle's image (kernels run on it), built once into ~/.cache/kagflow/images, then reused.
-test: setup
+test: setup lint
 	$(BIN)/kagflow image local >/dev/null
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

@@ -1,5 +1,5 @@
 """The Gemma 3 270M stand-in (real pretrained weights and tokenizer) fine-tuned on the GPU through the
-shipped code paths, on the synthetic arena set: set-up (``kagflow.standin.ensure_gguf_checkpoint``: join
+shipped code paths, on the synthetic arena set: set-up (``kagflow.workflow.standins.ensure_gguf_checkpoint``: join
 and verify the GGUF file, convert it once), ``run_training`` (4-bit NF4 base, kagflow's fast loop with the
 card's recipe for the model's config), ``run_inference`` (TTA) on the 300 held-out test rows, scored
 against the synthetic solution. Writes ``standin_bench.json`` into OUT_DIR.
@@ -32,7 +32,7 @@ def main() -> None:
     from kagflow.classifier.infer import run_inference
     from kagflow.classifier.synth import write_synthetic_competition
     from kagflow.classifier.train import run_training
-    from kagflow.standin import GEMMA3_270M, ensure_gguf_checkpoint
+    from kagflow.workflow.standins import GEMMA3_270M, ensure_gguf_checkpoint
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)

@@ -9,7 +9,7 @@ import pytest
 
 # Local kernels run on the local Kaggle image, built once per machine (`make test` builds it first):
 # every test shares the real cache, whatever HOME a test sets.
-from kagflow.local.kernel_image import CACHE_ENV, cache_root  # noqa: E402
+from kagflow.local.run.image import CACHE_ENV, cache_root  # noqa: E402
 
 os.environ.setdefault(CACHE_ENV, str(cache_root()))
 
@@ -40,7 +40,7 @@ def isolation(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def project(tmp_path) -> Path:
     """A fresh `kagflow init` project; returns its kagflow.toml."""
-    from kagflow.project import init_project
+    from kagflow.project.init import init_project
 
     return init_project(tmp_path / "proj", username="alice")
 

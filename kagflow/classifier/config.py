@@ -1,6 +1,6 @@
 """The run configurations (the seed's recipe as defaults) and how notebooks build them.
 
-Stdlib only: kagflow.config reads [train] and [infer] of kagflow.toml into these same classes."""
+Stdlib only: kagflow.project.config reads [train] and [infer] of kagflow.toml into these same classes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Batched inference: length-sorted token-budget batches, softmax probabilities, A/B-swap TTA."""
+"""Inference runs: a test set through one model (or one per GPU), A/B-swap TTA, ensembles, submission.csv.
+
+The probabilities themselves come from ``predict.predict_proba``."""
 
 from __future__ import annotations
 
@@ -8,40 +10,11 @@ from pathlib import Path
 from .config import InferConfig  # noqa: F401 - re-exported: the notebooks import it from here
 from .text import encode_rows
 
-SWAP_AB = [1, 0, 2]  # column order that maps swapped-input probabilities back to A / B / tie
-
-
-def token_batches(lengths, token_budget: int) -> list[list[int]]:
-    """Row indices grouped longest first, each batch's padded size (rows x widest) within ``token_budget``."""
-    from .batching import token_budget_batches
-
-    return token_budget_batches(lengths, token_budget)
-
-
-def predict_proba(model, token_ids, *, pad_token_id: int, token_budget: int = 16384, log_every: float = 30.0,
-                  padding_side: str = "right"):
-    """Softmax probabilities (n x 3, float64, rows sum to 1) for pre-tokenised rows, in input order.
-
-    Logits from ``predict.predict_logits`` over ``batching.inference_batches``: rows packed into one
-    fixed-width row when the model runs flex attention (one compiled shape), else length-sorted batches
-    padded on ``padding_side``: the right, as kagflow always pads (``model.load_tokenizer`` says why); the score head pools each row's last real
-    token with either side."""
-    import numpy as np
-    import torch
-
-    from .predict import predict_logits
-
-    if not len(token_ids):
-        return np.zeros((0, 3), dtype=np.float64)
-    device = getattr(model, "device", None) or next(model.parameters()).device
-    logits = predict_logits(model, token_ids, max_tokens=token_budget, pad_id=pad_token_id, device=device,
-                            padding_side=padding_side, log_every=log_every)
-    p = torch.softmax(logits, dim=-1).double().numpy()
-    return p / p.sum(axis=1, keepdims=True)
-
 
 def predict(model, tokenizer, frame, *, max_length: int, tta: bool = False, token_budget: int = 16384):
     """Probabilities for an ArenaData frame; with ``tta``, averaged with the A/B-swapped pass."""
+    from .predict import predict_proba
+
     return predict_with(lambda ids: predict_proba(model, ids, pad_token_id=tokenizer.pad_token_id,
                                                   token_budget=token_budget),
                         tokenizer, frame, max_length=max_length, tta=tta)
@@ -49,6 +22,8 @@ def predict(model, tokenizer, frame, *, max_length: int, tta: bool = False, toke
 
 def predict_with(proba, tokenizer, frame, *, max_length: int, tta: bool = False):
     """``predict`` for any ``proba(token_ids) -> probabilities`` (one model, or one per GPU)."""
+    from .predict import SWAP_AB
+
     ids = encode_rows(tokenizer, frame["prompt"], frame["response_a"], frame["response_b"], max_length)
     probs = proba(ids)
     if tta:
@@ -73,7 +48,7 @@ def tuned_for_device(model, token_budget: int):
 
     recipe = recipe_for_current_device(device, ModelTraits.of(model.config))
     print(f"inference recipe for {torch.cuda.get_device_name(device)}: {recipe}", flush=True)
-    return prepare_for_inference(model, recipe), recipe["infer_max_tokens"]
+    return prepare_for_inference(model, recipe), recipe.infer_max_tokens
 
 
 def per_device_models(base, adapter, *, attn_implementation: str):
@@ -109,6 +84,7 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
     from .data import check_test_ids, load_arena_csv, read_ids
     from .model import adapter_list, load_for_inference, load_tokenizer
     from .multigpu import predict_proba_multi, visible_devices
+    from .predict import predict_proba
     from .submission import write_submission
 
     adapters = adapter_list(adapter)
@@ -130,7 +106,7 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
 
             from .recipe import recipe_for_current_device
 
-            budget = recipe_for_current_device(torch.device(devices[0]))["infer_max_tokens"]
+            budget = recipe_for_current_device(torch.device(devices[0])).infer_max_tokens
 
         def proba_for(name):
             def proba(ids):

@@ -104,7 +104,7 @@ def _separate_accelerators(devices: Sequence[str]) -> bool:
 def predict_proba_multi(load_model: Callable[[str], "object"], token_ids: Sequence[Sequence[int]], *,
                         pad_token_id: int, token_budget: int = 16384, devices: Sequence[str] | None = None):
     """Probabilities for every row, using one model copy (``load_model(device)``) per device."""
-    from .infer import predict_proba
+    from .predict import predict_proba
 
     devices = list(devices or visible_devices())
     parts = split_for_devices([len(t) for t in token_ids], len(devices))

@@ -10,7 +10,8 @@ from typing import Optional
 
 import click
 
-from kagflow.config import Config, load_config
+from kagflow.project.config import Config, load_config
+from kagflow.workflow.session import Session
 
 
 def _plain(value):
@@ -87,11 +88,9 @@ class App:
         return self._config
 
     @property
-    def session(self):
-        """The command's Session (kagflow.session): target, gateway and state, built on first use."""
+    def session(self) -> Session:
+        """The command's Session (kagflow.workflow.session): target, gateway and state, built on first use."""
         if self._session is None:
-            from kagflow.session import Session
-
             self._session = Session(self.config, log=lambda m: click.echo(m, err=True))
         return self._session
 

@@ -7,19 +7,12 @@ from pathlib import Path
 import click
 
 from kagflow.cli._app import App
+from kagflow.workflow import local as local_server
 
 
 @click.group("local")
 def local() -> None:
     """The local Kaggle: the official client's API on 127.0.0.1, with kernels run on this machine."""
-
-
-def _data_dir(app: App, data_dir: Path | None) -> Path:
-    if data_dir is not None:
-        return data_dir
-    from kagflow.hub.target import local_data_dir
-
-    return local_data_dir(app.config)
 
 
 @local.command("serve")
@@ -38,10 +31,7 @@ def serve(app: App, port: int, data_dir: Path | None, users_file: Path | None) -
     Point kagflow (or the official client through `kagflow kaggle`) at it with
     KAGFLOW_KAGGLE_ENDPOINT=http://127.0.0.1:PORT.
     """
-    from kagflow.local.control import load_users, serve_forever
-
-    serve_forever(_data_dir(app, data_dir), port, users=load_users(users_file) if users_file else None,
-                  users_file=users_file)
+    local_server.serve(app.config, port=port, data=data_dir, users_file=users_file)
 
 
 @local.command("start")
@@ -49,9 +39,7 @@ def serve(app: App, port: int, data_dir: Path | None, users_file: Path | None) -
 @click.pass_obj
 def start(app: App, data_dir: Path | None) -> None:
     """Start the server in the background (reused if already running) and print its URL."""
-    from kagflow.local.control import ensure_background_server
-
-    url = ensure_background_server(_data_dir(app, data_dir))
+    url = local_server.start(app.config, data_dir)
     app.out.result(f"Local Kaggle running at {url}", use=f"export KAGFLOW_KAGGLE_ENDPOINT={url}")
 
 
@@ -60,9 +48,7 @@ def start(app: App, data_dir: Path | None) -> None:
 @click.pass_obj
 def stop(app: App, data_dir: Path | None) -> None:
     """Stop the background server."""
-    from kagflow.local.control import stop_background_server
-
-    stopped = stop_background_server(_data_dir(app, data_dir))
+    stopped = local_server.stop(app.config, data_dir)
     app.out.result("Local Kaggle stopped" if stopped else "Local Kaggle was not running")
 
 
@@ -80,18 +66,8 @@ def stop(app: App, data_dir: Path | None) -> None:
 @click.pass_obj
 def competition(app: App, files: Path | None, data_dir: Path | None, accept_rules: bool) -> None:
     """Host the project's competition on the local server (scored by log loss, like Kaggle)."""
-    from kagflow.hub.target import server_data_dir
-    from kagflow.local import competition as comp
-    from kagflow.standin import ensure_synthetic_competition
-
     cfg = app.config
-    files = files or ensure_synthetic_competition(cfg)
-    data = data_dir or server_data_dir(cfg)
-    comp.install_competition(data, cfg.project.competition, files)
-    if accept_rules:
-        comp.accept_rules(data, cfg.project.competition, cfg.username)
+    files, data = local_server.host_competition(cfg, data_dir, files=files, accept_rules=accept_rules)
     app.out.result(f"Competition {cfg.project.competition} hosted locally"
                    + (f"; rules accepted as {cfg.username}" if accept_rules else ""), files=files, data=data)
 
-
-COMMANDS = [local]

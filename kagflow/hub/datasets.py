@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from kagflow import metadata, slugs
 from kagflow.errors import HubError, MissingFileError, NotFoundError
-from kagflow.hub.common import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
 from kagflow.hub.errors import checked
+from kagflow.hub.gateway import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
+from kagflow.rules import metadata, slugs
 
 SKIP = (metadata.DATASET_METADATA,)
 
@@ -67,7 +67,8 @@ def push_dataset(gw: Gateway, folder: Path, *, notes: str = "") -> DatasetPushRe
         gw.log(f"uploading a new version of dataset {handle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
         gw.call(lambda: checked(api.dataset_create_version(str(staging), notes or "kagflow push", quiet=True,
                                                             convert_to_csv=False)),
-                what="create dataset version", handle=str(handle), before_retry=done, retry_forbidden=True, uploads=True)
+                what="create dataset version", handle=str(handle), before_retry=done, retry_forbidden=True,
+                uploads=True)
     return DatasetPushResult(handle, True, created, digest, len(manifest), size)
 
 

@@ -6,7 +6,8 @@ import argparse
 import os
 import sys
 
-from kagflow.local.control import USERS_ENV, default_data_dir, load_users, serve_forever, users_from_env
+from kagflow.local.control import default_data_dir, load_users, serve_forever, users_from_env
+from kagflow.local.env import USERS_ENV
 
 
 def main(argv=None) -> int:

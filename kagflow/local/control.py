@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Optional
 
 from kagflow.errors import KagflowError
+from kagflow.local.env import DATA_DIR_ENV, USERS_ENV
 
 PID_FILE, PORT_FILE, LOG_FILE = "server.pid", "server.port", "server.log"
-DATA_DIR_ENV = "KAGFLOW_LOCAL_DATA_DIR"
-USERS_ENV = "KAGFLOW_LOCAL_USERS"  # a users file: turns key checking on (see load_users)
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0
 
@@ -52,9 +51,10 @@ def health(url: str, timeout: float = 2.0) -> Optional[dict]:
 
 
 def load_users(path: os.PathLike | str) -> dict[str, str]:
-    """The ``--users`` file: a JSON object ``{"username": "key", ...}`` (or one kaggle.json, ``{"username", "key"}``)."""
-    from kagflow.local.names import check_ident
-    from kagflow.local.protocol import ApiError
+    """The ``--users`` file: a JSON object ``{"username": "key", ...}`` (or one kaggle.json,
+    ``{"username", "key"}``)."""
+    from kagflow.local.server.names import check_ident
+    from kagflow.local.server.protocol import ApiError
 
     path = Path(path)
     fix = (f'write {path} as {{"alice": "her-key", "bob": "his-key"}} (or copy a kaggle.json there), '
@@ -92,7 +92,7 @@ def serve_forever(data_dir: os.PathLike | str, port: int = 0, *, host: str = HOS
     ``users`` (username → key): only those keys are accepted (401 otherwise), and kernels run only in the
     sandbox; None accepts any key. ``users_file``: where they were read from (never visible to a kernel).
     """
-    from kagflow.local.server import LocalServer
+    from kagflow.local.server.httpd import LocalServer
 
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
@@ -124,7 +124,7 @@ def serve_forever(data_dir: os.PathLike | str, port: int = 0, *, host: str = HOS
 
 def sandbox_line(require_sandbox: bool) -> str:
     """How this server's kernels will run, said once at start (loudly when not in a sandbox)."""
-    from kagflow.local.sandbox import network_unavailable_reason, unavailable_reason
+    from kagflow.local.run.sandbox import network_unavailable_reason, unavailable_reason
 
     reason = unavailable_reason()
     if reason is not None:

@@ -22,9 +22,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from kagflow import metadata, slugs
 from kagflow.errors import MissingFileError, WheelsError
-from kagflow.image import TargetImage
+from kagflow.rules import metadata, slugs
+from kagflow.rules.image import TargetImage
 from kagflow.wheels import piprun
 from kagflow.wheels.cache import WheelCache, cache_key
 from kagflow.wheels.resolve import Resolution, ResolvedDist, requirement_name, resolve, target_environment
@@ -32,10 +32,10 @@ from kagflow.wheels.verify import verify_offline
 from kagflow.wheels.wheelfile import sha256_file, top_level_names, wheel_name_version, write_image_standins
 
 MANIFEST_NAME = "kagflow-wheels-manifest.json"
-# The install cell's code ships in the dataset (kagflow/offline_install.py, standard library only):
+# The install cell's code ships in the dataset (kagflow/wheels/offline_install.py, standard library only):
 # the notebook imports it from the mounted folder instead of carrying it inline.
 INSTALLER_NAME = "kagflow_offline_install.py"
-INSTALLER_SOURCE = Path(__file__).resolve().parent.parent / "offline_install.py"
+INSTALLER_SOURCE = Path(__file__).resolve().with_name("offline_install.py")
 MANIFEST_FORMAT = "kagflow-wheels-manifest/1"
 
 # Kaggle publishes no per-dataset byte limit in its API client; the binding limit for a private

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-from kagflow.image import TargetImage
+from kagflow.rules.image import TargetImage
 from kagflow.wheels.wheelfile import sha256_file
 
 CACHE_FORMAT = 1

@@ -35,7 +35,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from kagflow.errors import WheelsError
-from kagflow.image import TargetImage
+from kagflow.rules.image import TargetImage
 from kagflow.wheels import piprun
 from kagflow.wheels.wheelfile import is_pure_py3
 

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 from packaging.utils import canonicalize_name
 
 from kagflow.errors import WheelsError
-from kagflow.image import TargetImage
+from kagflow.rules.image import TargetImage
 from kagflow.wheels import piprun
 from kagflow.wheels.resolve import platform_summary
 

@@ -56,7 +56,7 @@ CAUSES = (
     Cause("A", FIDELITY, "Model and model instance slugs with underscores are refused (400)",
           "models.ModelApiService/CreateModel answers 400 `invalid model slug 'model_<uuid>'` and CreateModelInstance "
           "`invalid model instance slug 'bert_tiny_en_uncased'`: the server applies kagflow's own naming rule "
-          "(`kagflow/slugs.py` check_slug, `[a-z0-9]+(-[a-z0-9]+)*`). Kaggle accepts both: kagglehub's CI creates "
+          "(`kagflow/rules/slugs.py` check_slug, `[a-z0-9]+(-[a-z0-9]+)*`). Kaggle accepts both: kagglehub's CI creates "
           "`<user>/model_<uuid>/pyTorch/new-variation` on production, and `keras/bert/keras/bert_tiny_en_uncased` "
           "exists. (The kaggle CLI refuses an underscore in a model slug by itself, `_validate_slug_syntax("
           "allow_underscore=False)`, but not in an instance slug; kagglehub sends both as given.) Fix: the server "

@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 
 import seed_data as data
-from kagflow.local.competition import SOLUTION, accept_rules, install_competition
+
+from kagflow.local.server.competition import SOLUTION, accept_rules, install_competition
 
 
 def seed(data_dir: str, comp: data.Competition) -> None:

@@ -1,0 +1,277 @@
+"""competitions.CompetitionApiService: list, data files, code and file submissions, submissions and scores."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+from kagglesdk.competitions.types.competition_api_service import (
+    ApiCompetition,
+    ApiCreateCodeSubmissionResponse,
+    ApiCreateSubmissionResponse,
+    ApiDataFile,
+    ApiGetLeaderboardResponse,
+    ApiLeaderboardSubmission,
+    ApiListCompetitionsResponse,
+    ApiListDataFilesResponse,
+    ApiListSubmissionsResponse,
+    ApiStartSubmissionUploadResponse,
+    ApiSubmission,
+    ApiSubmissionLimits,
+)
+from kagglesdk.competitions.types.submission_status import SubmissionStatus
+
+from kagflow.local.server import competition, transfer
+from kagflow.local.server.access import Grant
+from kagflow.local.server.api import Ctx, Redirect, new_token, now, page, route, utc
+from kagflow.local.server.api_kernels import find_kernel, find_version
+from kagflow.local.server.archives import Pack, blob_members, bundle
+from kagflow.local.server.names import check_name, check_relpath
+from kagflow.local.server.protocol import ApiError
+
+KIND = "competition"
+
+
+def find(ctx: Ctx, slug: str):
+    row = ctx.store.one("SELECT * FROM competitions WHERE slug=?", slug or "")
+    if row is None:
+        raise ApiError(404, f"Competition {slug!r} not found")
+    return row
+
+
+def describe(ctx: Ctx, comp) -> ApiCompetition:
+    item = ApiCompetition()
+    item.id = comp["id"]
+    item.ref = f"{ctx.base_url}/competitions/{comp['slug']}"
+    item.title = comp["title"]
+    item.url = item.ref
+    item.category = "Local"
+    item.evaluation_metric = comp["metric"]
+    item.is_kernels_submissions_only = bool(comp["kernels_only"])
+    item.max_daily_submissions = ctx.settings.daily_submissions
+    item.enabled_date = utc(comp["created"])
+    item.user_has_entered = competition.rules_accepted(ctx.store, comp["slug"], ctx.user)
+    return item
+
+
+def require_rules(ctx: Ctx, comp) -> str:
+    """Kaggle answers 403 to downloads and submissions until the user accepted the competition's rules."""
+    user = ctx.require_user()
+    if not competition.rules_accepted(ctx.store, comp["slug"], user):
+        raise ApiError(403, f"You must accept the rules of competition {comp['slug']!r} first (on Kaggle: "
+                            f"https://www.kaggle.com/competitions/{comp['slug']}/rules; on the local Kaggle: "
+                            f"kagflow local competition --accept-rules, as {user})")
+    return user
+
+
+@route("competitions.CompetitionApiService/ListCompetitions")
+def list_competitions(ctx: Ctx, req) -> ApiListCompetitionsResponse:
+    rows = [c for c in ctx.store.all("SELECT * FROM competitions ORDER BY slug")
+            if not req.search or req.search.lower() in (c["slug"] + " " + c["title"]).lower()]
+    chunk, token = page(rows, req.page_size, req.page_token)
+    resp = ApiListCompetitionsResponse()
+    resp.competitions = [describe(ctx, c) for c in chunk]
+    resp.next_page_token = token
+    return resp
+
+
+@route("competitions.CompetitionApiService/GetCompetition")
+def get_competition(ctx: Ctx, req) -> ApiCompetition:
+    return describe(ctx, find(ctx, req.competition_name))
+
+
+@route("competitions.CompetitionApiService/ListDataFiles")
+def list_data_files(ctx: Ctx, req) -> ApiListDataFilesResponse:
+    comp = find(ctx, req.competition_name)
+    files = []
+    for f in ctx.store.files_of(KIND, comp["id"]):
+        item = ApiDataFile()
+        item.ref = item.name = f["name"]
+        item.total_bytes = f["size"]
+        item.creation_date = utc(f["created"])
+        files.append(item)
+    chunk, token = page(files, req.page_size, req.page_token)
+    resp = ApiListDataFilesResponse()
+    resp.files = chunk
+    resp.next_page_token = token
+    return resp
+
+
+@route("competitions.CompetitionApiService/DownloadDataFile")
+def download_data_file(ctx: Ctx, req) -> Redirect:
+    comp = find(ctx, req.competition_name)
+    require_rules(ctx, comp)
+    check_relpath(req.file_name or "")
+    match = [f for f in ctx.store.files_of(KIND, comp["id"]) if f["name"] == req.file_name]
+    if not match:
+        raise ApiError(404, f"File {req.file_name!r} not found in competition {comp['slug']!r}")
+    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, ctx.store.blob_path(match[0]["sha256"]),
+                                        match[0]["name"], Grant(KIND, comp["id"], ctx.user or "")))
+
+
+@route("competitions.CompetitionApiService/DownloadDataFiles")
+def download_data_files(ctx: Ctx, req) -> Redirect:
+    comp = find(ctx, req.competition_name)
+    require_rules(ctx, comp)
+    files = ctx.store.files_of(KIND, comp["id"])
+    archive = bundle(ctx.store, Pack("competitions", (comp["slug"],), "", blob_members(ctx.store, files)))
+    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, f"{comp['slug']}.zip",
+                                        Grant(KIND, comp["id"], ctx.user or "")))
+
+
+@route("competitions.CompetitionApiService/CreateCodeSubmission")
+def create_code_submission(ctx: Ctx, req) -> ApiCreateCodeSubmissionResponse:
+    comp = find(ctx, req.competition_name)
+    user = require_rules(ctx, comp)
+    owner = req.kernel_owner or user
+    kernel = find_kernel(ctx, owner, req.kernel_slug)
+    ctx.require_owner(kernel["owner"], "competitions.submit")
+    version = find_version(ctx, kernel, f"v{req.kernel_version}" if req.kernel_version else "")
+    settings = json.loads(version["settings"])
+    ref = f"{kernel['owner']}/{kernel['slug']} version {version['number']}"
+    if settings.get("enable_internet"):
+        raise ApiError(400, f"Submission not allowed: {ref} has internet access enabled; this competition "
+                            "requires internet off. Set enable_internet to false, push a new version and submit it")
+    if comp["slug"] not in settings.get("competition_sources", []):
+        raise ApiError(400, f"Submission not allowed: {ref} does not have competition {comp['slug']!r} as a data "
+                            "source; add it to competition_sources, push a new version and submit it")
+    file_name = req.file_name or "submission.csv"
+    check_relpath(file_name)
+    _check_quota(ctx, comp, user)
+    sub_id = ctx.store.run("INSERT INTO submissions (competition, owner, kernel_version_id, file_name, description, "
+                           "status, error, created) VALUES (?, ?, ?, ?, ?, 'PENDING', '', ?)",
+                           comp["slug"], user, version["id"], file_name, req.submission_description or "", now())
+    ctx.jobs.submit_score(sub_id)
+    resp = ApiCreateCodeSubmissionResponse()
+    resp.message = f"Successfully submitted to {comp['title']}"
+    resp.ref = sub_id
+    return resp
+
+
+def _check_quota(ctx: Ctx, comp, user: str) -> None:
+    used = ctx.store.one("SELECT COUNT(*) AS n FROM submissions WHERE competition=? AND owner=? AND created>?",
+                         comp["slug"], user, time.time() - 24 * 3600)["n"]
+    if used >= ctx.settings.daily_submissions:
+        raise ApiError(429, f"You have used all {ctx.settings.daily_submissions} submissions of the last 24 hours",
+                       headers={"Retry-After": "3600"})
+
+
+@route("competitions.CompetitionApiService/StartSubmissionUpload")
+def start_submission_upload(ctx: Ctx, req) -> ApiStartSubmissionUploadResponse:
+    user = ctx.require_user()
+    find(ctx, req.competition_name)
+    name = check_name(req.file_name or "submission.csv")
+    if req.content_length is None or not 0 < req.content_length <= ctx.settings.max_blob_bytes:
+        raise ApiError(400, "contentLength must be given and positive")
+    token = new_token()
+    ctx.store.run("INSERT INTO uploads VALUES (?, ?, ?, 'COMPETITION_SUBMISSION', ?, NULL, ?)", token, user, name,
+                  req.content_length, now())
+    resp = ApiStartSubmissionUploadResponse()
+    resp.token = token
+    resp.create_url = f"{ctx.base_url}/upload/{token}"
+    return resp
+
+
+@route("competitions.CompetitionApiService/CreateSubmission")
+def create_submission(ctx: Ctx, req) -> ApiCreateSubmissionResponse:
+    """A file submission (``kaggle competitions submit -f file.csv``), scored like a code submission's output."""
+    comp = find(ctx, req.competition_name)
+    user = require_rules(ctx, comp)
+    if comp["kernels_only"]:
+        raise ApiError(400, f"Submission not allowed: {comp['slug']!r} is a code competition that only accepts "
+                            "notebook submissions (kaggle competitions submit -k owner/notebook -v N -f "
+                            "submission.csv)")
+    upload = ctx.store.one("SELECT * FROM uploads WHERE token=? AND owner=?", req.blob_file_tokens or "", user)
+    if upload is None or upload["sha256"] is None:
+        raise ApiError(400, "blobFileTokens must name a finished StartSubmissionUpload upload")
+    _check_quota(ctx, comp, user)
+    sub_id = ctx.store.run("INSERT INTO submissions (competition, owner, file_name, description, status, error, "
+                           "created, blob_sha) VALUES (?, ?, ?, ?, 'PENDING', '', ?, ?)", comp["slug"], user,
+                           upload["name"], req.submission_description or "", now(), upload["sha256"])
+    ctx.jobs.submit_score(sub_id)
+    resp = ApiCreateSubmissionResponse()
+    resp.message = f"Successfully submitted to {comp['title']}"
+    resp.ref = sub_id
+    return resp
+
+
+def describe_submission(ctx: Ctx, row) -> ApiSubmission:
+    item = ApiSubmission()
+    item.ref = row["id"]
+    item.date = utc(row["created"])
+    item.description = row["description"]
+    item.file_name = row["file_name"]
+    item.status = SubmissionStatus[row["status"]]
+    if row["public_score"] is not None:
+        item.public_score = row["public_score"]
+    if row["error"]:
+        item.error_description = row["error"]
+    elif row["status"] == "PENDING" and row["progress"]:  # the local Kaggle's word on a running re-run
+        item.error_description = row["progress"]
+    item.submitted_by = item.submitted_by_ref = item.team_name = row["owner"]
+    item.url = f"{ctx.base_url}/competitions/{row['competition']}/submissions#{row['id']}"
+    return item
+
+
+@route("competitions.CompetitionApiService/ListSubmissions")
+def list_submissions(ctx: Ctx, req) -> ApiListSubmissionsResponse:
+    user = ctx.require_user()
+    comp = find(ctx, req.competition_name)
+    rows = ctx.store.all("SELECT * FROM submissions WHERE competition=? AND owner=? ORDER BY id DESC",
+                         comp["slug"], user)
+    chunk, token = page(rows, req.page_size, req.page_token)
+    resp = ApiListSubmissionsResponse()
+    resp.submissions = [describe_submission(ctx, r) for r in chunk]
+    resp.next_page_token = token
+    return resp
+
+
+@route("competitions.CompetitionApiService/GetSubmission")
+def get_submission(ctx: Ctx, req) -> ApiSubmission:
+    user = ctx.require_user()
+    row = ctx.store.one("SELECT * FROM submissions WHERE id=? AND owner=?", req.ref or 0, user)
+    if row is None:
+        raise ApiError(404, f"Submission {req.ref} not found")
+    return describe_submission(ctx, row)
+
+
+@route("competitions.CompetitionApiService/GetSubmissionLimits")
+def get_submission_limits(ctx: Ctx, req) -> ApiSubmissionLimits:
+    user = ctx.require_user()
+    comp = find(ctx, req.competition_name)
+    used = ctx.store.one("SELECT COUNT(*) AS n FROM submissions WHERE competition=? AND owner=? AND created>?",
+                         comp["slug"], user, time.time() - 24 * 3600)["n"]
+    total = ctx.store.one("SELECT COUNT(*) AS n FROM submissions WHERE competition=? AND owner=?",
+                          comp["slug"], user)["n"]
+    resp = ApiSubmissionLimits()
+    resp.num_today = used
+    resp.num_total = total
+    resp.num_allowed_now = max(ctx.settings.daily_submissions - used, 0)
+    return resp
+
+
+
+@route("competitions.CompetitionApiService/GetLeaderboard")
+def get_leaderboard(ctx: Ctx, req) -> ApiGetLeaderboardResponse:
+    """Each user's best (lowest log loss) completed submission, best first."""
+    comp = find(ctx, req.competition_name)
+    best: dict[str, tuple[float, float]] = {}
+    for row in ctx.store.all("SELECT owner, public_score, created FROM submissions WHERE competition=? AND "
+                             "status='COMPLETE'", comp["slug"]):
+        score = float(row["public_score"])
+        if row["owner"] not in best or score < best[row["owner"]][0]:
+            best[row["owner"]] = (score, row["created"])
+    ranked = sorted(best.items(), key=lambda item: item[1])
+    chunk, token = page(ranked, req.page_size, req.page_token)
+    resp = ApiGetLeaderboardResponse()
+    resp.submissions = []
+    for owner, (score, created) in chunk:
+        item = ApiLeaderboardSubmission()
+        item.team_id = int(hashlib.sha256(owner.encode()).hexdigest()[:7], 16)
+        item.team_name = owner
+        item.submission_date = utc(created)
+        item.score = f"{score:.5f}"
+        resp.submissions.append(item)
+    resp.next_page_token = token
+    return resp

@@ -1,0 +1,1 @@
+"""The kernels kagflow renders: notebook templates, parameters cell, kernel folder."""

@@ -1,0 +1,1 @@
+"""The project folder: kagflow.toml as typed config, its paths, its state, `kagflow init`."""

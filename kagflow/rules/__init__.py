@@ -1,0 +1,1 @@
+"""Kaggle's facts, pure: naming rules, metadata files, the target image."""

@@ -1,0 +1,375 @@
+"""`kagflow check`: every problem in the project at once, each with file, field and fix."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from kagflow.classifier.config import FAST_LOOP_OPTIMIZERS
+from kagflow.errors import KagflowError
+from kagflow.project.config import INFER, MODELS, TRAIN, Config
+from kagflow.project.sources import resolve_sources
+from kagflow.rules import kaggle, metadata, slugs
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    field: str
+    message: str
+    fix: str
+
+    def render(self) -> str:
+        return f"{self.file}: {self.field}: {self.message}\n    fix: {self.fix}"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Something a kernel uses that the flow has not produced yet: expected, not a problem."""
+
+    kernel: str
+    source: str
+    command: str  # what produces it (the flow does too)
+
+    def render(self) -> str:
+        return f"[kernels.{self.kernel}] {self.source}: not produced yet; `{self.command}` (or `kagflow flow`) makes it"
+
+
+def check(session) -> tuple[list[Problem], list[Pending]]:
+    """`kagflow check`: every problem, and what the flow has not produced yet, with the versions the target has
+    (nothing is started or connected)."""
+    config = session.config
+    return check_project(config), pending(config)
+
+
+def check_project(config: Config) -> list[Problem]:
+    """Every problem of the project. Pass the config with the target's recorded versions
+    (``Session.config``): sources the flow has not produced yet are ``pending``, not problems."""
+    problems: list[Problem] = []
+    problems += _check_train(config)
+    for name in config.kernels:
+        problems += _check_kernel_config(config, name, missing_is_problem=False)
+    problems += _check_generated(config)
+    return problems
+
+
+def check_kernel(config: Config, name: str, adapters: tuple[str, ...] = ()) -> list[Problem]:
+    """The problems of kernel ``name`` alone (its [kernels.NAME] table and its rendered folder);
+    before a push, a source nothing has produced yet is one of them. ``adapters``: the ensemble the
+    folder was rendered with (kagflow.project.sources.resolve_sources)."""
+    problems = list(_check_kernel_config(config, name, missing_is_problem=True))
+    if config.kernel(name).kind == TRAIN:
+        problems += _check_train(config)
+    try:
+        folder = config.kernel_dir(name)
+    except KagflowError:
+        return problems
+    if (folder / metadata.KERNEL_METADATA).is_file():
+        problems += check_kernel_folder(folder, config=config, name=name, adapters=adapters)
+    return problems
+
+
+def pending(config: Config) -> list[Pending]:
+    """What the kernels use that nothing has produced yet, with the command that produces it."""
+    out = []
+    for name in config.kernels:
+        try:
+            sources = resolve_sources(config, name)
+        except KagflowError:
+            continue  # reported by check_project
+        out += [Pending(name, source, command) for source, command in sources.missing]
+    return out
+
+
+# --------------------------------------------------------------------------- config-level rules
+
+def _check_train(config: Config) -> Iterator[Problem]:
+    """[train] keys that a training loop would not honour: each refused with the key and the fix."""
+    toml, t = config.path.name, config.train
+    fast = t.train_loop in ("auto", "fast")  # "auto" is the fast loop on every GPU
+    if t.train_loop not in ("auto", "fast", "trainer"):
+        yield Problem(toml, "[train] train_loop", f"train_loop = {t.train_loop!r} is not a training loop",
+                      'write train_loop = "auto" (kagflow\'s loop on a GPU), "fast" or "trainer"')
+    if fast and t.optim_type not in FAST_LOOP_OPTIMIZERS:
+        yield Problem(toml, "[train] optim_type", f"optim_type = {t.optim_type!r} is not one the fast loop "
+                      f"(train_loop = {t.train_loop!r}) builds", f"use one of {', '.join(FAST_LOOP_OPTIMIZERS)}, "
+                      'or set train_loop = "trainer" (the HF Trainer takes any of its optimizers)')
+    if fast and t.dataloader_num_workers:
+        yield Problem(toml, "[train] dataloader_num_workers", f"dataloader_num_workers = {t.dataloader_num_workers}: "
+                      "the fast loop has no DataLoader (rows are tokenised once and padded per step)",
+                      'set dataloader_num_workers = 0, or train_loop = "trainer"')
+    if t.attn_implementation not in ("auto", "eager", "flex_attention", "sdpa", "flash_attention_2"):
+        yield Problem(toml, "[train] attn_implementation", f"unknown attention {t.attn_implementation!r}",
+                      'use "auto" (chosen from the model\'s config), "eager", "flex_attention" or "sdpa"')
+    elif t.attn_implementation in ("sdpa", "flash_attention_2") and _softcapped(config):
+        yield Problem(toml, "[train] attn_implementation", f"{t.attn_implementation} drops Gemma 2's attention "
+                      f"softcapping, so the model trains on other logits than {config.base_model.hf_id} computes",
+                      'set attn_implementation = "eager" (or "flex_attention" on sm80+ GPUs)')
+    pre_ampere = sorted({k.accelerator for k in config.kernels.values() if k.kind == TRAIN
+                         and k.accelerator in kaggle.PRE_AMPERE_ACCELERATORS})
+    if t.attn_implementation == "flex_attention" and pre_ampere:
+        yield Problem(toml, "[train] attn_implementation", f"flex_attention needs a GPU of compute capability 8.0 "
+                      f"or more; the training kernel runs on {', '.join(pre_ampere)} (sm75 / sm60)",
+                      'set attn_implementation = "eager", or a newer accelerator in [kernels.train]')
+    if t.eval_strategy not in ("epoch", "steps", "no"):
+        yield Problem(toml, "[train] eval_strategy", f"eval_strategy = {t.eval_strategy!r} is not epoch, steps or no",
+                      'write eval_strategy = "epoch"')
+    for key in ("save_steps", "logging_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+                "per_device_eval_batch_size"):
+        if getattr(t, key) < 1:
+            yield Problem(toml, f"[train] {key}", f"{key} = {getattr(t, key)} must be at least 1",
+                          f"set {key} to a positive number")
+    for key in ("time_budget", "save_minutes"):
+        if getattr(t, key) < 0:
+            yield Problem(toml, f"[train] {key}", f"{key} = {getattr(t, key)} is negative", f"set {key} = 0 (off)")
+    if t.class_weights not in ("balanced", ()) and (
+            isinstance(t.class_weights, str) or len(t.class_weights) != 3 or min(t.class_weights) <= 0):
+        yield Problem(toml, "[train] class_weights", f"class_weights = {t.class_weights!r} is neither \"balanced\" "
+                      "nor three positive weights (winner_model_a, winner_model_b, winner_tie)",
+                      'write class_weights = "balanced", class_weights = [1.0, 1.0, 1.5], or remove it')
+
+
+def _softcapped(config: Config) -> bool:
+    """Whether the base model softcaps attention logits (Gemma 2): SDPA and flash-attention drop the cap.
+
+    Read from the snapshot's config.json when ``[base_model] local_dir`` holds one (what the classifier
+    reads too, ``ModelTraits``); otherwise guessed from the Hugging Face id and the title."""
+    snapshot = config.root / config.base_model.local_dir / "config.json" if config.base_model.local_dir else None
+    if snapshot is not None and snapshot.is_file():
+        try:
+            data = json.loads(snapshot.read_text())
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            text = data.get("text_config") or data
+            return bool(text.get("attn_logit_softcapping"))
+    name = f"{config.base_model.hf_id} {config.base_model.title}".lower().replace("-", "").replace("_", "")
+    return "gemma2" in name
+
+
+def _check_kernel_config(config: Config, name: str, *, missing_is_problem: bool) -> Iterator[Problem]:
+    toml = config.path.name
+    kernel = config.kernel(name)
+    where = f"[kernels.{name}]"
+    try:
+        sources = resolve_sources(config, name)
+    except KagflowError as e:
+        yield Problem(toml, f"{where} sources", e.message, e.hint or "fix the source")
+        return
+    if missing_is_problem:
+        for source, command in sources.missing:
+            yield Problem(toml, f"{where} sources", f"{source!r} is referenced but nothing has produced it yet",
+                          f"run `{command}`")
+    if "wheels" in kernel.sources and not config.wheels.requirements:
+        yield Problem(toml, f"{where} sources", "'wheels' is referenced but [wheels] requirements is empty, "
+                      "so no wheels dataset is built", "add requirements under [wheels] or remove 'wheels'")
+    competitive = bool(sources.competition_sources)
+    if competitive and kernel.internet and kernel.kind == INFER:
+        yield Problem(toml, f"{where} internet", "a code-competition submission kernel has internet on; "
+                      "Kaggle rejects its submission", "set internet = false")
+    if competitive and kernel.accelerator in ("None", ""):
+        yield Problem(toml, f"{where} accelerator", "a competition kernel runs without a GPU",
+                      f'set accelerator = "{kaggle.DEFAULT_ACCELERATOR}"')
+    if kernel.accelerator not in kaggle.ACCELERATORS:
+        yield Problem(toml, f"{where} accelerator", f"unknown accelerator {kernel.accelerator!r}",
+                      "use one of " + ", ".join(kaggle.ACCELERATORS))
+    elif kernel.accelerator in kaggle.RETIRED_ACCELERATORS:
+        yield Problem(toml, f"{where} accelerator", f"{kernel.accelerator} is retired; Kaggle runs a "
+                      "replacement instead", f'set accelerator = "{kaggle.DEFAULT_ACCELERATOR}"')
+    if not kernel.private:
+        private_sources = []
+        if "wheels" in kernel.sources and config.wheels.private:
+            private_sources.append("wheels")
+        for which in MODELS:
+            if which in kernel.sources and config.model(which).private:
+                private_sources.append(which)
+        if private_sources:
+            yield Problem(toml, f"{where} private", "a public kernel uses private sources (" +
+                          ", ".join(private_sources) + "): others cannot run or copy it",
+                          "set private = true, or make those sources public (private = false)")
+
+
+# --------------------------------------------------------------------------- generated files
+
+def _check_generated(config: Config) -> Iterator[Problem]:
+    for name in config.kernels:
+        try:
+            folder = config.kernel_dir(name)
+        except KagflowError:
+            continue
+        meta = folder / metadata.KERNEL_METADATA
+        if meta.is_file():
+            yield from check_kernel_folder(folder, config=config, name=name)
+    wheels_dir = config.wheels_dir()
+    if (wheels_dir / metadata.DATASET_METADATA).is_file():
+        yield from check_dataset_metadata(wheels_dir / metadata.DATASET_METADATA)
+    if wheels_dir.is_dir():
+        yield from check_wheels_folder(wheels_dir)
+    models = config.layout.models
+    if models.is_dir():
+        for path in sorted(models.rglob(metadata.MODEL_METADATA)):
+            yield from check_model_metadata(path)
+        for path in sorted(models.rglob(metadata.MODEL_INSTANCE_METADATA)):
+            yield from check_model_instance_metadata(path)
+
+
+def _load(path: Path) -> tuple[dict | None, Problem | None]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except (OSError, ValueError) as e:
+        return None, Problem(str(path), "(file)", f"not readable JSON: {e}", "regenerate it with kagflow")
+
+
+def check_kernel_folder(folder: Path, *, config: Config | None = None, name: str = "",
+                        adapters: tuple[str, ...] = ()) -> Iterator[Problem]:
+    path = folder / metadata.KERNEL_METADATA
+    data, problem = _load(path)
+    if problem:
+        yield problem
+        return
+    f = str(path)
+    regen = f"run `kagflow kernel render {name}`" if name else "fix the value"
+    title, kid = data.get("title", ""), data.get("id", "")
+    if not isinstance(title, str) or not (slugs.KERNEL_TITLE_MIN <= len(title) <= slugs.KERNEL_TITLE_MAX):
+        yield Problem(f, "title", f"title {title!r} must be {slugs.KERNEL_TITLE_MIN}..{slugs.KERNEL_TITLE_MAX} "
+                      "characters", regen)
+    try:
+        handle = slugs.KernelHandle.parse(kid)
+        if handle.version is not None:
+            yield Problem(f, "id", f"id {kid!r} carries a version", f"use {handle.owner}/{handle.slug}")
+        elif isinstance(title, str) and not slugs.title_matches_slug(title, handle.slug):
+            yield Problem(f, "title", f"title {title!r} slugifies to {slugs.slugify(title)!r}, not the id's slug "
+                          f"{handle.slug!r}: Kaggle will create a second kernel", regen)
+    except KagflowError as e:
+        yield Problem(f, "id", e.message, e.hint or regen)
+    for key in ("enable_internet", "is_private", "enable_gpu"):
+        if key not in data:
+            yield Problem(f, key, f"{key} is not written; Kaggle's default may not be what you want", regen)
+    code = data.get("code_file", "")
+    nb = folder / code if code else None
+    if not nb or not nb.is_file():
+        yield Problem(f, "code_file", f"code_file {code!r} does not exist in {folder}", regen)
+    elif nb.suffix == ".ipynb":
+        try:
+            kernelspec = json.loads(nb.read_text(encoding="utf-8")).get("metadata", {}).get("kernelspec")
+        except ValueError:
+            kernelspec = None
+        if not kernelspec or not kernelspec.get("name"):
+            yield Problem(str(nb), "metadata.kernelspec", "the notebook has no kernelspec; Kaggle fails with "
+                          "'No kernel name found'", regen)
+    for source in data.get("model_sources", []):
+        try:
+            parsed = slugs.ModelInstanceVersionHandle.parse(source)
+            if str(parsed) != source:
+                yield Problem(f, "model_sources", f"{source!r} is not in kagflow's one form",
+                              f"use {str(parsed)!r}")
+        except KagflowError as e:
+            yield Problem(f, "model_sources", e.message, e.hint or regen)
+    for source in data.get("dataset_sources", []):
+        try:
+            slugs.DatasetHandle.parse(source)
+        except KagflowError as e:
+            yield Problem(f, "dataset_sources", e.message, e.hint or regen)
+    if data.get("competition_sources") and data.get("enable_internet", True) and config and name and \
+            config.kernel(name).kind == INFER:
+        yield Problem(f, "enable_internet", "a competition submission kernel has internet on",
+                      "set internet = false in kagflow.toml and re-render")
+    if config is not None and name:
+        try:
+            expected = resolve_sources(config, name, adapters)
+        except KagflowError:
+            return
+        kernel = config.kernel(name)
+        wanted = {
+            "id": f"{config.username}/{slugs.kernel_slug(kernel.title)}",
+            "title": kernel.title,
+            "dataset_sources": list(expected.dataset_sources),
+            "model_sources": list(expected.model_sources),
+            "competition_sources": list(expected.competition_sources),
+            "kernel_sources": list(expected.kernel_sources),
+            "enable_internet": kernel.internet,
+            "is_private": kernel.private,
+        }
+        if expected.missing:  # a pending source: the folder may list a version this config cannot confirm
+            for key in ("model_sources", "dataset_sources", "kernel_sources"):
+                wanted.pop(key)
+        for key, value in wanted.items():
+            if data.get(key) != value:
+                yield Problem(f, key, f"{data.get(key)!r} is stale: kagflow.toml gives {value!r}", regen)
+
+
+def check_dataset_metadata(path: Path) -> Iterator[Problem]:
+    data, problem = _load(path)
+    if problem:
+        yield problem
+        return
+    f, title = str(path), data.get("title", "")
+    try:
+        slug = slugs.dataset_slug(title)
+        handle = slugs.DatasetHandle.parse(data.get("id", ""))
+        if handle.slug != slug:
+            yield Problem(f, "id", f"id slug {handle.slug!r} is not slugify(title) = {slug!r}",
+                          "run `kagflow wheels build` to regenerate it")
+    except KagflowError as e:
+        yield Problem(f, "title/id", e.message, e.hint or "fix the title")
+    if "isPrivate" not in data:
+        yield Problem(f, "isPrivate", "isPrivate is not written (Kaggle would default it)",
+                      "run `kagflow wheels build` to regenerate it")
+    if len(data.get("licenses", [])) != 1:
+        yield Problem(f, "licenses", "exactly one license is required", 'write "licenses": [{"name": "CC0-1.0"}]')
+
+
+def check_wheels_folder(folder: Path) -> Iterator[Problem]:
+    """A built wheels dataset must match its manifest (no wheel missing, altered or unlisted)."""
+    from kagflow.wheels.build import MANIFEST_NAME, check_dataset
+
+    if not (folder / MANIFEST_NAME).is_file():
+        yield Problem(str(folder), MANIFEST_NAME, "the wheels folder has no manifest", "run `kagflow wheels build`")
+        return
+    try:
+        messages = check_dataset(folder)
+    except KagflowError as e:
+        messages = [e.message]
+    for message in messages:
+        yield Problem(str(folder / MANIFEST_NAME), "packages", message, "run `kagflow wheels build` again")
+
+
+def check_model_metadata(path: Path) -> Iterator[Problem]:
+    data, problem = _load(path)
+    if problem:
+        yield problem
+        return
+    f = str(path)
+    try:
+        slug = slugs.model_slug(data.get("title", ""))
+        if data.get("slug") != slug:
+            yield Problem(f, "slug", f"slug {data.get('slug')!r} is not slugify(title) = {slug!r}",
+                          "run `kagflow model publish` to regenerate it")
+        slugs.check_owner(data.get("ownerSlug", ""))
+    except KagflowError as e:
+        yield Problem(f, "title/slug", e.message, e.hint or "fix the title")
+    if not isinstance(data.get("isPrivate"), bool):
+        yield Problem(f, "isPrivate", "isPrivate must be true or false", "run `kagflow model publish`")
+
+
+def check_model_instance_metadata(path: Path) -> Iterator[Problem]:
+    data, problem = _load(path)
+    if problem:
+        yield problem
+        return
+    f, fw = str(path), data.get("framework", "")
+    try:
+        expected = slugs.framework_metadata_name(fw)
+        if fw != expected:
+            yield Problem(f, "framework", f"framework {fw!r} is not in the camelCase enum form", f"use {expected!r}")
+    except KagflowError as e:
+        yield Problem(f, "framework", e.message, e.hint or "use 'transformers'")
+    for key in ("modelSlug", "instanceSlug"):
+        try:
+            slugs.check_slug(data.get(key, ""), what=key)
+        except KagflowError as e:
+            yield Problem(f, key, e.message, e.hint or "fix it")
+    if not data.get("licenseName"):
+        yield Problem(f, "licenseName", "no license", 'write "licenseName": "Apache 2.0"')

@@ -1,0 +1,51 @@
+"""The local Kaggle image: built from the snapshot, without what Kaggle lacks, cached by content."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from kagflow.local.run import image as ki
+from kagflow.rules.image import TargetImage, load_image
+
+
+def _snapshot(**installed: str) -> TargetImage:
+    return TargetImage(name="snap", python_version="3.12", abis=("cp312",), platforms=("manylinux_2_35_x86_64",),
+                       installed=installed, python_full_version="3.12.13", cuda="12.8")
+
+
+def test_the_spec_pins_the_snapshots_versions_cpu_torch_and_nothing_kaggle_lacks():
+    snap = _snapshot(torch="2.11.0+cu128", transformers="5.9.0", peft="0.19.1", numpy="2.0.2", sympy="1.14.0",
+                     setuptools="75.2.0", **{"nvidia-cublas-cu12": "12.8.4.1"})
+    cpu = ki.spec_for(snap, gpu=False)
+    assert cpu.pins == ("torch==2.13.0", "transformers==5.9.0", "peft==0.19.1", "numpy==2.0.2")
+    assert cpu.constraints == ("sympy==1.14.0",)  # dependencies held; torch's family and packaging tools free
+    assert not any(p.startswith("bitsandbytes") for p in cpu.pins)
+    gpu = ki.spec_for(snap, gpu=True)
+    assert gpu.pins[0] == "torch==2.11.0" and gpu.digest() != cpu.digest()
+    assert ki.spec_for(snap, gpu=False).digest() == cpu.digest()  # the cache key is the content
+
+
+def test_a_pin_this_machine_cannot_have_moves_to_the_nearest_version(monkeypatch):
+    available = {"transformers": ["5.17.0", "5.10.0", "5.8.0", "4.57.0"], "numpy": ["2.0.2", "1.26.4"]}
+    monkeypatch.setattr(ki, "_available", lambda python, name: available.get(name, []))
+    pins, notes = ki._nearest_pins("python", ["transformers==5.9.0", "numpy==2.0.2", "unknown==1.0"])
+    assert pins == ["transformers==5.8.0", "numpy==2.0.2", "unknown==1.0"]
+    assert notes == ["transformers 5.8.0 (Kaggle's 5.9.0 is not available here)"]
+
+
+def test_the_built_image_is_reused_and_lacks_what_kaggle_lacks(tmp_path):
+    image = ki.kernel_image()
+    again = ki.kernel_image()
+    assert again.path == image.path and again.build_seconds == 0.0
+    assert image.path.parent == ki.cache_root() and image.path.name == image.spec.digest()
+    code = ("import importlib.util as u, peft, transformers; "
+            "print(u.find_spec('bitsandbytes'), u.find_spec('kagflow_classifier'), u.find_spec('kagflow'), "
+            "peft.__version__, transformers.__version__)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # as a kernel runs it
+    out = subprocess.run([image.python, "-c", code], capture_output=True, text=True, check=True, env=env,
+                         cwd=tmp_path).stdout.split()
+    snapshot = load_image("kaggle-gpu")
+    assert out == ["None", "None", "None", snapshot.has("peft"), snapshot.has("transformers")]
+    target = image.target()
+    assert target.has("torch") and target.has("bitsandbytes") is None and target.has("ipykernel")
