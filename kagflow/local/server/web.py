@@ -213,6 +213,9 @@ def _static(handler, name: str) -> None:
 
 
 def _login(handler, token: str) -> None:
+    if handler.command == "HEAD":  # a link checker or a preview must not spend the link
+        _send(handler, 200, b"", "text/html; charset=utf-8")
+        return
     found = handler.app.logins.redeem(token) if re.fullmatch(r"[A-Za-z0-9_-]{20,100}", token) else None
     if found is None:
         raise ApiError(403, "This sign-in link was used already or has expired: links work once, for "

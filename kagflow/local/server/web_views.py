@@ -62,17 +62,20 @@ def accelerator(settings: dict) -> str:
     return "GPU" if settings.get("enable_gpu") else "TPU" if settings.get("enable_tpu") else "None"
 
 
+def _version(kernel, row, before: Optional[dict]) -> KernelVersion:
+    """One version of ``kernel``; ``before``: the parameters of the version before it (None for the first)."""
+    settings = json.loads(row["settings"] or "{}")
+    params, problem = web_outputs.parameters(row["source"] or "", kernel["kernel_type"])
+    return KernelVersion(row["id"], row["number"], row["status"], row["failure"] or "", row["created"],
+                         row["started"], row["finished"], accelerator(settings), bool(settings.get("enable_internet")),
+                         {kind: settings.get(f"{kind}_sources", []) for kind in access.KINDS},
+                         params, problem, web_outputs.changed(params, before))
+
+
 def _versions(ctx: Ctx, kernel) -> list[KernelVersion]:
-    out, before = [], None
+    out: list[KernelVersion] = []
     for row in ctx.store.all("SELECT * FROM kernel_versions WHERE kernel_id=? ORDER BY number", kernel["id"]):
-        settings = json.loads(row["settings"] or "{}")
-        params, problem = web_outputs.parameters(row["source"] or "", kernel["kernel_type"])
-        out.append(KernelVersion(row["id"], row["number"], row["status"], row["failure"] or "", row["created"],
-                                 row["started"], row["finished"], accelerator(settings),
-                                 bool(settings.get("enable_internet")),
-                                 {kind: settings.get(f"{kind}_sources", []) for kind in access.KINDS},
-                                 params, problem, web_outputs.changed(params, before)))
-        before = params
+        out.append(_version(kernel, row, out[-1].parameters if out else None))
     return out
 
 
@@ -83,9 +86,10 @@ def _visible(ctx: Ctx, table: str) -> list:
 def index(ctx: Ctx) -> dict:
     kernels = []
     for kernel in _visible(ctx, "kernels"):
-        versions = _versions(ctx, kernel)
-        if versions:
-            kernels.append({"row": kernel, "latest": versions[-1]})
+        latest = ctx.store.one("SELECT * FROM kernel_versions WHERE kernel_id=? ORDER BY number DESC LIMIT 1",
+                               kernel["id"])
+        if latest is not None:
+            kernels.append({"row": kernel, "latest": _version(kernel, latest, None)})
     kernels.sort(key=lambda k: k["latest"].created, reverse=True)
     models = [{"row": m, "instances": ctx.store.all(
         "SELECT i.*, (SELECT MAX(number) FROM model_versions WHERE instance_id = i.id) AS latest "

@@ -41,6 +41,7 @@ def test_a_link_signs_in_once_and_never_carries_the_key(web_site):
     assert KEYS[ALICE] not in link and link.startswith(web_site.url + "/web/login/")
     browser = session()
     assert f"{ALICE}/{TRAIN}" not in browser.get(web_site.url + "/", timeout=30).text  # not yet signed in
+    assert browser.head(link, timeout=30).status_code == 200  # a link preview does not spend it
     first = browser.get(link, allow_redirects=False, timeout=30)
     assert first.status_code == 303 and first.headers["Location"] == "/"
     cookie = first.headers["Set-Cookie"]
