@@ -56,7 +56,8 @@ _N = r"([0-9]{1,18})"
 ROUTES: list[tuple[re.Pattern, str, Callable]] = [
     (re.compile(r"/"), "index", lambda ctx, q: web_views.index(ctx)),
     (re.compile(rf"/code/{_ID}/{_ID}(?:/versions/{_N})?/?"), "kernel",
-     lambda ctx, q, o, s, n: web_views.kernel(ctx, o, s, number=_int(n), script_version_id=_int(q.get("scriptVersionId")))),
+     lambda ctx, q, o, s, n: web_views.kernel(ctx, o, s, number=_int(n),
+                                              script_version_id=_int(q.get("scriptVersionId")))),
     (re.compile(rf"/datasets/{_ID}/{_ID}(?:/versions/{_N})?/?"), "dataset",
      lambda ctx, q, o, s, n: web_views.dataset(ctx, o, s, number=_int(n))),
     (re.compile(rf"/models/{_ID}/{_ID}(?:/{_ID}/{_ID}(?:/{_N})?)?/?"), "model",

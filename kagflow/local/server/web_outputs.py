@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -25,6 +26,8 @@ METRICS_MAX_BYTES = 2 << 20      # a metrics.json larger than this is linked, no
 IMAGES_SHOWN = 12                # inline images per version
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 PARAMETER_TAGS = ("parameters", "injected-parameters")  # papermill's cells, in the order they apply
+# terminal control sequences (colours, cursor moves) a log shows as text; live-log.js drops the same
+_ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Metrics:
     rows: list = field(default_factory=list)        # [(key, text)]
     matrix: Optional[dict] = None                   # {"labels": [...], "rows": [[int, ...], ...]}
     sections: list = field(default_factory=list)    # [(key, [(subkey, text)])]
+    records: list = field(default_factory=list)     # [(key, [column], [[text]])]: lists of flat objects
     error: str = ""
 
 
@@ -86,6 +90,16 @@ def changed(now: dict, before: Optional[dict]) -> dict:
     return {k: v for k, v in now.items() if before.get(k) != v}
 
 
+def display_text(text: str) -> str:
+    """A log entry as a terminal would leave it: control sequences dropped, a line rewritten after a carriage
+    return (a progress bar) shown as its last state."""
+    text = _ANSI.sub("", text)
+    if "\r" not in text:
+        return text
+    lines = text.replace("\r\n", "\n").split("\n")
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in lines)
+
+
 def log_of(store: Store, owner: str, slug: str, number: int, grant: Grant) -> Log:
     path = sandbox_dir(store, owner, slug, number) / "log.json"
     entries = read_log(path)
@@ -96,7 +110,8 @@ def log_of(store: Store, owner: str, slug: str, number: int, grant: Grant) -> Lo
         text = str(entry.get("data", ""))
         if size + len(text) > LOG_SHOWN_CHARS and shown:
             break
-        shown.append({"stream": "stderr" if entry.get("stream_name") == "stderr" else "stdout", "text": text})
+        shown.append({"stream": "stderr" if entry.get("stream_name") == "stderr" else "stdout",
+                      "text": display_text(text)})
         size += len(text)
     shown.reverse()
     cut = sum(len(str(e.get("data", ""))) for e in entries if isinstance(e, dict)) - size
@@ -151,8 +166,18 @@ def _tabulate(data: dict, out: Metrics) -> None:
             continue
         if isinstance(value, dict):
             out.sections.append((key, [(k, _text(v)) for k, v in value.items()]))
+        elif _is_records(value):
+            columns = list(dict.fromkeys(k for row in value for k in row))
+            out.records.append((key, columns, [[_text(row.get(c)) if c in row else "" for c in columns]
+                                               for row in value]))
         else:
             out.rows.append((key, _text(value)))
+
+
+def _is_records(value) -> bool:
+    """A list of objects of plain values (e.g. ``epoch_evals``): one table, a row each."""
+    return (isinstance(value, list) and bool(value) and all(isinstance(row, dict) for row in value) and
+            all(not isinstance(v, (dict, list)) for row in value for v in row.values()))
 
 
 def _is_matrix(matrix, labels) -> bool:

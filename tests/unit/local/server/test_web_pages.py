@@ -152,7 +152,8 @@ def test_the_urls_clients_print_are_served(web_site):
     adapter = f"{ALICE}/{ADAPTER}/transformers/{ADAPTER_INSTANCE}"
     urls = [alice.model_get(f"{ALICE}/{ADAPTER}").url, alice.model_instance_get(adapter).url,
             *[v.url for v in alice.model_instance_versions_list(adapter).version_list.versions],
-            *[c.url for c in alice.competitions_list().competitions], *[s.url for s in alice.competition_submissions(COMPETITION)],
+            *[c.url for c in alice.competitions_list().competitions],
+            *[s.url for s in alice.competition_submissions(COMPETITION)],
             alice.dataset_list(user=ALICE)[0].url]
     target = Target("local", web_site.url, ALICE)
     urls += [target.link(h) for h in (slugs.KernelHandle(ALICE, TRAIN), slugs.DatasetHandle(ALICE, WHEELS),
@@ -186,7 +187,7 @@ def test_unknown_pages_are_html_and_api_paths_json(web_site):
 
 def test_page_of_a_running_kernel_follows_its_log(web_site, tmp_path):
     alice = client(web_site.url, ALICE)
-    alice.kernels_push(str(write_notebook_kernel(tmp_path / "k", ALICE, "slow-running-notebook", "Slow running notebook",
+    alice.kernels_push(str(write_notebook_kernel(tmp_path / "k", ALICE, "slow-running-notebook", "Slow notebook",
                                                  ["import time\nprint('started', flush=True)\ntime.sleep(600)"])))
     ref = f"{ALICE}/slow-running-notebook"
     try:

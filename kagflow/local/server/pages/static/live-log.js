@@ -5,9 +5,12 @@
 (function () {
   const log = document.getElementById("log");
   if (!log || !log.dataset.stream) return;
+  // as web_outputs.display_text: control sequences dropped, a carriage-return rewrite shown as its last state
+  const ANSI = /\x1b(?:\[[0-9;?]*[ -\/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])/g;
+  const display = (text) => text.replace(ANSI, "").replace(/\r\n/g, "\n").split("\n")
+    .map((line) => line.slice(line.lastIndexOf("\r") + 1)).join("\n");
   let shown = Number(log.dataset.seen || 0);
   let index = 0;
-  const atBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 40;
   const source = new EventSource(log.dataset.stream);
   source.onopen = () => { index = 0; };
   source.onmessage = (event) => {
@@ -20,12 +23,10 @@
     if (index <= shown) return;
     shown = index;
     const entry = JSON.parse(event.data);
-    const follow = atBottom();
     const span = document.createElement("span");
     span.className = entry.stream_name === "stderr" ? "stderr" : "stdout";
-    span.textContent = String(entry.data);
+    span.textContent = display(String(entry.data));
     log.appendChild(span);
-    if (follow) log.scrollTop = log.scrollHeight;
   };
   source.onerror = () => {
     if (source.readyState === EventSource.CLOSED) {  // the run ended between the page and the stream
