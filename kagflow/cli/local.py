@@ -1,4 +1,4 @@
-"""`kagflow local serve|start|stop|status|competition`: the local Kaggle server."""
+"""`kagflow local serve|start|stop|open|competition`: the local Kaggle server."""
 
 from __future__ import annotations
 
@@ -50,6 +50,31 @@ def stop(app: App, data_dir: Path | None) -> None:
     """Stop the background server."""
     stopped = local_server.stop(app.config, data_dir)
     app.out.result("Local Kaggle stopped" if stopped else "Local Kaggle was not running")
+
+
+@local.command("open")
+@click.option("--no-browser", is_flag=True, help="Print the one-time link instead of opening a browser.")
+@click.pass_obj
+def open_pages(app: App, no_browser: bool) -> None:
+    """Open the local Kaggle's pages in a browser, signed in (your private notebooks, models, datasets and
+    submissions too).
+
+    The server gives a link that works once, for a short while; your key never goes into a URL or a cookie.
+    Without a browser (or with --no-browser) the link is printed.
+
+    \b
+    Examples:
+      kagflow local open
+      kagflow local open --no-browser
+    """
+    import webbrowser
+
+    link = local_server.login_link(app.session)
+    if not no_browser and webbrowser.open(link.url):
+        app.out.result(f"Opened the local Kaggle's pages at {app.session.target.url}/, signed in as {link.user}")
+        return
+    app.out.result(f"Open this link to sign in to the local Kaggle's pages as {link.user} (it works once, within "
+                   f"{link.expires_in} s)", url=link.url)
 
 
 @local.command("competition")

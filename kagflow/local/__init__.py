@@ -12,7 +12,9 @@ Point the official client at it with ``KAGFLOW_KAGGLE_ENDPOINT=http://127.0.0.1:
                      service, protocol.py (kagglesdk's wire types), store.py (SQLite + content-addressed blobs:
                      the data-dir layout), transfer.py / archives.py / unpack.py (uploads, downloads), access.py
                      (who sees what), names.py (safe names), jobs.py (the work queue: kernel runs, scoring),
-                     competition.py (install_competition, accept_rules, score_submission), quota.py, faults.py
+                     competition.py (install_competition, accept_rules, score_submission), quota.py, faults.py;
+                     the web pages: web.py (routes, answers), web_views.py / web_outputs.py (page data),
+                     web_login.py (one-time links, sessions), pages/ (Jinja templates, the stylesheet, the live log)
     run/             how a kernel runs: runner.py (run_notebook_in_sandbox, the one runner), executor.py (copied
                      into each run), sandbox.py (bubblewrap), mounts.py (Kaggle's /kaggle/input layouts),
                      limits.py (Kaggle's limits), image.py (the local Kaggle image)

@@ -37,6 +37,13 @@ def stop(config: Config, data: Optional[Path] = None) -> bool:
     return stop_background_server(data_dir(config, data))
 
 
+def login_link(session):
+    """A one-time link that signs a browser in to the local Kaggle's pages as the credentials' user."""
+    from kagflow.hub.pages import login_link as ask
+
+    return ask(session.gateway)
+
+
 def host_competition(config: Config, data: Optional[Path] = None, *, files: Optional[Path] = None,
                      accept_rules: bool = False) -> tuple[Path, Path]:
     """``standins.host_competition`` on the server the project talks to, unless ``data`` names another;

@@ -190,10 +190,10 @@ def create_model_instance(ctx: Ctx, req) -> ApiCreateModelResponse:
                       (model["id"], fw, slug)).fetchone():
             raise ApiError(409, f"Model instance {model['owner']}/{model['slug']}/{framework_source(fw)}/{slug} "
                                 "already exists")
-        instance_id = db.execute("INSERT INTO model_instances VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        instance_id = db.execute("INSERT INTO model_instances VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                  (model["id"], fw, slug, body.license_name, body.overview or "", body.usage or "",
                                   1 if body.fine_tunable else 0, json.dumps(body.training_data or []), kind.name,
-                                  now())).lastrowid
+                                  now(), body.base_model_instance or "")).lastrowid
         _add_version(ctx, db, instance_id, "Initial version", files)
     instance = ctx.store.one("SELECT * FROM model_instances WHERE id=?", instance_id)
     return _response(ctx, instance_id, instance_ref(model, instance))
