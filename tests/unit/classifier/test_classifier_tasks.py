@@ -295,3 +295,19 @@ def test_each_task_trains_validates_and_writes_its_submission(task, text_format,
         assert ((numbers >= 0) & (numbers <= 1)).all()
         if task.submission == "probabilities":
             np.testing.assert_allclose(numbers.sum(axis=1), 1, atol=1e-6)
+
+
+def test_each_ddp_process_gets_the_task(monkeypatch, tmp_path):
+    """train_on_all_gpus writes the task into the launch parameters; the module entry point that each DDP process
+    runs rebuilds it (without it, every process would train LMSYS's 3-label head on WSDM's data)."""
+    from kagflow.classifier import train as train_mod
+
+    launched, trained = [], []
+    monkeypatch.setattr(train_mod.subprocess, "run", lambda command, **kwargs: launched.append(command))
+    monkeypatch.setattr(train_mod, "run_training", lambda cfg, **kwargs: trained.append(kwargs["task"]))
+    (tmp_path / "metrics.json").write_text("{}")
+    train_mod.train_on_all_gpus(TrainConfig(), train_csv="t.csv", base="b", adapter_dir="a", checkpoint_dir="c",
+                                report_dir=tmp_path, n_gpus=2, task=WSDM)
+    params = launched[0][launched[0].index("--params") + 1]
+    train_mod.main(["--params", params])
+    assert trained == [WSDM]
