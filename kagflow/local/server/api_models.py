@@ -38,10 +38,18 @@ def _framework(value) -> str:
 
 
 def _slug(value: str, what: str) -> str:
+    """Kaggle's rule, not kagflow's narrower one: underscores and dots are fine (``model_<uuid>``, ``qwen2.5``)."""
     try:
-        return slugs.check_slug(value or "", what=what, max_len=slugs.MODEL_SLUG_MAX)
+        return slugs.check_model_slug(value or "", what=what)
     except NamingError as exc:
         raise ApiError(400, str(exc)) from None
+
+
+def _title(title: str) -> str:
+    if not title or not slugs.MODEL_TITLE_MIN <= len(title) <= slugs.MODEL_TITLE_MAX:
+        raise ApiError(400, f"A model title must be between {slugs.MODEL_TITLE_MIN} and {slugs.MODEL_TITLE_MAX} "
+                            "characters")
+    return title
 
 
 def find_model(ctx: Ctx, owner: str, slug: str):
@@ -96,10 +104,9 @@ def create_model(ctx: Ctx, req) -> ApiCreateModelResponse:
     owner = req.owner_slug or ctx.require_user()
     ctx.require_owner(owner, "models.create")
     slug = _slug(req.slug, "model slug")
-    if not req.title or len(req.title) < slugs.MODEL_TITLE_MIN:
-        raise ApiError(400, f"A model title needs at least {slugs.MODEL_TITLE_MIN} characters")
-    if ctx.store.one("SELECT id FROM models WHERE owner=? AND slug=?", owner, slug):
-        raise ApiError(409, f"Model {owner}/{slug} already exists")
+    _title(req.title)
+    if ctx.store.one("SELECT id FROM models WHERE owner=? AND slug=?", owner, slug):  # the clients key on "already used"
+        raise ApiError(409, f"The model slug {slug!r} is already used by another model of {owner!r}")
     model_id = ctx.store.run("INSERT INTO models VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)", owner, slug, req.title,
                              req.subtitle or "", req.description or "", 0 if req.is_private is False else 1,
                              req.publish_time.isoformat() if req.publish_time else None,
@@ -182,7 +189,7 @@ def create_model_instance(ctx: Ctx, req) -> ApiCreateModelResponse:
         if db.execute("SELECT id FROM model_instances WHERE model_id=? AND framework=? AND slug=?",
                       (model["id"], fw, slug)).fetchone():
             raise ApiError(409, f"Model instance {model['owner']}/{model['slug']}/{framework_source(fw)}/{slug} "
-                                "already exists")
+                                "already exists")  # the clients key on "already exists" here
         instance_id = db.execute("INSERT INTO model_instances VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                  (model["id"], fw, slug, body.license_name, body.overview or "", body.usage or "",
                                   1 if body.fine_tunable else 0, json.dumps(body.training_data or []), kind.name,
@@ -308,8 +315,8 @@ def update_model(ctx: Ctx, req) -> ApiUpdateModelResponse:
     model = find_model(ctx, req.owner_slug, req.model_slug)
     ctx.require_owner(model["owner"], "models.update")
     mask = _mask(req)
-    if "title" in mask and len(req.title or "") < slugs.MODEL_TITLE_MIN:
-        raise ApiError(400, f"A model title needs at least {slugs.MODEL_TITLE_MIN} characters")
+    if "title" in mask:
+        _title(req.title)
     values = {"title": req.title, "subtitle": req.subtitle or "", "description": req.description or "",
               "is_private": 1 if req.is_private else 0, "provenance": req.provenance_sources or "",
               "publish_time": req.publish_time.isoformat() if req.publish_time else None}

@@ -33,7 +33,8 @@ from typing import Dict, Iterable, Optional
 from kagglesdk.kaggle_object import KaggleObject
 
 # Importing the route modules registers their handlers.
-from kagflow.local.server import api_blobs, api_competitions, api_datasets, api_kernels, api_models  # noqa: F401
+from kagflow.local.server import (api_blobs, api_competitions, api_datasets, api_diagnostics,  # noqa: F401
+                                  api_kernels, api_models)
 from kagflow.local.server import transfer
 from kagflow.local.server.api import HANDLERS, Ctx, Redirect, Settings
 from kagflow.local.server.faults import DROP, ERROR, SLOW, TOO_MANY, Faults

@@ -60,6 +60,29 @@ def test_kagglehub_model_upload_create_then_version_and_download(hub, tmp_path):
     assert json.loads((Path(first) / "config.json").read_text()) == {"r": 16}
 
 
+def test_kagglehub_uploads_the_slugs_and_titles_kaggle_accepts(hub, api, tmp_path):
+    """kagglehub's own integration tests create ``<user>/model_<uuid>`` (title = slug) on Kaggle; Kaggle hosts
+    ``keras/bert`` (title "BERT") with instance ``bert_tiny_en_uncased`` and models with dots (``qwen2.5``)."""
+    from pathlib import Path
+    src = tmp_path / "weights"
+    src.mkdir()
+    (src / "config.json").write_text("{}")
+    for handle in (f"{USER}/model_3ff33db0-e362-4366-8a3b-f3b69f7d1d73/pyTorch/new-variation",
+                   f"{USER}/bert/keras/bert_tiny_en_uncased", f"{USER}/qwen2.5/transformers/1.5b-instruct"):
+        hub.model_upload(handle, str(src), license_name="Apache 2.0")
+        assert (Path(hub.model_download(handle)) / "config.json").read_text() == "{}"
+    assert api.model_get(f"{USER}/bert").title == "bert"
+
+
+def test_kagglehub_whoami_is_answered(hub, monkeypatch):
+    """kagglehub checks credentials with a hand-made api.v1.DiagnosticsService/Hello (no kagglesdk binding)."""
+    assert hub.whoami() == {"username": USER}
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    with pytest.raises(hub.exceptions.UnauthenticatedError):
+        hub.whoami()
+
+
 def test_create_conflicts_come_back_in_the_body_like_kaggle(server, api, tmp_path):
     import requests
 
@@ -71,7 +94,8 @@ def test_create_conflicts_come_back_in_the_body_like_kaggle(server, api, tmp_pat
                                              auth=(USER, KEY), timeout=10)
     assert post("CreateModel", {"ownerSlug": USER, "slug": "dup-model", "title": "Dup model"}).json()["ref"]
     resp = post("CreateModel", {"ownerSlug": USER, "slug": "dup-model", "title": "Dup model"})
-    assert resp.status_code == 200 and resp.json()["errorCode"] == 409 and "already exists" in resp.json()["error"]
+    # Kaggle's wording: kaggle-cli's backend tests recover from a model conflict only on "already used"
+    assert resp.status_code == 200 and resp.json()["errorCode"] == 409 and "already used" in resp.json()["error"]
     denied = post("CreateModel", {"ownerSlug": "bob", "slug": "bobs-model", "title": "Bobs model"})
     assert denied.status_code == 403  # permission checks stay HTTP statuses, as on Kaggle
 
