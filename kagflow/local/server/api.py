@@ -7,7 +7,9 @@ checked against the kagglesdk request type (see :mod:`kagflow.local.server.proto
 
 from __future__ import annotations
 
+import base64
 import functools
+import logging
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from kagflow.local.server.protocol import ApiError
 from kagflow.local.server.store import Store
 
 HANDLERS: Dict[str, Callable] = {}
+log = logging.getLogger("kagflow.local")
 
 
 def route(name: str):
@@ -112,12 +115,39 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def page(items: list, page_size: int, page_token: str) -> tuple[list, str]:
-    """Slice ``items`` by an offset token; return ``(page, next_token)``."""
-    size = page_size if page_size and page_size > 0 else 20
-    start = parse_count(page_token, what="page token") if page_token else 0
+PAGE_SIZE = 20  # the official client's default page size
+_TOKEN_PREFIX = "kagflow-offset:"
+
+
+def page(items: list, req) -> tuple[list, str]:
+    """One page of ``items`` for a list request; return ``(page, next_page_token)``.
+
+    Where it starts: ``req.page_token`` (an opaque token this server issued; one it did not issue, e.g. the
+    suites' ``--page-token=abcd``, reads as the first page: Kaggle's tokens are opaque and it answers such a
+    request), else the 1-based ``req.page`` of the older calls (ListCompetitions, ListDatasets, ListKernels), else
+    the start. ``req.page_size`` defaults to :data:`PAGE_SIZE`."""
+    size = getattr(req, "page_size", None) or PAGE_SIZE
+    token = getattr(req, "page_token", None) or ""
+    number = getattr(req, "page", None) if hasattr(type(req), "page") else None
+    start = _token_offset(token) if token else ((number - 1) * size if number and number > 1 else 0)
     chunk = items[start:start + size]
-    return chunk, (str(start + size) if start + size < len(items) else "")
+    return chunk, (page_token(start + size) if start + size < len(items) else "")
+
+
+def page_token(offset: int) -> str:
+    """The opaque token of the page that starts at ``offset``."""
+    return base64.urlsafe_b64encode(f"{_TOKEN_PREFIX}{offset}".encode()).decode().rstrip("=")
+
+
+def _token_offset(token: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+        if text.startswith(_TOKEN_PREFIX):
+            return parse_count(text[len(_TOKEN_PREFIX):], what="page token")
+    except (ValueError, ApiError):
+        pass
+    log.info("page token %r was not issued here: answering the first page", token[:40])
+    return 0
 
 
 def _with_folders(new_files, directories, prefix: str = ""):

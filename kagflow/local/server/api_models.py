@@ -162,7 +162,7 @@ def list_models(ctx: Ctx, req) -> ApiListModelsResponse:
     rows = [r for r in ctx.store.all("SELECT * FROM models ORDER BY created DESC")
             if access.visible(r, ctx.user) and (not req.owner or r["owner"] == req.owner)
             and (not req.search or req.search.lower() in (r["slug"] + " " + r["title"]).lower())]
-    chunk, token = page(rows, req.page_size, req.page_token)
+    chunk, token = page(rows, req)
     resp = ApiListModelsResponse()
     resp.models = [describe_model(ctx, r) for r in chunk]
     resp.next_page_token = token
@@ -222,7 +222,7 @@ def create_model_instance_version(ctx: Ctx, req) -> ApiCreateModelResponse:
 def list_model_instance_versions(ctx: Ctx, req) -> ApiListModelInstanceVersionsResponse:
     model, instance = find_instance(ctx, req.owner_slug, req.model_slug, req.framework, req.instance_slug)
     rows = ctx.store.all("SELECT * FROM model_versions WHERE instance_id=? ORDER BY number DESC", instance["id"])
-    chunk, token = page(rows, req.page_size, req.page_token)
+    chunk, token = page(rows, req)
     versions = []
     for v in chunk:
         item = ModelInstanceVersion()
@@ -252,7 +252,7 @@ def list_model_instance_version_files(ctx: Ctx, req) -> ApiListModelInstanceVers
         item = ApiModelFile()
         item.name, item.size, item.creation_date = f["name"], f["size"], utc(f["created"])
         files.append(item)
-    chunk, token = page(files, req.page_size, req.page_token)
+    chunk, token = page(files, req)
     resp = ApiListModelInstanceVersionFilesResponse()
     resp.files = chunk
     resp.next_page_token = token
@@ -282,7 +282,7 @@ def download_model_instance_version(ctx: Ctx, req) -> Redirect:
 def list_model_instances(ctx: Ctx, req) -> ApiListModelInstancesResponse:
     model = find_model(ctx, req.owner_slug, req.model_slug)
     rows = ctx.store.all("SELECT * FROM model_instances WHERE model_id=? ORDER BY id", model["id"])
-    chunk, token = page(rows, req.page_size, req.page_token)
+    chunk, token = page(rows, req)
     resp = ApiListModelInstancesResponse()
     resp.instances = []
     for row in chunk:

@@ -278,9 +278,8 @@ def test_huge_numbers_are_a_400(api, server, data_dir, tmp_path):
     wait_kernel(api, f"{USER}/numbers-kernel")
     before = snapshot(data_dir)
     digits = "9" * 5000
-    assert_kaggle_error(post(server, "datasets.DatasetApiService/ListDatasets", {"pageToken": digits}),
-                        400, "page token")
-    assert_kaggle_error(post(server, "datasets.DatasetApiService/ListDatasets", {"pageToken": "²"}), 400, "page token")
+    for junk in (digits, "²", "abcd"):  # opaque tokens this server never issued read as the first page
+        assert post(server, "datasets.DatasetApiService/ListDatasets", {"pageToken": junk}).status_code == 200
     for label in (digits, "v" + digits, "v" + "9" * 30):
         assert_kaggle_error(post(server, "kernels.KernelsApiService/GetKernelSessionStatus",
                                  {"userName": USER, "kernelSlug": "numbers-kernel", "versionLabel": label}),
