@@ -31,8 +31,12 @@ def _data_dir(app: App, data_dir: Path | None) -> Path:
               envvar="KAGFLOW_LOCAL_USERS",
               help='JSON file {"username": "key", ...}: only these keys are accepted (401 otherwise). '
                    "Without it any key is. [env var: KAGFLOW_LOCAL_USERS]")
+@click.option("--consistency", type=click.Choice(["instant", "eventual"]), default=None,
+              envvar="KAGFLOW_LOCAL_CONSISTENCY",
+              help="eventual: imitate Kaggle's delays (404 for seconds after a create, versions processing, a 429 "
+                   "now and then). Default instant. [env var: KAGFLOW_LOCAL_CONSISTENCY]")
 @click.pass_obj
-def serve(app: App, port: int, data_dir: Path | None, users_file: Path | None) -> None:
+def serve(app: App, port: int, data_dir: Path | None, users_file: Path | None, consistency: str | None) -> None:
     """Run the server in the foreground until Ctrl-C.
 
     Point kagflow (or the official client through `kagflow kaggle`) at it with
@@ -41,7 +45,7 @@ def serve(app: App, port: int, data_dir: Path | None, users_file: Path | None) -
     from kagflow.local.control import load_users, serve_forever
 
     serve_forever(_data_dir(app, data_dir), port, users=load_users(users_file) if users_file else None,
-                  users_file=users_file)
+                  users_file=users_file, consistency=consistency)
 
 
 @local.command("start")

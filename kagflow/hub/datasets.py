@@ -62,23 +62,46 @@ def push_dataset(gw: Gateway, folder: Path, *, notes: str = "") -> DatasetPushRe
         except HubError:  # Kaggle says "slug already in use" in the body (no code): created meanwhile?
             if not gw.exists(lambda: api.dataset_status(str(handle)), what="dataset status", handle=str(handle)):
                 raise
+            # it exists (made meanwhile, or just made and not shown yet): the same files there are no new version
+            if settled_digest(gw, handle) == digest[:16]:
+                gw.log(f"dataset {handle} already holds these files (content {digest[:16]}): nothing uploaded")
+                return DatasetPushResult(handle, False, False, digest, len(manifest), size)
             gw.log(f"dataset {handle} already exists: uploading a new version instead")
     if not created:
         gw.log(f"uploading a new version of dataset {handle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
         gw.call(lambda: checked(api.dataset_create_version(str(staging), notes or "kagflow push", quiet=True,
                                                             convert_to_csv=False)),
                 what="create dataset version", handle=str(handle), before_retry=done, retry_forbidden=True, uploads=True)
+    # a new dataset answers 404 for a few seconds and a new version lists its files late: read it back
+    gw.settle(lambda: current_digest(gw, handle), what="list dataset files", handle=str(handle),
+              ready=lambda found: found == digest[:16], waiting=f"not listing the new files (content {digest[:16]}) yet")
     return DatasetPushResult(handle, True, created, digest, len(manifest), size)
 
 
+def _listed(response) -> list:
+    return getattr(response, "dataset_files", None) or getattr(response, "files", None) or []
+
 
 def current_digest(gw: Gateway, handle: slugs.DatasetHandle) -> str | None:
-    """The content digest the dataset's latest version carries; None if absent or unmarked."""
+    """The content digest the dataset's latest version carries; None if absent or unmarked. A version whose files
+    are not listed yet (Kaggle unpacks a new version late; a version without files cannot exist) is waited for,
+    bounded: "not listed yet" is never read as "other content"."""
     api = gw.api
+    files = gw.read(lambda: api.dataset_list_files(str(handle), page_size=200), what="list dataset files",
+                    handle=str(handle))
     try:
-        response = gw.call(lambda: api.dataset_list_files(str(handle), page_size=200), what="list dataset files",
-                           handle=str(handle))
+        response = files()
     except NotFoundError:
         return None
-    files = getattr(response, "dataset_files", None) or getattr(response, "files", None) or []
-    return marker_digest(getattr(f, "name", "") for f in files)
+    if not _listed(response):
+        response = gw.settle(files, what="list dataset files", handle=str(handle), ready=lambda r: bool(_listed(r)),
+                             waiting="still processing (no file listed yet)")
+    return marker_digest(getattr(f, "name", "") for f in _listed(response))
+
+
+def settled_digest(gw: Gateway, handle: slugs.DatasetHandle) -> str | None:
+    """:func:`current_digest` of a dataset known to exist: its 404 of the first seconds is waited for."""
+    api = gw.api
+    gw.settle(gw.read(lambda: api.dataset_status(str(handle)), what="dataset status", handle=str(handle)),
+              what="dataset status", handle=str(handle), ready=bool)
+    return current_digest(gw, handle)

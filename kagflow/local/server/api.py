@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Callable, Dict, Optional
 
 from kagflow.local.run.limits import Limits
+from kagflow.local.server import access
 from kagflow.local.server.names import check_name, check_relpath, parse_count
 from kagflow.local.server.unpack import MAX_BYTES, UnpackLimits, unpack_uploads
 from kagflow.local.server.protocol import ApiError
@@ -63,8 +64,11 @@ def refusal(response_type, err: ApiError):
 @dataclass
 class Settings:
     """Knobs of a local server (tests shorten or lengthen them)."""
-    dataset_processing_s: float = 0.0   # a new dataset version is "processing" this long
+    dataset_processing_s: float = 0.0   # a new dataset version is "processing" this long (files listed after it)
     model_processing_s: float = 0.0     # same for model instance versions
+    not_found_s: float = 0.0            # a new dataset, model, instance or kernel answers 404 this long
+    rate_limit_every: int = 0           # every Nth API call answers 429 RESOURCE_EXHAUSTED (0: never)
+    rate_limit_retry_after_s: int = 1   # its Retry-After
     kernel_timeout_s: float = 9 * 3600  # default run time limit (Kaggle: 9 h GPU / 12 h CPU)
     kernel_limits: Limits = field(default_factory=Limits)  # per run: session ceiling, memory, processes, disk
     kernel_workers: int = 4             # kernel runs (and scoring re-runs) at a time
@@ -102,6 +106,30 @@ class Ctx:
         if owner != user:
             raise ApiError(403, f"Permission '{what}' was denied: {user!r} cannot write under {owner!r}")
         return user
+
+
+def shown(ctx: Ctx, row) -> bool:
+    """``row`` (a dataset, model, model instance or kernel) exists, the caller may see it, and it is past the
+    ``not_found_s`` after its create during which Kaggle answers 404 (see :mod:`kagflow.local.server.consistency`).
+    A model instance row carries its model's ``owner`` and ``is_private`` where the caller joins them in."""
+    return access.visible(row, ctx.user) and not is_new(ctx, row)
+
+
+def is_new(ctx: Ctx, row) -> bool:
+    """Created less than ``not_found_s`` ago: Kaggle does not show it yet."""
+    return row["created"] + ctx.settings.not_found_s > now()
+
+
+def ready_files(ctx: Ctx, kind: str, version) -> list:
+    """The files of a dataset or model version (``kind`` its file-set kind), none while it is still processing: Kaggle
+    lists (and serves) a new version's files only once it has unpacked its archives."""
+    return ctx.store.files_of(kind, version["id"]) if version["ready_at"] <= now() else []
+
+
+def processing(what: str) -> ApiError:
+    """The answer to a download of a version whose files are not unpacked yet."""
+    return ApiError(404, f"{what} is still being processed: its files are not available yet; try again in a few "
+                         "seconds")
 
 
 def utc(ts: Optional[float]) -> Optional[datetime]:

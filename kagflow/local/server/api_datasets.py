@@ -18,7 +18,8 @@ from kagglesdk.datasets.types.dataset_enums import (DatabundleVersionStatus, Dat
 from kagflow.rules import slugs
 from kagflow.errors import NamingError
 from kagflow.local.server import access, transfer
-from kagflow.local.server.api import Ctx, Redirect, add_version, in_body, now, page, resolve_uploads, route, utc
+from kagflow.local.server.api import (Ctx, Redirect, add_version, in_body, now, page, processing, ready_files,
+                                      resolve_uploads, route, shown, utc)
 from kagflow.local.server.access import Grant
 from kagflow.local.server.archives import Pack, blob_members, bundle, forget
 from kagflow.local.server.names import check_relpath
@@ -29,7 +30,7 @@ KIND = "dataset_version"
 
 def find(ctx: Ctx, owner: str, slug: str):
     row = ctx.store.one("SELECT * FROM datasets WHERE owner=? AND slug=?", owner or "", slug or "")
-    if not access.visible(row, ctx.user):
+    if not shown(ctx, row):
         raise ApiError(404, f"Dataset {owner}/{slug} not found")
     return row
 
@@ -126,7 +127,7 @@ def get_dataset_status(ctx: Ctx, req) -> ApiGetDatasetStatusResponse:
 
 def _files(ctx: Ctx, dataset, version) -> list:
     out = []
-    for f in ctx.store.files_of(KIND, version["id"]):
+    for f in ready_files(ctx, KIND, version):
         item = ApiDatasetFile()
         item.ref = f"{dataset['owner']}/{dataset['slug']}/{f['name']}"
         item.dataset_ref = f"{dataset['owner']}/{dataset['slug']}"
@@ -154,7 +155,7 @@ def describe(ctx: Ctx, dataset) -> ApiDataset:
     item.license_name = dataset["license_name"]
     item.current_version_number = latest["number"]
     item.last_updated = utc(latest["created"])
-    item.total_bytes = sum(f["size"] for f in ctx.store.files_of(KIND, latest["id"]))
+    item.total_bytes = sum(f["size"] for f in ready_files(ctx, KIND, latest))
     item.files = _files(ctx, dataset, latest)
     item.tags = []
     for name in json.loads(dataset["tags"] or "[]"):
@@ -204,7 +205,7 @@ def license_group(name: str) -> DatasetLicenseGroup:
 def _listing(ctx: Ctx, dataset) -> dict:
     """What the list filters look at: the latest version's files, size and date, the licence group, the tags."""
     latest = version_of(ctx, dataset)
-    files = ctx.store.files_of(KIND, latest["id"])
+    files = ready_files(ctx, KIND, latest)
     return {"names": [f["name"].lower() for f in files], "bytes": sum(f["size"] for f in files),
             "updated": latest["created"], "license": license_group(dataset["license_name"]),
             "tags": {t.lower() for t in json.loads(dataset["tags"] or "[]")}}
@@ -212,7 +213,7 @@ def _listing(ctx: Ctx, dataset) -> dict:
 
 def _matches(ctx: Ctx, req, dataset, seen: dict) -> bool:
     group = req.group or DatasetSelectionGroup.DATASET_SELECTION_GROUP_PUBLIC
-    if not access.visible(dataset, ctx.user):
+    if not shown(ctx, dataset):
         return False
     if group.name.startswith("DATASET_SELECTION_GROUP_MY"):
         if dataset["owner"] != ctx.require_user():
@@ -282,7 +283,9 @@ def list_dataset_files(ctx: Ctx, req) -> ApiListDatasetFilesResponse:
 def download_dataset(ctx: Ctx, req) -> Redirect:
     dataset = find(ctx, req.owner_slug, req.dataset_slug)
     version = version_of(ctx, dataset, req.dataset_version_number)
-    files = ctx.store.files_of(KIND, version["id"])
+    files = ready_files(ctx, KIND, version)
+    if not files:
+        raise processing(f"Dataset {dataset['owner']}/{dataset['slug']} version {version['number']}")
     grant = Grant(KIND, version["id"], ctx.user or "")
     if req.file_name:
         name = check_relpath(req.file_name)

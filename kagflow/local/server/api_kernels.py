@@ -22,7 +22,7 @@ from kagflow.rules import slugs
 from kagflow.errors import NamingError
 from kagflow.local.server import access, quota, transfer
 from kagflow.local.run import mounts
-from kagflow.local.server.api import Ctx, Redirect, in_body, now, page, refusal, route, utc
+from kagflow.local.server.api import Ctx, Redirect, in_body, now, page, refusal, route, shown, utc
 from kagflow.local.server.access import Grant
 from kagflow.local.server.archives import Pack, bundle, file_members, forget
 from kagflow.local.server.jobs import sandbox_dir
@@ -35,7 +35,7 @@ KERNEL_TYPES = ("notebook", "script")
 
 def find_kernel(ctx: Ctx, owner: str, slug: str):
     row = ctx.store.one("SELECT * FROM kernels WHERE owner=? AND slug=?", owner or "", slug or "")
-    if not access.visible(row, ctx.user):
+    if not shown(ctx, row):
         raise ApiError(404, f"Kernel {owner}/{slug} not found")
     return row
 
@@ -264,7 +264,7 @@ def _listed(ctx: Ctx, req, kernel) -> bool:
     """ListKernels filters: ``-m`` (group PROFILE: the caller's, or ``--user``'s), ``--user``, ``--competition``,
     ``--dataset`` (a source of the latest version), ``--parent`` (kernels forked from it: none, the API cannot
     fork), ``--kernel-type``, ``--language``, ``--output-type`` (data: the latest run wrote files), ``--search``."""
-    if not access.visible(kernel, ctx.user):
+    if not shown(ctx, kernel):
         return False
     owner = (req.user or ctx.require_user()) if req.group == KernelsListViewType.PROFILE else req.user
     if owner and kernel["owner"] != owner:

@@ -37,6 +37,7 @@ from kagflow.local.server import (api_blobs, api_competitions, api_datasets, api
                                   api_kernels, api_models)
 from kagflow.local.server import transfer
 from kagflow.local.server.api import HANDLERS, Ctx, Redirect, Settings
+from kagflow.local.server.consistency import RateLimit
 from kagflow.local.server.faults import DROP, ERROR, SLOW, TOO_MANY, Faults
 from kagflow.local.server import jobs as jobs_module
 from kagflow.local.server.jobs import Jobs
@@ -65,6 +66,7 @@ class LocalServer:
         self.data_dir = Path(data_dir).resolve()
         self.settings = settings or Settings()
         self.faults = faults
+        self.rate_limit = RateLimit(self.settings.rate_limit_every, self.settings.rate_limit_retry_after_s)
         self.users = users
         self.tokens = dict(tokens or {})
         self.store = Store(self.data_dir)
@@ -284,6 +286,7 @@ class Handler(BaseHTTPRequestHandler):
         types = routes().get(route)
         if types is None:
             raise ApiError(404, f"Unknown method {route!r}")
+        self.app.rate_limit.check(route)
         handler = HANDLERS.get(route)
         if handler is None:  # 405, not 5xx: the official client prints a 5xx as "Kaggle's side, try again later"
             raise ApiError(405, f"The local Kaggle does not support {route}; it implements the calls listed in "

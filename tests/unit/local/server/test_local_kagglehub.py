@@ -4,6 +4,7 @@ shaped as Kaggle shapes them (HTTP 200 with error/errorCode in the body for crea
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -74,6 +75,16 @@ def test_kagglehub_uploads_the_slugs_and_titles_kaggle_accepts(hub, api, tmp_pat
     assert api.model_get(f"{USER}/bert").title == "bert"
 
 
+def test_kagglehub_model_upload_without_a_licence(hub, api, tmp_path):
+    """kagglehub's own integration test (test_model_upload_empty_files) uploads with no license_name on Kaggle."""
+    src = tmp_path / "weights"
+    src.mkdir()
+    (src / "empty.json").touch()
+    (src / "non_empty.json").write_bytes(b"hello")
+    hub.model_upload(f"{USER}/no-licence/pyTorch/new-variation", str(src))
+    assert api.model_instance_get(f"{USER}/no-licence/pytorch/new-variation").license_name == "Unknown"
+
+
 def test_kagglehub_whoami_is_answered(hub, monkeypatch):
     """kagglehub checks credentials with a hand-made api.v1.DiagnosticsService/Hello (no kagglesdk binding)."""
     assert hub.whoami() == {"username": USER}
@@ -101,24 +112,37 @@ def test_create_conflicts_come_back_in_the_body_like_kaggle(server, api, tmp_pat
 
 
 class _RacingApi:
-    """The official client, except that someone else creates the same thing just before each create call."""
+    """The official client, except that someone else creates the same thing just before each create call: with
+    other files (``same=False``), or with exactly ours (a create that went through, then seemed to fail)."""
 
-    def __init__(self, api):
-        self._api = api
+    def __init__(self, api, tmp_path, same=False):
+        self._api, self._tmp, self._same = api, tmp_path, same
 
     def __getattr__(self, name):
         return getattr(self._api, name)
 
+    def _theirs(self, folder):
+        import shutil
+        if self._same:
+            return folder
+        other = self._tmp / f"theirs-{Path(folder).name}"
+        shutil.copytree(folder, other)
+        for marker in other.glob("kagflow-content-*.json"):
+            marker.unlink()
+        (other / "theirs.txt").write_text("another uploader's file\n")
+        return other
+
     def model_instance_create(self, folder, **kw):
-        assert not self._api.model_instance_create(folder, **kw).error  # the other creator wins the race
+        assert not self._api.model_instance_create(str(self._theirs(folder)), **kw).error  # they win the race
         return self._api.model_instance_create(folder, **kw)            # ours: HTTP 200, errorCode 409
 
     def dataset_create_new(self, folder, **kw):
-        assert not self._api.dataset_create_new(folder, **kw).error
+        assert not self._api.dataset_create_new(str(self._theirs(folder)), **kw).error
         return self._api.dataset_create_new(folder, **kw)               # ours: HTTP 200, error, no code
 
 
-def test_gateway_turns_a_create_conflict_in_the_body_into_a_new_version(server, tmp_path, monkeypatch):
+@pytest.mark.parametrize("same", [False, True], ids=["their-files", "our-files"])
+def test_gateway_turns_a_create_conflict_in_the_body_into_a_new_version(server, tmp_path, monkeypatch, same):
     from kagflow.project.config import load_config
     from kagflow.hub import datasets, models
     from kagflow.hub.client import build_api
@@ -130,12 +154,17 @@ def test_gateway_turns_a_create_conflict_in_the_body_into_a_new_version(server, 
     monkeypatch.setenv("KAGFLOW_KAGGLE_ENDPOINT", server.url)
     cfg = load_config(init_project(tmp_path / "proj", username=USER, competition=COMPETITION))
     logs = []
-    gw = Gateway(_RacingApi(build_api(server.url)), Target("local", server.url, USER), log=logs.append)
+    gw = Gateway(_RacingApi(build_api(server.url), tmp_path, same), Target("local", server.url, USER),
+                 log=logs.append)
     weights = tmp_path / "weights"
     weights.mkdir()
     (weights / "config.json").write_text("{}")
     published = models.publish_model(gw, cfg, "base_model", weights)
-    assert published.handle.version == 2 and any("uploading a new version instead" in m for m in logs)
     pushed = datasets.push_dataset(gw, write_dataset(tmp_path / "ds", "racing-dataset", {"a.csv": "1"}))
-    assert pushed.uploaded and not pushed.created
-    assert len(server.store.all("SELECT * FROM dataset_versions")) == 2
+    assert not pushed.created
+    if same:  # our files are already there: no duplicate version of either
+        assert published.handle.version == 1 and not published.uploaded and not pushed.uploaded
+        assert len(server.store.all("SELECT * FROM dataset_versions")) == 1
+    else:
+        assert published.handle.version == 2 and any("uploading a new version instead" in m for m in logs)
+        assert pushed.uploaded and len(server.store.all("SELECT * FROM dataset_versions")) == 2
