@@ -1,7 +1,15 @@
-"""Create a dataset or a new version of it, only when its content changed (wheels push)."""
+"""Create a dataset or a new version of it, only when its content changed (wheels push); download one (the
+sources of a kernel run here)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,3 +113,40 @@ def settled_digest(gw: Gateway, handle: slugs.DatasetHandle) -> str | None:
     gw.settle(gw.read(lambda: api.dataset_status(str(handle)), what="dataset status", handle=str(handle)),
               what="dataset status", handle=str(handle), ready=bool)
     return current_digest(gw, handle)
+
+
+def current_version(gw: Gateway, handle: slugs.DatasetHandle) -> int:
+    """The dataset's latest version number (GetDataset)."""
+    from kagglesdk.datasets.types.dataset_api_service import ApiGetDatasetRequest
+
+    def get():
+        with gw.api.build_kaggle_client() as kaggle:
+            request = ApiGetDatasetRequest()
+            request.owner_slug, request.dataset_slug = handle.owner, handle.slug
+            return kaggle.datasets.dataset_api_client.get_dataset(request)
+
+    return int(gw.call(get, what="get dataset", handle=str(handle)).current_version_number)
+
+
+def download_dataset(gw: Gateway, handle: slugs.DatasetHandle, cache: Path) -> Path:
+    """The files of dataset ``handle`` (the version it pins, else the latest) in ``cache/<owner>/<slug>/<N>/``,
+    downloaded and unpacked once (a version never changes); the folder appears whole or not at all."""
+    version = handle.version or current_version(gw, handle)
+    dest = Path(cache) / handle.owner / handle.slug / str(version)
+    done = dest.with_name(f"{version}.complete")  # beside it: the folder holds the dataset's files only
+    if done.is_file() and dest.is_dir():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=dest.parent))
+    try:
+        ref = str(handle.with_version(version))
+        with contextlib.redirect_stdout(sys.stderr):  # the client prints the dataset's URL: not our stdout
+            gw.call(lambda: gw.api.dataset_download_files(ref, path=str(partial), unzip=True, quiet=True,
+                                                          force=True),
+                    what="download dataset", handle=ref)
+        shutil.rmtree(dest, ignore_errors=True)  # an earlier attempt cut short
+        os.replace(partial, dest)
+        done.write_text(json.dumps({"dataset": ref, "time": time.time()}))
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return dest

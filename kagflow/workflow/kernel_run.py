@@ -13,8 +13,9 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
+from kagflow.errors import KagflowError
 from kagflow.rules import slugs
 from kagflow.project.config import Config
 from kagflow.notebooks.kernel_folder import adapter_dir, kernel_dir, render_kernel
@@ -66,10 +67,13 @@ def write_run_log(dest: Path, log_json: Path, failure: str) -> None:
 
 
 def run_local(config: Config, name: str, *, timeout: Optional[int] = None,
-              overrides: Optional[dict] = None) -> LocalRun:
+              overrides: Optional[dict] = None, gateway: Optional[Callable[[], object]] = None) -> LocalRun:
+    """Run kernel ``name`` here. Its explicit ``dataset:`` sources (an imported kernel's) are downloaded from the
+    target through ``gateway()`` (called only when there is one to fetch) into ``.kagflow/sources/`` and mounted
+    like the wheels, the competition and the models."""
     from kagflow.local.run.image import kernel_python
     from kagflow.local.run.runner import kernel_file, run_notebook_in_sandbox
-    from kagflow.project.sources import instance_handle
+    from kagflow.project.sources import instance_handle, wheels_handle
     from kagflow.workflow.standins import competition_files_dir, ensure_stand_in, ensure_synthetic_competition
     from kagflow.workflow.wheels import wheels_dir
 
@@ -105,8 +109,18 @@ def run_local(config: Config, name: str, *, timeout: Optional[int] = None,
             from kagflow.workflow.wheels import build_for_project
 
             build_for_project(config, local=True)
-        if wheels.is_dir() and rendered.metadata["dataset_sources"]:
-            mount_dataset(input_root, rendered.metadata["dataset_sources"][0], wheels)
+        if wheels.is_dir() and "wheels" in kernel.sources:
+            mount_dataset(input_root, str(wheels_handle(config)), wheels)
+        for source in kernel.sources:  # an imported kernel's datasets: from the target, as Kaggle mounts them
+            kind, _, ref = source.partition(":")
+            if kind == "dataset":
+                from kagflow.hub.datasets import download_dataset
+
+                if gateway is None:
+                    raise KagflowError(f"kernel {name} mounts {source}: nothing to download it through",
+                                       hint="run it with `kagflow kernel run NAME --local`")
+                handle = slugs.DatasetHandle.parse(ref)
+                mount_dataset(input_root, str(handle), download_dataset(gateway(), handle, private / "sources"))
         status, failure, log_json = run_notebook_in_sandbox(
             rendered.notebook, sandbox, timeout=timeout or kernel.timeout, enable_internet=kernel.internet,
             python=kernel_python(), hide=[private])

@@ -269,7 +269,8 @@ class Session:
         """Execute kernel ``name`` on this machine; a complete run's output becomes its recorded output."""
         from kagflow.workflow.kernel_run import run_local
 
-        result = run_local(self.project_config, name, timeout=timeout, overrides=overrides)
+        result = run_local(self.project_config, name, timeout=timeout, overrides=overrides,
+                           gateway=lambda: self.gateway)
         if result.status == "COMPLETE":
             ProjectState.for_target(self.project_config.root, "local").record_output(name, result.output)
         return result
