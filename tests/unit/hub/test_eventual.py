@@ -13,15 +13,13 @@ import requests
 
 from kagflow.errors import HubError, NotFoundError
 from kagflow.hub import datasets, kernels, models
-from kagflow.hub.client import build_api
 from kagflow.hub.gateway import Gateway
 from kagflow.hub.retry import WaitPolicy
 from kagflow.hub.target import Target
 from kagflow.local.server.api import Settings
-from kagflow.project.config import load_config
 from kagflow.rules import slugs
 from local_fixtures import *  # noqa: F401,F403
-from local_fixtures import COMPETITION, USER, write_dataset, write_kernel
+from local_fixtures import USER, write_dataset, write_kernel
 
 WINDOW = 0.5
 
@@ -31,20 +29,6 @@ def server_settings() -> Settings:
     """The eventual mode's knobs with windows of half a second, and a 429 every 7th call."""
     return Settings(not_found_s=WINDOW, dataset_processing_s=WINDOW, model_processing_s=WINDOW, rate_limit_every=7,
                     rate_limit_retry_after_s=0, daily_submissions=50)
-
-
-@pytest.fixture
-def gw(server):
-    return Gateway(build_api(server.url), Target("local", server.url, USER), log=lambda m: None)
-
-
-@pytest.fixture
-def cfg(tmp_path, server, monkeypatch):
-    from kagflow.project.init import init_project
-
-    path = init_project(tmp_path / "proj", username=USER, competition=COMPETITION)
-    monkeypatch.setenv("KAGFLOW_KAGGLE_ENDPOINT", server.url)
-    return load_config(path)
 
 
 def _count(server, table: str) -> int:
