@@ -67,8 +67,10 @@ def push_dataset(gw: Gateway, folder: Path, *, notes: str = "") -> DatasetPushRe
                                                             quiet=True, convert_to_csv=False)),
                     what="create dataset", handle=str(handle), before_retry=done, uploads=True)
             created = True
-        except HubError:  # Kaggle says "slug already in use" in the body (no code): created meanwhile?
-            if not gw.exists(lambda: api.dataset_status(str(handle)), what="dataset status", handle=str(handle)):
+        except HubError as exc:  # Kaggle says "... already in use" in the body (no code): created meanwhile?
+            taken = "already in use" in (exc.server_message or str(exc))  # then it exists, even while it 404s
+            if not taken and not gw.exists(lambda: api.dataset_status(str(handle)), what="dataset status",
+                                           handle=str(handle)):
                 raise
             # it exists (made meanwhile, or just made and not shown yet): the same files there are no new version
             if settled_digest(gw, handle) == digest[:16]:

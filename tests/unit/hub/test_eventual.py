@@ -74,6 +74,19 @@ def test_push_dataset_twice_at_once_makes_one_version(server, gw, tmp_path):
     assert _count(server, "dataset_versions") == 2
 
 
+def test_a_dataset_a_stopped_command_made_seconds_ago_is_not_made_twice(server, gw, tmp_path, monkeypatch):
+    """A push that created the dataset and stopped before seeing it (here: no wait at all), then a new push at
+    once: the dataset still answers 404, its create says the slug is in use; the files are there: no new version."""
+    folder = write_dataset(tmp_path / "wheels", "stopped-wheels", {"a.whl": "wheel\n"})
+    settle = WaitPolicy.SETTLE
+    monkeypatch.setattr(WaitPolicy, "SETTLE", 0.0)
+    with pytest.raises(HubError):
+        datasets.push_dataset(gw, folder)  # created, then gave up looking for it
+    monkeypatch.setattr(WaitPolicy, "SETTLE", settle)
+    again = datasets.push_dataset(gw, folder)
+    assert not again.uploaded and _count(server, "dataset_versions") == 1
+
+
 def _not_found() -> requests.HTTPError:
     response = requests.Response()
     response.status_code = 404
