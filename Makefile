@@ -11,15 +11,15 @@ TORCH  ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo to
 KAGFLOW_FROM ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup sandbox test submit peer clean-state help
+.PHONY: setup sandbox browser lint test submit peer clean-state help
 
 help:
 	@echo "make submit    run the whole flow (local Kaggle + tiny model offline; Kaggle with credentials)"
-	@echo "make test      run the test suite"
+	@echo "make test      lint (ruff, the import layers), then run the test suite"
 	@echo "make submit KAGFLOW_FROM=train   redo the flow from a step (setup base wheels train adapter infer submit)"
 	@echo "make peer KAGGLE_CLI_REPO=DIR KAGGLEHUB_REPO=DIR   Kaggle's own test suites against the local Kaggle"
 
-setup: $(STAMP) sandbox
+setup: $(STAMP) sandbox browser
 
 # Local kernels run in a bubblewrap sandbox, internet-on ones with a network of their own through slirp4netns:
 # install both where apt can (CI: a fresh machine, as root). Without them a single-user local Kaggle still runs
@@ -28,6 +28,13 @@ sandbox:
 	@{ command -v bwrap && command -v slirp4netns; } >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
 	  [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq bubblewrap slirp4netns >/dev/null; } || \
 	  echo "kagflow: bubblewrap/slirp4netns not installed; local kernels will run unconfined or share this network"
+
+# The web pages' browser test drives Debian's chromium (headless, through playwright; never `playwright install`):
+# installed where apt can, else that test skips saying why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "kagflow: chromium not installed; the web pages' browser test will skip"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,8 +46,13 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	  echo "warning: the gemma3-270m stand-in's packages could not be installed; its tests will skip"
 	touch $(STAMP)
 
+# Lint first: ruff (pyflakes, pycodestyle errors, isort) and the import contracts of the layers (pyproject.toml).
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
 # The local Kaggle's image (kernels run on it), built once into ~/.cache/kagflow/images, then reused.
-test: setup
+test: setup lint
 	$(BIN)/kagflow image local >/dev/null
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

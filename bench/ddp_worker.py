@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -23,9 +24,9 @@ def main() -> None:
     p = json.loads(Path(ap.parse_args().params).read_text())
     from bench import gemma_bench as gb
     from kagflow.classifier import model as km
+    from kagflow.classifier import train as kt
     from kagflow.classifier.batching import plan_steps
     from kagflow.classifier.fit import _gather_object, _world, fit_lora
-    from kagflow.classifier import train as kt
     from kagflow.classifier.multigpu import distributed_device_map
 
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -45,11 +46,11 @@ def main() -> None:
     rows_per_step = p.get("rows_per_step", 6)
     steps = plan_steps([len(q) for q in seqs], rows_per_step, 1.0, 42)[:p["steps"]]
     warm = None  # compilations before the timed steps: (seqs, labels, steps)
-    if recipe.get("pack"):  # flex for every packed width
+    if recipe.pack:  # flex for every packed width
         from bench.gpu16 import shape_warmup_steps
 
-        warm = shape_warmup_steps([], [], p["vocab"], bucket=recipe["pack_bucket"], max_tokens=recipe["train_max_tokens"])
-    elif recipe.get("compile_layers"):  # the layers, and the one-row specialisation
+        warm = shape_warmup_steps([], [], p["vocab"], bucket=recipe.pack_bucket, max_tokens=recipe.train_max_tokens)
+    elif recipe.compile_layers:  # the layers, and the one-row specialisation
         g = torch.Generator().manual_seed(17)
         warm = ([torch.randint(4, p["vocab"], (int(n),), generator=g).tolist() for n in (1000, 700, 300, 1024, 900)],
                 [0, 1, 2, 0, 1], [[0], [1, 2], [0, 1, 2, 3, 4]])
@@ -85,7 +86,7 @@ def main() -> None:
         Path(p["out"]).write_text(json.dumps({
             "world": world, "useful_tok_s": round(tok / dt, 1), "step_ms": round(1000 * dt / (len(steps) - w), 1),
             "timed_steps": len(steps) - w, "rows_per_step": rows_per_step, "losses": [round(x, 5) for x in losses],
-            "peak_alloc_gib_per_gpu": peaks, "load_and_prepare_s": round(load_s, 1), "recipe": recipe,
+            "peak_alloc_gib_per_gpu": peaks, "load_and_prepare_s": round(load_s, 1), "recipe": asdict(recipe),
             "shape_warmup_s": warm_s, "profile_top_ops": top,
             "mixed_precision_env": os.environ.get("ACCELERATE_MIXED_PRECISION")}, indent=1))
     if world > 1:

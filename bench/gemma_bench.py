@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -40,11 +41,18 @@ sys.path.insert(0, str(REPO))
 from kagflow.classifier.batching import length_grouped_steps, pad_batch, token_budget_batches  # noqa: E402
 from kagflow.classifier.dequant import dequantize_base, merge_and_dequantize  # noqa: E402
 from kagflow.classifier.fit import (  # noqa: E402
-    disable_input_require_grads, fit_lora, lora_train_step, prepare_for_lora_training, prepare_lora_model,
+    disable_input_require_grads,
+    fit_lora,
+    lora_train_step,
+    prepare_for_lora_training,
+    prepare_lora_model,
 )
 from kagflow.classifier.predict import ab_swap_average, predict_logits, relative_error  # noqa: E402
 from kagflow.classifier.recipe import (  # noqa: E402
-    choose_attn_implementation, recipe_for_current_device, recipe_for_device, torch_dtype,
+    choose_attn_implementation,
+    recipe_for_current_device,
+    recipe_for_device,
+    torch_dtype,
 )
 
 T_START = time.time()
@@ -360,8 +368,8 @@ def kagflow_train(args, ckpt, device, steps, seqs, labels):
     from transformers import set_seed
 
     big = recipe_for_device(79.0, (9, 0)) if args.tiny else recipe_for_current_device(device)
-    record("recipe_this_device", big)
-    train_attn = big["train_attn_implementation"] if not args.tiny else "eager"
+    record("recipe_this_device", asdict(big))
+    train_attn = big.train_attn_implementation if not args.tiny else "eager"
     flex = choose_attn_implementation("gemma2", device) if not args.tiny else "eager"
     set_seed(42)
     model = load_4bit(ckpt, dtype=torch.bfloat16, compute_dtype=torch.bfloat16, attn="eager", device=device)
@@ -391,13 +399,13 @@ def kagflow_train(args, ckpt, device, steps, seqs, labels):
             continue
         try:
             out[name] = kagflow_candidate(name, pm, hf, init, steps, seqs, labels, device, n_steps=nc, warm=w,
-                                          budget=big["train_max_tokens"], autocast_dtype=bf, prediction=pred, **kw)
+                                          budget=big.train_max_tokens, autocast_dtype=bf, prediction=pred, **kw)
         except Exception as e:  # keep going: report the failure
             log(f"{name} FAILED: {type(e).__name__}: {e}")
             record(f"train_{name}", {"error": f"{type(e).__name__}: {e}"[:800]})
             free()
     # k5 = the shipped recipe for this device: recipe_for_device decides every knob
-    if big["dequantize_for_training"]:
+    if big.dequantize_for_training:
         t0 = time.time()
         dequantize_base(pm, torch.bfloat16)
         record("dequantize_base_s", round(time.time() - t0, 1))
@@ -406,9 +414,9 @@ def kagflow_train(args, ckpt, device, steps, seqs, labels):
     try:
         out[name] = kagflow_candidate(
             name, pm, hf, init, steps, seqs, labels, device, n_steps=nc, warm=w,
-            attn=train_attn, gc_on=big["gradient_checkpointing"], input_grads=False, micro="budget",
-            budget=big["train_max_tokens"], autocast_dtype=torch_dtype(big["dtype"]),
-            mult=big["pad_to_multiple_of"],
+            attn=train_attn, gc_on=big.gradient_checkpointing, input_grads=False, micro="budget",
+            budget=big.train_max_tokens, autocast_dtype=torch_dtype(big.dtype),
+            mult=big.pad_to_multiple_of,
             prediction="k4 + base dequantised once to bf16 (no per-forward/backward dequant) -> 1.1-1.2x over k4")
     except Exception as e:
         log(f"{name} FAILED: {type(e).__name__}: {e}")
@@ -423,12 +431,12 @@ def t4_train_proxy(args, ckpt, device, seqs, labels):
     from transformers import set_seed
 
     t4 = recipe_for_device(15.0, (7, 5))
-    record("recipe_t4", t4)
+    record("recipe_t4", asdict(t4))
     set_seed(42)
-    model = load_4bit(ckpt, dtype=torch.float16, compute_dtype=torch.float16, attn=t4["train_attn_implementation"],
+    model = load_4bit(ckpt, dtype=torch.float16, compute_dtype=torch.float16, attn=t4.train_attn_implementation,
                       device=device)
     pm = get_peft_model(model, lora_config(args.n_layers))
-    prepare_for_lora_training(pm, gradient_checkpointing=t4["gradient_checkpointing"])
+    prepare_for_lora_training(pm, gradient_checkpointing=t4.gradient_checkpointing)
     hf = pm.get_base_model()
     init = {n: p.detach().clone() for n, p in pm.named_parameters() if p.requires_grad}
     # worst case first: steps of six rows at the training max_len, then ordinary steps
@@ -442,9 +450,9 @@ def t4_train_proxy(args, ckpt, device, seqs, labels):
     steps = [list(range(n0, n0 + 6)), list(range(n0 + 6, n0 + 12))] + \
         [list(range(6 * i, 6 * i + 6)) for i in range(args.t4_steps)]
     res = kagflow_candidate("t4_proxy_fp16_gc_4bit", pm, hf, init, steps, all_seqs, all_labels, device,
-                            n_steps=len(steps), warm=2, attn=t4["train_attn_implementation"],
-                            gc_on=t4["gradient_checkpointing"], input_grads=False, micro="budget",
-                            budget=t4["train_max_tokens"], autocast_dtype=torch.float16, scaler_on=True,
+                            n_steps=len(steps), warm=2, attn=t4.train_attn_implementation,
+                            gc_on=t4.gradient_checkpointing, input_grads=False, micro="budget",
+                            budget=t4.train_max_tokens, autocast_dtype=torch.float16, scaler_on=True,
                             prediction="4-bit weights ~6.2 GiB + fp16 embedding, checkpoints of 26 layers; "
                                        "peak <= 10 GiB at a 4096-token micro-batch")
     free(pm, hf, model)
@@ -488,8 +496,8 @@ def infer_phase(args, ckpt, device):
                           "frac_over_1024": round(sum(x > 1024 for x in lengths) / len(rows), 3),
                           "frac_over_2048": round(sum(x > 2048 for x in lengths) / len(rows), 3)})
     rec = recipe_for_device(79.0, (9, 0)) if args.tiny else recipe_for_current_device(device)
-    budget, max_rows = rec["infer_max_tokens"], rec["infer_max_rows"]
-    fast_attn = rec["infer_attn_implementation"] if not args.tiny else "eager"
+    budget, max_rows = rec.infer_max_tokens, rec.infer_max_rows
+    fast_attn = rec.infer_attn_implementation if not args.tiny else "eager"
 
     # the adapter: seed LoRA config, B random (an untrained LoRA is a no-op), saved like a trained one
     set_seed(42)
@@ -633,9 +641,9 @@ def infer_phase(args, ckpt, device):
     # T4 inference proxy: fp16, 4-bit, PeftModel loaded from disk, eager, T4 budget
     if time.time() - T_START < args.deadline_s:
         t4 = recipe_for_device(15.0, (7, 5))
-        budget, max_rows = t4["infer_max_tokens"], t4["infer_max_rows"]
+        budget, max_rows = t4.infer_max_tokens, t4.infer_max_rows
         reset_peak(device)
-        base = load_4bit(ckpt, dtype=torch.float16, compute_dtype=torch.float16, attn=t4["train_attn_implementation"],
+        base = load_4bit(ckpt, dtype=torch.float16, compute_dtype=torch.float16, attn=t4.train_attn_implementation,
                          device=device)
         pm16 = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
         long_rows = [join(r, 2048) for r in sample_rows(400, seed=5, vocab=256 if args.tiny else 256000)[0]
@@ -659,7 +667,7 @@ def infer2_phase(args, ckpt, device):
     guard = [join(r, 2048) for r in rows[:args.guard_rows]]
     rec = recipe_for_device(79.0, (9, 0)) if args.tiny else recipe_for_current_device(device)
     t4 = recipe_for_device(15.0, (7, 5))
-    fast_attn = rec["infer_attn_implementation"] if not args.tiny else "eager"
+    fast_attn = rec.infer_attn_implementation if not args.tiny else "eager"
     n_lin = args.n_layers * 198.18e6
 
     def flops(seqs):
@@ -692,7 +700,7 @@ def infer2_phase(args, ckpt, device):
     # 1. T4 inference config (fp16, 4-bit, eager, T4 budget) alone on the card: clean peak memory
     set_seed(42)
     reset_peak(device)
-    base = load_4bit(ckpt, dtype=torch.float16, compute_dtype=torch.float16, attn=t4["infer_attn_implementation"],
+    base = load_4bit(ckpt, dtype=torch.float16, compute_dtype=torch.float16, attn=t4.infer_attn_implementation,
                      device=device)
     pm = get_peft_model(base, lora_config(args.n_layers))
     g = torch.Generator().manual_seed(11)
@@ -704,15 +712,15 @@ def infer2_phase(args, ckpt, device):
     pm.save_pretrained(str(adapter_dir))
     del pm, base
     free()
-    base = load_4bit(ckpt, dtype=torch.float16, compute_dtype=torch.float16, attn=t4["infer_attn_implementation"],
+    base = load_4bit(ckpt, dtype=torch.float16, compute_dtype=torch.float16, attn=t4.infer_attn_implementation,
                      device=device)
     pm = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
     long_rows = [join(r, 2048) for r in sample_rows(400, seed=5, vocab=vocab)[0] if len(join(r, 10**9)) >= 2048][:8]
     reset_peak(device)
-    predict_logits(pm, long_rows + [join(r, 2048) for r in warm_rows], max_tokens=t4["infer_max_tokens"],
-                   max_rows=t4["infer_max_rows"])
+    predict_logits(pm, long_rows + [join(r, 2048) for r in warm_rows], max_tokens=t4.infer_max_tokens,
+                   max_rows=t4.infer_max_rows)
     record("infer2_t4_worstcase_peak", peak(device))
-    timed_predict("t4_proxy_fp16_4bit_eager_tta", pm, t4["infer_max_tokens"], t4["infer_max_rows"], True,
+    timed_predict("t4_proxy_fp16_4bit_eager_tta", pm, t4.infer_max_tokens, t4.infer_max_rows, True,
                   pred="T4 config alone: peak <= 12 GiB")
     del pm, base
     free()
@@ -724,9 +732,9 @@ def infer2_phase(args, ckpt, device):
         pm = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
         seed32 = seed_predict_df(pm, guard, 2048)
         merged = merge_and_dequantize(pm, torch.float32)
-        kag32_eager = predict_logits(merged, guard, max_tokens=rec["infer_max_tokens"], max_rows=64)
+        kag32_eager = predict_logits(merged, guard, max_tokens=rec.infer_max_tokens, max_rows=64)
         set_attn(merged, fast_attn)
-        kag32_fast = predict_logits(merged, guard, max_tokens=rec["infer_max_tokens"], max_rows=64)
+        kag32_fast = predict_logits(merged, guard, max_tokens=rec.infer_max_tokens, max_rows=64)
         record("guard_fp32_same_function", {
             "rows": len(guard),
             "kagflow_merged_eager_vs_seed": relative_error(kag32_eager, seed32),
@@ -745,7 +753,7 @@ def infer2_phase(args, ckpt, device):
     seqs = [join(r, 2048) for r in rows]
     seed_predict_df(pm, [join(r, 2048) for r in warm_rows[:16]], 2048)
     reset_peak(device)
-    seed_lg, dt = timed(lambda: seed_predict_df(pm, seqs, 2048), device)
+    seed_lg, dt = timed(lambda: seed_predict_df(pm, seqs, 2048), device)  # noqa: F821 - pm is del-ed below
     record("infer2_seed_2048", {"rows_s": round(len(rows) / dt, 2), "useful_tok_s": round(sum(map(len, seqs)) / dt, 1),
                                 "achieved_tflops": round(flops(seqs) / dt / 1e12, 1), "s": round(dt, 2),
                                 **peak(device)})
@@ -755,18 +763,18 @@ def infer2_phase(args, ckpt, device):
     merged = merge_and_dequantize(pm, torch.bfloat16)
     del pm, base
     free()
-    predict_logits(merged, [join(r, 2048) for r in warm_rows], max_tokens=rec["infer_max_tokens"], max_rows=64)
-    timed_predict("i2_merged_bf16_eager", merged, rec["infer_max_tokens"], 64, False, seed_lg)
+    predict_logits(merged, [join(r, 2048) for r in warm_rows], max_tokens=rec.infer_max_tokens, max_rows=64)
+    timed_predict("i2_merged_bf16_eager", merged, rec.infer_max_tokens, 64, False, seed_lg)
     set_attn(merged, fast_attn)
     t0 = time.time()
-    predict_logits(merged, [join(r, 2048) for r in warm_rows], max_tokens=rec["infer_max_tokens"], max_rows=64)
+    predict_logits(merged, [join(r, 2048) for r in warm_rows], max_tokens=rec.infer_max_tokens, max_rows=64)
     record("infer2_fast_attn_warmup_s", round(time.time() - t0, 1))
     for name, tta in [("i3_fast_attn_first_pass", False), ("i3_fast_attn_second_pass", False),
                       ("i4_fast_attn_tta", True)]:
         if time.time() - T_START > args.deadline_s:
             log(f"deadline: skipping {name}")
             continue
-        timed_predict(name, merged, rec["infer_max_tokens"], 64, tta, seed_lg)
+        timed_predict(name, merged, rec.infer_max_tokens, 64, tta, seed_lg)
     del merged
     free()
 
@@ -850,7 +858,7 @@ def fit_lora_run(args, ckpt, device, steps, seqs, labels, *, t4: bool, sync_each
         dt = time.perf_counter() - t0
         tok = sum(len(seqs[i]) for st in steps[args.warm:] for i in st)
         res = {"useful_tok_s": round(tok / dt, 1), "step_ms": round(1000 * dt / (len(steps) - args.warm), 1),
-               **peak(device), **mem, "recipe": recipe, "host_sync_each_step": False}
+               **peak(device), **mem, "recipe": asdict(recipe), "host_sync_each_step": False}
         record(f"train3_fit_lora_{'t4' if t4 else 'h100'}_recipe_nosync", res)
         log(f"fit_lora no per-step sync: {res['useful_tok_s']} tok/s peak {res['peak_alloc_gib']}")
         return
@@ -866,7 +874,7 @@ def fit_lora_run(args, ckpt, device, steps, seqs, labels, *, t4: bool, sync_each
     dt = stamps[n - 1] - stamps[w - 1]
     name = ("train2_fit_lora_t4_recipe" if t4 else "train2_fit_lora_h100_recipe") + args.tag
     res = {"useful_tok_s": round(tok / dt, 1), "step_ms": round(1000 * dt / (n - w), 1), **peak(device), **mem,
-           "losses": [round(x, 5) for x in losses], "recipe": recipe,
+           "losses": [round(x, 5) for x in losses], "recipe": asdict(recipe),
            "prediction": "= k5 (7,850 tok/s)" if not t4 else "= T4 proxy (11.6 GiB)"}
     record(name, res)
     log(f"{name}: {res['useful_tok_s']} tok/s peak {res['peak_alloc_gib']}/{res['peak_reserved_gib']}")

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -137,7 +138,7 @@ def kagflow_run(name, args, ckpt, device, steps, seqs, labels, recipe, *, worst_
     worst-case steps: the peak), then one timed fit_lora call without host syncs."""
     from transformers import set_seed
 
-    dtype = torch_dtype(recipe["dtype"]) if device.type == "cuda" else torch.float32
+    dtype = torch_dtype(recipe.dtype) if device.type == "cuda" else torch.float32
     set_seed(42)
     gb.reset_peak(device)
     model = gb.load_4bit(ckpt, dtype=dtype, compute_dtype=dtype, attn="eager", device=device)
@@ -146,9 +147,9 @@ def kagflow_run(name, args, ckpt, device, steps, seqs, labels, recipe, *, worst_
     if not worst_first:  # only the one-row step (compiled layers specialise size 1)
         worst = worst[-1:]
     shapes = []
-    if recipe.get("pack"):
+    if recipe.pack:
         all_seqs, all_labels, shapes = shape_warmup_steps(all_seqs, all_labels, args.vocab,
-                                                          bucket=recipe["pack_bucket"], max_tokens=recipe["train_max_tokens"])
+                                                          bucket=recipe.pack_bucket, max_tokens=recipe.train_max_tokens)
     gb.sync(device)
     t_warm = time.perf_counter()
     fit_lora(pm, all_seqs, all_labels, recipe, steps=worst + shapes + steps[:args.warm], warmup_steps=20,
@@ -163,7 +164,7 @@ def kagflow_run(name, args, ckpt, device, steps, seqs, labels, recipe, *, worst_
     dt = time.perf_counter() - t0
     tok = sum(len(seqs[i]) for st in steps[args.warm:] for i in st)
     res = {"useful_tok_s": round(tok / dt, 1), "step_ms": round(1000 * dt / (len(steps) - args.warm), 1),
-           **gb.peak(device), "losses": [round(x, 5) for x in losses], "recipe": recipe,
+           **gb.peak(device), "losses": [round(x, 5) for x in losses], "recipe": asdict(recipe),
            "worst_case_steps_first": worst_first, "optim_type": optim_type, "warmup_s_incl_compile": round(warm_s, 1),
            "warmup_steps": len(worst) + len(shapes) + args.warm}
     record(name, res)
@@ -231,9 +232,9 @@ def run_task(args, ckpt, device, task: str) -> None:
                         "kag_bf16_cap_flex": ("train16_kagflow_bf16_flex", {**card16, **flex}),
                         "kag_big_flex": ("trainbig_kagflow_flex", {**big, **flex})}[kind]
         if task.endswith("_eager"):
-            name, recipe = name + "_eager", {**recipe, "compile_layers": False}
+            name, recipe = name + "_eager", replace(recipe, compile_layers=False)
         if task.endswith("_nested"):  # *_nested: the NF4 scales left double-quantised (the recipe before the fifth)
-            name, recipe = name + "_nested", {**recipe, "flatten_absmax": False}
+            name, recipe = name + "_nested", replace(recipe, flatten_absmax=False)
         kagflow_run(name, args, ckpt, device, steps, seqs, labels, recipe, worst_first="big" not in task)
     elif task == "kag_big_compiled":  # the big card with its layers compiled (the recipe does not: 5x slower, why?)
         steps, seqs, labels = seed_steps(args)
@@ -252,7 +253,7 @@ def run_task(args, ckpt, device, task: str) -> None:
         steps, seqs, labels = seed_steps(args)
         name, recipe = {"kag_bf16_cap_tuned": ("train16_kagflow_bf16_tuned", card16),
                         "kag_t4_cap_tuned": ("train16_kagflow_t4_fp16_tuned", t4)}[task]
-        kagflow_run(name, args, ckpt, device, steps, seqs, labels, {**recipe, "uncheckpointed_layers": args.keep_layers},
+        kagflow_run(name, args, ckpt, device, steps, seqs, labels, replace(recipe, uncheckpointed_layers=args.keep_layers),
                     optim_type="adamw_torch_fused")
     elif task == "infer_t4_cap":
         inference_t4(args, ckpt, device)
@@ -311,7 +312,8 @@ def shipped_model(ckpt, adapter, device):
     infer.tuned_for_device (the profile's recipe: merge + flex on big sm80+ cards, 4-bit + eager on a T4)."""
     from peft import PeftModel
 
-    from kagflow.classifier import infer, model as km
+    from kagflow.classifier import infer
+    from kagflow.classifier import model as km
 
     base = km.load_base(ckpt, device_map={"": str(device)}, pad_token_id=0)
     pm = PeftModel.from_pretrained(base, str(adapter)).eval()
@@ -395,8 +397,8 @@ def inference_t4(args, ckpt, device):
                  {"flatten_absmax": False} if variant == "nested" else
                  {"infer_model_max_gib": float(variant.removeprefix("mem"))} if variant.startswith("mem") else
                  {"infer_max_tokens": int(variant.removeprefix("budget"))})
-        recipe_mod.recipe_for_profile = lambda profile, traits=None, extra=extra: {**shipped_recipe(profile, traits),
-                                                                                  **extra}
+        recipe_mod.recipe_for_profile = lambda profile, traits=None, extra=extra: replace(shipped_recipe(profile, traits),
+                                                                                          **extra)
         try:
             def kag_t4_extra():
                 torch._dynamo.reset()  # compiles anew, as a fresh run would (and frees what the caches held)
@@ -438,7 +440,8 @@ def inference_big(args, ckpt, device):
     oom_safe("inferbig_seed_bf16", seed_big)
 
     def kag_big():
-        from kagflow.classifier import infer, model as km
+        from kagflow.classifier import infer
+        from kagflow.classifier import model as km
 
         base = km.load_base(ckpt, device_map={"": str(device)}, pad_token_id=0)
         pm = PeftModel.from_pretrained(base, str(adapter)).eval()

@@ -133,7 +133,7 @@ def resume_paths(out: Path, comp: dict, base: Path, linear, *, t4: bool = False)
     from kagflow.classifier.recipe import recipe_for_current_device
 
     recipe = recipe_for_current_device()
-    res = {"recipe": {k: recipe[k] for k in ("dtype", "grad_scaler", "compile_layers", "gradient_checkpointing",
+    res = {"recipe": {k: getattr(recipe, k) for k in ("dtype", "grad_scaler", "compile_layers", "gradient_checkpointing",
                                              "uncheckpointed_layers", "dequantize_for_training")}}
     whole = run_training(cfg, **dirs("whole"))
     res["whole"] = {k: whole[k] for k in ("global_step", "seconds", "log_loss", "train_loss")}

@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 import torch
 
 from .packing import PackedBatch, bucket_width, pack_rows, packed_batch, packed_logits, uses_packing
+from .recipe import Recipe
 
 
 def _round_up(n: int, m: int) -> int:
@@ -131,18 +132,18 @@ def batch_labels(batch) -> torch.Tensor:
     return batch.labels if isinstance(batch, PackedBatch) else batch["labels"]
 
 
-def training_batches(seqs: Sequence[Sequence[int]], labels: Sequence[int], recipe: dict, *, pad_id: int = 0,
+def training_batches(seqs: Sequence[Sequence[int]], labels: Sequence[int], recipe: Recipe, *, pad_id: int = 0,
                      device=None) -> list:
-    """One optimizer step's rows as micro-batches under ``recipe["train_max_tokens"]``: packed rows
-    (``recipe["pack"]``, widths rounded up to ``pack_bucket``) or length-sorted padded batches."""
+    """One optimizer step's rows as micro-batches under ``recipe.train_max_tokens``: packed rows
+    (``recipe.pack``, widths rounded up to ``pack_bucket``) or length-sorted padded batches."""
     lengths = [len(q) for q in seqs]
-    budget = recipe["train_max_tokens"]
-    if recipe.get("pack"):
-        bucket = recipe.get("pack_bucket", 512)
+    budget = recipe.train_max_tokens
+    if recipe.pack:
+        bucket = recipe.pack_bucket
         return [packed_batch([seqs[i] for i in g], width=bucket_width(sum(lengths[i] for i in g), bucket),
                              pad_id=pad_id, labels=[labels[i] for i in g], device=device)
                 for g in pack_rows(lengths, budget)]
-    mult = recipe.get("pad_to_multiple_of", 8)
+    mult = recipe.pad_to_multiple_of
     return [pad_batch([seqs[i] for i in g], pad_id=pad_id, pad_to_multiple_of=mult, labels=[labels[i] for i in g],
                       device=device) for g in token_budget_batches(lengths, budget, pad_to_multiple_of=mult)]
 

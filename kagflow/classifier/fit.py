@@ -23,7 +23,7 @@ from .batching import batch_labels, classification_logits, deal_rows, plan_steps
 from .compiling import compile_decoder_layers, decoder_layers
 from .dequant import dequantize_base, flatten_absmax
 from .loss import loss_sum as weighted_loss_sum
-from .recipe import set_attn_implementation, torch_dtype
+from .recipe import Recipe, set_attn_implementation, torch_dtype
 
 
 def prepare_for_lora_training(model, *, gradient_checkpointing: bool, uncheckpointed_layers: int = 0) -> None:
@@ -207,37 +207,37 @@ def make_optimizer(params, lr: float, device=None, optim_type: str = "adamw_torc
                      'use one of them or train_loop = "trainer"')
 
 
-def prepare_lora_model(model, lora_config, recipe: dict):
+def prepare_lora_model(model, lora_config, recipe: Recipe):
     """4-bit base -> trainable PeftModel the kagflow way.
 
-    Dequantises the base first when ``recipe["dequantize_for_training"]`` (big cards; else flattens its
-    double-quantised scales where ``recipe["flatten_absmax"]``, ``dequant.flatten_absmax``), wraps it with
+    Dequantises the base first when ``recipe.dequantize_for_training`` (big cards; else flattens its
+    double-quantised scales where ``recipe.flatten_absmax``, ``dequant.flatten_absmax``), wraps it with
     ``lora_config``, then ``prepare_for_lora_training`` (no input grads, checkpointing per recipe) and
-    sets the recipe's training attention, and compiles each decoder layer where ``recipe["compile_layers"]``
+    sets the recipe's training attention, and compiles each decoder layer where ``recipe.compile_layers``
     (``compiling``). Use instead of ``prepare_model_for_kbit_training``.
     """
     from peft import get_peft_model
 
-    if recipe.get("dequantize_for_training"):
-        dequantize_base(model, torch_dtype(recipe["dtype"]))
-    elif recipe.get("flatten_absmax"):
+    if recipe.dequantize_for_training:
+        dequantize_base(model, torch_dtype(recipe.dtype))
+    elif recipe.flatten_absmax:
         flatten_absmax(model)
     pm = get_peft_model(model, lora_config)
-    prepare_for_lora_training(pm, gradient_checkpointing=recipe["gradient_checkpointing"],
-                              uncheckpointed_layers=recipe.get("uncheckpointed_layers", 0))
-    set_attn_implementation(pm, recipe.get("train_attn_implementation", "eager"))
-    if recipe.get("compile_layers"):
+    prepare_for_lora_training(pm, gradient_checkpointing=recipe.gradient_checkpointing,
+                              uncheckpointed_layers=recipe.uncheckpointed_layers)
+    set_attn_implementation(pm, recipe.train_attn_implementation)
+    if recipe.compile_layers:
         compile_decoder_layers(pm, on_fallback=_eager_checkpointing(pm, recipe))
     return pm
 
 
-def _eager_checkpointing(pm, recipe: dict):
+def _eager_checkpointing(pm, recipe: Recipe):
     """What the compiled layers' fallback to eager (``compiling``) changes: eager layers keep more activations
     than compiled ones (1.2 vs 0.75 GiB each at 4,096 tokens), so as many unchecked layers as the recipe sized for
     compiled ones could run out of memory on a 16 GB card; fewer stay unchecked
-    (``recipe["uncheckpointed_layers_eager"]``). None where nothing changes."""
-    keep, keep_eager = recipe.get("uncheckpointed_layers", 0), recipe.get("uncheckpointed_layers_eager", 0)
-    if not recipe.get("gradient_checkpointing") or keep_eager >= keep:
+    (``recipe.uncheckpointed_layers_eager``). None where nothing changes."""
+    keep, keep_eager = recipe.uncheckpointed_layers, recipe.uncheckpointed_layers_eager
+    if not recipe.gradient_checkpointing or keep_eager >= keep:
         return None
 
     def recheckpoint() -> str:
@@ -247,13 +247,13 @@ def _eager_checkpointing(pm, recipe: dict):
     return recheckpoint
 
 
-def amp_for(recipe: dict, device) -> tuple:
+def amp_for(recipe: Recipe, device) -> tuple:
     """(autocast dtype or None, GradScaler or None) for training with ``recipe`` on ``device``:
     the recipe's dtype (the device profile's), a GradScaler for fp16 on CUDA; nothing for fp32."""
-    autocast = torch_dtype(recipe["dtype"])
+    autocast = torch_dtype(recipe.dtype)
     if autocast == torch.float32:  # CPU / fp32 runs: no autocast
         return None, None
-    scaler = torch.amp.GradScaler("cuda") if recipe.get("grad_scaler") and torch.device(device).type == "cuda" \
+    scaler = torch.amp.GradScaler("cuda") if recipe.grad_scaler and torch.device(device).type == "cuda" \
         else None
     return autocast, scaler
 
@@ -267,7 +267,7 @@ class FitResult(list):
     stopped_early: bool = False
 
 
-def fit_lora(model, seqs: Sequence[Sequence[int]], labels: Sequence[int], recipe: dict, *, steps=None,
+def fit_lora(model, seqs: Sequence[Sequence[int]], labels: Sequence[int], recipe: Recipe, *, steps=None,
              rows_per_step: int = 6, epochs: float = 1.0, lr: float = 2e-4, warmup_steps: int = 20,
              seed: int = 42, max_grad_norm: float | None = 1.0, pad_id: int = 0, optimizer=None,
              optim_type: str = "adamw_torch_fused", log_every: int = 10, on_log=None, device=None,
@@ -276,9 +276,9 @@ def fit_lora(model, seqs: Sequence[Sequence[int]], labels: Sequence[int], recipe
     """kagflow's training loop (what bench k5 measured at 3.25x the seed's Trainer on an H100).
 
     Optimizer steps of ``rows_per_step`` rows of similar length (``plan_steps``, one shuffle per epoch),
-    each split into micro-batches under ``recipe["train_max_tokens"]`` padded tokens
+    each split into micro-batches under ``recipe.train_max_tokens`` padded tokens
     (``token_budget_batches``), mean row loss per step (``lora_train_step``), linear warmup/decay like
-    the HF Trainer, grad clipping, a GradScaler when ``recipe["grad_scaler"]``, the ``optim_type``
+    the HF Trainer, grad clipping, a GradScaler when ``recipe.grad_scaler``, the ``optim_type``
     optimizer. ``seqs`` are token id lists (already truncated), ``labels`` 0/1/2.
     ``on_log(dict(step, loss, lr))`` every ``log_every`` steps (a host sync); ``on_eval(step)`` after
     each step in ``eval_at``. ``class_weights`` (three numbers, ``loss.resolve_class_weights``) weight

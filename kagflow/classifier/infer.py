@@ -10,6 +10,7 @@ from pathlib import Path
 from .config import InferConfig  # noqa: F401 - re-exported: the notebooks import it from here
 from .text import encode_rows
 
+
 def predict(model, tokenizer, frame, *, max_length: int, tta: bool = False, token_budget: int = 16384):
     """Probabilities for an ArenaData frame; with ``tta``, averaged with the A/B-swapped pass."""
     from .predict import predict_proba
@@ -47,7 +48,7 @@ def tuned_for_device(model, token_budget: int):
 
     recipe = recipe_for_current_device(device, ModelTraits.of(model.config))
     print(f"inference recipe for {torch.cuda.get_device_name(device)}: {recipe}", flush=True)
-    return prepare_for_inference(model, recipe), recipe["infer_max_tokens"]
+    return prepare_for_inference(model, recipe), recipe.infer_max_tokens
 
 
 def per_device_models(base, adapter, *, attn_implementation: str):
@@ -105,7 +106,7 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
 
             from .recipe import recipe_for_current_device
 
-            budget = recipe_for_current_device(torch.device(devices[0]))["infer_max_tokens"]
+            budget = recipe_for_current_device(torch.device(devices[0])).infer_max_tokens
 
         def proba_for(name):
             def proba(ids):

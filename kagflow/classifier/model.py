@@ -7,17 +7,21 @@ between families is read from the checkpoint's config (``ModelTraits``), never f
 attention logit softcapping (Gemma 2: eager or flex attention, never SDPA), the sliding window (Gemma 2
 and 3 alternate local and global layers: every backend kagflow picks applies it through transformers'
 per-layer masks, so it constrains no choice today; it is in the traits for the recipe and the report),
-the pad token (none in Llama's tokenizer: eos pads). The score head pools the last real token (transformers' rule: the rightmost token that is not
-the pad id), which holds with either padding side because encoded rows never contain the pad id
-(``text.encode_rows`` reads special-token strings in the data as plain text); kagflow's own batches pad
+the pad token (none in Llama's tokenizer: eos pads). The score head pools the last real token (transformers' rule:
+the rightmost token that is not the pad id), which holds with either padding side because encoded rows never contain
+the pad id (``text.encode_rows`` reads special-token strings in the data as plain text); kagflow's own batches pad
 on the right (``load_tokenizer`` says why).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import ID2LABEL, LABEL2ID
+
+if TYPE_CHECKING:
+    from .recipe import Recipe
 
 DEFAULT_ATTN = "auto"  # from the model's config: see resolve_attn_implementation
 
@@ -154,7 +158,7 @@ def lora_config(model, *, r: int, alpha: float, dropout: float, target_modules, 
 
 
 def add_lora(model, *, r: int, alpha: float, dropout: float, target_modules, freeze_layers: int,
-             bias: str = "none", gradient_checkpointing: bool = False, recipe: dict | None = None):
+             bias: str = "none", gradient_checkpointing: bool = False, recipe: Recipe | None = None):
     """Prepare the 4-bit model for training and wrap it with a SEQ_CLS LoRA adapter.
 
     With a ``recipe`` (``recipe.recipe_for_*``): kagflow's measured preparation (``fit.prepare_lora_model``:

@@ -9,9 +9,9 @@ layer in 42 (bench/RESULTS.md, sixth measurement).
 
 A forward pre-hook on the decoder stack (the classifier's ``base_model``) finds each row's pooled position from
 ``input_ids`` (as the score head does: the rightmost token that is not the pad id) before the layers run; a forward
-hook clears it after, so a layer called any other way computes every token. Wrapping works the same for every decoder family kagflow loads
-(``self_attn.q_proj``, ``self_attn.o_proj`` and ``mlp`` in each) and inside a compiled layer (``compiling``: the
-positions are a graph input, not a constant: no recompilation per batch).
+hook clears it after, so a layer called any other way computes every token. Wrapping works the same for every
+decoder family kagflow loads (``self_attn.q_proj``, ``self_attn.o_proj`` and ``mlp`` in each) and inside a compiled
+layer (``compiling``: the positions are a graph input, not a constant: no recompilation per batch).
 
 Padded batches only: packed rows (flex attention, ``packing``) pool several tokens per row, so
 ``predict.prepare_for_inference`` installs this for the recipe's padded inference (``infer_pool_top_layer``).

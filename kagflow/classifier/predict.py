@@ -23,8 +23,7 @@ from .compiling import compile_decoder_layers, static_shapes
 from .dequant import densify_layers, flatten_absmax, merge_and_dequantize
 from .packing import uses_packing
 from .pooled import pool_top_layer
-from .recipe import set_attn_implementation, torch_dtype
-
+from .recipe import Recipe, set_attn_implementation, torch_dtype
 
 SWAP_AB = [1, 0, 2]  # column order that maps swapped-input probabilities back to A / B / tie
 
@@ -40,8 +39,8 @@ def predict_proba(model, token_ids, *, pad_token_id: int, token_budget: int = 16
 
     Logits from ``predict.predict_logits`` over ``batching.inference_batches``: rows packed into one
     fixed-width row when the model runs flex attention (one compiled shape), else length-sorted batches
-    padded on ``padding_side``: the right, as kagflow always pads (``model.load_tokenizer`` says why); the score head pools each row's last real
-    token with either side."""
+    padded on ``padding_side``: the right, as kagflow always pads (``model.load_tokenizer`` says why); the score
+    head pools each row's last real token with either side."""
     import numpy as np
 
     if not len(token_ids):
@@ -53,35 +52,35 @@ def predict_proba(model, token_ids, *, pad_token_id: int, token_budget: int = 16
     return p / p.sum(axis=1, keepdims=True)
 
 
-def prepare_for_inference(model, recipe: dict):
+def prepare_for_inference(model, recipe: Recipe):
     """Trained PeftModel (4-bit base) -> the model to predict with, per ``recipe``.
 
     Big cards: ``merge_and_dequantize`` to the recipe dtype, then the recipe's inference attention
     (flex on sm80+: run one warm-up ``predict_logits`` first, compilation ~1 min). T4: the 4-bit
     PeftModel (its double-quantised scales flattened, ``dequant.flatten_absmax``), as many layers made dense
-    with the LoRA merged as fit in ``recipe["infer_model_max_gib"]`` (``dequant.densify_layers``), eager, each
-    decoder layer compiled (``recipe["infer_compile_layers"]``).
+    with the LoRA merged as fit in ``recipe.infer_model_max_gib`` (``dequant.densify_layers``), eager, each
+    decoder layer compiled (``recipe.infer_compile_layers``).
     Padded batches (every recipe but flex attention's packed rows): the top decoder layer computes the pooled
-    token only past its attention (``recipe["infer_pool_top_layer"]``, ``pooled``).
+    token only past its attention (``recipe.infer_pool_top_layer``, ``pooled``).
     Returns the model in eval mode.
     """
-    if recipe.get("dequantize_for_inference"):
-        model = merge_and_dequantize(model, torch_dtype(recipe["dtype"]))
+    if recipe.dequantize_for_inference:
+        model = merge_and_dequantize(model, torch_dtype(recipe.dtype))
     else:
-        if recipe.get("flatten_absmax"):
+        if recipe.flatten_absmax:
             flatten_absmax(model)
-        if recipe.get("infer_model_max_gib") and hasattr(model, "peft_config"):
-            dense = densify_layers(model, int(recipe["infer_model_max_gib"] * 2**30) - _bytes_on_device(model),
-                                   torch_dtype(recipe["dtype"]))
+        if recipe.infer_model_max_gib and hasattr(model, "peft_config"):
+            dense = densify_layers(model, int(recipe.infer_model_max_gib * 2**30) - _bytes_on_device(model),
+                                   torch_dtype(recipe.dtype))
             print(f"inference: {len(dense)} of the 4-bit decoder layers made dense with the LoRA merged "
-                  f"(memory for the model: {recipe['infer_model_max_gib']} GiB)", flush=True)
-    set_attn_implementation(model, recipe.get("infer_attn_implementation", "eager"))
-    if recipe.get("infer_attn_implementation") == "flex_attention":
+                  f"(memory for the model: {recipe.infer_model_max_gib} GiB)", flush=True)
+    set_attn_implementation(model, recipe.infer_attn_implementation)
+    if recipe.infer_attn_implementation == "flex_attention":
         static_shapes()  # one packed width: flex compiles statically, also on a second GPU
-    if recipe.get("infer_pool_top_layer") and not uses_packing(model) and pool_top_layer(model):
+    if recipe.infer_pool_top_layer and not uses_packing(model) and pool_top_layer(model):
         print("inference: the top decoder layer computes the pooled token only past its attention", flush=True)
     model = model.eval()
-    if recipe.get("infer_compile_layers"):
+    if recipe.infer_compile_layers:
         compile_decoder_layers(model)
     return model
 

@@ -17,6 +17,9 @@ Imports only torch at module level; the device profile lazily.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 
 SOFTCAPPED_MODEL_TYPES = frozenset({"gemma2"})
@@ -61,7 +64,34 @@ def choose_attn_implementation(model_type: str, device=None, *, softcapping: boo
     return "eager"
 
 
-def recipe_for_device(total_mem_gib: float, capability: tuple[int, int], traits=None) -> dict:
+@dataclass(frozen=True)
+class Recipe:
+    """kagflow's measured recipe for one device and one model (``recipe_for_profile`` says how each is chosen);
+    an override is ``dataclasses.replace(recipe, key=value)``."""
+
+    dtype: str  # "bfloat16" / "float16" / "float32": the device profile's
+    train_attn_implementation: str
+    infer_attn_implementation: str
+    pack: bool  # train on packed rows (flex attention), widths rounded up to pack_bucket tokens
+    pack_bucket: int
+    gradient_checkpointing: bool
+    uncheckpointed_layers: int  # the top trainable layers that keep their activations
+    uncheckpointed_layers_eager: int  # as many if the compiled layers fall back to eager
+    train_max_tokens: int  # padded tokens per training micro-batch
+    infer_max_tokens: int
+    infer_max_rows: int
+    infer_model_max_gib: Optional[float]  # 4-bit inference: memory for layers made dense, LoRA merged
+    dequantize_for_training: bool  # 4-bit base -> bf16 once
+    dequantize_for_inference: bool  # ... and the LoRA merged for inference
+    flatten_absmax: bool  # 4-bit: float32 block scales (dequant.flatten_absmax)
+    grad_scaler: bool  # fp16 training: the profile's
+    pad_to_multiple_of: int
+    compile_layers: bool  # each decoder layer through torch.compile in training (``compiling``)
+    infer_compile_layers: bool
+    infer_pool_top_layer: bool  # padded inference: the top layer computes the pooled token only (``pooled``)
+
+
+def recipe_for_device(total_mem_gib: float, capability: tuple[int, int], traits=None) -> "Recipe":
     """``recipe_for_profile`` of a GPU with ``total_mem_gib`` GiB and compute ``capability``."""
     from .device import DeviceProfile
 
@@ -69,11 +99,11 @@ def recipe_for_device(total_mem_gib: float, capability: tuple[int, int], traits=
                               traits)
 
 
-def recipe_for_profile(profile, traits=None) -> dict:
+def recipe_for_profile(profile, traits=None) -> Recipe:
     """The kagflow recipe for one device (a ``device.DeviceProfile``: memory, capability, precision) and
     one model (``model.ModelTraits`` of its config; None: Gemma 2, soft-capped, what was measured).
 
-    Keys: dtype ("bfloat16"/"float16"/"float32": the profile's), train_attn_implementation,
+    Fields (``Recipe``): dtype ("bfloat16"/"float16"/"float32": the profile's), train_attn_implementation,
     infer_attn_implementation, pack / pack_bucket (training on packed rows), gradient_checkpointing,
     uncheckpointed_layers (the top trainable layers that keep their activations) and
     uncheckpointed_layers_eager (as many if the compiled layers fall back to eager), train_max_tokens
@@ -127,45 +157,45 @@ def recipe_for_profile(profile, traits=None) -> dict:
     # token each (1.2 GiB at 4,096 tokens) and 8.1 GiB with all checkpointed (bench/RESULTS.md, first
     # measurement): the fallback re-checkpoints down to this many (``fit.prepare_lora_model``), 2 GiB spare
     keep_eager = max(0, int((mem - 2.0 - 8.1 * scale) / (1.2 * scale))) if gc else 0
-    return {
-        "dtype": profile.dtype_name,
-        "train_attn_implementation": train_attn,
-        "infer_attn_implementation": infer_attn,
-        "pack": pack,
-        "pack_bucket": 512,
-        "gradient_checkpointing": gc,
-        "uncheckpointed_layers": keep,
-        "uncheckpointed_layers_eager": min(keep, keep_eager),
-        "train_max_tokens": train_tokens,
-        "infer_max_tokens": infer_tokens,
-        "infer_max_rows": 64,
+    return Recipe(
+        dtype=profile.dtype_name,
+        train_attn_implementation=train_attn,
+        infer_attn_implementation=infer_attn,
+        pack=pack,
+        pack_bucket=512,
+        gradient_checkpointing=gc,
+        uncheckpointed_layers=keep,
+        uncheckpointed_layers_eager=min(keep, keep_eager),
+        train_max_tokens=train_tokens,
+        infer_max_tokens=infer_tokens,
+        infer_max_rows=64,
         # 4-bit inference (T4s, 16-24 GB cards): the most GPU memory the model may take once whole layers are made
         # dense with their LoRA merged (``dequant.densify_layers``), leaving the activations at infer_max_tokens
         # (~1 GiB for 9B at 8,192 tokens), the first (compiling) batch's extra ~1.4 GiB and ~1.5 GiB spare: with
         # 12 of 15 GiB the warm-up peaked at 14.0 GiB (bench/RESULTS.md, fifth measurement; compiling on a small
         # batch first cut that extra to 0.7 GiB but tuned the kernels for small shapes: 8 % slower)
-        "infer_model_max_gib": round(mem - 4.0, 2) if profile.cuda and not mid else None,
-        "dequantize_for_training": big,
-        "dequantize_for_inference": mid,
+        infer_model_max_gib=round(mem - 4.0, 2) if profile.cuda and not mid else None,
+        dequantize_for_training=big,
+        dequantize_for_inference=mid,
         # 4-bit paths: NF4 block scales stored as float32 once instead of double-quantised (dequant.flatten_absmax:
         # same weights, one dequantisation kernel instead of two per linear per pass, +0.36 GiB for 9B; 16 GB
         # training 1.12x in the same call, bench/RESULTS.md fifth measurement)
-        "flatten_absmax": True,
-        "grad_scaler": profile.grad_scaler,
-        "pad_to_multiple_of": 8,
+        flatten_absmax=True,
+        grad_scaler=profile.grad_scaler,
+        pad_to_multiple_of=8,
         # regional compilation fuses the layers' elementwise work (bench/RESULTS.md: third measurement, the
         # 4-bit 16 GB/T4 paths 1.17x faster, T4 inference 1.44x; fourth, the big card's dequantised training
         # 1.60x, 4.88x the seed); not on the CPU (inductor: minutes per layer kind)
-        "compile_layers": profile.cuda,
-        "infer_compile_layers": profile.cuda and infer_attn != "flex_attention",
+        compile_layers=profile.cuda,
+        infer_compile_layers=profile.cuda and infer_attn != "flex_attention",
         # padded inference batches: the top decoder layer computes only the pooled token past its attention
         # (``pooled``: its MLP and output projection are 1 of 42 layers' main work for 9B; bench/RESULTS.md, sixth
         # measurement); packed rows (flex) pool several tokens per row and keep the whole layer
-        "infer_pool_top_layer": infer_attn != "flex_attention",
-    }
+        infer_pool_top_layer=infer_attn != "flex_attention",
+    )
 
 
-def recipe_for_current_device(device=None, traits=None) -> dict:
+def recipe_for_current_device(device=None, traits=None) -> Recipe:
     """``recipe_for_profile`` of a device (default: the current CUDA device, or the CPU without one)
     for a model with ``traits`` (``model.ModelTraits``)."""
     from .device import device_profile

@@ -68,7 +68,8 @@ def write_synthetic_competition(out_dir, *, n_train: int = 1200, n_test: int = 2
     tests = [(paths["test"], paths["sample_submission"], test if n_public is None else test[:n_public])]
     if n_public is not None:
         (out / "hidden").mkdir(exist_ok=True)
-        paths["hidden_test"], paths["hidden_sample"] = out / "hidden" / "test.csv", out / "hidden" / "sample_submission.csv"
+        hidden = out / "hidden"
+        paths["hidden_test"], paths["hidden_sample"] = hidden / "test.csv", hidden / "sample_submission.csv"
         tests.append((paths["hidden_test"], paths["hidden_sample"], test))
     for test_path, sample_path, part in tests:
         pd.DataFrame([{k: r[k] for k in ("id", "prompt", "response_a", "response_b")} for r in part]).to_csv(

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from .config import TrainConfig  # noqa: F401 - re-exported: the notebooks import it from here
 from .data import load_arena_csv, stratified_fold
+from .device import device_profile
 from .loss import resolve_class_weights, trainer_loss
 from .metrics import evaluate, save_confusion_matrix, write_metrics, write_predictions
-from .device import device_profile
 from .model import ModelTraits, add_lora, load_base, load_tokenizer
 from .multigpu import distributed_device_map, launch_command
 from .text import encode_rows
@@ -129,7 +129,7 @@ def resolve_loop(train_loop: str) -> str:
     return train_loop
 
 
-def training_recipe(cfg: TrainConfig | None = None, traits=None) -> dict:
+def training_recipe(cfg: TrainConfig | None = None, traits=None):
     """kagflow's recipe for this device's profile and the model's ``traits`` (``model.ModelTraits``;
     bench/RESULTS.md; on the CPU the T4 shapes in fp32), with ``cfg``'s say: no checkpointing when
     ``gradient_checkpointing`` is false, its training attention ("auto": the recipe's for the model)."""
@@ -137,10 +137,11 @@ def training_recipe(cfg: TrainConfig | None = None, traits=None) -> dict:
 
     recipe = recipe_for_current_device(traits=traits)
     if cfg is not None:
-        attn = recipe["train_attn_implementation"] if cfg.attn_implementation == "auto" else cfg.attn_implementation
+        attn = recipe.train_attn_implementation if cfg.attn_implementation == "auto" else cfg.attn_implementation
         pack = attn == "flex_attention"  # flex trains on packed rows: a few shapes to compile, no L x L scores
-        recipe = {**recipe, "gradient_checkpointing": bool(recipe["gradient_checkpointing"] and cfg.gradient_checkpointing),
-                  "train_attn_implementation": attn, "pack": pack}
+        recipe = dataclasses.replace(recipe, gradient_checkpointing=bool(recipe.gradient_checkpointing
+                                                                         and cfg.gradient_checkpointing),
+                                     train_attn_implementation=attn, pack=pack)
     return recipe
 
 

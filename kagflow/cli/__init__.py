@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from kagflow import __version__
+from kagflow.cli import check, data, flow, image, init, kaggle_cmd, kernel, local, model, status, submit, wheels
 from kagflow.cli._app import App
 from kagflow.errors import KagflowError
 
@@ -66,16 +67,14 @@ def _with_json_option(command: click.Command) -> None:
                                        callback=_json_flag, help=JSON_OPTION_HELP))
 
 
-def _register() -> None:
-    from kagflow.cli import data, flow, image, init, kaggle_cmd, kernel, local, model, status, submit, wheels
-
-    for module in (init, data, wheels, image, model, kernel, submit, status, local, flow, kaggle_cmd):
-        for command in module.COMMANDS:
-            _with_json_option(command)
-            cli.add_command(command)
-
-
-_register()
+# The command line's table of contents: one line per group or command (huggingface_hub's cli/hf.py).
+COMMANDS = (
+    init.init, check.check, data.data, wheels.wheels, image.image, model.model, kernel.kernel, submit.submit,
+    status.status, status.submissions, local.local, flow.flow, kaggle_cmd.kaggle,
+)
+for _command in COMMANDS:
+    _with_json_option(_command)
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,6 +11,7 @@ from typing import Optional
 import click
 
 from kagflow.project.config import Config, load_config
+from kagflow.workflow.session import Session
 
 
 def _plain(value):
@@ -87,11 +88,9 @@ class App:
         return self._config
 
     @property
-    def session(self):
+    def session(self) -> Session:
         """The command's Session (kagflow.workflow.session): target, gateway and state, built on first use."""
         if self._session is None:
-            from kagflow.workflow.session import Session
-
             self._session = Session(self.config, log=lambda m: click.echo(m, err=True))
         return self._session
 

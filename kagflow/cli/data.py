@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from kagflow.cli._app import App
+from kagflow.workflow.standins import write_synthetic
 
 
 @click.group("data")
@@ -29,14 +30,9 @@ def synth(app: App, out: Path | None, n_train: int | None, n_test: int | None, s
     Example:
       kagflow data synth --out data/ --n-train 2000
     """
-    from kagflow.classifier.synth import write_synthetic_competition
-    from kagflow.workflow.standins import competition_files_dir
-
     cfg = app.config
-    out = out or competition_files_dir(cfg)
-    paths = write_synthetic_competition(out, n_train=n_train or cfg.tiny.n_train, n_test=n_test or cfg.tiny.n_test,
-                                        seed=cfg.tiny.seed if seed is None else seed)
+    out = out or cfg.layout.competition_files(cfg.project.competition)
+    paths = write_synthetic(out, n_train=n_train or cfg.tiny.n_train, n_test=n_test or cfg.tiny.n_test,
+                            seed=cfg.tiny.seed if seed is None else seed)
     app.out.result(f"Wrote the synthetic competition to {out}", **{k: str(v) for k, v in paths.items()})
 
-
-COMMANDS = [data]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from kagflow.cli._app import App, poll_printer
+from kagflow.workflow.flow import run_flow
+from kagflow.workflow.folds import check_folds, parse_folds
 from kagflow.workflow.steps import STEP_NAMES, STEPS
 
 
@@ -31,9 +33,6 @@ Examples:
                    "ensemble (default: [train] folds; none: fold_idx alone).")
 @click.pass_obj
 def flow(app: App, from_step: str | None, local_train: bool, folds: str | None) -> None:
-    from kagflow.workflow.flow import run_flow
-    from kagflow.workflow.folds import check_folds, parse_folds
-
     train = app.config.train
     chosen = parse_folds(folds, train.n_splits) if folds else check_folds(train.folds, train.n_splits)
     report = run_flow(app.session, from_step=from_step, local_train=local_train,
@@ -45,5 +44,3 @@ def flow(app: App, from_step: str | None, local_train: bool, folds: str | None) 
         app.out.info(f"  the local Kaggle keeps running at {report.local_server} for the next run; "
                      "stop it with `kagflow local stop`")
 
-
-COMMANDS = [flow]

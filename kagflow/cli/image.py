@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from kagflow.cli._app import App, poll_printer
+from kagflow.workflow.image import PROBE_ACCELERATOR, local_image, show_image
 
 
 @click.group("image")
@@ -17,9 +18,7 @@ def image() -> None:
 @click.pass_obj
 def show(app: App, name: str | None) -> None:
     """Show the target image NAME (default: [wheels] image)."""
-    from kagflow.workflow.wheels import project_image
-
-    img = project_image(app.config, name, local=False)
+    img = show_image(app.config, name)
     app.out.result(f"Image {img.name}", python=img.python_version, cuda=img.cuda or "-",
                    platforms=", ".join(img.platforms[:3]) + (" ..." if len(img.platforms) > 3 else ""),
                    packages=len(img.installed))
@@ -30,16 +29,14 @@ def show(app: App, name: str | None) -> None:
 def local(app: App) -> None:
     """Build (once; then reused) and show the local Kaggle's image, where local kernels run, and how it
     differs from Kaggle's."""
-    from kagflow.local.run.image import kernel_image
-
-    img = kernel_image(say=lambda line: click.echo(line, err=True))
+    img = local_image(say=lambda line: click.echo(line, err=True))
     app.out.result(f"Local Kaggle image {img.path.name}", path=img.path, python=img.python,
                    build_seconds=img.build_seconds, packages=" ".join(img.spec.pins),
                    differences="; ".join(img.notes))
 
 
 @image.command("probe")
-@click.option("--accelerator", default="NvidiaTeslaT4", show_default=True, help="Machine to probe.")
+@click.option("--accelerator", default=PROBE_ACCELERATOR, show_default=True, help="Machine to probe.")
 @click.option("--out", default="kaggle-image.json", show_default=True, help="Where to save the image.")
 @click.pass_obj
 def probe(app: App, accelerator: str, out: str) -> None:
@@ -49,5 +46,3 @@ def probe(app: App, accelerator: str, out: str) -> None:
     app.out.result(f"Saved image {img.name} to {path}", python=img.python_version, cuda=img.cuda or "-",
                    packages=len(img.installed), config="[wheels] image = " + repr(out))
 
-
-COMMANDS = [image]

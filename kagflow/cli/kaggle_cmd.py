@@ -19,9 +19,5 @@ def kaggle(app: App, args: tuple[str, ...]) -> None:
       kagflow kaggle kernels list --mine
       kagflow kaggle models instances versions list alice/gemma2-arena-adapter/transformers/peft-lora-classifier
     """
-    from kagflow.hub.official_cli import run_official_cli
+    raise click.exceptions.Exit(app.session.official_cli(list(args)))
 
-    raise click.exceptions.Exit(run_official_cli(app.session.gateway.api, list(args)).exit_code)
-
-
-COMMANDS = [kaggle]

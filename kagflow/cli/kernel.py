@@ -7,6 +7,8 @@ import sys
 import click
 
 from kagflow.cli._app import App, poll_printer
+from kagflow.project.params import parse_overrides
+from kagflow.workflow.kernel import output_summary
 
 FAILED = ("ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED")
 
@@ -18,8 +20,6 @@ def param_option(fn):
 
 
 def _overrides(app: App, name: str, params: tuple[str, ...]) -> dict:
-    from kagflow.project.params import parse_overrides
-
     return parse_overrides(app.config, name, params)
 
 
@@ -137,10 +137,8 @@ def status(app: App, name: str, wait: bool, version: int | None, timeout: float 
 @click.pass_obj
 def pull(app: App, name: str, version: int | None) -> None:
     """Download the output and log of kernel NAME into kernels/<slug>/output/v<N>/ (never overwritten)."""
-    from kagflow.notebooks.kernel_folder import summarize_output
-
     dest = app.session.pull(name, version=version)
-    summary = summarize_output(dest)
+    summary = output_summary(dest)
     app.out.result(f"Output of {name} in {dest}", output=dest)
     app.out.data(files=dict(summary.files), metrics=summary.metrics)
     for rel, size in summary.files:
@@ -164,8 +162,6 @@ def logs(app: App, name: str, version: int | None, lines: int, follow: bool) -> 
       kagflow kernel logs train --lines 50
       kagflow kernel logs train --follow
     """
-    from kagflow.hub.kernels import tail
-
     if follow:
         try:
             app.session.follow(name, lambda text: click.echo(text, nl=False), version=version)
@@ -174,8 +170,7 @@ def logs(app: App, name: str, version: int | None, lines: int, follow: bool) -> 
             sys.exit(130)
         return
 
-    text = app.session.logs(name, version=version)
-    text = tail(text, lines) if lines else text
+    text = app.session.logs(name, version=version, lines=lines)
     app.out.data(kernel=name, log=text)
     app.out.info(text)
 
@@ -196,5 +191,3 @@ def import_(app: App, ref: str, name: str | None) -> None:
     app.out.result(f"Imported {ref} as kernel {result.name!r}", folder=result.folder, title=result.title,
                    next=f"kagflow check && kagflow kernel push {result.name}")
 
-
-COMMANDS = [kernel]

@@ -1,4 +1,4 @@
-"""`kagflow local serve|start|stop|status|competition`: the local Kaggle server."""
+"""`kagflow local serve|start|stop|open|competition`: the local Kaggle server."""
 
 from __future__ import annotations
 
@@ -7,19 +7,12 @@ from pathlib import Path
 import click
 
 from kagflow.cli._app import App
+from kagflow.workflow import local as local_server
 
 
 @click.group("local")
 def local() -> None:
     """The local Kaggle: the official client's API on 127.0.0.1, with kernels run on this machine."""
-
-
-def _data_dir(app: App, data_dir: Path | None) -> Path:
-    if data_dir is not None:
-        return data_dir
-    from kagflow.hub.target import local_data_dir
-
-    return local_data_dir(app.config)
 
 
 @local.command("serve")
@@ -42,10 +35,7 @@ def serve(app: App, port: int, data_dir: Path | None, users_file: Path | None, c
     Point kagflow (or the official client through `kagflow kaggle`) at it with
     KAGFLOW_KAGGLE_ENDPOINT=http://127.0.0.1:PORT.
     """
-    from kagflow.local.control import load_users, serve_forever
-
-    serve_forever(_data_dir(app, data_dir), port, users=load_users(users_file) if users_file else None,
-                  users_file=users_file, consistency=consistency)
+    local_server.serve(app.config, port=port, data=data_dir, users_file=users_file, consistency=consistency)
 
 
 @local.command("start")
@@ -53,9 +43,7 @@ def serve(app: App, port: int, data_dir: Path | None, users_file: Path | None, c
 @click.pass_obj
 def start(app: App, data_dir: Path | None) -> None:
     """Start the server in the background (reused if already running) and print its URL."""
-    from kagflow.local.control import ensure_background_server
-
-    url = ensure_background_server(_data_dir(app, data_dir))
+    url = local_server.start(app.config, data_dir)
     app.out.result(f"Local Kaggle running at {url}", use=f"export KAGFLOW_KAGGLE_ENDPOINT={url}")
 
 
@@ -64,10 +52,33 @@ def start(app: App, data_dir: Path | None) -> None:
 @click.pass_obj
 def stop(app: App, data_dir: Path | None) -> None:
     """Stop the background server."""
-    from kagflow.local.control import stop_background_server
-
-    stopped = stop_background_server(_data_dir(app, data_dir))
+    stopped = local_server.stop(app.config, data_dir)
     app.out.result("Local Kaggle stopped" if stopped else "Local Kaggle was not running")
+
+
+@local.command("open")
+@click.option("--no-browser", is_flag=True, help="Print the one-time link instead of opening a browser.")
+@click.pass_obj
+def open_pages(app: App, no_browser: bool) -> None:
+    """Open the local Kaggle's pages in a browser, signed in (your private notebooks, models, datasets and
+    submissions too).
+
+    The server gives a link that works once, for a short while; your key never goes into a URL or a cookie.
+    Without a browser (or with --no-browser) the link is printed.
+
+    \b
+    Examples:
+      kagflow local open
+      kagflow local open --no-browser
+    """
+    import webbrowser
+
+    link = local_server.login_link(app.session)
+    if not no_browser and webbrowser.open(link.url):
+        app.out.result(f"Opened the local Kaggle's pages at {app.session.target.url}/, signed in as {link.user}")
+        return
+    app.out.result(f"Open this link to sign in to the local Kaggle's pages as {link.user} (it works once, within "
+                   f"{link.expires_in} s)", url=link.url)
 
 
 @local.command("competition")
@@ -84,18 +95,8 @@ def stop(app: App, data_dir: Path | None) -> None:
 @click.pass_obj
 def competition(app: App, files: Path | None, data_dir: Path | None, accept_rules: bool) -> None:
     """Host the project's competition on the local server (scored by log loss, like Kaggle)."""
-    from kagflow.hub.target import server_data_dir
-    from kagflow.local.server import competition as comp
-    from kagflow.workflow.standins import ensure_synthetic_competition
-
     cfg = app.config
-    files = files or ensure_synthetic_competition(cfg)
-    data = data_dir or server_data_dir(cfg)
-    comp.install_competition(data, cfg.project.competition, files)
-    if accept_rules:
-        comp.accept_rules(data, cfg.project.competition, cfg.username)
+    files, data = local_server.host_competition(cfg, data_dir, files=files, accept_rules=accept_rules)
     app.out.result(f"Competition {cfg.project.competition} hosted locally"
                    + (f"; rules accepted as {cfg.username}" if accept_rules else ""), files=files, data=data)
 
-
-COMMANDS = [local]

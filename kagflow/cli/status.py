@@ -7,6 +7,7 @@ from dataclasses import asdict
 import click
 
 from kagflow.cli._app import App
+from kagflow.workflow.status import best_of, status_lines, submission_text
 
 
 @click.command("status")
@@ -21,9 +22,7 @@ def status(app: App, last: int) -> None:
       kagflow status
       kagflow status --json
     """
-    from kagflow.workflow.status import day_status, status_lines
-
-    day = day_status(app.session, last=last)
+    day = app.session.day_status(last=last)
     app.out.data(**day.to_json())
     for line in status_lines(day):
         app.out.info(line)
@@ -40,9 +39,7 @@ def submissions(app: App) -> None:
       kagflow submissions
       kagflow submissions --json
     """
-    from kagflow.workflow.status import best_of, submission_lines, submission_text
-
-    subs = submission_lines(app.session)
+    subs = app.session.submission_lines()
     best = best_of(subs)
     competition = app.config.project.competition
     app.out.data(competition=competition, submissions=[asdict(s) for s in subs], best=asdict(best) if best else None)
@@ -53,5 +50,3 @@ def submissions(app: App) -> None:
     if not subs:
         app.out.info("  none yet: kagflow submit")
 
-
-COMMANDS = [status, submissions]

@@ -34,8 +34,6 @@ def submit(app: App, name: str, version: int | None, file: Path | None, message:
     else:
         sub = session.submit(name, version=version, wait=not no_wait, on_poll=on_poll, message=message)
     app.out.result(f"Submission {sub.ref}: {sub.status}", score=sub.public_score if sub.public_score is not None
-                   else "-", competition=session.project_config.project.competition)
+                   else "-", competition=session.config.project.competition)
     app.out.data(ref=sub.ref, status=sub.status)
 
-
-COMMANDS = [submit]

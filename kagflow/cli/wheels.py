@@ -33,10 +33,8 @@ def build(app: App, requirements: tuple[str, ...], image: str | None, index_url:
       kagflow wheels build
       kagflow wheels build peft==0.21.2 bitsandbytes==0.50.2 --image kaggle-gpu
     """
-    from kagflow.workflow.wheels import build_for_project
-
-    result = build_for_project(app.config, requirements=list(requirements) or None, image=image,
-                               index_url=index_url, find_links=list(find_links), no_index=no_index)
+    result = app.session.build_wheels(requirements=list(requirements) or None, image=image, index_url=index_url,
+                                      find_links=list(find_links), no_index=no_index)
     for line in result.summary_lines():
         app.out.info(line)
     for warning in result.warnings:
@@ -56,5 +54,3 @@ def push(app: App, notes: str) -> None:
                    megabytes=round(result.bytes / 1e6, 2), url=app.session.link(result.handle))
     app.out.data(uploaded=result.uploaded, created=result.created)
 
-
-COMMANDS = [wheels]

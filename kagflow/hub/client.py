@@ -27,13 +27,15 @@ with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.St
     from kaggle.api import kaggle_api_extended
     from kaggle.api.kaggle_api_extended import KaggleApi
 import kagglesdk.kaggle_http_client as sdk_http
-from kagglesdk.kaggle_env import KaggleEnv
 import requests
+from kagglesdk.kaggle_env import KaggleEnv
 from urllib3.util.retry import Retry
 
 from kagflow import progress
+from kagflow.hub.endpoint import ENDPOINT_ENV, Endpoint
+from kagflow.project.credentials import has_credentials
 
-ENDPOINT_ENV = "KAGFLOW_KAGGLE_ENDPOINT"
+LOCAL_KEY = "kagflow-local"  # the local server accepts any key; this one is not a secret
 
 
 class Timeouts:
@@ -150,4 +152,17 @@ def build_api(endpoint: Optional[str] = None, *, authenticate: bool = True) -> E
     api = EndpointKaggleApi(endpoint)
     if authenticate:
         api.authenticate()
+    return api
+
+
+def api_for(endpoint: Endpoint) -> EndpointKaggleApi:
+    """The official client for ``endpoint``, authenticated from the user's credentials where they exist (also
+    against a local server); without any, signed in to the local server as ``endpoint.username`` (it takes any
+    key)."""
+    api = EndpointKaggleApi(endpoint.endpoint)
+    if endpoint.kind == "kaggle" or has_credentials():
+        api.authenticate()
+        return api
+    api.config_values = {api.CONFIG_NAME_USER: endpoint.username, api.CONFIG_NAME_KEY: LOCAL_KEY}
+    api._authenticated = True
     return api

@@ -7,10 +7,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from kagflow.rules import slugs
 from kagflow.errors import HubError
 from kagflow.hub.gateway import Gateway, epoch_seconds
 from kagflow.hub.retry import poll_until
+from kagflow.rules import slugs
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kagflow.rules import metadata, slugs
 from kagflow.errors import HubError, MissingFileError, NotFoundError
-from kagflow.hub.gateway import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
 from kagflow.hub.errors import checked
+from kagflow.hub.gateway import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
+from kagflow.rules import metadata, slugs
 
 SKIP = (metadata.DATASET_METADATA,)
 
@@ -81,10 +81,12 @@ def push_dataset(gw: Gateway, folder: Path, *, notes: str = "") -> DatasetPushRe
         gw.log(f"uploading a new version of dataset {handle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
         gw.call(lambda: checked(api.dataset_create_version(str(staging), notes or "kagflow push", quiet=True,
                                                             convert_to_csv=False)),
-                what="create dataset version", handle=str(handle), before_retry=done, retry_forbidden=True, uploads=True)
+                what="create dataset version", handle=str(handle), before_retry=done, retry_forbidden=True,
+                uploads=True)
     # a new dataset answers 404 for a few seconds and a new version lists its files late: read it back
     gw.settle(lambda: current_digest(gw, handle), what="list dataset files", handle=str(handle),
-              ready=lambda found: found == digest[:16], waiting=f"not listing the new files (content {digest[:16]}) yet")
+              ready=lambda found: found == digest[:16],
+              waiting=f"not listing the new files (content {digest[:16]}) yet")
     return DatasetPushResult(handle, True, created, digest, len(manifest), size)
 
 

@@ -12,10 +12,17 @@ import os
 import re
 from typing import Optional
 
-from kagflow.errors import (HubError, NotFoundError, NotSupportedError, PermissionDeniedError, RefusedError,
-                            ServerError, UnreachableError)
+from kagflow.errors import (
+    HubError,
+    NotFoundError,
+    NotSupportedError,
+    PermissionDeniedError,
+    RefusedError,
+    ServerError,
+    UnreachableError,
+)
+from kagflow.hub.endpoint import Endpoint
 from kagflow.hub.retry import RetryPolicy, is_unreachable, status_of
-from kagflow.hub.target import Target
 
 
 class BodyRefusal(Exception):
@@ -43,8 +50,9 @@ def is_conflict(exc: BaseException) -> bool:
 
 _CREDENTIALS = "~/.kaggle/kaggle.json, KAGGLE_USERNAME/KAGGLE_KEY or KAGGLE_API_TOKEN"
 
-# kind: (message, hint on Kaggle, hint on the local Kaggle). Fields: what, handle, status, server,
-# where (the target in words), endpoint, seconds.
+# kind: (message, hint on Kaggle, hint on the local Kaggle): the hint column is the endpoint's kind (HINTS).
+# Fields: what, handle, status, server, where (the target in words), endpoint, seconds.
+HINTS = {"kaggle": 1, "local": 2}
 REFUSALS: dict[type, tuple[str, str, str]] = {
     NotFoundError: (
         "{what}: {handle} not found on {where}: {server}",
@@ -125,7 +133,7 @@ def server_message(exc: BaseException) -> str:
     return str(exc)
 
 
-def translate(exc: BaseException, *, what: str, handle: str, target: Target) -> Exception:
+def translate(exc: BaseException, *, what: str, handle: str, target: Endpoint) -> Exception:
     """The typed HubError for a client exception: message and hint from ``REFUSALS``."""
     if isinstance(exc, HubError):
         return exc
@@ -135,12 +143,12 @@ def translate(exc: BaseException, *, what: str, handle: str, target: Target) -> 
         return HubError(f"{what}: {type(exc).__name__}: {server}", context=handle or None,
                         hint="set KAGFLOW_DEBUG=1 for the traceback", server_message=server, handle=handle,
                         target=target.describe())
-    message, kaggle_hint, local_hint = REFUSALS[kind]
+    message, hint = REFUSALS[kind][0], REFUSALS[kind][HINTS[target.kind]]
     fields = dict(what=what, handle=handle or "the resource", status=body_status(exc), server=server,
                   where=target.describe(), endpoint=target.url, seconds=RetryPolicy.DEADLINE)
     context = f"{handle} on {target.describe()}" if handle else target.describe()
     return kind(message.format(**fields), status=body_status(exc), context=context,
-                hint=(local_hint if target.is_local else kaggle_hint).format(**fields),
+                hint=hint.format(**fields),
                 server_message=server, handle=handle, target=target.describe())
 
 

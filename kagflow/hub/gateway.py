@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, TypeVar
 
 from kagflow.errors import HubError, NotFoundError
+from kagflow.hub.endpoint import Endpoint
 from kagflow.hub.errors import translate
 from kagflow.hub.retry import Outage, WaitPolicy, call_with_retry, is_transient, poll_until, status_of
-from kagflow.hub.target import Target
 
 T = TypeVar("T")
 
@@ -36,13 +36,13 @@ class Gateway:
     """
 
     api: object  # kagflow.hub.client.EndpointKaggleApi
-    target: Target
+    endpoint: Endpoint
     log: Callable[[str], None] = field(default=_stderr)
     outage: Outage = field(default_factory=Outage)  # one unreachable-deadline for the whole command
 
     @property
     def username(self) -> str:
-        return self.target.username
+        return self.endpoint.username
 
     def call(self, fn: Callable[[], T], *, what: str, handle: str = "",
              before_retry: Optional[Callable[[], Optional[T]]] = None,
@@ -64,7 +64,7 @@ class Gateway:
                                    log=self.log, max_retries=UPLOAD_RETRIES if uploads else None,
                                    outage=self.outage)
         except Exception as exc:  # noqa: BLE001
-            raise translate(exc, what=what, handle=handle, target=self.target) from None
+            raise translate(exc, what=what, handle=handle, target=self.endpoint) from None
 
     def read(self, fn: Callable[[], T], *, what: str, handle: str) -> Callable[[], T]:
         """``fn`` (one official-client call) as a function that goes through :meth:`call`: what :meth:`settle`
@@ -100,7 +100,7 @@ class Gateway:
                 return last[0]
             return HubError(f"{what}: {handle} is still {waiting} after {elapsed:.0f}s", context=handle,
                             hint="run the same command again: kagflow looks before it uploads, so it never makes a "
-                                 "duplicate", handle=handle, target=self.target.describe())
+                                 "duplicate", handle=handle, target=self.endpoint.describe())
 
         said: list = []
         return poll_until(look, lambda v: v is not missing and ready(v), timeout=WaitPolicy.SETTLE, on_poll=seen,

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from kagflow.rules import metadata, slugs
 from kagflow.errors import HubError, NotFoundError, RefusedError
-from kagflow.hub.gateway import Gateway, epoch_seconds
 from kagflow.hub.errors import checked
+from kagflow.hub.gateway import Gateway, epoch_seconds
 from kagflow.hub.retry import WaitPolicy, poll_until  # noqa: F401 - WaitPolicy re-exported
+from kagflow.rules import metadata, slugs
+from kagflow.rules.kaggle import DEFAULT_ACCELERATOR
 
 DONE = {"COMPLETE"}
 FAILED = {"ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED"}
@@ -90,13 +91,14 @@ def check_sources_accepted(gw: Gateway, handle: slugs.KernelHandle, version: int
     """Raise one RefusedError naming every source the server refused, and how to fix it."""
     bad = invalid_sources(response)
     if bad:
-        raise RefusedError(f"{handle} version {version} was saved without {len(bad)} source(s) {gw.target.describe()} "
+        raise RefusedError(f"{handle} version {version} was saved without {len(bad)} source(s) "
+                           f"{gw.endpoint.describe()} "
                            "refused: " + ", ".join(bad),
                            context="each one names nothing there, or something private to another user "
                                    "(a kernel may mount only what its owner can see)",
                            hint=f"publish each missing source as {handle.owner} (or make it public), or fix the "
                                 "sources in kagflow.toml, then push again (kagflow kernel push)",
-                           handle=str(handle), target=gw.target.describe())
+                           handle=str(handle), target=gw.endpoint.describe())
 
 
 def _sources_missing(meta: dict, remote_metadata) -> bool:
@@ -311,7 +313,7 @@ def pull_notebook(gw: Gateway, handle: slugs.KernelHandle, dest: Path) -> dict:
         "competition_sources": [normalise_source("competition", s) for s in raw.get("competition_sources") or []],
         "kernel_sources": [normalise_source("kernel", s) for s in raw.get("kernel_sources") or []],
         "enable_internet": bool(raw.get("enable_internet")),
-        "machine_shape": raw.get("machine_shape") or ("NvidiaTeslaT4" if raw.get("enable_gpu") else "None"),
+        "machine_shape": raw.get("machine_shape") or (DEFAULT_ACCELERATOR if raw.get("enable_gpu") else "None"),
     }
 
 

@@ -1,4 +1,4 @@
-"""`kagflow model publish`: model → instance → version, created only when missing or changed.
+"""Publish a model instance version: model → instance → version, created only when missing or changed.
 
 Re-runs are safe: each step looks before it creates, and every upload carries a
 ``kagflow-content-<digest>.json`` file, so the latest version's file list tells whether the
@@ -10,12 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from kagflow.rules import metadata, slugs
-from kagflow.project.config import Config, ModelConfig
 from kagflow.errors import HubError, MissingFileError, NotFoundError
-from kagflow.hub.gateway import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
 from kagflow.hub.errors import checked, is_conflict
-from kagflow.project.sources import instance_handle, model_handle
+from kagflow.hub.gateway import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
+from kagflow.rules import metadata, slugs
 
 SKIP = (metadata.MODEL_METADATA, metadata.MODEL_INSTANCE_METADATA)
 
@@ -33,35 +31,17 @@ class PublishResult:
         return slugs.model_source(self.handle)
 
 
-def model_folders(config: Config, which: str) -> tuple[Path, Path]:
-    model: ModelConfig = getattr(config, which)
-    model_dir = config.root / "models" / slugs.model_slug(model.title)
-    return model_dir, model_dir / model.instance
+def publish_model(gw: Gateway, ihandle: slugs.ModelInstanceHandle, model_dir: Path, instance_dir: Path,
+                  source: Path, *, notes: str = "") -> PublishResult:
+    """Publish the files of ``source`` as the next version of model instance ``ihandle``.
 
-
-def write_model_metadata(config: Config, which: str) -> tuple[Path, Path]:
-    """models/<slug>/model-metadata.json and models/<slug>/<instance>/model-instance-metadata.json."""
-    model: ModelConfig = getattr(config, which)
-    model_dir, instance_dir = model_folders(config, which)
-    metadata.write_metadata(model_dir, metadata.MODEL_METADATA, metadata.model_metadata(
-        config.username, model.title, is_private=model.private,
-        description=f"# {model.title}\n\n{'Base model' if which == 'base_model' else 'LoRA adapter'} "
-                    f"for the {config.project.competition} competition, published with kagflow.\n"))
-    metadata.write_metadata(instance_dir, metadata.MODEL_INSTANCE_METADATA, metadata.model_instance_metadata(
-        instance_handle(config, model), license_name=model.license))
-    return model_dir, instance_dir
-
-
-def publish_model(gw: Gateway, config: Config, which: str, source: Path, *, notes: str = "") -> PublishResult:
-    """Publish the files of ``source`` as the next version of the ``which`` model's instance."""
+    ``model_dir`` holds its model-metadata.json and ``instance_dir`` its model-instance-metadata.json (written
+    by the caller, ``kagflow.workflow.model``); the files are staged there as links, never copied."""
     source = Path(source)
     if not source.is_dir() or not any(p.is_file() for p in source.iterdir()):
         raise MissingFileError(f"no model files in {source}",
                                hint="train first (kagflow kernel pull train) or set [base_model] local_dir")
-    model: ModelConfig = getattr(config, which)
-    mhandle = model_handle(config, model)
-    ihandle = instance_handle(config, model)
-    model_dir, instance_dir = write_model_metadata(config, which)
+    mhandle = ihandle.model_handle
     manifest = folder_manifest(source, skip=SKIP)
     digest = manifest_digest(manifest)
     size = sum(f["size"] for f in manifest.values())

@@ -51,7 +51,8 @@ def health(url: str, timeout: float = 2.0) -> Optional[dict]:
 
 
 def load_users(path: os.PathLike | str) -> dict[str, str]:
-    """The ``--users`` file: a JSON object ``{"username": "key", ...}`` (or one kaggle.json, ``{"username", "key"}``)."""
+    """The ``--users`` file: a JSON object ``{"username": "key", ...}`` (or one kaggle.json,
+    ``{"username", "key"}``)."""
     from kagflow.local.server.names import check_ident
     from kagflow.local.server.protocol import ApiError
 
@@ -98,8 +99,8 @@ def serve_forever(data_dir: os.PathLike | str, port: int = 0, *, host: str = HOS
 
     ``users`` (username → key): only those keys are accepted (401 otherwise), and kernels run only in the
     sandbox; None accepts any key. ``users_file``: where they were read from (never visible to a kernel).
-    ``consistency``: ``instant`` or ``eventual`` (Kaggle's delays after a create; default ``$KAGFLOW_LOCAL_CONSISTENCY``,
-    else instant; see :mod:`kagflow.local.server.consistency`).
+    ``consistency``: ``instant`` or ``eventual`` (Kaggle's delays after a create; default
+    ``$KAGFLOW_LOCAL_CONSISTENCY``, else instant; see :mod:`kagflow.local.server.consistency`).
     """
     from kagflow.local.server.api import Settings
     from kagflow.local.server.consistency import MODES, with_mode

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from kagflow.rules import metadata, slugs
 from kagflow.classifier.config import TIME_BUDGET_MARGIN
 from kagflow.classifier.paths import ADAPTER_MARKER, InputNotFoundError, find_model_dir
-from kagflow.project.config import Config, infer_params, train_params
 from kagflow.errors import MissingFileError
-from kagflow.project.sources import KernelSources, kernel_handle, model_version_source, resolve_sources
+from kagflow.project.config import IMPORT, INFER, MODELS, TRAIN, Config
+from kagflow.project.sources import KernelSources, resolve_sources
+from kagflow.rules import metadata, slugs
 
 
 @dataclass(frozen=True)
@@ -25,17 +25,13 @@ class RenderedKernel:
     sources: KernelSources
 
 
-def kernel_dir(config: Config, name: str) -> Path:
-    return config.root / "kernels" / kernel_handle(config, name).slug
-
-
 def notebook_params(config: Config, name: str, sources: KernelSources, *, tiny: bool,
                     overrides: dict | None = None) -> dict:
-    """The values a rendered notebook's ``parameters`` cell holds; ``overrides`` (``-p``, checked by
-    kagflow.project.params) last."""
+    """The values a rendered notebook's ``parameters`` cell holds: what every notebook needs, then the kernel kind's
+    whole recipe table ([train] or [infer], with the stand-in's overrides when ``tiny``), then ``overrides``
+    (``-p``, checked by kagflow.project.params)."""
     kernel = config.kernel(name)
-    base_src, adapter_src = (model_version_source(config, which) or "" if which in kernel.sources else ""
-                             for which in ("base_model", "adapter_model"))
+    base_src, adapter_src = (config.model_source(which) or "" if which in kernel.sources else "" for which in MODELS)
     params = {
         "competition": config.project.competition,
         "base_model_hf_id": config.base_model.hf_id,
@@ -43,14 +39,11 @@ def notebook_params(config: Config, name: str, sources: KernelSources, *, tiny: 
         "wheels_dataset": sources.dataset_sources[0] if sources.dataset_sources else "",
         "kernel_title": kernel.title,
     }
-    if kernel.kind == "train":
-        params.update(train_params(config, tiny=tiny))
-        if not params["time_budget"]:  # stop, evaluate and save before Kaggle ends the session
-            params["time_budget"] = max(kernel.timeout - TIME_BUDGET_MARGIN, kernel.timeout // 2)
-    else:
-        inf = infer_params(config, tiny=tiny)
-        params.update({"adapter_model_source": adapter_src, "max_length": inf["max_length"],
-                       "batch_size": inf["batch_size"], "tta": inf["tta"]})
+    if kernel.kind == INFER:
+        params["adapter_model_source"] = adapter_src
+    params.update(config.recipe(kernel.kind, stand_in=tiny))
+    if kernel.kind == TRAIN and not params["time_budget"]:  # stop, evaluate and save before Kaggle ends the session
+        params["time_budget"] = max(kernel.timeout - TIME_BUDGET_MARGIN, kernel.timeout // 2)
     params.update(overrides or {})
     return params
 
@@ -63,14 +56,14 @@ def render_kernel(config: Config, name: str, *, tiny: bool = False, overrides: d
     ``adapters`` (an inference kernel's ensemble: the folds' adapter versions) replace the pinned
     adapter among its model sources, and its notebook averages them."""
     kernel = config.kernel(name)
-    from kagflow.notebooks import render as notebooks  # jinja/nbformat only when rendering
+    from kagflow.notebooks.render import render_notebook  # jinja/nbformat only when rendering
 
-    handle = kernel_handle(config, name)
-    folder = kernel_dir(config, name)
+    handle = config.kernel_handle(name)
+    folder = config.kernel_dir(name)
     sources = resolve_sources(config, name, adapters)
-    if adapters and kernel.kind == "infer":
+    if adapters and kernel.kind == INFER:
         overrides = {**(overrides or {}), "adapter_model_sources": list(adapters), "adapter_model_source": adapters[-1]}
-    if kernel.kind == "import":
+    if kernel.kind == IMPORT:
         code_file = kernel.code_file or f"{handle.slug}.ipynb"
         nb_path = folder / code_file
         if not nb_path.is_file():
@@ -79,9 +72,8 @@ def render_kernel(config: Config, name: str, *, tiny: bool = False, overrides: d
     else:
         code_file = f"{handle.slug}.ipynb"
         nb_path = folder / code_file
-        notebooks.render_notebook(kernel.kind, notebook_params(config, name, sources, tiny=tiny,
-                                                                        overrides=overrides), nb_path,
-                                  template_dir=config.root / "templates")
+        render_notebook(kernel.kind, notebook_params(config, name, sources, tiny=tiny, overrides=overrides),
+                        nb_path, template_dir=config.layout.templates)
     data = metadata.kernel_metadata(
         config.username, kernel.title, code_file,
         is_private=kernel.private,

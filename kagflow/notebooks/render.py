@@ -12,16 +12,13 @@ import json
 from pathlib import Path
 
 import kagflow
-from kagflow.classifier.config import defaults
-from kagflow.classifier.infer import InferConfig
-from kagflow.classifier.paths import INPUT_ROOT_ENV, WORKING_ROOT_ENV
-from kagflow.classifier.train import TrainConfig
+from kagflow.classifier.config import InferConfig, TrainConfig, defaults
 from kagflow.errors import KagflowError, MissingFileError
+from kagflow.rules.kaggle import KERNELSPEC
 from kagflow.wheels.build import INSTALLER_NAME
 from kagflow.wheels.classifier import DIST_NAME, IMPORT_NAME
 
 PACKAGE_NAME = IMPORT_NAME  # the classifier's import name inside a kernel
-KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 REQUIRED_PACKAGES = ("transformers", "peft", "bitsandbytes", "accelerate", DIST_NAME)
 MAX_CELL_LINES = 80  # every cell fits on a screen: readable and editable on Kaggle's site

@@ -1,33 +1,65 @@
-"""kagflow.toml → frozen dataclasses, validated on load; Kaggle credential lookup.
+"""kagflow.toml → frozen dataclasses, validated on load; the handles and paths the config names.
 
-Every key is declared once, in the dataclasses below, with its type and default. Loading
-reports the first problem as one message naming the file, the key, its value and the fix.
+Every key is declared once, in the dataclasses below, with its type and default; ``defaults.toml`` beside this
+module is the file `kagflow init` writes (every table, commented), and a test holds it to these defaults.
+Loading reports the first problem as one message naming the file, the key, its value and the fix.
+
+A new table is a dataclass, a field of :class:`Config` and a line in :data:`TABLES` (plus its keys in
+``defaults.toml``); its own checks, if any, a function in :data:`CHECKS`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import os
-import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
+from difflib import get_close_matches
+from functools import cache
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
-from kagflow.rules import slugs
+import tomllib
+
 # [train] and [infer] are the classifier's own run configurations (stdlib-only module): one
 # definition of the seed's recipe for kagflow.toml, the notebooks and the classifier
 from kagflow.classifier.config import InferConfig, TrainConfig
 from kagflow.errors import ConfigError, KagflowError
+from kagflow.project.credentials import credentials_username
+from kagflow.project.layout import CONFIG_FILE, Layout
+from kagflow.project.typed import build, toml_value
+from kagflow.rules import kaggle, slugs
 
-CONFIG_FILE = "kagflow.toml"
 COMPETITION = "llm-classification-finetuning"
+DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
+
+# A kernel's kind: what kagflow renders for it, with the recipe table its parameters cell holds; or an
+# imported notebook, pushed as it is.
+TRAIN, INFER, IMPORT = "train", "infer", "import"
+RECIPE_TABLES = {TRAIN: TrainConfig, INFER: InferConfig}  # kind -> its table ([train], [infer])
+KERNEL_KINDS = (*RECIPE_TABLES, IMPORT)
+# The kernels the flow renders, pushes and submits, by their name in [kernels] (of kind train and infer)
+TRAIN_KERNEL, INFER_KERNEL = "train", "infer"
+# The two models a project publishes, by their table's name
+BASE_MODEL, ADAPTER_MODEL = "base_model", "adapter_model"
+MODELS = (BASE_MODEL, ADAPTER_MODEL)
 
 
-# --------------------------------------------------------------------------- sections
+@cache
+def default_tables() -> dict:
+    """``defaults.toml`` read as plain tables (what kagflow init writes; the stand-ins' overrides live there)."""
+    return tomllib.loads(DEFAULTS_FILE.read_text(encoding="utf-8"))
+
+
+def _default(*keys: str):
+    """A default_factory reading ``defaults.toml`` at ``keys`` (the dict-valued defaults' one home)."""
+    def factory():
+        value = default_tables()
+        for key in keys:
+            value = value[key]
+        return dict(value)
+    return field(default_factory=factory)
+
+
+# --------------------------------------------------------------------------- tables
 
 @dataclass(frozen=True)
 class ProjectConfig:
@@ -64,11 +96,11 @@ class WheelsConfig:
 @dataclass(frozen=True)
 class KernelConfig:
     title: str
-    kind: str = "train"  # train | infer | import (a notebook kagflow did not render)
-    accelerator: str = "NvidiaTeslaT4"
+    kind: str = TRAIN  # KERNEL_KINDS: train | infer | import (a notebook kagflow did not render)
+    accelerator: str = kaggle.DEFAULT_ACCELERATOR
     internet: bool = False
     private: bool = True
-    timeout: int = 32400  # seconds (Kaggle's GPU limit is 9 h for competition notebooks)
+    timeout: int = kaggle.GPU_SESSION_S  # seconds
     # symbolic sources: "wheels", "base_model", "adapter_model", "competition", "kernel:<name>";
     # or explicit handles: "dataset:owner/slug", "notebook:owner/slug", "competition:slug",
     # "model:owner/model/framework/instance/version"
@@ -77,48 +109,34 @@ class KernelConfig:
 
 
 @dataclass(frozen=True)
-class TinyConfig:
-    """Offline stand-ins: a tiny Gemma-2 checkpoint and a synthetic competition."""
+class StandInConfig:
+    """The table of an offline stand-in ([gemma3-270m]): its overrides of [train] and [infer] when it is the base.
+
+    The defaults (in defaults.toml) keep `make submit` on a small CPU to minutes."""
+    train: dict = _default("gemma3-270m", "train")
+    infer: dict = _default("gemma3-270m", "infer")
+
+
+@dataclass(frozen=True)
+class TinyConfig(StandInConfig):
+    """[tiny]: the tiny Gemma-2 stand-in (its shape, its overrides) and the synthetic competition."""
+    train: dict = _default("tiny", "train")
+    infer: dict = _default("tiny", "infer")
     hidden_size: int = 128
     num_layers: int = 2
     vocab_size: int = 512
     n_train: int = 2000
     n_test: int = 300
     seed: int = 0
-    # overrides of [train] when the base model is the tiny checkpoint
-    train: dict = field(default_factory=lambda: {
-        "n_epochs": 5.0, "lr": 1e-3, "freeze_layers": 0, "max_length": 128,
-        "per_device_train_batch_size": 16, "gradient_accumulation_steps": 1,
-        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        "gradient_checkpointing": False, "warmup_steps": 10,
-    })
-    infer: dict = field(default_factory=lambda: {"max_length": 128, "batch_size": 16})
 
 
-@dataclass(frozen=True)
-class StandInConfig:
-    """[gemma3-270m]: overrides of [train] and [infer] when the Gemma 3 270M stand-in is the base.
+# [base_model] stand_in values, each with the table of its name: its [train]/[infer] overrides (and, for
+# the tiny one, its shape); kagflow.workflow.standins makes each
+STAND_INS = {"tiny": TinyConfig, "gemma3-270m": StandInConfig}
 
-    The defaults keep `make submit` on a small CPU to minutes: 320 rows, one epoch, 128 tokens."""
-    train: dict = field(default_factory=lambda: {
-        "max_train_rows": 320, "n_epochs": 1.0, "lr": 5e-4, "freeze_layers": 0, "max_length": 128,
-        "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
-        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        "gradient_checkpointing": False, "warmup_steps": 4, "eval_strategy": "no",
-    })
-    infer: dict = field(default_factory=lambda: {"max_length": 128, "batch_size": 16})
-
-
-# [base_model] stand_in values; each one's [train]/[infer] overrides live in the table of its name
-# ([tiny], [gemma3-270m]); kagflow.workflow.standins makes them
-STAND_INS = ("tiny", "gemma3-270m")
-
-DEFAULT_KERNELS = {
-    "train": {"title": "Gemma2 QLoRA arena train", "kind": "train",
-              "sources": ["wheels", "base_model", "competition"]},
-    "infer": {"title": "Gemma2 QLoRA arena infer", "kind": "infer",
-              "sources": ["wheels", "base_model", "adapter_model", "competition"]},
-}
+# Tables built the same way: [name] -> the Config field of the same name (absent: every default)
+TABLES = {"project": ProjectConfig, "wheels": WheelsConfig, "train": TrainConfig, "infer": InferConfig}
+REQUIRED = {BASE_MODEL: BaseModelConfig, ADAPTER_MODEL: ModelConfig}  # tables every kagflow.toml has
 
 
 @dataclass(frozen=True)
@@ -130,8 +148,7 @@ class Config:
     kernels: dict  # name -> KernelConfig
     train: TrainConfig
     infer: InferConfig
-    tiny: TinyConfig
-    gemma3_270m: StandInConfig
+    stand_ins: dict  # STAND_INS name -> its table
     path: Path  # the kagflow.toml it came from
     username: str  # resolved: config, then credentials, then "kagflow"
 
@@ -139,10 +156,18 @@ class Config:
     def root(self) -> Path:
         return self.path.parent
 
-    def stand_in_overrides(self) -> tuple[dict, dict]:
-        """([train] overrides, [infer] overrides) of the stand-in [base_model] stand_in selects."""
-        table = self.tiny if self.base_model.stand_in == "tiny" else self.gemma3_270m
-        return table.train, table.infer
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.root)
+
+    @property
+    def tiny(self) -> TinyConfig:
+        """[tiny]: the tiny stand-in, and the synthetic competition's sizes and seed."""
+        return self.stand_ins["tiny"]
+
+    def stand_in(self) -> StandInConfig:
+        """The table of the stand-in [base_model] stand_in selects."""
+        return self.stand_ins[self.base_model.stand_in]
 
     def kernel(self, name: str) -> KernelConfig:
         if name not in self.kernels:
@@ -151,131 +176,126 @@ class Config:
                               hint=f"add a [kernels.{name}] table or use one of the names above")
         return self.kernels[name]
 
+    def model(self, which: str) -> ModelConfig:
+        """[base_model] or [adapter_model] (``which``: one of MODELS)."""
+        if which not in MODELS:
+            raise KagflowError(f"no model table {which!r}", hint="one of " + ", ".join(MODELS))
+        return getattr(self, which)
 
-# --------------------------------------------------------------------------- typed loading
+    def recipe(self, kind: str, *, stand_in: bool) -> dict:
+        """The recipe table of kernel kind ``kind`` ([train] or [infer], RECIPE_TABLES) as a notebook's parameters:
+        every key, with the overrides of the stand-in [base_model] stand_in selects when ``stand_in``."""
+        params = dataclasses.asdict(getattr(self, kind))
+        if stand_in:
+            params.update(getattr(self.stand_in(), kind))
+        if "target_modules" in params:  # a list, as the notebooks have always been rendered (unchanged: not pushed)
+            params["target_modules"] = list(params["target_modules"])
+        return params
 
-_TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
-               dict: "a table"}
+    # ------------------------------------------------------------------ handles
 
+    def kernel_handle(self, name: str) -> slugs.KernelHandle:
+        return slugs.KernelHandle(self.username, slugs.kernel_slug(self.kernel(name).title))
 
-def _type_name(tp) -> str:
-    tp = _unoptional(tp)
-    if _is_union(tp):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if typing.get_origin(tp) is tuple and typing.get_args(tp)[:1] in ((float,), (int,)):
-        return "a list of numbers" if typing.get_args(tp)[0] is float else "a list of whole numbers"
-    if tp is tuple or typing.get_origin(tp) is tuple:
-        return "a list of strings"
-    return _TYPE_NAMES.get(tp, str(tp))
+    def wheels_handle(self) -> slugs.DatasetHandle:
+        return slugs.DatasetHandle(self.username, slugs.dataset_slug(self.wheels.title))
 
+    def model_handle(self, which: str) -> slugs.ModelHandle:
+        return slugs.ModelHandle(self.username, slugs.model_slug(self.model(which).title))
 
-def _example(tp, default) -> str:
-    if default is not dataclasses.MISSING and default is not None:
-        return _toml_value(default)
-    return {str: '"..."', int: "1", float: "1.0", bool: "true"}.get(tp, '"..."')
+    def instance_handle(self, which: str) -> slugs.ModelInstanceHandle:
+        model = self.model(which)
+        return self.model_handle(which).instance(model.framework, model.instance)
 
+    def model_source(self, which: str) -> Optional[str]:
+        """``owner/model/framework/instance/version`` of the pinned version, or None if unpublished."""
+        version = self.model(which).version
+        return slugs.model_source(self.instance_handle(which).version(version)) if version > 0 else None
 
-def _unoptional(tp):
-    """``int | None`` → ``int`` (TOML has no null, so an optional key is just its type)."""
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
-        return args[0]
-    return tp
+    def with_versions(self, versions: dict) -> "Config":
+        """This config with model versions ``{which: version}`` pinned (a target's own record of them)."""
+        changes = {which: dataclasses.replace(self.model(which), version=v) for which, v in versions.items() if v}
+        return dataclasses.replace(self, **changes) if changes else self
 
+    # ------------------------------------------------------------------ paths
 
-def _is_union(tp) -> bool:
-    return typing.get_origin(tp) in (typing.Union, types.UnionType)
+    def kernel_dir(self, name: str) -> Path:
+        return self.layout.kernel_dir(self.kernel_handle(name).slug)
 
+    def wheels_dir(self) -> Path:
+        return self.layout.wheels_dir(self.wheels_handle().slug)
 
-def _coerce(value, tp, where: str, key: str, default, file: Path):
-    tp = _unoptional(tp)
-    origin = typing.get_origin(tp)
-    ok = True
-    if _is_union(tp):  # the first of its types that the value is (e.g. "balanced" or [1.0, 2.0, 1.0])
-        for option in typing.get_args(tp):
-            try:
-                return _coerce(value, option, where, key, default, file)
-            except ConfigError:
-                continue
-        ok = False
-    elif origin is tuple and typing.get_args(tp)[:1] in ((float,), (int,)):
-        item = typing.get_args(tp)[0]
-        ok = isinstance(value, list) and all(isinstance(v, (int, float) if item is float else int)
-                                             and not isinstance(v, bool) for v in value)
-        value = tuple(item(v) for v in value) if ok else value
-    elif tp is bool:
-        ok = isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif tp is float:  # TOML's nan and inf are no usable value of any key
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        value = float(value) if ok else value
-    elif tp is str:
-        ok = isinstance(value, str)
-    elif tp is tuple or origin is tuple:
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        value = tuple(value) if ok else value
-    elif tp is dict:
-        ok = isinstance(value, dict)
-    if not ok:
-        raise ConfigError(
-            f"{file.name}: [{where}] {key} = {_toml_value(value)} is not {_type_name(tp)}",
-            context=f"file {file}, table [{where}], key {key}",
-            hint=f"write it as {key} = {_example(tp, default)}",
-        )
-    return value
+    def model_dirs(self, which: str) -> tuple[Path, Path]:
+        """``models/<model slug>/`` and its ``<instance slug>/`` sub-folder (their metadata files)."""
+        model_dir = self.layout.model_dir(self.model_handle(which).model)
+        return model_dir, model_dir / self.model(which).instance
 
 
-def _build(cls, table: dict, where: str, file: Path, *, exclude: tuple[str, ...] = ()):
-    if not isinstance(table, dict):
-        raise ConfigError(f"{file.name}: [{where}] must be a table", context=f"file {file}",
-                          hint=f"write it as a [{where}] section")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in exclude}
-    unknown = [k for k in table if k not in fields]
-    if unknown:
-        from difflib import get_close_matches
-        key = unknown[0]
-        close = get_close_matches(key, list(fields), n=1)
-        raise ConfigError(
-            f"{file.name}: unknown key {key!r} in [{where}]",
-            context=f"file {file}, value {_toml_value(table[key])}; known keys: {', '.join(fields)}",
-            hint=f"did you mean {close[0]!r}?" if close else f"remove {key!r}",
-        )
-    kwargs = {}
-    for name, f in fields.items():
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
-        if name in table:
-            kwargs[name] = _coerce(table[name], hints[name], where, name, default, file)
-        elif default is dataclasses.MISSING:
-            raise ConfigError(
-                f"{file.name}: [{where}] is missing the required key {name!r}",
-                context=f"file {file}, table [{where}]",
-                hint=f"add {name} = {_example(hints[name], default)} under [{where}]",
-            )
-    return cls(**kwargs)
+# --------------------------------------------------------------------------- checks per table
 
-
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    return json.dumps(str(value))
-
-
-def load_config(path: Optional[Path] = None) -> Config:
-    """Load and validate ``kagflow.toml`` (default: search from the current folder upwards)."""
-    path = Path(path) if path else find_config()
+def _check_named(path: Path, where: str, key: str, value: str, rule) -> None:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        rule(value)
+    except KagflowError as e:
+        raise ConfigError(f"{path.name}: [{where}] {key} = {toml_value(value)}: {e.message}",
+                          context=f"file {path}, table [{where}], key {key}" + (f"; {e.context}" if e.context else ""),
+                          hint=e.hint) from None
+
+
+def _check_project(path: Path, project: ProjectConfig) -> None:
+    if project.target not in ("auto", "local", "kaggle"):
+        raise ConfigError(f"{path.name}: [project] target = {project.target!r} is not auto, local or kaggle",
+                          context=f"file {path}", hint='write target = "auto"')
+    _check_named(path, "project", "competition", project.competition, slugs.check_competition)
+    if project.username:
+        _check_named(path, "project", "username", project.username, slugs.check_owner)
+
+
+def _check_model(path: Path, where: str, model: ModelConfig) -> None:
+    _check_named(path, where, "title", model.title, slugs.model_slug)
+    _check_named(path, where, "instance", model.instance, lambda s: slugs.check_slug(s, what="model instance slug"))
+    _check_named(path, where, "framework", model.framework, slugs.framework_enum)
+    if model.version < 0:
+        raise ConfigError(f"{path.name}: [{where}] version = {model.version} is negative",
+                          context=f"file {path}", hint="use 0 (unpublished) or the published version")
+    stand_in = getattr(model, "stand_in", None)
+    if stand_in is not None and stand_in not in STAND_INS:
+        close = get_close_matches(stand_in, list(STAND_INS), n=1, cutoff=0.4)
+        raise ConfigError(f"{path.name}: [base_model] stand_in = {toml_value(stand_in)} is not a known stand-in",
+                          context=f"file {path}, table [base_model], key stand_in; known: {', '.join(STAND_INS)}",
+                          hint=f"did you mean stand_in = {toml_value(close[0])}?" if close
+                          else 'write stand_in = "tiny" (or "gemma3-270m": Gemma 3 270M from PyPI)')
+
+
+def _check_wheels(path: Path, wheels: WheelsConfig) -> None:
+    _check_named(path, "wheels", "title", wheels.title, slugs.dataset_slug)
+
+
+def _check_kernel(path: Path, name: str, kernel: KernelConfig) -> None:
+    _check_named(path, f"kernels.{name}", "title", kernel.title, slugs.kernel_slug)
+    if kernel.kind not in KERNEL_KINDS:
+        raise ConfigError(f"{path.name}: [kernels.{name}] kind = {kernel.kind!r} is not train, infer or import",
+                          context=f"file {path}", hint='write kind = "train" or kind = "infer"')
+    if kernel.timeout <= 0:
+        raise ConfigError(f"{path.name}: [kernels.{name}] timeout = {kernel.timeout} must be positive",
+                          context=f"file {path}", hint=f"timeout = {kaggle.GPU_SESSION_S}  # 9 hours, in seconds")
+
+
+def _check_stand_in(path: Path, name: str, table: StandInConfig) -> None:
+    """Overrides must name real keys of [train] / [infer] with the right types."""
+    for kind, cls in RECIPE_TABLES.items():
+        build(cls, getattr(table, kind), f"{name}.{kind}", path)
+
+
+# table name -> its check (after it is built); kernels and stand-ins are checked per entry
+CHECKS: dict[str, Callable] = {"project": _check_project, "wheels": _check_wheels}
+
+
+# --------------------------------------------------------------------------- loading
+
+def _read(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path} not found", hint="run `kagflow init` to write one") from None
     except UnicodeDecodeError as e:
@@ -287,76 +307,44 @@ def load_config(path: Optional[Path] = None) -> Config:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path.name} is not valid TOML: {e}", context=f"file {path}",
                           hint="fix the syntax at the line shown") from None
-    known = {"project", "base_model", "adapter_model", "wheels", "kernels", "train", "infer", "tiny", "gemma3-270m"}
+
+
+def load_config(path: Optional[Path] = None) -> Config:
+    """Load and validate ``kagflow.toml`` (default: search from the current folder upwards)."""
+    path = Path(path) if path else find_config()
+    raw = _read(path)
+    known = {*TABLES, *REQUIRED, "kernels", *STAND_INS}
     for key in raw:
         if key not in known:
             raise ConfigError(f"{path.name}: unknown table [{key}]", context=f"file {path}",
                               hint="known tables: " + ", ".join(sorted(known)))
-    for required in ("base_model", "adapter_model"):
+    for required in REQUIRED:
         if required not in raw:
             raise ConfigError(f"{path.name}: missing table [{required}]", context=f"file {path}",
                               hint="run `kagflow init --force` in a scratch folder and copy the table")
-    project = _build(ProjectConfig, raw.get("project", {}), "project", path)
-    if project.target not in ("auto", "local", "kaggle"):
-        raise ConfigError(f"{path.name}: [project] target = {project.target!r} is not auto, local or kaggle",
-                          context=f"file {path}", hint='write target = "auto"')
-    _check_named(path, "project", "competition", project.competition, slugs.check_competition)
-    if project.username:
-        _check_named(path, "project", "username", project.username, slugs.check_owner)
-    base = _build(BaseModelConfig, raw["base_model"], "base_model", path)
-    adapter = _build(ModelConfig, raw["adapter_model"], "adapter_model", path)
-    if base.stand_in not in STAND_INS:
-        from difflib import get_close_matches
-        close = get_close_matches(base.stand_in, list(STAND_INS), n=1, cutoff=0.4)
-        raise ConfigError(f"{path.name}: [base_model] stand_in = {_toml_value(base.stand_in)} is not a known stand-in",
-                          context=f"file {path}, table [base_model], key stand_in; known: {', '.join(STAND_INS)}",
-                          hint=f"did you mean stand_in = {_toml_value(close[0])}?" if close
-                          else 'write stand_in = "tiny" (or "gemma3-270m": Gemma 3 270M from PyPI)')
-    for where, model in (("base_model", base), ("adapter_model", adapter)):
-        _check_named(path, where, "title", model.title, slugs.model_slug)
-        _check_named(path, where, "instance", model.instance,
-                     lambda s: slugs.check_slug(s, what="model instance slug"))
-        _check_named(path, where, "framework", model.framework, slugs.framework_enum)
-        if model.version < 0:
-            raise ConfigError(f"{path.name}: [{where}] version = {model.version} is negative",
-                              context=f"file {path}", hint="use 0 (unpublished) or the published version")
-    wheels = _build(WheelsConfig, raw.get("wheels", {}), "wheels", path)
-    _check_named(path, "wheels", "title", wheels.title, slugs.dataset_slug)
-    kernels_raw = raw.get("kernels", DEFAULT_KERNELS)
+    tables = {}
+    for name, cls in TABLES.items():
+        tables[name] = build(cls, raw.get(name, {}), name, path)
+        if name in CHECKS:
+            CHECKS[name](path, tables[name])
+    for name, cls in REQUIRED.items():
+        tables[name] = build(cls, raw[name], name, path)
+        _check_model(path, name, tables[name])
+    kernels_raw = raw.get("kernels", default_tables()["kernels"])
     if not isinstance(kernels_raw, dict) or not kernels_raw:
         raise ConfigError(f"{path.name}: [kernels] must hold at least one [kernels.NAME] table",
                           context=f"file {path}", hint="add [kernels.train] and [kernels.infer]")
     kernels = {}
     for name, table in kernels_raw.items():
-        k = _build(KernelConfig, table, f"kernels.{name}", path)
-        _check_named(path, f"kernels.{name}", "title", k.title, slugs.kernel_slug)
-        if k.kind not in ("train", "infer", "import"):
-            raise ConfigError(f"{path.name}: [kernels.{name}] kind = {k.kind!r} is not train, infer or import",
-                              context=f"file {path}", hint='write kind = "train" or kind = "infer"')
-        if k.timeout <= 0:
-            raise ConfigError(f"{path.name}: [kernels.{name}] timeout = {k.timeout} must be positive",
-                              context=f"file {path}", hint="timeout = 32400  # 9 hours, in seconds")
-        kernels[name] = k
-    train = _build(TrainConfig, raw.get("train", {}), "train", path)
-    infer = _build(InferConfig, raw.get("infer", {}), "infer", path)
-    tiny = _build(TinyConfig, raw.get("tiny", {}), "tiny", path)
-    _build(TrainConfig, tiny.train, "tiny.train", path)  # overrides must name real keys with the right types
-    _build(InferConfig, tiny.infer, "tiny.infer", path)
-    gemma3 = _build(StandInConfig, raw.get("gemma3-270m", {}), "gemma3-270m", path)
-    _build(TrainConfig, gemma3.train, "gemma3-270m.train", path)
-    _build(InferConfig, gemma3.infer, "gemma3-270m.infer", path)
-    return Config(project=project, base_model=base, adapter_model=adapter, wheels=wheels,
-                  kernels=kernels, train=train, infer=infer, tiny=tiny, gemma3_270m=gemma3, path=path.resolve(),
+        kernels[name] = build(KernelConfig, table, f"kernels.{name}", path)
+        _check_kernel(path, name, kernels[name])
+    stand_ins = {}
+    for name, cls in STAND_INS.items():
+        stand_ins[name] = build(cls, raw.get(name, {}), name, path)
+        _check_stand_in(path, name, stand_ins[name])
+    project = tables["project"]
+    return Config(**tables, kernels=kernels, stand_ins=stand_ins, path=path.resolve(),
                   username=project.username or credentials_username() or "kagflow")
-
-
-def _check_named(path: Path, where: str, key: str, value: str, rule) -> None:
-    try:
-        rule(value)
-    except KagflowError as e:
-        raise ConfigError(f"{path.name}: [{where}] {key} = {_toml_value(value)}: {e.message}",
-                          context=f"file {path}, table [{where}], key {key}" + (f"; {e.context}" if e.context else ""),
-                          hint=e.hint) from None
 
 
 def find_config(start: Optional[Path] = None) -> Path:
@@ -366,92 +354,3 @@ def find_config(start: Optional[Path] = None) -> Path:
             return folder / CONFIG_FILE
     raise ConfigError(f"no {CONFIG_FILE} in {here} or its parents",
                       hint="run `kagflow init` here, or cd into a kagflow project")
-
-
-def train_params(config: Config, *, tiny: bool) -> dict:
-    """[train] as a plain dict, with the stand-in's overrides ([tiny.train] or [gemma3-270m.train])
-    applied when ``tiny``: the base is the offline stand-in."""
-    params = dataclasses.asdict(config.train)
-    if tiny:
-        params.update(config.stand_in_overrides()[0])
-    params["target_modules"] = list(params["target_modules"])
-    return params
-
-
-def infer_params(config: Config, *, tiny: bool) -> dict:
-    params = dataclasses.asdict(config.infer)
-    if tiny:
-        params.update(config.stand_in_overrides()[1])
-    return params
-
-
-# --------------------------------------------------------------------------- credentials
-
-def kaggle_config_dir() -> Path:
-    """Where the official client looks for kaggle.json (same rules as kaggle 2.x)."""
-    env = os.environ.get("KAGGLE_CONFIG_DIR")
-    if env:
-        return Path(env)
-    home = Path.home() / ".kaggle"
-    if home.exists():
-        return home
-    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(xdg) / "kaggle"
-
-
-def has_credentials() -> bool:
-    """True when the official client would find Kaggle credentials (the values are never read out)."""
-    if os.environ.get("KAGGLE_API_TOKEN"):
-        return True
-    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
-        return True
-    for name in ("access_token", "access_token.txt"):
-        if (Path.home() / ".kaggle" / name).is_file():
-            return True
-    cfg = kaggle_config_dir() / "kaggle.json"
-    if cfg.is_file():
-        try:
-            data = json.loads(cfg.read_text())
-            return bool(data.get("username") and data.get("key"))
-        except (OSError, ValueError):
-            return False
-    return False
-
-
-def credentials_username() -> str:
-    """The username of the Kaggle credentials, if any (never the key)."""
-    if os.environ.get("KAGGLE_USERNAME"):
-        return os.environ["KAGGLE_USERNAME"]
-    cfg = kaggle_config_dir() / "kaggle.json"
-    if cfg.is_file():
-        try:
-            return str(json.loads(cfg.read_text()).get("username") or "")
-        except (OSError, ValueError):
-            return ""
-    return ""
-
-
-# --------------------------------------------------------------------------- writing
-
-def edit_config(path: Path, change) -> None:
-    """Apply ``change(document)`` to kagflow.toml with tomlkit, keeping every comment and the
-    layout, and write it back atomically."""
-    import tomlkit
-
-    doc = tomlkit.parse(Path(path).read_text(encoding="utf-8"))
-    change(doc)
-    tmp = Path(path).with_suffix(".toml.tmp")
-    tmp.write_text(tomlkit.dumps(doc), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def set_value(path: Path, table: str, key: str, value) -> None:
-    """Set ``key = value`` in ``[table]`` of kagflow.toml (e.g. the pinned model versions)."""
-    import tomlkit
-
-    def change(doc) -> None:
-        if table not in doc:
-            doc[table] = tomlkit.table()
-        doc[table][key] = value
-
-    edit_config(path, change)

@@ -8,15 +8,14 @@ for an inference one) and is typed against it as kagflow.toml is: VALUE is read 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from difflib import get_close_matches
 from typing import Iterable
 
-from kagflow.classifier.config import InferConfig, TrainConfig
-from kagflow.project.config import Config, _build
-from kagflow.errors import ConfigError
+import tomllib
 
-RECIPES = {"train": ("train", TrainConfig), "infer": ("infer", InferConfig)}
+from kagflow.errors import ConfigError
+from kagflow.project.config import RECIPE_TABLES, Config
+from kagflow.project.typed import build
 
 
 def _keys(cls) -> list[str]:
@@ -37,11 +36,11 @@ def parse_overrides(config: Config, name: str, pairs: Iterable[str]) -> dict:
     if not pairs:
         return {}
     kind = config.kernel(name).kind
-    if kind not in RECIPES:
+    if kind not in RECIPE_TABLES:
         raise ConfigError(f"kernel {name!r} is an imported notebook: -p sets only rendered kernels' parameters",
                           context=f"kernel {name}, kind {kind!r}, -p {pairs[0]}",
                           hint="edit the notebook in kernels/ instead, or drop -p")
-    table, cls = RECIPES[kind]
+    table, cls = kind, RECIPE_TABLES[kind]
     values = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
@@ -57,7 +56,7 @@ def parse_overrides(config: Config, name: str, pairs: Iterable[str]) -> dict:
                               context=f"kernel {name}; keys: {', '.join(_keys(cls))}",
                               hint=f"did you mean -p {close[0]}=...?" if close else "use one of the keys above")
     try:
-        built = _build(cls, values, table, config.path)
+        built = build(cls, values, table, config.path)
     except ConfigError as e:
         key = next((k for k in values if f"] {k} =" in e.message), "")
         raise ConfigError(f"-p {key}={values.get(key)!r}: " + e.message.split(": ", 1)[-1],

@@ -6,11 +6,12 @@ One place decides what "wheels", "base_model", "adapter_model", "competition" an
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
-from kagflow.rules import slugs
-from kagflow.project.config import Config, ModelConfig
 from kagflow.errors import ConfigError, NamingError
+from kagflow.project.config import ADAPTER_MODEL, INFER, MODELS, Config
+from kagflow.rules import slugs
 
 
 @dataclass(frozen=True)
@@ -23,43 +24,17 @@ class KernelSources:
     missing: tuple[tuple[str, str], ...] = field(default=())
 
 
-def wheels_handle(config: Config) -> slugs.DatasetHandle:
-    return slugs.DatasetHandle(config.username, slugs.dataset_slug(config.wheels.title))
-
-
-def model_handle(config: Config, model: ModelConfig) -> slugs.ModelHandle:
-    return slugs.ModelHandle(config.username, slugs.model_slug(model.title))
-
-
-def instance_handle(config: Config, model: ModelConfig) -> slugs.ModelInstanceHandle:
-    return model_handle(config, model).instance(model.framework, model.instance)
-
-
-def kernel_handle(config: Config, name: str) -> slugs.KernelHandle:
-    return slugs.KernelHandle(config.username, slugs.kernel_slug(config.kernel(name).title))
-
-
-def model_version_source(config: Config, which: str) -> str | None:
-    """``owner/model/framework/instance/version`` of the pinned version, or None if unpublished."""
-    model = getattr(config, which)
-    if model.version <= 0:
-        return None
-    return slugs.model_source(instance_handle(config, model).version(model.version))
-
-
 def resolve_sources(config: Config, kernel_name: str, adapters: tuple[str, ...] = ()) -> KernelSources:
     """The kernel's sources from kagflow.toml; ``adapters`` (an inference kernel's ensemble, e.g. the
     folds' adapter versions) replace the pinned adapter version among its model sources."""
-    import dataclasses
-
     sources = _resolve_sources(config, kernel_name)
-    if not adapters or config.kernel(kernel_name).kind != "infer":
+    if not adapters or config.kernel(kernel_name).kind != INFER:
         return sources
-    pinned = model_version_source(config, "adapter_model")
+    pinned = config.model_source(ADAPTER_MODEL)
     models = [s for s in sources.model_sources if s != pinned]
     models += [s for s in dict.fromkeys(adapters) if s not in models]
     return dataclasses.replace(sources, model_sources=tuple(models),
-                               missing=tuple(m for m in sources.missing if m[0] != "adapter_model"))
+                               missing=tuple(m for m in sources.missing if m[0] != ADAPTER_MODEL))
 
 
 def _resolve_sources(config: Config, kernel_name: str) -> KernelSources:
@@ -69,9 +44,9 @@ def _resolve_sources(config: Config, kernel_name: str) -> KernelSources:
         where = f"[kernels.{kernel_name}] sources"
         kind, _, value = source.partition(":")
         if source == "wheels":
-            datasets.append(str(wheels_handle(config)))
-        elif source in ("base_model", "adapter_model"):
-            handle = model_version_source(config, source)
+            datasets.append(str(config.wheels_handle()))
+        elif source in MODELS:
+            handle = config.model_source(source)
             if handle is None:
                 which = source.split("_")[0]
                 missing.append((source, f"kagflow model publish {which}"))
@@ -84,7 +59,7 @@ def _resolve_sources(config: Config, kernel_name: str) -> KernelSources:
                 raise ConfigError(f"{config.path.name}: {where} names kernel {value!r}, which is not configured",
                                   context="kernels: " + ", ".join(sorted(config.kernels)),
                                   hint=f"add [kernels.{value}] or remove {source!r}")
-            kernels.append(str(kernel_handle(config, value)))
+            kernels.append(str(config.kernel_handle(value)))
         elif kind == "notebook":
             kernels.append(str(_parse(slugs.KernelHandle, value, config, where)))
         elif kind == "dataset":

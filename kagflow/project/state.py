@@ -20,8 +20,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Optional
 
-from kagflow.project.config import Config
 from kagflow.errors import StateError
+from kagflow.project.layout import Layout
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,8 @@ class ProjectState:
 
     @classmethod
     def for_target(cls, root: Path, kind: str) -> "ProjectState":
-        return cls.load(Path(root) / ".kagflow" / f"state-{kind}.json")
+        """The state file of target ``kind`` ("kaggle" or "local") in the project at ``root``."""
+        return cls.load(Layout(Path(root)).state_file(kind))
 
     @classmethod
     def load(cls, path: Path) -> "ProjectState":
@@ -188,13 +189,9 @@ class ProjectState:
     def step_done(self, name: str) -> bool:
         return bool(self.flow.get(name, StepRecord()).done)
 
-    def pinned(self, config: Config) -> Config:
-        """``config`` with the model versions recorded here (on the local target they live here,
-        not in kagflow.toml)."""
-        changes = {which: dataclasses.replace(getattr(config, which), version=version)
-                   for which in ("base_model", "adapter_model")
-                   if (version := self.model_version(which))}
-        return dataclasses.replace(config, **changes) if changes else config
+    def model_versions(self) -> dict[str, int]:
+        """``{which: version}`` of every model recorded here."""
+        return {which: record.version for which, record in self.models.items()}
 
     # ------------------------------------------------------------------ writing
 

@@ -31,7 +31,6 @@ BUILTIN_IMAGES = {"kaggle-gpu": DATA_DIR / "kaggle-gpu-image.json"}
 DEFAULT_IMAGE = "kaggle-gpu"
 PROBE_OUTPUT_NAME = "image.json"
 PROBE_OUTPUT = f"/kaggle/working/{PROBE_OUTPUT_NAME}"
-PROBED_IMAGE_PATH = Path(".kagflow") / "images" / "kaggle-gpu.json"   # where `kagflow image probe` saves
 PROBE_TAG_COUNT = 400  # enough for every manylinux_2_N of a recent glibc, times the abis
 
 
@@ -179,12 +178,6 @@ def load_image(path_or_name: "str | os.PathLike[str]" = DEFAULT_IMAGE) -> Target
         raise WheelsError(f"unknown image format {fmt!r}", context=str(path),
                           hint="re-create it with `kagflow image probe`")
     return TargetImage.from_dict(data, where=str(path))
-
-
-def load_default_image(project_dir: "str | os.PathLike[str]" = ".") -> TargetImage:
-    """The probed image saved in the project (``.kagflow/images/kaggle-gpu.json``), else the shipped snapshot."""
-    probed = Path(project_dir) / PROBED_IMAGE_PATH
-    return load_image(probed if probed.is_file() else DEFAULT_IMAGE)
 
 
 def save_image(image: TargetImage, path: "str | os.PathLike[str]") -> Path:

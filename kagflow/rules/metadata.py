@@ -14,19 +14,15 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-from kagflow.rules import slugs
 from kagflow.errors import NamingError
+from kagflow.rules import slugs
+from kagflow.rules.kaggle import ACCELERATORS, DEFAULT_ACCELERATOR, GPU_ACCELERATORS, TPU_ACCELERATORS
 
 KERNEL_METADATA = "kernel-metadata.json"
 DATASET_METADATA = "dataset-metadata.json"
 MODEL_METADATA = "model-metadata.json"
 MODEL_INSTANCE_METADATA = "model-instance-metadata.json"
 
-ACCELERATORS = ("NvidiaTeslaT4", "NvidiaTeslaT4Highmem", "NvidiaTeslaP100", "NvidiaL4", "NvidiaL4X1",
-                "NvidiaH100", "NvidiaRtxPro6000", "TpuV38", "TpuVmV38", "TpuV5E8", "TpuV6E8", "None")
-RETIRED_ACCELERATORS = ("NvidiaTeslaP100",)
-GPU_ACCELERATORS = tuple(a for a in ACCELERATORS if a.startswith("Nvidia"))
-TPU_ACCELERATORS = tuple(a for a in ACCELERATORS if a.startswith("Tpu"))
 
 
 def kernel_metadata(
@@ -35,7 +31,7 @@ def kernel_metadata(
     code_file: str,
     *,
     is_private: bool = True,
-    accelerator: Optional[str] = "NvidiaTeslaT4",
+    accelerator: Optional[str] = DEFAULT_ACCELERATOR,
     enable_internet: bool = False,
     dataset_sources: Sequence[str] = (),
     competition_sources: Sequence[str] = (),

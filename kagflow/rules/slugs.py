@@ -167,7 +167,8 @@ def framework_enum(framework: str) -> str:
         raise NamingError(
             f"unknown model framework {framework!r}",
             context="Kaggle frameworks: " + ", ".join(framework_metadata_name(f) for f in FRAMEWORKS),
-            hint=f"use {framework_metadata_name(close[0])!r}" if close else "use 'transformers' for Hugging Face folders",
+            hint=(f"use {framework_metadata_name(close[0])!r}" if close
+                  else "use 'transformers' for Hugging Face folders"),
         )
     return _FRAMEWORK_KEYS[key]
 

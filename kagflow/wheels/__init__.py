@@ -1,6 +1,6 @@
 """Offline wheels datasets: resolve for Kaggle's image with pip, verify offline, write the dataset folder.
 
-Public API (the CLI and the gateway use only these):
+Public API (kagflow.workflow.wheels and kagflow.workflow.check use these):
 
 - :func:`build_wheels` → :class:`BuildResult` (``summary_lines()`` is what the CLI prints)
 - :func:`manifest_digest` (skip a push when unchanged), :func:`read_manifest`, :func:`check_dataset`

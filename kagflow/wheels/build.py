@@ -22,8 +22,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from kagflow.rules import metadata, slugs
 from kagflow.errors import MissingFileError, WheelsError
+from kagflow.rules import metadata, slugs
 from kagflow.rules.image import TargetImage
 from kagflow.wheels import piprun
 from kagflow.wheels.cache import WheelCache, cache_key

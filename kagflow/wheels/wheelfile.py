@@ -80,7 +80,7 @@ def write_wheel(directory: "str | os.PathLike[str]", name: str, version: str, *,
     directory.mkdir(parents=True, exist_ok=True)
     dist_name = canonicalize_name(name).replace("-", "_")
     dist_info = f"{dist_name}-{version}.dist-info"
-    meta = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     if requires_python:
         meta.append(f"Requires-Python: {requires_python}")
     meta += [f"Requires-Dist: {r}" for r in requires]

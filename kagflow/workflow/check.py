@@ -7,13 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from kagflow.rules import metadata, slugs
 from kagflow.classifier.config import FAST_LOOP_OPTIMIZERS
-from kagflow.project.config import Config
 from kagflow.errors import KagflowError
-from kagflow.notebooks.kernel_folder import kernel_dir
+from kagflow.project.config import INFER, MODELS, TRAIN, Config
 from kagflow.project.sources import resolve_sources
-from kagflow.workflow.wheels import wheels_dir as project_wheels_dir
+from kagflow.rules import kaggle, metadata, slugs
 
 
 @dataclass(frozen=True)
@@ -39,6 +37,13 @@ class Pending:
         return f"[kernels.{self.kernel}] {self.source}: not produced yet; `{self.command}` (or `kagflow flow`) makes it"
 
 
+def check(session) -> tuple[list[Problem], list[Pending]]:
+    """`kagflow check`: every problem, and what the flow has not produced yet, with the versions the target has
+    (nothing is started or connected)."""
+    config = session.config
+    return check_project(config), pending(config)
+
+
 def check_project(config: Config) -> list[Problem]:
     """Every problem of the project. Pass the config with the target's recorded versions
     (``Session.config``): sources the flow has not produced yet are ``pending``, not problems."""
@@ -55,10 +60,10 @@ def check_kernel(config: Config, name: str, adapters: tuple[str, ...] = ()) -> l
     before a push, a source nothing has produced yet is one of them. ``adapters``: the ensemble the
     folder was rendered with (kagflow.project.sources.resolve_sources)."""
     problems = list(_check_kernel_config(config, name, missing_is_problem=True))
-    if config.kernel(name).kind == "train":
+    if config.kernel(name).kind == TRAIN:
         problems += _check_train(config)
     try:
-        folder = kernel_dir(config, name)
+        folder = config.kernel_dir(name)
     except KagflowError:
         return problems
     if (folder / metadata.KERNEL_METADATA).is_file():
@@ -102,8 +107,8 @@ def _check_train(config: Config) -> Iterator[Problem]:
         yield Problem(toml, "[train] attn_implementation", f"{t.attn_implementation} drops Gemma 2's attention "
                       f"softcapping, so the model trains on other logits than {config.base_model.hf_id} computes",
                       'set attn_implementation = "eager" (or "flex_attention" on sm80+ GPUs)')
-    pre_ampere = sorted({k.accelerator for k in config.kernels.values() if k.kind == "train"
-                         and k.accelerator in ("NvidiaTeslaT4", "NvidiaTeslaT4Highmem", "NvidiaTeslaP100")})
+    pre_ampere = sorted({k.accelerator for k in config.kernels.values() if k.kind == TRAIN
+                         and k.accelerator in kaggle.PRE_AMPERE_ACCELERATORS})
     if t.attn_implementation == "flex_attention" and pre_ampere:
         yield Problem(toml, "[train] attn_implementation", f"flex_attention needs a GPU of compute capability 8.0 "
                       f"or more; the training kernel runs on {', '.join(pre_ampere)} (sm75 / sm60)",
@@ -161,24 +166,24 @@ def _check_kernel_config(config: Config, name: str, *, missing_is_problem: bool)
         yield Problem(toml, f"{where} sources", "'wheels' is referenced but [wheels] requirements is empty, "
                       "so no wheels dataset is built", "add requirements under [wheels] or remove 'wheels'")
     competitive = bool(sources.competition_sources)
-    if competitive and kernel.internet and kernel.kind == "infer":
+    if competitive and kernel.internet and kernel.kind == INFER:
         yield Problem(toml, f"{where} internet", "a code-competition submission kernel has internet on; "
                       "Kaggle rejects its submission", "set internet = false")
     if competitive and kernel.accelerator in ("None", ""):
         yield Problem(toml, f"{where} accelerator", "a competition kernel runs without a GPU",
-                      'set accelerator = "NvidiaTeslaT4"')
-    if kernel.accelerator not in metadata.ACCELERATORS:
+                      f'set accelerator = "{kaggle.DEFAULT_ACCELERATOR}"')
+    if kernel.accelerator not in kaggle.ACCELERATORS:
         yield Problem(toml, f"{where} accelerator", f"unknown accelerator {kernel.accelerator!r}",
-                      "use one of " + ", ".join(metadata.ACCELERATORS))
-    elif kernel.accelerator in metadata.RETIRED_ACCELERATORS:
+                      "use one of " + ", ".join(kaggle.ACCELERATORS))
+    elif kernel.accelerator in kaggle.RETIRED_ACCELERATORS:
         yield Problem(toml, f"{where} accelerator", f"{kernel.accelerator} is retired; Kaggle runs a "
-                      "replacement instead", 'set accelerator = "NvidiaTeslaT4"')
+                      "replacement instead", f'set accelerator = "{kaggle.DEFAULT_ACCELERATOR}"')
     if not kernel.private:
         private_sources = []
         if "wheels" in kernel.sources and config.wheels.private:
             private_sources.append("wheels")
-        for which in ("base_model", "adapter_model"):
-            if which in kernel.sources and getattr(config, which).private:
+        for which in MODELS:
+            if which in kernel.sources and config.model(which).private:
                 private_sources.append(which)
         if private_sources:
             yield Problem(toml, f"{where} private", "a public kernel uses private sources (" +
@@ -191,18 +196,18 @@ def _check_kernel_config(config: Config, name: str, *, missing_is_problem: bool)
 def _check_generated(config: Config) -> Iterator[Problem]:
     for name in config.kernels:
         try:
-            folder = kernel_dir(config, name)
+            folder = config.kernel_dir(name)
         except KagflowError:
             continue
         meta = folder / metadata.KERNEL_METADATA
         if meta.is_file():
             yield from check_kernel_folder(folder, config=config, name=name)
-    wheels_dir = project_wheels_dir(config)
+    wheels_dir = config.wheels_dir()
     if (wheels_dir / metadata.DATASET_METADATA).is_file():
         yield from check_dataset_metadata(wheels_dir / metadata.DATASET_METADATA)
     if wheels_dir.is_dir():
         yield from check_wheels_folder(wheels_dir)
-    models = config.root / "models"
+    models = config.layout.models
     if models.is_dir():
         for path in sorted(models.rglob(metadata.MODEL_METADATA)):
             yield from check_model_metadata(path)
@@ -268,7 +273,7 @@ def check_kernel_folder(folder: Path, *, config: Config | None = None, name: str
         except KagflowError as e:
             yield Problem(f, "dataset_sources", e.message, e.hint or regen)
     if data.get("competition_sources") and data.get("enable_internet", True) and config and name and \
-            config.kernel(name).kind == "infer":
+            config.kernel(name).kind == INFER:
         yield Problem(f, "enable_internet", "a competition submission kernel has internet on",
                       "set internet = false in kagflow.toml and re-render")
     if config is not None and name:

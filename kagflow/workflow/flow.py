@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from kagflow.errors import KagflowError
+from kagflow.project.config import INFER_KERNEL, TRAIN_KERNEL
 from kagflow.project.state import ProjectState, StepRecord
+from kagflow.workflow.folds import oof_log_loss
 from kagflow.workflow.steps import STEP_NAMES, STEPS, StepContext
 
 
@@ -37,22 +39,20 @@ class FlowReport:
         """What the steps produced, now or on an earlier run, as the state file records it."""
         self.published = {which: record.source for which, record in state.models.items()}
         self.kernels = {name: record.version for name, record in state.kernels.items()
-                        if name in ("train", "infer") and record.version}
-        train_out = state.kernel("train").output
+                        if name in (TRAIN_KERNEL, INFER_KERNEL) and record.version}
+        train_out = state.kernel(TRAIN_KERNEL).output
         if train_out:
             found = sorted(Path(train_out).rglob("metrics.json"))
             if found:
                 self.metrics = json.loads(found[0].read_text())
             png = sorted(Path(train_out).rglob("confusion_matrix.png"))
             self.confusion_matrix = str(png[0]) if png else ""
-        infer_out = state.kernel("infer").output
+        infer_out = state.kernel(INFER_KERNEL).output
         if infer_out and (Path(infer_out) / "submission.csv").is_file():
             self.submission = str(Path(infer_out) / "submission.csv")
         self.score = state.submission.score if state.submission else None
 
     def read_folds(self, state: ProjectState, folds) -> None:
-        from kagflow.workflow.folds import oof_log_loss
-
         records = [state.folds[f] for f in folds if f in state.folds]
         self.folds = [asdict(r) for r in records]
         self.oof_log_loss, self.oof_rows = oof_log_loss(Path(r.output) for r in records if r.output)
@@ -107,8 +107,8 @@ def run_flow(session, *, from_step: Optional[str] = None, local_train: bool = Fa
             state.forget_folds()
     if folds and state.step_done("train") and set(folds) - set(state.folds):
         state.forget_steps(STEP_NAMES[STEP_NAMES.index("train"):])  # new folds asked for: train them, re-ensemble
-    target = session.target
-    report = FlowReport(target.describe(), local_server=target.endpoint if target.is_local else "")
+    endpoint = session.endpoint
+    report = FlowReport(endpoint.describe(), local_server=session.target.kept_running(endpoint))
     ctx = StepContext(frozenset(forced), local_train, on_poll, folds)
     for step in STEPS:
         if state.step_done(step.name):

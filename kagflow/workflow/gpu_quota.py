@@ -3,16 +3,21 @@
 The estimate is the kernel's previous version's run time as its log measured it, or, for a kernel
 that never ran, its session timeout (the most it can use). Beyond the quota left the push is refused
 unless forced; a Kaggle that does not report the quota is never a reason to refuse.
+
+The hub (the official client) is imported inside the verbs that talk to it: the CLI's start stays fast.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-from kagflow.rules import metadata, slugs
+from kagflow.rules import slugs
+from kagflow.rules.kaggle import GPU_ACCELERATORS
+
+if TYPE_CHECKING:
+    from kagflow.hub.gateway import Gateway
 from kagflow.errors import HubError, QuotaError
-from kagflow.hub.gateway import Gateway
 
 
 @dataclass(frozen=True)
@@ -25,7 +30,7 @@ def hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
-def estimate_run(gw: Gateway, handle: slugs.KernelHandle, timeout: int) -> Estimate:
+def estimate_run(gw: "Gateway", handle: slugs.KernelHandle, timeout: int) -> Estimate:
     """The previous version's measured run time, else ``timeout`` seconds."""
     from kagflow.hub.kernels import kernel_version_info, run_seconds
 
@@ -37,7 +42,7 @@ def estimate_run(gw: Gateway, handle: slugs.KernelHandle, timeout: int) -> Estim
     return Estimate(float(timeout), f"its timeout of {timeout} s (no finished version to measure)")
 
 
-def guard_gpu_push(gw: Gateway, name: str, handle: slugs.KernelHandle, accelerator: str, timeout: int, *,
+def guard_gpu_push(gw: "Gateway", name: str, handle: slugs.KernelHandle, accelerator: str, timeout: int, *,
                    force: bool = False, log: Optional[Callable[[str], None]] = None) -> Optional[Estimate]:
     """Refuse (QuotaError) a GPU push of kernel ``name`` whose estimate exceeds the GPU quota left,
     unless ``force``.
@@ -47,7 +52,7 @@ def guard_gpu_push(gw: Gateway, name: str, handle: slugs.KernelHandle, accelerat
     from kagflow.hub.kernels import accelerator_quota
 
     log = log or gw.log
-    if accelerator not in metadata.GPU_ACCELERATORS:
+    if accelerator not in GPU_ACCELERATORS:
         return None
     try:
         quota = accelerator_quota(gw).get("GPU")

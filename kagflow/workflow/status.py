@@ -1,7 +1,10 @@
 """A competitor's day at a glance: what is published, how each kernel's latest run went, the
 submissions with their scores (and which kernel and adapter versions made them), submissions left
 today and the week's GPU quota. Read from the target through the hub; the state file adds the
-parameters each kernel version was pushed with."""
+parameters each kernel version was pushed with.
+
+The hub (the official client) is imported inside the verbs that talk to it: the CLI's start stays fast.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
+from kagflow.errors import HubError
+from kagflow.project.config import ADAPTER_MODEL, MODELS
+from kagflow.rules import slugs
 
 
 @dataclass(frozen=True)
@@ -66,12 +72,11 @@ def best_of(subs: list[SubmissionLine]) -> Optional[SubmissionLine]:
 
 def kernel_lines(session) -> list[KernelLine]:
     from kagflow.hub.kernels import kernel_version_info, run_seconds
-    from kagflow.project.sources import kernel_handle
 
-    gw, state = session.gateway, session.state
+    gw, state, config = session.gateway, session.state, session.config
     out = []
-    for name in sorted(session.project_config.kernels):
-        handle = kernel_handle(session.project_config, name)
+    for name in sorted(config.kernels):
+        handle = config.kernel_handle(name)
         info = kernel_version_info(gw, handle)
         if info is None or not info.version:
             out.append(KernelLine(name, str(handle), None, "not pushed"))
@@ -87,13 +92,11 @@ def kernel_lines(session) -> list[KernelLine]:
 
 def submission_lines(session, *, limit: Optional[int] = None) -> list[SubmissionLine]:
     """The competition's submissions, newest first, each with the kernel version and adapters behind it."""
-    from kagflow.rules import slugs
     from kagflow.hub.competitions import list_submissions, submitted_kernel
     from kagflow.hub.kernels import kernel_version_info
-    from kagflow.project.sources import instance_handle
 
-    gw, config = session.gateway, session.project_config
-    adapter_prefix = str(instance_handle(config, config.adapter_model)).lower() + "/"
+    gw, config = session.gateway, session.config
+    adapter_prefix = str(config.instance_handle(ADAPTER_MODEL)).lower() + "/"
     subs = list_submissions(gw, config.project.competition)
     subs = subs[:limit] if limit else subs
     seen: dict = {}
@@ -115,15 +118,13 @@ def submission_lines(session, *, limit: Optional[int] = None) -> list[Submission
 
 def day_status(session, *, last: int = 5) -> DayStatus:
     """Everything `kagflow status` shows, for the session's target."""
-    from kagflow.errors import HubError
     from kagflow.hub.competitions import submissions_left_today
     from kagflow.hub.kernels import accelerator_quota
-    from kagflow.project.sources import model_version_source
 
     gw, config = session.gateway, session.config
-    status = DayStatus(session.target.describe(), config.project.competition)
-    for which in ("base_model", "adapter_model"):
-        status.models[which] = model_version_source(config, which) or "not published"
+    status = DayStatus(session.endpoint.describe(), config.project.competition)
+    for which in MODELS:
+        status.models[which] = config.model_source(which) or "not published"
     status.wheels = session.state.wheels.handle if session.state.wheels else "not pushed"
     status.kernels = kernel_lines(session)
     every = submission_lines(session)
@@ -180,7 +181,8 @@ def status_lines(status: DayStatus) -> list[str]:
                    f"{'  ' + k.accelerator if k.accelerator else ''}{params}")
     out.append(f"  submissions (last {len(status.submissions)}):" if status.submissions else "  submissions: none")
     out.extend("    " + submission_text(s) for s in status.submissions)
-    out.append(f"  best: {_score(status.best.score)} ({status.best.ref}, {status.best.kernel} v{status.best.kernel_version})"
+    best = status.best
+    out.append(f"  best: {_score(best.score)} ({best.ref}, {best.kernel} v{best.kernel_version})"
                if status.best else "  best: -")
     left = status.submissions_left_today
     out.append(f"  submissions left today: {left if left is not None else '-'}")

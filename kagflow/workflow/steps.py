@@ -8,11 +8,14 @@ look-before-create).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 from kagflow.errors import KagflowError
+from kagflow.project.config import ADAPTER_MODEL, BASE_MODEL, INFER_KERNEL, TRAIN_KERNEL
+from kagflow.project.state import FoldRecord
 
 
 @dataclass(frozen=True)
@@ -39,14 +42,7 @@ class Step:
 
 
 def setup(session, ctx: StepContext) -> StepResult:
-    if session.is_local:
-        session.install_local_competition()
-        if session.uses_stand_in:
-            path = session.base_model_dir()
-            return StepResult(f"local competition {session.project_config.project.competition} hosted; "
-                              f"stand-in {session.project_config.base_model.stand_in} ready in {path}")
-        return StepResult(f"local competition {session.project_config.project.competition} hosted")
-    return StepResult(f"target {session.target.describe()} as {session.target.username}")
+    return StepResult(session.target.setup(session))
 
 
 def _publish(which: str):
@@ -58,9 +54,7 @@ def _publish(which: str):
 
 
 def wheels(session, ctx: StepContext) -> StepResult:
-    from kagflow.workflow.wheels import build_for_project
-
-    built = build_for_project(session.project_config, local=session.is_local)
+    built = session.build_wheels()
     pushed = session.push_wheels()
     return StepResult(f"{built.dataset_id}: {len(built.wheels)} wheel(s), {built.total_size / 1e6:.1f} MB, "
                       f"{'uploaded' if pushed.uploaded else 'unchanged'}")
@@ -73,27 +67,25 @@ def _push_wait_pull(session, name: str, ctx: StepContext, **push) -> tuple[int, 
 
 
 def _val_log_loss(output: Path) -> Optional[float]:
-    from kagflow.notebooks.kernel_folder import summarize_output
+    from kagflow.workflow.kernel import output_summary
 
-    value = summarize_output(output).metrics.get("log_loss")
+    value = output_summary(output).metrics.get("log_loss")
     return float(value) if isinstance(value, (int, float)) else None
 
 
 def train_folds(session, ctx: StepContext) -> StepResult:
     """Each fold as its own training kernel version (``-p fold_idx=K``); a fold done earlier is kept."""
-    from kagflow.project.state import FoldRecord
-
     done = []
     for fold in ctx.folds:
         record = session.state.folds.get(fold)
         if record is None or not record.output:
             if ctx.local_train:
-                run = session.run_here("train", overrides={"fold_idx": fold})
+                run = session.run_here(TRAIN_KERNEL, overrides={"fold_idx": fold})
                 if run.status != "COMPLETE":
                     raise KagflowError(f"local training of fold {fold} failed: {run.failure}", context=str(run.log))
                 version, out = None, run.output
             else:
-                version, out = _push_wait_pull(session, "train", ctx, overrides={"fold_idx": fold})
+                version, out = _push_wait_pull(session, TRAIN_KERNEL, ctx, overrides={"fold_idx": fold})
             record = FoldRecord(fold, version, str(out), _val_log_loss(out))
             session.state.record_fold(record)
             session.log(f"[train] fold {fold}: version {version or 'local'}, validation log loss {record.log_loss}")
@@ -104,13 +96,11 @@ def train_folds(session, ctx: StepContext) -> StepResult:
 
 def publish_folds(session, ctx: StepContext) -> StepResult:
     """Each fold's adapter as its own version of the adapter model instance."""
-    import dataclasses
-
     sources = []
     for fold in ctx.folds:
         record = session.state.folds[fold]
         if not record.adapter:
-            result = session.publish("adapter_model", source=session.adapter_dir(record.output),
+            result = session.publish(ADAPTER_MODEL, source=session.adapter_dir(record.output),
                                      notes=f"fold {fold} (training version {record.version or 'local'})")
             record = dataclasses.replace(record, adapter=result.source)
             session.state.record_fold(record)
@@ -122,38 +112,38 @@ def train(session, ctx: StepContext) -> StepResult:
     if ctx.folds:
         return train_folds(session, ctx)
     if ctx.local_train:
-        result = session.run_here("train")
+        result = session.run_here(TRAIN_KERNEL)
         if result.status != "COMPLETE":
             raise KagflowError(f"local training failed: {result.failure}", context=str(result.log))
-        session.state.record_output("train", result.output)
+        session.state.record_output(TRAIN_KERNEL, result.output)
         return StepResult(f"trained on this machine into {result.output}", {"output": str(result.output)})
-    version, out = _push_wait_pull(session, "train", ctx)
+    version, out = _push_wait_pull(session, TRAIN_KERNEL, ctx)
     return StepResult(f"version {version} complete, output in {out}", {"version": version, "output": str(out)})
 
 
 def adapter(session, ctx: StepContext) -> StepResult:
-    return publish_folds(session, ctx) if ctx.folds else _publish("adapter_model")(session, ctx)
+    return publish_folds(session, ctx) if ctx.folds else _publish(ADAPTER_MODEL)(session, ctx)
 
 
 def infer(session, ctx: StepContext) -> StepResult:
     adapters = tuple(session.state.folds[fold].adapter for fold in ctx.folds)
-    version, out = _push_wait_pull(session, "infer", ctx, adapters=adapters)
+    version, out = _push_wait_pull(session, INFER_KERNEL, ctx, adapters=adapters)
     if not (out / "submission.csv").is_file():
         raise KagflowError(f"the inference kernel wrote no submission.csv into {out}",
-                           hint="check the log: kagflow kernel logs infer")
+                           hint=f"check the log: kagflow kernel logs {INFER_KERNEL}")
     return StepResult(f"version {version} complete, submission.csv in {out}",
                       {"version": version, "submission": str(out / "submission.csv"), "adapters": list(adapters)})
 
 
 def submit(session, ctx: StepContext) -> StepResult:
-    sub = session.submit("infer", on_poll=ctx.on_poll)
+    sub = session.submit(INFER_KERNEL, on_poll=ctx.on_poll)
     return StepResult(f"submission {sub.ref} {sub.status}, score {sub.public_score}",
                       {"ref": sub.ref, "score": sub.public_score})
 
 
 STEPS: tuple[Step, ...] = (
     Step("setup", setup, "host the local competition and make the offline stand-in (local target)"),
-    Step("base", _publish("base_model"), "publish the base model"),
+    Step("base", _publish(BASE_MODEL), "publish the base model"),
     Step("wheels", wheels, "build and push the offline wheels dataset"),
     Step("train", train, "push the training kernel, wait, pull its output"),
     Step("adapter", adapter, "publish the trained adapter (each fold's, with --folds)"),

@@ -13,7 +13,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from kagflow.local.server.api import Settings
-from local_fixtures import COMPETITION, KERNELSPEC, USER, data_dir, kaggle_env, run_kagflow, server  # noqa: F401
+
+from local_fixtures import *  # noqa: F401,F403 - the fixtures
+from local_fixtures import COMPETITION, KERNELSPEC, USER, run_kagflow
 
 QUICK = """
 [kernels.quick]

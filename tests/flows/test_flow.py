@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from repo_root import REPO
 
 UNIFORM = 1.0986
@@ -37,6 +38,7 @@ def _env(home: Path) -> dict:
     """A fresh user's environment; pip gets peft and bitsandbytes from this environment's own installs
     (no test uses the network), and the local Kaggle image comes from the machine's cache."""
     from kagflow.local.run.image import CACHE_ENV
+
     from offline_wheels import offline_pip_env, offline_wheelhouse
 
     env = {k: v for k, v in os.environ.items()

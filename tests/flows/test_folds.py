@@ -7,15 +7,15 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from kagflow.workflow.folds import check_folds, oof_log_loss, parse_folds
 from kagflow.errors import ConfigError
+from kagflow.workflow.folds import check_folds, oof_log_loss, parse_folds
+
 from repo_root import REPO
 
 COLUMNS = ("winner_model_a", "winner_model_b", "winner_tie")

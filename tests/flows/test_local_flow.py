@@ -7,12 +7,19 @@ import math
 import tarfile
 import zipfile
 
-from local_fixtures import *  # noqa: F401,F403
-from local_fixtures import (COMPETITION, USER, wait_kernel, wait_submission, write_dataset, write_kernel,
-                            write_model_folders)
-
 from kagflow.hub.client import EndpointKaggleApi
 from kagflow.hub.official_cli import run_official_cli as _run_official_cli
+
+from local_fixtures import *  # noqa: F401,F403
+from local_fixtures import (
+    COMPETITION,
+    USER,
+    wait_kernel,
+    wait_submission,
+    write_dataset,
+    write_kernel,
+    write_model_folders,
+)
 
 
 def run_official_cli(args, endpoint):
@@ -58,7 +65,8 @@ def test_dataset_model_kernel_submit_flow(api, server, tmp_path):
         "assert os.getcwd() == os.environ['KAGFLOW_WORKING_ROOT']\n"
         "assert os.environ['KAGGLE_KERNEL_RUN_TYPE'] == 'Batch'\n"
         "rows = pd.read_csv(f'{root}/datasets/alice/arena-subset/rows.csv')\n"
-        "assert open(f'{root}/arena-subset/rows.csv').read() == open(f'{root}/datasets/alice/arena-subset/rows.csv').read()\n"
+        "assert open(f'{root}/arena-subset/rows.csv').read() == "
+        "open(f'{root}/datasets/alice/arena-subset/rows.csv').read()\n"
         "cfg = json.load(open(f'{root}/models/alice/tiny-gemma/transformers/lora/2/adapter_config.json'))\n"
         "assert json.load(open(f'{root}/tiny-gemma/transformers/lora/2/adapter_config.json')) == cfg\n"
         "print('rows', len(rows), 'r', cfg['r'])",
@@ -118,7 +126,8 @@ def test_official_cli_entry_point(server, tmp_path):
     ds = write_dataset(tmp_path / "ds", "cli-dataset", {"x.txt": "hello"})
     assert run_official_cli(["datasets", "create", "-p", str(ds), "-q"], server.url).exit_code == 0
     assert f"{USER}/cli-dataset" in run_official_cli(["datasets", "list", "--mine"], server.url).stdout
-    kernel = write_kernel(tmp_path / "k", "cli-kernel", "import os\nprint(sorted(os.listdir(os.environ['KAGFLOW_INPUT_ROOT'])))\n"
+    kernel = write_kernel(tmp_path / "k", "cli-kernel",
+                          "import os\nprint(sorted(os.listdir(os.environ['KAGFLOW_INPUT_ROOT'])))\n"
                           "open('submission.csv','w').write('id,winner_model_a,winner_model_b,winner_tie\\n'"
                           " + ''.join(f'{i},0.2,0.3,0.5\\n' for i in (1,2,3)))",
                           dataset_sources=[f"{USER}/cli-dataset"], competition_sources=[COMPETITION])
@@ -151,6 +160,7 @@ def test_official_cli_entry_point(server, tmp_path):
 
 def test_file_submission_and_log_stream(server, api, tmp_path):
     from kagflow.local.server.competition import accept_rules, install_competition
+
     from local_fixtures import write_competition
 
     install_competition(server.data_dir, "file-competition", write_competition(tmp_path / "fc"), kernels_only=False)

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import seed_data as data
+
 from kagflow.local.server.competition import SOLUTION, accept_rules, install_competition
 
 

@@ -11,7 +11,7 @@ the competition seed runs in kagflow's environment, the rest in the official cli
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 DEVELOPER = os.environ.get("KAGGLE_DEVELOPER") or "kagflowdev"
 HUB_USER = "integrationtester"

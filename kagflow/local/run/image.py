@@ -35,8 +35,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from kagflow.errors import WheelsError
-from kagflow.rules.image import (DEFAULT_IMAGE, TargetImage, image_from_probe_output, load_image,
-                           probe_notebook_source)
+from kagflow.rules.image import DEFAULT_IMAGE, TargetImage, image_from_probe_output, load_image, probe_notebook_source
 
 FORMAT = "kagflow-local-image/1"
 RECORD = "kagflow-local-image.json"

@@ -22,7 +22,6 @@ from typing import Iterable, Tuple
 
 from kagflow.local.server.names import check_name
 
-
 LINK_ABOVE = 16 << 20  # smaller files are copied, so a notebook (even as root) cannot alter a stored blob
 
 

@@ -3,8 +3,8 @@
 :func:`run_notebook_in_sandbox` executes a notebook with ``<sandbox>/input`` as its read-only inputs,
 ``<sandbox>/working`` as its cwd and output, a time limit, cancellation, Kaggle's resource limits
 (:mod:`kagflow.local.run.limits`) and, with ``enable_internet=False``, no way out to the network. The local
-server's kernel runs (:mod:`kagflow.local.server.jobs`) and ``kagflow kernel run --local`` (:mod:`kagflow.workflow.kernel_run`)
-both use it.
+server's kernel runs (:mod:`kagflow.local.server.jobs`) and ``kagflow kernel run --local``
+(:mod:`kagflow.workflow.kernel_run`) both use it.
 
 Where bubblewrap works (:mod:`kagflow.local.run.sandbox`), the run happens in a Kaggle-shaped, unprivileged
 sandbox: the notebook sees ``/kaggle/input``, ``/kaggle/working``, ``/kaggle/temp``, the system folders

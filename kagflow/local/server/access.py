@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from kagflow.rules import slugs
 from kagflow.errors import NamingError
 from kagflow.local.server.competition import rules_accepted
 from kagflow.local.server.store import Store
+from kagflow.rules import slugs
 
 KINDS = ("dataset", "competition", "kernel", "model")
 
@@ -101,7 +101,8 @@ def model_source(store: Store, user: str, ref: str) -> Optional[Mount]:
 
 
 def competition_source(store: Store, user: str, slug: str, *, hidden: bool = False) -> Optional[Mount]:
-    """The competition's public files; with ``hidden`` (a code submission's re-run) the hidden test set in their place."""
+    """The competition's public files; with ``hidden`` (a code submission's re-run) the hidden test set in their
+    place."""
     row = store.one("SELECT id FROM competitions WHERE slug=?", slug)
     if row is None:
         return None

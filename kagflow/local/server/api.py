@@ -19,9 +19,9 @@ from typing import Callable, Dict, Optional
 from kagflow.local.run.limits import Limits
 from kagflow.local.server import access
 from kagflow.local.server.names import check_name, check_relpath, parse_count
-from kagflow.local.server.unpack import MAX_BYTES, UnpackLimits, unpack_uploads
 from kagflow.local.server.protocol import ApiError
 from kagflow.local.server.store import Store
+from kagflow.local.server.unpack import MAX_BYTES, UnpackLimits, unpack_uploads
 
 HANDLERS: Dict[str, Callable] = {}
 log = logging.getLogger("kagflow.local")

@@ -6,22 +6,27 @@ import hashlib
 import json
 import time
 
-from kagglesdk.competitions.types.competition_api_service import (ApiCompetition, ApiCreateCodeSubmissionResponse,
-                                                                  ApiCreateSubmissionResponse,
-                                                                  ApiGetLeaderboardResponse,
-                                                                  ApiLeaderboardSubmission,
-                                                                  ApiStartSubmissionUploadResponse,
-                                                                  ApiDataFile, ApiListCompetitionsResponse,
-                                                                  ApiListDataFilesResponse,
-                                                                  ApiListSubmissionsResponse, ApiSubmission,
-                                                                  ApiSubmissionLimits)
+from kagglesdk.competitions.types.competition_api_service import (
+    ApiCompetition,
+    ApiCreateCodeSubmissionResponse,
+    ApiCreateSubmissionResponse,
+    ApiDataFile,
+    ApiGetLeaderboardResponse,
+    ApiLeaderboardSubmission,
+    ApiListCompetitionsResponse,
+    ApiListDataFilesResponse,
+    ApiListSubmissionsResponse,
+    ApiStartSubmissionUploadResponse,
+    ApiSubmission,
+    ApiSubmissionLimits,
+)
 from kagglesdk.competitions.types.competition_enums import CompetitionListTab, CompetitionSortBy
 from kagglesdk.competitions.types.submission_status import SubmissionStatus
 
 from kagflow.local.server import competition, metrics, transfer
+from kagflow.local.server.access import Grant
 from kagflow.local.server.api import Ctx, Redirect, new_token, now, page, route, utc
 from kagflow.local.server.api_kernels import find_kernel, find_version
-from kagflow.local.server.access import Grant
 from kagflow.local.server.archives import Pack, blob_members, bundle, file_members
 from kagflow.local.server.names import check_name, check_relpath
 from kagflow.local.server.protocol import ApiError
@@ -75,7 +80,8 @@ def _category_key(segment) -> str:
 def _in_group(ctx: Ctx, comp, group) -> bool:
     """``--group``: general and everything list every hosted competition, entered those whose rules the caller
     accepted, community the community category; none is hosted by a user or unlaunched here."""
-    if group in (None, CompetitionListTab.COMPETITION_LIST_TAB_GENERAL, CompetitionListTab.COMPETITION_LIST_TAB_EVERYTHING):
+    if group in (None, CompetitionListTab.COMPETITION_LIST_TAB_GENERAL,
+                 CompetitionListTab.COMPETITION_LIST_TAB_EVERYTHING):
         return True
     if group == CompetitionListTab.COMPETITION_LIST_TAB_ENTERED:
         return competition.rules_accepted(ctx.store, comp["slug"], ctx.user)

@@ -4,26 +4,51 @@ from __future__ import annotations
 
 import json
 
-from kagglesdk.datasets.types.dataset_api_service import (ApiCategory, ApiCreateDatasetResponse, ApiDataset,
-                                                          ApiDatasetFile,
-                                                          ApiDatasetVersion, ApiDeleteDatasetResponse,
-                                                          ApiGetDatasetMetadataResponse, ApiGetDatasetStatusResponse,
-                                                          ApiListDatasetFilesResponse, ApiListDatasetsResponse,
-                                                          ApiUpdateDatasetMetadataResponse)
+from kagglesdk.datasets.types.dataset_api_service import (
+    ApiCategory,
+    ApiCreateDatasetResponse,
+    ApiDataset,
+    ApiDatasetFile,
+    ApiDatasetVersion,
+    ApiDeleteDatasetResponse,
+    ApiGetDatasetMetadataResponse,
+    ApiGetDatasetStatusResponse,
+    ApiListDatasetFilesResponse,
+    ApiListDatasetsResponse,
+    ApiUpdateDatasetMetadataResponse,
+)
+from kagglesdk.datasets.types.dataset_enums import (
+    DatabundleVersionStatus,
+    DatasetFileTypeGroup,
+    DatasetLicenseGroup,
+    DatasetSelectionGroup,
+    DatasetSizeGroup,
+    DatasetSortBy,
+    DatasetViewedGroup,
+)
 from kagglesdk.datasets.types.dataset_types import DatasetInfo, SettingsLicense
-from kagglesdk.datasets.types.dataset_enums import (DatabundleVersionStatus, DatasetFileTypeGroup, DatasetLicenseGroup,
-                                                    DatasetSelectionGroup, DatasetSizeGroup, DatasetSortBy,
-                                                    DatasetViewedGroup)
 
-from kagflow.rules import slugs
 from kagflow.errors import NamingError
-from kagflow.local.server import access, transfer
-from kagflow.local.server.api import (Ctx, Redirect, add_version, in_body, now, page, processing, ready_files,
-                                      resolve_uploads, route, shown, utc)
+from kagflow.local.server import transfer
 from kagflow.local.server.access import Grant
+from kagflow.local.server.api import (
+    Ctx,
+    Redirect,
+    add_version,
+    in_body,
+    now,
+    page,
+    processing,
+    ready_files,
+    resolve_uploads,
+    route,
+    shown,
+    utc,
+)
 from kagflow.local.server.archives import Pack, blob_members, bundle, forget
 from kagflow.local.server.names import check_relpath
 from kagflow.local.server.protocol import ApiError
+from kagflow.rules import slugs
 
 KIND = "dataset_version"
 

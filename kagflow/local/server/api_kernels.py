@@ -7,27 +7,39 @@ import json
 import shutil
 from datetime import timedelta
 
-from kagglesdk.kernels.types.kernels_api_service import (ApiAcceleratorQuota, ApiCancelKernelSessionResponse,
-                                                         ApiDeleteKernelResponse,
-                                                         ApiGetAcceleratorQuotaStatisticsResponse, ApiGetKernelResponse,
-                                                         ApiGetKernelSessionStatusResponse, ApiKernelBlob,
-                                                         ApiKernelMetadata, ApiKernelSessionOutputFile,
-                                                         ApiListKernelFilesItem, ApiListKernelFilesResponse,
-                                                         ApiListKernelSessionOutputResponse, ApiListKernelsResponse,
-                                                         ApiSaveKernelResponse)
-from kagglesdk.kernels.types.kernels_enums import (KernelExecutionType, KernelsListSortType, KernelsListViewType,
-                                                  KernelWorkerStatus)
+from kagglesdk.kernels.types.kernels_api_service import (
+    ApiAcceleratorQuota,
+    ApiCancelKernelSessionResponse,
+    ApiDeleteKernelResponse,
+    ApiGetAcceleratorQuotaStatisticsResponse,
+    ApiGetKernelResponse,
+    ApiGetKernelSessionStatusResponse,
+    ApiKernelBlob,
+    ApiKernelMetadata,
+    ApiKernelSessionOutputFile,
+    ApiListKernelFilesItem,
+    ApiListKernelFilesResponse,
+    ApiListKernelSessionOutputResponse,
+    ApiListKernelsResponse,
+    ApiSaveKernelResponse,
+)
+from kagglesdk.kernels.types.kernels_enums import (
+    KernelExecutionType,
+    KernelsListSortType,
+    KernelsListViewType,
+    KernelWorkerStatus,
+)
 
-from kagflow.rules import slugs
 from kagflow.errors import NamingError
-from kagflow.local.server import access, quota, transfer
 from kagflow.local.run import mounts
-from kagflow.local.server.api import Ctx, Redirect, in_body, now, page, refusal, route, shown, utc
+from kagflow.local.server import access, quota, transfer
 from kagflow.local.server.access import Grant
+from kagflow.local.server.api import Ctx, Redirect, in_body, now, page, refusal, route, shown, utc
 from kagflow.local.server.archives import Pack, bundle, file_members, forget
 from kagflow.local.server.jobs import sandbox_dir
 from kagflow.local.server.names import inside, parse_count
 from kagflow.local.server.protocol import ApiError
+from kagflow.rules import slugs
 
 LANGUAGES = ("python",)
 KERNEL_TYPES = ("notebook", "script")

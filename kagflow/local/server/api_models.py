@@ -5,23 +5,43 @@ from __future__ import annotations
 
 import json
 
-from kagglesdk.models.types.model_api_service import (ApiCreateModelResponse, ApiDeleteModelResponse,
-                                                      ApiListModelInstancesResponse,
-                                                      ApiListModelInstanceVersionFilesResponse,
-                                                      ApiListModelInstanceVersionsResponse, ApiListModelsResponse,
-                                                      ApiModel, ApiModelFile, ApiModelInstance, ApiUpdateModelResponse)
+from kagglesdk.models.types.model_api_service import (
+    ApiCreateModelResponse,
+    ApiDeleteModelResponse,
+    ApiListModelInstancesResponse,
+    ApiListModelInstanceVersionFilesResponse,
+    ApiListModelInstanceVersionsResponse,
+    ApiListModelsResponse,
+    ApiModel,
+    ApiModelFile,
+    ApiModelInstance,
+    ApiUpdateModelResponse,
+)
 from kagglesdk.models.types.model_enums import ModelFramework, ModelInstanceType
 from kagglesdk.models.types.model_types import ModelInstance, ModelInstanceVersion, ModelInstanceVersionList
 
-from kagflow.rules import slugs
 from kagflow.errors import NamingError
-from kagflow.local.server import access, transfer
-from kagflow.local.server.api import (Ctx, Redirect, add_version, in_body, is_new, now, page, processing, ready_files,
-                                      resolve_uploads, route, shown, utc)
+from kagflow.local.server import transfer
 from kagflow.local.server.access import Grant
+from kagflow.local.server.api import (
+    Ctx,
+    Redirect,
+    add_version,
+    in_body,
+    is_new,
+    now,
+    page,
+    processing,
+    ready_files,
+    resolve_uploads,
+    route,
+    shown,
+    utc,
+)
 from kagflow.local.server.archives import Pack, blob_members, bundle, forget
 from kagflow.local.server.names import check_relpath
 from kagflow.local.server.protocol import ApiError
+from kagflow.rules import slugs
 
 KIND = "model_version"
 UNKNOWN_LICENSE = "Unknown"  # an instance created without a licence (kagglehub's model_upload(license_name=None))
@@ -107,7 +127,8 @@ def create_model(ctx: Ctx, req) -> ApiCreateModelResponse:
     ctx.require_owner(owner, "models.create")
     slug = _slug(req.slug, "model slug")
     _title(req.title)
-    if ctx.store.one("SELECT id FROM models WHERE owner=? AND slug=?", owner, slug):  # the clients key on "already used"
+    # the clients key on "already used"
+    if ctx.store.one("SELECT id FROM models WHERE owner=? AND slug=?", owner, slug):
         raise ApiError(409, f"The model slug {slug!r} is already used by another model of {owner!r}")
     model_id = ctx.store.run("INSERT INTO models VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)", owner, slug, req.title,
                              req.subtitle or "", req.description or "", 0 if req.is_private is False else 1,
@@ -192,10 +213,10 @@ def create_model_instance(ctx: Ctx, req) -> ApiCreateModelResponse:
                       (model["id"], fw, slug)).fetchone():
             raise ApiError(409, f"Model instance {model['owner']}/{model['slug']}/{framework_source(fw)}/{slug} "
                                 "already exists")  # the clients key on "already exists" here
-        instance_id = db.execute("INSERT INTO model_instances VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        instance_id = db.execute("INSERT INTO model_instances VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                  (model["id"], fw, slug, license_name, body.overview or "", body.usage or "",
                                   1 if body.fine_tunable else 0, json.dumps(body.training_data or []), kind.name,
-                                  now())).lastrowid
+                                  now(), body.base_model_instance or "")).lastrowid
         _add_version(ctx, db, instance_id, "Initial version", files)
     instance = ctx.store.one("SELECT * FROM model_instances WHERE id=?", instance_id)
     return _response(ctx, instance_id, instance_ref(model, instance))

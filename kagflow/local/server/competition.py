@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from kagflow.rules import slugs
 from kagflow.errors import DataError
 from kagflow.local.server import metrics
 from kagflow.local.server.metrics import ScoreError  # noqa: F401 - raised by score_submission
 from kagflow.local.server.names import check_ident, check_name
 from kagflow.local.server.store import Store
+from kagflow.rules import slugs
 
 SOLUTION = "solution.csv"
 HIDDEN = "hidden"          # files_dir/hidden/: the hidden test set a code submission is re-run on

@@ -7,6 +7,7 @@ Routes::
     GET  /files/{signed}/{name}       signed, ranged file download
     GET  /api/v1/kernels/logs/stream/{owner}/{slug}   live log (SSE) or the finished log (JSON)
     GET  /health                      {"ok": true, "service": "kagflow-local", "pid": ...}
+    GET  any other path               the web pages, HTML (kagflow.local.server.web); POST /web/...: their sign-in
 
 Every error is ``{"code": <status>, "message": ...}`` with ``Content-Type: application/json``.
 Auth: HTTP Basic ``username:key`` (any key unless ``users`` is given) or ``Bearer <token>``
@@ -32,19 +33,28 @@ from typing import Dict, Iterable, Optional
 
 from kagglesdk.kaggle_object import KaggleObject
 
+from kagflow.local.run.runner import read_log
+
 # Importing the route modules registers their handlers.
-from kagflow.local.server import (api_blobs, api_competitions, api_datasets, api_diagnostics,  # noqa: F401
-                                  api_kernels, api_models)
-from kagflow.local.server import transfer
+from kagflow.local.server import (  # noqa: F401
+    api_blobs,
+    api_competitions,
+    api_datasets,
+    api_diagnostics,
+    api_kernels,
+    api_models,
+    transfer,
+    web,
+)
+from kagflow.local.server import jobs as jobs_module
 from kagflow.local.server.api import HANDLERS, Ctx, Redirect, Settings
 from kagflow.local.server.consistency import RateLimit
 from kagflow.local.server.faults import DROP, ERROR, SLOW, TOO_MANY, Faults
-from kagflow.local.server import jobs as jobs_module
 from kagflow.local.server.jobs import Jobs
 from kagflow.local.server.names import check_ident, check_request_names, parse_count
 from kagflow.local.server.protocol import ApiError, parse_request, routes, to_wire
-from kagflow.local.run.runner import read_log
 from kagflow.local.server.store import Store
+from kagflow.local.server.web_login import Logins
 
 log = logging.getLogger("kagflow.local")
 SERVICE_NAME = "kagflow-local"
@@ -69,6 +79,7 @@ class LocalServer:
         self.rate_limit = RateLimit(self.settings.rate_limit_every, self.settings.rate_limit_retry_after_s)
         self.users = users
         self.tokens = dict(tokens or {})
+        self.logins = Logins()  # the web pages' one-time links and sessions
         self.store = Store(self.data_dir)
         # with keys checked (several users), kernels run only in the sandbox, never seeing ``hide`` (the users file)
         self.jobs = Jobs(self.store, self.settings, require_sandbox=users is not None, hide=hide)
@@ -274,6 +285,9 @@ class Handler(BaseHTTPRequestHandler):
         raise ApiError(405, f"{self.command} is not supported here")
 
     def _api(self) -> None:
+        if self.path.startswith("/web/"):
+            web.serve_post(self, self.path.split("?", 1)[0])
+            return
         m = _API_RE.fullmatch(self.path.split("?", 1)[0])
         if not m:
             self.close_connection = True
@@ -358,7 +372,7 @@ class Handler(BaseHTTPRequestHandler):
     def _log_stream(self, owner: str, slug: str) -> None:
         """``kaggle kernels logs --follow``: SSE of the log while the run lasts, the log blob once it ended."""
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
-        ctx = Ctx(self.app.store, self.app.url, self.app.settings, self._user(), self.app.jobs)
+        ctx = Ctx(self.app.store, self.app.url, self.app.settings, web.viewer(self), self.app.jobs)
         kernel = api_kernels.find_kernel(ctx, owner, slug)
         version = api_kernels.find_version(ctx, kernel, (query.get("versionLabel") or [""])[0])
         log_path = jobs_module.sandbox_dir(self.app.store, owner, slug, version["number"]) / "log.json"
@@ -398,6 +412,9 @@ class Handler(BaseHTTPRequestHandler):
         logs = _LOGS_RE.fullmatch(path)
         if logs:
             self._log_stream(logs.group(1), logs.group(2))
+            return
+        if not path.startswith(("/api/", "/files/", "/upload/")):
+            web.serve_get(self, path)  # a page: HTML, a 404 included
             return
         m = re.fullmatch(r"/files/([A-Za-z0-9_=-]+\.[0-9a-f]{32})/[^/]+", path)
         if not m:

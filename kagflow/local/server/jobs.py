@@ -27,13 +27,12 @@ from typing import Iterable, Optional
 
 import nbformat
 
-from kagflow.local.server import access, competition
 from kagflow.local.run import mounts
 from kagflow.local.run.image import kernel_python
-from kagflow.local.server.names import check_ident, inside
 from kagflow.local.run.runner import run_notebook_in_sandbox
+from kagflow.local.server import access, competition
+from kagflow.local.server.names import check_ident, inside
 from kagflow.local.server.store import Store
-
 
 INTERRUPTED = "Interrupted: the local server stopped during the run"
 # Kaggle's words for a failed code submission
@@ -244,8 +243,9 @@ class Jobs:
             return
         if status != "COMPLETE":
             word = TIMEOUT if (failure or "").lower().startswith("timeout") else THREW
+            log = f"runs/{version['owner']}/{version['slug']}/submission-{sub_id}"
             self._finish(sub_id, "ERROR", error=f"{word}: {failure or status} (re-run on the hidden test set; "
-                                                f"its log: runs/{version['owner']}/{version['slug']}/submission-{sub_id})")
+                                                f"its log: {log})")
             return
         self._progress(sub_id, "scoring the re-run's output")
         output = sandbox / "working"

@@ -20,9 +20,18 @@ import re
 from typing import Any, Dict, Tuple, Type
 
 import kagglesdk
-from kagglesdk.kaggle_object import (DateTimeSerializer, EnumSerializer, FieldMaskSerializer, FieldMetadata,
-                                     KaggleObject, KaggleObjectSerializer, ListSerializer, MapSerializer,
-                                     PredefinedSerializer, TimeDeltaSerializer)
+from kagglesdk.kaggle_object import (
+    DateTimeSerializer,
+    EnumSerializer,
+    FieldMaskSerializer,
+    FieldMetadata,
+    KaggleObject,
+    KaggleObjectSerializer,
+    ListSerializer,
+    MapSerializer,
+    PredefinedSerializer,
+    TimeDeltaSerializer,
+)
 
 log = logging.getLogger("kagflow.local")
 

@@ -14,8 +14,8 @@ Layout under the data dir::
     server.pid, server.port, server.log   written by a background server (kagflow.local.control)
 
 Row ids are never reused (AUTOINCREMENT; older data dirs are migrated on open), so an id in a signed link or a
-client's state never comes to name another user's resource after a delete. Versions are numbered 1, 2, ... per parent. A version's files are rows naming blobs, so a
-version whose files did not change costs no new bytes.
+client's state never comes to name another user's resource after a delete. Versions are numbered 1, 2, ... per
+parent. A version's files are rows naming blobs, so a version whose files did not change costs no new bytes.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ CREATE TABLE IF NOT EXISTS rules_accepted (
 COLUMNS = (("competitions", "kernels_only", "INTEGER DEFAULT 1"),
            ("submissions", "progress", "TEXT DEFAULT ''"),
            ("competitions", "category", "TEXT DEFAULT 'featured'"),
-           ("datasets", "tags", "TEXT DEFAULT '[]'"))
+           ("datasets", "tags", "TEXT DEFAULT '[]'"),
+           ("model_instances", "base_model", "TEXT DEFAULT ''"))  # baseModelInstance: owner/model/framework/instance
 
 
 class Store:

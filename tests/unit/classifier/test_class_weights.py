@@ -99,9 +99,9 @@ def test_make_trainer_uses_the_weighted_loss_only_when_asked(tmp_path):
 
 
 def test_class_weights_in_kagflow_toml_are_typed_and_checked(project):
-    from kagflow.workflow.check import check_project
-    from kagflow.project.config import load_config
     from kagflow.errors import ConfigError
+    from kagflow.project.config import load_config
+    from kagflow.workflow.check import check_project
 
     text = project.read_text()
     project.write_text(text.replace("class_weights = []", "class_weights = [1, 2.5, 1]"))

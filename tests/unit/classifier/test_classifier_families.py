@@ -6,17 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from classifier_fixtures import ALL_LINEAR
 
 from kagflow.classifier.config import InferConfig, TrainConfig
 from kagflow.classifier.infer import run_inference
+from kagflow.classifier.model import ModelTraits, load_base, load_tokenizer, model_traits, resolve_attn_implementation
 from kagflow.classifier.predict import predict_proba
-from kagflow.classifier.model import (ModelTraits, load_base, load_tokenizer, model_traits,
-                                      resolve_attn_implementation)
 from kagflow.classifier.recipe import recipe_for_device
 from kagflow.classifier.text import encode_rows
 from kagflow.classifier.tiny import make_tiny_checkpoint
 from kagflow.classifier.train import run_training
+
+from classifier_fixtures import ALL_LINEAR
 
 pytest_plugins = ["classifier_fixtures"]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -44,10 +44,10 @@ def test_choices_come_from_the_config_not_the_class(family_checkpoints):
     with pytest.raises(ValueError, match="softcapping"):
         resolve_attn_implementation("sdpa", gemma2)
     # the recipe (classifier.recipe) is keyed on the config too: a model without the cap trains and infers with SDPA
-    assert recipe_for_device(79.0, (9, 0), llama)["train_attn_implementation"] == "sdpa"
-    assert recipe_for_device(79.0, (9, 0), gemma2)["train_attn_implementation"] == "eager"
+    assert recipe_for_device(79.0, (9, 0), llama).train_attn_implementation == "sdpa"
+    assert recipe_for_device(79.0, (9, 0), gemma2).train_attn_implementation == "eager"
     gemma3 = ModelTraits("gemma3_text", softcapping=False, sliding_window=512, num_layers=18)
-    assert recipe_for_device(15.0, (7, 5), gemma3)["infer_attn_implementation"] == "sdpa"
+    assert recipe_for_device(15.0, (7, 5), gemma3).infer_attn_implementation == "sdpa"
 
 
 def test_batches_pad_on_the_right_even_for_a_left_padding_tokenizer(family_checkpoints, tmp_path):

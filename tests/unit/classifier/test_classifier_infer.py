@@ -131,6 +131,7 @@ def test_a_model_trained_in_mixed_precision_is_evaluated_under_its_autocast(tmp_
     from transformers import Gemma2ForSequenceClassification
 
     from kagflow.classifier.fit import prepare_for_lora_training
+
     from tiny_gemma import save_tiny_gemma2
 
     ckpt = save_tiny_gemma2(tmp_path / "tiny", num_hidden_layers=2)

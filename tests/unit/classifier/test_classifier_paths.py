@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kagflow.classifier import paths
-from kagflow.classifier.paths import (InputNotFoundError, find_competition_dir, find_model_dir,
-                                      resolve_base_model)
+from kagflow.classifier.paths import InputNotFoundError, find_competition_dir, find_model_dir, resolve_base_model
 
 SLUG = "llm-classification-finetuning"
 

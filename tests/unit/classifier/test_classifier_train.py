@@ -7,14 +7,15 @@ import json
 import numpy as np
 import pytest
 import torch
-from classifier_fixtures import ALL_LINEAR
 
 from kagflow.classifier import model as model_mod
 from kagflow.classifier import train as train_mod
+from kagflow.classifier.fit import resolve_optim
 from kagflow.classifier.metrics import evaluate, save_confusion_matrix
 from kagflow.classifier.synth import write_synthetic_competition
-from kagflow.classifier.fit import resolve_optim
 from kagflow.classifier.train import TrainConfig, run_training, training_arguments
+
+from classifier_fixtures import ALL_LINEAR
 
 pytest_plugins = ["classifier_fixtures"]  # shared session fixtures: the tiny model is trained once
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -8,6 +8,8 @@ kernels); inductor's C++ build on this 2-core CPU would take minutes per layer k
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -15,6 +17,7 @@ from kagflow.classifier import compiling
 from kagflow.classifier.batching import classification_logits, pad_batch
 from kagflow.classifier.fit import prepare_lora_model
 from kagflow.classifier.recipe import recipe_for_device
+
 from tiny_gemma import save_tiny_gemma2
 
 
@@ -24,12 +27,12 @@ def test_recipe_compiles_training_on_gpus_and_inference_where_attention_is_eager
 
     t4, card16, big = recipe_for_device(15.0, (7, 5)), recipe_for_device(15.0, (8, 9)), recipe_for_device(139.8, (9, 0))
     cpu = recipe_for_profile(DeviceProfile(None, 0.0, "cpu"))
-    assert t4["compile_layers"] and card16["compile_layers"]
-    assert big["compile_layers"] and big["dequantize_for_training"]  # 1.60x over eager (RESULTS.md, fourth)
-    assert not cpu["compile_layers"] and not cpu["infer_compile_layers"]  # inductor on 2 CPU cores: minutes
-    assert t4["infer_compile_layers"] and t4["infer_attn_implementation"] == "eager"
+    assert t4.compile_layers and card16.compile_layers
+    assert big.compile_layers and big.dequantize_for_training  # 1.60x over eager (RESULTS.md, fourth)
+    assert not cpu.compile_layers and not cpu.infer_compile_layers  # inductor on 2 CPU cores: minutes
+    assert t4.infer_compile_layers and t4.infer_attn_implementation == "eager"
     # flex inference compiles its attention already; its first pass (compile included) is what is measured
-    assert not big["infer_compile_layers"] and big["infer_attn_implementation"] == "flex_attention"
+    assert not big.infer_compile_layers and big.infer_attn_implementation == "flex_attention"
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +53,8 @@ def _model(ckpt, *, compiled: bool, monkeypatch, backend="aot_eager", **recipe_o
     lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "gate_proj"],
                     layers_to_transform=[1, 2], lora_dropout=0.0, task_type=TaskType.SEQ_CLS)
     # the T4 recipe: 4-bit base, checkpointing with the top layer unchecked, and (when asked) compiled layers
-    recipe = {**recipe_for_device(15.0, (7, 5)), "dtype": "float32", "uncheckpointed_layers": 1,
-              "compile_layers": compiled, **recipe_overrides}
+    recipe = dataclasses.replace(recipe_for_device(15.0, (7, 5)), **{"dtype": "float32", "uncheckpointed_layers": 1,
+                                                                      "compile_layers": compiled, **recipe_overrides})
     monkeypatch.setattr(compiling, "BACKEND", backend)
     torch.manual_seed(1)
     return prepare_lora_model(base, lc, recipe)
@@ -80,7 +83,8 @@ def test_compiled_layers_train_like_eager_ones(tiny_ckpt, monkeypatch):
     eager.train(), comp.train()
     g = torch.Generator().manual_seed(5)
     for rows, width in ((3, 11), (5, 29), (2, 7)):  # new shapes: dynamic, no recompilation per width
-        seqs = [torch.randint(1, 256, (int(n),), generator=g).tolist() for n in torch.randint(3, width, (rows,), generator=g)]
+        widths = torch.randint(3, width, (rows,), generator=g)
+        seqs = [torch.randint(1, 256, (int(n),), generator=g).tolist() for n in widths]
         batch = pad_batch(seqs, pad_id=0, labels=[i % 3 for i in range(rows)])
         ref_logits, ref = _grads(eager, batch)
         got_logits, got = _grads(comp, batch)
@@ -148,10 +152,10 @@ def test_the_recipe_sizes_unchecked_layers_for_eager_too():
     15 GiB card it is the count measured safe uncompiled (4: 11.82 GiB peak, bench/RESULTS.md third measurement)."""
     for mem, cap in ((14.7, (7, 5)), (15.0, (7, 5)), (15.0, (8, 9)), (23.6, (8, 9)), (40.0, (8, 0)), (79.0, (9, 0))):
         r = recipe_for_device(mem, cap)
-        assert 0 <= r["uncheckpointed_layers_eager"] <= r["uncheckpointed_layers"], (mem, cap)
+        assert 0 <= r.uncheckpointed_layers_eager <= r.uncheckpointed_layers, (mem, cap)
     t4 = recipe_for_device(15.0, (7, 5))
-    assert (t4["uncheckpointed_layers"], t4["uncheckpointed_layers_eager"]) == (8, 4)
-    assert recipe_for_device(79.0, (9, 0))["uncheckpointed_layers_eager"] == 0  # nothing checkpointed there
+    assert (t4.uncheckpointed_layers, t4.uncheckpointed_layers_eager) == (8, 4)
+    assert recipe_for_device(79.0, (9, 0)).uncheckpointed_layers_eager == 0  # nothing checkpointed there
 
 
 def test_checkpoint_early_stop_passes_through_compiled_layers(tiny_ckpt, monkeypatch):
@@ -200,9 +204,13 @@ def test_flex_inference_keeps_recompilations_static():
         config.automatic_dynamic_shapes = True
         model = torch.nn.Linear(2, 2)
         model.config = type("C", (), {"_attn_implementation": "eager"})()
-        prepare_for_inference(model, {"infer_attn_implementation": "eager"})
+        # nothing but the attention: no dequantising, no dense layers, no pooling, no compiled layers
+        bare = dataclasses.replace(recipe_for_device(15.0, (7, 5)), dequantize_for_inference=False,
+                                   flatten_absmax=False, infer_model_max_gib=None, infer_pool_top_layer=False,
+                                   infer_compile_layers=False)
+        prepare_for_inference(model, dataclasses.replace(bare, infer_attn_implementation="eager"))
         assert config.automatic_dynamic_shapes  # padded eager batches: untouched
-        prepare_for_inference(model, {"infer_attn_implementation": "flex_attention"})
+        prepare_for_inference(model, dataclasses.replace(bare, infer_attn_implementation="flex_attention"))
         assert not config.automatic_dynamic_shapes
         graphs = []
 

@@ -79,11 +79,11 @@ def test_trainer_precision_flags(gpu, monkeypatch, tmp_path):
 
 def test_fast_loop_autocast_and_grad_scaler(gpu):
     recipe = train_mod.training_recipe()
-    assert torch_dtype(recipe["dtype"]) == gpu.dtype and recipe["grad_scaler"] is gpu.scaler
+    assert torch_dtype(recipe.dtype) == gpu.dtype and recipe.grad_scaler is gpu.scaler
     autocast, scaler = amp_for(recipe, torch.device("cuda", 0))
     assert autocast == gpu.dtype
     assert (scaler is not None and scaler.is_enabled()) is gpu.scaler
-    assert recipe["dequantize_for_training"] is False  # 16 GB: the 4-bit base stays
+    assert recipe.dequantize_for_training is False  # 16 GB: the 4-bit base stays
 
 
 def test_eval_autocast(gpu):
@@ -108,10 +108,10 @@ def test_accelerate_launch_mixed_precision(gpu, monkeypatch, tmp_path):
 
 def test_inference_recipe(gpu):
     recipe = recipe_for_current_device()
-    assert torch_dtype(recipe["dtype"]) == gpu.dtype
-    assert recipe["dequantize_for_inference"] is False  # 16 GB: 4-bit base + LoRA
+    assert torch_dtype(recipe.dtype) == gpu.dtype
+    assert recipe.dequantize_for_inference is False  # 16 GB: 4-bit base + LoRA
     if gpu.name == "t4":
-        assert recipe["infer_attn_implementation"] == "eager"
+        assert recipe.infer_attn_implementation == "eager"
 
 
 def test_cpu_is_fp32_everywhere(monkeypatch):
@@ -119,6 +119,6 @@ def test_cpu_is_fp32_everywhere(monkeypatch):
     profile = device_mod.device_profile()
     assert profile.dtype == torch.float32 and profile.mixed_precision == "no" and not profile.grad_scaler
     recipe = train_mod.training_recipe()
-    assert recipe["dtype"] == "float32" and not recipe["grad_scaler"] and not recipe["gradient_checkpointing"]
+    assert recipe.dtype == "float32" and not recipe.grad_scaler and not recipe.gradient_checkpointing
     assert amp_for(recipe, torch.device("cpu")) == (None, None)
     assert model_mod.compute_dtype() == torch.float32

@@ -162,9 +162,10 @@ def test_training_module_entry_point_runs_what_each_ddp_process_runs(tiny_checkp
 
 
 def test_rendered_train_notebook_launches_on_all_gpus():
-    from kagflow.notebooks.render import render_notebook
     import tempfile
     from pathlib import Path
+
+    from kagflow.notebooks.render import render_notebook
 
     with tempfile.TemporaryDirectory() as tmp:
         nb = Path(render_notebook("train", {}, Path(tmp) / "t.ipynb")).read_text()

@@ -8,6 +8,7 @@ reference path applies the same block mask and softcap ``score_mod`` that the co
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -15,10 +16,17 @@ import torch
 
 from kagflow.classifier.batching import classification_logits, deal_rows, pad_batch, plan_steps
 from kagflow.classifier.fit import fit_lora
+from kagflow.classifier.packing import (
+    PackedBatch,
+    attention_masks,
+    bucket_width,
+    pack_rows,
+    packed_batch,
+    sequence_classifier,
+    uses_packing,
+)
 from kagflow.classifier.predict import predict_logits
 from kagflow.classifier.recipe import recipe_for_device, set_attn_implementation
-from kagflow.classifier.packing import (PackedBatch, attention_masks, bucket_width, pack_rows, packed_batch,
-                                        sequence_classifier, uses_packing)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -70,17 +78,18 @@ def test_recipe_packs_only_where_training_runs_flex(monkeypatch):
     big, card16, t4 = (recipe_for_device(79.0, (9, 0)), recipe_for_device(15.0, (8, 9)),
                        recipe_for_device(15.0, (7, 5)))
     for r in (big, card16, t4):  # training: eager on padded batches unless asked (RESULTS: flex trained no faster)
-        assert not r["pack"] and r["train_attn_implementation"] == "eager"
-    assert big["infer_attn_implementation"] == card16["infer_attn_implementation"] == "flex_attention"
-    assert t4["infer_attn_implementation"] == "eager"  # a T4 infers eager, padded
+        assert not r.pack and r.train_attn_implementation == "eager"
+    assert big.infer_attn_implementation == card16.infer_attn_implementation == "flex_attention"
+    assert t4.infer_attn_implementation == "eager"  # a T4 infers eager, padded
     llama = ModelTraits(model_type="llama", softcapping=False, sliding_window=None, num_layers=2)
-    assert not recipe_for_device(79.0, (9, 0), llama)["pack"]
+    assert not recipe_for_device(79.0, (9, 0), llama).pack
     # [train] attn_implementation = "flex_attention" opts in: packed rows
-    monkeypatch.setattr(device_mod, "device_profile", lambda device=None: device_mod.DeviceProfile((8, 9), 15.0, "fake"))
+    card16 = device_mod.DeviceProfile((8, 9), 15.0, "fake")
+    monkeypatch.setattr(device_mod, "device_profile", lambda device=None: card16)
     flex = train.training_recipe(TrainConfig(attn_implementation="flex_attention"))
     eager = train.training_recipe(TrainConfig())
-    assert flex["pack"] and flex["train_attn_implementation"] == "flex_attention"
-    assert not eager["pack"] and eager["train_attn_implementation"] == "eager"
+    assert flex.pack and flex.train_attn_implementation == "flex_attention"
+    assert not eager.pack and eager.train_attn_implementation == "eager"
 
 
 # ------------------------------------------------------------------ equivalence on a tiny Gemma 2
@@ -142,7 +151,8 @@ def flex_impl(request, monkeypatch):
     from transformers.integrations import flex_attention as hf_flex
 
     fn = flex_attention if request.param == "flex" else _dense_flex
-    monkeypatch.setattr(hf_flex, "compile_friendly_flex_attention", lambda q, k, v, training=False, **kw: fn(q, k, v, **kw))
+    monkeypatch.setattr(hf_flex, "compile_friendly_flex_attention",
+                        lambda q, k, v, training=False, **kw: fn(q, k, v, **kw))
     return request.param
 
 
@@ -192,12 +202,12 @@ def test_fit_lora_on_packed_rows_matches_padded(tiny_pair, flex_impl):
     flex.load_state_dict(eager.state_dict())
     seqs, labels = _seqs([int(x) for x in torch.randint(3, 60, (24,), generator=torch.Generator().manual_seed(9))]), \
         [i % 3 for i in range(24)]
-    base = dict(recipe_for_device(15.0, (7, 5)), dtype="float32", grad_scaler=False,
-                gradient_checkpointing=False, uncheckpointed_layers=0, train_max_tokens=256)
+    base = dataclasses.replace(recipe_for_device(15.0, (7, 5)), dtype="float32", grad_scaler=False,
+                               gradient_checkpointing=False, uncheckpointed_layers=0, train_max_tokens=256)
     steps = plan_steps([len(q) for q in seqs], 6, 1.0, seed=0)
     kw = dict(steps=steps, lr=1e-2, warmup_steps=0, optim_type="adamw_torch", log_every=10**9)
-    ref = fit_lora(eager, seqs, labels, dict(base, pack=False), **kw)
-    got = fit_lora(flex, seqs, labels, dict(base, pack=True, pack_bucket=64), **kw)
+    ref = fit_lora(eager, seqs, labels, dataclasses.replace(base, pack=False), **kw)
+    got = fit_lora(flex, seqs, labels, dataclasses.replace(base, pack=True, pack_bucket=64), **kw)
     assert len(got) == len(ref) == len(steps)
     torch.testing.assert_close(torch.tensor(got), torch.tensor(ref), rtol=1e-3, atol=1e-5)
 

@@ -2,19 +2,24 @@
 
 import math
 import random
+from dataclasses import replace
 
 import pytest
 import torch
 
 from kagflow.classifier.batching import (
-    _round_up, length_grouped_steps, pad_batch, padding_efficiency, token_budget_batches,
+    _round_up,
+    length_grouped_steps,
+    pad_batch,
+    padding_efficiency,
+    token_budget_batches,
 )
 from kagflow.classifier.dequant import _is_linear4bit, dequantize_base, merge_and_dequantize
 from kagflow.classifier.fit import fit_lora, lora_train_step, prepare_for_lora_training, prepare_lora_model
 from kagflow.classifier.predict import ab_swap_average, predict_logits, prepare_for_inference, relative_error
 from kagflow.classifier.recipe import choose_attn_implementation, flex_attention_available, recipe_for_device
-from tiny_gemma import save_tiny_gemma2
 
+from tiny_gemma import save_tiny_gemma2
 
 # ------------------------------------------------------------------ batching invariants
 
@@ -86,27 +91,27 @@ def test_attention_never_sdpa_for_gemma2():
 def test_recipe_t4_vs_h100():
     t4 = recipe_for_device(15.0, (7, 5))
     h100 = recipe_for_device(79.1, (9, 0))
-    assert t4["dtype"] == "float16" and t4["grad_scaler"] is True
-    assert t4["gradient_checkpointing"] is True
-    assert t4["dequantize_for_inference"] is False and t4["dequantize_for_training"] is False
-    assert t4["infer_attn_implementation"] == "eager" and t4["train_attn_implementation"] == "eager"
-    assert h100["dtype"] == "bfloat16" and h100["grad_scaler"] is False
-    assert h100["gradient_checkpointing"] is False
-    assert h100["dequantize_for_inference"] is True and h100["dequantize_for_training"] is True
-    assert "sdpa" not in (h100["infer_attn_implementation"], h100["train_attn_implementation"])
-    assert h100["infer_max_tokens"] > t4["infer_max_tokens"]
+    assert t4.dtype == "float16" and t4.grad_scaler is True
+    assert t4.gradient_checkpointing is True
+    assert t4.dequantize_for_inference is False and t4.dequantize_for_training is False
+    assert t4.infer_attn_implementation == "eager" and t4.train_attn_implementation == "eager"
+    assert h100.dtype == "bfloat16" and h100.grad_scaler is False
+    assert h100.gradient_checkpointing is False
+    assert h100.dequantize_for_inference is True and h100.dequantize_for_training is True
+    assert "sdpa" not in (h100.infer_attn_implementation, h100.train_attn_implementation)
+    assert h100.infer_max_tokens > t4.infer_max_tokens
     a100_40 = recipe_for_device(39.4, (8, 0))
-    assert a100_40["gradient_checkpointing"] is True and a100_40["dtype"] == "bfloat16"
+    assert a100_40.gradient_checkpointing is True and a100_40.dtype == "bfloat16"
     # checkpoint only as many layers as memory needs: more memory, more layers keep their activations
-    assert h100["uncheckpointed_layers"] == 0 and 0 < t4["uncheckpointed_layers"]
-    assert t4["uncheckpointed_layers"] < recipe_for_device(23.6, (8, 9))["uncheckpointed_layers"]
+    assert h100.uncheckpointed_layers == 0 and 0 < t4.uncheckpointed_layers
+    assert t4.uncheckpointed_layers < recipe_for_device(23.6, (8, 9)).uncheckpointed_layers
 
 
 def test_top_layers_keep_their_activations(tiny_4bit):
     from peft import LoraConfig, TaskType
 
     lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], task_type=TaskType.SEQ_CLS)
-    recipe = dict(recipe_for_device(15.0, (7, 5)), uncheckpointed_layers=1, compile_layers=False)
+    recipe = replace(recipe_for_device(15.0, (7, 5)), uncheckpointed_layers=1, compile_layers=False)
     pm = prepare_lora_model(tiny_4bit(), lc, recipe)
     layers = pm.get_base_model().model.layers
     assert [layer.gradient_checkpointing for layer in layers] == [True, False]
@@ -197,10 +202,10 @@ def test_flatten_absmax_keeps_the_weights_and_trains(tiny_4bit):
     with torch.no_grad():
         assert torch.equal(q(**batch).logits.float(), ref)
     for mem, cap in ((15.0, (7, 5)), (15.0, (8, 9)), (79.0, (9, 0))):
-        assert recipe_for_device(mem, cap)["flatten_absmax"]
+        assert recipe_for_device(mem, cap).flatten_absmax
     # prepare_lora_model flattens the 4-bit base it trains on
     lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], task_type=TaskType.SEQ_CLS)
-    pm = prepare_lora_model(tiny_4bit(), lc, dict(recipe_for_device(15.0, (7, 5)), compile_layers=False))
+    pm = prepare_lora_model(tiny_4bit(), lc, replace(recipe_for_device(15.0, (7, 5)), compile_layers=False))
     assert not any(m.weight.quant_state.nested for m in pm.modules() if isinstance(m, bnb.nn.Linear4bit))
 
 
@@ -235,21 +240,21 @@ def test_prepare_for_inference_makes_layers_dense_within_the_recipe_memory(tiny_
     from kagflow.classifier.compiling import decoder_layers
     from kagflow.classifier.dequant import dense_cost_bytes
     from kagflow.classifier.device import DeviceProfile
-    from kagflow.classifier.recipe import recipe_for_profile
     from kagflow.classifier.pooled import PooledOnly
     from kagflow.classifier.predict import _bytes_on_device
+    from kagflow.classifier.recipe import recipe_for_profile
 
     t4, card24 = recipe_for_device(15.0, (7, 5)), recipe_for_device(23.6, (8, 9))
-    assert t4["infer_model_max_gib"] == 11.0 and card24["infer_model_max_gib"] == 19.6
-    assert recipe_for_device(79.0, (9, 0))["infer_model_max_gib"] is None  # merged and dequantised whole there
-    assert recipe_for_profile(DeviceProfile(None, 0.0, "cpu"))["infer_model_max_gib"] is None
+    assert t4.infer_model_max_gib == 11.0 and card24.infer_model_max_gib == 19.6
+    assert recipe_for_device(79.0, (9, 0)).infer_model_max_gib is None  # merged and dequantised whole there
+    assert recipe_for_profile(DeviceProfile(None, 0.0, "cpu")).infer_model_max_gib is None
     pm = _peft(tiny_4bit())
     seqs = _inputs()
     ref = predict_logits(pm, seqs, max_tokens=40, max_rows=2)  # the same batches, all 4-bit
     one_layer = dense_cost_bytes(decoder_layers(pm)[1], torch.bfloat16)
     limit = (_bytes_on_device(pm) + one_layer + 1) / 2**30
-    model = prepare_for_inference(pm, {**t4, "dtype": "bfloat16", "infer_model_max_gib": limit,
-                                       "infer_compile_layers": False})
+    model = prepare_for_inference(pm, replace(t4, dtype="bfloat16", infer_model_max_gib=limit,
+                                              infer_compile_layers=False))
     assert [any(_is_linear4bit(m) for m in layer.modules()) for layer in decoder_layers(model)] == [True, False]
     assert isinstance(decoder_layers(model)[-1].mlp, PooledOnly)  # padded batches: the top layer pools (``pooled``)
     got = predict_logits(model, seqs, max_tokens=40, max_rows=2)
@@ -295,8 +300,8 @@ def test_dequantize_base_is_exact_and_trains(tiny_4bit):
 def test_fit_lora_and_prepare_helpers(tiny_4bit):
     from peft import LoraConfig, TaskType
 
-    recipe = dict(recipe_for_device(79.0, (9, 0)), train_max_tokens=48, infer_attn_implementation="eager",
-                  compile_layers=False)  # compiled layers: test_compiling.py
+    recipe = replace(recipe_for_device(79.0, (9, 0)), train_max_tokens=48, infer_attn_implementation="eager",
+                     compile_layers=False)  # compiled layers: test_compiling.py
     lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj"], layers_to_transform=[1],
                     lora_dropout=0.0, task_type=TaskType.SEQ_CLS)
     torch.manual_seed(0)
@@ -350,7 +355,7 @@ def _ddp_fit(dropout, *, checkpointing=None, crash_after=None, seen=None):
             ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
             seen.extend(int(row[0]) - 1 for row, m in zip(ids, mask))
         pm.register_forward_pre_hook(record, with_kwargs=True)
-    recipe = dict(recipe_for_device(15.0, (7, 5)), dtype="float32", grad_scaler=False, train_max_tokens=40)
+    recipe = replace(recipe_for_device(15.0, (7, 5)), dtype="float32", grad_scaler=False, train_max_tokens=40)
     seqs, labels = _ddp_data()
     logs = []
 

@@ -4,6 +4,8 @@ shape kind, and ``prepare_for_inference`` installing it for padded batches only.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -106,14 +108,13 @@ def test_the_pooled_layer_compiles_no_more_graphs_than_the_whole_one():
 
 def test_prepare_for_inference_pools_padded_batches_only():
     t4, big = recipe_for_device(15.0, (7, 5)), recipe_for_device(139.8, (9, 0))
-    assert t4["infer_pool_top_layer"] and not big["infer_pool_top_layer"]  # flex: packed rows pool several tokens
+    assert t4.infer_pool_top_layer and not big.infer_pool_top_layer  # flex: packed rows pool several tokens
     model = _classifier("gemma2")
     seqs = _rows()
     ref = predict_logits(model, seqs, max_tokens=64, max_rows=2)
-    recipe = {**t4, "dtype": "float32", "infer_model_max_gib": None, "infer_compile_layers": False,
-              "flatten_absmax": False}
+    recipe = replace(t4, dtype="float32", infer_model_max_gib=None, infer_compile_layers=False, flatten_absmax=False)
     model = prepare_for_inference(model, recipe)
     assert isinstance(decoder_layers(model)[-1].mlp, PooledOnly)
     assert relative_error(predict_logits(model, seqs, max_tokens=64, max_rows=2), ref) < 1e-5
-    plain = prepare_for_inference(_classifier("gemma2"), {**recipe, "infer_pool_top_layer": False})
+    plain = prepare_for_inference(_classifier("gemma2"), replace(recipe, infer_pool_top_layer=False))
     assert not any(isinstance(m, PooledOnly) for m in plain.modules())

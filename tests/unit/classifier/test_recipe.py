@@ -18,7 +18,7 @@ def test_loop_choice():
     with pytest.raises(ValueError):
         resolve_loop("quick")
     recipe = training_recipe()
-    assert recipe["dtype"] == "float32" and recipe["train_attn_implementation"] == "eager"
+    assert recipe.dtype == "float32" and recipe.train_attn_implementation == "eager"
 
 
 def test_fast_loop_trains_and_saves_the_adapter(tiny_checkpoint, synthetic_competition, tmp_path, one_torch_thread):

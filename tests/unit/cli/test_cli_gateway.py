@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
-from kagflow.rules import metadata
 from kagflow.cli import main
+from kagflow.rules import metadata
+
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import COMPETITION, KEY, USER, run_kagflow
 from repo_root import REPO
@@ -57,7 +57,8 @@ def test_model_publish_twice_then_pass_through_and_no_secret(proj, capsys, serve
     wheels = proj.parent / "wheels" / "kagflow-offline-wheels"
     wheels.mkdir(parents=True)
     (wheels / "x-1.0-py3-none-any.whl").write_bytes(b"x")
-    metadata.write_metadata(wheels, metadata.DATASET_METADATA, metadata.dataset_metadata(USER, "kagflow offline wheels"))
+    metadata.write_metadata(wheels, metadata.DATASET_METADATA,
+                            metadata.dataset_metadata(USER, "kagflow offline wheels"))
     code, out4 = kagflow(capsys, "wheels", "push")
     assert code == 0 and "Created dataset alice/kagflow-offline-wheels" in out4
     code, out5 = kagflow(capsys, "wheels", "push")
@@ -84,14 +85,22 @@ def test_server_error_is_one_clear_message(proj, capsys, server):
 
 def test_missing_source_folder(proj, capsys):
     (proj.parent / "empty").mkdir()
-    code, out = kagflow(capsys, "model", "publish", "adapter", "--from", "empty")
+    code, out = kagflow(capsys, "model", "publish", "base", "--from", "empty")
     assert code == 1 and "no model files in" in out and "hint:" in out
+    # the adapter from a folder: its final adapter is searched for (it once went straight to the upload)
+    code, out = kagflow(capsys, "model", "publish", "adapter", "--from", "empty")
+    assert code == 1 and "no adapter (adapter_config.json) in empty" in out and "--from empty" in out
 
 
 def test_publish_on_kaggle_pins_the_version_in_kagflow_toml(proj, capsys, server, monkeypatch):
-    from kagflow.hub import target
+    from kagflow.hub.endpoint import Endpoint
+    from kagflow.workflow import session, target
 
-    monkeypatch.setattr(target, "resolve_target", lambda cfg, announce=True: target.Target("kaggle", server.url, USER))
+    class KaggleHere(target.KaggleTarget):  # Kaggle's rules (versions pinned in kagflow.toml), the local server's API
+        def connect(self):
+            return Endpoint("kaggle", server.url, USER), ""
+
+    monkeypatch.setattr(session, "choose_target", KaggleHere)
     code, out = kagflow(capsys, "model", "publish", "base", "--from", "hf-base")
     assert code == 0, out
     text = proj.read_text()
@@ -101,6 +110,7 @@ def test_publish_on_kaggle_pins_the_version_in_kagflow_toml(proj, capsys, server
 def _add_import_kernel(proj, name, title, code):
     """A kernel kagflow did not render: its notebook sits in kernels/<slug>/."""
     from kagflow.rules import slugs
+
     from local_fixtures import write_notebook
 
     folder = proj.parent / "kernels" / slugs.kernel_slug(title)
@@ -140,6 +150,7 @@ def test_kernel_push_wait_pull_then_unchanged(proj, capsys):
 
 def test_kernel_import_normalises_and_registers(proj, capsys, server, tmp_path):
     from kagflow.hub.client import build_api
+
     from local_fixtures import write_kernel
 
     folder = write_kernel(tmp_path / "public", "public-gemma-notebook", "print('upstream')",
@@ -228,6 +239,7 @@ def test_kernel_push_fails_naming_another_users_private_source(proj, capsys, ser
     """Kaggle refuses a source its owner keeps private (invalid_dataset_sources); `kagflow kernel push`
     exits 1 with one message naming the source and the fix, and a public source of the same user is fine."""
     from kagflow.hub.client import build_api
+
     from local_fixtures import write_dataset
 
     bob = build_api(server.url)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import pytest
 
 from kagflow.hub.client import build_api
+from kagflow.hub.endpoint import Endpoint
 from kagflow.hub.gateway import Gateway
-from kagflow.hub.target import Target
 from kagflow.project.config import load_config
+
 from local_fixtures import COMPETITION, USER
 
 
 @pytest.fixture
 def gw(server):
-    return Gateway(build_api(server.url), Target("local", server.url, USER), log=lambda m: None)
+    return Gateway(build_api(server.url), Endpoint("local", server.url, USER), log=lambda m: None)
 
 
 @pytest.fixture

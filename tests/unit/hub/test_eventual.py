@@ -13,11 +13,13 @@ import requests
 
 from kagflow.errors import HubError, NotFoundError
 from kagflow.hub import datasets, kernels, models
+from kagflow.hub.endpoint import Endpoint
 from kagflow.hub.gateway import Gateway
 from kagflow.hub.retry import WaitPolicy
-from kagflow.hub.target import Target
 from kagflow.local.server.api import Settings
 from kagflow.rules import slugs
+from kagflow.workflow.model import publish_files
+
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import USER, write_dataset, write_kernel
 
@@ -46,12 +48,12 @@ def test_publish_model_instance_version_then_kernel_push_without_duplicates(serv
     """The base model's create is followed at once by its instance (refused with 404 until the model shows up),
     then a version (403 while the first one processes, its files listed late), then a kernel that mounts it."""
     weights = _weights(tmp_path / "base", "a")
-    first = models.publish_model(gw, cfg, "base_model", weights)
+    first = publish_files(gw, cfg, "base_model", weights)
     assert first.uploaded and first.handle.version == 1
-    again = models.publish_model(gw, cfg, "base_model", weights)  # at once: its files are not listed yet
+    again = publish_files(gw, cfg, "base_model", weights)  # at once: its files are not listed yet
     assert not again.uploaded and again.handle.version == 1
     (weights / "model.safetensors").write_text("b" * 100)
-    second = models.publish_model(gw, cfg, "base_model", weights)
+    second = publish_files(gw, cfg, "base_model", weights)
     assert second.uploaded and second.handle.version == 2
     assert _count(server, "model_versions") == 2 and _count(server, "model_instances") == 1
 
@@ -95,7 +97,7 @@ def _not_found() -> requests.HTTPError:
 
 
 def test_settle_waits_for_a_404_within_its_bound_and_never_hides_a_lasting_one(monkeypatch):
-    gw = Gateway(api=None, target=Target("local", "http://127.0.0.1:9", USER), log=lambda m: None)
+    gw = Gateway(api=None, endpoint=Endpoint("local", "http://127.0.0.1:9", USER), log=lambda m: None)
     outcomes = [_not_found(), _not_found(), "model"]
 
     def fetch():
@@ -119,7 +121,6 @@ def test_a_404_of_something_kagflow_did_not_create_is_not_waited_on(gw, cfg, mon
     """Looking for a model that does not exist answers at once (exists() is False): no settle there."""
     looks = []
     monkeypatch.setattr(Gateway, "settle", lambda self, *a, **k: looks.append(a) or pytest.fail("waited"))
-    from kagflow.project.sources import instance_handle
-    assert models.latest_version(gw, instance_handle(cfg, cfg.base_model)) is None
+    assert models.latest_version(gw, cfg.instance_handle("base_model")) is None
     assert not gw.exists(lambda: gw.api.model_get(f"{USER}/no-such-model"), what="get model", handle="x")
     assert looks == []

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from kagflow.rules import metadata, slugs
 from kagflow.hub import competitions, datasets, kernels, models
 from kagflow.local.server.faults import FaultRule, Faults
+from kagflow.rules import metadata, slugs
+from kagflow.workflow.model import publish_files
+
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import COMPETITION, USER, write_kernel
 
@@ -26,14 +28,12 @@ def _model_files(folder: Path, payload: str) -> Path:
 
 
 def _versions(gw, cfg, which="base_model"):
-    from kagflow.project.sources import instance_handle
-
-    return models.latest_version(gw, instance_handle(cfg, getattr(cfg, which)))
+    return models.latest_version(gw, cfg.instance_handle(which))
 
 
 def test_publish_creates_model_instance_then_versions_and_skips_unchanged(gw, cfg, tmp_path):
     files = _model_files(tmp_path / "base", "a")
-    first = models.publish_model(gw, cfg, "base_model", files)
+    first = publish_files(gw, cfg, "base_model", files)
     assert first.uploaded and first.handle.version == 1
     assert first.source == "alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base/1"
     meta_dir = cfg.root / "models" / "gemma-2-9b-4bit-base"
@@ -41,11 +41,11 @@ def test_publish_creates_model_instance_then_versions_and_skips_unchanged(gw, cf
     inst_meta = metadata.read_metadata(meta_dir / "gemma2-9b-4bit-base" / "model-instance-metadata.json")
     assert inst_meta["framework"] == "transformers"
 
-    again = models.publish_model(gw, cfg, "base_model", files)
+    again = publish_files(gw, cfg, "base_model", files)
     assert not again.uploaded and again.handle.version == 1
 
     (files / "model.safetensors").write_text("b" * 1000)
-    second = models.publish_model(gw, cfg, "base_model", files)
+    second = publish_files(gw, cfg, "base_model", files)
     assert second.uploaded and second.handle.version == 2
     assert _versions(gw, cfg) == 2
 
@@ -53,8 +53,8 @@ def test_publish_creates_model_instance_then_versions_and_skips_unchanged(gw, cf
 def test_publish_with_flaky_server_creates_exactly_one_version(gw, cfg, tmp_path, server):
     server.faults = Faults({"*": FLAKY, "upload": FLAKY}, seed=3 + SEED)
     files = _model_files(tmp_path / "base", "z")
-    result = models.publish_model(gw, cfg, "base_model", files)
-    again = models.publish_model(gw, cfg, "base_model", files)
+    result = publish_files(gw, cfg, "base_model", files)
+    again = publish_files(gw, cfg, "base_model", files)
     server.faults = None
     assert result.handle.version == 1 and not again.uploaded
     assert _versions(gw, cfg) == 1
@@ -64,9 +64,9 @@ def test_crash_after_upload_rerun_creates_no_duplicate(gw, cfg, tmp_path, server
     """The create request lands but its answer is lost (dropped): the retry looks first."""
     server.faults = Faults({"CreateModelInstanceVersion": FaultRule(rate_drop=1.0, limit=1)}, seed=0)
     files = _model_files(tmp_path / "base", "c")
-    models.publish_model(gw, cfg, "base_model", files)
+    publish_files(gw, cfg, "base_model", files)
     (files / "model.safetensors").write_text("d" * 1000)
-    result = models.publish_model(gw, cfg, "base_model", files)
+    result = publish_files(gw, cfg, "base_model", files)
     server.faults = None
     assert result.handle.version == 2 and _versions(gw, cfg) == 2
 
@@ -75,7 +75,8 @@ def test_dataset_push_create_skip_version(gw, tmp_path, server):
     folder = tmp_path / "wheels"
     folder.mkdir()
     (folder / "a-1.0-py3-none-any.whl").write_bytes(b"wheel-bytes")
-    metadata.write_metadata(folder, metadata.DATASET_METADATA, metadata.dataset_metadata(USER, "kagflow offline wheels"))
+    metadata.write_metadata(folder, metadata.DATASET_METADATA,
+                            metadata.dataset_metadata(USER, "kagflow offline wheels"))
     server.faults = Faults({"*": FLAKY, "upload": FLAKY}, seed=5 + SEED)
     first = datasets.push_dataset(gw, folder)
     assert first.uploaded and first.created
@@ -112,7 +113,8 @@ def test_submit_kernel_once_and_read_score(gw, tmp_path, server):
     folder = write_kernel(
         tmp_path / "inf", "infer-kernel",
         "import pandas as pd, glob\n"
-        "t = pd.read_csv(glob.glob('/kaggle/input/**/test.csv', recursive=True)[0]) if glob.glob('/kaggle/input/**/test.csv', recursive=True) else None\n"
+        "found = glob.glob('/kaggle/input/**/test.csv', recursive=True)\n"
+        "t = pd.read_csv(found[0]) if found else None\n"
         "import os\n"
         "root = os.environ.get('KAGFLOW_INPUT_ROOT', '/kaggle/input')\n"
         "t = pd.read_csv(glob.glob(root + '/**/test.csv', recursive=True)[0])\n"

@@ -6,6 +6,7 @@ import io
 
 from kagflow import progress
 from kagflow.progress import Transfer, Transfers
+
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import USER, gateway, write_dataset
 

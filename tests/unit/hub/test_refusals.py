@@ -5,15 +5,22 @@ from __future__ import annotations
 import pytest
 import requests
 
-from kagflow.errors import (NotFoundError, NotSupportedError, PermissionDeniedError, RefusedError, ServerError,
-                            UnreachableError)
+from kagflow.errors import (
+    NotFoundError,
+    NotSupportedError,
+    PermissionDeniedError,
+    RefusedError,
+    ServerError,
+    UnreachableError,
+)
+from kagflow.hub.endpoint import Endpoint
 from kagflow.hub.errors import REFUSALS, checked, translate
-from kagflow.hub.target import Target
+
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import COMPETITION, USER, gateway
 
-LOCAL = Target("local", "http://127.0.0.1:9", USER)
-KAGGLE = Target("kaggle", None, USER)
+LOCAL = Endpoint("local", "http://127.0.0.1:9", USER)
+KAGGLE = Endpoint("kaggle", None, USER)
 
 
 def _error(status: int, body: str = '{"code": 0, "message": "the server says no"}') -> requests.HTTPError:

@@ -127,8 +127,8 @@ def test_endpoint_down_fails_within_the_deadline_naming_it(monkeypatch):
     """With the deadline short and retries unbounded, the command still ends, with one message."""
     from kagflow.errors import UnreachableError
     from kagflow.hub.client import build_api
+    from kagflow.hub.endpoint import Endpoint
     from kagflow.hub.gateway import Gateway
-    from kagflow.hub.target import Target
 
     monkeypatch.setattr(RetryPolicy, "MAX_RETRIES", 10_000)
     monkeypatch.setattr(RetryPolicy, "BASE_WAIT", 0.05)
@@ -138,7 +138,7 @@ def test_endpoint_down_fails_within_the_deadline_naming_it(monkeypatch):
     monkeypatch.setenv("KAGGLE_KEY", "k" * 32)
     url = f"http://127.0.0.1:{_closed_port()}"
     logs: list[str] = []
-    gw = Gateway(build_api(url), Target("local", url, "alice"), log=logs.append)
+    gw = Gateway(build_api(url), Endpoint("local", url, "alice"), log=logs.append)
     with pytest.raises(UnreachableError) as err:
         gw.call(lambda: gw.api.model_get("alice/some-model"), what="get model", handle="alice/some-model")
     assert url in err.value.message and "kagflow local start" in err.value.hint

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import os
 
+from kagflow.hub.client import build_api
+from kagflow.hub.endpoint import ENDPOINT_ENV
+from kagflow.local.control import (
+    PID_FILE,
+    PORT_FILE,
+    ensure_background_server,
+    find_free_port,
+    health,
+    running_url,
+    stop_background_server,
+)
+
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import USER, write_dataset
-
-from kagflow.hub.client import ENDPOINT_ENV, build_api
-from kagflow.local.control import (PID_FILE, PORT_FILE, ensure_background_server, find_free_port, health,
-                                   running_url, stop_background_server)
 
 
 def test_background_server_lifecycle(tmp_path, kaggle_env, monkeypatch):

@@ -9,13 +9,14 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from classifier_fixtures import TINY_TRAIN_PARAMS, read_metrics
 from sklearn.metrics import log_loss
 
 from kagflow.classifier.submission import check_submission
 from kagflow.errors import KagflowError
 from kagflow.local.run.runner import run_notebook_in_sandbox
 from kagflow.notebooks.render import DEFAULT_PARAMS, MAX_CELL_LINES, render_notebook
+
+from classifier_fixtures import TINY_TRAIN_PARAMS, read_metrics
 
 pytest_plugins = ["classifier_fixtures"]  # shared session fixtures: the tiny model is trained once
 

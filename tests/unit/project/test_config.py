@@ -1,12 +1,13 @@
 """kagflow.toml: typed loading, one clear message per problem, credentials, pinned versions."""
 
-import json
 
 import pytest
 
-from kagflow.project.config import (credentials_username, has_credentials, infer_params, load_config, set_value,
-                            train_params)
 from kagflow.errors import ConfigError
+from kagflow.project.config import load_config
+from kagflow.project.credentials import credentials_username, has_credentials
+from kagflow.project.edit import set_value
+
 from repo_root import REPO
 
 
@@ -22,14 +23,14 @@ def test_init_config_loads_with_the_seed_recipe(project):
     assert (t.max_length, t.n_splits, t.fold_idx, t.optim_type) == (1024, 5, 0, "auto")
     assert (t.per_device_train_batch_size, t.gradient_accumulation_steps, t.per_device_eval_batch_size) == (3, 2, 8)
     assert (t.n_epochs, t.freeze_layers, t.lr, t.warmup_steps) == (1.0, 16, 2e-4, 20)
-    assert (t.lora_r, t.lora_alpha, t.lora_dropout, t.target_modules) == (16, 32.0, 0.05, ("q_proj", "k_proj", "v_proj"))
+    assert (t.lora_r, t.lora_alpha, t.lora_dropout) == (16, 32.0, 0.05)
+    assert t.target_modules == ("q_proj", "k_proj", "v_proj")
     assert cfg.username == "alice"
     assert set(cfg.kernels) == {"train", "infer"}
     assert cfg.kernel("infer").internet is False
 
 
 def test_repository_config_is_valid():
-    from pathlib import Path
 
     cfg = load_config(REPO / "kagflow.toml")
     assert cfg.project.competition == "llm-classification-finetuning"
@@ -84,21 +85,21 @@ def test_tiny_overrides_are_typed(project):
 
 def test_train_params_apply_tiny_overrides(project):
     cfg = load_config(project)
-    assert train_params(cfg, tiny=False)["lr"] == 2e-4
-    tiny = train_params(cfg, tiny=True)
+    assert cfg.recipe("train", stand_in=False)["lr"] == 2e-4
+    tiny = cfg.recipe("train", stand_in=True)
     assert tiny["lr"] == 1e-3 and tiny["freeze_layers"] == 0 and "o_proj" in tiny["target_modules"]
-    assert infer_params(cfg, tiny=True)["max_length"] == 128
-    assert infer_params(cfg, tiny=False)["tta"] is True
+    assert cfg.recipe("infer", stand_in=True)["max_length"] == 128
+    assert cfg.recipe("infer", stand_in=False)["tta"] is True
 
 
 def test_stand_in_selects_its_overrides(project):
     assert load_config(project).base_model.stand_in == "tiny"
     _edit(project, 'stand_in = "tiny"', 'stand_in = "gemma3-270m"')
     cfg = load_config(project)
-    params = train_params(cfg, tiny=True)
+    params = cfg.recipe("train", stand_in=True)
     assert params["max_train_rows"] == 320 and params["lr"] == 5e-4 and params["eval_strategy"] == "no"
-    assert train_params(cfg, tiny=False)["max_train_rows"] == 0
-    assert infer_params(cfg, tiny=True)["batch_size"] == 16
+    assert cfg.recipe("train", stand_in=False)["max_train_rows"] == 0
+    assert cfg.recipe("infer", stand_in=True)["batch_size"] == 16
 
 
 def test_unknown_stand_in_says_which_exist(project):

@@ -10,8 +10,14 @@ import pytest
 from packaging.version import Version
 
 from kagflow.errors import MissingFileError, WheelsError
-from kagflow.rules.image import (PROBED_IMAGE_PATH, TargetImage, current_image, image_from_probe_output, load_default_image,
-                           load_image, probe_notebook_source, save_image)
+from kagflow.rules.image import (
+    TargetImage,
+    current_image,
+    image_from_probe_output,
+    load_image,
+    probe_notebook_source,
+    save_image,
+)
 
 
 def test_the_kaggle_snapshot_describes_a_py312_cuda12_manylinux_image():
@@ -71,14 +77,6 @@ def test_unknown_or_broken_images_are_clear_errors(tmp_path):
         load_image(bad)
     with pytest.raises(MissingFileError):
         image_from_probe_output(tmp_path / "nothing.json")
-
-
-def test_the_default_image_is_the_probed_one_when_the_project_has_it(tmp_path):
-    assert load_default_image(tmp_path).name == "kaggle-gpu"
-    probed = TargetImage(name="kaggle-gpu-probed-x", python_version="3.12", abis=("cp312",),
-                         platforms=("manylinux_2_35_x86_64",), installed={"torch": "2.11.0"}, exact=True)
-    save_image(probed, tmp_path / PROBED_IMAGE_PATH)
-    assert load_default_image(tmp_path) == probed
 
 
 def test_this_machine_counts_its_own_packages_unless_told_otherwise():

@@ -5,9 +5,9 @@ import json
 import nbformat
 import pytest
 
-from kagflow.rules import metadata, slugs
 from kagflow.errors import NamingError
 from kagflow.hub.client import EndpointKaggleApi
+from kagflow.rules import metadata, slugs
 
 
 class ReachedNetwork(Exception):

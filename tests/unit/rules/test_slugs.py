@@ -2,8 +2,8 @@
 
 import pytest
 
-from kagflow.rules import slugs
 from kagflow.errors import NamingError
+from kagflow.rules import slugs
 
 
 @pytest.mark.parametrize("title, slug", [
@@ -96,8 +96,9 @@ def test_framework_forms(given, enum, meta, source):
 
 
 def test_framework_metadata_name_round_trips_through_the_official_lookup():
-    from kagflow.hub.client import EndpointKaggleApi
     from kagglesdk.models.types.model_enums import ModelFramework
+
+    from kagflow.hub.client import EndpointKaggleApi
 
     api = EndpointKaggleApi(None)
     for name in slugs.FRAMEWORKS:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kagflow.wheels.classifier import SOURCE_DIR as CLASSIFIER_DIR, classifier_sources
+from kagflow.wheels.classifier import SOURCE_DIR as CLASSIFIER_DIR
+from kagflow.wheels.classifier import classifier_sources
 
 ML_STACK = {"torch", "transformers", "peft", "bitsandbytes", "accelerate", "tokenizers", "safetensors", "numpy",
             "pandas", "sklearn", "matplotlib"}

@@ -22,8 +22,8 @@ import pytest
 
 from kagflow.errors import NamingError, WheelsError
 from kagflow.rules.image import TargetImage, current_image, load_image
-from kagflow.wheels.offline_install import WheelsInstallError, find_wheels_datasets, install_from_wheels_dataset
 from kagflow.wheels import MANIFEST_NAME, build_wheels, check_dataset, manifest_digest, piprun, size_warnings
+from kagflow.wheels.offline_install import WheelsInstallError, find_wheels_datasets, install_from_wheels_dataset
 from kagflow.wheels.verify import verify_offline
 from kagflow.wheels.wheelfile import sha256_file, write_image_standins, write_wheel
 
@@ -62,7 +62,8 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     dist = "%s-%s.dist-info" % (NAME, VERSION)
     files = {{NAME + "/__init__.py": open(os.path.join(NAME, "__init__.py"), "rb").read(),
              dist + "/METADATA": ("Metadata-Version: 2.1\\nName: %s\\nVersion: %s\\n" % (NAME, VERSION)).encode(),
-             dist + "/WHEEL": ("Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: %s\\n" % TAG).encode()}}
+             dist + "/WHEEL": ("Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: %s\\n"
+                               % TAG).encode()}}
     record = []
     for n, d in files.items():
         h = base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b"=").decode()
@@ -362,6 +363,7 @@ def test_install_cell_without_a_dataset_still_checks_required(tmp_path):
 
 def test_install_cell_is_standard_library_only():
     import ast
+
     import kagflow.wheels.offline_install as cell
 
     tree = ast.parse(Path(cell.__file__).read_text())

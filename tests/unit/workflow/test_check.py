@@ -5,11 +5,11 @@ import json
 import nbformat
 import pytest
 
+from kagflow.project.config import load_config
+from kagflow.project.edit import set_value
+from kagflow.project.sources import resolve_sources
 from kagflow.rules import metadata
 from kagflow.workflow.check import check_kernel, check_project, pending
-from kagflow.project.config import load_config, set_value
-from kagflow.notebooks.kernel_folder import kernel_dir
-from kagflow.project.sources import resolve_sources
 
 
 def _edit(path, old, new):
@@ -28,7 +28,7 @@ def published(project):
 def _write_kernel(cfg, name, *, kernelspec=True):
     """What `kagflow kernel render` writes, without the templates."""
     k = cfg.kernel(name)
-    folder = kernel_dir(cfg, name)
+    folder = cfg.kernel_dir(name)
     src = resolve_sources(cfg, name)
     data = metadata.kernel_metadata(cfg.username, k.title, "nb.ipynb", is_private=k.private,
                                     accelerator=k.accelerator, enable_internet=k.internet,
@@ -198,7 +198,8 @@ def test_wheels_folder_must_match_its_manifest(published):
     cfg = load_config(published)
     folder = cfg.root / "wheels" / "kagflow-offline-wheels"
     folder.mkdir(parents=True)
-    metadata.write_metadata(folder, metadata.DATASET_METADATA, metadata.dataset_metadata("alice", "kagflow offline wheels"))
+    metadata.write_metadata(folder, metadata.DATASET_METADATA,
+                            metadata.dataset_metadata("alice", "kagflow offline wheels"))
     (folder / "peft-0.21.2-py3-none-any.whl").write_bytes(b"tampered")
     (folder / MANIFEST_NAME).write_text(json.dumps({"format": "kagflow-wheels-manifest/1", "packages": [
         {"name": "peft", "version": "0.21.2", "filename": "peft-0.21.2-py3-none-any.whl", "sha256": "0" * 64}]}))
@@ -217,7 +218,8 @@ def test_wheels_folder_must_match_its_manifest(published):
     ("dataloader_num_workers", 2, "the fast loop has no DataLoader", "set dataloader_num_workers = 0"),
     ("attn_implementation", "sdpa", "sdpa drops Gemma 2's attention softcapping", 'attn_implementation = "eager"'),
     ("eval_strategy", "sometimes", "is not epoch, steps or no", 'eval_strategy = "epoch"'),
-    ("attn_implementation", "flex_attention", "the training kernel runs on NvidiaTeslaT4", 'attn_implementation = "eager"'),
+    ("attn_implementation", "flex_attention", "the training kernel runs on NvidiaTeslaT4",
+     'attn_implementation = "eager"'),
     ("time_budget", -5, "time_budget = -5.0 is negative", "time_budget = 0"),
 ])
 def test_train_keys_a_loop_would_not_honour_are_refused(published, key, value, says, fix):

@@ -1,10 +1,12 @@
-"""`kagflow kernel run --local`: the pieces that need no notebook run, and the sources of an imported kernel."""
+"""`kagflow kernel run --local`: the pieces that need no notebook run, and the sources of an imported kernel (the
+runs themselves: tests/flows/test_local_flow.py)."""
 
 from __future__ import annotations
 
 from kagflow.local.run.executor import KaggleLog
 from kagflow.local.run.runner import _append_log
 from kagflow.workflow.kernel_run import write_run_log
+
 from local_fixtures import *  # noqa: F401,F403  (the local Kaggle: server)
 
 
@@ -35,9 +37,11 @@ def test_an_imported_kernels_dataset_sources_are_mounted_in_a_local_run(tmp_path
     """`kagflow kernel run NAME --local` mounts an imported kernel's `dataset:` sources (downloaded from the target
     once, into .kagflow/sources/), where Kaggle mounts them, and never the wheels in their place."""
     import json
+
     from kagflow.hub.client import build_api
     from kagflow.project.init import init_project
     from kagflow.rules import slugs
+
     from local_fixtures import COMPETITION, USER, run_kagflow, write_dataset, write_notebook
 
     monkeypatch.setenv("KAGGLE_USERNAME", "bob")

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
-from kagflow.workflow import flow as flow_module
-from kagflow.project.config import load_config
 from kagflow.errors import KagflowError
-from kagflow.hub.target import Target
-from kagflow.workflow.session import Session
+from kagflow.hub.endpoint import Endpoint
+from kagflow.project.config import load_config
 from kagflow.project.state import KernelRecord, ModelRecord, ProjectState
+from kagflow.workflow import flow as flow_module
+from kagflow.workflow.session import Session
 from kagflow.workflow.steps import STEP_NAMES, Step, StepResult
 
 
 class FakeSession:
     def __init__(self, root):
         self.state = ProjectState.for_target(root, "local")
-        self.target = Target("local", "http://127.0.0.1:1", "alice")
+        self.endpoint = Endpoint("local", "http://127.0.0.1:1", "alice")
+        self.target = SimpleNamespace(kept_running=lambda endpoint: "")
         self.ran: list[str] = []
 
 
@@ -66,9 +68,10 @@ def test_state_records_from_two_processes_do_not_erase_each_other(tmp_path):
 def test_render_uses_the_versions_the_local_target_has(project):
     """`kagflow kernel render infer` after a local flow keeps its model sources (never [])."""
     session = Session(load_config(project), announce=False)
-    session.state.record_model("base_model", ModelRecord("alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base/3", 3))
+    base = "alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base/3"
+    session.state.record_model("base_model", ModelRecord(base, 3))
     session.state.record_model("adapter_model", ModelRecord("x", 2))
-    assert session.is_local and session.config.base_model.version == 3
+    assert session.target.name == "local" and session.config.base_model.version == 3
     rendered = session.render("infer")
     assert rendered.metadata["model_sources"] == [
         "alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base/3",
@@ -78,10 +81,8 @@ def test_render_uses_the_versions_the_local_target_has(project):
 
 def test_a_switch_to_real_kaggle_is_announced(project, kaggle_credentials, capsys):
     """target = "auto" with credentials means Kaggle: said on stderr before anything else."""
-    from kagflow.hub.target import resolve_target
-
-    target = resolve_target(load_config(project))
-    assert target.kind == "kaggle" and target.url == "https://www.kaggle.com"
+    endpoint = Session(load_config(project)).endpoint
+    assert endpoint.kind == "kaggle" and endpoint.url == "https://www.kaggle.com"
     assert capsys.readouterr().err == ('kagflow: target Kaggle as alice (target = "auto" and Kaggle credentials '
                                        'were found)\n')
 
@@ -128,13 +129,11 @@ def test_publish_adapter_from_a_training_output_takes_its_final_adapter(project,
     """`kagflow model publish adapter --from DIR` given a whole training output publishes its adapter folder,
     not the folder with the kept checkpoints (optimizer states) in it; a folder with no adapter is refused
     before any upload."""
-    from types import SimpleNamespace
-
     from kagflow.hub import models as hub_models
 
     published = []
 
-    def fake_publish(gateway, project_config, which, source, notes=""):
+    def fake_publish(gateway, ihandle, model_dir, instance_dir, source, notes=""):
         published.append(source)
         return SimpleNamespace(source="alice/a/transformers/x/1", handle=SimpleNamespace(version=1), digest="d",
                                uploaded=True)
@@ -143,11 +142,11 @@ def test_publish_adapter_from_a_training_output_takes_its_final_adapter(project,
     monkeypatch.setattr(Session, "gateway", None)
     session = Session(load_config(project), announce=False)
     out = _training_output(project.parent)
-    session.publish("adapter", source=out)
-    session.publish("adapter", source=out / "gemma2-adapter")
+    session.publish("adapter_model", source=out)  # what `kagflow model publish adapter --from` passes
+    session.publish("adapter_model", source=out / "gemma2-adapter")
     assert published == [out / "gemma2-adapter", out / "gemma2-adapter"]
     (project.parent / "notes").mkdir()
     with pytest.raises(KagflowError) as err:
-        session.publish("adapter", source=project.parent / "notes")
+        session.publish("adapter_model", source=project.parent / "notes")
     assert "no adapter (adapter_config.json)" in err.value.message and "--from" in err.value.context
     assert len(published) == 2

@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from kagflow.project.config import load_config
 from kagflow.errors import MissingFileError
+from kagflow.project.config import load_config
+from kagflow.project.layout import TINY_MODEL
 from kagflow.workflow import standins as standin
 from kagflow.workflow.standins import GgufStandIn, ensure_gguf_checkpoint, ensure_stand_in
 
@@ -20,7 +21,7 @@ def _select(project, name):
 
 def test_default_stand_in_is_the_tiny_model(project):
     path = ensure_stand_in(load_config(project))
-    assert path.name == standin.TINY_DIR and (path / "config.json").is_file()
+    assert path.name == TINY_MODEL and (path / "config.json").is_file()
 
 
 def test_packages_that_cannot_be_had_say_file_field_and_fix(project, monkeypatch, tmp_path):
@@ -63,9 +64,9 @@ def test_gemma3_stand_in_loads_in_4bit_trains_a_step_and_predicts(gemma3_checkpo
     import numpy as np
     import torch
 
-    from kagflow.classifier.predict import predict_proba
-    from kagflow.classifier.model import ModelTraits, add_lora, load_base, load_tokenizer
     from kagflow.classifier.fit import fit_lora
+    from kagflow.classifier.model import ModelTraits, add_lora, load_base, load_tokenizer
+    from kagflow.classifier.predict import predict_proba
     from kagflow.classifier.text import encode_rows
     from kagflow.classifier.train import training_recipe
 
@@ -92,3 +93,11 @@ def test_gemma3_stand_in_loads_in_4bit_trains_a_step_and_predicts(gemma3_checkpo
     assert not torch.equal(before, lora_b.detach())  # the step moved the adapter
     probs = predict_proba(model.eval(), ids, pad_token_id=tokenizer.pad_token_id, padding_side=tokenizer.padding_side)
     assert probs.shape == (4, 3) and np.all(probs >= 0) and np.allclose(probs.sum(axis=1), 1.0)
+
+
+def test_every_stand_in_has_its_table_and_only_they():
+    """A stand-in is one entry here (how it is made) and one in the config (its table of overrides)."""
+    from kagflow.project.config import STAND_INS as TABLES
+    from kagflow.workflow.standins import STAND_INS
+
+    assert set(STAND_INS) == set(TABLES) and all(s.name == name for name, s in STAND_INS.items())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 
-from kagflow.rules.image import TargetImage, load_image
 from kagflow.local.run import image as ki
+from kagflow.rules.image import TargetImage, load_image
 
 
 def _snapshot(**installed: str) -> TargetImage:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import threading
 import time
-
-from local_fixtures import *  # noqa: F401,F403
 from pathlib import Path
 
 import pytest
-from local_fixtures import USER, snapshot, wait_kernel, write_kernel, write_notebook
 
 from kagflow.local.run import runner
 from kagflow.local.run.runner import run_notebook_in_sandbox
 from kagflow.local.run.sandbox import unavailable_reason
+
+from local_fixtures import *  # noqa: F401,F403
+from local_fixtures import USER, snapshot, wait_kernel, write_kernel, write_notebook
 
 NETWORK_PROBE = (
     "import socket, urllib.request, time\n"
@@ -185,7 +185,8 @@ def test_a_kernel_python_under_tmp_is_visible_in_the_sandbox(tmp_path):
     assert str(tmp_path).startswith("/tmp/")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", purelib],
                                check=True, capture_output=True, text=True).stdout.strip())
     (site / "outer.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # ipykernel from this venv
     nb = write_notebook(tmp_path / "py.ipynb", "import sys; print(sys.prefix)\nopen(sys.prefix + '/x', 'w')")

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from local_fixtures import *  # noqa: F401,F403
-from local_fixtures import KEY, USER, wait_kernel, write_dataset, write_kernel, write_notebook
-
 from kagflow.hub.client import build_api
 from kagflow.local.run import runner, sandbox
-from kagflow.local.server.api import Settings
 from kagflow.local.run.limits import Limits
 from kagflow.local.run.runner import run_notebook_in_sandbox
+from kagflow.local.server.api import Settings
 from kagflow.local.server.httpd import start_server
+
+from local_fixtures import *  # noqa: F401,F403
+from local_fixtures import KEY, USER, wait_kernel, write_dataset, write_kernel, write_notebook
 
 NO_SANDBOX = sandbox.unavailable_reason()
 needs_sandbox = pytest.mark.skipif(NO_SANDBOX is not None, reason=f"no bubblewrap sandbox here: {NO_SANDBOX}")

@@ -8,15 +8,14 @@ import json
 import pytest
 from requests.exceptions import HTTPError
 
-from local_fixtures import *  # noqa: F401,F403
-from local_fixtures import COMPETITION, USER, wait_kernel, write_dataset, write_kernel
-
-from kagflow.rules import slugs
 from kagflow.errors import HubError
 from kagflow.hub import kernels
 from kagflow.hub.client import build_api
+from kagflow.hub.endpoint import Endpoint
 from kagflow.hub.gateway import Gateway
-from kagflow.hub.target import Target
+
+from local_fixtures import *  # noqa: F401,F403
+from local_fixtures import COMPETITION, USER, wait_kernel, write_dataset, write_kernel
 
 LISTING = "import os; root = os.environ['KAGFLOW_INPUT_ROOT']; print(sorted(os.listdir(root)))"
 
@@ -99,7 +98,7 @@ def test_a_source_made_private_after_the_push_is_not_mounted(api, server, tmp_pa
 
 def test_kagflow_kernel_push_fails_naming_each_refused_source(api, server, tmp_path):
     _bobs_private_things(server, tmp_path)
-    gw = Gateway(build_api(server.url), Target("local", server.url, USER), log=lambda m: None)
+    gw = Gateway(build_api(server.url), Endpoint("local", server.url, USER), log=lambda m: None)
     folder = write_kernel(tmp_path / "ak", "alice-pusher", "print(1)",
                           dataset_sources=["bob/bob-secret-data"], model_sources=["bob/bob-model/transformers/lora/1"])
     with pytest.raises(HubError) as err:

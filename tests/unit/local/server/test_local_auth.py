@@ -8,11 +8,11 @@ import logging
 import pytest
 from requests.exceptions import HTTPError
 
-from local_fixtures import *  # noqa: F401,F403
-from local_fixtures import KEY, USER, write_dataset
-
 from kagflow.hub.client import build_api
 from kagflow.local.server.httpd import start_server
+
+from local_fixtures import *  # noqa: F401,F403
+from local_fixtures import KEY, USER, write_dataset
 
 
 def test_bearer_token_identifies_the_user(data_dir, kaggle_env, monkeypatch, tmp_path):
@@ -68,7 +68,8 @@ def test_users_file_from_env_turns_key_checking_on(tmp_path, kaggle_env, monkeyp
 
 
 @pytest.mark.parametrize("content,fragment", [("{not json", "not valid JSON"), ("[]", "non-empty JSON object"),
-                                              ('{"../x": "k"}', "invalid username"), ('{"bob": ""}', "non-empty string")])
+                                              ('{"../x": "k"}', "invalid username"),
+                                              ('{"bob": ""}', "non-empty string")])
 def test_users_file_errors_name_the_file_and_the_fix(tmp_path, content, fragment):
     from kagflow.errors import KagflowError
     from kagflow.local.control import load_users

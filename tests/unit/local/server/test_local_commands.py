@@ -9,11 +9,11 @@ import time
 import pytest
 from requests.exceptions import HTTPError
 
-from local_fixtures import *  # noqa: F401,F403
-from local_fixtures import COMPETITION, USER, wait_kernel, write_dataset, write_kernel
-
 from kagflow.hub.client import EndpointKaggleApi
 from kagflow.hub.official_cli import run_official_cli
+
+from local_fixtures import *  # noqa: F401,F403
+from local_fixtures import COMPETITION, USER, wait_kernel, write_dataset, write_kernel
 from repo_root import REPO
 
 
@@ -34,7 +34,8 @@ def test_datasets_download_metadata_update_delete(server, api, tmp_path):
     assert meta["info"]["title"] == "Meta Dataset" and meta["info"]["ownerUser"] == USER
     meta["info"]["title"] = "A better title"
     (meta_dir / "dataset-metadata.json").write_text(json.dumps(meta))
-    assert kaggle(server, "datasets", "metadata", f"{USER}/meta-dataset", "-p", str(meta_dir), "--update").exit_code == 0
+    updated = kaggle(server, "datasets", "metadata", f"{USER}/meta-dataset", "-p", str(meta_dir), "--update")
+    assert updated.exit_code == 0
     assert api.dataset_list(user=USER)[0].title == "A better title"
     assert api.dataset_delete(USER, "meta-dataset", no_confirm=True)
     assert api.dataset_list(user=USER) == []
@@ -130,7 +131,8 @@ def test_week_starts_on_saturday():
 
     from kagflow.local.server import quota
     monday = datetime(2026, 11, 30, 12, tzinfo=timezone.utc).timestamp()
-    assert datetime.fromtimestamp(quota.week_start(monday), tz=timezone.utc) == datetime(2026, 11, 28, tzinfo=timezone.utc)
+    saturday = datetime(2026, 11, 28, tzinfo=timezone.utc)
+    assert datetime.fromtimestamp(quota.week_start(monday), tz=timezone.utc) == saturday
     saturday = datetime(2026, 11, 28, 0, 0, 1, tzinfo=timezone.utc).timestamp()
     assert quota.week_start(saturday) == datetime(2026, 11, 28, tzinfo=timezone.utc).timestamp()
     assert time.time() - quota.week_start(time.time()) < quota.WEEK_S
@@ -181,9 +183,8 @@ def test_hostile_archives_are_refused(server, api, tmp_path):
 
 def test_docs_list_every_implemented_call():
     """docs/local-kaggle.md names each call the server implements (the table must stay current)."""
-    from pathlib import Path
-    from kagflow.local.server.api import HANDLERS
     import kagflow.local.server.httpd  # noqa: F401 - registers the handlers
+    from kagflow.local.server.api import HANDLERS
 
     text = (REPO / "docs" / "local-kaggle.md").read_text()
     missing = [route for route in HANDLERS if route.split("/")[1] not in text]

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from local_fixtures import *  # noqa: F401,F403
-from local_fixtures import write_competition
-
 from kagflow.errors import DataError
 from kagflow.local.server.competition import ScoreError, install_competition, score_submission
 from kagflow.local.server.store import Store
+
+from local_fixtures import *  # noqa: F401,F403
+from local_fixtures import write_competition
 
 HEADER = "id,winner_model_a,winner_model_b,winner_tie\n"
 
@@ -120,8 +120,10 @@ def test_file_submissions_to_a_regression_competition_rank_and_download(server, 
     import csv
     import io
     import zipfile
-    from local_fixtures import USER
+
     from kagflow.local.server.competition import accept_rules
+
+    from local_fixtures import USER
 
     install_competition(server.data_dir, "house-prices", _regression(tmp_path / "house"), metric="rmse",
                         kernels_only=False, category="gettingStarted")
@@ -180,10 +182,11 @@ HARD_CODED = READ_TEST + ("pd.DataFrame({'id': [1, 2, 3], 'winner_model_a': 0.5,
 @pytest.fixture
 def hidden_server(data_dir, kaggle_env, tmp_path):
     """A code competition with 3 public test rows and a hidden test set of 1,200 rows."""
-    from local_fixtures import COMPETITION, USER, write_hidden_test
     from kagflow.local.server.api import Settings
     from kagflow.local.server.competition import accept_rules
     from kagflow.local.server.httpd import start_server
+
+    from local_fixtures import COMPETITION, USER, write_hidden_test
 
     install_competition(data_dir, COMPETITION, write_hidden_test(write_competition(tmp_path / "comp"), HIDDEN_ROWS))
     accept_rules(data_dir, COMPETITION, USER)
@@ -207,8 +210,9 @@ def _submit(api, ref):
 
 
 def test_submission_reruns_the_notebook_on_the_hidden_test_set(hidden_server, tmp_path):
-    from local_fixtures import USER
     from kagflow.hub.client import build_api
+
+    from local_fixtures import USER
 
     api = build_api(hidden_server.url)
     good = _push(api, tmp_path, "reads-all-rows", GOOD)
@@ -246,8 +250,10 @@ def test_a_rerun_that_fails_or_times_out_is_a_failed_submission(hidden_server, t
 
 def test_code_submissions_need_internet_off_the_competition_as_a_source_and_no_files(hidden_server, tmp_path):
     from requests.exceptions import HTTPError
-    from local_fixtures import COMPETITION, USER
+
     from kagflow.hub.client import build_api
+
+    from local_fixtures import COMPETITION, USER
 
     api = build_api(hidden_server.url)
     online = _push(api, tmp_path, "online-kernel", GOOD, enable_internet=True)
@@ -268,9 +274,11 @@ def test_code_submissions_need_internet_off_the_competition_as_a_source_and_no_f
 
 def test_rules_must_be_accepted_before_download_and_submit(hidden_server, tmp_path):
     from requests.exceptions import HTTPError
-    from local_fixtures import COMPETITION
+
     from kagflow.hub.client import build_api
     from kagflow.local.server.competition import accept_rules
+
+    from local_fixtures import COMPETITION
 
     bob = build_api(hidden_server.url)
     bob.config_values.update(username="bob", key="b")
@@ -287,8 +295,9 @@ def test_rules_must_be_accepted_before_download_and_submit(hidden_server, tmp_pa
 
 
 def test_hidden_files_are_not_public(hidden_server, tmp_path):
-    from local_fixtures import COMPETITION
     from kagflow.hub.client import build_api
+
+    from local_fixtures import COMPETITION
 
     api = build_api(hidden_server.url)
     names = sorted(f.name for f in api.competition_list_files(COMPETITION).files)
@@ -298,17 +307,18 @@ def test_hidden_files_are_not_public(hidden_server, tmp_path):
 
 
 def test_wait_score_shows_the_rerun_progress(hidden_server, tmp_path):
-    from local_fixtures import COMPETITION, USER
-    from kagflow.rules import slugs
     from kagflow.hub import competitions
     from kagflow.hub.client import build_api
+    from kagflow.hub.endpoint import Endpoint
     from kagflow.hub.gateway import Gateway
-    from kagflow.hub.target import Target
+    from kagflow.rules import slugs
+
+    from local_fixtures import COMPETITION, USER
 
     api = build_api(hidden_server.url)
     ref = _push(api, tmp_path, "slowish-kernel", READ_TEST + "import time; time.sleep(2 if len(test) > 3 else 0)\n"
                 + GOOD)
-    gw = Gateway(api, Target("local", hidden_server.url, USER), log=lambda m: None)
+    gw = Gateway(api, Endpoint("local", hidden_server.url, USER), log=lambda m: None)
     sub = competitions.submit_kernel(gw, COMPETITION, slugs.KernelHandle.parse(ref), 1)
     seen = []
     done = competitions.wait_score(gw, COMPETITION, sub.ref, sleep=lambda s: time.sleep(0.1),
@@ -321,11 +331,12 @@ def test_kagflow_local_competition_follows_the_endpoint_and_accepts_rules(tmp_pa
                                                                          capsys):
     """`kagflow local competition --accept-rules` installs into the server KAGFLOW_KAGGLE_ENDPOINT names (started
     with its own --data-dir), not into .kagflow/local, and then downloads work."""
-    from local_fixtures import USER
     from kagflow.cli import main
     from kagflow.hub.client import build_api
     from kagflow.local.server.httpd import start_server
     from kagflow.project.init import init_project
+
+    from local_fixtures import USER
 
     path = init_project(tmp_path / "proj", username=USER, competition="synthetic-arena")
     monkeypatch.chdir(path.parent)

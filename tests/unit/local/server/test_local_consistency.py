@@ -12,6 +12,7 @@ import requests
 from kagflow.local.server.api import Settings
 from kagflow.local.server.consistency import MODES, with_mode
 from kagflow.local.server.httpd import start_server
+
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import KEY, USER, write_dataset
 
@@ -46,8 +47,9 @@ def test_a_new_model_answers_404_then_shows_up(data_dir, kaggle_env):
 
 
 def test_a_new_dataset_version_processes_before_its_files_are_listed(data_dir, kaggle_env, tmp_path):
-    from kagflow.hub.client import build_api
     from requests import HTTPError
+
+    from kagflow.hub.client import build_api
 
     with start_server(data_dir, settings=Settings(dataset_processing_s=WINDOW)) as srv:
         api = build_api(srv.url)

@@ -9,7 +9,6 @@ sound (:func:`assert_sound`), what was there before intact, and the client's ret
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import sqlite3
@@ -21,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from local_fixtures import *  # noqa: F401,F403
-from local_fixtures import USER, gateway, wait_kernel, write_dataset, write_kernel, write_model_folders
-
 from kagflow.hub.client import build_api
 from kagflow.local.control import find_free_port, health
+
+from local_fixtures import *  # noqa: F401,F403
+from local_fixtures import USER, gateway, wait_kernel, write_dataset, write_kernel, write_model_folders
 
 # `kagflow local serve ARGS`; with KAGFLOW_TEST_CRASH_ON set, the process SIGKILLs itself as the first SQL
 # statement matching that pattern starts in a request (so that statement never runs, as if the power went at

@@ -6,12 +6,13 @@ import time
 
 import pytest
 import requests
-from requests.exceptions import ConnectionError as RequestsConnectionError, HTTPError
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import HTTPError
+
+from kagflow.local.server.faults import FaultRule, Faults
 
 from local_fixtures import *  # noqa: F401,F403
 from local_fixtures import KEY, USER, write_dataset
-
-from kagflow.local.server.faults import FaultRule, Faults
 
 STATUS = "datasets.DatasetApiService/GetDatasetStatus"
 
@@ -53,13 +54,13 @@ def test_seeded_faults_repeat():
 
 def test_kagflow_retries_the_client_through_429_and_drops(api, server, tmp_path):
     """The official client's own retries are off (kagflow.hub.client): kagflow's one layer retries."""
+    from kagflow.hub.endpoint import Endpoint
     from kagflow.hub.gateway import Gateway
-    from kagflow.hub.target import Target
 
     server.faults = Faults({"CreateDataset": FaultRule(rate_429=1.0, retry_after=0, limit=2),
                             "StartBlobUpload": FaultRule(rate_drop=1.0, limit=1)}, seed=1)
     ds = write_dataset(tmp_path / "ds", "flaky-network", {"a.csv": "1\n"})
-    gw = Gateway(api, Target("local", server.url, USER), log=lambda m: None)
+    gw = Gateway(api, Endpoint("local", server.url, USER), log=lambda m: None)
     assert gw.call(lambda: api.dataset_create_new(str(ds), quiet=True), what="create dataset",
                    uploads=True).status == "ok"
     assert server.faults.rules["CreateDataset"].injected == 2

@@ -63,7 +63,8 @@ def test_names_are_counted_in_utf8_bytes(server):
     resp = post(server, "datasets.DatasetApiService/CreateDataset",
                 {"slug": "utf8-names", "title": "UTF-8 names", "files": [{"token": _empty_upload(server, name)}]})
     assert resp.status_code == 200 and not resp.json().get("error"), resp.text
-    files = post(server, "datasets.DatasetApiService/ListDatasetFiles", {"ownerSlug": USER, "datasetSlug": "utf8-names"})
+    files = post(server, "datasets.DatasetApiService/ListDatasetFiles",
+                 {"ownerSlug": USER, "datasetSlug": "utf8-names"})
     assert [f["name"] for f in files.json()["datasetFiles"]] == [name]
     folders = [{"name": "\u00e9" * 120, "files": []} for _ in range(5)]  # each 240 bytes: fine alone, 1205 together
     for outer, inner in zip(folders, folders[1:]):
@@ -224,7 +225,8 @@ def test_stalled_body_times_out_with_an_error(data_dir, kaggle_env):
 
 
 def test_traversal_username_is_refused_and_nothing_outside_changes(tmp_path, kaggle_env):
-    """A Basic-auth username like ``../../../victim`` once made a kernel sandbox (and its rmtree) outside the data dir."""
+    """A Basic-auth username like ``../../../victim`` once made a kernel sandbox (and its rmtree) outside the data
+    dir."""
     from kagflow.local.server.httpd import start_server
     data = tmp_path / "a" / "b" / "data"
     victim = tmp_path / "a" / "victim" / "precious-kernel" / "v1"  # where runs/../../../victim/... pointed

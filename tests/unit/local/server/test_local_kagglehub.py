@@ -143,23 +143,25 @@ class _RacingApi:
 
 @pytest.mark.parametrize("same", [False, True], ids=["their-files", "our-files"])
 def test_gateway_turns_a_create_conflict_in_the_body_into_a_new_version(server, tmp_path, monkeypatch, same):
-    from kagflow.project.config import load_config
-    from kagflow.hub import datasets, models
+    from kagflow.hub import datasets
     from kagflow.hub.client import build_api
+    from kagflow.hub.endpoint import Endpoint
     from kagflow.hub.gateway import Gateway
-    from kagflow.hub.target import Target
+    from kagflow.project.config import load_config
     from kagflow.project.init import init_project
+    from kagflow.workflow.model import publish_files
+
     from local_fixtures import COMPETITION
 
     monkeypatch.setenv("KAGFLOW_KAGGLE_ENDPOINT", server.url)
     cfg = load_config(init_project(tmp_path / "proj", username=USER, competition=COMPETITION))
     logs = []
-    gw = Gateway(_RacingApi(build_api(server.url), tmp_path, same), Target("local", server.url, USER),
+    gw = Gateway(_RacingApi(build_api(server.url), tmp_path, same), Endpoint("local", server.url, USER),
                  log=logs.append)
     weights = tmp_path / "weights"
     weights.mkdir()
     (weights / "config.json").write_text("{}")
-    published = models.publish_model(gw, cfg, "base_model", weights)
+    published = publish_files(gw, cfg, "base_model", weights)
     pushed = datasets.push_dataset(gw, write_dataset(tmp_path / "ds", "racing-dataset", {"a.csv": "1"}))
     assert not pushed.created
     if same:  # our files are already there: no duplicate version of either

@@ -47,6 +47,7 @@ def test_dataset_list_filters(api, tmp_path):
 
 def test_dataset_filters_the_local_kaggle_cannot_answer_are_refused(server):
     import requests
+
     from local_fixtures import KEY
     resp = requests.post(f"{server.url}/api/v1/datasets.DatasetApiService/ListDatasets",
                          json={"group": "DATASET_SELECTION_GROUP_UPVOTED"}, auth=(USER, KEY), timeout=10)
@@ -92,6 +93,7 @@ def test_kernel_list_filters_and_pages(api, tmp_path):
 ])
 def test_junk_page_tokens_are_never_a_400(server, route, body):
     import requests
+
     from local_fixtures import KEY
     resp = requests.post(f"{server.url}/api/v1/{route}", json={**body, "pageToken": "abcd", "pageSize": 3},
                          auth=(USER, KEY), timeout=10)

@@ -8,12 +8,12 @@ import time
 import pytest
 from requests.exceptions import HTTPError
 
-from local_fixtures import *  # noqa: F401,F403
-from local_fixtures import COMPETITION, USER, wait_kernel, wait_submission, write_dataset, write_kernel
-
 from kagflow.hub.client import build_api
 from kagflow.local.server.api import Settings
 from kagflow.local.server.httpd import start_server
+
+from local_fixtures import *  # noqa: F401,F403
+from local_fixtures import COMPETITION, USER, wait_kernel, wait_submission, write_dataset, write_kernel
 
 
 def test_restart_loses_nothing(server, data_dir, kaggle_env, tmp_path):

@@ -10,11 +10,11 @@ import time
 import psutil
 import requests
 
-from local_fixtures import *  # noqa: F401,F403
-from local_fixtures import KEY, USER, write_dataset
-
 from kagflow.local.server import transfer
 from kagflow.local.server.faults import FaultRule, Faults
+
+from local_fixtures import *  # noqa: F401,F403
+from local_fixtures import KEY, USER, gateway, write_dataset
 
 BLOB = "blobs.BlobApiService/StartBlobUpload"
 

@@ -12,12 +12,12 @@ import zlib
 import pytest
 from requests.exceptions import HTTPError
 
-from local_fixtures import *  # noqa: F401,F403
-from local_fixtures import USER, snapshot, write_dataset
-
-from kagflow.local.server.unpack import UnpackLimits, unpack_uploads
 from kagflow.local.server.protocol import ApiError
 from kagflow.local.server.store import Store
+from kagflow.local.server.unpack import UnpackLimits, unpack_uploads
+
+from local_fixtures import *  # noqa: F401,F403
+from local_fixtures import USER, snapshot, write_dataset
 
 GIB = 1 << 30
 

@@ -1,0 +1,200 @@
+"""Which Kaggle a project works against, chosen once per command: real Kaggle, or the local Kaggle on 127.0.0.1.
+
+:func:`choose_target` applies the rule without starting anything: ``KAGFLOW_KAGGLE_ENDPOINT`` (an explicit
+local server), then ``[project] target`` (``local``/``kaggle``), then ``auto``: Kaggle when credentials
+exist, else the local server, started in the background on first use with its data under ``.kagflow/local``.
+Everything that differs between the two lives in their class (as kagglehub registers one resolver per
+environment): where the model versions are pinned, the base model's files, the image wheels are built for,
+the flow's set-up, the state file's name. No caller asks which one it has.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from kagflow.errors import ConfigError, MissingFileError
+from kagflow.hub.endpoint import ENDPOINT_ENV, Endpoint
+from kagflow.project.config import Config
+from kagflow.project.credentials import has_credentials
+from kagflow.project.edit import set_value
+from kagflow.project.state import ProjectState
+from kagflow.workflow.standins import ensure_stand_in, host_competition
+
+LOCAL_KAGGLE_IMAGE = "local-kaggle"  # the image the local Kaggle's kernels run on (kagflow.local.run.image)
+
+
+class Target:
+    """One target of one project's ``config`` (kagflow.toml as loaded)."""
+
+    name = ""  # its state file, .kagflow/state-<name>.json, and its endpoint's kind
+    label = ""  # in words, before it is reached
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def state(self) -> ProjectState:
+        return ProjectState.load(self.config.layout.state_file(self.name))
+
+    def connect(self) -> tuple[Endpoint, str]:
+        """Its endpoint (starting what it needs) and, in words, why this target: what the command announces."""
+        raise NotImplementedError
+
+    def pinned(self, state: ProjectState) -> Config:
+        """The config with the model versions this target has."""
+        raise NotImplementedError
+
+    def pin(self, which: str, version: int) -> None:
+        """Record that ``which`` ("base_model"/"adapter_model") is at ``version`` here, where this target keeps it."""
+        raise NotImplementedError
+
+    @property
+    def uses_stand_in(self) -> bool:
+        """Whether the base model is the offline stand-in (rendered kernels then take its overrides)."""
+        return False
+
+    def base_model_dir(self) -> Path:
+        """The base model's files to publish: [base_model] local_dir, else what this target offers instead."""
+        config = self.config
+        if not config.base_model.local_dir:
+            return self.default_base_model()
+        path = (config.root / config.base_model.local_dir).resolve()
+        if not (path / "config.json").is_file():
+            raise MissingFileError(
+                f"[base_model] local_dir {path} holds no Hugging Face checkpoint (config.json)",
+                context=f"file {config.path}, key local_dir",
+                hint=f"download it: huggingface-cli download {config.base_model.hf_id} "
+                     f"--local-dir {config.base_model.local_dir}")
+        return path
+
+    def default_base_model(self) -> Path:
+        raise NotImplementedError
+
+    @property
+    def wheels_image(self) -> str:
+        """The image a wheels dataset is built for, unless one is named."""
+        return self.config.wheels.image
+
+    def setup(self, session) -> str:
+        """The flow's first step here, for ``session`` (the command's); its one-line summary."""
+        return f"target {session.endpoint.describe()} as {session.endpoint.username}"
+
+    def kept_running(self, endpoint: Endpoint) -> str:
+        """The URL of a server this target leaves running for the next command ("" for none)."""
+        return ""
+
+
+class KaggleTarget(Target):
+    """Real Kaggle: model versions pinned in kagflow.toml, the base model from [base_model] local_dir."""
+
+    name, label = "kaggle", "Kaggle"
+
+    def connect(self) -> tuple[Endpoint, str]:
+        if not has_credentials():
+            raise ConfigError(
+                "target = \"kaggle\" but no Kaggle credentials were found",
+                context="looked in KAGGLE_API_TOKEN, ~/.kaggle/access_token, KAGGLE_USERNAME/KAGGLE_KEY, "
+                        "~/.kaggle/kaggle.json (or $KAGGLE_CONFIG_DIR)",
+                hint="create a token at https://www.kaggle.com/settings and save kaggle.json, "
+                     "or set target = \"local\"")
+        why = " (target = \"auto\" and Kaggle credentials were found)" if self.config.project.target == "auto" else ""
+        return Endpoint(self.name, None, self.config.username), why
+
+    def pinned(self, state: ProjectState) -> Config:
+        return self.config
+
+    def pin(self, which: str, version: int) -> None:
+        if self.config.model(which).version != version:
+            set_value(self.config.path, which, "version", version)
+
+    def default_base_model(self) -> Path:
+        config = self.config
+        raise MissingFileError("no base model files to publish to Kaggle",
+                               context=f"file {config.path}, [base_model] local_dir is empty",
+                               hint=f"download {config.base_model.hf_id} (huggingface-cli download "
+                                    f"{config.base_model.hf_id} --local-dir models/hf-base) and set "
+                                    'local_dir = "models/hf-base"')
+
+
+class LocalTarget(Target):
+    """The local Kaggle: model versions recorded in the state file, the offline stand-in as the base model (unless
+    [base_model] local_dir), the synthetic competition hosted by the flow, kernels built for its own image.
+
+    ``url``: a server already running (``KAGFLOW_KAGGLE_ENDPOINT``); None: the project's background server."""
+
+    name, label = "local", "the local Kaggle"
+
+    def __init__(self, config: Config, url: str | None = None):
+        super().__init__(config)
+        self.url = url.rstrip("/") if url else None
+
+    def connect(self) -> tuple[Endpoint, str]:
+        if self.url:
+            host = urlparse(self.url).hostname
+            if host not in ("127.0.0.1", "localhost", "::1"):
+                raise ConfigError(f"{ENDPOINT_ENV}={self.url} is not a loopback address",
+                                  hint="point it at the local Kaggle server, e.g. http://127.0.0.1:PORT, or unset it")
+            return Endpoint(self.name, self.url, self.config.username), f" ({ENDPOINT_ENV} is set)"
+        from kagflow.local.control import ensure_background_server  # the server's modules only when needed
+
+        data = self.config.layout.local_server_data
+        url = ensure_background_server(data)
+        why = (f" (no Kaggle credentials; using the local Kaggle, data in {data})"
+               if self.config.project.target == "auto" else "")
+        return Endpoint(self.name, url, self.config.username), why
+
+    def pinned(self, state: ProjectState) -> Config:
+        return self.config.with_versions(state.model_versions())
+
+    def pin(self, which: str, version: int) -> None:
+        pass  # the state file's model record is the pin
+
+    @property
+    def uses_stand_in(self) -> bool:
+        return not self.config.base_model.local_dir
+
+    def default_base_model(self) -> Path:
+        return ensure_stand_in(self.config)
+
+    @property
+    def wheels_image(self) -> str:
+        return LOCAL_KAGGLE_IMAGE
+
+    def server_data_dir(self) -> Path:
+        """The data folder of the server this target talks to: the one ``KAGFLOW_KAGGLE_ENDPOINT`` names (it says
+        where through ``/health``, so a server started with ``--data-dir`` is followed), else ``.kagflow/local``."""
+        if not self.url:
+            return self.config.layout.local_server_data
+        from kagflow.local.control import health
+
+        info = health(self.url)
+        if not info or not info.get("data_dir"):
+            raise ConfigError(f"{ENDPOINT_ENV}={self.url}: no local Kaggle answers there",
+                              hint="start it (kagflow local serve --data-dir DIR) or unset the variable")
+        return Path(info["data_dir"])
+
+    def setup(self, session) -> str:
+        host_competition(self.config, self.server_data_dir(), accept_rules=True)
+        competition = self.config.project.competition
+        if self.uses_stand_in:
+            path = self.base_model_dir()
+            return (f"local competition {competition} hosted; "
+                    f"stand-in {self.config.base_model.stand_in} ready in {path}")
+        return f"local competition {competition} hosted"
+
+    def kept_running(self, endpoint: Endpoint) -> str:
+        return endpoint.endpoint or ""
+
+
+def local_target(config: Config) -> LocalTarget:
+    """The project's local Kaggle: the server ``KAGFLOW_KAGGLE_ENDPOINT`` names, else its background server."""
+    return LocalTarget(config, os.environ.get(ENDPOINT_ENV))
+
+
+def choose_target(config: Config) -> Target:
+    """The target of ``config``'s project, decided without starting or connecting anything."""
+    mode = config.project.target
+    if os.environ.get(ENDPOINT_ENV) or mode == "local" or (mode == "auto" and not has_credentials()):
+        return local_target(config)
+    return KaggleTarget(config)

@@ -1,0 +1,48 @@
+"""A rendered kernel's parameters cell: every key of its recipe table ([train] or [infer]) passes through."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import nbformat
+import pytest
+
+from kagflow.notebooks.kernel_folder import notebook_params, render_kernel
+from kagflow.project.config import INFER_KERNEL, TRAIN_KERNEL, load_config
+from kagflow.project.sources import resolve_sources
+
+
+def _other(value):
+    """A value of the same kind as ``value`` that is not it."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 3
+    if isinstance(value, str):
+        return value + "-set"
+    if isinstance(value, tuple):
+        return (*value, "extra") if value else ("set",)
+    if value is None:
+        return 7
+    raise TypeError(value)
+
+
+@pytest.mark.parametrize("name", [TRAIN_KERNEL, INFER_KERNEL])
+def test_every_key_of_the_recipe_table_reaches_the_parameters_cell(project, name):
+    """Each field of [train] / [infer] set to a non-default value is in the rendered notebook's parameters cell
+    with that value: a key list in between would drop one (as [infer] attn_implementation once was)."""
+    cfg = load_config(project)
+    kind = cfg.kernel(name).kind
+    table = getattr(cfg, kind)
+    changed = {f.name: _other(getattr(table, f.name)) for f in dataclasses.fields(table)}
+    cfg = dataclasses.replace(cfg, **{kind: dataclasses.replace(table, **changed)})
+
+    params = notebook_params(cfg, name, resolve_sources(cfg, name), tiny=False)
+    for key, value in changed.items():
+        got = params[key]
+        assert (tuple(got) if isinstance(got, list) else got) == value, key
+
+    cell = nbformat.read(render_kernel(cfg, name).notebook, as_version=4).cells[1]
+    assert "parameters" in cell.metadata.tags
+    for key in changed:
+        assert f"\n{key} = {params[key]!r}\n" in cell.source + "\n", key
