@@ -129,7 +129,7 @@ def run_local(target: LocalTarget, name: str, *, timeout: Optional[int] = None,
                     raise KagflowError(f"kernel {name} mounts {source}: nothing to download it through",
                                        hint="run it with `kagflow kernel run NAME --local`")
                 handle = slugs.DatasetHandle.parse(ref)
-                mount_dataset(input_root, str(handle), download_dataset(gateway(), handle, private / "sources"))
+                mount_dataset(input_root, str(handle), download_dataset(gateway(), handle, config.layout.sources))
         status, failure, log_json = run_notebook_in_sandbox(
             rendered.notebook, sandbox, timeout=timeout or kernel.timeout, enable_internet=kernel.internet,
             python=kernel_python(), hide=[private])

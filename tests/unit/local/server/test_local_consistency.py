@@ -83,9 +83,15 @@ def test_the_modes():
         with_mode(Settings(), "sometimes")
 
 
-def test_serve_takes_the_mode_from_its_flag(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "kagflow.local", "serve", "--data-dir", str(tmp_path / "d"),
-                             "--consistency", "eventual"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+@pytest.mark.parametrize("command", [["kagflow.local", "serve"], ["kagflow", "local", "serve"]],
+                         ids=["server-module", "kagflow-cli"])
+def test_serve_takes_the_mode_from_its_flag(tmp_path, command):
+    """`python -m kagflow.local serve` and `kagflow local serve` (through workflow/local.serve) both take it."""
+    from kagflow.project.init import init_project
+
+    root = init_project(tmp_path / "proj", username="alice").parent
+    proc = subprocess.Popen([sys.executable, "-m", *command, "--data-dir", str(tmp_path / "d"), "--consistency",
+                             "eventual"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=root)
     try:
         first = proc.stdout.readline()
         assert "consistency eventual" in first, first
