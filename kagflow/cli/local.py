@@ -24,14 +24,18 @@ def local() -> None:
               envvar="KAGFLOW_LOCAL_USERS",
               help='JSON file {"username": "key", ...}: only these keys are accepted (401 otherwise). '
                    "Without it any key is. [env var: KAGFLOW_LOCAL_USERS]")
+@click.option("--consistency", type=click.Choice(["instant", "eventual"]), default=None,
+              envvar="KAGFLOW_LOCAL_CONSISTENCY",
+              help="eventual: imitate Kaggle's delays (404 for seconds after a create, versions processing, a 429 "
+                   "now and then). Default instant. [env var: KAGFLOW_LOCAL_CONSISTENCY]")
 @click.pass_obj
-def serve(app: App, port: int, data_dir: Path | None, users_file: Path | None) -> None:
+def serve(app: App, port: int, data_dir: Path | None, users_file: Path | None, consistency: str | None) -> None:
     """Run the server in the foreground until Ctrl-C.
 
     Point kagflow (or the official client through `kagflow kaggle`) at it with
     KAGFLOW_KAGGLE_ENDPOINT=http://127.0.0.1:PORT.
     """
-    local_server.serve(app.config, port=port, data=data_dir, users_file=users_file)
+    local_server.serve(app.config, port=port, data=data_dir, users_file=users_file, consistency=consistency)
 
 
 @local.command("start")

@@ -61,11 +61,8 @@ def submit_kernel(gw: Gateway, competition: str, handle: slugs.KernelHandle, ver
     gw.call(lambda: gw.api.competition_submit_code(file_name, description, competition=competition,
                                                    kernel=str(handle), kernel_version=version, quiet=True),
             what="submit kernel", handle=f"{handle}/{version}", before_retry=existing)
-    found = existing()
-    if found is None:
-        raise HubError(f"the submission of {handle} version {version} is not listed",
-                       context=f"competition {competition}", hint="run `kagflow submit` again")
-    return found
+    return gw.settle(existing, what="list submissions", handle=f"{competition}: {handle} version {version}",
+                     ready=lambda sub: sub is not None, waiting="not listed yet")
 
 
 def submit_file(gw: Gateway, competition: str, path: Path, *, message: str = "") -> Submission:
@@ -73,10 +70,9 @@ def submit_file(gw: Gateway, competition: str, path: Path, *, message: str = "")
     tag = f"[kagflow file {Path(path).name}]"
     gw.call(lambda: gw.api.competition_submit(str(path), f"{message} {tag}".strip(), competition, quiet=True),
             what="submit file", handle=competition)
-    found = next((s for s in list_submissions(gw, competition) if tag in s.description), None)
-    if found is None:
-        raise HubError("the submission is not listed", context=f"competition {competition}")
-    return found
+    return gw.settle(lambda: next((s for s in list_submissions(gw, competition) if tag in s.description), None),
+                     what="list submissions", handle=f"{competition}: {Path(path).name}",
+                     ready=lambda sub: sub is not None, waiting="not listed yet")
 
 
 def wait_score(gw: Gateway, competition: str, ref: str, *, timeout: float = 3 * 3600,

@@ -171,9 +171,12 @@ def push_kernel(gw: Gateway, folder: Path, *, accelerator: Optional[str] = None,
 
     gw.log(f"pushing a new version of {handle}" if version else f"pushing {handle}")
     result = gw.call(push, what="push kernel", handle=str(handle), before_retry=already_pushed)
+    # Kaggle answers 404 for a new kernel for a few seconds: its status would be "not found" until then
+    shown = gw.settle(lambda: remote_kernel(gw, handle), what="get kernel", handle=str(handle),
+                      ready=lambda r: r is not None and (getattr(r.metadata, "current_version_number", 0) or 0)
+                      >= (result.version or 1))
     if not result.version:
-        _, version = remote_digest(gw, handle)
-        result = PushResult(handle, int(version or 0), True, digest)
+        result = PushResult(handle, int(shown.metadata.current_version_number), True, digest)
     if responses:
         check_sources_accepted(gw, handle, result.version, responses[-1])
     return result

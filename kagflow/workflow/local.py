@@ -15,12 +15,14 @@ def data_dir(config: Config, given: Optional[Path] = None) -> Path:
     return given if given is not None else config.layout.local_server_data
 
 
-def serve(config: Config, *, port: int, data: Optional[Path], users_file: Optional[Path]) -> None:
-    """Serve in the foreground until Ctrl-C; ``users_file``: only its keys are accepted."""
+def serve(config: Config, *, port: int, data: Optional[Path], users_file: Optional[Path],
+          consistency: Optional[str] = None) -> None:
+    """Serve in the foreground until Ctrl-C; ``users_file``: only its keys are accepted; ``consistency``
+    ("eventual"): imitate Kaggle's delays (kagflow.local.server.consistency)."""
     from kagflow.local.control import load_users, serve_forever
 
     serve_forever(data_dir(config, data), port, users=load_users(users_file) if users_file else None,
-                  users_file=users_file)
+                  users_file=users_file, consistency=consistency)
 
 
 def start(config: Config, data: Optional[Path] = None) -> str:

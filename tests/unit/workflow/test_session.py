@@ -150,3 +150,4 @@ def test_publish_adapter_from_a_training_output_takes_its_final_adapter(project,
         session.publish("adapter_model", source=project.parent / "notes")
     assert "no adapter (adapter_config.json)" in err.value.message and "--from" in err.value.context
     assert len(published) == 2
+    assert not (project.parent / ".kagflow" / "local").exists()  # no local Kaggle was started (none left running)

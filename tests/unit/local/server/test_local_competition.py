@@ -1,4 +1,4 @@
-"""The local competition's scorer: Kaggle's checks, then multi-class log loss."""
+"""The local competition's scorer: Kaggle's checks, then the competition's metric (log loss, RMSE)."""
 
 from __future__ import annotations
 
@@ -80,6 +80,90 @@ def test_install_hides_the_solution(tmp_path):
     with pytest.raises(DataError, match="solution.csv: is missing"):
         (files / "solution.csv").unlink()
         install_competition(tmp_path / "data", "no-solution", files)
+
+
+# --------------------------------------------------------------------------- metrics, any competition
+
+def _regression(folder, rows=4):
+    """A House-Prices-shaped competition: Id, SalePrice (no arena columns anywhere)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.csv").write_text("Id,LotArea,SalePrice\n1,8450,208500\n")
+    (folder / "test.csv").write_text("Id,LotArea\n" + "".join(f"{i},9000\n" for i in range(10, 10 + rows)))
+    (folder / "sample_submission.csv").write_text("Id,SalePrice\n" + "".join(f"{i},1\n" for i in range(10, 10 + rows)))
+    (folder / "solution.csv").write_text("Id,SalePrice\n" + "".join(f"{i},{100 * i}\n" for i in range(10, 10 + rows)))
+    return folder
+
+
+def test_rmse_scores_a_regression_competition(tmp_path):
+    files = _regression(tmp_path / "house")
+    sub = _sub(tmp_path, "".join(f"{i},{100 * i + 3}\n" for i in range(10, 14)), header="Id,SalePrice\n")
+    assert score_submission(files / "solution.csv", sub, "rmse") == pytest.approx(3.0)
+    with pytest.raises(ScoreError, match="row '11' has a value that is not a number: SalePrice"):
+        score_submission(files / "solution.csv", _sub(tmp_path, "10,1\n11,x\n12,1\n13,1\n", "Id,SalePrice\n"),
+                         "rmse")
+    install_competition(tmp_path / "data", "house-prices", files, metric="rmse", kernels_only=False)
+    with pytest.raises(DataError, match="outside"):  # the same solution cannot be scored by log loss
+        install_competition(tmp_path / "data", "house-log-loss", files)
+    with pytest.raises(ValueError, match="unknown metric 'auc'.*log_loss, rmse"):
+        install_competition(tmp_path / "data", "house-auc", files, metric="auc")
+
+
+def test_binary_log_loss_takes_one_probability_column(tmp_path):
+    solution = tmp_path / "solution.csv"
+    solution.write_text("PassengerId,Survived\n1,1\n2,0\n")
+    sub = _sub(tmp_path, "1,0.8\n2,0.4\n", header="PassengerId,Survived\n")
+    assert score_submission(solution, sub) == pytest.approx(-(math.log(0.8) + math.log(0.6)) / 2)
+
+
+def test_file_submissions_to_a_regression_competition_rank_and_download(server, api, tmp_path):
+    """kaggle-cli's suites submit House Prices' sample_submission.csv and view and download the leaderboard."""
+    import csv
+    import io
+    import zipfile
+
+    from kagflow.local.server.competition import accept_rules
+
+    from local_fixtures import USER
+
+    install_competition(server.data_dir, "house-prices", _regression(tmp_path / "house"), metric="rmse",
+                        kernels_only=False, category="gettingStarted")
+    accept_rules(server.data_dir, "house-prices", USER)
+    for error in (50, 7):
+        sub = _sub(tmp_path, "".join(f"{i},{100 * i + error}\n" for i in range(10, 14)), header="Id,SalePrice\n")
+        assert api.competition_submit(str(sub), "try", "house-prices").ref
+    deadline = time.monotonic() + 30
+    while [s.status.name for s in api.competition_submissions("house-prices")] != ["COMPLETE"] * 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    board = api.competition_leaderboard_view("house-prices")
+    assert [(b.team_name, b.score) for b in board] == [(USER, "7.00000")]  # the best, lower is better
+    comp = api.competitions_list(search="house-prices").competitions[0]
+    assert comp.evaluation_metric == "root mean squared error" and comp.category == "Getting Started"
+    api.competition_leaderboard_download("house-prices", str(tmp_path / "lb"))
+    with zipfile.ZipFile(tmp_path / "lb" / "house-prices.zip") as zf:
+        rows = list(csv.DictReader(io.StringIO(zf.read("house-prices-publicleaderboard.csv").decode())))
+    assert [(r["TeamName"], r["Score"]) for r in rows] == [(USER, "7.00000")]
+
+
+def test_competition_list_filters_and_pages(server, api, tmp_path):
+    """group, category, search, sort and page are honoured (backend_tests: page 2 of a category)."""
+    from local_fixtures import COMPETITION
+    for n in range(3):
+        install_competition(server.data_dir, f"getting-started-{n}", _regression(tmp_path / f"g{n}"), metric="rmse",
+                            kernels_only=False, category="gettingStarted")
+    listed = lambda **kw: [c.ref.rsplit("/", 1)[-1] for c in api.competitions_list(**kw).competitions]  # noqa: E731
+    assert listed(category="gettingStarted") == [f"getting-started-{n}" for n in range(3)]
+    assert listed(category="gettingStarted", page_size=2, page=2) == ["getting-started-2"]
+    assert listed(category="featured") == [COMPETITION]
+    assert listed(group="entered") == [COMPETITION]  # the rules accepted
+    assert listed(group="hosted") == []
+    assert listed(search="started-1") == ["getting-started-1"]
+    assert listed(sort_by="recentlyCreated")[0] == "getting-started-2"
+    first = api.competitions_list(page_size=2)
+    second = api.competitions_list(page_size=2, page_token=first.next_page_token)
+    assert [c.ref for c in first.competitions + second.competitions] == [c.ref for c in
+                                                                        api.competitions_list().competitions]
+    assert api.competitions_list(page_size=2, page_token="abcd").competitions[0].ref == first.competitions[0].ref
 
 
 # --------------------------------------------------------------------------- code-competition semantics
