@@ -22,7 +22,7 @@ from kagglesdk.competitions.types.competition_api_service import (
 )
 from kagglesdk.competitions.types.submission_status import SubmissionStatus
 
-from kagflow.local.server import competition, transfer
+from kagflow.local.server import competition, metrics, transfer
 from kagflow.local.server.access import Grant
 from kagflow.local.server.api import Ctx, Redirect, new_token, now, page, route, utc
 from kagflow.local.server.api_kernels import find_kernel, find_version
@@ -47,7 +47,7 @@ def describe(ctx: Ctx, comp) -> ApiCompetition:
     item.title = comp["title"]
     item.url = item.ref
     item.category = "Local"
-    item.evaluation_metric = comp["metric"]
+    item.evaluation_metric = metrics.get(comp["metric"]).title
     item.is_kernels_submissions_only = bool(comp["kernels_only"])
     item.max_daily_submissions = ctx.settings.daily_submissions
     item.enabled_date = utc(comp["created"])
@@ -254,15 +254,16 @@ def get_submission_limits(ctx: Ctx, req) -> ApiSubmissionLimits:
 
 @route("competitions.CompetitionApiService/GetLeaderboard")
 def get_leaderboard(ctx: Ctx, req) -> ApiGetLeaderboardResponse:
-    """Each user's best (lowest log loss) completed submission, best first."""
+    """Each user's best completed submission (by the competition's metric and its direction), best first."""
     comp = find(ctx, req.competition_name)
+    sign = 1 if metrics.get(comp["metric"]).lower_is_better else -1
     best: dict[str, tuple[float, float]] = {}
     for row in ctx.store.all("SELECT owner, public_score, created FROM submissions WHERE competition=? AND "
                              "status='COMPLETE'", comp["slug"]):
         score = float(row["public_score"])
-        if row["owner"] not in best or score < best[row["owner"]][0]:
+        if row["owner"] not in best or sign * score < sign * best[row["owner"]][0]:
             best[row["owner"]] = (score, row["created"])
-    ranked = sorted(best.items(), key=lambda item: item[1])
+    ranked = sorted(best.items(), key=lambda item: (sign * item[1][0], item[1][1]))
     chunk, token = page(ranked, req.page_size, req.page_token)
     resp = ApiGetLeaderboardResponse()
     resp.submissions = []
