@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS rules_accepted (
 COLUMNS = (("competitions", "kernels_only", "INTEGER DEFAULT 1"),
            ("submissions", "progress", "TEXT DEFAULT ''"),
            ("competitions", "category", "TEXT DEFAULT 'featured'"),
+           ("competitions", "synthetic", "INTEGER DEFAULT 0"),  # made by kagflow's generator (install_competition)
            ("model_instances", "base_model", "TEXT DEFAULT ''"))  # baseModelInstance: owner/model/framework/instance
 
 
