@@ -1,4 +1,4 @@
-"""`kagflow data synth`: the synthetic arena competition files."""
+"""`kagflow data synth`: synthetic competition files in [data]'s schema (asked for: never made silently)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from kagflow.cli._app import App
-from kagflow.workflow.standins import write_synthetic
+from kagflow.workflow.competition_data import write_synthetic
 
 
 @click.group("data")
@@ -23,8 +23,9 @@ def data() -> None:
 @click.option("--seed", type=int, default=None, help="Random seed (default: [tiny] seed).")
 @click.pass_obj
 def synth(app: App, out: Path | None, n_train: int | None, n_test: int | None, seed: int | None) -> None:
-    """Write train.csv, test.csv, sample_submission.csv (and the hidden solution.csv) in the
-    competition's exact schema, with the real data's quirks and a learnable signal.
+    """Write train.csv, test.csv, sample_submission.csv (and the hidden solution.csv) in [data]'s schema,
+    with a learnable signal. Written to the default folder, they become the project's competition data on the
+    local Kaggle (marked synthetic: every report says so), for any competition.
 
     \b
     Example:
@@ -32,7 +33,7 @@ def synth(app: App, out: Path | None, n_train: int | None, n_test: int | None, s
     """
     cfg = app.config
     out = out or cfg.layout.competition_files(cfg.project.competition)
-    paths = write_synthetic(out, n_train=n_train or cfg.tiny.n_train, n_test=n_test or cfg.tiny.n_test,
+    paths = write_synthetic(cfg, out, n_train=n_train or cfg.tiny.n_train, n_test=n_test or cfg.tiny.n_test,
                             seed=cfg.tiny.seed if seed is None else seed)
     app.out.result(f"Wrote the synthetic competition to {out}", **{k: str(v) for k, v in paths.items()})
 
