@@ -424,10 +424,11 @@ def check_headers(config: Config, files: dict) -> Iterator[Problem]:
         header = _header(files[name]) if files[name] is not None else None
         if header is None:
             continue
+        unclaimed = [c for c in header if c not in {n for _, names in columns for n in names}]
         for column_key, names in columns:
             for column in names:
                 if column not in header:
-                    close = get_close_matches(column, header, n=1)
+                    close = get_close_matches(column, unclaimed, n=1, cutoff=0.4)
                     yield Problem(toml, f"[data] {column_key}", f"{name} has no column {column!r} (its columns: "
                                   f"{', '.join(header)})", f"did you mean {close[0]!r}? Write [data] {column_key} "
                                   "with the file's column names" if close else
