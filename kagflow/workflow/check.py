@@ -393,19 +393,31 @@ def check_data(session) -> list[Problem]:
     return list(check_headers(config, files))
 
 
-def _header(path: Path) -> list[str] | None:
+def _header(path: Path, *, whole: bool = False) -> tuple[list[str] | None, str]:
+    """(the file's header, "") or (None, why it cannot be read); ``whole``: read every row too (an unclosed quote
+    or a byte that is not UTF-8 anywhere in the file), else the header alone."""
     import csv
 
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            return [c.strip() for c in next(csv.reader(f), [])]
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return None  # unreadable: the kernel's loader reports it, naming the row
+            reader = csv.reader(f)
+            header = [c.strip() for c in next(reader, [])]
+            if whole:
+                for _ in reader:
+                    pass
+            return header, ""
+    except UnicodeDecodeError as e:
+        return None, f"is not UTF-8 text (byte {e.start} of a line near {getattr(reader, 'line_num', 0) + 1})"
+    except csv.Error as e:
+        return None, f"is not a readable CSV (line {reader.line_num}: {e}; an unclosed quote?)"
+    except OSError as e:
+        return None, f"cannot be read: {e.strerror}"
 
 
-def check_headers(config: Config, files: dict) -> Iterator[Problem]:
+def check_headers(config: Config, files: dict, *, whole: bool = False) -> Iterator[Problem]:
     """``files`` (name -> a local copy, or None when only listed) against [data]: one problem per missing file or
-    column, naming the [data] key that asks for it and the fix (a did-you-mean among the file's names)."""
+    column, naming the [data] key that asks for it and the fix (a did-you-mean among the file's names); ``whole``:
+    every row of the train and test files read too (an unreadable file is a problem)."""
     from difflib import get_close_matches
 
     data, toml = config.data, config.path.name
@@ -421,7 +433,11 @@ def check_headers(config: Config, files: dict) -> Iterator[Problem]:
                           f"{', '.join(sorted(files)) or 'none'})",
                           f"write {key} = {close[0]!r}" if close else f"set {key} to one of its files")
             continue
-        header = _header(files[name]) if files[name] is not None else None
+        if files[name] is None:
+            continue
+        header, unreadable = _header(files[name], whole=whole)
+        if unreadable:
+            yield Problem(toml, f"[data] {key}", f"{name} {unreadable}", f"fix {name} (save it as UTF-8 CSV)")
         if header is None:
             continue
         unclaimed = [c for c in header if c not in {n for _, names in columns for n in names}]
@@ -434,7 +450,7 @@ def check_headers(config: Config, files: dict) -> Iterator[Problem]:
                                   "with the file's column names" if close else
                                   f"write [data] {column_key} with columns of {name}")
     sample = files.get(SAMPLE_SUBMISSION)
-    header = _header(sample) if sample is not None else None
+    header = _header(sample)[0] if sample is not None else None
     if header is not None and sorted(header) != sorted(data.submission_columns):
         yield Problem(toml, "[data] submission", f"{SAMPLE_SUBMISSION} has columns {', '.join(header)}, but [data] "
                       f"(submission = {data.submission!r}) writes {', '.join(data.submission_columns)}",

@@ -105,10 +105,23 @@ def host_competition(config: Config, data: Path, *, files: Optional[Path] = None
                 competition.install_competition(data, slug, synthetic, metric=config.data.metric, synthetic=True)
     else:
         name = metric_rules.metric(metric or config.data.metric).name  # did-you-mean for a misspelled one
+        check_files(config, Path(files))
         competition.install_competition(data, slug, files, metric=name)
     if accept_rules:
         competition.accept_rules(data, slug, config.username)
     return hosted_data(config, data)
+
+
+def check_files(config: Config, files: Path) -> None:
+    """Refuse to host a folder whose train and test files lack [data]'s columns (the first problem, as `check`
+    words it): a kernel would fail on them."""
+    from kagflow.workflow.check import check_headers
+
+    found = {p.name: p for p in sorted(files.glob("*.csv")) if p.name != "solution.csv"}
+    problem = next(iter(check_headers(config, found, whole=True)), None)
+    if problem is not None:
+        raise DataError(f"{files}: {problem.message}", context=f"{problem.file}: {problem.field}",
+                        hint=f"{problem.fix}; or fix the files, then host the folder again")
 
 
 def hosted_data(config: Config, data: Path) -> CompetitionData:
