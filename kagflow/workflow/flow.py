@@ -16,7 +16,6 @@ from kagflow.errors import KagflowError
 from kagflow.project.config import INFER_KERNEL, TRAIN_KERNEL
 from kagflow.project.state import ProjectState, StepRecord
 from kagflow.workflow.folds import oof_log_loss
-from kagflow.workflow.status import metric_words
 from kagflow.workflow.steps import STEP_NAMES, STEPS, StepContext
 
 
@@ -32,7 +31,8 @@ class FlowReport:
     submission: str = ""
     score: Optional[float] = None
     local_server: str = ""  # the background local Kaggle's URL, when the flow used one
-    metric: str = ""  # status.metric_words of [data] metric
+    metric: str = ""  # [data] metric in words ("log loss")
+    direction: str = ""  # "lower is better" | "higher is better"
     metric_name: str = ""  # [data] metric, the key of the training's metrics.json shown first
     data_note: str = ""  # Target.data_note: says when the data were synthetic
     folds: list = field(default_factory=list)  # per fold: fold, version, log_loss, adapter
@@ -89,8 +89,8 @@ class FlowReport:
             out.append(f"  confusion matrix: {self.confusion_matrix}")
         if self.submission:
             out.append(f"  submission.csv: {self.submission}")
-        out.append(f"  score ({self.metric}): {self.score if self.score is not None else '-'}"
-                   + (" (on SYNTHETIC data)" if self.data_note else ""))
+        out.append(f"  score ({self.metric}): {self.score if self.score is not None else '-'} ({self.direction}"
+                   + ("; on SYNTHETIC data)" if self.data_note else ")"))
         return out
 
 
@@ -116,8 +116,9 @@ def run_flow(session, *, from_step: Optional[str] = None, local_train: bool = Fa
     if folds and state.step_done("train") and set(folds) - set(state.folds):
         state.forget_steps(STEP_NAMES[STEP_NAMES.index("train"):])  # new folds asked for: train them, re-ensemble
     endpoint = session.endpoint
+    facts = session.config.data.facts
     report = FlowReport(endpoint.describe(), local_server=session.target.kept_running(endpoint),
-                        metric=metric_words(session.config.data.facts), metric_name=session.config.data.metric)
+                        metric=facts.display, direction=facts.direction, metric_name=facts.name)
     ctx = StepContext(frozenset(forced), local_train, on_poll, folds)
     for step in STEPS:
         if state.step_done(step.name):
