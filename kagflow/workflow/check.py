@@ -390,7 +390,7 @@ def check_data(session) -> list[Problem]:
         files = session.target.data_files(session)
     except KagflowError as e:
         return [Problem(config.path.name, "[project] competition", e.message, e.hint or "fix [project] competition")]
-    return list(check_headers(config, files))
+    return [] if files is None else list(check_headers(config, files))
 
 
 def _header(path: Path, *, whole: bool = False) -> tuple[list[str] | None, str]:

@@ -134,10 +134,10 @@ def hosted_data(config: Config, data: Path) -> CompetitionData:
     return CompetitionData(hosted.slug, dict(hosted.files), hosted.synthetic)
 
 
-def local_files(config: Config, data: Path) -> dict:
+def local_files(config: Config, data: Path) -> Optional[dict]:
     """The competition's files on the local Kaggle of ``data`` (name -> path), without hosting anything: what it
-    hosts, else the synthetic files where they may be used ({} while the default's are not made yet: they are
-    made in [data]'s schema); else :func:`not_hosted`, with a did-you-mean among the hosted competitions."""
+    hosts, else the synthetic files where they may be used (None while they are not made yet: they will be, in
+    [data]'s schema); else :func:`not_hosted`, with a did-you-mean among the hosted competitions."""
     from kagflow.local.server import competition
 
     slug = config.project.competition
@@ -146,7 +146,8 @@ def local_files(config: Config, data: Path) -> dict:
         return dict(hosted.files)
     folder = config.layout.competition_files(slug)
     if (folder / SYNTHETIC_MARK).is_file() or slug == COMPETITION:
-        return {p.name: p for p in sorted(folder.glob("*.csv")) if p.name != "solution.csv"}
+        found = {p.name: p for p in sorted(folder.glob("*.csv")) if p.name != "solution.csv"}
+        return found or None
     error = not_hosted(config)
     close = get_close_matches(slug, competition.hosted_slugs(data), n=1, cutoff=0.6)
     if close:

@@ -92,7 +92,7 @@ class Target:
 
     def data_files(self, session) -> dict:
         """The competition's data files here: name -> a local copy (None: only listed, e.g. by Kaggle's
-        ListDataFiles); a KagflowError (with a did-you-mean where the target can list competitions) when the
+        ListDataFiles), or None when kagflow will make them in [data]'s schema; a KagflowError (with a did-you-mean where the target can list competitions) when the
         competition has none here."""
         from kagflow.hub.competitions import competition_file_names, competition_slugs
 

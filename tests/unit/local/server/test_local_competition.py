@@ -268,11 +268,16 @@ def test_kagflow_local_competition_follows_the_endpoint_and_accepts_rules(tmp_pa
         "n_train = 2000", "n_train = 30").replace("n_test = 300", "n_test = 40"))
     with start_server(tmp_path / "elsewhere") as srv:
         monkeypatch.setenv("KAGFLOW_KAGGLE_ENDPOINT", srv.url)
-        try:
+        with pytest.raises(SystemExit):  # another competition than the default: no synthetic data unless asked
             main(["local", "competition", "--accept-rules"])
-        except SystemExit as exc:
-            assert not exc.code, capsys.readouterr()
-        assert "rules accepted as alice" in capsys.readouterr().out
+        assert "competition synthetic-arena has no data on the local Kaggle" in capsys.readouterr().err
+        for command in (["data", "synth"], ["local", "competition", "--accept-rules"]):  # synthetic: asked for
+            try:
+                main(command)
+            except SystemExit as exc:
+                assert not exc.code, capsys.readouterr()
+        out = capsys.readouterr().out
+        assert "rules accepted as alice" in out and "SYNTHETIC data" in out
         assert not (path.parent / ".kagflow" / "local" / "kaggle.sqlite3").exists()
         api = build_api(srv.url)
         api.competition_download_file("synthetic-arena", "test.csv", path=str(tmp_path / "dl"))
