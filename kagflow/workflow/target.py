@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from difflib import get_close_matches
 from pathlib import Path
+from typing import Optional
 from urllib.parse import urlparse
 
 from kagflow.errors import ConfigError, MissingFileError, NotFoundError
@@ -90,10 +91,10 @@ class Target:
         """What a report says of the competition's data here ("" for the competition's own files)."""
         return ""
 
-    def data_files(self, session) -> dict:
+    def data_files(self, session) -> Optional[dict]:
         """The competition's data files here: name -> a local copy (None: only listed, e.g. by Kaggle's
-        ListDataFiles), or None when kagflow will make them in [data]'s schema; a KagflowError (with a did-you-mean where the target can list competitions) when the
-        competition has none here."""
+        ListDataFiles), or None when kagflow will make them in [data]'s schema; a KagflowError (with a did-you-mean
+        where the target can list competitions) when the competition has none here."""
         from kagflow.hub.competitions import competition_file_names, competition_slugs
 
         slug = self.config.project.competition
@@ -208,7 +209,7 @@ class LocalTarget(Target):
     def data_note(self) -> str:
         return hosted_data(self.config, self.server_data_dir()).note
 
-    def data_files(self, session) -> dict:
+    def data_files(self, session) -> Optional[dict]:
         return local_files(self.config, self.server_data_dir())
 
     def kept_running(self, endpoint: Endpoint) -> str:
