@@ -97,3 +97,18 @@ def test_a_push_onto_another_competition_s_kernel_is_refused_naming_both(tmp_pat
     assert f"belongs to competition {WSDM}, not this project's llm-classification-finetuning" in err.value.message
     rendered = SimpleNamespace(handle=rendered.handle, metadata={"competition_sources": [WSDM]})
     kernel.guard_competition_source(session, "train", rendered)  # the same competition: pushed
+
+
+def test_publishing_onto_another_competition_s_adapter_is_refused_naming_both(tmp_path, monkeypatch):
+    from kagflow.workflow import model
+
+    config = load_config(init_project(tmp_path / "p", username="alice", competition=WSDM))
+    other = "# x\n\nLoRA adapter for the llm-classification-finetuning competition, published with kagflow.\n"
+    monkeypatch.setattr("kagflow.hub.models.model_description", lambda gw, handle: other)
+    with pytest.raises(KagflowError) as err:
+        model.guard_competition(None, config, "adapter_model")
+    assert f"adapter of competition llm-classification-finetuning, not this project's {WSDM}" in err.value.message
+    model.guard_competition(None, config, "base_model")  # the same base weights serve any competition
+    monkeypatch.setattr("kagflow.hub.models.model_description", lambda gw, handle: other.replace(
+        "llm-classification-finetuning", WSDM))
+    model.guard_competition(None, config, "adapter_model")
