@@ -123,26 +123,25 @@ def binary(what: str, row_id: str, columns: List[str], cells: List[str]) -> List
     return values
 
 
-def labels(what: str, row_id: str, columns: List[str], cells: List[str]) -> List[str]:
-    """The row's cells as labels (compared as written, surrounding spaces dropped), none empty."""
+def _cells(what: str, row_id: str, columns: List[str], cells: List[str], read: Callable[[str], object]) -> list:
+    """Each cell read by ``read``; an empty one (nothing left after reading) is a ScoreError naming the column."""
     out = []
     for column, cell in zip(columns, cells):
-        label = cell.strip()
-        if not label:
+        value = read(cell)
+        if not value:
             raise ScoreError(f"{what} row {row_id!r} has an empty value: {column}")
-        out.append(label)
+        out.append(value)
     return out
+
+
+def labels(what: str, row_id: str, columns: List[str], cells: List[str]) -> List[str]:
+    """The row's cells as labels (compared as written, surrounding spaces dropped), none empty."""
+    return _cells(what, row_id, columns, cells, str.strip)
 
 
 def ranked(what: str, row_id: str, columns: List[str], cells: List[str]) -> List[List[str]]:
     """Each cell as its space-separated labels, best first (the truth: the correct label or labels)."""
-    out = []
-    for column, cell in zip(columns, cells):
-        tokens = cell.split()
-        if not tokens:
-            raise ScoreError(f"{what} row {row_id!r} has an empty value: {column}")
-        out.append(tokens)
-    return out
+    return _cells(what, row_id, columns, cells, str.split)
 
 
 # --------------------------------------------------------------------------- scores
