@@ -81,7 +81,7 @@ def _edit(path: Path, old: str, new: str) -> None:
 
 
 @pytest.mark.parametrize("old, new, pieces", [
-    ("lr = 2e-4", "lr = = 2e-4", ["is not valid TOML", "line 78", "column"]),   # a syntax error
+    ("lr = 2e-4", "lr = = 2e-4", ["is not valid TOML", "line 104", "column"]),   # a syntax error
     ("lr = 2e-4", 'lr = "fast"', ["[train] lr", '"fast"', "is not a number", "lr = 0.0002"]),  # a wrong type
     ("lr = 2e-4", "lr = nan", ["[train] lr", "nan is not a number", "lr = 0.0002"]),  # TOML's nan: no usable number
     ("timeout = 32400", "timeout = inf", ["[kernels.train] timeout", "inf", "whole number"]),
