@@ -140,6 +140,7 @@ def test_publish_adapter_from_a_training_output_takes_its_final_adapter(project,
                                uploaded=True)
 
     monkeypatch.setattr(hub_models, "publish_model", fake_publish)
+    monkeypatch.setattr(hub_models, "model_description", lambda gateway, handle: None)  # no such model yet
     monkeypatch.setattr(Session, "gateway", None)
     session = Session(load_config(project), announce=False)
     out = _training_output(project.parent)
