@@ -100,8 +100,8 @@ def wait_score(gw: Gateway, competition: str, ref: str, *, timeout: float = 3 * 
     if sub.status == "ERROR":
         raise HubError(f"submission {ref} failed: {sub.error or 'no reason given'}",
                        context=f"competition {competition}",
-                       hint="fix the notebook's submission.csv (id, winner_model_a, winner_model_b, "
-                            "winner_tie; rows sum to 1) and submit again")
+                       hint="fix the notebook's submission.csv (the columns, ids and values the error names: "
+                            "those of the competition's sample_submission.csv) and submit again")
     return sub
 
 
@@ -119,3 +119,24 @@ def submitted_kernel(sub: Submission) -> Optional[tuple[str, int]]:
 
     m = re.search(r"\[kagflow ([A-Za-z0-9_-]+/[A-Za-z0-9_-]+)/v(\d+)\]", sub.description)
     return (m.group(1), int(m.group(2))) if m else None
+
+
+def competition_file_names(gw: Gateway, competition: str) -> list[str]:
+    """The names of the competition's data files (ListDataFiles, every page); NotFoundError (a HubError) when
+    there is no such competition."""
+    names: list[str] = []
+    token = None
+    while True:
+        response = gw.call(lambda: gw.api.competition_list_files(competition, page_token=token, page_size=200),
+                           what="list competition files", handle=competition)
+        names += [f.name for f in (getattr(response, "files", None) or [])]
+        token = getattr(response, "next_page_token", None)
+        if not token:
+            return names
+
+
+def competition_slugs(gw: Gateway, search: str) -> list[str]:
+    """Slugs of the competitions a search for ``search`` finds (what a did-you-mean proposes)."""
+    response = gw.call(lambda: gw.api.competitions_list(search=search, page_size=50), what="list competitions")
+    found = getattr(response, "competitions", None) or []
+    return [str(getattr(c, "ref", "") or "").rstrip("/").rsplit("/", 1)[-1] for c in found if getattr(c, "ref", "")]

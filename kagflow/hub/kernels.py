@@ -78,6 +78,15 @@ def remote_kernel(gw: Gateway, handle: slugs.KernelHandle):
 SOURCE_KINDS = ("dataset", "model", "competition", "kernel")
 
 
+def remote_competitions(gw: Gateway, handle: slugs.KernelHandle) -> Optional[list[str]]:
+    """The competition sources of the kernel's latest version on the server, sorted (None: no such kernel)."""
+    response = remote_kernel(gw, handle)
+    if response is None or response.metadata is None:
+        return None
+    listed = getattr(response.metadata, "competition_data_sources", None) or []
+    return sorted(normalise_source("competition", s) for s in listed)
+
+
 def invalid_sources(response) -> list[str]:
     """``kind source`` for each source a SaveKernel response says was not added (Kaggle saves the version anyway)."""
     out = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from kagflow.errors import HubError, MissingFileError, NotFoundError
 from kagflow.hub.errors import checked, is_conflict
@@ -29,6 +30,15 @@ class PublishResult:
     @property
     def source(self) -> str:
         return slugs.model_source(self.handle)
+
+
+def model_description(gw: Gateway, mhandle: slugs.ModelHandle) -> Optional[str]:
+    """The description of model ``mhandle`` on the server (None: no such model)."""
+    try:
+        model = gw.call(lambda: gw.api.model_get(str(mhandle)), what="get model", handle=str(mhandle))
+    except NotFoundError:
+        return None
+    return getattr(model, "description", None) or ""
 
 
 def publish_model(gw: Gateway, ihandle: slugs.ModelInstanceHandle, model_dir: Path, instance_dir: Path,

@@ -19,11 +19,9 @@ from kagflow.errors import KagflowError
 from kagflow.notebooks.kernel_folder import adapter_dir, render_kernel
 from kagflow.project.config import ADAPTER_MODEL, BASE_MODEL, INFER, MODELS, TRAIN_KERNEL
 from kagflow.rules import slugs
-from kagflow.workflow.standins import ensure_synthetic_competition
+from kagflow.workflow.competition_data import host_competition
 from kagflow.workflow.target import LocalTarget, local_target
 from kagflow.workflow.wheels import build_dataset
-
-COMPETITION_FILES = ("train.csv", "test.csv", "sample_submission.csv")  # never the hidden solution
 
 
 @dataclass(frozen=True)
@@ -50,12 +48,12 @@ def mount_dataset(input_root: Path, handle: str, files: Path) -> None:
     mounts.mount(input_root, ("datasets", h.owner, h.slug), (h.slug,), mounts.output_files(files))
 
 
-def mount_competition(input_root: Path, slug: str, files: Path) -> None:
-    """Only the public files: the hidden solution never enters a sandbox."""
+def mount_competition(input_root: Path, slug: str, files: dict) -> None:
+    """The public files (name -> path), as the local Kaggle hosts them: the hidden solution never enters a
+    sandbox."""
     from kagflow.local.run import mounts
 
-    mounts.mount(input_root, ("competitions", slug), (slug,),
-                 [(name, files / name) for name in COMPETITION_FILES if (files / name).is_file()])
+    mounts.mount(input_root, ("competitions", slug), (slug,), sorted(files.items()))
 
 
 def next_output_dir(folder: Path) -> Path:
@@ -111,10 +109,9 @@ def run_local(target: LocalTarget, name: str, *, timeout: Optional[int] = None,
                                   hint=f"run `kagflow kernel run {TRAIN_KERNEL} --local` first")
             adapter_ref = f"{config.instance_handle(ADAPTER_MODEL)}/{config.adapter_model.version}"
             mount_model(input_root, adapter_ref, adapter)
-        comp = config.layout.competition_files(config.project.competition)
-        if not (comp / "test.csv").is_file():
-            comp = ensure_synthetic_competition(config)
-        mount_competition(input_root, config.project.competition, comp)
+        # the competition's files as the local Kaggle hosts them (synthetic ones only where they may be used)
+        comp = host_competition(config, target.server_data_dir())
+        mount_competition(input_root, config.project.competition, comp.files)
         wheels = config.wheels_dir()
         if not wheels.is_dir() and "wheels" in kernel.sources:  # what a fresh project's first local run needs
             build_dataset(config, target.wheels_image)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from kagflow.project.config import Config
-from kagflow.workflow import standins
+from kagflow.workflow import competition_data
 from kagflow.workflow.target import local_target
 
 
@@ -47,8 +47,10 @@ def login_link(session):
 
 
 def host_competition(config: Config, data: Optional[Path] = None, *, files: Optional[Path] = None,
-                     accept_rules: bool = False) -> tuple[Path, Path]:
-    """``standins.host_competition`` on the server the project talks to, unless ``data`` names another;
-    (the competition's files, the server's data folder)."""
+                     metric: Optional[str] = None, accept_rules: bool = False
+                     ) -> tuple[competition_data.CompetitionData, Path]:
+    """``competition_data.host_competition`` on the server the project talks to, unless ``data`` names another;
+    (what it hosts, the server's data folder)."""
     data = data or local_target(config).server_data_dir()
-    return standins.host_competition(config, data, files=files, accept_rules=accept_rules), data
+    return competition_data.host_competition(config, data, files=files, metric=metric,
+                                             accept_rules=accept_rules), data
