@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from kagflow.cli._app import App
-from kagflow.workflow.competition_data import write_synthetic
+from kagflow.workflow.competition_data import TEXT_FORMATS, write_synthetic
 
 
 @click.group("data")
@@ -24,9 +24,12 @@ def data() -> None:
 @click.option("--public-rows", type=int, default=3, show_default=True,
               help="Test rows in the public test file, as a code competition shows; the whole test set goes to "
                    "hidden/ (what a submission is re-run on). 0: every test row public, no hidden/.")
+@click.option("--text-format", type=click.Choice(TEXT_FORMATS), default=TEXT_FORMATS[0], show_default=True,
+              help="Each text cell a JSON list of turns (LLM Classification Finetuning's files) or plain text (WSDM "
+                   "Cup's).")
 @click.pass_obj
 def synth(app: App, out: Path | None, n_train: int | None, n_test: int | None, seed: int | None,
-          public_rows: int) -> None:
+          public_rows: int, text_format: str) -> None:
     """Write train.csv, test.csv, sample_submission.csv (and the hidden solution.csv) in [data]'s schema,
     with a learnable signal. Written to the default folder, they become the project's competition data on the
     local Kaggle (marked synthetic: every report says so), for any competition.
@@ -34,12 +37,13 @@ def synth(app: App, out: Path | None, n_train: int | None, n_test: int | None, s
     \b
     Example:
       kagflow data synth --out data/ --n-train 2000
+      kagflow data synth --out data/ --text-format plain
     """
     cfg = app.config
     out = out or cfg.layout.competition_files(cfg.project.competition)
     n_test = n_test or cfg.tiny.n_test
     paths = write_synthetic(cfg, out, n_train=n_train or cfg.tiny.n_train, n_test=n_test,
                             seed=cfg.tiny.seed if seed is None else seed,
-                            n_public=min(public_rows, n_test) if public_rows > 0 else None)
+                            n_public=min(public_rows, n_test) if public_rows > 0 else None, text_format=text_format)
     app.out.result(f"Wrote the synthetic competition to {out}", **{k: str(v) for k, v in paths.items()})
 

@@ -185,6 +185,12 @@ class DataConfig:
         """The table as the notebooks' ``data`` parameter (lists, not tuples)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
+    def task(self):
+        """The classifier's ``Task`` of this table: what the notebooks build from their ``data`` parameter."""
+        from kagflow.classifier.task import Task
+
+        return Task.from_params(self.params())
+
 
 def data_table(raw: dict) -> dict:
     """[data] as written, with the defaults that follow from it: a table naming ``label_column`` drops the default

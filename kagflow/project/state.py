@@ -67,13 +67,14 @@ class VersionRecord:
 
 @dataclass(frozen=True)
 class FoldRecord:
-    """One fold of an ensemble: its training kernel version and output, validation log loss, and the
-    adapter version published from it."""
+    """One fold of an ensemble: its training kernel version and output, its validation score by ``metric`` ([data]
+    metric when it trained), and the adapter version published from it."""
 
     fold: int
     version: Optional[int] = None
     output: Optional[str] = None
-    log_loss: Optional[float] = None
+    score: Optional[float] = None
+    metric: str = ""
     adapter: str = ""  # owner/model/framework/instance/version
 
 

@@ -14,6 +14,7 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Optional
 
+from kagflow.classifier.synth import TEXT_FORMATS  # noqa: F401  (the CLI offers them)
 from kagflow.errors import DataError
 from kagflow.project.config import COMPETITION, Config, DataConfig
 from kagflow.rules import metrics as metric_rules
@@ -38,12 +39,12 @@ class CompetitionData:
 
 
 def write_synthetic(config: Config, out: Path, *, n_train: int, n_test: int, seed: int,
-                    n_public: Optional[int] = None) -> dict:
+                    n_public: Optional[int] = None, text_format: str = "turns") -> dict:
     """The synthetic competition's files, in ``[data]``'s schema, into ``out`` (marked as synthetic); their paths
-    by name."""
+    by name. ``text_format``: each text cell a JSON list of turns ("turns", LMSYS) or plain text ("plain", WSDM)."""
     from kagflow.classifier import synth
 
-    extra = {} if n_public is None else {"n_public": n_public}
+    extra = {"text_format": text_format, **({} if n_public is None else {"n_public": n_public})}
     if config.data != DataConfig():  # the generator of any [data] schema is the classifier's Task's
         try:
             from kagflow.classifier.task import Task

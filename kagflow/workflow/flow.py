@@ -15,7 +15,8 @@ from typing import Callable, Optional
 from kagflow.errors import KagflowError
 from kagflow.project.config import INFER_KERNEL, TRAIN_KERNEL
 from kagflow.project.state import ProjectState, StepRecord
-from kagflow.workflow.folds import oof_log_loss
+from kagflow.rules import metrics as metric_rules
+from kagflow.workflow.folds import oof_score
 from kagflow.workflow.steps import STEP_NAMES, STEPS, StepContext
 
 
@@ -35,8 +36,8 @@ class FlowReport:
     direction: str = ""  # "lower is better" | "higher is better"
     metric_name: str = ""  # [data] metric, the key of the training's metrics.json shown first
     data_note: str = ""  # Target.data_note: says when the data were synthetic
-    folds: list = field(default_factory=list)  # per fold: fold, version, log_loss, adapter
-    oof_log_loss: Optional[float] = None  # the ensemble's out-of-fold estimate
+    folds: list = field(default_factory=list)  # per fold: fold, version, score (by its metric), metric, adapter
+    oof_score: Optional[float] = None  # the ensemble's out-of-fold estimate by [data] metric
     oof_rows: int = 0
 
     def read_state(self, state: ProjectState) -> None:
@@ -56,10 +57,11 @@ class FlowReport:
             self.submission = str(Path(infer_out) / "submission.csv")
         self.score = state.submission.score if state.submission else None
 
-    def read_folds(self, state: ProjectState, folds) -> None:
+    def read_folds(self, state: ProjectState, folds, task) -> None:
+        """The folds' records and their out-of-fold estimate by ``task``'s metric (the classifier's Task)."""
         records = [state.folds[f] for f in folds if f in state.folds]
         self.folds = [asdict(r) for r in records]
-        self.oof_log_loss, self.oof_rows = oof_log_loss(Path(r.output) for r in records if r.output)
+        self.oof_score, self.oof_rows = oof_score((Path(r.output) for r in records if r.output), task)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,12 +81,14 @@ class FlowReport:
             out.append("  validation: " + ", ".join(f"{k} {m[k]:.4f}" for k in shown
                                                    if isinstance(m.get(k), (int, float))))
         for f in self.folds:
-            loss = f"{f['log_loss']:.4f}" if f["log_loss"] is not None else "-"
-            out.append(f"  fold {f['fold']}: train version {f['version'] or 'local'}, validation log loss {loss}, "
+            score = f"{f['score']:.4f}" if f["score"] is not None else "-"
+            named = metric_rules.METRICS[f["metric"]].display if f["metric"] in metric_rules.METRICS else self.metric
+            out.append(f"  fold {f['fold']}: train version {f['version'] or 'local'}, validation {named} {score}, "
                        f"adapter {f['adapter'] or '-'}")
         if self.folds:
-            oof = f"{self.oof_log_loss:.4f}" if self.oof_log_loss is not None else "-"
-            out.append(f"  ensemble of {len(self.folds)} fold(s): out-of-fold log loss {oof} ({self.oof_rows} rows)")
+            oof = f"{self.oof_score:.4f}" if self.oof_score is not None else "-"
+            out.append(f"  ensemble of {len(self.folds)} fold(s): out-of-fold {self.metric} {oof} ({self.oof_rows} "
+                       "rows)")
         if self.confusion_matrix:
             out.append(f"  confusion matrix: {self.confusion_matrix}")
         if self.submission:
@@ -143,6 +147,6 @@ def run_flow(session, *, from_step: Optional[str] = None, local_train: bool = Fa
         report.summaries[step.name] = result.summary
         log(f"[{step.name}] {result.summary} ({seconds:.1f}s)")
     report.read_state(state)
-    report.read_folds(state, folds)
+    report.read_folds(state, folds, session.config.data.task())
     report.data_note = session.target.data_note()
     return report

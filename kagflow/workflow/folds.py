@@ -1,17 +1,16 @@
 """Folds and ensembles: which folds a flow trains (``--folds 0-4`` or ``[train] folds``), and the
-out-of-fold estimate of the ensemble from each fold's validation predictions."""
+out-of-fold estimate of the ensemble from each fold's validation predictions (``id,label,<a probability per
+label>``), by ``[data] metric``."""
 
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 from typing import Iterable, Optional
 
-from kagflow.errors import ConfigError
+from kagflow.errors import ConfigError, DataError
 
 PREDICTIONS = "val_predictions.csv"  # written by the training notebook (classifier.metrics.write_predictions)
-COLUMNS = ("winner_model_a", "winner_model_b", "winner_tie")
 
 
 def parse_folds(text: str, n_splits: int) -> tuple[int, ...]:
@@ -37,17 +36,29 @@ def check_folds(folds: Iterable[int], n_splits: int) -> tuple[int, ...]:
     return parse_folds(",".join(map(str, folds)), n_splits) if folds else ()
 
 
-def oof_log_loss(outputs: Iterable[Path]) -> tuple[Optional[float], int]:
-    """(log loss, rows) over the validation predictions of every fold's output: the out-of-fold estimate."""
-    total, rows = 0.0, 0
+def oof_score(outputs: Iterable[Path], task) -> tuple[Optional[float], int]:
+    """([data] metric, rows) over the validation predictions of every fold's output, pooled: the out-of-fold
+    estimate of ``task`` (the classifier's Task), by the classifier's own evaluation (what scored each fold). None
+    when no fold wrote predictions, or the metric is undefined on them (ROC AUC of one class)."""
+    labels, probs = [], []
     for output in outputs:
         found = sorted(Path(output).rglob(PREDICTIONS))
         if not found:
             continue
         with open(found[0], newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                probs = [float(row[c]) for c in COLUMNS]
-                p = probs[int(row["label"])] / sum(probs)
-                total -= math.log(min(max(p, 1e-15), 1 - 1e-15))
-                rows += 1
-    return (total / rows if rows else None), rows
+            reader = csv.DictReader(f)
+            missing = [c for c in ("label", *task.probability_columns) if c not in (reader.fieldnames or ())]
+            if missing:
+                raise DataError(f"{found[0]} has no column(s) {missing}: it was not written for this [data] table "
+                                f"(its columns: {', '.join(reader.fieldnames or ())})",
+                                context=f"[data] labels: {', '.join(task.class_names)}",
+                                hint="train the folds again under this [data] table: kagflow flow --from train")
+            for row in reader:
+                labels.append(int(row["label"]))
+                probs.append([float(row[c]) for c in task.probability_columns])
+    if not labels:
+        return None, 0
+    from kagflow.classifier.metrics import evaluate
+
+    value = evaluate(labels, probs, task)["metric_value"]
+    return (float(value) if value is not None else None), len(labels)

@@ -66,16 +66,18 @@ def _push_wait_pull(session, name: str, ctx: StepContext, **push) -> tuple[int, 
     return pushed.version, session.pull(name, version=pushed.version)
 
 
-def _val_log_loss(output: Path) -> Optional[float]:
+def _val_score(output: Path, metric: str) -> Optional[float]:
+    """The training output's validation score by ``metric`` (its metrics.json), None if it has none."""
     from kagflow.workflow.kernel import output_summary
 
-    value = output_summary(output).metrics.get("log_loss")
+    value = output_summary(output).metrics.get(metric)
     return float(value) if isinstance(value, (int, float)) else None
 
 
 def train_folds(session, ctx: StepContext) -> StepResult:
     """Each fold as its own training kernel version (``-p fold_idx=K``); a fold done earlier is kept."""
     done = []
+    facts = session.config.data.facts
     for fold in ctx.folds:
         record = session.state.folds.get(fold)
         if record is None or not record.output:
@@ -86,10 +88,11 @@ def train_folds(session, ctx: StepContext) -> StepResult:
                 version, out = None, run.output
             else:
                 version, out = _push_wait_pull(session, TRAIN_KERNEL, ctx, overrides={"fold_idx": fold})
-            record = FoldRecord(fold, version, str(out), _val_log_loss(out))
+            record = FoldRecord(fold, version, str(out), _val_score(out, facts.name), facts.name)
             session.state.record_fold(record)
-            session.log(f"[train] fold {fold}: version {version or 'local'}, validation log loss {record.log_loss}")
-        done.append(f"fold {fold} v{record.version or 'local'} ({record.log_loss:.4f})" if record.log_loss is not None
+            session.log(f"[train] fold {fold}: version {version or 'local'}, validation {facts.display} "
+                        f"{record.score}")
+        done.append(f"fold {fold} v{record.version or 'local'} ({record.score:.4f})" if record.score is not None
                      else f"fold {fold} v{record.version or 'local'}")
     return StepResult("trained " + ", ".join(done), {"folds": list(ctx.folds)})
 

@@ -30,7 +30,7 @@ GOOD_STATE = {"models": {"base_model": {"source": "alice/gemma-2-9b-4bit-base/tr
               "kernels": {"train": {"handle": "alice/gemma2-qlora-arena-train", "version": 2}},
               "flow": {"setup": {"done": True, "summary": "ok", "seconds": 1.5}},
               "versions": {"train": {"2": {"params": {"lr": 0.001}, "timeout": 600}}},
-              "folds": {"0": {"fold": 0, "version": 2, "log_loss": 0.69}}}
+              "folds": {"0": {"fold": 0, "version": 2, "score": 0.69, "metric": "log_loss"}}}
 
 
 @pytest.mark.parametrize("text, pieces", [
@@ -67,7 +67,7 @@ def test_a_good_state_file_still_loads(project, capsys):
     loaded = ProjectState.load(state)
     assert loaded.model_version("base_model") == 1 and loaded.kernel("train").version == 2
     assert loaded.step_done("setup") and loaded.version("train", 2).params == {"lr": 0.001}
-    assert loaded.folds[0].log_loss == 0.69
+    assert loaded.folds[0].score == 0.69 and loaded.folds[0].metric == "log_loss"
     code, out, err = run_kagflow(capsys, "--config", str(project), "check")
     assert code == 0, err
 

@@ -67,11 +67,11 @@ COMPETITIONS = {
 @pytest.fixture(scope="module")
 def machine(tmp_path_factory):
     """One user's machine: a home (its wheel cache and offline pip), and one local Kaggle every project talks to."""
+    from test_flow import _env
+
     from kagflow.hub.endpoint import ENDPOINT_ENV
     from kagflow.local.control import ensure_background_server, stop_background_server
     from kagflow.local.env import CONSISTENCY_ENV
-
-    from test_flow import _env
 
     home = tmp_path_factory.mktemp("user")
     env = _env(home)

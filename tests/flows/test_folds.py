@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from kagflow.errors import ConfigError
-from kagflow.workflow.folds import check_folds, oof_log_loss, parse_folds
+from kagflow.classifier.task import Task
+from kagflow.errors import ConfigError, DataError
+from kagflow.workflow.folds import check_folds, oof_score, parse_folds
 
 from repo_root import REPO
 
@@ -30,16 +31,45 @@ def test_parse_folds():
             parse_folds(bad, 5)
 
 
+def _predictions(folder, rows, columns) -> None:
+    folder.mkdir()
+    with open(folder / "val_predictions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "label", *columns])
+        w.writerows([i, y, *p] for i, y, p in rows)
+
+
 def test_oof_log_loss_pools_every_fold(tmp_path):
     for fold, rows in ((0, [("1", 0, (0.5, 0.25, 0.25))]), (1, [("2", 2, (0.2, 0.2, 0.6)), ("3", 1, (0.1, 0.8, 0.1))])):
-        out = tmp_path / f"f{fold}"
-        out.mkdir()
-        with open(out / "val_predictions.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["id", "label", *COLUMNS])
-            w.writerows([i, y, *p] for i, y, p in rows)
-    loss, n = oof_log_loss([tmp_path / "f0", tmp_path / "f1"])
+        _predictions(tmp_path / f"f{fold}", rows, COLUMNS)
+    loss, n = oof_score([tmp_path / "f0", tmp_path / "f1"], Task.lmsys())
     assert n == 3 and loss == pytest.approx(-(math.log(0.5) + math.log(0.6) + math.log(0.8)) / 3)
+
+
+def test_the_out_of_fold_estimate_is_the_data_tables_metric_over_its_labels(tmp_path):
+    """The bug: the estimate read LMSYS's three columns and log loss whatever [data] said (a KeyError on WSDM's
+    model_a,model_b predictions)."""
+    wsdm = Task.from_params({"label_columns": [], "label_column": "winner", "labels": ["model_a", "model_b"],
+                             "submission": "label", "metric": "accuracy"})
+    _predictions(tmp_path / "f0", [("1", 0, (0.9, 0.1)), ("2", 1, (0.6, 0.4))], wsdm.probability_columns)
+    _predictions(tmp_path / "f1", [("3", 1, (0.2, 0.8)), ("4", 0, (0.7, 0.3))], wsdm.probability_columns)
+    assert oof_score([tmp_path / "f0", tmp_path / "f1"], wsdm) == (0.75, 4)
+    assert oof_score([tmp_path / "none"], wsdm) == (None, 0)
+    with pytest.raises(DataError) as err:  # predictions of another [data] table: refused, not misread
+        oof_score([tmp_path / "f0"], Task.lmsys())
+    assert "has no column(s) ['winner_model_a', 'winner_model_b', 'winner_tie']" in err.value.message
+    assert "kagflow flow --from train" in err.value.hint
+
+
+def test_the_report_names_each_folds_metric(tmp_path):
+    from kagflow.workflow.flow import FlowReport
+
+    report = FlowReport("local", metric="accuracy", direction="higher is better", metric_name="accuracy",
+                        folds=[{"fold": 0, "version": 1, "output": "", "score": 0.81, "metric": "accuracy",
+                                "adapter": "a/b/transformers/c/1"}], oof_score=0.8, oof_rows=40)
+    text = "\n".join(report.lines())
+    assert "fold 0: train version 1, validation accuracy 0.8100, adapter a/b/transformers/c/1" in text
+    assert "ensemble of 1 fold(s): out-of-fold accuracy 0.8000 (40 rows)" in text
 
 
 def _log_loss(submission: Path, solution: Path) -> float:

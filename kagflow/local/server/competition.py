@@ -125,7 +125,7 @@ def check_competition_files(files_dir: Path, metric: str = "log_loss") -> None:
     solution = files_dir / SOLUTION
     if not solution.is_file():
         raise refuse(solution, "is missing: a local competition needs its hidden solution (id, then the columns "
-                               "its metric scores, e.g. id,winner_model_a,winner_model_b,winner_tie)")
+                               "its metric scores: sample_submission.csv's columns, with the true values)")
     try:
         header, rows = _read(solution, SOLUTION)
         truth = [scorer.truth_row(SOLUTION, row_id, header[1:], values) for row_id, (_, values) in rows.items()]

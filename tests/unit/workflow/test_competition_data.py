@@ -112,3 +112,27 @@ def test_publishing_onto_another_competition_s_adapter_is_refused_naming_both(tm
     monkeypatch.setattr("kagflow.hub.models.model_description", lambda gw, handle: other.replace(
         "llm-classification-finetuning", WSDM))
     model.guard_competition(None, config, "adapter_model")
+
+
+def test_data_synth_writes_plain_text_when_asked(tmp_path, monkeypatch, capsys):
+    """The gap: `kagflow data synth` wrote JSON turns only, never WSDM's plain-text cells."""
+    from kagflow.cli import main
+
+    path = init_project(tmp_path / "p", username="alice", competition=WSDM)
+    text = path.read_text().replace('label_column = ""', 'label_column = "winner"').replace(
+        "labels = []", 'labels = ["model_a", "model_b"]').replace('submission = "probabilities"', 'submission = "label"')
+    path.write_text(text.replace('metric = "log_loss"', 'metric = "accuracy"').replace(
+        'label_columns = ["winner_model_a", "winner_model_b", "winner_tie"]', "label_columns = []"))
+    monkeypatch.chdir(path.parent)
+    for fmt in ("plain", "turns"):
+        try:
+            main(["data", "synth", "--out", f"out-{fmt}", "--n-train", "40", "--n-test", "6", "--text-format", fmt])
+        except SystemExit as exc:
+            assert not exc.code, capsys.readouterr()
+    import csv
+
+    rows = {fmt: list(csv.DictReader(open(path.parent / f"out-{fmt}" / "train.csv", encoding="utf-8")))
+            for fmt in ("plain", "turns")}
+    assert {r["winner"] for r in rows["plain"]} == {"model_a", "model_b"}
+    assert not any(r["prompt"].startswith('["') for r in rows["plain"])
+    assert all(r["prompt"].startswith("[") for r in rows["turns"])
