@@ -96,7 +96,7 @@ def wait_score(gw: Gateway, competition: str, ref: str, *, timeout: float = 3 * 
                     else sub, elapsed)
 
     sub = poll_until(fetch, lambda s: s.status in ("COMPLETE", "ERROR"), timeout=timeout, on_poll=shown,
-                     on_timeout=timed_out, sleep=sleep)
+                     on_timeout=timed_out, sleep=sleep, cap=gw.endpoint.poll_cap)
     if sub.status == "ERROR":
         raise HubError(f"submission {ref} failed: {sub.error or 'no reason given'}",
                        context=f"competition {competition}",

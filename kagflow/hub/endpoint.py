@@ -20,6 +20,7 @@ class Endpoint:
     kind: str  # one of KINDS
     endpoint: Optional[str]  # the server's URL; None: the official client's production endpoint
     username: str
+    poll_cap: Optional[float] = None  # the longest wait between two polls of a long wait (None: WaitPolicy.CAP)
 
     @property
     def url(self) -> str:

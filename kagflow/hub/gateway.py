@@ -104,7 +104,7 @@ class Gateway:
 
         said: list = []
         return poll_until(look, lambda v: v is not missing and ready(v), timeout=WaitPolicy.SETTLE, on_poll=seen,
-                          on_timeout=give_up)
+                          on_timeout=give_up, cap=self.endpoint.poll_cap)
 
     def exists(self, fn: Callable[[], object], *, what: str, handle: str) -> bool:
         """True if ``fn`` finds the resource, False on 404 (retrying transient errors)."""

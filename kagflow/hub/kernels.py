@@ -224,7 +224,7 @@ def wait_kernel(gw: Gateway, handle: slugs.KernelHandle, version: Optional[int] 
                         hint=f"it keeps running; wait again with `kagflow kernel status {handle.slug} --wait`")
 
     return poll_until(lambda: kernel_status(gw, handle, version), lambda st: st.done, timeout=timeout,
-                      on_poll=on_poll, on_timeout=timed_out, sleep=sleep, clock=clock)
+                      on_poll=on_poll, on_timeout=timed_out, sleep=sleep, clock=clock, cap=gw.endpoint.poll_cap)
 
 
 def output_dir(kernel_folder: Path, version: int) -> Path:

@@ -167,10 +167,12 @@ def poll_until(fetch: Callable[[], T], done: Callable[[T], bool], *, timeout: fl
                on_poll: Optional[Callable[[T, float], None]] = None,
                on_timeout: Callable[[T, float], BaseException],
                sleep: Callable[[float], None] = time.sleep,
-               clock: Callable[[], float] = time.monotonic) -> T:
-    """Call ``fetch`` until ``done(value)``, waiting WaitPolicy's growing, capped intervals between
-    calls; past ``timeout`` raise ``on_timeout(value, elapsed)``. Returns the final value."""
-    start, interval = clock(), WaitPolicy.FIRST
+               clock: Callable[[], float] = time.monotonic, cap: Optional[float] = None) -> T:
+    """Call ``fetch`` until ``done(value)``, waiting WaitPolicy's growing intervals between calls, capped at
+    WaitPolicy.CAP (or ``cap``, if lower: an endpoint's ``poll_cap``); past ``timeout`` raise
+    ``on_timeout(value, elapsed)``. Returns the final value."""
+    cap = WaitPolicy.CAP if cap is None else min(cap, WaitPolicy.CAP)
+    start, interval = clock(), min(WaitPolicy.FIRST, cap)
     while True:
         value = fetch()
         elapsed = clock() - start
@@ -181,4 +183,4 @@ def poll_until(fetch: Callable[[], T], done: Callable[[T], bool], *, timeout: fl
         if elapsed >= timeout:
             raise on_timeout(value, elapsed)
         sleep(min(interval, max(0.0, timeout - elapsed)))
-        interval = min(WaitPolicy.CAP, interval * WaitPolicy.FACTOR)
+        interval = min(cap, interval * WaitPolicy.FACTOR)

@@ -26,6 +26,7 @@ from kagflow.workflow.competition_data import host_competition, hosted_data, loc
 from kagflow.workflow.standins import ensure_stand_in
 
 LOCAL_KAGGLE_IMAGE = "local-kaggle"  # the image the local Kaggle's kernels run on (kagflow.local.run.image)
+LOCAL_POLL_CAP = 3.0  # seconds: a loopback server is polled often (Kaggle's waits grow to WaitPolicy.CAP)
 
 
 class Target:
@@ -159,14 +160,14 @@ class LocalTarget(Target):
             if host not in ("127.0.0.1", "localhost", "::1"):
                 raise ConfigError(f"{ENDPOINT_ENV}={self.url} is not a loopback address",
                                   hint="point it at the local Kaggle server, e.g. http://127.0.0.1:PORT, or unset it")
-            return Endpoint(self.name, self.url, self.config.username), f" ({ENDPOINT_ENV} is set)"
+            return Endpoint(self.name, self.url, self.config.username, LOCAL_POLL_CAP), f" ({ENDPOINT_ENV} is set)"
         from kagflow.local.control import ensure_background_server  # the server's modules only when needed
 
         data = self.config.layout.local_server_data
         url = ensure_background_server(data)
         why = (f" (no Kaggle credentials; using the local Kaggle, data in {data})"
                if self.config.project.target == "auto" else "")
-        return Endpoint(self.name, url, self.config.username), why
+        return Endpoint(self.name, url, self.config.username, LOCAL_POLL_CAP), why
 
     def pinned(self, state: ProjectState) -> Config:
         return self.config.with_versions(state.model_versions())

@@ -209,3 +209,30 @@ def test_downloads_do_not_retry_inside_the_client(monkeypatch):
     response = requests.Response()
     EndpointKaggleApi("http://127.0.0.1:1").download_file(response, "/tmp/x", None, True, False)
     assert seen == {"max_retries": 0}
+
+
+def test_long_waits_poll_a_loopback_server_often_and_kaggle_with_growing_intervals(monkeypatch, tmp_path):
+    """Kaggle is polled every 2 s, then up to every 60 s; the local Kaggle's endpoint caps the interval at a few
+    seconds (a kernel that ends after 50 s was seen up to 15 s later, three times in each whole-flow test)."""
+    from kagflow.hub.retry import WaitPolicy, poll_until
+    from kagflow.project.config import load_config
+    from kagflow.project.init import init_project
+    from kagflow.workflow.target import LOCAL_POLL_CAP, LocalTarget
+
+    for name, value in (("FIRST", 2.0), ("FACTOR", 1.5), ("CAP", 60.0)):  # Kaggle's, not the tests' fast ones
+        monkeypatch.setattr(WaitPolicy, name, value)
+
+    def waits(cap):
+        slept, now = [], [0.0]
+
+        def sleep(s):
+            slept.append(s)
+            now[0] += s
+        poll_until(lambda: now[0], lambda t: t >= 600, timeout=3600, on_timeout=AssertionError, sleep=sleep,
+                   clock=lambda: now[0], cap=cap)
+        return slept
+
+    kaggle = waits(None)
+    assert kaggle[:3] == [2.0, 3.0, 4.5] and max(kaggle) == 60.0
+    endpoint, _ = LocalTarget(load_config(init_project(tmp_path / "p")), "http://127.0.0.1:9").connect()
+    assert endpoint.poll_cap == LOCAL_POLL_CAP and max(waits(endpoint.poll_cap)) == LOCAL_POLL_CAP

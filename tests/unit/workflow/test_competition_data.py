@@ -120,7 +120,8 @@ def test_data_synth_writes_plain_text_when_asked(tmp_path, monkeypatch, capsys):
 
     path = init_project(tmp_path / "p", username="alice", competition=WSDM)
     text = path.read_text().replace('label_column = ""', 'label_column = "winner"').replace(
-        "labels = []", 'labels = ["model_a", "model_b"]').replace('submission = "probabilities"', 'submission = "label"')
+        "labels = []", 'labels = ["model_a", "model_b"]')
+    text = text.replace('submission = "probabilities"', 'submission = "label"')
     path.write_text(text.replace('metric = "log_loss"', 'metric = "accuracy"').replace(
         'label_columns = ["winner_model_a", "winner_model_b", "winner_tie"]', "label_columns = []"))
     monkeypatch.chdir(path.parent)
