@@ -50,7 +50,9 @@ def evaluate(labels, probs, task: Task | None = None) -> dict:
         "n": int(len(labels)),
         "log_loss": float(log_loss(labels, probs, labels=classes)),
         "accuracy": float(accuracy_score(labels, predicted)),
-        "macro_f1": float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0)),
+        # over the labels the rows hold or are predicted (scikit-learn's default, as Kaggle's scorer): a label a
+        # validation fold never sees nor predicts is no zero in the average
+        "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
         "confusion_matrix": confusion_matrix(labels, predicted, labels=classes).tolist(),
         "labels": list(task.class_names),
     }
