@@ -89,8 +89,9 @@ def not_hosted(config: Config) -> DataError:
 def host_competition(config: Config, data: Path, *, files: Optional[Path] = None, metric: Optional[str] = None,
                      accept_rules: bool = False) -> CompetitionData:
     """Host the project's competition on the local server whose data folder is ``data``: ``files`` (the user's,
-    scored by ``metric``, else [data] metric); without them, keep what the server hosts already, else host the
-    synthetic competition where it may be used (:func:`synthetic_files`), else refuse (:func:`not_hosted`). With
+    scored by ``metric``, else [data] metric; synthetic if ``kagflow data synth`` wrote them); without them, keep
+    what the server hosts already, else host the synthetic competition where it may be used
+    (:func:`synthetic_files`), else refuse (:func:`not_hosted`). With
     ``accept_rules``, accept its rules as the project's user (like Kaggle, it refuses downloads and submissions
     until then). Idempotent."""
     from kagflow.local.server import competition
@@ -107,7 +108,9 @@ def host_competition(config: Config, data: Path, *, files: Optional[Path] = None
     else:
         name = metric_rules.metric(metric or config.data.metric).name  # did-you-mean for a misspelled one
         check_files(config, Path(files))
-        competition.install_competition(data, slug, files, metric=name)
+        # a folder kagflow data synth wrote stays synthetic, whoever hosts it: its reports say so
+        competition.install_competition(data, slug, files, metric=name,
+                                        synthetic=(Path(files) / SYNTHETIC_MARK).is_file())
     if accept_rules:
         competition.accept_rules(data, slug, config.username)
     return hosted_data(config, data)

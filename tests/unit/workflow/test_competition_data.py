@@ -137,3 +137,14 @@ def test_data_synth_writes_plain_text_when_asked(tmp_path, monkeypatch, capsys):
     assert {r["winner"] for r in rows["plain"]} == {"model_a", "model_b"}
     assert not any(r["prompt"].startswith('["') for r in rows["plain"])
     assert all(r["prompt"].startswith("[") for r in rows["turns"])
+
+
+def test_files_kagflow_data_synth_wrote_stay_synthetic_when_hosted_with_files(tmp_path):
+    """The bug: `kagflow data synth --out DIR` then `kagflow local competition --files DIR` hosted generated data as
+    the user's own, and no report said they were synthetic."""
+    config = load_config(init_project(tmp_path / "p", username="alice"))
+    competition_data.write_synthetic(config, tmp_path / "made", n_train=30, n_test=6, seed=0, n_public=3)
+    hosted = competition_data.host_competition(config, tmp_path / "data", files=tmp_path / "made")
+    assert hosted.synthetic and "SYNTHETIC data" in hosted.note
+    own = competition_data.host_competition(config, tmp_path / "data", files=write_competition(tmp_path / "own"))
+    assert not own.synthetic and own.note == ""
