@@ -128,6 +128,8 @@ def test_a_competition_by_its_data_table_learns_and_submits_through_the_hidden_r
     hosted = _kagflow(root, env, "local", "competition", "--files", str(tmp_path / "files"), "--metric",
                       task.metric, "--accept-rules")
     assert f"Competition {competition.slug} hosted locally; rules accepted" in hosted.stdout
+    check = _kagflow(root, env, "check")  # the hosted files against [data], before anything is pushed
+    assert "no problems found" in check.stdout, check.stdout
 
     flow = _kagflow(root, env, "flow")
     facts = metric(task.metric)
