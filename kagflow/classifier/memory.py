@@ -256,7 +256,8 @@ def _refusal(shape, lora, s: Setting, terms, tokens: int, *, checkpointing: bool
     """The refusal's text: what does not fit (each term), then each single change that fits, with its peak."""
     what = " + ".join(f"{name} {value:.2f}" for name, value in terms)
     head = (f"the LoRA configuration does not fit this card: {lora.describe(shape)}; "
-            f"{'every layer checkpointed, ' if checkpointing else 'no checkpointing, '}{tokens} tokens per micro-batch, "
+            f"{'every layer checkpointed, ' if checkpointing else 'no checkpointing, '}"
+            f"{tokens} tokens per micro-batch, "
             f"max_length {s.max_length}: {what} = {_peak(terms):.2f} GiB > {s.limit_gib:.2f} GiB "
             f"(the card less {SPARE_GIB} GiB spare)")
     if not checkpointing:

@@ -91,7 +91,7 @@ class Recipe:
     compile_layers: bool  # each decoder layer through torch.compile in training (``compiling``)
     infer_compile_layers: bool
     infer_pool_top_layer: bool  # padded inference: the top layer computes the pooled token only (``pooled``)
-    memory_plan: Optional[MemoryPlan] = None  # training: the plan the budget and unchecked layers come from (``memory``)
+    memory_plan: Optional[MemoryPlan] = None  # training: where budget and unchecked layers come from (``memory``)
 
 
 def recipe_for_device(total_mem_gib: float, capability: tuple[int, int], traits=None, **training) -> "Recipe":
@@ -210,7 +210,8 @@ def recipe_for_profile(profile, traits=None, *, lora: Optional[LoraShape] = None
 
 
 def memory_plan(profile, traits=None, *, lora: Optional[LoraShape] = None, max_length: Optional[int] = None,
-                optimizer: str = "auto", checkpointing: bool = True, tokens: int = 4096, dense: bool = False) -> MemoryPlan:
+                optimizer: str = "auto", checkpointing: bool = True, tokens: int = 4096,
+                dense: bool = False) -> MemoryPlan:
     """``memory.plan`` for a device profile (its memory less ``SPARE_GIB``; the CPU: no limit, fp32, eager) and a
     model's traits (their ``shape``; None: Gemma-2-9B), ``lora`` / ``max_length`` defaulting to [train]'s."""
     from .config import TrainConfig
@@ -224,12 +225,13 @@ def memory_plan(profile, traits=None, *, lora: Optional[LoraShape] = None, max_l
     return plan(shape, lora, setting, tokens=tokens, checkpointing=checkpointing and profile.cuda)
 
 
-def recipe_for_current_device(device=None, traits=None) -> Recipe:
+def recipe_for_current_device(device=None, traits=None, **training) -> Recipe:
     """``recipe_for_profile`` of a device (default: the current CUDA device, or the CPU without one)
-    for a model with ``traits`` (``model.ModelTraits``)."""
+    for a model with ``traits`` (``model.ModelTraits``); ``training``: its lora / max_length / optimizer /
+    checkpointing."""
     from .device import device_profile
 
-    return recipe_for_profile(device_profile(device), traits)
+    return recipe_for_profile(device_profile(device), traits, **training)
 
 
 def torch_dtype(name: str) -> torch.dtype:

@@ -132,10 +132,15 @@ def resolve_loop(train_loop: str) -> str:
 def training_recipe(cfg: TrainConfig | None = None, traits=None):
     """kagflow's recipe for this device's profile and the model's ``traits`` (``model.ModelTraits``;
     bench/RESULTS.md; on the CPU the T4 shapes in fp32), with ``cfg``'s say: no checkpointing when
-    ``gradient_checkpointing`` is false, its training attention ("auto": the recipe's for the model)."""
+    ``gradient_checkpointing`` is false, its training attention ("auto": the recipe's for the model). The memory plan
+    (``memory``) follows ``cfg``'s LoRA (r, targets, freeze_layers, dropout), max_length and optimizer, and refuses
+    (``memory.MemoryPlanError``, every term and the fixes) a configuration that cannot fit the card."""
+    from .memory import LoraShape
     from .recipe import recipe_for_current_device
 
-    recipe = recipe_for_current_device(traits=traits)
+    training = {} if cfg is None else dict(lora=LoraShape.of(cfg), max_length=cfg.max_length,
+                                           optimizer=cfg.optim_type, checkpointing=cfg.gradient_checkpointing)
+    recipe = recipe_for_current_device(traits=traits, **training)
     if cfg is not None:
         attn = recipe.train_attn_implementation if cfg.attn_implementation == "auto" else cfg.attn_implementation
         pack = attn == "flex_attention"  # flex trains on packed rows: a few shapes to compile, no L x L scores
