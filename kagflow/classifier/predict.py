@@ -20,7 +20,7 @@ import torch
 
 from .batching import classification_logits, inference_batches, token_budget_batches
 from .compiling import compile_decoder_layers, static_shapes
-from .dequant import densify_layers, flatten_absmax, merge_and_dequantize
+from .dequant import densify_layers, flatten_absmax, int8_layers, merge_and_dequantize
 from .packing import uses_packing
 from .pooled import pool_top_layer
 from .recipe import Recipe, set_attn_implementation, torch_dtype
@@ -52,7 +52,7 @@ def predict_proba(model, token_ids, *, pad_token_id: int, token_budget: int = 16
     return p / p.sum(axis=1, keepdims=True)
 
 
-def prepare_for_inference(model, recipe: Recipe):
+def prepare_for_inference(model, recipe: Recipe, *, quantization: str = "4bit", int8_threshold: float = 6.0):
     """Trained PeftModel (4-bit base) -> the model to predict with, per ``recipe``.
 
     Big cards: ``merge_and_dequantize`` to the recipe dtype, then the recipe's inference attention
@@ -60,12 +60,20 @@ def prepare_for_inference(model, recipe: Recipe):
     PeftModel (its double-quantised scales flattened, ``dequant.flatten_absmax``), as many layers made dense
     with the LoRA merged as fit in ``recipe.infer_model_max_gib`` (``dequant.densify_layers``), eager, each
     decoder layer compiled (``recipe.infer_compile_layers``).
+    ``quantization`` "8bit" (a 4-bit recipe only): every 4-bit linear becomes LLM.int8 of its NF4 weight with the
+    LoRA merged (``dequant.int8_layers``) instead of part of the layers dense.
     Padded batches (every recipe but flex attention's packed rows): the top decoder layer computes the pooled
     token only past its attention (``recipe.infer_pool_top_layer``, ``pooled``).
     Returns the model in eval mode.
     """
     if recipe.dequantize_for_inference:
+        if quantization == "8bit":
+            print("inference: quantization = \"8bit\" is for the cards that keep a quantised base; this card merges "
+                  f"the LoRA into a {recipe.dtype} base", flush=True)
         model = merge_and_dequantize(model, torch_dtype(recipe.dtype))
+    elif quantization == "8bit":
+        n = int8_layers(model, threshold=int8_threshold)
+        print(f"inference: {n} linears made 8-bit with the LoRA merged (threshold {int8_threshold})", flush=True)
     else:
         if recipe.flatten_absmax:
             flatten_absmax(model)

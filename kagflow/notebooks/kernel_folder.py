@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from kagflow.classifier.config import TIME_BUDGET_MARGIN
+from kagflow.classifier.config import INFER_DEADLINE_MARGIN, TIME_BUDGET_MARGIN
 from kagflow.classifier.paths import ADAPTER_MARKER, InputNotFoundError, find_model_dir
 from kagflow.errors import MissingFileError
 from kagflow.project.config import IMPORT, INFER, MODELS, TRAIN, Config
@@ -44,6 +44,8 @@ def notebook_params(config: Config, name: str, sources: KernelSources, *, tiny: 
     params.update(config.recipe(kernel.kind, stand_in=tiny))
     if kernel.kind == TRAIN and not params["time_budget"]:  # stop, evaluate and save before Kaggle ends the session
         params["time_budget"] = max(kernel.timeout - TIME_BUDGET_MARGIN, kernel.timeout // 2)
+    if kernel.kind == INFER and not params["deadline_s"]:  # a scored submission.csv before Kaggle ends the session
+        params["deadline_s"] = max(kernel.timeout - INFER_DEADLINE_MARGIN, kernel.timeout // 2)
     params.update(overrides or {})
     return params
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from kagflow.classifier.config import FAST_LOOP_OPTIMIZERS
+from kagflow.classifier.config import FAST_LOOP_OPTIMIZERS, QUANTIZATIONS
 from kagflow.errors import KagflowError
 from kagflow.project.config import INFER, MODELS, TRAIN, Config
 from kagflow.project.sources import resolve_sources
@@ -62,6 +62,8 @@ def check_kernel(config: Config, name: str, adapters: tuple[str, ...] = ()) -> l
     problems = list(_check_kernel_config(config, name, missing_is_problem=True))
     if config.kernel(name).kind == TRAIN:
         problems += _check_train(config)
+    if config.kernel(name).kind == INFER:
+        problems += _check_infer(config)
     try:
         folder = config.kernel_dir(name)
     except KagflowError:
@@ -84,6 +86,17 @@ def pending(config: Config) -> list[Pending]:
 
 
 # --------------------------------------------------------------------------- config-level rules
+
+def _check_infer(config: Config) -> Iterator[Problem]:
+    """[infer] keys the inference notebook would refuse: each with the key and the fix."""
+    toml, i = config.path.name, config.infer
+    if i.quantization not in QUANTIZATIONS:
+        yield Problem(toml, "[infer] quantization", f"quantization = {i.quantization!r} is not one of "
+                      f"{', '.join(QUANTIZATIONS)}", 'write quantization = "4bit" (NF4, as trained) or "8bit"')
+    if i.deadline_s < 0:
+        yield Problem(toml, "[infer] deadline_s", f"deadline_s = {i.deadline_s} is negative",
+                      "set deadline_s = 0 (the kernel's timeout less 600 s) or the seconds the notebook may run")
+
 
 def _check_train(config: Config) -> Iterator[Problem]:
     """[train] keys that a training loop would not honour: each refused with the key and the fix."""
