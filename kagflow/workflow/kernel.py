@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from kagflow.errors import KagflowError, KernelFailedError, MissingFileError
+from kagflow.project.config import INFER
 from kagflow.project.lock import locked
 from kagflow.project.state import KernelRecord, VersionRecord
 
@@ -48,6 +49,9 @@ def push(session, name: str, *, accelerator: Optional[str] = None, timeout: Opti
     kernel = config.kernel(name)
     accelerator_used = accelerator or kernel.accelerator
     timeout = timeout if timeout is not None else kernel.timeout
+    if kernel.kind == INFER and not session.target.uses_stand_in:  # the rates are Gemma-2-9B's
+        guard_run_time(config, name, accelerator_used, timeout, members=max(1, len(adapters)), force=force_quota,
+                       log=session.gateway.log)
     result = push_kernel(session.gateway, rendered.folder, accelerator=accelerator, timeout=timeout, force=force,
                          before_push=lambda: guard_gpu_push(session.gateway, name, rendered.handle,
                                                             accelerator_used, timeout, force=force_quota))
@@ -58,6 +62,29 @@ def push(session, name: str, *, accelerator: Optional[str] = None, timeout: Opti
         state.record_version(name, result.version, VersionRecord(dict(overrides or {}), accelerator_used, timeout,
                                                                  round(time.time())))
     return result
+
+
+def guard_run_time(config, name: str, accelerator: str, timeout: int, *, members: int, force: bool = False,
+                   log: Callable[[str], None] = print) -> None:
+    """Before an inference push: the estimated run time on Kaggle (``rules.runtime``) against the kernel's
+    timeout; refused past it unless ``force``. Says the estimate in one line."""
+    from kagflow.rules.runtime import kaggle_inference_run_time, refuse_past_timeout
+
+    infer = config.infer
+
+    def estimate_for(n: int):
+        return kaggle_inference_run_time(config.project.competition, accelerator, members=n, tta=infer.tta,
+                                         max_length=infer.max_length)
+
+    estimate = estimate_for(members)
+    if estimate is None:
+        return
+    if force and estimate.seconds > timeout:
+        log(f"warning: inference run time past the {timeout} s timeout, pushing anyway (--force): "
+            f"{estimate.arithmetic}")
+        return
+    refuse_past_timeout(estimate, timeout, name=name, estimate_for=estimate_for)
+    log(f"inference run time: {estimate.arithmetic} (timeout {timeout} s)")
 
 
 def kernel_version(session, name: str) -> int:
