@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -151,22 +150,6 @@ def infer_task(args, ckpt, device) -> None:
     g16.as_profile(None, None)
 
 
-def run_tasks(args) -> None:
-    """Each task in a child process of this script, in order, while the deadline allows."""
-    for task, need in TASKS:
-        if not g16.within(args, need):
-            continue
-        g16.log(f"task {task}")
-        child = [sys.executable, __file__, "--task", task, "--t0", str(gb.T_START), *sys.argv[1:]]
-        try:
-            r = subprocess.run(child, timeout=max(30, args.deadline_s - (time.time() - gb.T_START) + 20))
-            if r.returncode != 0:
-                g16.record(f"task_{task}", {"error": f"exit status {r.returncode}"})
-        except subprocess.TimeoutExpired:
-            g16.record(f"task_{task}", {"error": "past the deadline: stopped"})
-        gb.RESULTS.update(json.loads((Path(args.out) / "results.json").read_text()))
-
-
 def summary(args) -> dict:
     """The issue's ratios (same call, against the seed configured the same way), peaks and the plan's predictions."""
     res = gb.RESULTS
@@ -203,17 +186,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dry-run", action="store_true", help="the CPU with a tiny Gemma-2: the logic, no numbers")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--ckpt", default=None)
-    ap.add_argument("--layers", type=int, default=42)
-    ap.add_argument("--train-rows", type=int, default=300)
-    ap.add_argument("--train-max-len", type=int, default=1024)
-    ap.add_argument("--seed-steps", type=int, default=16)
-    ap.add_argument("--warm", type=int, default=3)
-    ap.add_argument("--infer-rows", type=int, default=200)
+    g16.add_run_arguments(ap)
     ap.add_argument("--infer-max-len", type=int, default=3072)
     ap.add_argument("--deadline-s", type=float, default=530)
-    ap.add_argument("--task", default=None, help="(internal) one measurement in this process")
-    ap.add_argument("--t0", type=float, default=None, help="(internal) the parent's start time")
     args = ap.parse_args()
     args.tiny = args.dry_run  # gemma_bench's and gpu16's name for the CPU check
     if args.dry_run and "--task" not in sys.argv:
@@ -223,17 +198,7 @@ def main():
                 setattr(args, flag[2:].replace("-", "_"), type(getattr(args, flag[2:].replace("-", "_")))(value))
                 sys.argv += [flag, str(value)]  # the children see the same sizes
     args.out = args.out or str(Path(tempfile.gettempdir()) / "winners")
-    gb.OUT = Path(args.out)
-    gb.OUT.mkdir(parents=True, exist_ok=True)
-    if args.t0:
-        gb.T_START = args.t0
-    if (gb.OUT / "results.json").is_file():
-        gb.RESULTS.update(json.loads((gb.OUT / "results.json").read_text()))
-    device = torch.device("cpu") if args.tiny else torch.device("cuda", 0)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    cfg = gb.model_config(args)
-    args.n_layers, args.vocab = cfg.num_hidden_layers, cfg.vocab_size
-    ckpt = Path(args.ckpt or (tempfile.gettempdir() + f"/g9b_L{cfg.num_hidden_layers}{'_tiny' if args.tiny else ''}"))
+    device, cfg, ckpt = g16.start(args)
     if args.task:
         if args.tiny:  # Dynamo's capture without inductor's C++ builds (as tests/unit/classifier/test_compiling.py)
             from kagflow.classifier import compiling
@@ -248,7 +213,7 @@ def main():
     gb.build_checkpoint(cfg, ckpt, device)
     for capability in ((8, 9), (7, 5)):
         g16.record(f"plan_{capability[0]}{capability[1]}", recipe(args, capability).memory_plan.describe())
-    run_tasks(args)
+    g16.run_tasks(args, TASKS, script=__file__)
     summary(args)
 
 
