@@ -49,6 +49,7 @@ def check_project(config: Config) -> list[Problem]:
     (``Session.config``): sources the flow has not produced yet are ``pending``, not problems."""
     problems: list[Problem] = []
     problems += _check_train(config)
+    problems += _check_infer(config)
     for name in config.kernels:
         problems += _check_kernel_config(config, name, missing_is_problem=False)
     problems += _check_generated(config)
@@ -93,6 +94,10 @@ def _check_infer(config: Config) -> Iterator[Problem]:
     if i.quantization not in QUANTIZATIONS:
         yield Problem(toml, "[infer] quantization", f"quantization = {i.quantization!r} is not one of "
                       f"{', '.join(QUANTIZATIONS)}", 'write quantization = "4bit" (NF4, as trained) or "8bit"')
+    if i.quantization == "8bit" and len(config.train.folds) > 1:
+        yield Problem(toml, "[infer] quantization", f"quantization = \"8bit\" merges one adapter into the weights, "
+                      f"and [train] folds ensembles {len(config.train.folds)}", 'set quantization = "4bit" for a fold '
+                      "ensemble, or folds = [] (one adapter)")
     if i.deadline_s < 0:
         yield Problem(toml, "[infer] deadline_s", f"deadline_s = {i.deadline_s} is negative",
                       "set deadline_s = 0 (the kernel's timeout less 600 s) or the seconds the notebook may run")
