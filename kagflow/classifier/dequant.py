@@ -240,11 +240,12 @@ def _int8_linear(weight: torch.Tensor, bias, threshold: float, device) -> nn.Mod
     out_f, in_f = weight.shape
     lin = bnb.nn.Linear8bitLt(in_f, out_f, bias=bias is not None, has_fp16_weights=False, threshold=threshold,
                               device="meta")
-    lin.weight = bnb.nn.Int8Params(weight.detach().to("cpu", torch.float16), requires_grad=False,
-                                   has_fp16_weights=False)
+    # quantised where the weight is (Int8Params itself quantises only on a move off the CPU)
+    cb, scb, _ = bnb.functional.int8_vectorwise_quant(weight.detach().to(device, torch.float16).contiguous())
+    lin.weight = bnb.nn.Int8Params(cb, requires_grad=False, has_fp16_weights=False, CB=cb, SCB=scb)
     if bias is not None:
-        lin.bias = nn.Parameter(bias.detach().to("cpu", torch.float16), requires_grad=False)
-    return lin.to(device)
+        lin.bias = nn.Parameter(bias.detach().to(device, torch.float16), requires_grad=False)
+    return lin
 
 
 @torch.no_grad()

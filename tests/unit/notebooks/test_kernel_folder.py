@@ -46,3 +46,16 @@ def test_every_key_of_the_recipe_table_reaches_the_parameters_cell(project, name
     assert "parameters" in cell.metadata.tags
     for key in changed:
         assert f"\n{key} = {params[key]!r}\n" in cell.source + "\n", key
+
+
+def test_an_inference_kernel_gets_a_deadline_inside_its_timeout(project):
+    """[infer] deadline_s = 0 renders as the kernel's timeout less INFER_DEADLINE_MARGIN (the guard writes
+    submission.csv before Kaggle stops the session); a value set in kagflow.toml stays."""
+    from kagflow.classifier.config import INFER_DEADLINE_MARGIN
+
+    cfg = load_config(project)
+    timeout = cfg.kernel(INFER_KERNEL).timeout
+    params = notebook_params(cfg, INFER_KERNEL, resolve_sources(cfg, INFER_KERNEL), tiny=False)
+    assert cfg.infer.deadline_s == 0 and params["deadline_s"] == timeout - INFER_DEADLINE_MARGIN
+    cfg = dataclasses.replace(cfg, infer=dataclasses.replace(cfg.infer, deadline_s=1234))
+    assert notebook_params(cfg, INFER_KERNEL, resolve_sources(cfg, INFER_KERNEL), tiny=False)["deadline_s"] == 1234
