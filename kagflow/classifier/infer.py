@@ -1,4 +1,5 @@
-"""Inference runs: a test set through one model (or one per GPU), A/B-swap TTA, ensembles, submission.csv.
+"""Inference runs: a test set through one model (or one per GPU), swap TTA (pairwise tasks), ensembles,
+submission.csv in the task's format.
 
 The probabilities themselves come from ``predict.predict_proba``."""
 
@@ -9,27 +10,28 @@ import time
 from pathlib import Path
 
 from .config import InferConfig  # noqa: F401 - re-exported: the notebooks import it from here
-from .text import encode_rows
+from .task import Task
+from .text import encode_frame
 
 
-def predict(model, tokenizer, frame, *, max_length: int, tta: bool = False, token_budget: int = 16384):
-    """Probabilities for an ArenaData frame; with ``tta``, averaged with the A/B-swapped pass."""
+def predict(model, tokenizer, frame, *, max_length: int, tta: bool = False, token_budget: int = 16384,
+            task: Task | None = None):
+    """Probabilities for an ArenaData frame; with ``tta`` (pairwise tasks), averaged with the swapped pass."""
     from .predict import predict_proba
 
     return predict_with(lambda ids: predict_proba(model, ids, pad_token_id=tokenizer.pad_token_id,
                                                   token_budget=token_budget),
-                        tokenizer, frame, max_length=max_length, tta=tta)
+                        tokenizer, frame, max_length=max_length, tta=tta, task=task)
 
 
-def predict_with(proba, tokenizer, frame, *, max_length: int, tta: bool = False):
-    """``predict`` for any ``proba(token_ids) -> probabilities`` (one model, or one per GPU)."""
-    from .predict import SWAP_AB
-
-    ids = encode_rows(tokenizer, frame["prompt"], frame["response_a"], frame["response_b"], max_length)
-    probs = proba(ids)
-    if tta:
-        swapped = encode_rows(tokenizer, frame["prompt"], frame["response_b"], frame["response_a"], max_length)
-        probs = (probs + proba(swapped)[:, SWAP_AB]) / 2
+def predict_with(proba, tokenizer, frame, *, max_length: int, tta: bool = False, task: Task | None = None):
+    """``predict`` for any ``proba(token_ids) -> probabilities`` (one model, or one per GPU). The swapped pass
+    reads the two ``swap_columns`` exchanged; its first two classes trade places back (a tie stays)."""
+    task = task or Task()
+    probs = proba(encode_frame(tokenizer, frame, task, max_length))
+    if tta and task.pairwise:
+        swapped = proba(encode_frame(tokenizer, frame, task, max_length, swapped=True))
+        probs = (probs + swapped[:, task.swap_order]) / 2
     return probs
 
 
@@ -59,8 +61,8 @@ def tuned_for_device(model, token_budget: int, *, quantization: str = "4bit", in
             recipe.infer_max_tokens)
 
 
-def per_device_models(base, adapter, *, attn_implementation: str, quantization: str = "4bit",
-                      int8_threshold: float = 6.0):
+def per_device_models(base, adapter, *, attn_implementation: str, task: Task | None = None,
+                      quantization: str = "4bit", int8_threshold: float = 6.0):
     """``load(device)``: the 4-bit base + adapter(s) on ``device``, loaded once per device and kept
     (an ensemble's adapters stay separate LoRA modules: no merge)."""
     import threading
@@ -73,7 +75,7 @@ def per_device_models(base, adapter, *, attn_implementation: str, quantization: 
         with lock:  # one load at a time keeps host memory to one checkpoint's worth
             if device not in models:
                 model, _ = load_for_inference(base, adapter, attn_implementation=attn_implementation,
-                                              device_map={"": device})
+                                              device_map={"": device}, task=task)
                 if len(adapter_list(adapter)) == 1:
                     model = tuned_for_device(model, 0, quantization=quantization, int8_threshold=int8_threshold)[0]
                 models[device] = model
@@ -83,8 +85,9 @@ def per_device_models(base, adapter, *, attn_implementation: str, quantization: 
 
 
 def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, device_map=None,
-                  devices=None, started: float | None = None) -> dict:
-    """Load base + adapter, predict every row of test.csv, write a checked submission.csv.
+                  devices=None, task: Task | None = None, started: float | None = None) -> dict:
+    """Load base + adapter, predict every row of the test file, write a checked submission.csv in ``task``'s
+    format (default: LMSYS). ``cfg.tta`` applies to pairwise tasks (``swap_columns``) only.
 
     ``adapter`` may be a list (the folds of an ensemble): the base is loaded once with every adapter,
     each adapter predicts in turn (with TTA), and submission.csv holds the mean of their probabilities;
@@ -100,7 +103,7 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
     from .deadline import Deadline, combine, run_passes
     from .model import adapter_list, load_for_inference, load_tokenizer
     from .multigpu import predict_proba_multi, visible_devices
-    from .predict import SWAP_AB, predict_proba
+    from .predict import predict_proba
     from .submission import write_submission
 
     adapters = adapter_list(adapter)
@@ -112,17 +115,22 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
     if cfg.quantization == "8bit" and len(adapters) > 1:
         raise ValueError(f"[infer] quantization = \"8bit\" merges one adapter into the weights, and this ensemble "
                          f"has {len(adapters)}: set quantization = \"4bit\" for an ensemble")
-    test_ids = read_ids(test_csv)
+    task = task or Task()
+    test_ids = read_ids(test_csv, task.id_column)
     check_test_ids(test_ids, test_csv)  # before any model is loaded
-    data = load_arena_csv(test_csv, labeled=False)
+    data = load_arena_csv(test_csv, labeled=False, task=task)
     print(data.report(), flush=True)
+    tta = cfg.tta and task.pairwise
+    if cfg.tta and not task.pairwise:
+        print("notice: tta is on but [data] swap_columns is empty (not a pairwise task): no swapped pass",
+              flush=True)
     deadline = Deadline.after(cfg.deadline_s, started=started)
     budget = cfg.batch_size * cfg.max_length
     quant = dict(quantization=cfg.quantization, int8_threshold=cfg.int8_threshold)
     devices = list(devices or visible_devices())
     if len(devices) > 1 and device_map is None:
         tokenizer = load_tokenizer(adapters[0])
-        load = per_device_models(base, adapters, attn_implementation=cfg.attn_implementation, **quant)
+        load = per_device_models(base, adapters, attn_implementation=cfg.attn_implementation, task=task, **quant)
         print(f"one model per device: {', '.join(devices)}", flush=True)
         if devices[0].startswith("cuda"):
             import torch
@@ -139,7 +147,7 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
         names = list(load(devices[0]).peft_config) if len(adapters) > 1 else [None]
     else:
         model, tokenizer = load_for_inference(base, adapters, attn_implementation=cfg.attn_implementation,
-                                              device_map=device_map)
+                                              device_map=device_map, task=task)
         names = list(model.peft_config) if len(adapters) > 1 else [None]
         if len(adapters) == 1:
             model, budget = tuned_for_device(model, budget, **quant)
@@ -151,30 +159,30 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
             return proba
     start = time.time()
     frame = data.frame
-    columns = {"original": ("prompt", "response_a", "response_b"), "swapped": ("prompt", "response_b", "response_a")}
-    views = ("original", "swapped") if cfg.tta else ("original",)
+    views = ("original", "swapped") if tta else ("original",)
 
     def encode(view, rows, length):
-        return encode_rows(tokenizer, *(list(frame[c].iloc[rows]) for c in columns[view]), length)
+        return encode_frame(tokenizer, frame.iloc[rows], task, length, swapped=view == "swapped")
 
     def proba(member, view, ids):
         p = proba_for(names[member])(ids)
-        return p[:, SWAP_AB] if view == "swapped" else p
+        return p[:, task.swap_order] if view == "swapped" else p
 
     out = run_passes([(m, v) for m in range(len(names)) for v in views], len(frame), encode, proba,
-                     max_length=cfg.max_length, deadline=deadline, chunk_tokens=8 * budget)
+                     max_length=cfg.max_length, deadline=deadline, chunk_tokens=8 * budget,
+                     n_labels=task.n_labels)
     probs, on_prior, members = combine(out, len(names), views)
     if len(names) > 1:
         for i, member in enumerate(members):
             if member is not None:  # a member the deadline cut short has no file of its own
                 path = write_submission(frame["id"], member, Path(output_path).with_name(f"submission.adapter{i}.csv"),
-                                        test_ids=test_ids)
+                                        task=task, test_ids=test_ids)
                 print(f"adapter {i} ({adapters[i]}): {path}", flush=True)
-    path = write_submission(frame["id"], probs, output_path, test_ids=test_ids)
+    path = write_submission(frame["id"], probs, output_path, task=task, test_ids=test_ids)
     seconds = time.time() - start
     report = _report(out, views, len(names), on_prior, cfg, seconds)
     Path(output_path).with_name("inference_report.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {path}: {len(probs)} rows in {seconds:.0f}s (tta={cfg.tta}, {len(members)} adapter(s), "
+    print(f"wrote {path}: {len(probs)} rows in {seconds:.0f}s (tta={tta}, {len(members)} adapter(s), "
           f"{on_prior} rows on the prior)", flush=True)
     return {"path": path, "rows": len(probs), "seconds": seconds, "issues": [str(i) for i in data.issues],
             "adapters": len(members), "report": report}
