@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from . import progress_line
 from .config import InferConfig  # noqa: F401 - re-exported: the notebooks import it from here
 from .text import encode_rows
 
@@ -128,12 +129,14 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
             return proba
     start = time.time()
     members = []
-    for i, name in enumerate(names):
-        members.append(predict_with(proba_for(name), tokenizer, data.frame, max_length=cfg.max_length, tta=cfg.tta))
-        if len(names) > 1:
-            member = Path(output_path).with_name(f"submission.adapter{i}.csv")
-            write_submission(data.frame["id"], members[-1], member, test_ids=test_ids)
-            print(f"adapter {i} ({adapters[i]}): {member}", flush=True)
+    with progress_line.counting("infer", len(data.frame) * (2 if cfg.tta else 1) * len(names)):
+        for i, name in enumerate(names):
+            members.append(predict_with(proba_for(name), tokenizer, data.frame, max_length=cfg.max_length,
+                                        tta=cfg.tta))
+            if len(names) > 1:
+                member = Path(output_path).with_name(f"submission.adapter{i}.csv")
+                write_submission(data.frame["id"], members[-1], member, test_ids=test_ids)
+                print(f"adapter {i} ({adapters[i]}): {member}", flush=True)
     probs = sum(members) / len(members)
     path = write_submission(data.frame["id"], probs, output_path, test_ids=test_ids)
     seconds = time.time() - start
