@@ -81,15 +81,17 @@ def status(session, name: str, version: Optional[int] = None):
     return version, kernel_status(session.gateway, session.config.kernel_handle(name), version)
 
 
-def wait(session, name: str, *, version: Optional[int] = None, timeout: Optional[float] = None,
-         on_poll: Optional[Callable] = None):
-    """Wait for the kernel; on ERROR/CANCEL pull its log and raise with the last lines."""
-    from kagflow.hub.kernels import log_text, tail, wait_kernel
+def wait(session, name: str, *, version: Optional[int] = None, timeout: Optional[float] = None, watch=None):
+    """Wait for the kernel, its state and its log's training step, loss and ETA shown on ``watch`` (default: a
+    ``kagflow.progress.Watch`` on stderr; see ``kernel_watch``); on ERROR/CANCEL pull its log and raise with the
+    last lines."""
+    from kagflow.hub.kernels import log_text, tail
+    from kagflow.workflow.kernel_watch import watch_kernel
 
     handle = session.config.kernel_handle(name)
     version = version or kernel_version(session, name)
-    status = wait_kernel(session.gateway, handle, version,
-                         timeout=timeout or session.config.kernel(name).timeout + 600, on_poll=on_poll)
+    status = watch_kernel(session.gateway, handle, version, label=f"{name} v{version}", watch=watch,
+                          timeout=timeout or session.config.kernel(name).timeout + 600)
     if status.status != "COMPLETE":
         log = ""
         try:

@@ -30,7 +30,7 @@ class StepContext:
 
     forced: frozenset = frozenset()  # steps redone on purpose (--from): kernels are pushed again
     local_train: bool = False
-    on_poll: Optional[Callable] = None
+    on_poll: Optional[Callable] = None  # the submission's wait (kernels show their own progress: kernel_watch)
     folds: tuple[int, ...] = ()  # train each as its own version, ensemble their adapters (--folds, [train] folds)
 
 
@@ -62,7 +62,7 @@ def wheels(session, ctx: StepContext) -> StepResult:
 
 def _push_wait_pull(session, name: str, ctx: StepContext, **push) -> tuple[int, Path]:
     pushed = session.push(name, force=name in ctx.forced, **push)
-    session.wait(name, version=pushed.version, on_poll=ctx.on_poll)
+    session.wait(name, version=pushed.version)
     return pushed.version, session.pull(name, version=pushed.version)
 
 
