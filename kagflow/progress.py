@@ -215,6 +215,24 @@ class Watch:
             self._sleep(min(left, max(due, 0.0)))
             self.beat()
 
+    @contextlib.contextmanager
+    def beating(self, every: float = 1.0) -> Iterator["Watch"]:
+        """A thread calls :meth:`beat` every ``every`` seconds while the block runs: the heartbeat of a wait that
+        does not sleep through :meth:`sleep` (a subprocess read line by line)."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(every):
+                self.beat()
+
+        thread = threading.Thread(target=beat, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join()
+
     def close(self) -> None:
         """End the display; without a terminal the last figures are printed when no line showed them yet."""
         with self._lock:

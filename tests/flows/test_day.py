@@ -158,3 +158,17 @@ def test_logs_follow_prints_the_running_log(proj, capsys):
     code, out, err = kagflow(capsys, "kernel", "logs", "quick", "--follow")
     assert code == 0, err
     assert [line for line in out.splitlines() if line.startswith("step")] == ["step 0", "step 1", "step 2"]
+
+
+def test_waiting_shows_the_step_loss_and_eta_the_kernel_prints(proj, capsys):
+    from kagflow.classifier.progress_line import Progress, format_line
+
+    lines = [format_line(Progress("train", step, 3, loss=1.0 / step, eta_s=3 - step)) for step in (1, 2, 3)]
+    write_quick_notebook(proj, "import time\n" + "".join(f"print({line!r}, flush=True); time.sleep(0.3)\n"
+                                                         for line in lines))
+    code, out, err = kagflow(capsys, "kernel", "push", "quick", "--wait")
+    assert code == 0, out + err
+    # no terminal: plain lines; the last one has the kernel's last figures, read from its log stream
+    waits = [line for line in err.splitlines() if line.startswith("quick v1: ")]
+    assert waits[-1].startswith("quick v1: COMPLETE ") and waits[-1].endswith(
+        ", train step 3/3, loss 0.3333, ETA 0s"), err
