@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 from kagflow.classifier.metrics import LOSS_CURVE
 from kagflow.errors import KagflowError
-from kagflow.project.config import INFER_KERNEL, TRAIN_KERNEL
+from kagflow.project.config import ADAPTER_MODEL, BASE_MODEL, INFER_KERNEL, TRAIN_KERNEL
 from kagflow.project.state import ProjectState, StepRecord
 from kagflow.workflow.folds import oof_log_loss
 from kagflow.workflow.steps import STEP_NAMES, STEPS, StepContext
@@ -60,8 +60,8 @@ class FlowReport:
         """What the steps made, now or on an earlier run, as the flow's step records name it."""
         base, adapter = state.made("base"), state.made("adapter")
         trained, inferred, submitted = state.made("train"), state.made("infer"), state.made("submit")
-        self.published = {which: ", ".join(made.sources) for which, made in (("base", base), ("adapter", adapter))
-                          if made.sources}
+        self.published = {which: ", ".join(made.sources)
+                          for which, made in ((BASE_MODEL, base), (ADAPTER_MODEL, adapter)) if made.sources}
         self.kernels = {name: made.version for name, made in ((TRAIN_KERNEL, trained), (INFER_KERNEL, inferred))
                         if made.version}
         if trained.output:
@@ -97,7 +97,7 @@ class FlowReport:
         out = [f"kagflow flow report ({self.target})",
                f"  steps run now: {', '.join(self.steps_run) or 'none (everything was already done)'}"]
         for which, source in self.published.items():
-            made_from = f" (from {self.figures_of})" if which == "adapter" and self.figures_of else ""
+            made_from = f" (from {self.figures_of})" if which == ADAPTER_MODEL and self.figures_of else ""
             out.append(f"  published {which}: {source}{made_from}")
         for name, version in self.kernels.items():
             out.append(f"  kernel {name}: version {version}")

@@ -19,7 +19,8 @@ class Clock:
 @pytest.mark.parametrize("progress, line", [
     (Progress("train", 120, 1000, loss=0.69314, lr=2e-4, eta_s=4325),
      "kagflow-progress train step=120/1000 loss=0.6931 lr=2.00e-04 eta=1h12m05s"),
-    (Progress("train", 200, 1000, val_loss=0.7012, eta_s=95), "kagflow-progress train step=200/1000 val_loss=0.7012 eta=1m35s"),
+    (Progress("train", 200, 1000, val_loss=0.7012, eta_s=95),
+     "kagflow-progress train step=200/1000 val_loss=0.7012 eta=1m35s"),
     (Progress("infer", 1200, 25000, eta_s=7), "kagflow-progress infer rows=1200/25000 eta=7s"),
     (Progress("infer", 0, 10), "kagflow-progress infer rows=0/10"),
 ])
