@@ -78,8 +78,8 @@ class FlowReport:
             latest = state.kernel(name).version
             if made.version and latest and latest != made.version:
                 self.notes.append(f"kernel {name} has version {latest} since (made outside this flow; this report "
-                                  f"is of version {made.version}: `kagflow flow --from {name}` redoes the flow "
-                                  f"from it)")
+                                  f"is of version {made.version}; `kagflow flow --from {name}` redoes the flow "
+                                  f"from that step)")
         if submitted.ref and state.submission and state.submission.ref != submitted.ref:
             self.notes.append(f"submission {state.submission.ref} ({state.submission.kernel} "
                               f"v{state.submission.version}) was made since, outside this flow")

@@ -64,8 +64,8 @@ def test_after_manual_pushes_the_report_keeps_to_the_flows_versions_and_names_th
     assert "  score (log loss): 0.6123 (submission 7 of infer v1)" in lines, text
     assert str(v4) not in text and "0.6500" not in text  # v4's figures never beside v1's adapter and submission
     assert [line for line in lines if "version 4" in line] == [
-        "  note: kernel train has version 4 since (made outside this flow; this report is of version 1: "
-        "`kagflow flow --from train` redoes the flow from it)"]
+        "  note: kernel train has version 4 since (made outside this flow; this report is of version 1; "
+        "`kagflow flow --from train` redoes the flow from that step)"]
     assert report.to_dict()["figures_of"] == "train v1" and report.to_dict()["kernels"] == {"train": 1, "infer": 1}
 
 
