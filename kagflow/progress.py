@@ -112,28 +112,39 @@ class CountingReader:
 def watch_folder(folder: Path, label: str, interval: float = 0.5) -> Iterator[Transfer]:
     """Report the growth of ``folder`` (e.g. pip downloading wheels into it) while the block runs."""
     folder = Path(folder)
-    stop = threading.Event()
 
     def size() -> int:
         return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
 
     with transfer(label) as bar:
-        def watch() -> None:
-            while not stop.wait(interval):
-                grown = size() - bar.done
-                if grown > 0:
-                    bar.advance(grown)
-
-        thread = threading.Thread(target=watch, daemon=True)
-        thread.start()
-        try:
-            yield bar
-        finally:
-            stop.set()
-            thread.join()
+        def grow() -> None:
             grown = size() - bar.done
             if grown > 0:
                 bar.advance(grown)
+
+        try:
+            with every(interval, grow):
+                yield bar
+        finally:
+            grow()
+
+
+@contextlib.contextmanager
+def every(interval: float, call: Callable[[], None]) -> Iterator[None]:
+    """A thread calls ``call`` every ``interval`` seconds while the block runs."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            call()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 # --------------------------------------------------------------------------- long waits
@@ -216,22 +227,11 @@ class Watch:
             self.beat()
 
     @contextlib.contextmanager
-    def beating(self, every: float = 1.0) -> Iterator["Watch"]:
-        """A thread calls :meth:`beat` every ``every`` seconds while the block runs: the heartbeat of a wait that
+    def beating(self, seconds: float = 1.0) -> Iterator["Watch"]:
+        """A thread calls :meth:`beat` every ``seconds`` while the block runs: the heartbeat of a wait that
         does not sleep through :meth:`sleep` (a subprocess read line by line)."""
-        stop = threading.Event()
-
-        def beat() -> None:
-            while not stop.wait(every):
-                self.beat()
-
-        thread = threading.Thread(target=beat, daemon=True)
-        thread.start()
-        try:
+        with every(seconds, self.beat):
             yield self
-        finally:
-            stop.set()
-            thread.join()
 
     def close(self) -> None:
         """End the display; without a terminal the last figures are printed when no line showed them yet."""

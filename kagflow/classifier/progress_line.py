@@ -29,7 +29,8 @@ from typing import Callable, Iterator, Optional
 PREFIX = "kagflow-progress"
 COUNTS = {"train": "step"}  # the count's key per phase; every other phase counts rows
 ROWS = "rows"
-_FLOATS = ("loss", "lr", "val_loss")
+_SHOWN = (("loss", "loss", "{:.4f}"), ("lr", "lr", "{:.2e}"), ("val_loss", "val loss", "{:.4f}"))  # key, word, format
+_FLOATS = tuple(key for key, _, _ in _SHOWN)
 _LINE = re.compile(rf"{PREFIX} ([a-z_]+)((?: [a-z_]+=\S+)+)")
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
@@ -60,16 +61,14 @@ class Progress:
 
     def words(self) -> str:
         """The figures for people: ``train step 120/1000, loss 0.6931, lr 2.00e-04, ETA 1h12m05s``."""
-        parts = [f"{self.phase} {self.unit} {self.done}/{self.total}"]
-        if self.loss is not None:
-            parts.append(f"loss {self.loss:.4f}")
-        if self.lr is not None:
-            parts.append(f"lr {self.lr:.2e}")
-        if self.val_loss is not None:
-            parts.append(f"val loss {self.val_loss:.4f}")
-        if self.eta_s is not None:
-            parts.append(f"ETA {duration(self.eta_s)}")
-        return ", ".join(parts)
+        return ", ".join([f"{self.phase} {self.unit} {self.done}/{self.total}",
+                          *(f"{word} {text}" for _, word, text in _figures(self))])
+
+
+def _figures(p: Progress) -> list[tuple[str, str, str]]:
+    """(line key, word, text) of each figure ``p`` carries, in the line's order."""
+    found = [(key, word, form.format(getattr(p, key))) for key, word, form in _SHOWN if getattr(p, key) is not None]
+    return found + ([("eta", "ETA", duration(p.eta_s))] if p.eta_s is not None else [])
 
 
 def _first(a, b):
@@ -96,15 +95,7 @@ def parse_duration(text: str) -> Optional[float]:
 
 def format_line(p: Progress) -> str:
     """The line for ``p`` (see the module's docstring)."""
-    fields = [f"{p.unit}={p.done}/{p.total}"]
-    if p.loss is not None:
-        fields.append(f"loss={p.loss:.4f}")
-    if p.lr is not None:
-        fields.append(f"lr={p.lr:.2e}")
-    if p.val_loss is not None:
-        fields.append(f"val_loss={p.val_loss:.4f}")
-    if p.eta_s is not None:
-        fields.append(f"eta={duration(p.eta_s)}")
+    fields = [f"{p.unit}={p.done}/{p.total}", *(f"{key}={text}" for key, _, text in _figures(p))]
     return f"{PREFIX} {p.phase} " + " ".join(fields)
 
 
