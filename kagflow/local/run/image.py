@@ -10,7 +10,8 @@ It is a virtualenv of this machine's Python, built once per spec into
 ``<cache>/<digest>/`` (``$KAGFLOW_IMAGE_CACHE``, else ``~/.cache/kagflow/images``) and reused after.
 Where a pinned version cannot be had here, the nearest available one is used; every difference from
 Kaggle's image (Python, torch build, substituted versions) is recorded in the image's
-``kagflow-local-image.json`` and printed when it is built.
+``kagflow-local-image.json`` and printed when it is built. The build shows its progress on stderr (a
+``kagflow.progress.Watch``: its phase, pip's packages collected, then installed).
 """
 
 from __future__ import annotations
