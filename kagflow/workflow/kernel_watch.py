@@ -21,12 +21,19 @@ class LogWatch:
 
 
 def feed(watch: Watch, reader: LogReader):
-    """A log writer (``follow_log``'s ``write``) that shows each new progress line's figures on ``watch``."""
+    """A log writer (``follow_log``'s ``write``) that shows each new progress line's figures on ``watch``: the
+    newest line's count (the bar), after the last figures of each earlier phase (training's last step and loss
+    stay in sight while its validation rows are predicted)."""
+    newest: dict = {}  # phase -> its newest progress, in the order the phases came
+
     def write(text: str) -> None:
         before = reader.latest
         latest = reader.feed(text)
-        if latest is not None and latest is not before:
-            watch.figures(latest.done, latest.total, latest.words())
+        if latest is None or latest is before:
+            return
+        newest.pop(latest.phase, None)
+        newest[latest.phase] = latest
+        watch.figures(latest.done, latest.total, "; ".join(p.words() for p in newest.values()))
     return write
 
 

@@ -105,3 +105,17 @@ def test_on_a_terminal_a_live_line_with_the_figures():
     text = out.getvalue()
     assert "train v3" in text and "RUNNING" in text and "train step 120/1000, loss 0.5000, ETA 1m05s" in text
     assert "\x1b[" in text  # drawn by rich, in place
+
+
+def test_a_later_phase_keeps_the_last_figures_of_the_earlier_one_in_sight():
+    out = io.StringIO()
+    watch = Watch("train v1", stream=out, clock=lambda: 0.0)
+    write = feed(watch, LogReader())
+    write(format_line(Progress("train", 500, 500, loss=0.0343, val_loss=0.0906, eta_s=0)) + "\n")
+    write(format_line(Progress("predict", 400, 400, eta_s=0)) + "\n")  # the final evaluation's rows
+    watch.state("COMPLETE")
+    watch.close()
+    assert (watch.done, watch.total) == (400, 400)
+    assert out.getvalue().splitlines() == [
+        "train v1: COMPLETE 0m00s, train step 500/500, loss 0.0343, val loss 0.0906, ETA 0s; predict rows 400/400, "
+        "ETA 0s"]
