@@ -126,10 +126,11 @@ def kernel_python() -> str:
 
 class PipProgress:
     """``pip install``'s output read as progress on a Watch: each package collected (downloaded or from pip's
-    cache), then the install of all of them."""
+    cache), then the install of all of them, then how many were installed."""
 
     COLLECTING = re.compile(r"Collecting (\S+)")
     INSTALLING = re.compile(r"Installing collected packages: (.+)")
+    INSTALLED = re.compile(r"Successfully installed (.+)")
 
     def __init__(self, watch: Watch):
         self.watch, self.collected = watch, 0
@@ -142,6 +143,9 @@ class PipProgress:
         elif found := self.INSTALLING.match(line):
             count = len(found[1].split(", "))
             self.watch.figures(0, count, f"installing {count} package(s)")
+        elif found := self.INSTALLED.match(line):
+            count = len(found[1].split())
+            self.watch.figures(count, count, f"{count} package(s) installed")
 
 
 def _build(path: Path, spec: ImageSpec, target: TargetImage, say: Callable[[str], None]) -> KernelImage:

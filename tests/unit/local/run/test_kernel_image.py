@@ -86,6 +86,7 @@ def test_the_build_shows_pips_progress_as_it_comes(tmp_path):
     assert done.returncode == 0 and done.stdout == PIP_OUTPUT  # the whole output kept for an error's tail
     assert [w for i, w in enumerate(seen) if w and w not in seen[:i]] == [
         "1 package(s) collected, the last torch==2.13.0", "2 package(s) collected, the last transformers==5.9.0",
-        "3 package(s) collected, the last numpy==2.0.2", "installing 3 package(s)"]
+        "3 package(s) collected, the last numpy==2.0.2", "installing 3 package(s)", "3 package(s) installed"]
+    assert (watch.done, watch.total) == (3, 3)
     assert out.getvalue().splitlines() == ["local Kaggle image: pip install 0m00s",
-                                           "local Kaggle image: pip install 0m00s, installing 3 package(s)"]
+                                           "local Kaggle image: pip install 0m00s, 3 package(s) installed"]
