@@ -50,7 +50,7 @@ def _flow_then_manual_push(tmp_path: Path) -> tuple[ProjectState, Path, Path]:
 
 def test_after_manual_pushes_the_report_keeps_to_the_flows_versions_and_names_them(tmp_path):
     state, v1, v4 = _flow_then_manual_push(tmp_path)
-    report = FlowReport("the local Kaggle")
+    report = FlowReport("the local Kaggle", metric="log loss", direction="lower is better")
     report.read_state(state)
     lines = report.lines()
     text = "\n".join(lines)
@@ -61,7 +61,7 @@ def test_after_manual_pushes_the_report_keeps_to_the_flows_versions_and_names_th
     assert "  kernel train: version 1" in lines and "  kernel infer: version 1" in lines, text
     assert any(line.startswith("  submission.csv: ") and line.endswith("/v1/submission.csv (infer v1)")
                for line in lines), text
-    assert "  score (log loss): 0.6123 (submission 7 of infer v1)" in lines, text
+    assert "  score (log loss): 0.6123 (lower is better; submission 7 of infer v1)" in lines, text
     assert str(v4) not in text and "0.6500" not in text  # v4's figures never beside v1's adapter and submission
     assert [line for line in lines if "version 4" in line] == [
         "  note: kernel train has version 4 since (made outside this flow; this report is of version 1; "
