@@ -109,16 +109,18 @@ def dataset_dir(root: "str | os.PathLike[str]", title: str) -> Path:
 
 
 def build_wheels(requirements: Sequence[str], image: TargetImage, out_dir: Path, *, owner: str, title: str,
-                 cache_dir: Path, index_url: Optional[str] = None, find_links: Sequence["str | os.PathLike[str]"] = (),
+                 license_name: str, cache_dir: Path, index_url: Optional[str] = None,
+                 find_links: Sequence["str | os.PathLike[str]"] = (),
                  no_index: bool = False) -> BuildResult:
-    """Write the wheels dataset for ``requirements`` on ``image`` into ``out_dir`` (the dataset folder)."""
+    """Write the wheels dataset for ``requirements`` on ``image`` into ``out_dir`` (the dataset folder), under the
+    dataset licence ``license_name`` (one of Kaggle's: rules.kaggle.DATASET_LICENSES)."""
     requirements = [r.strip() for r in requirements if r and r.strip() and not r.strip().startswith("#")]
     if not requirements:
         raise WheelsError("no requirements to build a wheels dataset from",
                           hint="list packages, e.g. `kagflow wheels build peft bitsandbytes`")
     for req in requirements:
         requirement_name(req)
-    meta = metadata.dataset_metadata(owner, title)          # validates owner/title before any work
+    meta = metadata.dataset_metadata(owner, title, license_name=license_name)  # validated before any work
     out_dir = Path(out_dir)
     index = piprun.IndexOptions.make(index_url, find_links, no_index)
     cache = WheelCache(cache_dir)

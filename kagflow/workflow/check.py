@@ -41,7 +41,16 @@ def check(session) -> tuple[list[Problem], list[Pending]]:
     """`kagflow check`: every problem, and what the flow has not produced yet, with the versions the target has
     (nothing is started or connected)."""
     config = session.config
-    return check_project(config), pending(config)
+    return check_project(config) + list(_check_licenses(session.target)), pending(config)
+
+
+def _check_licenses(target) -> Iterator[Problem]:
+    """A licence each model is published under on ``target`` (real Kaggle takes no default)."""
+    for which in MODELS:
+        try:
+            target.model_license(which)
+        except KagflowError as e:
+            yield Problem(target.config.path.name, f"[{which}] license", e.message, e.hint or "name a licence")
 
 
 def check_project(config: Config) -> list[Problem]:
@@ -317,8 +326,16 @@ def check_dataset_metadata(path: Path) -> Iterator[Problem]:
     if "isPrivate" not in data:
         yield Problem(f, "isPrivate", "isPrivate is not written (Kaggle would default it)",
                       "run `kagflow wheels build` to regenerate it")
-    if len(data.get("licenses", [])) != 1:
-        yield Problem(f, "licenses", "exactly one license is required", 'write "licenses": [{"name": "CC0-1.0"}]')
+    licenses = data.get("licenses")
+    if not isinstance(licenses, list) or len(licenses) != 1 or not isinstance(licenses[0], dict):
+        yield Problem(f, "licenses", "exactly one licence is required",
+                      "set [wheels] license in kagflow.toml and run `kagflow wheels build`")
+    else:
+        try:
+            metadata.check_dataset_license(licenses[0].get("name", ""))
+        except KagflowError as e:
+            yield Problem(f, "licenses[0].name", e.message, f"{e.hint}; set [wheels] license and run "
+                          "`kagflow wheels build`")
 
 
 def check_wheels_folder(folder: Path) -> Iterator[Problem]:
@@ -371,5 +388,14 @@ def check_model_instance_metadata(path: Path) -> Iterator[Problem]:
             slugs.check_slug(data.get(key, ""), what=key)
         except KagflowError as e:
             yield Problem(f, key, e.message, e.hint or "fix it")
-    if not data.get("licenseName"):
-        yield Problem(f, "licenseName", "no license", 'write "licenseName": "Apache 2.0"')
+    regen = "set the model's license in kagflow.toml and run `kagflow model publish`"
+    try:
+        metadata.check_model_license(data.get("licenseName", ""))
+    except KagflowError as e:
+        yield Problem(f, "licenseName", e.message, f"{e.hint}; {regen}")
+    try:
+        metadata.model_instance_lineage(data.get("modelInstanceType", "Unspecified"),
+                                        data.get("baseModelInstance", ""), data.get("externalBaseModelUrl", ""))
+    except KagflowError as e:
+        key = (e.context or "").partition(": ")[2].partition(";")[0] or "modelInstanceType"
+        yield Problem(f, key, e.message, e.hint or regen)

@@ -14,15 +14,19 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-from kagflow.errors import ConfigError, MissingFileError
+from kagflow.errors import ConfigError, KagflowError, MissingFileError
 from kagflow.hub.endpoint import ENDPOINT_ENV, Endpoint
 from kagflow.project.config import Config
 from kagflow.project.credentials import has_credentials
 from kagflow.project.edit import set_value
 from kagflow.project.state import ProjectState
+from kagflow.rules import metadata
 from kagflow.workflow.standins import ensure_stand_in, host_competition
 
 LOCAL_KAGGLE_IMAGE = "local-kaggle"  # the image the local Kaggle's kernels run on (kagflow.local.run.image)
+# The licence a rehearsal on the local Kaggle publishes under when [base_model]/[adapter_model] license is empty:
+# nothing leaves the machine, and the stand-in's weights are kagflow's own. Real Kaggle takes no such default.
+REHEARSAL_LICENSE = "Apache 2.0"
 
 
 class Target:
@@ -70,6 +74,21 @@ class Target:
 
     def default_base_model(self) -> Path:
         raise NotImplementedError
+
+    def model_license(self, which: str) -> str:
+        """The licence ``which`` ("base_model"/"adapter_model") is published under here: its table's license,
+        one of Kaggle's (a ConfigError naming the key otherwise)."""
+        model = self.config.model(which)
+        try:
+            return metadata.check_model_license(model.license or self.default_license(which))
+        except KagflowError as e:
+            raise ConfigError(f"{self.config.path.name}: [{which}] license = {model.license!r}: {e.message}",
+                              context=f"file {self.config.path}, table [{which}], key license; publishing to "
+                                      f"{self.label}", hint=e.hint) from None
+
+    def default_license(self, which: str) -> str:
+        """The licence used when ``which``'s table names none ("": none, refused)."""
+        return ""
 
     @property
     def wheels_image(self) -> str:
@@ -153,6 +172,9 @@ class LocalTarget(Target):
     @property
     def uses_stand_in(self) -> bool:
         return not self.config.base_model.local_dir
+
+    def default_license(self, which: str) -> str:
+        return REHEARSAL_LICENSE
 
     def default_base_model(self) -> Path:
         return ensure_stand_in(self.config)

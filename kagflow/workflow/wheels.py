@@ -49,7 +49,8 @@ def build_dataset(config: Config, image: str, *, requirements: Optional[Sequence
     layout = config.layout
     classifier, pin = build_classifier_wheel(layout.classifier_wheel)
     return build([*(requirements or config.wheels.requirements), pin], target_image(config, image),
-                 config.wheels_dir(), owner=config.username, title=config.wheels.title, cache_dir=layout.wheel_cache,
+                 config.wheels_dir(), owner=config.username, title=config.wheels.title,
+                 license_name=config.wheels.license, cache_dir=layout.wheel_cache,
                  index_url=index_url, find_links=[*find_links, str(classifier.parent)], no_index=no_index)
 
 

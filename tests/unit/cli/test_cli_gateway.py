@@ -58,7 +58,7 @@ def test_model_publish_twice_then_pass_through_and_no_secret(proj, capsys, serve
     wheels.mkdir(parents=True)
     (wheels / "x-1.0-py3-none-any.whl").write_bytes(b"x")
     metadata.write_metadata(wheels, metadata.DATASET_METADATA,
-                            metadata.dataset_metadata(USER, "kagflow offline wheels"))
+                            metadata.dataset_metadata(USER, "kagflow offline wheels", license_name="other"))
     code, out4 = kagflow(capsys, "wheels", "push")
     assert code == 0 and "Created dataset alice/kagflow-offline-wheels" in out4
     code, out5 = kagflow(capsys, "wheels", "push")

@@ -51,7 +51,7 @@ def _versions(gw, cfg, which="base_model"):
 
 def test_publish_creates_model_instance_then_versions_and_skips_unchanged(gw, cfg, tmp_path):
     files = _model_files(tmp_path / "base", "a")
-    first = publish_files(gw, cfg, "base_model", files)
+    first = publish_files(gw, cfg, "base_model", files, license_name="MIT")
     assert first.uploaded and first.handle.version == 1
     assert first.source == "alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base/1"
     meta_dir = cfg.root / "models" / "gemma-2-9b-4bit-base"
@@ -59,11 +59,11 @@ def test_publish_creates_model_instance_then_versions_and_skips_unchanged(gw, cf
     inst_meta = metadata.read_metadata(meta_dir / "gemma2-9b-4bit-base" / "model-instance-metadata.json")
     assert inst_meta["framework"] == "transformers"
 
-    again = publish_files(gw, cfg, "base_model", files)
+    again = publish_files(gw, cfg, "base_model", files, license_name="MIT")
     assert not again.uploaded and again.handle.version == 1
 
     (files / "model.safetensors").write_text("b" * 1000)
-    second = publish_files(gw, cfg, "base_model", files)
+    second = publish_files(gw, cfg, "base_model", files, license_name="MIT")
     assert second.uploaded and second.handle.version == 2
     assert _versions(gw, cfg) == 2
 
@@ -71,8 +71,8 @@ def test_publish_creates_model_instance_then_versions_and_skips_unchanged(gw, cf
 def test_publish_with_flaky_server_creates_exactly_one_version(gw, cfg, tmp_path, server):
     server.faults = Faults({"*": FLAKY, "upload": FLAKY}, seed=3 + SEED)
     files = _model_files(tmp_path / "base", "z")
-    result = publish_files(gw, cfg, "base_model", files)
-    again = publish_files(gw, cfg, "base_model", files)
+    result = publish_files(gw, cfg, "base_model", files, license_name="MIT")
+    again = publish_files(gw, cfg, "base_model", files, license_name="MIT")
     server.faults = None
     assert result.handle.version == 1 and not again.uploaded
     assert _versions(gw, cfg) == 1
@@ -82,9 +82,9 @@ def test_crash_after_upload_rerun_creates_no_duplicate(gw, cfg, tmp_path, server
     """The create request lands but its answer is lost (dropped): the retry looks first."""
     server.faults = Faults({"CreateModelInstanceVersion": FaultRule(rate_drop=1.0, limit=1)}, seed=0)
     files = _model_files(tmp_path / "base", "c")
-    publish_files(gw, cfg, "base_model", files)
+    publish_files(gw, cfg, "base_model", files, license_name="MIT")
     (files / "model.safetensors").write_text("d" * 1000)
-    result = publish_files(gw, cfg, "base_model", files)
+    result = publish_files(gw, cfg, "base_model", files, license_name="MIT")
     server.faults = None
     assert result.handle.version == 2 and _versions(gw, cfg) == 2
 
@@ -94,7 +94,7 @@ def test_dataset_push_create_skip_version(gw, tmp_path, server):
     folder.mkdir()
     (folder / "a-1.0-py3-none-any.whl").write_bytes(b"wheel-bytes")
     metadata.write_metadata(folder, metadata.DATASET_METADATA,
-                            metadata.dataset_metadata(USER, "kagflow offline wheels"))
+                            metadata.dataset_metadata(USER, "kagflow offline wheels", license_name="other"))
     server.faults = Faults({"*": FLAKY, "upload": FLAKY}, seed=5 + SEED)
     first = datasets.push_dataset(gw, folder)
     assert first.uploaded and first.created

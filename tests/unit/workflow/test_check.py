@@ -199,7 +199,7 @@ def test_wheels_folder_must_match_its_manifest(published):
     folder = cfg.root / "wheels" / "kagflow-offline-wheels"
     folder.mkdir(parents=True)
     metadata.write_metadata(folder, metadata.DATASET_METADATA,
-                            metadata.dataset_metadata("alice", "kagflow offline wheels"))
+                            metadata.dataset_metadata("alice", "kagflow offline wheels", license_name="other"))
     (folder / "peft-0.21.2-py3-none-any.whl").write_bytes(b"tampered")
     (folder / MANIFEST_NAME).write_text(json.dumps({"format": "kagflow-wheels-manifest/1", "packages": [
         {"name": "peft", "version": "0.21.2", "filename": "peft-0.21.2-py3-none-any.whl", "sha256": "0" * 64}]}))
