@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ class DatasetPushResult:
     digest: str
     files: int
     bytes: int
+    version: int  # the dataset version holding these files (what kernels pin: owner/slug/version)
 
 
 def push_dataset(gw: Gateway, folder: Path, *, notes: str = "") -> DatasetPushResult:
@@ -44,13 +46,14 @@ def push_dataset(gw: Gateway, folder: Path, *, notes: str = "") -> DatasetPushRe
     current = current_digest(gw, handle)
     if current == digest[:16]:
         gw.log(f"dataset {handle} already holds these files (content {digest[:16]}): nothing uploaded")
-        return DatasetPushResult(handle, False, False, digest, len(manifest), size)
+        return DatasetPushResult(handle, False, False, digest, len(manifest), size, current_version(gw, handle))
     staging = folder.parent / f".{folder.name}.upload"
     stage_folder(folder, staging, manifest, digest)
     metadata.write_metadata(staging, metadata.DATASET_METADATA, meta)
     done = lambda: True if current_digest(gw, handle) == digest[:16] else None  # noqa: E731
     exists = current is not None or gw.exists(lambda: api.dataset_status(str(handle)), what="dataset status",
                                               handle=str(handle))
+    previous = current_version(gw, handle) if exists else 0
     created = False
     if not exists:
         gw.log(f"creating dataset {handle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
@@ -69,7 +72,21 @@ def push_dataset(gw: Gateway, folder: Path, *, notes: str = "") -> DatasetPushRe
                                                             convert_to_csv=False)),
                 what="create dataset version", handle=str(handle), before_retry=done, retry_forbidden=True,
                 uploads=True)
-    return DatasetPushResult(handle, True, created, digest, len(manifest), size)
+    # the version just made: Kaggle numbers a dataset's versions 1, 2, ... (the latest may still be processing)
+    version = 1 if created else max(previous + 1, current_version(gw, handle))
+    return DatasetPushResult(handle, True, created, digest, len(manifest), size, version)
+
+
+def current_version(gw: Gateway, handle: slugs.DatasetHandle) -> int:
+    """The number of the dataset's latest version (GetDataset's current_version_number; 0 if it has none)."""
+    api = gw.api
+    text = gw.call(lambda: api.dataset_status(str(handle), format="json(current_version_number)"),
+                   what="dataset version", handle=str(handle))
+    try:
+        return int(json.loads(text).get("current_version_number") or 0)
+    except (ValueError, TypeError, AttributeError):
+        raise HubError(f"dataset {handle}: its version number came back as {text!r}",
+                       hint="retry; if it persists the client's GetDataset answer changed") from None
 
 
 

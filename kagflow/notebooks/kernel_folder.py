@@ -83,6 +83,7 @@ def render_kernel(config: Config, name: str, *, tiny: bool = False, overrides: d
         model_sources=sources.model_sources,
         competition_sources=sources.competition_sources,
         kernel_sources=sources.kernel_sources,
+        docker_image_pinning_type=kernel.docker_image_pinning_type,
     )
     metadata.write_metadata(folder, metadata.KERNEL_METADATA, data)
     return RenderedKernel(name, handle, folder, nb_path, data, sources)

@@ -41,6 +41,7 @@ TRAIN_KERNEL, INFER_KERNEL = "train", "infer"
 # The two models a project publishes, by their table's name
 BASE_MODEL, ADAPTER_MODEL = "base_model", "adapter_model"
 MODELS = (BASE_MODEL, ADAPTER_MODEL)
+WHEELS = "wheels"  # the wheels dataset, pinned like the models (Config.with_versions)
 
 
 @cache
@@ -247,14 +248,21 @@ class Config:
                                            if which == ADAPTER_MODEL else ())
         return Lineage(kind, base_instance, base_url, tuple(training))
 
+    def wheels_source(self) -> Optional[str]:
+        """``owner/slug/version`` of the pinned wheels dataset version, or None if not pushed."""
+        version = self.wheels.version
+        return str(slugs.DatasetHandle(self.username, self.wheels_handle().slug, version)) if version > 0 else None
+
     def model_source(self, which: str) -> Optional[str]:
         """``owner/model/framework/instance/version`` of the pinned version, or None if unpublished."""
         version = self.model(which).version
         return slugs.model_source(self.instance_handle(which).version(version)) if version > 0 else None
 
     def with_versions(self, versions: dict) -> "Config":
-        """This config with model versions ``{which: version}`` pinned (a target's own record of them)."""
-        changes = {which: dataclasses.replace(self.model(which), version=v) for which, v in versions.items() if v}
+        """This config with versions ``{which: version}`` of the models (MODELS) and the wheels dataset (WHEELS)
+        pinned (a target's own record of them)."""
+        tables = {which: self.wheels if which == WHEELS else self.model(which) for which in versions}
+        changes = {which: dataclasses.replace(tables[which], version=v) for which, v in versions.items() if v}
         return dataclasses.replace(self, **changes) if changes else self
 
     # ------------------------------------------------------------------ paths

@@ -36,6 +36,7 @@ class ModelRecord:
 class DatasetRecord:
     handle: str
     digest: str = ""
+    version: int = 0  # the version holding those files (0: not known, written by an older kagflow)
 
 
 @dataclass(frozen=True)
@@ -190,8 +191,11 @@ class ProjectState:
         return bool(self.flow.get(name, StepRecord()).done)
 
     def model_versions(self) -> dict[str, int]:
-        """``{which: version}`` of every model recorded here."""
-        return {which: record.version for which, record in self.models.items()}
+        """``{which: version}`` of every model recorded here, and of the wheels dataset ("wheels")."""
+        versions = {which: record.version for which, record in self.models.items()}
+        if self.wheels is not None and self.wheels.version:
+            versions["wheels"] = self.wheels.version
+        return versions
 
     # ------------------------------------------------------------------ writing
 

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 from kagflow.errors import ConfigError, KagflowError, MissingFileError
 from kagflow.hub.endpoint import ENDPOINT_ENV, Endpoint
-from kagflow.project.config import Config
+from kagflow.project.config import WHEELS, Config
 from kagflow.project.credentials import has_credentials
 from kagflow.project.edit import set_value
 from kagflow.project.state import ProjectState
@@ -50,7 +50,8 @@ class Target:
         raise NotImplementedError
 
     def pin(self, which: str, version: int) -> None:
-        """Record that ``which`` ("base_model"/"adapter_model") is at ``version`` here, where this target keeps it."""
+        """Record that ``which`` ("base_model"/"adapter_model"/"wheels") is at ``version`` here, where this target
+        keeps it."""
         raise NotImplementedError
 
     @property
@@ -124,7 +125,8 @@ class KaggleTarget(Target):
         return self.config
 
     def pin(self, which: str, version: int) -> None:
-        if self.config.model(which).version != version:
+        table = self.config.wheels if which == WHEELS else self.config.model(which)
+        if table.version != version:
             set_value(self.config.path, which, "version", version)
 
     def default_base_model(self) -> Path:
@@ -167,7 +169,7 @@ class LocalTarget(Target):
         return self.config.with_versions(state.model_versions())
 
     def pin(self, which: str, version: int) -> None:
-        pass  # the state file's model record is the pin
+        pass  # the state file's model (or wheels) record is the pin
 
     @property
     def uses_stand_in(self) -> bool:

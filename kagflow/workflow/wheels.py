@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from kagflow.project.config import Config
+from kagflow.project.config import WHEELS, Config
 from kagflow.project.lock import locked
 from kagflow.project.state import DatasetRecord
 from kagflow.workflow.target import LOCAL_KAGGLE_IMAGE
@@ -60,5 +60,6 @@ def push_wheels(session, *, notes: str = ""):
     from kagflow.hub.datasets import push_dataset
 
     result = push_dataset(session.gateway, session.config.wheels_dir(), notes=notes)
-    session.state.record_wheels(DatasetRecord(str(result.handle), result.digest))
+    session.target.pin(WHEELS, result.version)
+    session.state.record_wheels(DatasetRecord(str(result.handle), result.digest, result.version))
     return result

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from kagflow.cli import main
+from kagflow.project.edit import set_value
 from kagflow.rules import metadata
 
 from local_fixtures import *  # noqa: F401,F403
@@ -101,10 +102,19 @@ def test_publish_on_kaggle_pins_the_version_in_kagflow_toml(proj, capsys, server
             return Endpoint("kaggle", server.url, USER), ""
 
     monkeypatch.setattr(session, "choose_target", KaggleHere)
+    # Kaggle takes no default licence (Gemma weights are not Apache 2.0): refused, naming the key and the terms
+    code, out = kagflow(capsys, "model", "publish", "base", "--from", "hf-base")
+    assert code == 1 and "[base_model] license = '': no licence" in out and "key license" in out
+    assert "ai.google.dev/gemma/terms" in out and "MIT" in out
+    set_value(proj, "base_model", "license", "MIT")
     code, out = kagflow(capsys, "model", "publish", "base", "--from", "hf-base")
     assert code == 0, out
     text = proj.read_text()
     assert "version = 1\n" in text and "# Pinned instance version" in text
+    instance = json.loads((proj.parent / "models" / "gemma-2-9b-4bit-base" / "gemma2-9b-4bit-base" /
+                           "model-instance-metadata.json").read_text())
+    assert instance["licenseName"] == "MIT" and instance["modelInstanceType"] == "ExternalVariant"
+    assert instance["externalBaseModelUrl"] == "https://huggingface.co/unsloth/gemma-2-9b-it-bnb-4bit"
 
 
 def _add_import_kernel(proj, name, title, code):

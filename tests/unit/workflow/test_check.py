@@ -22,6 +22,7 @@ def _edit(path, old, new):
 def published(project):
     set_value(project, "base_model", "version", 2)
     set_value(project, "adapter_model", "version", 1)
+    set_value(project, "wheels", "version", 3)
     return project
 
 
