@@ -8,8 +8,15 @@ from pathlib import Path
 
 from kagflow.errors import HubError, MissingFileError, NotFoundError
 from kagflow.hub.errors import checked
-from kagflow.hub.gateway import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
-from kagflow.rules import metadata, slugs
+from kagflow.hub.gateway import (
+    Gateway,
+    folder_manifest,
+    log_subfolders,
+    manifest_digest,
+    marker_digest,
+    stage_folder,
+)
+from kagflow.rules import kaggle, metadata, slugs
 
 SKIP = (metadata.DATASET_METADATA,)
 
@@ -47,6 +54,7 @@ def push_dataset(gw: Gateway, folder: Path, *, notes: str = "") -> DatasetPushRe
     if current == digest[:16]:
         gw.log(f"dataset {handle} already holds these files (content {digest[:16]}): nothing uploaded")
         return DatasetPushResult(handle, False, False, digest, len(manifest), size, current_version(gw, handle))
+    log_subfolders(gw, manifest)
     staging = folder.parent / f".{folder.name}.upload"
     stage_folder(folder, staging, manifest, digest)
     metadata.write_metadata(staging, metadata.DATASET_METADATA, meta)
@@ -59,7 +67,8 @@ def push_dataset(gw: Gateway, folder: Path, *, notes: str = "") -> DatasetPushRe
         gw.log(f"creating dataset {handle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
         try:
             gw.call(lambda: checked(api.dataset_create_new(str(staging), public=not meta.get("isPrivate", True),
-                                                            quiet=True, convert_to_csv=False)),
+                                                            quiet=True, convert_to_csv=False,
+                                                            dir_mode=kaggle.UPLOAD_DIR_MODE)),
                     what="create dataset", handle=str(handle), before_retry=done, uploads=True)
             created = True
         except HubError:  # Kaggle says "slug already in use" in the body (no code): created meanwhile?
@@ -69,7 +78,7 @@ def push_dataset(gw: Gateway, folder: Path, *, notes: str = "") -> DatasetPushRe
     if not created:
         gw.log(f"uploading a new version of dataset {handle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
         gw.call(lambda: checked(api.dataset_create_version(str(staging), notes or "kagflow push", quiet=True,
-                                                            convert_to_csv=False)),
+                                                            convert_to_csv=False, dir_mode=kaggle.UPLOAD_DIR_MODE)),
                 what="create dataset version", handle=str(handle), before_retry=done, retry_forbidden=True,
                 uploads=True)
     # the version just made: Kaggle numbers a dataset's versions 1, 2, ... (the latest may still be processing)

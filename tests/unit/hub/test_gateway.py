@@ -107,6 +107,48 @@ def test_dataset_push_create_skip_version(gw, tmp_path, server):
     assert {f.name for f in files} >= {"a-1.0-py3-none-any.whl", "b-1.0-py3-none-any.whl"}
 
 
+def test_dataset_push_records_the_version_it_made(gw, tmp_path):
+    folder = tmp_path / "wheels"
+    folder.mkdir()
+    (folder / "a-1.0-py3-none-any.whl").write_bytes(b"one")
+    metadata.write_metadata(folder, metadata.DATASET_METADATA,
+                            metadata.dataset_metadata(USER, "kagflow offline wheels", license_name="other"))
+    assert datasets.push_dataset(gw, folder).version == 1
+    assert datasets.push_dataset(gw, folder).version == 1  # unchanged: the version holding these files
+    (folder / "a-1.0-py3-none-any.whl").write_bytes(b"two")
+    assert datasets.push_dataset(gw, folder).version == 2
+
+
+def test_sub_folders_go_up_as_kaggle_unpacks_them_never_dropped(gw, cfg, tmp_path):
+    """A sub-folder is uploaded as one archive Kaggle unpacks back into the folder; the client's ignore patterns
+    (.cache/ of a Hugging Face download, .git/) are left out, and a change below a sub-folder is a new version."""
+    folder = tmp_path / "wheels"
+    (folder / "extra" / "deep").mkdir(parents=True)
+    (folder / ".cache" / "huggingface").mkdir(parents=True)
+    (folder / "a-1.0-py3-none-any.whl").write_bytes(b"wheel")
+    (folder / "extra" / "notes.txt").write_text("sub")
+    (folder / "extra" / "deep" / "x.bin").write_bytes(b"deeper")
+    (folder / ".cache" / "huggingface" / "lock").write_text("never uploaded")
+    metadata.write_metadata(folder, metadata.DATASET_METADATA,
+                            metadata.dataset_metadata(USER, "kagflow offline wheels", license_name="other"))
+    logged = []
+    gw.log = logged.append
+    first = datasets.push_dataset(gw, folder)
+    files = {f.name for f in gw.api.dataset_list_files(f"{USER}/kagflow-offline-wheels").dataset_files}
+    assert {"a-1.0-py3-none-any.whl", "extra/notes.txt", "extra/deep/x.bin"} <= files
+    assert not any(".cache" in name for name in files) and first.files == 3
+    assert any("1 sub-folder(s) (extra; 2 files)" in line for line in logged)
+    (folder / "extra" / "deep" / "x.bin").write_bytes(b"changed")
+    assert datasets.push_dataset(gw, folder).version == 2
+
+    weights = _model_files(tmp_path / "base", "w")
+    (weights / "original").mkdir()
+    (weights / "original" / "params.json").write_text("{}")
+    published = publish_files(gw, cfg, "base_model", weights, license_name="MIT")
+    listed = gw.api.model_instance_version_files(published.source, page_size=100).files
+    assert "original/params.json" in {f.name for f in listed}
+
+
 def test_kernel_push_wait_pull_and_no_duplicate_push(gw, tmp_path, server):
     folder = write_kernel(tmp_path / "k", "hello-kernel",
                           "open('result.txt','w').write('42'); print('done')",

@@ -105,6 +105,14 @@ def test_the_adapter_is_the_final_one_not_a_kept_checkpoint(project):
     session.state.record_output("train", out)
     assert session.adapter_dir() == out / "gemma2-adapter"
     assert session.adapter_dir(str(out / "checkpoints")) == out / "checkpoints" / "checkpoint-10"  # the newest
+    # sub-folders are published with the adapter (as Kaggle unpacks them): an adapter above a checkpoint is refused
+    nested = project.parent / "nested"
+    for folder in (nested, nested / "checkpoint-3"):
+        folder.mkdir(parents=True)
+        (folder / "adapter_config.json").write_text("{}")
+    with pytest.raises(KagflowError) as err:
+        session.adapter_dir(str(nested))
+    assert "holds 1 other adapter(s) below it (checkpoint-3)" in err.value.message and "--from" in err.value.hint
 
 
 @pytest.mark.parametrize("output, message", [
