@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from kagflow.errors import HubError, MissingFileError, NotFoundError
+from kagflow.errors import HubError, MissingFileError, NotFoundError, PermissionDeniedError
 from kagflow.hub.errors import checked, is_conflict
 from kagflow.hub.gateway import (
     Gateway,
@@ -126,3 +126,12 @@ def _find_version(gw: Gateway, ihandle: slugs.ModelInstanceHandle, digest: str):
     if latest is not None and latest_digest(gw, ihandle.version(latest)) == digest[:16]:
         return ihandle.version(latest)
     return None
+
+
+def model_visible(gw: Gateway, handle: slugs.ModelHandle) -> bool:
+    """Whether the caller can see model ``handle`` (GetModel): False when absent, private or refused."""
+    api = gw.api
+    try:
+        return gw.exists(lambda: api.model_get(str(handle)), what="get model", handle=str(handle))
+    except PermissionDeniedError:
+        return False

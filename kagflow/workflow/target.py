@@ -20,7 +20,7 @@ from kagflow.project.config import WHEELS, Config
 from kagflow.project.credentials import has_credentials
 from kagflow.project.edit import set_value
 from kagflow.project.state import ProjectState
-from kagflow.rules import metadata
+from kagflow.rules import kaggle, metadata
 from kagflow.workflow.standins import ensure_stand_in, host_competition
 
 LOCAL_KAGGLE_IMAGE = "local-kaggle"  # the image the local Kaggle's kernels run on (kagflow.local.run.image)
@@ -91,10 +91,18 @@ class Target:
         """The licence used when ``which``'s table names none ("": none, refused)."""
         return ""
 
+    def rules_fix(self, competition: str) -> str:
+        """How the user accepts ``competition``'s rules here."""
+        return f"accept them at {kaggle.rules_url(competition)}, signed in as {self.config.username}"
+
     @property
     def wheels_image(self) -> str:
         """The image a wheels dataset is built for, unless one is named."""
         return self.config.wheels.image
+
+    def flow_wheels_image(self, session) -> tuple[str, str]:
+        """The image the flow builds the wheels for, and in words how it was chosen (probed now, or why not)."""
+        return self.wheels_image, f"[wheels] image = {self.wheels_image!r}"
 
     def setup(self, session) -> str:
         """The flow's first step here, for ``session`` (the command's); its one-line summary."""
@@ -128,6 +136,20 @@ class KaggleTarget(Target):
         table = self.config.wheels if which == WHEELS else self.config.model(which)
         if table.version != version:
             set_value(self.config.path, which, "version", version)
+
+    def flow_wheels_image(self, session) -> tuple[str, str]:
+        """A snapshot shipped with kagflow is probed first (Kaggle's image moves every few weeks): the probe kernel's
+        image.json becomes [wheels] image; an image probed earlier is used as it is, and said so."""
+        from kagflow.rules.image import BUILTIN_IMAGES
+        from kagflow.workflow.image import PROBE_ACCELERATOR, PROBE_OUT
+
+        image = self.config.wheels.image
+        if image not in BUILTIN_IMAGES:
+            return image, (f"[wheels] image = {image!r}, probed earlier (not probed again: `kagflow image probe` "
+                           "if Kaggle's image changed since)")
+        probed, path = session.probe_image(accelerator=PROBE_ACCELERATOR, out=PROBE_OUT)
+        return PROBE_OUT, (f"Kaggle's image probed now ({probed.name}, Python {probed.python_version}), saved to "
+                           f"{path} and set as [wheels] image (the shipped snapshot {image!r} was not used)")
 
     def default_base_model(self) -> Path:
         config = self.config
@@ -178,12 +200,19 @@ class LocalTarget(Target):
     def default_license(self, which: str) -> str:
         return REHEARSAL_LICENSE
 
+    def rules_fix(self, competition: str) -> str:
+        return (f"kagflow local competition --accept-rules (the flow's setup step accepts them for "
+                f"{self.config.username})")
+
     def default_base_model(self) -> Path:
         return ensure_stand_in(self.config)
 
     @property
     def wheels_image(self) -> str:
         return LOCAL_KAGGLE_IMAGE
+
+    def flow_wheels_image(self, session) -> tuple[str, str]:
+        return LOCAL_KAGGLE_IMAGE, "the local Kaggle's own image (its kernels run on it: nothing to probe)"
 
     def server_data_dir(self) -> Path:
         """The data folder of the server this target talks to: the one ``KAGFLOW_KAGGLE_ENDPOINT`` names (it says
