@@ -120,7 +120,11 @@ def build_wheels(requirements: Sequence[str], image: TargetImage, out_dir: Path,
                           hint="list packages, e.g. `kagflow wheels build peft bitsandbytes`")
     for req in requirements:
         requirement_name(req)
-    meta = metadata.dataset_metadata(owner, title, license_name=license_name)  # validated before any work
+    # validated before any work; "other" is "specified in the description" (docs/datasets_metadata.md)
+    meta = metadata.dataset_metadata(owner, title, license_name=license_name, description=(
+        f"# {title}\n\nOffline pip wheels built by kagflow for {image.name} (Python {image.python_version}), for "
+        f"notebooks without internet: {', '.join(requirements)}.\n\n## Licence\n\nEach wheel keeps the licence of "
+        "its own project, as its METADATA file (inside the wheel) says; this dataset adds none.\n"))
     out_dir = Path(out_dir)
     index = piprun.IndexOptions.make(index_url, find_links, no_index)
     cache = WheelCache(cache_dir)
