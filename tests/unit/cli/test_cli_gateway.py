@@ -269,3 +269,19 @@ def test_kernel_push_fails_naming_another_users_private_source(proj, capsys, ser
     error = out.split("error:", 1)[1]
     assert out.count("error:") == 1 and "hint:" in error and "kagflow kernel push" in error
     assert "dataset bob/bob-secret-data" in error and "bob-open-data" not in error
+
+
+def test_kernel_push_options_get_the_configs_checks(proj, capsys, server):
+    """--accelerator and --timeout are checked as [kernels.NAME] is: refused before anything is pushed."""
+    _add_import_kernel(proj, "hello", "Hello experiment", "print('ok')")
+    code, out = kagflow(capsys, "kernel", "push", "hello", "--accelerator", "NvidiaTeslaK80")
+    assert code == 1 and "kagflow kernel push hello --accelerator: accelerator: unknown accelerator" in out
+    code, out = kagflow(capsys, "kernel", "push", "hello", "--timeout", str(13 * 3600))
+    assert code == 1 and "past Kaggle's 12 h session limit" in out and "--timeout" in out
+    from requests.exceptions import HTTPError
+
+    from kagflow.hub.client import build_api
+
+    with pytest.raises(HTTPError) as err:  # nothing was pushed
+        build_api(server.url).kernels_status("alice/hello-experiment")
+    assert err.value.response.status_code == 404

@@ -264,3 +264,40 @@ def test_rendered_train_kernel_gets_a_time_budget_from_its_timeout(published):
     set_value(published, "train", "time_budget", 3600)
     cfg = load_config(published)
     assert notebook_params(cfg, "train", resolve_sources(cfg, "train"), tiny=False)["time_budget"] == 3600
+
+
+@pytest.mark.parametrize("kernel, timeout, expect", [
+    ("train", 12 * 3600 + 1, "past Kaggle's 12 h session limit"),
+    ("infer", 9 * 3600 + 1, "past the 9 h a code competition gives its notebooks"),
+])
+def test_a_timeout_past_kaggles_limits_is_refused(published, kernel, timeout, expect):
+    _edit(published, f'kind = "{kernel}"\naccelerator = "NvidiaTeslaT4"\ninternet = false\nprivate = true\n'
+                     'timeout = 32400', f'kind = "{kernel}"\naccelerator = "NvidiaTeslaT4"\ninternet = false\n'
+                                         f'private = true\ntimeout = {timeout}')
+    msgs = _messages(load_config(published))
+    assert any(f"[kernels.{kernel}] timeout" in m and expect in m for m in msgs), msgs
+    assert len(msgs) == 1  # a training kernel may use the whole 12 h session; only the submission's re-run has 9
+
+
+def test_push_options_get_the_configs_checks_named_as_options(published):
+    """`kagflow kernel push NAME --accelerator X --timeout S`: the checks [kernels.NAME] gets, told as the options'."""
+    import dataclasses
+
+    from kagflow.workflow.kernel import _overridden
+
+    cfg = load_config(published)
+    for name in cfg.kernels:
+        _write_kernel(cfg, name)
+    infer = dataclasses.replace(cfg.kernel("infer"), accelerator="NvidiaTeslaK80", timeout=10 * 3600)
+    pushed = dataclasses.replace(cfg, kernels={**cfg.kernels, "infer": infer})
+    problems = check_kernel(pushed, "infer", overridden=_overridden("NvidiaTeslaK80", 10 * 3600))
+    by_field = {p.field: p for p in problems}
+    assert set(by_field) == {"accelerator", "timeout"}
+    assert by_field["accelerator"].file == "kagflow kernel push infer --accelerator"
+    assert "unknown accelerator 'NvidiaTeslaK80'" in by_field["accelerator"].message
+    assert "(or pass another --accelerator)" in by_field["accelerator"].fix
+    assert by_field["timeout"].file == "kagflow kernel push infer --timeout"
+    retired = dataclasses.replace(cfg.kernel("infer"), accelerator="NvidiaTeslaP100")
+    [problem] = check_kernel(dataclasses.replace(cfg, kernels={**cfg.kernels, "infer": retired}), "infer",
+                             overridden=_overridden("NvidiaTeslaP100", None))
+    assert "Kaggle runs the session on NvidiaTeslaT4 instead" in problem.message
