@@ -7,15 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kagflow.errors import HubError, MissingFileError, NotFoundError
+from kagflow.hub import gateway
 from kagflow.hub.errors import checked
-from kagflow.hub.gateway import (
-    Gateway,
-    folder_manifest,
-    log_subfolders,
-    manifest_digest,
-    marker_digest,
-    stage_folder,
-)
+from kagflow.hub.gateway import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
 from kagflow.rules import kaggle, metadata, slugs
 
 SKIP = (metadata.DATASET_METADATA,)
@@ -54,7 +48,7 @@ def push_dataset(gw: Gateway, folder: Path, *, notes: str = "") -> DatasetPushRe
     if current == digest[:16]:
         gw.log(f"dataset {handle} already holds these files (content {digest[:16]}): nothing uploaded")
         return DatasetPushResult(handle, False, False, digest, len(manifest), size, current_version(gw, handle))
-    log_subfolders(gw, manifest)
+    gateway.log_subfolders(gw, manifest)
     staging = folder.parent / f".{folder.name}.upload"
     stage_folder(folder, staging, manifest, digest)
     metadata.write_metadata(staging, metadata.DATASET_METADATA, meta)

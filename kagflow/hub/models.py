@@ -11,15 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kagflow.errors import HubError, MissingFileError, NotFoundError, PermissionDeniedError
+from kagflow.hub import gateway
 from kagflow.hub.errors import checked, is_conflict
-from kagflow.hub.gateway import (
-    Gateway,
-    folder_manifest,
-    log_subfolders,
-    manifest_digest,
-    marker_digest,
-    stage_folder,
-)
+from kagflow.hub.gateway import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
 from kagflow.rules import kaggle, metadata, slugs
 
 SKIP = (metadata.MODEL_METADATA, metadata.MODEL_INSTANCE_METADATA)
@@ -70,7 +64,7 @@ def publish_model(gw: Gateway, ihandle: slugs.ModelInstanceHandle, model_dir: Pa
             gw.log(f"{ihandle}/{latest} already holds these files (content {digest[:16]}): nothing uploaded")
             return PublishResult(ihandle.version(latest), False, digest, len(manifest), size)
 
-    log_subfolders(gw, manifest)
+    gateway.log_subfolders(gw, manifest)
     stage_folder(source, instance_dir, manifest, digest, keep=SKIP)
     notes = (notes or f"kagflow publish of {source.name}")
     found = lambda: _find_version(gw, ihandle, digest)  # noqa: E731
