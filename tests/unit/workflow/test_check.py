@@ -301,3 +301,43 @@ def test_push_options_get_the_configs_checks_named_as_options(published):
     [problem] = check_kernel(dataclasses.replace(cfg, kernels={**cfg.kernels, "infer": retired}), "infer",
                              overridden=_overridden("NvidiaTeslaP100", None))
     assert "Kaggle runs the session on NvidiaTeslaT4 instead" in problem.message
+
+
+def test_a_publish_to_kaggle_needs_a_licence_the_rehearsal_does_not(published):
+    """No licence default on Kaggle (Gemma weights are under Google's Gemma terms, not Apache 2.0): `check` says so
+    for each model on the Kaggle target; the local rehearsal publishes its stand-in under its own."""
+    from types import SimpleNamespace
+
+    from kagflow.workflow.check import check
+    from kagflow.workflow.target import REHEARSAL_LICENSE, KaggleTarget, LocalTarget
+
+    cfg = load_config(published)
+    for name in cfg.kernels:
+        _write_kernel(cfg, name)
+    problems, _ = check(SimpleNamespace(config=cfg, target=KaggleTarget(cfg)))
+    assert [p.field for p in problems] == ["[base_model] license", "[adapter_model] license"]
+    assert "ai.google.dev/gemma/terms" in problems[0].fix and "'Please specify a license'" in problems[0].message
+    assert check(SimpleNamespace(config=cfg, target=LocalTarget(cfg, "http://127.0.0.1:1")))[0] == []
+    assert LocalTarget(cfg, "http://127.0.0.1:1").model_license("base_model") == REHEARSAL_LICENSE
+    set_value(published, "base_model", "license", "MIT")
+    set_value(published, "adapter_model", "license", "MIT")
+    cfg = load_config(published)
+    assert check(SimpleNamespace(config=cfg, target=KaggleTarget(cfg)))[0] == []
+
+
+def test_a_hand_edited_instance_file_is_held_to_kaggles_values(published):
+    cfg = load_config(published)
+    for name in cfg.kernels:
+        _write_kernel(cfg, name)
+    folder = published.parent / "models" / "gemma2-arena-adapter" / "peft-lora-classifier"
+    data = metadata.model_instance_metadata(cfg.instance_handle("adapter_model"), license_name="MIT",
+                                            model_instance_type="KaggleVariant",
+                                            base_model_instance=str(cfg.instance_handle("base_model")))
+    metadata.write_metadata(folder, metadata.MODEL_INSTANCE_METADATA,
+                            {**data, "licenseName": "Gemma", "modelInstanceType": "InternalVariant"})
+    by_field = {p.field: p for p in check_project(cfg)}
+    assert "model licence 'Gemma' is not one Kaggle accepts" in by_field["licenseName"].message
+    assert "'KaggleVariant'" in by_field["modelInstanceType"].fix
+    metadata.write_metadata(folder, metadata.MODEL_INSTANCE_METADATA, {**data, "baseModelInstance": ""})
+    [problem] = check_project(cfg)
+    assert problem.field == "baseModelInstance" and "names its base model instance" in problem.message
