@@ -15,7 +15,7 @@ os.environ.setdefault(CACHE_ENV, str(cache_root()))
 
 SECRET_ENV = ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR",
               "KAGFLOW_KAGGLE_ENDPOINT", "KAGFLOW_CONFIG", "KAGFLOW_FROM", "KAGFLOW_LOCAL_TRAIN",
-              "KAGFLOW_JSON")
+              "KAGFLOW_JSON", "KAGFLOW_LOCAL_CONSISTENCY")
 
 
 @pytest.fixture(autouse=True)
@@ -43,6 +43,25 @@ def project(tmp_path) -> Path:
     from kagflow.project.init import init_project
 
     return init_project(tmp_path / "proj", username="alice")
+
+
+@pytest.fixture(autouse=True)
+def background_servers_stop(monkeypatch):
+    """A background local Kaggle a test starts in this process (a session on the local target that connects)
+    stops when the test ends: none outlives pytest. (Servers a subprocess starts are its fixture's to stop.)"""
+    from kagflow.local import control
+
+    started = []
+    start = control.ensure_background_server
+
+    def recording(data_dir, *args, **kwargs):
+        started.append(data_dir)
+        return start(data_dir, *args, **kwargs)
+
+    monkeypatch.setattr(control, "ensure_background_server", recording)
+    yield
+    for data_dir in started:
+        control.stop_background_server(data_dir)
 
 
 @pytest.fixture

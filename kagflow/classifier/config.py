@@ -69,8 +69,9 @@ class TrainConfig:
     # 3.2x the seed's Trainer on an H100); on the CPU the HF Trainer. "trainer": always the HF Trainer.
     # "fast": always fit_lora. Both checkpoint, resume and keep the time budget.
     train_loop: str = "auto"
-    # Weight of each class in the loss: (winner_model_a, winner_model_b, winner_tie) weights, or "balanced"
-    # (n_rows / (3 * rows of the class)); empty: unweighted. Both training loops (classifier/loss.py).
+    # Weight of each class in the loss: one weight per class in [data]'s order (LMSYS: winner_model_a,
+    # winner_model_b, winner_tie), or "balanced" (n_rows / (n_classes * rows of the class)); empty: unweighted.
+    # Both training loops (classifier/loss.py).
     class_weights: str | tuple[float, ...] = ()
     # `kagflow flow` trains each of these folds (fold_idx values) as its own kernel version and averages
     # their adapters at inference (an ensemble); empty: fold_idx alone. `kagflow flow --folds 0-4` too.

@@ -1,14 +1,19 @@
-"""Arena CSV loading (robust to the real data's quirks) and stratified folds."""
+"""Competition CSV loading by the task (robust to the real data's quirks) and stratified folds.
+
+A text cell is a JSON list of turns (LMSYS: ``["turn 1", null]``) or plain text (WSDM), decided per cell: one that
+parses as a JSON list of strings and nulls is turns, anything else one turn of plain text, except a cell that opens
+like a list of strings but is cut or broken (``["text...``), which is salvaged as one turn and reported.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 
-from . import LABEL_COLUMNS
+from .task import Task
 
-TEXT_COLUMNS = ("prompt", "response_a", "response_b")
 LONE_SURROGATE = "lone surrogate replaced with U+FFFD"
 # A longer turn keeps its head only: the model reads at most max_length tokens of a part (text.fit_turns keeps an
 # oversized turn's head), and 1 Mi characters hold more than 8192 tokens of any text whose tokens average under
@@ -31,15 +36,19 @@ class RowIssue:
 
 @dataclass
 class ArenaData:
-    """Parsed rows: ``frame`` has id, prompt, response_a, response_b (lists of turns) and label (-1 if unlabeled)."""
+    """Parsed rows: ``frame`` has id, the task's text columns (lists of turns) and label (the class index, -1 if
+    unlabeled); ``unseen_labels``: classes no labeled row has (the model never learns them)."""
 
     frame: object
     issues: list[RowIssue] = field(default_factory=list)
     skipped_ids: list = field(default_factory=list)
+    unseen_labels: list[str] = field(default_factory=list)
 
     def report(self, limit: int = 20) -> str:
         """A short, printable summary of the issues."""
         lines = [f"{len(self.frame)} rows parsed, {len(self.skipped_ids)} skipped, {len(self.issues)} issues"]
+        if self.unseen_labels:
+            lines.append(f"  warning: no row has the label(s) {self.unseen_labels}: the model never learns them")
         lines += [f"  {issue}" for issue in self.issues[:limit]]
         if len(self.issues) > limit:
             lines.append(f"  ... and {len(self.issues) - limit} more")
@@ -55,25 +64,29 @@ def clean_text(text: str) -> tuple[str, bool]:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"), True
 
 
-def parse_turns(cell) -> tuple[list[str], list[str]]:
-    """A prompt/response cell as a list of turn strings, plus the reasons it was not clean.
+LOOKS_LIKE_TURNS = re.compile(r"\[\s*(?:\"|null\b)")  # how a JSON list of turns opens
 
-    ``null`` turns become empty strings. Unparsable JSON is salvaged as one turn of raw text.
-    """
+
+def parse_turns(cell) -> tuple[list[str], list[str]]:
+    """A text cell as a list of turn strings, plus the reasons it was not clean.
+
+    A JSON list of strings and nulls is turns (``null`` turns become empty strings); any other cell is one turn of
+    plain text; a cell that opens like a list of turns but does not parse is salvaged as one turn of its raw text."""
     if cell is None or (isinstance(cell, float) and math.isnan(cell)):
         return [], ["missing cell"]
-    reasons = []
+    raw, reasons = str(cell), []
     try:
-        value = json.loads(cell)
+        value = json.loads(raw)
     except (TypeError, ValueError) as exc:
-        value = [_salvage(str(cell))]
-        reasons.append(f"invalid JSON ({exc}); kept the raw text")
-    if not isinstance(value, list):
-        reasons.append(f"JSON {type(value).__name__}, not a list")
-        value = [] if value is None else [value]
+        value = None
+        if LOOKS_LIKE_TURNS.match(raw.lstrip()):
+            value = [_salvage(raw)]
+            reasons.append(f"invalid JSON ({exc}); kept the raw text")
+    if not (isinstance(value, list) and all(t is None or isinstance(t, str) for t in value)):
+        value = [raw]  # plain text
     turns = []
     for turn in value:
-        text, replaced = clean_text("" if turn is None else str(turn))
+        text, replaced = clean_text("" if turn is None else turn)
         if replaced and LONE_SURROGATE not in reasons:
             reasons.append(LONE_SURROGATE)
         if len(text) > MAX_TURN_CHARS:
@@ -92,72 +105,92 @@ def _salvage(raw: str) -> str:
 
 
 def parse_label(values) -> int | None:
-    """0/1/2 (A wins / B wins / tie) from the three winner columns, or None unless exactly one is 1."""
+    """The class of one-hot label cells (the position of the 1), or None unless exactly one is 1 and the rest 0."""
     try:
         flags = [int(float(v)) for v in values]
     except (TypeError, ValueError):
         return None
-    if sorted(flags) != [0, 0, 1]:
+    if sorted(flags) != [0] * (len(flags) - 1) + [1]:
         return None
     return flags.index(1)
 
 
-def load_arena_csv(path, *, labeled: bool | None = None) -> ArenaData:
-    """Read train.csv/test.csv. Labeled rows with a bad label are reported and skipped; no other row is.
+def _row_label(task: Task, row: dict) -> tuple[int | None, str]:
+    """(class index or None, why not) of a labeled row."""
+    if task.label_columns:
+        label = parse_label([row[c] for c in task.label_columns])
+        values = tuple(str(row[c]) for c in task.label_columns)  # as written (pandas types each column)
+        return label, f"labels {values}: not exactly one 1; row skipped"
+    value = row[task.label_column]
+    if not str(value).strip():
+        return None, f"{task.label_column} is empty; row skipped"
+    return task.label_index(value), f"{task.label_column} = {value!r} is not one of labels {list(task.labels)}; " \
+                                    "row skipped"
+
+
+def load_arena_csv(path, *, labeled: bool | None = None, task: Task | None = None) -> ArenaData:
+    """Read a train or test CSV of ``task`` (default: LMSYS). Labeled rows with a bad label are reported by id and
+    skipped; no other row is.
 
     A file that cannot be used stops with one ValueError naming it and the column: not a readable CSV (an
     unclosed quote, not UTF-8), a column missing, or labeled rows none of which has a valid label."""
     import pandas as pd
 
-    # ids are strings everywhere ("NA", "" and "007" survive); only an empty text cell is missing
+    task = task or Task()
+    label_columns = task.label_columns or (task.label_column,)
+    texts = task.text_columns
+    # ids and labels are strings everywhere ("NA", "" and "007" survive); only an empty text cell is missing
     try:
-        raw = pd.read_csv(path, dtype={"id": str, **{c: str for c in TEXT_COLUMNS}}, keep_default_na=False,
-                          na_values={c: [""] for c in TEXT_COLUMNS})
+        raw = pd.read_csv(path, dtype={task.id_column: str, **{c: str for c in (*texts, task.label_column) if c}},
+                          keep_default_na=False, na_values={c: [""] for c in texts})
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         detail = str(exc).strip().rpartition("C error: ")[2]  # pandas: "Error tokenizing data. C error: EOF ..."
         raise ValueError(f"{path}: not a readable CSV ({detail}); an unclosed quote makes one cell "
                          "swallow the rows after it: check the quoting there") from None
-    if labeled is None:  # any label column makes it a train.csv: one missing is refused, not read as a test.csv
-        labeled = any(c in raw.columns for c in LABEL_COLUMNS)
-    expected = ("id", *TEXT_COLUMNS, *(LABEL_COLUMNS if labeled else ()))
+    if labeled is None:  # any label column makes it a train file: one missing is refused, not read as a test file
+        labeled = any(c in raw.columns for c in label_columns)
+    expected = (task.id_column, *texts, *(label_columns if labeled else ()))
     missing = [c for c in expected if c not in raw.columns]
     if missing:
         raise ValueError(f"{path}: missing columns {missing}; found {list(raw.columns)}; the competition's "
-                         f"{'train' if labeled else 'test'}.csv has {', '.join(expected)}")
+                         f"{task.train_file if labeled else task.test_file} has {', '.join(expected)} ([data])")
 
     records, issues, skipped = [], [], []
-    for row in raw.itertuples(index=False):
-        row = row._asdict()
+    for row in raw.to_dict("records"):
+        row_id = row[task.id_column]
         label = -1
         if labeled:
-            label = parse_label([row[c] for c in LABEL_COLUMNS])
+            label, why = _row_label(task, row)
             if label is None:
-                values = tuple(str(row[c]) for c in LABEL_COLUMNS)  # as written (pandas types each column)
-                issues.append(RowIssue(row["id"], None, f"labels {values}: not exactly one 1; row skipped"))
-                skipped.append(row["id"])
+                issues.append(RowIssue(row_id, None, why))
+                skipped.append(row_id)
                 continue
-        record = {"id": row["id"], "label": label}
-        for column in TEXT_COLUMNS:
+        record = {"id": row_id, "label": label}
+        for column in texts:
             record[column], reasons = parse_turns(row[column])
-            issues += [RowIssue(row["id"], column, reason) for reason in reasons]
+            issues += [RowIssue(row_id, column, reason) for reason in reasons]
         records.append(record)
     if labeled and skipped and not records:
-        raise ValueError(f"{path}: no row has a valid label in {', '.join(LABEL_COLUMNS)} (exactly one 1 per row): "
-                         + "; ".join(str(i) for i in issues[:3]))
-    frame = pd.DataFrame(records, columns=["id", *TEXT_COLUMNS, "label"])
-    return ArenaData(frame=frame, issues=issues, skipped_ids=skipped)
+        where = ", ".join(task.label_columns) + " (exactly one 1 per row)" if task.label_columns else \
+            f"{task.label_column} (one of labels {list(task.labels)})"
+        raise ValueError(f"{path}: no row has a valid label in {where}: " + "; ".join(str(i) for i in issues[:3]))
+    frame = pd.DataFrame(records, columns=["id", *texts, "label"])
+    seen = set(frame["label"]) if labeled else set(range(task.n_labels))
+    unseen = [name for k, name in task.id2label.items() if k not in seen]
+    return ArenaData(frame=frame, issues=issues, skipped_ids=skipped, unseen_labels=unseen)
 
 
-def read_ids(path) -> list[str]:
-    """The ``id`` column of a CSV as strings, exactly as written (``NA``, ``""`` and ``007`` included)."""
+def read_ids(path, id_column: str = "id") -> list[str]:
+    """The id column of a CSV as strings, exactly as written (``NA``, ``""`` and ``007`` included)."""
     import pandas as pd
 
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if "id" not in frame.columns:
-        raise ValueError(f"{path}: no id column (found {list(frame.columns)}): every test row needs its id")
-    return frame["id"].tolist()
+    if id_column not in frame.columns:
+        raise ValueError(f"{path}: no {id_column} column (found {list(frame.columns)}): every test row needs its id "
+                         "([data] id_column)")
+    return frame[id_column].tolist()
 
 
 def check_test_ids(ids, path) -> None:

@@ -1,4 +1,5 @@
-"""Inference runs: a test set through one model (or one per GPU), A/B-swap TTA, ensembles, submission.csv.
+"""Inference runs: a test set through one model (or one per GPU), swap TTA (pairwise tasks), ensembles,
+submission.csv in the task's format.
 
 The probabilities themselves come from ``predict.predict_proba``."""
 
@@ -8,27 +9,28 @@ import time
 from pathlib import Path
 
 from .config import InferConfig  # noqa: F401 - re-exported: the notebooks import it from here
-from .text import encode_rows
+from .task import Task
+from .text import encode_frame
 
 
-def predict(model, tokenizer, frame, *, max_length: int, tta: bool = False, token_budget: int = 16384):
-    """Probabilities for an ArenaData frame; with ``tta``, averaged with the A/B-swapped pass."""
+def predict(model, tokenizer, frame, *, max_length: int, tta: bool = False, token_budget: int = 16384,
+            task: Task | None = None):
+    """Probabilities for an ArenaData frame; with ``tta`` (pairwise tasks), averaged with the swapped pass."""
     from .predict import predict_proba
 
     return predict_with(lambda ids: predict_proba(model, ids, pad_token_id=tokenizer.pad_token_id,
                                                   token_budget=token_budget),
-                        tokenizer, frame, max_length=max_length, tta=tta)
+                        tokenizer, frame, max_length=max_length, tta=tta, task=task)
 
 
-def predict_with(proba, tokenizer, frame, *, max_length: int, tta: bool = False):
-    """``predict`` for any ``proba(token_ids) -> probabilities`` (one model, or one per GPU)."""
-    from .predict import SWAP_AB
-
-    ids = encode_rows(tokenizer, frame["prompt"], frame["response_a"], frame["response_b"], max_length)
-    probs = proba(ids)
-    if tta:
-        swapped = encode_rows(tokenizer, frame["prompt"], frame["response_b"], frame["response_a"], max_length)
-        probs = (probs + proba(swapped)[:, SWAP_AB]) / 2
+def predict_with(proba, tokenizer, frame, *, max_length: int, tta: bool = False, task: Task | None = None):
+    """``predict`` for any ``proba(token_ids) -> probabilities`` (one model, or one per GPU). The swapped pass
+    reads the two ``swap_columns`` exchanged; its first two classes trade places back (a tie stays)."""
+    task = task or Task()
+    probs = proba(encode_frame(tokenizer, frame, task, max_length))
+    if tta and task.pairwise:
+        swapped = proba(encode_frame(tokenizer, frame, task, max_length, swapped=True))
+        probs = (probs + swapped[:, task.swap_order]) / 2
     return probs
 
 
@@ -51,7 +53,7 @@ def tuned_for_device(model, token_budget: int):
     return prepare_for_inference(model, recipe), recipe.infer_max_tokens
 
 
-def per_device_models(base, adapter, *, attn_implementation: str):
+def per_device_models(base, adapter, *, attn_implementation: str, task: Task | None = None):
     """``load(device)``: the 4-bit base + adapter(s) on ``device``, loaded once per device and kept
     (an ensemble's adapters stay separate LoRA modules: no merge)."""
     import threading
@@ -64,7 +66,7 @@ def per_device_models(base, adapter, *, attn_implementation: str):
         with lock:  # one load at a time keeps host memory to one checkpoint's worth
             if device not in models:
                 model, _ = load_for_inference(base, adapter, attn_implementation=attn_implementation,
-                                              device_map={"": device})
+                                              device_map={"": device}, task=task)
                 models[device] = tuned_for_device(model, 0)[0] if len(adapter_list(adapter)) == 1 else model
             return models[device]
 
@@ -72,8 +74,9 @@ def per_device_models(base, adapter, *, attn_implementation: str):
 
 
 def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, device_map=None,
-                  devices=None) -> dict:
-    """Load base + adapter, predict every row of test.csv, write a checked submission.csv.
+                  devices=None, task: Task | None = None) -> dict:
+    """Load base + adapter, predict every row of the test file, write a checked submission.csv in ``task``'s
+    format (default: LMSYS). ``cfg.tta`` applies to pairwise tasks (``swap_columns``) only.
 
     ``adapter`` may be a list (the folds of an ensemble): the base is loaded once with every adapter,
     each adapter predicts in turn (with TTA), and submission.csv holds the mean of their probabilities;
@@ -91,15 +94,20 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
     if len({str(a) for a in adapters}) != len(adapters):
         raise ValueError(f"the ensemble lists one adapter folder twice: {[str(a) for a in adapters]} "
                          "(is every adapter version attached to the kernel?)")
-    test_ids = read_ids(test_csv)
+    task = task or Task()
+    test_ids = read_ids(test_csv, task.id_column)
     check_test_ids(test_ids, test_csv)  # before any model is loaded
-    data = load_arena_csv(test_csv, labeled=False)
+    data = load_arena_csv(test_csv, labeled=False, task=task)
     print(data.report(), flush=True)
+    tta = cfg.tta and task.pairwise
+    if cfg.tta and not task.pairwise:
+        print("notice: tta is on but [data] swap_columns is empty (not a pairwise task): no swapped pass",
+              flush=True)
     budget = cfg.batch_size * cfg.max_length
     devices = list(devices or visible_devices())
     if len(devices) > 1 and device_map is None:
         tokenizer = load_tokenizer(adapters[0])
-        load = per_device_models(base, adapters, attn_implementation=cfg.attn_implementation)
+        load = per_device_models(base, adapters, attn_implementation=cfg.attn_implementation, task=task)
         print(f"one model per device: {', '.join(devices)}", flush=True)
         if devices[0].startswith("cuda"):
             import torch
@@ -116,7 +124,7 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
         names = list(load(devices[0]).peft_config) if len(adapters) > 1 else [None]
     else:
         model, tokenizer = load_for_inference(base, adapters, attn_implementation=cfg.attn_implementation,
-                                              device_map=device_map)
+                                              device_map=device_map, task=task)
         names = list(model.peft_config) if len(adapters) > 1 else [None]
         if len(adapters) == 1:
             model, budget = tuned_for_device(model, budget)
@@ -129,15 +137,16 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
     start = time.time()
     members = []
     for i, name in enumerate(names):
-        members.append(predict_with(proba_for(name), tokenizer, data.frame, max_length=cfg.max_length, tta=cfg.tta))
+        members.append(predict_with(proba_for(name), tokenizer, data.frame, max_length=cfg.max_length, tta=tta,
+                                    task=task))
         if len(names) > 1:
             member = Path(output_path).with_name(f"submission.adapter{i}.csv")
-            write_submission(data.frame["id"], members[-1], member, test_ids=test_ids)
+            write_submission(data.frame["id"], members[-1], member, task=task, test_ids=test_ids)
             print(f"adapter {i} ({adapters[i]}): {member}", flush=True)
     probs = sum(members) / len(members)
-    path = write_submission(data.frame["id"], probs, output_path, test_ids=test_ids)
+    path = write_submission(data.frame["id"], probs, output_path, task=task, test_ids=test_ids)
     seconds = time.time() - start
-    print(f"wrote {path}: {len(probs)} rows in {seconds:.0f}s (tta={cfg.tta}, {len(members)} adapter(s))", flush=True)
+    print(f"wrote {path}: {len(probs)} rows in {seconds:.0f}s (tta={tta}, {len(members)} adapter(s))", flush=True)
     return {"path": path, "rows": len(probs), "seconds": seconds, "issues": [str(i) for i in data.issues],
             "adapters": len(members)}
 

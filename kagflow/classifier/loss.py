@@ -1,5 +1,6 @@
-"""The training loss: cross-entropy over the three classes, each row weighted by its class
-(``[train] class_weights``: a list of three weights, or ``"balanced"``), in both training loops.
+"""The training loss: cross-entropy over the task's classes, each row weighted by its class (``[train]
+class_weights``: one weight per label, in the order of ``[data]``'s labels, or ``"balanced"``), in both training
+loops.
 
 A step's loss is the mean over its rows of ``weight[label] * cross_entropy`` (every weight 1: the plain
 mean cross-entropy), so splitting a step into micro-batches, over GPUs or over gradient accumulation
@@ -12,25 +13,25 @@ from __future__ import annotations
 from collections import Counter
 from typing import Optional, Sequence
 
-N_CLASSES = 3  # winner_model_a, winner_model_b, winner_tie
 
-
-def resolve_class_weights(spec, labels: Sequence[int]) -> Optional[list[float]]:
-    """The per-class weights ``spec`` asks for (None: unweighted) given the training ``labels``."""
+def resolve_class_weights(spec, labels: Sequence[int], names: Sequence[str]) -> Optional[list[float]]:
+    """The per-class weights ``spec`` asks for (None: unweighted) given the training ``labels`` (class indices)
+    of the classes ``names`` (the task's ``class_names``)."""
+    n = len(names)
     if spec in ("", None) or (isinstance(spec, (list, tuple)) and not spec):
         return None
     if spec == "balanced":
         counts = Counter(int(y) for y in labels)
-        missing = [c for c in range(N_CLASSES) if not counts[c]]
+        missing = [names[c] for c in range(n) if not counts[c]]
         if missing:
-            raise ValueError(f"class_weights = 'balanced' needs rows of every class; class(es) {missing} have none")
-        return [len(labels) / (N_CLASSES * counts[c]) for c in range(N_CLASSES)]
+            raise ValueError(f"class_weights = 'balanced' needs rows of every class; {missing} have none")
+        return [len(labels) / (n * counts[c]) for c in range(n)]
     if isinstance(spec, str):
-        raise ValueError(f"class_weights = {spec!r}: use 'balanced' or a list of {N_CLASSES} numbers")
+        raise ValueError(f"class_weights = {spec!r}: use 'balanced' or a list of {n} numbers")
     weights = [float(w) for w in spec]
-    if len(weights) != N_CLASSES or any(w <= 0 for w in weights):
-        raise ValueError(f"class_weights = {list(spec)!r}: use {N_CLASSES} positive numbers "
-                         "(winner_model_a, winner_model_b, winner_tie) or 'balanced'")
+    if len(weights) != n or any(w <= 0 for w in weights):
+        raise ValueError(f"class_weights = {list(spec)!r}: use {n} positive numbers "
+                         f"({', '.join(names)}) or 'balanced'")
     return weights
 
 

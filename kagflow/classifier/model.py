@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import ID2LABEL, LABEL2ID
+from .task import Task
 
 if TYPE_CHECKING:
     from .recipe import Recipe
@@ -105,14 +105,16 @@ def quantization_config(dtype=None):
 
 
 def load_base(checkpoint, *, attn_implementation: str = DEFAULT_ATTN, device_map=None, pad_token_id=None,
-              training: bool = True):
-    """The base model in 4-bit NF4 with a fresh 3-label classification head.
+              training: bool = True, task: Task | None = None):
+    """The base model in 4-bit NF4 with a fresh classification head of one output per class of ``task``
+    (default: LMSYS's 3), named by the task's labels.
 
     ``attn_implementation`` "auto" picks from the checkpoint's config (``resolve_attn_implementation``);
     ``pad_token_id`` (the tokenizer's) is what the score head pools around."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    task = task or Task()
     if device_map is None:
         device_map = "auto" if torch.cuda.is_available() else {"": "cpu"}
     dtype = compute_dtype()
@@ -120,9 +122,9 @@ def load_base(checkpoint, *, attn_implementation: str = DEFAULT_ATTN, device_map
                                                       training=training)
     model = AutoModelForSequenceClassification.from_pretrained(
         str(checkpoint),
-        num_labels=len(ID2LABEL),
-        id2label=ID2LABEL,
-        label2id=LABEL2ID,
+        num_labels=task.n_labels,
+        id2label=task.id2label,
+        label2id=task.label2id,
         quantization_config=quantization_config(dtype),
         attn_implementation=attn_implementation,
         device_map=device_map,
@@ -200,7 +202,8 @@ def adapter_list(adapter) -> list:
     return list(adapter) if isinstance(adapter, (list, tuple)) else [adapter]
 
 
-def load_for_inference(base, adapter, *, attn_implementation: str = DEFAULT_ATTN, device_map=None):
+def load_for_inference(base, adapter, *, attn_implementation: str = DEFAULT_ATTN, device_map=None,
+                       task: Task | None = None):
     """(model, tokenizer): the 4-bit base, loaded once, plus the trained adapter, in eval mode.
 
     ``adapter`` may be a list (an ensemble): every adapter is loaded onto the one base under its own
@@ -210,7 +213,7 @@ def load_for_inference(base, adapter, *, attn_implementation: str = DEFAULT_ATTN
     adapters = adapter_list(adapter)
     tokenizer = load_tokenizer(adapters[0])
     model = load_base(base, attn_implementation=attn_implementation, device_map=device_map,
-                      pad_token_id=tokenizer.pad_token_id, training=False)
+                      pad_token_id=tokenizer.pad_token_id, training=False, task=task)
     model = PeftModel.from_pretrained(model, str(adapters[0]))
     for i, extra in enumerate(adapters[1:], 1):
         model.load_adapter(str(extra), adapter_name=f"adapter{i}")

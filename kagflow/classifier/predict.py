@@ -24,8 +24,9 @@ from .dequant import densify_layers, flatten_absmax, merge_and_dequantize
 from .packing import uses_packing
 from .pooled import pool_top_layer
 from .recipe import Recipe, set_attn_implementation, torch_dtype
+from .task import Task
 
-SWAP_AB = [1, 0, 2]  # column order that maps swapped-input probabilities back to A / B / tie
+SWAP_AB = Task.lmsys().swap_order  # column order that maps LMSYS's swapped-input probabilities back to A / B / tie
 
 
 def token_batches(lengths, token_budget: int) -> list[list[int]]:
@@ -122,7 +123,7 @@ def predict_logits(model, seqs: Sequence[Sequence[int]], *, max_tokens: int, max
 
 def ab_swap_average(probs: torch.Tensor, probs_swapped: torch.Tensor) -> torch.Tensor:
     """A/B-swap TTA: average p(A,B,tie) with the swapped run's p(B,A,tie) read back."""
-    return 0.5 * (probs + probs_swapped[:, [1, 0, 2]])
+    return 0.5 * (probs + probs_swapped[:, SWAP_AB])
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:

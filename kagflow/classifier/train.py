@@ -19,7 +19,8 @@ from .loss import resolve_class_weights, trainer_loss
 from .metrics import evaluate, save_confusion_matrix, write_metrics, write_predictions
 from .model import ModelTraits, add_lora, load_base, load_tokenizer
 from .multigpu import distributed_device_map, launch_command
-from .text import encode_rows
+from .task import Task
+from .text import encode_frame
 
 
 def accumulation_steps(cfg: TrainConfig, world: int) -> int:
@@ -73,34 +74,59 @@ def training_arguments(cfg: TrainConfig, output_dir, optim: str):
     return TrainingArguments(**kwargs)
 
 
-def _trainer_metrics(eval_pred) -> dict:
-    import torch
-
-    probs = torch.softmax(torch.as_tensor(eval_pred.predictions).float(), dim=-1).numpy()
-    scores = evaluate(eval_pred.label_ids, probs)
-    return {k: scores[k] for k in ("log_loss", "accuracy", "macro_f1")}
+EVAL_KEYS = ("log_loss", "accuracy")  # what every evaluation during training records, besides the task's metric
 
 
-def encode_fold(cfg: TrainConfig, frame, tokenizer):
+def eval_keys(task: Task) -> tuple[str, ...]:
+    """The scores an evaluation during training records (``eval_<key>`` in epoch_evals)."""
+    return EVAL_KEYS + (() if task.metric in EVAL_KEYS else (task.metric,))
+
+
+def best_eval(evals: list[dict], task: Task) -> dict | None:
+    """The evaluation during training with the best ``eval_<metric>`` by the metric's direction (the first of
+    equals); None when none has it."""
+    key = f"eval_{task.metric}"
+    scored = [e for e in evals if e.get(key) is not None]
+    if not scored:
+        return None
+    pick = min if task.direction == "lower" else max
+    return pick(scored, key=lambda e: e[key])
+
+
+def _trainer_metrics(task: Task):
+    """The HF Trainer's compute_metrics for ``task``: log loss, accuracy, macro-F1 and the task's metric."""
+    def compute(eval_pred) -> dict:
+        import torch
+
+        probs = torch.softmax(torch.as_tensor(eval_pred.predictions).float(), dim=-1).numpy()
+        scores = evaluate(eval_pred.label_ids, probs, task)
+        keys = ("log_loss", "accuracy", "macro_f1", task.metric)
+        return {k: scores[k] for k in keys if scores.get(k) is not None}
+    return compute
+
+
+def encode_fold(cfg: TrainConfig, frame, tokenizer, task: Task | None = None):
     """(rows, train_idx, val_idx, row ids): Trainer rows ({input_ids, labels}) of ``frame`` and fold
-    ``cfg.fold_idx``."""
+    ``cfg.fold_idx``; the model reads ``task``'s text columns (default: LMSYS)."""
     if cfg.max_train_rows and cfg.max_train_rows < len(frame):
         frame = frame.sample(n=cfg.max_train_rows, random_state=cfg.seed).reset_index(drop=True)
-    ids = encode_rows(tokenizer, frame["prompt"], frame["response_a"], frame["response_b"], cfg.max_length)
+    ids = encode_frame(tokenizer, frame, task or Task(), cfg.max_length)
     labels = frame["label"].tolist()
     train_idx, val_idx = stratified_fold(labels, cfg.n_splits, cfg.fold_idx, seed=cfg.seed)
     rows = [{"input_ids": i, "labels": y} for i, y in zip(ids, labels)]
     return rows, train_idx, val_idx, [str(i) for i in frame["id"]]
 
 
-def make_trainer(cfg: TrainConfig, model, tokenizer, train_rows, eval_rows, checkpoint_dir, optim: str):
+def make_trainer(cfg: TrainConfig, model, tokenizer, train_rows, eval_rows, checkpoint_dir, optim: str,
+                 task: Task | None = None):
     """An HF Trainer with dynamic padding; it evaluates ``eval_rows`` unless eval_strategy is "no"."""
+    task = task or Task()
     from transformers import DataCollatorWithPadding, Trainer
 
     evaluating = cfg.eval_strategy != "no"
     tokenizer_kwarg = "processing_class" if "processing_class" in inspect.signature(Trainer).parameters \
         else "tokenizer"  # transformers < 4.46
-    weights = resolve_class_weights(cfg.class_weights, [r["labels"] for r in train_rows])
+    weights = resolve_class_weights(cfg.class_weights, [r["labels"] for r in train_rows], task.class_names)
     extra = {}
     if weights is not None:
         import torch
@@ -112,7 +138,7 @@ def make_trainer(cfg: TrainConfig, model, tokenizer, train_rows, eval_rows, chec
         args=training_arguments(cfg, checkpoint_dir, optim),
         train_dataset=train_rows,
         eval_dataset=eval_rows if evaluating else None,
-        compute_metrics=_trainer_metrics if evaluating else None,
+        compute_metrics=_trainer_metrics(task) if evaluating else None,
         data_collator=DataCollatorWithPadding(tokenizer=tokenizer),
         **{tokenizer_kwarg: tokenizer},
     )
@@ -247,14 +273,16 @@ def _val_probs(cfg: TrainConfig, model, val_rows, tokenizer):
                              token_budget=cfg.per_device_eval_batch_size * cfg.max_length)
 
 
-def _evaluate(cfg: TrainConfig, model, val_rows, tokenizer) -> dict:
+def _evaluate(cfg: TrainConfig, model, val_rows, tokenizer, task: Task) -> dict:
     """Scores of ``model`` on the validation rows."""
-    return evaluate([r["labels"] for r in val_rows], _val_probs(cfg, model, val_rows, tokenizer))
+    return evaluate([r["labels"] for r in val_rows], _val_probs(cfg, model, val_rows, tokenizer), task)
 
 
-def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_dir, report_dir) -> dict:
-    """Train on fold ``cfg.fold_idx``; save adapter + tokenizer to ``adapter_dir``; write
-    metrics.json and confusion_matrix.png to ``report_dir``; return the metrics.
+def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_dir, report_dir,
+                 task: Task | None = None) -> dict:
+    """Train on fold ``cfg.fold_idx`` of ``task``'s train file (default: LMSYS); save adapter + tokenizer to
+    ``adapter_dir``; write metrics.json (the task's metric and its direction; ``best_eval``: the evaluation during
+    training best by it), val_predictions.csv and confusion_matrix.png to ``report_dir``; return the metrics.
 
     Both loops save resumable checkpoints into ``checkpoint_dir`` (``save_steps``, ``save_minutes``) and resume
     from the latest one (the fast loop also from a previous kernel version's output under the input root);
@@ -269,14 +297,15 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     start, started = time.time(), now()
     set_seed(cfg.seed)
     print(f"precision: {device_profile().describe()}", flush=True)
-    data = load_arena_csv(train_csv, labeled=True)
+    task = task or Task()
+    data = load_arena_csv(train_csv, labeled=True, task=task)
     print(data.report(), flush=True)
     tokenizer = load_tokenizer(base)
-    rows, train_idx, val_idx, row_ids = encode_fold(cfg, data.frame, tokenizer)
+    rows, train_idx, val_idx, row_ids = encode_fold(cfg, data.frame, tokenizer, task)
     val_rows = [rows[i] for i in val_idx]
 
     model = load_base(base, attn_implementation=cfg.attn_implementation, pad_token_id=tokenizer.pad_token_id,
-                      device_map=distributed_device_map())
+                      device_map=distributed_device_map(), task=task)
     adapter_dir = Path(adapter_dir)
     checkpoint_dir = Path(checkpoint_dir)
     loop = resolve_loop(cfg.train_loop)
@@ -303,14 +332,14 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
 
         def on_eval(step: int) -> None:
             if int(os.environ.get("RANK", "0")) == 0:
-                scores = _evaluate(cfg, model, val_rows, tokenizer)
+                scores = _evaluate(cfg, model, val_rows, tokenizer, task)
                 evals.append({"epoch": round(step / per_epoch, 4), "step": step,
-                              "eval_log_loss": scores["log_loss"], "eval_accuracy": scores["accuracy"]})
+                              **{f"eval_{k}": scores[k] for k in eval_keys(task)}})
                 print(evals[-1], flush=True)
 
-        weights = resolve_class_weights(cfg.class_weights, labels)
+        weights = resolve_class_weights(cfg.class_weights, labels, task.class_names)
         if weights is not None:
-            print(f"class weights (a, b, tie): {[round(w, 4) for w in weights]}", flush=True)
+            print(f"class weights ({', '.join(task.class_names)}): {[round(w, 4) for w in weights]}", flush=True)
         losses = fit_lora(model, seqs, labels, recipe, steps=steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
                           seed=cfg.seed, optim_type=optim, pad_id=tokenizer.pad_token_id, log_every=cfg.logging_steps,
                           on_log=print, checkpointing=checkpointing(cfg, checkpoint_dir, started=started,
@@ -326,7 +355,7 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
         from .fit import resolve_optim
 
         optim = resolve_optim(cfg.optim_type)
-        trainer = make_trainer(cfg, model, tokenizer, train_rows, val_rows, checkpoint_dir, optim)
+        trainer = make_trainer(cfg, model, tokenizer, train_rows, val_rows, checkpoint_dir, optim, task)
         budget = _budget_callback(cfg, started)
         trainer.add_callback(budget)
         resume = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
@@ -336,7 +365,7 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
         if not trainer.is_world_process_zero():
             return {}  # under DDP, rank 0 saves and evaluates
         global_step, train_loss, stopped_early = result.global_step, result.training_loss, budget.stopped_early
-        evals = [{k: h[k] for k in ("epoch", "eval_log_loss", "eval_accuracy")}
+        evals = [{"epoch": h["epoch"], **{f"eval_{k}": h.get(f"eval_{k}") for k in eval_keys(task)}}
                  for h in trainer.state.log_history if "eval_log_loss" in h]
     if stopped_early:
         print(f"time budget ({cfg.time_budget:.0f}s) reached at step {global_step}: a checkpoint is in "
@@ -348,26 +377,28 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
     val_probs = _val_probs(cfg, model, val_rows, tokenizer)
-    metrics = evaluate([r["labels"] for r in val_rows], val_probs)
+    metrics = evaluate([r["labels"] for r in val_rows], val_probs, task)
     metrics.update(
         fold_idx=cfg.fold_idx, n_splits=cfg.n_splits, n_train=len(train_idx), optim=optim, loop=loop,
         resumed_from=resume, global_step=global_step, train_loss=train_loss, stopped_early=stopped_early,
         seconds=round(time.time() - start, 1), skipped_rows=len(data.skipped_ids), issues=len(data.issues),
-        epoch_evals=evals, config=dataclasses.asdict(cfg),
+        epoch_evals=evals, best_eval=best_eval(evals, task), unseen_labels=data.unseen_labels,
+        config=dataclasses.asdict(cfg), data=task.params(),
     )
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     write_metrics(metrics, report_dir / "metrics.json")
     # out-of-fold predictions: the folds of an ensemble together estimate its log loss
     write_predictions(report_dir / "val_predictions.csv", [row_ids[i] for i in val_idx],
-                      [r["labels"] for r in val_rows], val_probs)
-    save_confusion_matrix(metrics["confusion_matrix"], report_dir / "confusion_matrix.png")
-    print({k: metrics[k] for k in ("log_loss", "accuracy", "macro_f1", "n", "seconds")}, flush=True)
+                      [r["labels"] for r in val_rows], val_probs, task.probability_columns)
+    save_confusion_matrix(metrics["confusion_matrix"], report_dir / "confusion_matrix.png", task.class_names)
+    print({k: metrics[k] for k in dict.fromkeys(("log_loss", "accuracy", "macro_f1", task.metric, "n", "seconds"))},
+          flush=True)
     return metrics
 
 
 def train_on_all_gpus(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_dir, report_dir,
-                      n_gpus: int | None = None) -> dict:
+                      n_gpus: int | None = None, task: Task | None = None) -> dict:
     """``run_training`` here on one GPU (or the CPU); on several, ``accelerate launch`` of this module
     (DDP: one process per GPU, each with its own copy of the 4-bit base), then the metrics it wrote."""
     if n_gpus is None:
@@ -377,11 +408,12 @@ def train_on_all_gpus(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpo
     paths = dict(train_csv=str(train_csv), base=str(base), adapter_dir=str(adapter_dir),
                  checkpoint_dir=str(checkpoint_dir), report_dir=str(report_dir))
     if n_gpus <= 1:
-        return run_training(cfg, **paths)
+        return run_training(cfg, **paths, task=task)
     report = Path(report_dir)
     report.mkdir(parents=True, exist_ok=True)
     params = report / "launch-params.json"
-    params.write_text(json.dumps({"config": dataclasses.asdict(cfg), **paths}, indent=1))
+    params.write_text(json.dumps({"config": dataclasses.asdict(cfg), "data": (task or Task()).params(), **paths},
+                                 indent=1))
     command = launch_command(f"{__package__}.train", ["--params", str(params)], n_gpus=n_gpus,
                              mixed_precision=device_profile().mixed_precision)
     root = Path(sys.modules[__package__.split(".")[0]].__file__).resolve().parent.parent
@@ -396,13 +428,14 @@ def main(argv=None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--params", required=True, help="JSON: {config: TrainConfig fields, train_csv, base, "
-                                                       "adapter_dir, checkpoint_dir, report_dir}")
+    parser.add_argument("--params", required=True, help="JSON: {config: TrainConfig fields, data: the [data] "
+                                                       "table, train_csv, base, adapter_dir, checkpoint_dir, "
+                                                       "report_dir}")
     args = parser.parse_args(argv)
-    data = json.loads(Path(args.params).read_text())
-    config = data.pop("config")
+    params = json.loads(Path(args.params).read_text())
+    config = params.pop("config")
     config["target_modules"] = tuple(config["target_modules"])
-    run_training(TrainConfig(**config), **data)
+    run_training(TrainConfig(**config), task=Task.from_params(params.pop("data", {})), **params)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def check(app: App, online: bool) -> None:
       kagflow check --json
     """
     session = app.session
-    problems, todo = session.check()  # with the target's recorded versions; nothing is started or connected
+    problems, todo = session.check()  # with the target's recorded versions and its list of the competition's files
     config, target = session.config, session.target.label
     findings = session.check_online() if online else []
     app.out.data(target=target, problems=[p.__dict__ for p in problems], pending=[p.__dict__ for p in todo],

@@ -1,4 +1,4 @@
-"""`kagflow data synth`: the synthetic arena competition files."""
+"""`kagflow data synth`: synthetic competition files in [data]'s schema (asked for: never made silently)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from kagflow.cli._app import App
-from kagflow.workflow.standins import write_synthetic
+from kagflow.workflow.competition_data import write_synthetic
 
 
 @click.group("data")
@@ -21,10 +21,15 @@ def data() -> None:
 @click.option("--n-train", type=int, default=None, help="Training rows (default: [tiny] n_train).")
 @click.option("--n-test", type=int, default=None, help="Test rows (default: [tiny] n_test).")
 @click.option("--seed", type=int, default=None, help="Random seed (default: [tiny] seed).")
+@click.option("--public-rows", type=int, default=3, show_default=True,
+              help="Test rows in the public test file, as a code competition shows; the whole test set goes to "
+                   "hidden/ (what a submission is re-run on). 0: every test row public, no hidden/.")
 @click.pass_obj
-def synth(app: App, out: Path | None, n_train: int | None, n_test: int | None, seed: int | None) -> None:
-    """Write train.csv, test.csv, sample_submission.csv (and the hidden solution.csv) in the
-    competition's exact schema, with the real data's quirks and a learnable signal.
+def synth(app: App, out: Path | None, n_train: int | None, n_test: int | None, seed: int | None,
+          public_rows: int) -> None:
+    """Write train.csv, test.csv, sample_submission.csv (and the hidden solution.csv) in [data]'s schema,
+    with a learnable signal. Written to the default folder, they become the project's competition data on the
+    local Kaggle (marked synthetic: every report says so), for any competition.
 
     \b
     Example:
@@ -32,7 +37,9 @@ def synth(app: App, out: Path | None, n_train: int | None, n_test: int | None, s
     """
     cfg = app.config
     out = out or cfg.layout.competition_files(cfg.project.competition)
-    paths = write_synthetic(out, n_train=n_train or cfg.tiny.n_train, n_test=n_test or cfg.tiny.n_test,
-                            seed=cfg.tiny.seed if seed is None else seed)
+    n_test = n_test or cfg.tiny.n_test
+    paths = write_synthetic(cfg, out, n_train=n_train or cfg.tiny.n_train, n_test=n_test,
+                            seed=cfg.tiny.seed if seed is None else seed,
+                            n_public=min(public_rows, n_test) if public_rows > 0 else None)
     app.out.result(f"Wrote the synthetic competition to {out}", **{k: str(v) for k, v in paths.items()})
 

@@ -24,14 +24,18 @@ def local() -> None:
               envvar="KAGFLOW_LOCAL_USERS",
               help='JSON file {"username": "key", ...}: only these keys are accepted (401 otherwise). '
                    "Without it any key is. [env var: KAGFLOW_LOCAL_USERS]")
+@click.option("--consistency", type=click.Choice(["instant", "eventual"]), default=None,
+              envvar="KAGFLOW_LOCAL_CONSISTENCY",
+              help="eventual: imitate Kaggle's delays (404 for seconds after a create, versions processing, a 429 "
+                   "now and then). Default instant. [env var: KAGFLOW_LOCAL_CONSISTENCY]")
 @click.pass_obj
-def serve(app: App, port: int, data_dir: Path | None, users_file: Path | None) -> None:
+def serve(app: App, port: int, data_dir: Path | None, users_file: Path | None, consistency: str | None) -> None:
     """Run the server in the foreground until Ctrl-C.
 
     Point kagflow (or the official client through `kagflow kaggle`) at it with
     KAGFLOW_KAGGLE_ENDPOINT=http://127.0.0.1:PORT.
     """
-    local_server.serve(app.config, port=port, data=data_dir, users_file=users_file)
+    local_server.serve(app.config, port=port, data=data_dir, users_file=users_file, consistency=consistency)
 
 
 @local.command("start")
@@ -85,14 +89,28 @@ def open_pages(app: App, no_browser: bool) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="The server's data folder (default: the server KAGFLOW_KAGGLE_ENDPOINT names, else "
                    ".kagflow/local).")
+@click.option("--metric", default=None,
+              help="What scores its submissions: log_loss, accuracy, roc_auc, macro_f1 or map_at_3 (default: "
+                   "[data] metric). solution.csv is in the submission's format.")
 @click.option("--accept-rules", is_flag=True,
               help="Accept the competition's rules as [project] username (downloads and submissions answer 403 "
                    "until then, as on Kaggle).")
 @click.pass_obj
-def competition(app: App, files: Path | None, data_dir: Path | None, accept_rules: bool) -> None:
-    """Host the project's competition on the local server (scored by log loss, like Kaggle)."""
+def competition(app: App, files: Path | None, data_dir: Path | None, metric: str | None, accept_rules: bool) -> None:
+    """Host the project's competition on the local server, scored by its metric (--metric, else [data] metric).
+
+    Without --files: what the server hosts already, else the synthetic competition for the default competition
+    (or after `kagflow data synth`); any other competition needs its files.
+
+    \b
+    Examples:
+      kagflow local competition --files data/ --metric accuracy --accept-rules
+    """
     cfg = app.config
-    files, data = local_server.host_competition(cfg, data_dir, files=files, accept_rules=accept_rules)
+    hosted, data = local_server.host_competition(cfg, data_dir, files=files, metric=metric,
+                                                 accept_rules=accept_rules)
     app.out.result(f"Competition {cfg.project.competition} hosted locally"
-                   + (f"; rules accepted as {cfg.username}" if accept_rules else ""), files=files, data=data)
+                   + (f" ({hosted.note})" if hosted.synthetic else "")
+                   + (f"; rules accepted as {cfg.username}" if accept_rules else ""),
+                   files=sorted(hosted.files), synthetic=hosted.synthetic, data=data)
 

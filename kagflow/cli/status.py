@@ -7,7 +7,7 @@ from dataclasses import asdict
 import click
 
 from kagflow.cli._app import App
-from kagflow.workflow.status import best_of, status_lines, submission_text
+from kagflow.workflow.status import best_of, metric_words, status_lines, submission_text
 
 
 @click.command("status")
@@ -40,10 +40,11 @@ def submissions(app: App) -> None:
       kagflow submissions --json
     """
     subs = app.session.submission_lines()
-    best = best_of(subs)
+    facts = app.config.data.facts
+    best = best_of(subs, facts)
     competition = app.config.project.competition
     app.out.data(competition=competition, submissions=[asdict(s) for s in subs], best=asdict(best) if best else None)
-    app.out.info(f"submissions to {competition} ({len(subs)}); log loss, lower is better:")
+    app.out.info(f"submissions to {competition} ({len(subs)}); {metric_words(facts)}:")
     app.out.info(f"{'ref':>6}  {'date (UTC)':<16}  {'status':<8}  {'score':>7}  kernel version, adapter")
     for sub in subs:
         app.out.info(submission_text(sub) + ("   <- best" if best and sub.ref == best.ref else ""))

@@ -61,11 +61,8 @@ def submit_kernel(gw: Gateway, competition: str, handle: slugs.KernelHandle, ver
     gw.call(lambda: gw.api.competition_submit_code(file_name, description, competition=competition,
                                                    kernel=str(handle), kernel_version=version, quiet=True),
             what="submit kernel", handle=f"{handle}/{version}", before_retry=existing)
-    found = existing()
-    if found is None:
-        raise HubError(f"the submission of {handle} version {version} is not listed",
-                       context=f"competition {competition}", hint="run `kagflow submit` again")
-    return found
+    return gw.settle(existing, what="list submissions", handle=f"{competition}: {handle} version {version}",
+                     ready=lambda sub: sub is not None, waiting="not listed yet")
 
 
 def submit_file(gw: Gateway, competition: str, path: Path, *, message: str = "") -> Submission:
@@ -73,10 +70,9 @@ def submit_file(gw: Gateway, competition: str, path: Path, *, message: str = "")
     tag = f"[kagflow file {Path(path).name}]"
     gw.call(lambda: gw.api.competition_submit(str(path), f"{message} {tag}".strip(), competition, quiet=True),
             what="submit file", handle=competition)
-    found = next((s for s in list_submissions(gw, competition) if tag in s.description), None)
-    if found is None:
-        raise HubError("the submission is not listed", context=f"competition {competition}")
-    return found
+    return gw.settle(lambda: next((s for s in list_submissions(gw, competition) if tag in s.description), None),
+                     what="list submissions", handle=f"{competition}: {Path(path).name}",
+                     ready=lambda sub: sub is not None, waiting="not listed yet")
 
 
 def wait_score(gw: Gateway, competition: str, ref: str, *, timeout: float = 3 * 3600,
@@ -104,8 +100,8 @@ def wait_score(gw: Gateway, competition: str, ref: str, *, timeout: float = 3 * 
     if sub.status == "ERROR":
         raise HubError(f"submission {ref} failed: {sub.error or 'no reason given'}",
                        context=f"competition {competition}",
-                       hint="fix the notebook's submission.csv (id, winner_model_a, winner_model_b, "
-                            "winner_tie; rows sum to 1) and submit again")
+                       hint="fix the notebook's submission.csv (the columns, ids and values the error names: "
+                            "those of the competition's sample_submission.csv) and submit again")
     return sub
 
 
@@ -146,3 +142,22 @@ def competition_info(gw: Gateway, competition: str) -> CompetitionInfo:
     item = gw.call(get, what="get competition", handle=competition)
     return CompetitionInfo(competition, item.title or competition, bool(item.user_has_entered),
                            bool(item.is_kernels_submissions_only))
+def competition_file_names(gw: Gateway, competition: str) -> list[str]:
+    """The names of the competition's data files (ListDataFiles, every page); NotFoundError (a HubError) when
+    there is no such competition."""
+    names: list[str] = []
+    token = None
+    while True:
+        response = gw.call(lambda: gw.api.competition_list_files(competition, page_token=token, page_size=200),
+                           what="list competition files", handle=competition)
+        names += [f.name for f in (getattr(response, "files", None) or [])]
+        token = getattr(response, "next_page_token", None)
+        if not token:
+            return names
+
+
+def competition_slugs(gw: Gateway, search: str) -> list[str]:
+    """Slugs of the competitions a search for ``search`` finds (what a did-you-mean proposes)."""
+    response = gw.call(lambda: gw.api.competitions_list(search=search, page_size=50), what="list competitions")
+    found = getattr(response, "competitions", None) or []
+    return [str(getattr(c, "ref", "") or "").rstrip("/").rsplit("/", 1)[-1] for c in found if getattr(c, "ref", "")]

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional, TypeVar
 
-from kagflow.errors import NotFoundError
+from kagflow.errors import HubError, NotFoundError
 from kagflow.hub.endpoint import Endpoint
 from kagflow.hub.errors import translate
-from kagflow.hub.retry import Outage, call_with_retry, is_transient, status_of
+from kagflow.hub.retry import Outage, WaitPolicy, call_with_retry, is_transient, poll_until, status_of
 
 T = TypeVar("T")
 
@@ -65,6 +65,46 @@ class Gateway:
                                    outage=self.outage)
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, what=what, handle=handle, target=self.endpoint) from None
+
+    def read(self, fn: Callable[[], T], *, what: str, handle: str) -> Callable[[], T]:
+        """``fn`` (one official-client call) as a function that goes through :meth:`call`: what :meth:`settle`
+        takes."""
+        return lambda: self.call(fn, what=what, handle=handle)
+
+    def settle(self, fn: Callable[[], T], *, what: str, handle: str, ready: Callable[[T], bool],
+               waiting: str = "not visible yet") -> T:
+        """Read back what this command just created or changed until ``ready(value)``: Kaggle answers 404 for a few
+        seconds after a create and lists a new version's files only once it has unpacked them. ``fn`` makes its
+        requests through :meth:`call` (:meth:`read` for one client call); a 404 (NotFoundError) or a value not
+        ``ready`` is looked at again, at WaitPolicy's growing intervals,
+        for at most ``WaitPolicy.SETTLE`` seconds; then the 404, or a HubError, is raised: never a guess. Only for
+        a resource this command created or saw: a 404 of anything else is real and is not waited on."""
+        missing = object()
+        last: list = []
+
+        def look():
+            try:
+                return fn()
+            except NotFoundError as exc:
+                last[:] = [exc]
+                return missing
+
+        def seen(value, elapsed: float) -> None:
+            if (value is missing or not ready(value)) and not said:
+                said.append(True)
+                self.log(f"{what}: {handle} is {waiting} (Kaggle shows new things after a few seconds); waiting up "
+                         f"to {WaitPolicy.SETTLE:.0f}s")
+
+        def give_up(value, elapsed: float) -> BaseException:
+            if value is missing:
+                return last[0]
+            return HubError(f"{what}: {handle} is still {waiting} after {elapsed:.0f}s", context=handle,
+                            hint="run the same command again: kagflow looks before it uploads, so it never makes a "
+                                 "duplicate", handle=handle, target=self.endpoint.describe())
+
+        said: list = []
+        return poll_until(look, lambda v: v is not missing and ready(v), timeout=WaitPolicy.SETTLE, on_poll=seen,
+                          on_timeout=give_up)
 
     def exists(self, fn: Callable[[], object], *, what: str, handle: str) -> bool:
         """True if ``fn`` finds the resource, False on 404 (retrying transient errors)."""

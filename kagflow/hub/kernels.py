@@ -78,6 +78,15 @@ def remote_kernel(gw: Gateway, handle: slugs.KernelHandle):
 SOURCE_KINDS = ("dataset", "model", "competition", "kernel")
 
 
+def remote_competitions(gw: Gateway, handle: slugs.KernelHandle) -> Optional[list[str]]:
+    """The competition sources of the kernel's latest version on the server, sorted (None: no such kernel)."""
+    response = remote_kernel(gw, handle)
+    if response is None or response.metadata is None:
+        return None
+    listed = getattr(response.metadata, "competition_data_sources", None) or []
+    return sorted(normalise_source("competition", s) for s in listed)
+
+
 def invalid_sources(response) -> list[str]:
     """``kind source`` for each source a SaveKernel response says was not added (Kaggle saves the version anyway)."""
     out = []
@@ -171,9 +180,12 @@ def push_kernel(gw: Gateway, folder: Path, *, accelerator: Optional[str] = None,
 
     gw.log(f"pushing a new version of {handle}" if version else f"pushing {handle}")
     result = gw.call(push, what="push kernel", handle=str(handle), before_retry=already_pushed)
+    # Kaggle answers 404 for a new kernel for a few seconds: its status would be "not found" until then
+    shown = gw.settle(lambda: remote_kernel(gw, handle), what="get kernel", handle=str(handle),
+                      ready=lambda r: r is not None and (getattr(r.metadata, "current_version_number", 0) or 0)
+                      >= (result.version or 1))
     if not result.version:
-        _, version = remote_digest(gw, handle)
-        result = PushResult(handle, int(version or 0), True, digest)
+        result = PushResult(handle, int(shown.metadata.current_version_number), True, digest)
     if responses:
         check_sources_accepted(gw, handle, result.version, responses[-1])
     return result

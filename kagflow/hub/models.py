@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from kagflow.errors import HubError, MissingFileError, NotFoundError, PermissionDeniedError
 from kagflow.hub import gateway
@@ -30,6 +31,15 @@ class PublishResult:
     @property
     def source(self) -> str:
         return slugs.model_source(self.handle)
+
+
+def model_description(gw: Gateway, mhandle: slugs.ModelHandle) -> Optional[str]:
+    """The description of model ``mhandle`` on the server (None: no such model)."""
+    try:
+        model = gw.call(lambda: gw.api.model_get(str(mhandle)), what="get model", handle=str(mhandle))
+    except NotFoundError:
+        return None
+    return getattr(model, "description", None) or ""
 
 
 def publish_model(gw: Gateway, ihandle: slugs.ModelInstanceHandle, model_dir: Path, instance_dir: Path,
@@ -57,12 +67,14 @@ def publish_model(gw: Gateway, ihandle: slugs.ModelInstanceHandle, model_dir: Pa
         except HubError as exc:
             if not is_conflict(exc):  # 409 (HTTP or errorCode in the body): created meanwhile, fine
                 raise
+        # Kaggle answers 404 for a new model for a few seconds: its instance would be refused until then
+        gw.settle(gw.read(lambda: api.model_get(str(mhandle)), what="get model", handle=str(mhandle)),
+                  what="get model", handle=str(mhandle), ready=bool)
 
     latest = latest_version(gw, ihandle)
-    if latest is not None:
-        if latest_digest(gw, ihandle.version(latest)) == digest[:16]:
-            gw.log(f"{ihandle}/{latest} already holds these files (content {digest[:16]}): nothing uploaded")
-            return PublishResult(ihandle.version(latest), False, digest, len(manifest), size)
+    if latest is not None and listed_digest(gw, ihandle.version(latest)) == digest[:16]:
+        gw.log(f"{ihandle}/{latest} already holds these files (content {digest[:16]}): nothing uploaded")
+        return PublishResult(ihandle.version(latest), False, digest, len(manifest), size)
 
     gateway.log_subfolders(gw, manifest)
     stage_folder(source, instance_dir, manifest, digest, keep=SKIP)
@@ -79,6 +91,12 @@ def publish_model(gw: Gateway, ihandle: slugs.ModelInstanceHandle, model_dir: Pa
         except HubError as exc:
             if not is_conflict(exc):  # Kaggle's errorCode 409: the instance exists, make a version (as kagglehub)
                 raise
+            # it exists (made meanwhile, or just made and not shown yet): the same files there are no new version
+            latest = gw.settle(lambda: latest_version(gw, ihandle), what="list model versions", handle=str(ihandle),
+                               ready=lambda number: number is not None)
+            if listed_digest(gw, ihandle.version(latest)) == digest[:16]:
+                gw.log(f"{ihandle}/{latest} already holds these files (content {digest[:16]}): nothing uploaded")
+                return PublishResult(ihandle.version(latest), False, digest, len(manifest), size)
             gw.log(f"{ihandle} already exists: uploading a new version instead")
     if not created:
         which = f"version {latest + 1}" if latest else "a new version"
@@ -88,12 +106,10 @@ def publish_model(gw: Gateway, ihandle: slugs.ModelInstanceHandle, model_dir: Pa
                                                                    dir_mode=kaggle.UPLOAD_DIR_MODE)),
                 what="create model instance version", handle=str(ihandle), before_retry=found,
                 retry_forbidden=True, uploads=True)
-    version = _find_version(gw, ihandle, digest)
-    if version is None:
-        raise NotFoundError(f"the new version of {ihandle} is not listed after upload",
-                            context=f"content {digest[:16]}", hint="run the same command again")
+    # a new instance answers 404, a new version lists its files late: read it back before saying which it is
+    version = gw.settle(found, what="list model versions", handle=str(ihandle), ready=lambda v: v is not None,
+                        waiting=f"not listing the new version (content {digest[:16]}) yet")
     return PublishResult(version, True, digest, len(manifest), size)
-
 
 
 def latest_version(gw: Gateway, ihandle: slugs.ModelInstanceHandle) -> int | None:
@@ -108,16 +124,22 @@ def latest_version(gw: Gateway, ihandle: slugs.ModelInstanceHandle) -> int | Non
     return max(versions) if versions else None
 
 
-def latest_digest(gw: Gateway, vhandle: slugs.ModelInstanceVersionHandle) -> str | None:
+def listed_digest(gw: Gateway, vhandle: slugs.ModelInstanceVersionHandle) -> str | None:
+    """The content digest a version's files carry (None: unmarked), once they are listed: Kaggle lists a new
+    version's files only when it has unpacked them, and a version without files cannot exist, so none listed
+    means "not yet" (waited for, bounded), never "different content"."""
     api = gw.api
-    response = gw.call(lambda: api.model_instance_version_files(str(vhandle), page_size=100),
-                       what="list model version files", handle=str(vhandle))
-    return marker_digest(f.name for f in (response.files or []))
+    files = gw.read(lambda: api.model_instance_version_files(str(vhandle), page_size=100),
+                    what="list model version files", handle=str(vhandle))
+    response = gw.settle(files, what="list model version files", handle=str(vhandle), ready=lambda r: bool(r.files),
+                         waiting="still processing (no file listed yet)")
+    return marker_digest(f.name for f in response.files)
 
 
 def _find_version(gw: Gateway, ihandle: slugs.ModelInstanceHandle, digest: str):
+    """The latest version of ``ihandle`` if it holds ``digest`` (None: no version, or another content)."""
     latest = latest_version(gw, ihandle)
-    if latest is not None and latest_digest(gw, ihandle.version(latest)) == digest[:16]:
+    if latest is not None and listed_digest(gw, ihandle.version(latest)) == digest[:16]:
         return ihandle.version(latest)
     return None
 

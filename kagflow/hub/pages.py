@@ -24,7 +24,7 @@ class LoginLink:
 
 def login_link(gw: Gateway) -> LoginLink:
     """A one-time link to the local Kaggle's index, signed in as the credentials' user."""
-    endpoint = gw.target.endpoint
+    endpoint = gw.endpoint.endpoint
     if endpoint is None:
         raise ConfigError("the web pages are the local Kaggle's; this project targets Kaggle",
                           hint="open https://www.kaggle.com in a browser, or set [project] target = \"local\"")

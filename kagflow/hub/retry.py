@@ -154,11 +154,13 @@ def call_with_retry(
 
 
 class WaitPolicy:
-    """Polling intervals (seconds) for long waits (kernels, scores); tests set them small."""
+    """Polling intervals (seconds) for long waits (kernels, scores, a new resource showing up); tests set them
+    small."""
 
     FIRST = 2.0
     FACTOR = 1.5
     CAP = 60.0
+    SETTLE = 120.0  # how long something kagflow just created may stay unseen (Kaggle: 404, files listed late)
 
 
 def poll_until(fetch: Callable[[], T], done: Callable[[T], bool], *, timeout: float,

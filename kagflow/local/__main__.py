@@ -7,7 +7,7 @@ import os
 import sys
 
 from kagflow.local.control import default_data_dir, load_users, serve_forever, users_from_env
-from kagflow.local.env import USERS_ENV
+from kagflow.local.env import CONSISTENCY_ENV, USERS_ENV
 
 
 def main(argv=None) -> int:
@@ -17,10 +17,12 @@ def main(argv=None) -> int:
     serve.add_argument("--port", type=int, default=0)
     serve.add_argument("--data-dir", default=None, help="default: $KAGFLOW_LOCAL_DATA_DIR or ~/.kagflow/local")
     serve.add_argument("--users", default=None, help=f"JSON file of username: key to check (default: ${USERS_ENV})")
+    serve.add_argument("--consistency", default=None, choices=("instant", "eventual"),
+                       help=f"eventual: Kaggle's delays after a create (default: ${CONSISTENCY_ENV}, else instant)")
     args = parser.parse_args(argv)
     users = load_users(args.users) if args.users else users_from_env()
     serve_forever(args.data_dir or default_data_dir(), args.port, users=users,
-                  users_file=args.users or os.environ.get(USERS_ENV))
+                  users_file=args.users or os.environ.get(USERS_ENV), consistency=args.consistency)
     return 0
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from kagflow.errors import KagflowError
-from kagflow.local.env import DATA_DIR_ENV, USERS_ENV
+from kagflow.local.env import CONSISTENCY_ENV, DATA_DIR_ENV, USERS_ENV
 
 PID_FILE, PORT_FILE, LOG_FILE = "server.pid", "server.port", "server.log"
 HOST = "127.0.0.1"
@@ -85,18 +85,37 @@ def users_from_env() -> Optional[dict[str, str]]:
     return load_users(path) if path else None
 
 
+def consistency_from_env() -> str:
+    """The consistency mode ``$KAGFLOW_LOCAL_CONSISTENCY`` names (default: instant)."""
+    from kagflow.local.server.consistency import DEFAULT_MODE
+
+    return os.environ.get(CONSISTENCY_ENV) or DEFAULT_MODE
+
+
 def serve_forever(data_dir: os.PathLike | str, port: int = 0, *, host: str = HOST,
-                  users: Optional[dict[str, str]] = None, users_file: Optional[os.PathLike | str] = None) -> None:
+                  users: Optional[dict[str, str]] = None, users_file: Optional[os.PathLike | str] = None,
+                  consistency: Optional[str] = None) -> None:
     """Serve ``data_dir`` in this process until SIGTERM/SIGINT; writes the pid and port files.
 
     ``users`` (username → key): only those keys are accepted (401 otherwise), and kernels run only in the
     sandbox; None accepts any key. ``users_file``: where they were read from (never visible to a kernel).
+    ``consistency``: ``instant`` or ``eventual`` (Kaggle's delays after a create; default
+    ``$KAGFLOW_LOCAL_CONSISTENCY``, else instant; see :mod:`kagflow.local.server.consistency`).
     """
+    from kagflow.local.server.api import Settings
+    from kagflow.local.server.consistency import MODES, with_mode
     from kagflow.local.server.httpd import LocalServer
 
+    mode = consistency or consistency_from_env()
+    try:
+        settings = with_mode(Settings(), mode)
+    except ValueError:
+        raise KagflowError(f"unknown consistency mode {mode!r}", context=f"--consistency or ${CONSISTENCY_ENV}",
+                           hint=f"use one of {', '.join(MODES)}") from None
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
-    server = LocalServer(data, host, port, users=users, hide=[Path(users_file)] if users_file else [])
+    server = LocalServer(data, host, port, users=users, hide=[Path(users_file)] if users_file else [],
+                         settings=settings)
     stopping = []
 
     def _stop(*_):
@@ -109,7 +128,7 @@ def serve_forever(data_dir: os.PathLike | str, port: int = 0, *, host: str = HOS
     (data / PORT_FILE).write_text(str(server.port))
     (data / PID_FILE).write_text(str(os.getpid()))
     auth = f"keys checked for {len(users)} user(s)" if users else "any key accepted"
-    print(f"kagflow local Kaggle serving {data} at {server.url} ({auth})", flush=True)
+    print(f"kagflow local Kaggle serving {data} at {server.url} ({auth}; consistency {mode})", flush=True)
     print(sandbox_line(users is not None), flush=True)
     try:
         server.serve_forever()

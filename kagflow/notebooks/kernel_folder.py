@@ -38,6 +38,7 @@ def notebook_params(config: Config, name: str, sources: KernelSources, *, tiny: 
         "base_model_source": base_src,
         "wheels_dataset": sources.dataset_sources[0] if sources.dataset_sources else "",
         "kernel_title": kernel.title,
+        "data": config.data.params(),
     }
     if kernel.kind == INFER:
         params["adapter_model_source"] = adapter_src

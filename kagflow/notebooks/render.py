@@ -14,6 +14,7 @@ from pathlib import Path
 import kagflow
 from kagflow.classifier.config import InferConfig, TrainConfig, defaults
 from kagflow.errors import KagflowError, MissingFileError
+from kagflow.project.config import DataConfig
 from kagflow.rules.kaggle import KERNELSPEC
 from kagflow.wheels.build import INSTALLER_NAME
 from kagflow.wheels.classifier import DIST_NAME, IMPORT_NAME
@@ -21,6 +22,7 @@ from kagflow.wheels.classifier import DIST_NAME, IMPORT_NAME
 PACKAGE_NAME = IMPORT_NAME  # the classifier's import name inside a kernel
 
 REQUIRED_PACKAGES = ("transformers", "peft", "bitsandbytes", "accelerate", DIST_NAME)
+LINE_WIDTH = 110  # a parameter's value is wrapped to lines of this length
 MAX_CELL_LINES = 80  # every cell fits on a screen: readable and editable on Kaggle's site
 
 _SHARED = {
@@ -30,6 +32,7 @@ _SHARED = {
     "base_model_hf_id": "unsloth/gemma-2-9b-it-bnb-4bit",  # also searched among the mounts
     "allow_hub": False,  # download an unmounted base from the Hugging Face Hub (needs internet)
     "wheels_dataset": "",  # informational: every mounted wheels dataset is installed
+    "data": DataConfig().params(),  # kagflow.toml's [data], whole: the classifier's Task.from_params
 }
 DEFAULT_PARAMS = {
     "train": {**_SHARED, "adapter_name": "gemma2-adapter", "checkpoint_dir": "checkpoints",
@@ -70,6 +73,13 @@ def _is_literal(value) -> bool:
     return False
 
 
+def _pyrepr(value) -> str:
+    """A parameter's value as a Python literal, a long one (the ``data`` table) wrapped to readable lines."""
+    import pprint
+
+    return pprint.pformat(value, width=LINE_WIDTH, sort_dicts=False)
+
+
 def render_notebook(kind: str, params: dict, out_path: Path, *, template_dir: Path | None = None) -> Path:
     """Render ``<kind>.ipynb.j2`` with ``params`` into a validated notebook at ``out_path``.
 
@@ -86,7 +96,7 @@ def render_notebook(kind: str, params: dict, out_path: Path, *, template_dir: Pa
         raise MissingFileError(f"No notebook template for {kind!r}", context=str(template_path))
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(search), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True, autoescape=False)
-    env.filters["pyrepr"] = repr
+    env.filters["pyrepr"] = _pyrepr
     text = env.get_template(template_path.name).render(
         kind=kind, params=params, package=PACKAGE_NAME, installer=INSTALLER_NAME, required=list(REQUIRED_PACKAGES),
         kernelspec=KERNELSPEC, version=kagflow.__version__,

@@ -27,6 +27,7 @@ from kagflow.project.credentials import credentials_username
 from kagflow.project.layout import CONFIG_FILE, Layout
 from kagflow.project.typed import build, toml_value
 from kagflow.rules import kaggle, metadata, slugs
+from kagflow.rules import metrics as metric_rules
 
 COMPETITION = "llm-classification-finetuning"
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
@@ -157,12 +158,80 @@ class TinyConfig(StandInConfig):
     seed: int = 0
 
 
+# [data] submission values: what the submission file holds per test row
+PROBABILITIES, LABEL, POSITIVE_PROBABILITY = "probabilities", "label", "positive_probability"
+SUBMISSIONS = {PROBABILITIES: "one probability column per label", LABEL: "the predicted label in label_column",
+               POSITIVE_PROBABILITY: "label_column = the probability of the last label (binary tasks)"}
+# what each submission gives a metric (kagflow.rules.metrics' reads)
+SUBMISSION_READS = {PROBABILITIES: (metric_rules.PROBABILITIES,), POSITIVE_PROBABILITY: (metric_rules.PROBABILITIES,),
+                    LABEL: (metric_rules.LABELS, metric_rules.TOP3)}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """[data]: the competition's task: its files, columns, labels, submission format and metric (LMSYS's by default).
+
+    The whole table is the ``data`` parameter of both notebooks (the classifier's ``Task.from_params``)."""
+    train_file: str = "train.csv"
+    test_file: str = "test.csv"
+    id_column: str = "id"
+    text_columns: tuple[str, ...] = ("prompt", "response_a", "response_b")  # what the model reads, in this order
+    swap_columns: tuple[str, ...] = ("response_a", "response_b")  # () = none; a pairwise task: swap TTA
+    label_columns: tuple[str, ...] = ("winner_model_a", "winner_model_b", "winner_tie")  # one-hot columns, or
+    label_column: str = ""  # one column holding a value of ``labels``
+    labels: tuple[str, ...] = ()
+    submission: str = PROBABILITIES  # SUBMISSIONS
+    metric: str = "log_loss"  # kagflow.rules.metrics CLASSIFICATION
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The class names, in the head's order: the one-hot columns, else the labels."""
+        return self.label_columns or self.labels
+
+    @property
+    def facts(self) -> metric_rules.MetricFacts:
+        return metric_rules.METRICS[self.metric]
+
+    @property
+    def train_columns(self) -> tuple[str, ...]:
+        """The columns the training file must have."""
+        return (self.id_column, *self.text_columns, *(self.label_columns or (self.label_column,)))
+
+    @property
+    def test_columns(self) -> tuple[str, ...]:
+        return (self.id_column, *self.text_columns)
+
+    @property
+    def submission_columns(self) -> tuple[str, ...]:
+        """The header of a submission file (and of sample_submission.csv)."""
+        if self.submission == PROBABILITIES:
+            return (self.id_column, *self.classes)
+        return (self.id_column, self.label_column)
+
+    def params(self) -> dict:
+        """The table as the notebooks' ``data`` parameter (lists, not tuples)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def data_table(raw: dict) -> dict:
+    """[data] as written, with the defaults that follow from it: a table naming ``label_column`` drops the default
+    one-hot ``label_columns``, and one naming its own ``text_columns`` drops the default ``swap_columns`` (each
+    unless it names them too)."""
+    table = dict(raw)
+    if table.get("label_column") and "label_columns" not in table:
+        table["label_columns"] = []
+    if "text_columns" in table and "swap_columns" not in table:
+        table["swap_columns"] = []
+    return table
+
+
 # [base_model] stand_in values, each with the table of its name: its [train]/[infer] overrides (and, for
 # the tiny one, its shape); kagflow.workflow.standins makes each
 STAND_INS = {"tiny": TinyConfig, "gemma3-270m": StandInConfig}
 
 # Tables built the same way: [name] -> the Config field of the same name (absent: every default)
-TABLES = {"project": ProjectConfig, "wheels": WheelsConfig, "train": TrainConfig, "infer": InferConfig}
+TABLES = {"project": ProjectConfig, "wheels": WheelsConfig, "train": TrainConfig, "infer": InferConfig,
+          "data": DataConfig}
 REQUIRED = {BASE_MODEL: BaseModelConfig, ADAPTER_MODEL: AdapterModelConfig}  # tables every kagflow.toml has
 
 
@@ -175,6 +244,7 @@ class Config:
     kernels: dict  # name -> KernelConfig
     train: TrainConfig
     infer: InferConfig
+    data: DataConfig
     stand_ins: dict  # STAND_INS name -> its table
     path: Path  # the kagflow.toml it came from
     username: str  # resolved: config, then credentials, then "kagflow"
@@ -352,6 +422,78 @@ def _check_kernel(path: Path, name: str, kernel: KernelConfig) -> None:
                  metadata.check_image_pinning)
 
 
+def _data_error(path: Path, key: str, value, problem: str, fix: str) -> ConfigError:
+    return ConfigError(f"{path.name}: [data] {key} = {toml_value(value)}: {problem}",
+                       context=f"file {path}, table [data], key {key}", hint=fix)
+
+
+def _check_data(path: Path, data: DataConfig) -> None:
+    """[data]'s rules, each refused with the key and the fix (the contract with the classifier's Task)."""
+    for key in ("train_file", "test_file", "id_column"):
+        value = getattr(data, key)
+        if not value.strip() or "/" in value:
+            raise _data_error(path, key, value, "must be a file or column name", f"write {key} = "
+                              f"{toml_value(getattr(DataConfig, key))}")
+    if not data.text_columns or len(set(data.text_columns)) != len(data.text_columns):
+        raise _data_error(path, "text_columns", list(data.text_columns), "must name one or more distinct columns",
+                          'write text_columns = ["text"] (the columns the model reads, in order)')
+    if data.swap_columns and (len(data.swap_columns) != 2 or len(set(data.swap_columns)) != 2
+                              or not set(data.swap_columns) <= set(data.text_columns)):
+        raise _data_error(path, "swap_columns", list(data.swap_columns), "must be 2 of text_columns "
+                          f"({', '.join(data.text_columns)})", "write swap_columns = [] (no pairwise swap), or the "
+                          "two responses, e.g. [\"response_a\", \"response_b\"]")
+    if bool(data.label_columns) == bool(data.label_column):
+        both = "both are set" if data.label_columns else "neither is set"
+        raise _data_error(path, "label_column", data.label_column, f"give exactly one of label_columns and "
+                          f"label_column ({both})", 'one-hot columns: label_columns = ["a", "b"] and label_column = '
+                          '""; or one column: label_column = "winner", labels = ["model_a", "model_b"], '
+                          'label_columns = []')
+    if data.label_columns and (len(data.label_columns) < 2 or len(set(data.label_columns)) != len(data.label_columns)):
+        raise _data_error(path, "label_columns", list(data.label_columns), "must name 2 or more distinct columns",
+                          'write label_columns = ["winner_model_a", "winner_model_b", "winner_tie"]')
+    if data.label_column and (len(data.labels) < 2 or len(set(data.labels)) != len(data.labels)):
+        raise _data_error(path, "labels", list(data.labels), f"label_column = {toml_value(data.label_column)} "
+                          "needs 2 or more distinct label values", 'write labels = ["model_a", "model_b"] (the '
+                          'values of label_column, in the order of the submission\'s columns)')
+    if data.labels and not data.label_column:
+        raise _data_error(path, "labels", list(data.labels), "needs label_column (the column holding them)",
+                          'write label_column = "winner", or labels = [] with one-hot label_columns')
+    overlap = sorted({data.id_column, *data.text_columns} & set(data.label_columns or (data.label_column,)))
+    if overlap or data.id_column in data.text_columns:
+        raise _data_error(path, "text_columns", list(data.text_columns), "the id, text and label columns must be "
+                          f"different columns ({', '.join(overlap or [data.id_column])} is two of them)",
+                          "name each column once")
+    if data.submission not in SUBMISSIONS:
+        close = get_close_matches(data.submission, list(SUBMISSIONS), n=1, cutoff=0.5)
+        raise _data_error(path, "submission", data.submission, "is not a submission format (" + "; ".join(
+                          f"{k}: {v}" for k, v in SUBMISSIONS.items()) + ")",
+                          f"did you mean submission = {toml_value(close[0])}?" if close
+                          else 'write submission = "probabilities"')
+    if data.submission != PROBABILITIES and not data.label_column:
+        raise _data_error(path, "submission", data.submission, "writes label_column, which is not set",
+                          'write label_column = "..." and labels = [...], or submission = "probabilities"')
+    if data.submission == POSITIVE_PROBABILITY and len(data.classes) != 2:
+        raise _data_error(path, "submission", data.submission, f"is for 2 labels; there are {len(data.classes)}",
+                          'write submission = "probabilities" (one column per label)')
+    try:
+        facts = metric_rules.metric(data.metric, known=metric_rules.CLASSIFICATION)
+    except KagflowError as e:
+        raise _data_error(path, "metric", data.metric, e.message.removeprefix(f"unknown metric {data.metric!r}")
+                          .strip() or "is not a metric kagflow scores", e.hint or "") from None
+    if facts.binary_only and len(data.classes) != 2:
+        raise _data_error(path, "metric", data.metric, f"{facts.display} is for 2 labels; there are "
+                          f"{len(data.classes)}", 'write metric = "log_loss" (or "macro_f1", "accuracy")')
+    if len(data.classes) < facts.min_labels:
+        raise _data_error(path, "metric", data.metric, f"{facts.display} needs {facts.min_labels} or more labels; "
+                          f"there are {len(data.classes)}", 'write metric = "accuracy"')
+    if facts.reads not in SUBMISSION_READS[data.submission]:
+        wanted = [k for k, reads in SUBMISSION_READS.items() if facts.reads in reads]
+        raise _data_error(path, "submission", data.submission, f"{facts.display} scores {facts.reads}, which a "
+                          f"{data.submission!r} submission does not give",
+                          f"write submission = {toml_value(wanted[0])}" + (
+                              " (the top 3 labels, space-separated)" if facts.reads == metric_rules.TOP3 else ""))
+
+
 def _check_stand_in(path: Path, name: str, table: StandInConfig) -> None:
     """Overrides must name real keys of [train] / [infer] with the right types."""
     for kind, cls in RECIPE_TABLES.items():
@@ -359,7 +501,7 @@ def _check_stand_in(path: Path, name: str, table: StandInConfig) -> None:
 
 
 # table name -> its check (after it is built); kernels and stand-ins are checked per entry
-CHECKS: dict[str, Callable] = {"project": _check_project, "wheels": _check_wheels}
+CHECKS: dict[str, Callable] = {"project": _check_project, "wheels": _check_wheels, "data": _check_data}
 
 
 # --------------------------------------------------------------------------- loading
@@ -395,7 +537,9 @@ def load_config(path: Optional[Path] = None) -> Config:
                               hint="run `kagflow init --force` in a scratch folder and copy the table")
     tables = {}
     for name, cls in TABLES.items():
-        tables[name] = build(cls, raw.get(name, {}), name, path)
+        table = raw.get(name, {})
+        tables[name] = build(cls, data_table(table) if name == "data" and isinstance(table, dict) else table,
+                             name, path)
         if name in CHECKS:
             CHECKS[name](path, tables[name])
     for name, cls in REQUIRED.items():

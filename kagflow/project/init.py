@@ -27,13 +27,36 @@ FOLDER_READMES = {
 }
 
 
+TITLE_MAX = 50  # the longest title kernels, datasets and models all accept (kagflow.rules.slugs)
+# The names that hold a project's competition-specific work, each titled "<competition> <suffix>" for any
+# competition other than the default (whose titles are defaults.toml's): a second project never becomes a new
+# version of the first one's kernels, adapter or wheels. The base model (the same weights) stays shared.
+PROJECT_TITLES = {("kernels", "train"): "train", ("kernels", "infer"): "infer", ("adapter_model",): "adapter",
+                  ("wheels",): "wheels"}
+
+
+def project_titles(competition: str) -> dict:
+    """(table path) -> the title ``init`` writes for ``competition``: its slug, cut at a hyphen to fit, then what
+    the entry is (``wsdm-cup-multilingual-chatbot-arena train``)."""
+    room = TITLE_MAX - 1 - max(len(s) for s in PROJECT_TITLES.values())
+    stem = slugs.suggest_slug(competition, min_len=1, max_len=room)
+    return {where: f"{stem} {suffix}" for where, suffix in PROJECT_TITLES.items()}
+
+
 def config_text(*, competition: str = COMPETITION, username: str = "") -> str:
-    """The kagflow.toml `kagflow init` writes: the defaults, with this project's competition and username."""
+    """The kagflow.toml `kagflow init` writes: the defaults, with this project's competition and username (and,
+    for another competition than the default, the titles of :func:`project_titles`)."""
     import tomlkit
 
     doc = tomlkit.parse(DEFAULTS_FILE.read_text(encoding="utf-8"))
     doc["project"]["competition"] = competition
     doc["project"]["username"] = username
+    if competition != COMPETITION:
+        for where, title in project_titles(competition).items():
+            table = doc
+            for key in where:
+                table = table[key]
+            table["title"] = title
     return tomlkit.dumps(doc)
 
 

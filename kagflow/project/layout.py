@@ -90,6 +90,11 @@ class Layout:
         return self.private / "runs"
 
     @property
+    def sources(self) -> Path:
+        """Datasets an imported kernel mounts, downloaded once for `kagflow kernel run --local`."""
+        return self.private / "sources"
+
+    @property
     def classifier_wheel(self) -> Path:
         return self.private / "classifier-wheel"
 

@@ -8,8 +8,14 @@ Sources for the rules (checked against kaggle 2.2.5, ``kaggle/api/kaggle_api_ext
 - datasets: slug and title 6..50 characters (``dataset_create_new``).
 - kernels: title and slug at least 5 characters (``kernels_push``/``validate_kernel_string``);
   50 is the longest kernel title the site accepts (guess, kept as the limit).
-- models: slug ``^[a-z0-9]+(?:-[a-z0-9]+)*$``; owner may also hold underscores
-  (``_validate_slug_syntax``).
+- models: kaggle 2.2.5's ``model_create_new`` allows ``^[a-z0-9]+(?:-[a-z0-9]+)*$`` in a model slug
+  (``_validate_slug_syntax``, kaggle-cli #1134) and checks nothing in an instance slug; Kaggle itself accepts
+  more in both (:data:`MODEL_SLUG_RE`): underscores (kagglehub's CI creates ``<user>/model_<uuid>`` on Kaggle;
+  ``keras/bert/keras/bert_tiny_en_uncased`` exists) and dots (``qwen-lm/qwen2.5``, ``metaresearch/llama-3.1``,
+  ``.../transformers/1.5b-instruct``), and titles under 5 characters (``keras/bert`` is titled "BERT").
+  Handles of models, which may name anyone's, follow Kaggle's rule; the slugs kagflow derives from its own
+  titles are hyphenated (:func:`model_slug`), so the official client's narrower check passes them too.
+  Owners may hold underscores (``_validate_slug_syntax(allow_underscore=True)``).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from kagflow.errors import NamingError
 
 SLUG_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # whole strings only: always .fullmatch ("$" passes "x\n")
 OWNER_RE = re.compile(r"[a-z0-9]+(?:[_-][a-z0-9]+)*")
+MODEL_SLUG_RE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")  # what Kaggle accepts in model and instance slugs
 COMPETITION_RE = SLUG_RE
 
 DATASET_SLUG_MIN, DATASET_SLUG_MAX = 6, 50
@@ -31,7 +38,7 @@ DATASET_TITLE_MIN, DATASET_TITLE_MAX = 6, 50
 KERNEL_TITLE_MIN, KERNEL_TITLE_MAX = 5, 50
 KERNEL_SLUG_MIN = 5
 MODEL_SLUG_MAX = 50
-MODEL_TITLE_MIN, MODEL_TITLE_MAX = 5, 50
+MODEL_TITLE_MIN, MODEL_TITLE_MAX = 1, 50  # Kaggle hosts "BERT" (keras/bert); 50 is a guess kept as the limit
 
 
 # --------------------------------------------------------------------------- slug rules
@@ -54,6 +61,20 @@ def check_slug(slug: str, *, what: str = "slug", min_len: int = 1, max_len: int 
             f"invalid {what} {slug!r}",
             context=f"a {what} is {min_len}..{max_len} characters of a-z, 0-9 and single hyphens "
                     "(no leading, trailing or double hyphen)",
+            hint=f"use {suggestion!r}" if suggestion else "choose a longer name",
+        )
+    return slug
+
+
+def check_model_slug(slug: str, *, what: str = "model slug") -> str:
+    """Return ``slug`` if Kaggle accepts it as a model or model instance slug (:data:`MODEL_SLUG_RE`: lowercase
+    letters and digits, single ``-``, ``_`` or ``.`` inside, at most :data:`MODEL_SLUG_MAX`), else raise with the
+    hyphenated form kagflow would write."""
+    if not isinstance(slug, str) or not MODEL_SLUG_RE.fullmatch(slug) or len(slug) > MODEL_SLUG_MAX:
+        suggestion = suggest_slug(slug if isinstance(slug, str) else str(slug), max_len=MODEL_SLUG_MAX)
+        raise NamingError(
+            f"invalid {what} {slug!r}",
+            context=f"a {what} is 1..{MODEL_SLUG_MAX} characters of a-z, 0-9 and single '-', '_' or '.' inside",
             hint=f"use {suggestion!r}" if suggestion else "choose a longer name",
         )
     return slug
@@ -246,11 +267,11 @@ class ModelHandle:
     @classmethod
     def parse(cls, text: str) -> "ModelHandle":
         parts = _parts(text, "model handle", cls.FORM, (2,))
-        return cls(check_owner(parts[0]), check_slug(parts[1], what="model slug"))
+        return cls(check_owner(parts[0]), check_model_slug(parts[1]))
 
     def instance(self, framework: str, instance: str) -> "ModelInstanceHandle":
         return ModelInstanceHandle(self.owner, self.model, framework_source_name(framework),
-                                   check_slug(instance, what="model instance slug"))
+                                   check_model_slug(instance, what="model instance slug"))
 
     def __str__(self) -> str:
         return f"{self.owner}/{self.model}"
@@ -271,7 +292,7 @@ class ModelInstanceHandle:
     @classmethod
     def parse(cls, text: str) -> "ModelInstanceHandle":
         parts = _parts(text, "model instance handle", cls.FORM, (4,))
-        return ModelHandle(check_owner(parts[0]), check_slug(parts[1], what="model slug")).instance(parts[2], parts[3])
+        return ModelHandle(check_owner(parts[0]), check_model_slug(parts[1])).instance(parts[2], parts[3])
 
     @property
     def model_handle(self) -> ModelHandle:

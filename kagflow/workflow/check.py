@@ -38,10 +38,10 @@ class Pending:
 
 
 def check(session) -> tuple[list[Problem], list[Pending]]:
-    """`kagflow check`: every problem, and what the flow has not produced yet, with the versions the target has
-    (nothing is started or connected)."""
+    """`kagflow check`: every problem, and what the flow has not produced yet, with the versions the target has;
+    the competition's files against [data] (the local Kaggle's copy, or Kaggle's list of its files)."""
     config = session.config
-    return check_project(config) + list(_check_licenses(session.target)), pending(config)
+    return check_project(config) + list(_check_licenses(session.target)) + check_data(session), pending(config)
 
 
 def _check_licenses(target) -> Iterator[Problem]:
@@ -145,11 +145,12 @@ def _check_train(config: Config) -> Iterator[Problem]:
     for key in ("time_budget", "save_minutes"):
         if getattr(t, key) < 0:
             yield Problem(toml, f"[train] {key}", f"{key} = {getattr(t, key)} is negative", f"set {key} = 0 (off)")
+    classes = config.data.classes
     if t.class_weights not in ("balanced", ()) and (
-            isinstance(t.class_weights, str) or len(t.class_weights) != 3 or min(t.class_weights) <= 0):
+            isinstance(t.class_weights, str) or len(t.class_weights) != len(classes) or min(t.class_weights) <= 0):
         yield Problem(toml, "[train] class_weights", f"class_weights = {t.class_weights!r} is neither \"balanced\" "
-                      "nor three positive weights (winner_model_a, winner_model_b, winner_tie)",
-                      'write class_weights = "balanced", class_weights = [1.0, 1.0, 1.5], or remove it')
+                      f"nor {len(classes)} positive weights ({', '.join(classes)}: [data]'s labels)",
+                      f'write class_weights = "balanced", class_weights = {[1.0] * len(classes)}, or remove it')
 
 
 def _softcapped(config: Config) -> bool:
@@ -427,3 +428,85 @@ def check_model_instance_metadata(path: Path) -> Iterator[Problem]:
     except KagflowError as e:
         key = (e.context or "").partition(": ")[2].partition(";")[0] or "modelInstanceType"
         yield Problem(f, key, e.message, e.hint or regen)
+
+
+# --------------------------------------------------------------------------- the competition's data
+
+SAMPLE_SUBMISSION = "sample_submission.csv"
+
+
+def check_data(session) -> list[Problem]:
+    """The competition's files on the session's target against [data], before anything is pushed: the train and
+    test files exist, and (where a copy can be read: the local Kaggle's files) their headers have [data]'s
+    columns and sample_submission.csv is the submission [data] writes."""
+    config = session.config
+    try:
+        files = session.target.data_files(session)
+    except KagflowError as e:
+        return [Problem(config.path.name, "[project] competition", e.message, e.hint or "fix [project] competition")]
+    return [] if files is None else list(check_headers(config, files))
+
+
+def _header(path: Path, *, whole: bool = False) -> tuple[list[str] | None, str]:
+    """(the file's header, "") or (None, why it cannot be read); ``whole``: read every row too (an unclosed quote
+    or a byte that is not UTF-8 anywhere in the file), else the header alone."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = [c.strip() for c in next(reader, [])]
+            if whole:
+                for _ in reader:
+                    pass
+            return header, ""
+    except UnicodeDecodeError as e:
+        return None, f"is not UTF-8 text (byte {e.start} of a line near {getattr(reader, 'line_num', 0) + 1})"
+    except csv.Error as e:
+        return None, f"is not a readable CSV (line {reader.line_num}: {e}; an unclosed quote?)"
+    except OSError as e:
+        return None, f"cannot be read: {e.strerror}"
+
+
+def check_headers(config: Config, files: dict, *, whole: bool = False) -> Iterator[Problem]:
+    """``files`` (name -> a local copy, or None when only listed) against [data]: one problem per missing file or
+    column, naming the [data] key that asks for it and the fix (a did-you-mean among the file's names); ``whole``:
+    every row of the train and test files read too (an unreadable file is a problem)."""
+    from difflib import get_close_matches
+
+    data, toml = config.data, config.path.name
+    labels = ("label_columns", data.label_columns) if data.label_columns else ("label_column", (data.label_column,))
+    wanted = {data.train_file: ("train_file", [("id_column", (data.id_column,)), ("text_columns", data.text_columns),
+                                               labels]),
+              data.test_file: ("test_file", [("id_column", (data.id_column,)), ("text_columns", data.text_columns)])}
+    csvs = sorted(n for n in files if n.endswith(".csv"))
+    for name, (key, columns) in wanted.items():
+        if name not in files:
+            close = get_close_matches(name, csvs, n=1)
+            yield Problem(toml, f"[data] {key}", f"the competition has no file {name!r} (its files: "
+                          f"{', '.join(sorted(files)) or 'none'})",
+                          f"write {key} = {close[0]!r}" if close else f"set {key} to one of its files")
+            continue
+        if files[name] is None:
+            continue
+        header, unreadable = _header(files[name], whole=whole)
+        if unreadable:
+            yield Problem(toml, f"[data] {key}", f"{name} {unreadable}", f"fix {name} (save it as UTF-8 CSV)")
+        if header is None:
+            continue
+        unclaimed = [c for c in header if c not in {n for _, names in columns for n in names}]
+        for column_key, names in columns:
+            for column in names:
+                if column not in header:
+                    close = get_close_matches(column, unclaimed, n=1, cutoff=0.4)
+                    yield Problem(toml, f"[data] {column_key}", f"{name} has no column {column!r} (its columns: "
+                                  f"{', '.join(header)})", f"did you mean {close[0]!r}? Write [data] {column_key} "
+                                  "with the file's column names" if close else
+                                  f"write [data] {column_key} with columns of {name}")
+    sample = files.get(SAMPLE_SUBMISSION)
+    header = _header(sample)[0] if sample is not None else None
+    if header is not None and sorted(header) != sorted(data.submission_columns):
+        yield Problem(toml, "[data] submission", f"{SAMPLE_SUBMISSION} has columns {', '.join(header)}, but [data] "
+                      f"(submission = {data.submission!r}) writes {', '.join(data.submission_columns)}",
+                      "set [data] label_columns (probabilities: one column per label), or label_column, labels and "
+                      "submission, to what sample_submission.csv holds")

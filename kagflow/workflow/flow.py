@@ -32,6 +32,10 @@ class FlowReport:
     submission: str = ""
     score: Optional[float] = None
     local_server: str = ""  # the background local Kaggle's URL, when the flow used one
+    metric: str = ""  # [data] metric in words ("log loss")
+    direction: str = ""  # "lower is better" | "higher is better"
+    metric_name: str = ""  # [data] metric, the key of the training's metrics.json shown first
+    data_note: str = ""  # Target.data_note: says when the data were synthetic
     folds: list = field(default_factory=list)  # per fold: fold, version, log_loss, adapter
     oof_log_loss: Optional[float] = None  # the ensemble's out-of-fold estimate
     oof_rows: int = 0
@@ -68,9 +72,12 @@ class FlowReport:
             out.append(f"  published {which}: {source}")
         for name, version in self.kernels.items():
             out.append(f"  kernel {name}: version {version}")
+        if self.data_note:
+            out.append(f"  data: {self.data_note}")
         m = self.metrics
         if m:
-            out.append("  validation: " + ", ".join(f"{k} {m[k]:.4f}" for k in ("log_loss", "accuracy", "macro_f1")
+            shown = dict.fromkeys((self.metric_name, "log_loss", "accuracy", "macro_f1", "roc_auc", "map_at_3"))
+            out.append("  validation: " + ", ".join(f"{k} {m[k]:.4f}" for k in shown
                                                    if isinstance(m.get(k), (int, float))))
         for f in self.folds:
             loss = f"{f['log_loss']:.4f}" if f["log_loss"] is not None else "-"
@@ -83,7 +90,8 @@ class FlowReport:
             out.append(f"  confusion matrix: {self.confusion_matrix}")
         if self.submission:
             out.append(f"  submission.csv: {self.submission}")
-        out.append(f"  score (log loss): {self.score if self.score is not None else '-'}")
+        out.append(f"  score ({self.metric}): {self.score if self.score is not None else '-'} ({self.direction}"
+                   + ("; on SYNTHETIC data)" if self.data_note else ")"))
         return out
 
 
@@ -109,7 +117,9 @@ def run_flow(session, *, from_step: Optional[str] = None, local_train: bool = Fa
     if folds and state.step_done("train") and set(folds) - set(state.folds):
         state.forget_steps(STEP_NAMES[STEP_NAMES.index("train"):])  # new folds asked for: train them, re-ensemble
     endpoint = session.endpoint
-    report = FlowReport(endpoint.describe(), local_server=session.target.kept_running(endpoint))
+    facts = session.config.data.facts
+    report = FlowReport(endpoint.describe(), local_server=session.target.kept_running(endpoint),
+                        metric=facts.display, direction=facts.direction, metric_name=facts.name)
     ctx = StepContext(frozenset(forced), local_train, on_poll, folds)
     asked = False  # the target asked (kagflow.workflow.online.preflight) before the first upload
     for step in STEPS:
@@ -139,4 +149,5 @@ def run_flow(session, *, from_step: Optional[str] = None, local_train: bool = Fa
         log(f"[{step.name}] {result.summary} ({seconds:.1f}s)")
     report.read_state(state)
     report.read_folds(state, folds)
+    report.data_note = session.target.data_note()
     return report

@@ -29,6 +29,34 @@ def render(session, name: str, *, tiny: Optional[bool] = None, overrides: Option
                          overrides=overrides, adapters=adapters)
 
 
+def guard_competition_source(session, name: str, rendered) -> None:
+    """Refuse a push that would add a version to a kernel made for another competition (its latest version's
+    competition source differs): on Kaggle that silently swaps one competition's notebook for another's."""
+    from kagflow.hub.kernels import remote_competitions
+
+    theirs = remote_competitions(session.gateway, rendered.handle)
+    ours = sorted(rendered.metadata.get("competition_sources") or [])
+    if theirs and ours and theirs != ours:
+        config = session.config
+        raise KagflowError(f"kernel {rendered.handle} belongs to competition {', '.join(theirs)}, not this "
+                           f"project's {', '.join(ours)}: not pushed (it would become a version of the other "
+                           "project's kernel)",
+                           context=f"file {config.path}, [kernels.{name}] title = {config.kernel(name).title!r}",
+                           hint=f"give this project its own title, e.g. title = \"{ours[0]} {name}\" (kagflow init "
+                                "--competition writes such titles), then push again")
+
+
+def check_project_data(session) -> None:
+    """Refuse a push while the competition's files do not have [data]'s columns (kagflow check lists them)."""
+    from kagflow.workflow.check import check_data
+
+    problems = check_data(session)
+    if problems:
+        raise KagflowError(f"the competition's files do not match [data] ({len(problems)} problem(s)); not pushed",
+                           context="\n".join(p.render() for p in problems),
+                           hint="fix [data] in kagflow.toml (or the hosted files), then push again")
+
+
 @locked("push kernel {name}")
 def push(session, name: str, *, accelerator: Optional[str] = None, timeout: Optional[int] = None,
          force: bool = False, overrides: Optional[dict] = None, force_quota: bool = False,
@@ -52,6 +80,8 @@ def push(session, name: str, *, accelerator: Optional[str] = None, timeout: Opti
         raise KagflowError(f"kernel {name!r} has {len(problems)} problem(s); not pushed",
                            context="\n".join(p.render() for p in problems),
                            hint="fix them (kagflow check lists them all), then push again")
+    check_project_data(session)
+    guard_competition_source(session, name, rendered)
     result = push_kernel(session.gateway, rendered.folder, accelerator=accelerator, timeout=timeout, force=force,
                          before_push=lambda: guard_gpu_push(session.gateway, name, rendered.handle,
                                                             accelerator_used, timeout, force=force_quota))

@@ -13,16 +13,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
+from kagflow.errors import KagflowError
 from kagflow.notebooks.kernel_folder import adapter_dir, render_kernel
 from kagflow.project.config import ADAPTER_MODEL, BASE_MODEL, INFER, MODELS, TRAIN_KERNEL, WHEELS
 from kagflow.rules import slugs
-from kagflow.workflow.standins import ensure_synthetic_competition
+from kagflow.workflow.competition_data import host_competition
 from kagflow.workflow.target import LocalTarget, local_target
 from kagflow.workflow.wheels import build_dataset
-
-COMPETITION_FILES = ("train.csv", "test.csv", "sample_submission.csv")  # never the hidden solution
 
 
 @dataclass(frozen=True)
@@ -49,12 +48,12 @@ def mount_dataset(input_root: Path, handle: str, files: Path) -> None:
     mounts.mount(input_root, ("datasets", h.owner, h.slug), (h.slug,), mounts.output_files(files))
 
 
-def mount_competition(input_root: Path, slug: str, files: Path) -> None:
-    """Only the public files: the hidden solution never enters a sandbox."""
+def mount_competition(input_root: Path, slug: str, files: dict) -> None:
+    """The public files (name -> path), as the local Kaggle hosts them: the hidden solution never enters a
+    sandbox."""
     from kagflow.local.run import mounts
 
-    mounts.mount(input_root, ("competitions", slug), (slug,),
-                 [(name, files / name) for name in COMPETITION_FILES if (files / name).is_file()])
+    mounts.mount(input_root, ("competitions", slug), (slug,), sorted(files.items()))
 
 
 def next_output_dir(folder: Path) -> Path:
@@ -76,14 +75,17 @@ def run_here(session, name: str, *, timeout: Optional[int] = None, overrides: Op
     """Execute kernel ``name`` on this machine, on the local Kaggle's machinery whatever the command's target; a
     complete run's output becomes the local target's recorded output of that kernel."""
     target = local_target(session.target.config)
-    run = run_local(target, name, timeout=timeout, overrides=overrides)
+    run = run_local(target, name, timeout=timeout, overrides=overrides, gateway=lambda: session.gateway)
     if run.status == "COMPLETE":
         target.state().record_output(name, run.output)
     return run
 
 
 def run_local(target: LocalTarget, name: str, *, timeout: Optional[int] = None,
-              overrides: Optional[dict] = None) -> LocalRun:
+              overrides: Optional[dict] = None, gateway: Optional[Callable[[], object]] = None) -> LocalRun:
+    """Run kernel ``name`` here. Its explicit ``dataset:`` sources (an imported kernel's) are downloaded from the
+    command's target through ``gateway()`` (called only when there is one to fetch) into ``.kagflow/sources/`` and
+    mounted like the wheels, the competition and the models."""
     from kagflow.local.run import mounts
     from kagflow.local.run.image import kernel_python
     from kagflow.local.run.runner import kernel_file, run_notebook_in_sandbox
@@ -108,15 +110,24 @@ def run_local(target: LocalTarget, name: str, *, timeout: Optional[int] = None,
                                   hint=f"run `kagflow kernel run {TRAIN_KERNEL} --local` first")
             adapter_ref = f"{config.instance_handle(ADAPTER_MODEL)}/{config.adapter_model.version}"
             mount_model(input_root, adapter_ref, adapter)
-        comp = config.layout.competition_files(config.project.competition)
-        if not (comp / "test.csv").is_file():
-            comp = ensure_synthetic_competition(config)
-        mount_competition(input_root, config.project.competition, comp)
+        # the competition's files as the local Kaggle hosts them (synthetic ones only where they may be used)
+        comp = host_competition(config, target.server_data_dir())
+        mount_competition(input_root, config.project.competition, comp.files)
         wheels = config.wheels_dir()
         if not wheels.is_dir() and "wheels" in kernel.sources:  # what a fresh project's first local run needs
             build_dataset(config, target.wheels_image)
-        if wheels.is_dir() and rendered.metadata["dataset_sources"]:
-            mount_dataset(input_root, rendered.metadata["dataset_sources"][0], wheels)
+        if wheels.is_dir() and "wheels" in kernel.sources:
+            mount_dataset(input_root, str(config.wheels_handle()), wheels)
+        for source in kernel.sources:  # an imported kernel's datasets: from the target, as Kaggle mounts them
+            kind, _, ref = source.partition(":")
+            if kind == "dataset":
+                from kagflow.hub.datasets import download_dataset
+
+                if gateway is None:
+                    raise KagflowError(f"kernel {name} mounts {source}: nothing to download it through",
+                                       hint="run it with `kagflow kernel run NAME --local`")
+                handle = slugs.DatasetHandle.parse(ref)
+                mount_dataset(input_root, str(handle), download_dataset(gateway(), handle, config.layout.sources))
         status, failure, log_json = run_notebook_in_sandbox(
             rendered.notebook, sandbox, timeout=timeout or kernel.timeout, enable_internet=kernel.internet,
             python=kernel_python(), hide=[private])

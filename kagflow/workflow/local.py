@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from kagflow.project.config import Config
-from kagflow.workflow import standins
+from kagflow.workflow import competition_data
 from kagflow.workflow.target import local_target
 
 
@@ -15,12 +15,14 @@ def data_dir(config: Config, given: Optional[Path] = None) -> Path:
     return given if given is not None else config.layout.local_server_data
 
 
-def serve(config: Config, *, port: int, data: Optional[Path], users_file: Optional[Path]) -> None:
-    """Serve in the foreground until Ctrl-C; ``users_file``: only its keys are accepted."""
+def serve(config: Config, *, port: int, data: Optional[Path], users_file: Optional[Path],
+          consistency: Optional[str] = None) -> None:
+    """Serve in the foreground until Ctrl-C; ``users_file``: only its keys are accepted; ``consistency``
+    ("eventual"): imitate Kaggle's delays (kagflow.local.server.consistency)."""
     from kagflow.local.control import load_users, serve_forever
 
     serve_forever(data_dir(config, data), port, users=load_users(users_file) if users_file else None,
-                  users_file=users_file)
+                  users_file=users_file, consistency=consistency)
 
 
 def start(config: Config, data: Optional[Path] = None) -> str:
@@ -45,8 +47,10 @@ def login_link(session):
 
 
 def host_competition(config: Config, data: Optional[Path] = None, *, files: Optional[Path] = None,
-                     accept_rules: bool = False) -> tuple[Path, Path]:
-    """``standins.host_competition`` on the server the project talks to, unless ``data`` names another;
-    (the competition's files, the server's data folder)."""
+                     metric: Optional[str] = None, accept_rules: bool = False
+                     ) -> tuple[competition_data.CompetitionData, Path]:
+    """``competition_data.host_competition`` on the server the project talks to, unless ``data`` names another;
+    (what it hosts, the server's data folder)."""
     data = data or local_target(config).server_data_dir()
-    return standins.host_competition(config, data, files=files, accept_rules=accept_rules), data
+    return competition_data.host_competition(config, data, files=files, metric=metric,
+                                             accept_rules=accept_rules), data

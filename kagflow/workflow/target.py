@@ -11,17 +11,20 @@ the flow's set-up, the state file's name. No caller asks which one it has.
 from __future__ import annotations
 
 import os
+from difflib import get_close_matches
 from pathlib import Path
+from typing import Optional
 from urllib.parse import urlparse
 
-from kagflow.errors import ConfigError, KagflowError, MissingFileError
+from kagflow.errors import ConfigError, KagflowError, MissingFileError, NotFoundError
 from kagflow.hub.endpoint import ENDPOINT_ENV, Endpoint
 from kagflow.project.config import WHEELS, Config
 from kagflow.project.credentials import has_credentials
 from kagflow.project.edit import set_value
 from kagflow.project.state import ProjectState
 from kagflow.rules import kaggle, metadata
-from kagflow.workflow.standins import ensure_stand_in, host_competition
+from kagflow.workflow.competition_data import host_competition, hosted_data, local_files
+from kagflow.workflow.standins import ensure_stand_in
 
 LOCAL_KAGGLE_IMAGE = "local-kaggle"  # the image the local Kaggle's kernels run on (kagflow.local.run.image)
 # The licence a rehearsal on the local Kaggle publishes under when [base_model]/[adapter_model] license is empty:
@@ -111,6 +114,27 @@ class Target:
     def kept_running(self, endpoint: Endpoint) -> str:
         """The URL of a server this target leaves running for the next command ("" for none)."""
         return ""
+
+    def data_note(self) -> str:
+        """What a report says of the competition's data here ("" for the competition's own files)."""
+        return ""
+
+    def data_files(self, session) -> Optional[dict]:
+        """The competition's data files here: name -> a local copy (None: only listed, e.g. by Kaggle's
+        ListDataFiles), or None when kagflow will make them in [data]'s schema; a KagflowError (with a did-you-mean
+        where the target can list competitions) when the competition has none here."""
+        from kagflow.hub.competitions import competition_file_names, competition_slugs
+
+        slug = self.config.project.competition
+        try:
+            return dict.fromkeys(competition_file_names(session.gateway, slug))
+        except NotFoundError as e:
+            close = get_close_matches(slug, competition_slugs(session.gateway, slug.replace("-", " ")), n=1,
+                                      cutoff=0.6)
+            raise ConfigError(f"{self.config.path.name}: [project] competition = {slug!r}: {e.message}",
+                              context=f"file {self.config.path}, table [project], key competition",
+                              hint=f"did you mean competition = {close[0]!r}?" if close else
+                              "copy the slug from the competition's URL (kaggle.com/competitions/SLUG)") from None
 
 
 class KaggleTarget(Target):
@@ -228,13 +252,18 @@ class LocalTarget(Target):
         return Path(info["data_dir"])
 
     def setup(self, session) -> str:
-        host_competition(self.config, self.server_data_dir(), accept_rules=True)
-        competition = self.config.project.competition
+        data = host_competition(self.config, self.server_data_dir(), accept_rules=True)
+        hosted = f"local competition {data.slug} hosted" + (f" ({data.note})" if data.synthetic else "")
         if self.uses_stand_in:
             path = self.base_model_dir()
-            return (f"local competition {competition} hosted; "
-                    f"stand-in {self.config.base_model.stand_in} ready in {path}")
-        return f"local competition {competition} hosted"
+            return f"{hosted}; stand-in {self.config.base_model.stand_in} ready in {path}"
+        return hosted
+
+    def data_note(self) -> str:
+        return hosted_data(self.config, self.server_data_dir()).note
+
+    def data_files(self, session) -> Optional[dict]:
+        return local_files(self.config, self.server_data_dir())
 
     def kept_running(self, endpoint: Endpoint) -> str:
         return endpoint.endpoint or ""

@@ -2,7 +2,9 @@
 
 One fresh project runs the whole flow and must beat the uniform log loss; a second run does
 nothing new; a flow killed during a wheel's upload and again while the training kernel runs resumes
-with no duplicate version.
+with no duplicate version. The local Kaggle runs in its eventual-consistency mode, as Kaggle behaves
+(``kagflow.local.server.consistency``: a new model, instance, dataset or kernel answers 404 for seconds,
+a new version is processing, now and then a 429): the flow survives it with exactly one version of each.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def _fresh_project(tmp_path: Path) -> Path:
 def _env(home: Path) -> dict:
     """A fresh user's environment; pip gets peft and bitsandbytes from this environment's own installs
     (no test uses the network), and the local Kaggle image comes from the machine's cache."""
+    from kagflow.local.env import CONSISTENCY_ENV
     from kagflow.local.run.image import CACHE_ENV
 
     from offline_wheels import offline_pip_env, offline_wheelhouse
@@ -44,6 +47,7 @@ def _env(home: Path) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("KAGGLE_", "KAGFLOW_", "PIP_"))}
     env.update(HOME=str(home), NO_COLOR="1", PYTHONUNBUFFERED="1", **{CACHE_ENV: os.environ[CACHE_ENV]},
+               **{CONSISTENCY_ENV: "eventual"},  # the background server the flow starts imitates Kaggle's delays
                **offline_pip_env(offline_wheelhouse(home / "wheelhouse")))
     return env
 
@@ -114,8 +118,12 @@ def test_whole_flow_beats_uniform_then_second_run_does_nothing(project, isolatio
     assert "validation: log_loss" in report and "accuracy" in report
     assert "confusion matrix:" in report and Path(report.split("confusion matrix:")[1].split()[0]).is_file()
     assert "no Kaggle credentials; using the local Kaggle" in first.stderr
+    # the server ran in the eventual mode and kagflow met its delays (it waited for its own creates to show)...
+    assert "consistency eventual" in (project / ".kagflow" / "local" / "server.log").read_text()
+    assert "Kaggle shows new things after a few seconds" in first.stderr, first.stderr[-3000:]
+    # ...and made exactly one version of everything: train and infer, the base model and the adapter, the wheels
     before = _counts(project)
-    assert before["kernel_versions"] == 2 and before["submissions"] == 1
+    assert before == {"kernel_versions": 2, "model_versions": 2, "dataset_versions": 1, "submissions": 1}, before
 
     check = _kagflow(project, env, "check")
     assert check.returncode == 0 and "no problems found" in check.stdout, check.stdout + check.stderr

@@ -156,6 +156,11 @@ def markdown(doc: dict) -> str:
             continue
         out += [f"### {cause.key}. {cause.title} ({cause.category}; {len(tests)} test(s))", "", cause.detail, "",
                 "Fails: " + "; ".join(f"`{t}`" for t in seeds + tests), ""]
+    done = [c for c in diagnoses.fixed() if not causes.get(c.key)]
+    if done:
+        out += ["## Fixed", "", "Fidelity causes found by this runner that no longer fail any test: what was wrong, "
+                "what changed, and the kagflow test that guards it.", ""]
+        out += [f"- **{c.key}. {c.title}.** {c.detail} *Fixed:* {c.fixed}." for c in done]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -22,7 +22,8 @@ def seed(data_dir: str, comp: data.Competition) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in {**comp.files, SOLUTION: comp.solution}.items():
             (Path(tmp) / name).write_text(text, encoding="utf-8")
-        install_competition(data_dir, comp.slug, tmp, title=comp.title, kernels_only=False)
+        install_competition(data_dir, comp.slug, tmp, title=comp.title, kernels_only=False, metric=comp.metric,
+                            category=comp.category)
     for user in comp.accepted_by:
         accept_rules(data_dir, comp.slug, user)
 

@@ -28,8 +28,10 @@ class Competition:
     slug: str
     title: str
     files: dict           # public files: name -> text
-    solution: str         # the hidden solution.csv (kagflow's scorer: id + one column per class)
+    solution: str         # the hidden solution.csv: the id, then the columns `metric` scores (the sample's columns)
     accepted_by: tuple    # users who accepted the rules (downloads answer 403 for the others)
+    metric: str = "log_loss"   # a name of kagflow/local/server/metrics.py (binary log loss: one 0/1 column)
+    category: str = "featured"  # Kaggle's category (kaggle competitions list --category)
 
 
 def _rows(header: str, ids: range, values: str = "") -> str:
@@ -46,23 +48,25 @@ COMPETITIONS = (
     Competition("titanic", "Titanic - Machine Learning from Disaster",
                 {"train.csv": _csv(TITANIC), "test.csv": _rows(TITANIC.replace("Survived,", ""), TITANIC_TEST),
                  "gender_submission.csv": _rows("PassengerId,Survived", TITANIC_TEST, "0")},
-                _rows("PassengerId,died,survived", TITANIC_TEST, "1,0"), (DEVELOPER, HUB_USER)),
+                _rows("PassengerId,Survived", TITANIC_TEST, "0"), (DEVELOPER, HUB_USER),
+                category="gettingStarted"),  # Kaggle scores accuracy; binary log loss here
     Competition("house-prices-advanced-regression-techniques", "House Prices - Advanced Regression Techniques",
                 {"train.csv": _csv(HOUSE), "test.csv": _rows(HOUSE.replace(",SalePrice", ""), HOUSE_TEST),
                  "data_description.txt": "MSSubClass: Identifies the type of dwelling involved in the sale.\n",
                  "sample_submission.csv": _rows("Id,SalePrice", HOUSE_TEST, "180921.19")},
-                _rows("Id,SalePrice", HOUSE_TEST, "180000"), (DEVELOPER, HUB_USER)),
+                _rows("Id,SalePrice", HOUSE_TEST, "180000"), (DEVELOPER, HUB_USER),
+                metric="rmse", category="gettingStarted"),  # Kaggle: RMSE of the log prices
     Competition("ieee-fraud-detection", "IEEE-CIS Fraud Detection",
                 {"sample_submission.csv": "TransactionID,isFraud\n3663549,0.5\n3663550,0.5\n",
                  "test_identity.csv": _csv("TransactionID,id_01,id_02,DeviceType"),
                  "test_transaction.csv": _csv("TransactionID,TransactionDT,TransactionAmt,ProductCD"),
                  "train_identity.csv": _csv("TransactionID,id_01,id_02,DeviceType"),
                  "train_transaction.csv": _csv("TransactionID,isFraud,TransactionDT,TransactionAmt,ProductCD")},
-                "TransactionID,legit,fraud\n3663549,1,0\n3663550,0,1\n", (HUB_USER,)),
+                "TransactionID,isFraud\n3663549,0\n3663550,1\n", (HUB_USER,)),  # Kaggle scores ROC AUC
     Competition("jane-street-market-prediction", "Jane Street Market Prediction",
                 {"train.csv": _csv("date,weight,resp,feature_0"), "example_test.csv": _csv("date,weight,feature_0"),
                  "example_sample_submission.csv": "ts_id,action\n0,0\n1,1\n"},
-                "ts_id,pass,act\n0,1,0\n1,0,1\n", ()),  # kagglehub: its bot has NOT accepted these
+                "ts_id,action\n0,0\n1,1\n", ()),  # kagglehub: its bot has NOT accepted these (Kaggle: a utility score)
 )
 
 

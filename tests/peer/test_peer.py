@@ -70,6 +70,7 @@ def test_the_failure_shown_is_the_refusal_on_the_causes_route_not_an_expected_40
 def test_every_diagnosed_test_and_seed_names_a_cause_and_every_cause_is_used():
     keys = {c.key for c in diagnoses.CAUSES}
     used = {key for key, _ in diagnoses.TESTS.values()} | {k for ks in diagnoses.SEEDS.values() for k in ks}
-    assert used == keys
+    assert used | {c.key for c in diagnoses.fixed()} == keys
+    assert all(c.category == diagnoses.FIDELITY for c in diagnoses.fixed())
     assert all(c.category in (diagnoses.FIDELITY, diagnoses.OUTSIDE, diagnoses.REAL_DATA, diagnoses.CLIENT)
                for c in diagnoses.CAUSES)

@@ -1,10 +1,12 @@
 """The local Kaggle's image: the Python environment its kernels run in, shaped like Kaggle's GPU image.
 
 Built from the shipped snapshot of Kaggle's GPU image (``kagflow/rules/data/kaggle-gpu-image.json``): the
-versions the image has for what kagflow's notebooks import (:data:`KERNEL_PACKAGES`, their
-dependencies constrained to the image's versions too), torch's CPU build where there is no NVIDIA
-GPU, and nothing more. What Kaggle's image lacks (bitsandbytes, the classifier) is not there, so a
-kernel gets it only from its wheels dataset, as on Kaggle.
+versions the image has for what kagflow's notebooks and public text-classification notebooks import
+(:data:`KERNEL_PACKAGES`, their dependencies constrained to the image's versions too), torch's CPU build
+where there is no NVIDIA GPU, and nothing more. What Kaggle's image lacks (bitsandbytes, the classifier) is
+not there, so a kernel gets it only from its wheels dataset, as on Kaggle. The rest of Kaggle's image is
+left out by :data:`LEFT_OUT` (each group with its reason); :func:`compare` tells, for each of the snapshot's
+packages, whether the local image has it or why not (recorded in the image's record and printed on a build).
 
 It is a virtualenv of this machine's Python, built once per spec into
 ``<cache>/<digest>/`` (``$KAGFLOW_IMAGE_CACHE``, else ``~/.cache/kagflow/images``) and reused after.
@@ -39,9 +41,40 @@ FORMAT = "kagflow-local-image/1"
 RECORD = "kagflow-local-image.json"
 PROBE = "image-probe.json"
 CACHE_ENV = "KAGFLOW_IMAGE_CACHE"
-# What the notebooks import, the Jupyter kernel nbclient starts, and the pip the install cell runs.
+# What kagflow's notebooks import, the Jupyter kernel nbclient starts and the pip the install cell runs; then what
+# public text-classification notebooks (LMSYS arena, LLM - Detect AI Generated Text, Jigsaw, Eedi) import from
+# Kaggle's image besides: a rehearsal must not fail a notebook Kaggle runs (the 4th-place LMSYS inference does
+# `from datasets import Dataset`). Each is pinned to the snapshot's version; their dependencies follow.
 KERNEL_PACKAGES = ("torch", "transformers", "accelerate", "peft", "numpy", "pandas", "scikit-learn",
-                   "matplotlib", "ipykernel", "pip")
+                   "matplotlib", "ipykernel", "pip",
+                   "datasets", "tokenizers", "sentencepiece", "safetensors", "huggingface-hub", "scipy", "tqdm",
+                   "seaborn", "polars", "pyarrow", "lightgbm", "nltk", "sentence-transformers", "tiktoken", "einops",
+                   "protobuf", "regex")
+# Kaggle's packages the local image leaves out, by group (first match wins), and why: the build stays a few
+# minutes and a few GB smaller, and a kernel that imports one fails here with ModuleNotFoundError (say so).
+LEFT_OUT = (
+    (re.compile(r"tensorflow.*|tf-.*|keras.*|jax.*|flax|optax|orbax.*|chex|dm-.*|tensorstore|grain|array-record|"
+                r"tensorboard.*|tf2jax|ml-dtypes|etils|treescope|wrapt|opt-einsum|gast|astunparse|google-pasta|"
+                r"libclang|flatbuffers|h5py|namex|optree"),
+     "TensorFlow, Keras and JAX: GBs, and a PyTorch text classifier does not import them"),
+    (re.compile(r".*-cu12|cupy.*|cuda-.*|numba-cuda|nvidia-.*|pynvjitlink.*|ucx.*|rapids.*|dask-cuda|"
+                r"distributed-ucxx.*|jax-cuda.*|cuquantum.*|triton"),
+     "CUDA-only libraries (RAPIDS, CuPy, NVIDIA runtimes): they need a GPU, which the local image has not"),
+    (re.compile(r"torchvision|torchaudio|torchao|torchdata|torchsummary|timm|kornia|opencv.*|albu.*|imageio.*|"
+                r"scikit-image|pillow-.*|moviepy|librosa|soundfile|audioread|soxr|pydub|music21|dlib|"
+                r"easyocr|segment-anything|pytesseract"),
+     "vision and audio: torchvision/torchaudio would need the CPU torch build's own wheels; text notebooks do not "
+     "import them"),
+    (re.compile(r"google-.*|googleapis-.*|grpc.*|gcsfs|bigframes|bigquery-.*|db-dtypes|pandas-gbq|pydata-google-.*|"
+                r"earthengine-api|geemap|firebase-.*|gspread.*|gcloud.*|dataproc-.*|pydrive.*|oauth2client|"
+                r"httplib2|uritemplate|proto-plus|protobuf3-.*|opentelemetry-.*|sqlalchemy-bigquery|vertexai"),
+     "Google Cloud and Colab clients: kernels run with the internet off, and these need credentials"),
+    (re.compile(r"xgboost|catboost|spacy.*|thinc|en-core-web-.*|gensim|fasttext|langchain.*|langgraph.*|"
+                r"langsmith|openai|anthropic|vllm|optuna|ray|wandb|mlflow|tensorflow-.*"),
+     "heavier extras text notebooks seldom import: xgboost (pulls nvidia-nccl, 200+ MB), catboost and optuna "
+     "(unversioned in the snapshot), spaCy and its models, LLM-service clients (no internet), trackers"),
+)
+OTHER = "the rest: geo, plotting, web and notebook tooling a text classifier does not import"
 CPU_TORCH = "2.13.0"  # the CPU build (Makefile's TORCH pin): an unpinned torch is a multi-GB CUDA download
 # Left free when constraining dependencies to the image's versions: the torch build differs from the
 # image's (its own pins), and packaging tools are not what a notebook imports.
@@ -94,6 +127,19 @@ def spec_for(target: TargetImage, *, gpu: Optional[bool] = None) -> ImageSpec:
     constraints = tuple(line for line in target.constraints()
                         if line.split("==")[0] not in pinned and not UNCONSTRAINED.fullmatch(line.split("==")[0]))
     return ImageSpec(target.name, f"{sys.version_info.major}.{sys.version_info.minor}", tuple(pins), constraints)
+
+
+def compare(target: TargetImage, installed) -> dict:
+    """Kaggle's image against the local one: ``{"kaggle": n, "installed": n, "missing": {reason: [names]}}`` for
+    every package of ``target`` (the snapshot) the local image lacks (``installed``: its canonical names)."""
+    have = {canonicalize_name(n) for n in installed}
+    missing: dict = {}
+    for name in sorted(target.installed):
+        if name in have:
+            continue
+        reason = next((why for pattern, why in LEFT_OUT if pattern.fullmatch(name)), OTHER)
+        missing.setdefault(reason, []).append(name)
+    return {"kaggle": len(target.installed), "installed": len(set(target.installed) & have), "missing": missing}
 
 
 def cache_root() -> Path:
@@ -156,7 +202,12 @@ def _build(path: Path, spec: ImageSpec, target: TargetImage, say: Callable[[str]
     probe = path / PROBE
     _run([python, "-c", probe_notebook_source(str(probe))], "record the image's tags and packages")
     seconds = round(time.monotonic() - t0, 1)
-    record = {"format": FORMAT, "spec": asdict(spec), "pins": pins, "notes": notes, "build_seconds": seconds}
+    comparison = compare(target, image_from_probe_output(probe, name="local-kaggle").installed)
+    notes.append(f"{comparison['installed']} of Kaggle's {comparison['kaggle']} packages; left out: "
+                 + "; ".join(f"{len(names)} ({why.split(':')[0]})" for why, names in comparison["missing"].items())
+                 + f" (the list: {path / RECORD})")
+    record = {"format": FORMAT, "spec": asdict(spec), "pins": pins, "notes": notes, "build_seconds": seconds,
+              "compared_with_kaggle": comparison}
     (path / RECORD).write_text(json.dumps(record, indent=1) + "\n")
     say(f"kagflow: local Kaggle image built in {seconds:.0f} s at {path}; differences from Kaggle's: "
         + "; ".join(notes))

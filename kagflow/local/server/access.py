@@ -49,7 +49,9 @@ _OWNER_SQL = {
 
 def readable(store: Store, grant: Grant) -> bool:
     """``grant.user`` may still read what ``grant`` names: it exists and is visible to them (a competition's files:
-    the competition exists and they accepted its rules)."""
+    the competition exists and they accepted its rules; its leaderboard: the competition exists)."""
+    if grant.kind == "leaderboard":
+        return store.one("SELECT 1 FROM competitions WHERE id=?", grant.set_id) is not None
     if grant.kind == "competition":
         row = store.one("SELECT slug FROM competitions WHERE id=?", grant.set_id)
         return row is not None and rules_accepted(store, row["slug"], grant.user)

@@ -7,7 +7,9 @@ checked against the kagglesdk request type (see :mod:`kagflow.local.server.proto
 
 from __future__ import annotations
 
+import base64
 import functools
+import logging
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -15,12 +17,14 @@ from datetime import datetime, timezone
 from typing import Callable, Dict, Optional
 
 from kagflow.local.run.limits import Limits
+from kagflow.local.server import access
 from kagflow.local.server.names import check_name, check_relpath, parse_count
 from kagflow.local.server.protocol import ApiError
 from kagflow.local.server.store import Store
 from kagflow.local.server.unpack import MAX_BYTES, UnpackLimits, unpack_uploads
 
 HANDLERS: Dict[str, Callable] = {}
+log = logging.getLogger("kagflow.local")
 
 
 def route(name: str):
@@ -60,8 +64,11 @@ def refusal(response_type, err: ApiError):
 @dataclass
 class Settings:
     """Knobs of a local server (tests shorten or lengthen them)."""
-    dataset_processing_s: float = 0.0   # a new dataset version is "processing" this long
+    dataset_processing_s: float = 0.0   # a new dataset version is "processing" this long (files listed after it)
     model_processing_s: float = 0.0     # same for model instance versions
+    not_found_s: float = 0.0            # a new dataset, model, instance or kernel answers 404 this long
+    rate_limit_every: int = 0           # every Nth API call answers 429 RESOURCE_EXHAUSTED (0: never)
+    rate_limit_retry_after_s: int = 1   # its Retry-After
     kernel_timeout_s: float = 9 * 3600  # default run time limit (Kaggle: 9 h GPU / 12 h CPU)
     kernel_limits: Limits = field(default_factory=Limits)  # per run: session ceiling, memory, processes, disk
     kernel_workers: int = 4             # kernel runs (and scoring re-runs) at a time
@@ -101,6 +108,30 @@ class Ctx:
         return user
 
 
+def shown(ctx: Ctx, row) -> bool:
+    """``row`` (a dataset, model, model instance or kernel) exists, the caller may see it, and it is past the
+    ``not_found_s`` after its create during which Kaggle answers 404 (see :mod:`kagflow.local.server.consistency`).
+    A model instance row carries its model's ``owner`` and ``is_private`` where the caller joins them in."""
+    return access.visible(row, ctx.user) and not is_new(ctx, row)
+
+
+def is_new(ctx: Ctx, row) -> bool:
+    """Created less than ``not_found_s`` ago: Kaggle does not show it yet."""
+    return row["created"] + ctx.settings.not_found_s > now()
+
+
+def ready_files(ctx: Ctx, kind: str, version) -> list:
+    """The files of a dataset or model version (``kind`` its file-set kind), none while it is still processing: Kaggle
+    lists (and serves) a new version's files only once it has unpacked its archives."""
+    return ctx.store.files_of(kind, version["id"]) if version["ready_at"] <= now() else []
+
+
+def processing(what: str) -> ApiError:
+    """The answer to a download of a version whose files are not unpacked yet."""
+    return ApiError(404, f"{what} is still being processed: its files are not available yet; try again in a few "
+                         "seconds")
+
+
 def utc(ts: Optional[float]) -> Optional[datetime]:
     """A naive UTC datetime, the form kagglesdk serialises as ``...Z``."""
     if ts is None:
@@ -112,12 +143,39 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def page(items: list, page_size: int, page_token: str) -> tuple[list, str]:
-    """Slice ``items`` by an offset token; return ``(page, next_token)``."""
-    size = page_size if page_size and page_size > 0 else 20
-    start = parse_count(page_token, what="page token") if page_token else 0
+PAGE_SIZE = 20  # the official client's default page size
+_TOKEN_PREFIX = "kagflow-offset:"
+
+
+def page(items: list, req) -> tuple[list, str]:
+    """One page of ``items`` for a list request; return ``(page, next_page_token)``.
+
+    Where it starts: ``req.page_token`` (an opaque token this server issued; one it did not issue, e.g. the
+    suites' ``--page-token=abcd``, reads as the first page: Kaggle's tokens are opaque and it answers such a
+    request), else the 1-based ``req.page`` of the older calls (ListCompetitions, ListDatasets, ListKernels), else
+    the start. ``req.page_size`` defaults to :data:`PAGE_SIZE`."""
+    size = getattr(req, "page_size", None) or PAGE_SIZE
+    token = getattr(req, "page_token", None) or ""
+    number = getattr(req, "page", None) if hasattr(type(req), "page") else None
+    start = _token_offset(token) if token else ((number - 1) * size if number and number > 1 else 0)
     chunk = items[start:start + size]
-    return chunk, (str(start + size) if start + size < len(items) else "")
+    return chunk, (page_token(start + size) if start + size < len(items) else "")
+
+
+def page_token(offset: int) -> str:
+    """The opaque token of the page that starts at ``offset``."""
+    return base64.urlsafe_b64encode(f"{_TOKEN_PREFIX}{offset}".encode()).decode().rstrip("=")
+
+
+def _token_offset(token: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+        if text.startswith(_TOKEN_PREFIX):
+            return parse_count(text[len(_TOKEN_PREFIX):], what="page token")
+    except (ValueError, ApiError):
+        pass
+    log.info("page token %r was not issued here: answering the first page", token[:40])
+    return 0
 
 
 def _with_folders(new_files, directories, prefix: str = ""):

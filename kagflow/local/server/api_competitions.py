@@ -20,13 +20,14 @@ from kagglesdk.competitions.types.competition_api_service import (
     ApiSubmission,
     ApiSubmissionLimits,
 )
+from kagglesdk.competitions.types.competition_enums import CompetitionListTab, CompetitionSortBy
 from kagglesdk.competitions.types.submission_status import SubmissionStatus
 
-from kagflow.local.server import competition, transfer
+from kagflow.local.server import competition, metrics, transfer
 from kagflow.local.server.access import Grant
 from kagflow.local.server.api import Ctx, Redirect, new_token, now, page, route, utc
 from kagflow.local.server.api_kernels import find_kernel, find_version
-from kagflow.local.server.archives import Pack, blob_members, bundle
+from kagflow.local.server.archives import Pack, blob_members, bundle, file_members
 from kagflow.local.server.names import check_name, check_relpath
 from kagflow.local.server.protocol import ApiError
 
@@ -46,8 +47,9 @@ def describe(ctx: Ctx, comp) -> ApiCompetition:
     item.ref = f"{ctx.base_url}/competitions/{comp['slug']}"
     item.title = comp["title"]
     item.url = item.ref
-    item.category = "Local"
-    item.evaluation_metric = comp["metric"]
+    item.category = competition.CATEGORIES.get(comp["category"], comp["category"])
+    item.evaluation_metric = metrics.get(comp["metric"]).title
+    item.team_count = _teams(ctx, comp)
     item.is_kernels_submissions_only = bool(comp["kernels_only"])
     item.max_daily_submissions = ctx.settings.daily_submissions
     item.enabled_date = utc(comp["created"])
@@ -65,11 +67,44 @@ def require_rules(ctx: Ctx, comp) -> str:
     return user
 
 
+def _teams(ctx: Ctx, comp) -> int:
+    return ctx.store.one("SELECT COUNT(DISTINCT owner) AS n FROM submissions WHERE competition=?", comp["slug"])["n"]
+
+
+def _category_key(segment) -> str:
+    """``HOST_SEGMENT_GETTING_STARTED`` → ``gettingStarted`` (the key :data:`competition.CATEGORIES` uses)."""
+    words = segment.name.removeprefix("HOST_SEGMENT_").lower().split("_")
+    return words[0] + "".join(w.capitalize() for w in words[1:])
+
+
+def _in_group(ctx: Ctx, comp, group) -> bool:
+    """``--group``: general and everything list every hosted competition, entered those whose rules the caller
+    accepted, community the community category; none is hosted by a user or unlaunched here."""
+    if group in (None, CompetitionListTab.COMPETITION_LIST_TAB_GENERAL,
+                 CompetitionListTab.COMPETITION_LIST_TAB_EVERYTHING):
+        return True
+    if group == CompetitionListTab.COMPETITION_LIST_TAB_ENTERED:
+        return competition.rules_accepted(ctx.store, comp["slug"], ctx.user)
+    if group == CompetitionListTab.COMPETITION_LIST_TAB_COMMUNITY:
+        return comp["category"] == "community"
+    return False  # hosted, unlaunched: the local Kaggle's competitions have no user host and are all launched
+
+
+# --sort-by: the orders the local Kaggle can tell; prize, deadlines and "best"/"grouped"/"relevance" (no prizes,
+# no deadlines, no ranking signal here) keep the listing's order, by slug.
+_SORTS = {CompetitionSortBy.COMPETITION_SORT_BY_RECENTLY_CREATED: (lambda ctx, c: -c["created"]),
+          CompetitionSortBy.COMPETITION_SORT_BY_NUMBER_OF_TEAMS: (lambda ctx, c: -_teams(ctx, c))}
+
+
 @route("competitions.CompetitionApiService/ListCompetitions")
 def list_competitions(ctx: Ctx, req) -> ApiListCompetitionsResponse:
+    category = _category_key(req.category) if req.category and req.category.value else ""
     rows = [c for c in ctx.store.all("SELECT * FROM competitions ORDER BY slug")
-            if not req.search or req.search.lower() in (c["slug"] + " " + c["title"]).lower()]
-    chunk, token = page(rows, req.page_size, req.page_token)
+            if _in_group(ctx, c, req.group) and (not category or c["category"] == category)
+            and (not req.search or req.search.lower() in (c["slug"] + " " + c["title"]).lower())]
+    if req.sort_by in _SORTS:
+        rows.sort(key=lambda c: _SORTS[req.sort_by](ctx, c))
+    chunk, token = page(rows, req)
     resp = ApiListCompetitionsResponse()
     resp.competitions = [describe(ctx, c) for c in chunk]
     resp.next_page_token = token
@@ -91,7 +126,7 @@ def list_data_files(ctx: Ctx, req) -> ApiListDataFilesResponse:
         item.total_bytes = f["size"]
         item.creation_date = utc(f["created"])
         files.append(item)
-    chunk, token = page(files, req.page_size, req.page_token)
+    chunk, token = page(files, req)
     resp = ApiListDataFilesResponse()
     resp.files = chunk
     resp.next_page_token = token
@@ -220,7 +255,7 @@ def list_submissions(ctx: Ctx, req) -> ApiListSubmissionsResponse:
     comp = find(ctx, req.competition_name)
     rows = ctx.store.all("SELECT * FROM submissions WHERE competition=? AND owner=? ORDER BY id DESC",
                          comp["slug"], user)
-    chunk, token = page(rows, req.page_size, req.page_token)
+    chunk, token = page(rows, req)
     resp = ApiListSubmissionsResponse()
     resp.submissions = [describe_submission(ctx, r) for r in chunk]
     resp.next_page_token = token
@@ -252,26 +287,57 @@ def get_submission_limits(ctx: Ctx, req) -> ApiSubmissionLimits:
 
 
 
-@route("competitions.CompetitionApiService/GetLeaderboard")
-def get_leaderboard(ctx: Ctx, req) -> ApiGetLeaderboardResponse:
-    """Each user's best (lowest log loss) completed submission, best first."""
-    comp = find(ctx, req.competition_name)
+def leaderboard(ctx: Ctx, comp) -> list[tuple[str, float, float]]:
+    """``(team, score, date)`` of each user's best completed submission (by the competition's metric), best first."""
+    sign = 1 if metrics.get(comp["metric"]).lower_is_better else -1
     best: dict[str, tuple[float, float]] = {}
     for row in ctx.store.all("SELECT owner, public_score, created FROM submissions WHERE competition=? AND "
                              "status='COMPLETE'", comp["slug"]):
         score = float(row["public_score"])
-        if row["owner"] not in best or score < best[row["owner"]][0]:
+        if row["owner"] not in best or sign * score < sign * best[row["owner"]][0]:
             best[row["owner"]] = (score, row["created"])
-    ranked = sorted(best.items(), key=lambda item: item[1])
-    chunk, token = page(ranked, req.page_size, req.page_token)
+    ranked = sorted(best.items(), key=lambda item: (sign * item[1][0], item[1][1]))
+    return [(owner, score, created) for owner, (score, created) in ranked]
+
+
+def _team_id(owner: str) -> int:
+    return int(hashlib.sha256(owner.encode()).hexdigest()[:7], 16)
+
+
+@route("competitions.CompetitionApiService/GetLeaderboard")
+def get_leaderboard(ctx: Ctx, req) -> ApiGetLeaderboardResponse:
+    chunk, token = page(leaderboard(ctx, find(ctx, req.competition_name)), req)
     resp = ApiGetLeaderboardResponse()
     resp.submissions = []
-    for owner, (score, created) in chunk:
+    for owner, score, created in chunk:
         item = ApiLeaderboardSubmission()
-        item.team_id = int(hashlib.sha256(owner.encode()).hexdigest()[:7], 16)
+        item.team_id = _team_id(owner)
         item.team_name = owner
         item.submission_date = utc(created)
         item.score = f"{score:.5f}"
         resp.submissions.append(item)
     resp.next_page_token = token
     return resp
+
+
+@route("competitions.CompetitionApiService/DownloadLeaderboard")
+def download_leaderboard(ctx: Ctx, req) -> Redirect:
+    """The whole public leaderboard as Kaggle gives it: ``<competition>.zip`` holding
+    ``<competition>-publicleaderboard.csv`` (TeamId, TeamName, SubmissionDate, Score)."""
+    comp = find(ctx, req.competition_name)
+    lines = ["TeamId,TeamName,SubmissionDate,Score"]
+    lines += [f"{_team_id(owner)},{owner},{utc(created).strftime('%Y-%m-%d %H:%M:%S')},{score:.5f}"
+              for owner, score, created in leaderboard(ctx, comp)]
+    name = f"{comp['slug']}-publicleaderboard.csv"
+    folder = ctx.store.root / "cache" / "competitions" / comp["slug"]
+    folder.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(lines) + "\n"
+    csv_path = folder / f"leaderboard-{hashlib.sha256(text.encode()).hexdigest()[:16]}.csv"
+    if not csv_path.exists():  # named by its content: a changed leaderboard is another file (and archive)
+        tmp = csv_path.with_name(csv_path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(csv_path)
+    archive = bundle(ctx.store, Pack("competitions", (comp["slug"],), "leaderboard",
+                                     file_members([(name, csv_path)])))
+    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, f"{comp['slug']}.zip",
+                                        Grant("leaderboard", comp["id"], ctx.user or "")))

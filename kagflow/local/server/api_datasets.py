@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 from kagglesdk.datasets.types.dataset_api_service import (
+    ApiCategory,
     ApiCreateDatasetResponse,
     ApiDataset,
     ApiDatasetFile,
@@ -14,13 +17,34 @@ from kagglesdk.datasets.types.dataset_api_service import (
     ApiListDatasetsResponse,
     ApiUpdateDatasetMetadataResponse,
 )
-from kagglesdk.datasets.types.dataset_enums import DatabundleVersionStatus
+from kagglesdk.datasets.types.dataset_enums import (
+    DatabundleVersionStatus,
+    DatasetFileTypeGroup,
+    DatasetLicenseGroup,
+    DatasetSelectionGroup,
+    DatasetSizeGroup,
+    DatasetSortBy,
+    DatasetViewedGroup,
+)
 from kagglesdk.datasets.types.dataset_types import DatasetInfo, SettingsLicense
 
 from kagflow.errors import NamingError
-from kagflow.local.server import access, transfer
+from kagflow.local.server import transfer
 from kagflow.local.server.access import Grant
-from kagflow.local.server.api import Ctx, Redirect, add_version, in_body, now, page, resolve_uploads, route, utc
+from kagflow.local.server.api import (
+    Ctx,
+    Redirect,
+    add_version,
+    in_body,
+    now,
+    page,
+    processing,
+    ready_files,
+    resolve_uploads,
+    route,
+    shown,
+    utc,
+)
 from kagflow.local.server.archives import Pack, blob_members, bundle, forget
 from kagflow.local.server.names import check_relpath
 from kagflow.local.server.protocol import ApiError
@@ -31,7 +55,7 @@ KIND = "dataset_version"
 
 def find(ctx: Ctx, owner: str, slug: str):
     row = ctx.store.one("SELECT * FROM datasets WHERE owner=? AND slug=?", owner or "", slug or "")
-    if not access.visible(row, ctx.user):
+    if not shown(ctx, row):
         raise ApiError(404, f"Dataset {owner}/{slug} not found")
     return row
 
@@ -81,9 +105,11 @@ def create_dataset(ctx: Ctx, req) -> ApiCreateDatasetResponse:
     with ctx.store.tx() as db:  # the dataset and its first version, or neither (a crash between leaves nothing)
         if db.execute("SELECT id FROM datasets WHERE owner=? AND slug=?", (owner, req.slug)).fetchone():
             raise ApiError(409, f"The requested slug {req.slug!r} is already in use by a dataset of {owner!r}")
-        dataset_id = db.execute("INSERT INTO datasets VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
+        dataset_id = db.execute("INSERT INTO datasets (owner, slug, title, subtitle, description, license_name, "
+                                "is_private, created, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                 (owner, req.slug, title, req.subtitle or "", req.description or "",
-                                 req.license_name or "unknown", 1 if req.is_private else 0, now())).lastrowid
+                                 req.license_name or "unknown", 1 if req.is_private else 0, now(),
+                                 json.dumps([t for t in req.category_ids or [] if t]))).lastrowid
         _add_version(ctx, db, dataset_id, "Initial release", files)
     return _ok(ctx, owner, req.slug)
 
@@ -126,7 +152,7 @@ def get_dataset_status(ctx: Ctx, req) -> ApiGetDatasetStatusResponse:
 
 def _files(ctx: Ctx, dataset, version) -> list:
     out = []
-    for f in ctx.store.files_of(KIND, version["id"]):
+    for f in ready_files(ctx, KIND, version):
         item = ApiDatasetFile()
         item.ref = f"{dataset['owner']}/{dataset['slug']}/{f['name']}"
         item.dataset_ref = f"{dataset['owner']}/{dataset['slug']}"
@@ -154,8 +180,13 @@ def describe(ctx: Ctx, dataset) -> ApiDataset:
     item.license_name = dataset["license_name"]
     item.current_version_number = latest["number"]
     item.last_updated = utc(latest["created"])
-    item.total_bytes = sum(f["size"] for f in ctx.store.files_of(KIND, latest["id"]))
+    item.total_bytes = sum(f["size"] for f in ready_files(ctx, KIND, latest))
     item.files = _files(ctx, dataset, latest)
+    item.tags = []
+    for name in json.loads(dataset["tags"] or "[]"):
+        tag = ApiCategory()
+        tag.ref = tag.name = name
+        item.tags.append(tag)
     item.versions = []
     for v in versions:
         dv = ApiDatasetVersion()
@@ -172,15 +203,90 @@ def get_dataset(ctx: Ctx, req) -> ApiDataset:
     return describe(ctx, find(ctx, req.owner_slug, req.dataset_slug))
 
 
+# --file-type: the extensions of each group; BigQuery datasets are Kaggle's own (none can be uploaded)
+FILE_TYPES = {DatasetFileTypeGroup.DATASET_FILE_TYPE_GROUP_CSV: (".csv",),
+              DatasetFileTypeGroup.DATASET_FILE_TYPE_GROUP_SQLITE: (".sqlite", ".sqlite3", ".db"),
+              DatasetFileTypeGroup.DATASET_FILE_TYPE_GROUP_JSON: (".json",),
+              DatasetFileTypeGroup.DATASET_FILE_TYPE_GROUP_PARQUET: (".parquet",),
+              DatasetFileTypeGroup.DATASET_FILE_TYPE_GROUP_BIG_QUERY: ()}
+# --license: the group of a licence name (kaggle datasets list --license cc|gpl|odb|other)
+LICENSE_PREFIXES = {DatasetLicenseGroup.DATASET_LICENSE_GROUP_CC: ("cc",),
+                    DatasetLicenseGroup.DATASET_LICENSE_GROUP_GPL: ("gpl", "lgpl", "agpl"),
+                    DatasetLicenseGroup.DATASET_LICENSE_GROUP_ODB: ("odbl", "odc", "pddl")}
+# the selection groups the local Kaggle answers: the public listing, the caller's, another user's
+GROUPS = (DatasetSelectionGroup.DATASET_SELECTION_GROUP_PUBLIC, DatasetSelectionGroup.DATASET_SELECTION_GROUP_ALL,
+          DatasetSelectionGroup.DATASET_SELECTION_GROUP_MY, DatasetSelectionGroup.DATASET_SELECTION_GROUP_MY_PRIVATE,
+          DatasetSelectionGroup.DATASET_SELECTION_GROUP_MY_PUBLIC, DatasetSelectionGroup.DATASET_SELECTION_GROUP_USER)
+
+
+def license_group(name: str) -> DatasetLicenseGroup:
+    key = (name or "").lower()
+    for group, prefixes in LICENSE_PREFIXES.items():
+        if key.startswith(prefixes):
+            return group
+    return DatasetLicenseGroup.DATASET_LICENSE_GROUP_OTHER
+
+
+def _listing(ctx: Ctx, dataset) -> dict:
+    """What the list filters look at: the latest version's files, size and date, the licence group, the tags."""
+    latest = version_of(ctx, dataset)
+    files = ready_files(ctx, KIND, latest)
+    return {"names": [f["name"].lower() for f in files], "bytes": sum(f["size"] for f in files),
+            "updated": latest["created"], "license": license_group(dataset["license_name"]),
+            "tags": {t.lower() for t in json.loads(dataset["tags"] or "[]")}}
+
+
+def _matches(ctx: Ctx, req, dataset, seen: dict) -> bool:
+    group = req.group or DatasetSelectionGroup.DATASET_SELECTION_GROUP_PUBLIC
+    if not shown(ctx, dataset):
+        return False
+    if group.name.startswith("DATASET_SELECTION_GROUP_MY"):
+        if dataset["owner"] != ctx.require_user():
+            return False
+        if group != DatasetSelectionGroup.DATASET_SELECTION_GROUP_MY and bool(dataset["is_private"]) != (
+                group == DatasetSelectionGroup.DATASET_SELECTION_GROUP_MY_PRIVATE):
+            return False
+    if req.user and dataset["owner"] != req.user:
+        return False
+    if req.search and req.search.lower() not in (dataset["slug"] + " " + dataset["title"]).lower():
+        return False
+    facts = seen[dataset["id"]] = _listing(ctx, dataset)
+    if req.file_type and req.file_type.value and not any(
+            n.endswith(FILE_TYPES[req.file_type]) for n in facts["names"]):
+        return False
+    if req.license and req.license.value and facts["license"] != req.license:
+        return False
+    if req.min_size and facts["bytes"] < req.min_size:  # 0: unset (kagglesdk's default)
+        return False
+    if req.max_size and facts["bytes"] > req.max_size:
+        return False
+    tags = {t.strip().lower() for t in (req.tag_ids or "").split(",") if t.strip()}
+    return tags <= facts["tags"]
+
+
+# --sort-by: published (newest first) and updated (latest version first) are told apart; hottest, votes, active,
+# usability, downloads and notebooks have no signal here and keep the newest-first order.
+_SORTS = {DatasetSortBy.DATASET_SORT_BY_UPDATED: "updated"}
+
+
 @route("datasets.DatasetApiService/ListDatasets")
 def list_datasets(ctx: Ctx, req) -> ApiListDatasetsResponse:
-    rows = ctx.store.all("SELECT * FROM datasets ORDER BY created DESC")
-    mine = req.group is not None and req.group.name.startswith("DATASET_SELECTION_GROUP_MY")
-    owner = ctx.user if mine else req.user
-    rows = [r for r in rows if access.visible(r, ctx.user)
-            and (not owner or r["owner"] == owner)
-            and (not req.search or req.search.lower() in (r["slug"] + " " + r["title"]).lower())]
-    chunk, token = page(rows, req.page_size, req.page_token)
+    """``kaggle datasets list`` with its filters (group/--mine, --user, --search, --file-type, --license, --tags,
+    --min-size/--max-size, --sort-by, -p/--page). Refused: the selection groups of votes, bookmarks, sharing and
+    organisations, and --viewed (the local Kaggle keeps none of those)."""
+    if req.group is not None and req.group not in GROUPS:
+        raise ApiError(400, f"The local Kaggle cannot list datasets by {req.group.name}: it keeps no votes, "
+                            "bookmarks, collaborators or organisations")
+    if req.viewed not in (None, DatasetViewedGroup.DATASET_VIEWED_GROUP_UNSPECIFIED):
+        raise ApiError(400, "The local Kaggle keeps no view history: list without the viewed filter")
+    if req.size not in (None, DatasetSizeGroup.DATASET_SIZE_GROUP_ALL):
+        raise ApiError(400, "size is deprecated: use minSize and maxSize (bytes)")
+    seen: dict = {}
+    rows = [r for r in ctx.store.all("SELECT * FROM datasets ORDER BY created DESC, id DESC")
+            if _matches(ctx, req, r, seen)]
+    if req.sort_by in _SORTS:
+        rows.sort(key=lambda r: -seen[r["id"]][_SORTS[req.sort_by]])
+    chunk, token = page(rows, req)
     resp = ApiListDatasetsResponse()
     resp.datasets = [describe(ctx, r) for r in chunk]
     resp.next_page_token = token
@@ -191,7 +297,7 @@ def list_datasets(ctx: Ctx, req) -> ApiListDatasetsResponse:
 def list_dataset_files(ctx: Ctx, req) -> ApiListDatasetFilesResponse:
     dataset = find(ctx, req.owner_slug, req.dataset_slug)
     files = _files(ctx, dataset, version_of(ctx, dataset, req.dataset_version_number))
-    chunk, token = page(files, req.page_size, req.page_token)
+    chunk, token = page(files, req)
     resp = ApiListDatasetFilesResponse()
     resp.dataset_files = chunk
     resp.next_page_token = token
@@ -202,7 +308,9 @@ def list_dataset_files(ctx: Ctx, req) -> ApiListDatasetFilesResponse:
 def download_dataset(ctx: Ctx, req) -> Redirect:
     dataset = find(ctx, req.owner_slug, req.dataset_slug)
     version = version_of(ctx, dataset, req.dataset_version_number)
-    files = ctx.store.files_of(KIND, version["id"])
+    files = ready_files(ctx, KIND, version)
+    if not files:
+        raise processing(f"Dataset {dataset['owner']}/{dataset['slug']} version {version['number']}")
     grant = Grant(KIND, version["id"], ctx.user or "")
     if req.file_name:
         name = check_relpath(req.file_name)
@@ -229,7 +337,7 @@ def dataset_info(ctx: Ctx, dataset) -> DatasetInfo:
     lic = SettingsLicense()
     lic.name = dataset["license_name"]
     info.licenses = [lic]
-    info.keywords = []
+    info.keywords = json.loads(dataset["tags"] or "[]")
     return info
 
 
@@ -243,7 +351,7 @@ def get_dataset_metadata(ctx: Ctx, req) -> ApiGetDatasetMetadataResponse:
 
 @route("datasets.DatasetApiService/UpdateDatasetMetadata")
 def update_dataset_metadata(ctx: Ctx, req) -> ApiUpdateDatasetMetadataResponse:
-    """Title, subtitle, description, privacy and license (keywords, collaborators and images are not kept)."""
+    """Title, subtitle, description, privacy, license and keywords (collaborators and images are not kept)."""
     dataset = find(ctx, req.owner_slug, req.dataset_slug)
     ctx.require_owner(dataset["owner"], "datasets.update")
     s = req.settings
@@ -255,10 +363,11 @@ def update_dataset_metadata(ctx: Ctx, req) -> ApiUpdateDatasetMetadataResponse:
                        "characters"]
         return resp
     license_name = next((lic.name for lic in s.licenses or [] if lic is not None and lic.name), "")
+    tags = json.dumps([k for k in s.keywords or [] if k]) if s.keywords else dataset["tags"]
     ctx.store.run("UPDATE datasets SET title=COALESCE(NULLIF(?, ''), title), subtitle=?, description=?, "
-                  "is_private=?, license_name=COALESCE(NULLIF(?, ''), license_name) WHERE id=?",
+                  "is_private=?, license_name=COALESCE(NULLIF(?, ''), license_name), tags=? WHERE id=?",
                   s.title or "", s.subtitle or "", s.description or "", 1 if s.is_private else 0, license_name,
-                  dataset["id"])
+                  tags, dataset["id"])
     return resp
 
 

@@ -23,13 +23,18 @@ from kagglesdk.kernels.types.kernels_api_service import (
     ApiListKernelsResponse,
     ApiSaveKernelResponse,
 )
-from kagglesdk.kernels.types.kernels_enums import KernelExecutionType, KernelsListViewType, KernelWorkerStatus
+from kagglesdk.kernels.types.kernels_enums import (
+    KernelExecutionType,
+    KernelsListSortType,
+    KernelsListViewType,
+    KernelWorkerStatus,
+)
 
 from kagflow.errors import NamingError
 from kagflow.local.run import mounts
 from kagflow.local.server import access, quota, transfer
 from kagflow.local.server.access import Grant
-from kagflow.local.server.api import Ctx, Redirect, in_body, now, page, refusal, route, utc
+from kagflow.local.server.api import Ctx, Redirect, in_body, now, page, refusal, route, shown, utc
 from kagflow.local.server.archives import Pack, bundle, file_members, forget
 from kagflow.local.server.jobs import sandbox_dir
 from kagflow.local.server.names import inside, parse_count
@@ -42,7 +47,7 @@ KERNEL_TYPES = ("notebook", "script")
 
 def find_kernel(ctx: Ctx, owner: str, slug: str):
     row = ctx.store.one("SELECT * FROM kernels WHERE owner=? AND slug=?", owner or "", slug or "")
-    if not access.visible(row, ctx.user):
+    if not shown(ctx, row):
         raise ApiError(404, f"Kernel {owner}/{slug} not found")
     return row
 
@@ -169,7 +174,7 @@ def list_kernel_session_output(ctx: Ctx, req) -> ApiListKernelSessionOutputRespo
     version = find_version(ctx, kernel, req.version_label)
     sandbox, files = _output(ctx, kernel, version)
     grant = _grant(ctx, version)
-    chunk, token = page(files, req.page_size, req.page_token)
+    chunk, token = page(files, req)
     resp = ApiListKernelSessionOutputResponse()
     resp.files = []
     for name, path in chunk:
@@ -269,27 +274,52 @@ def get_kernel(ctx: Ctx, req) -> ApiGetKernelResponse:
 
 def _listed(ctx: Ctx, req, kernel) -> bool:
     """ListKernels filters: ``-m`` (group PROFILE: the caller's, or ``--user``'s), ``--user``, ``--competition``,
-    ``--dataset`` (a source of the latest version), ``--search``."""
-    if not access.visible(kernel, ctx.user):
+    ``--dataset`` (a source of the latest version), ``--parent`` (kernels forked from it: none, the API cannot
+    fork), ``--kernel-type``, ``--language``, ``--output-type`` (data: the latest run wrote files), ``--search``."""
+    if not shown(ctx, kernel):
         return False
     owner = (req.user or ctx.require_user()) if req.group == KernelsListViewType.PROFILE else req.user
     if owner and kernel["owner"] != owner:
         return False
     if req.search and req.search.lower() not in (kernel["slug"] + " " + kernel["title"]).lower():
         return False
-    if req.competition or req.dataset:
-        settings = json.loads(find_version(ctx, kernel)["settings"])
+    if req.parent_kernel:
+        return False
+    if req.kernel_type not in (None, "", "all") and kernel["kernel_type"] != req.kernel_type:
+        return False
+    if req.language not in (None, "", "all") and kernel["language"] != req.language:
+        return False
+    if req.competition or req.dataset or req.output_type not in (None, "", "all"):
+        version = find_version(ctx, kernel)
+        settings = json.loads(version["settings"])
         if req.competition and req.competition not in settings.get("competition_sources", []):
             return False
         if req.dataset and req.dataset not in settings.get("dataset_sources", []):
             return False
+        if req.output_type == "data" and not _output(ctx, kernel, version)[1]:
+            return False
+        if req.output_type == "visualization":
+            return False  # the local Kaggle does not tell plots apart
     return True
+
+
+def _last_run(ctx: Ctx, kernel) -> float:
+    version = find_version(ctx, kernel)
+    return version["started"] or version["created"]
+
+
+# --sort-by: the orders the local Kaggle can tell (newest kernel, latest run); hotness, votes, views, comments,
+# relevance and scores keep the newest-first order.
+_SORTS = {KernelsListSortType.DATE_CREATED: lambda ctx, k: -k["created"],
+          KernelsListSortType.DATE_RUN: lambda ctx, k: -_last_run(ctx, k)}
 
 
 @route("kernels.KernelsApiService/ListKernels")
 def list_kernels(ctx: Ctx, req) -> ApiListKernelsResponse:
-    rows = [k for k in ctx.store.all("SELECT * FROM kernels ORDER BY created DESC") if _listed(ctx, req, k)]
-    chunk, token = page(rows, req.page_size, req.page_token)
+    rows = [k for k in ctx.store.all("SELECT * FROM kernels ORDER BY created DESC, id DESC") if _listed(ctx, req, k)]
+    if req.sort_by in _SORTS:
+        rows.sort(key=lambda k: _SORTS[req.sort_by](ctx, k))
+    chunk, token = page(rows, req)
     resp = ApiListKernelsResponse()
     resp.kernels = [describe(ctx, k, find_version(ctx, k)) for k in chunk]
     resp.next_page_token = token
@@ -318,7 +348,7 @@ def list_kernel_files(ctx: Ctx, req) -> ApiListKernelFilesResponse:
     item.name = f"{kernel['slug']}.ipynb" if kernel["kernel_type"] == "notebook" else f"{kernel['slug']}.py"
     item.size = len(version["source"].encode("utf-8"))
     item.creation_date = utc(version["created"]).isoformat() + "Z"
-    chunk, token = page([item], req.page_size, req.page_token)
+    chunk, token = page([item], req)
     resp = ApiListKernelFilesResponse()
     resp.files = chunk
     resp.next_page_token = token

@@ -21,15 +21,30 @@ from kagglesdk.models.types.model_enums import ModelFramework, ModelInstanceType
 from kagglesdk.models.types.model_types import ModelInstance, ModelInstanceVersion, ModelInstanceVersionList
 
 from kagflow.errors import NamingError
-from kagflow.local.server import access, transfer
+from kagflow.local.server import transfer
 from kagflow.local.server.access import Grant
-from kagflow.local.server.api import Ctx, Redirect, add_version, in_body, now, page, resolve_uploads, route, utc
+from kagflow.local.server.api import (
+    Ctx,
+    Redirect,
+    add_version,
+    in_body,
+    is_new,
+    now,
+    page,
+    processing,
+    ready_files,
+    resolve_uploads,
+    route,
+    shown,
+    utc,
+)
 from kagflow.local.server.archives import Pack, blob_members, bundle, forget
 from kagflow.local.server.names import check_relpath
 from kagflow.local.server.protocol import ApiError
 from kagflow.rules import slugs
 
 KIND = "model_version"
+UNKNOWN_LICENSE = "Unknown"  # an instance created without a licence (kagglehub's model_upload(license_name=None))
 _PREFIX = "MODEL_FRAMEWORK_"
 
 
@@ -45,15 +60,23 @@ def _framework(value) -> str:
 
 
 def _slug(value: str, what: str) -> str:
+    """Kaggle's rule, not kagflow's narrower one: underscores and dots are fine (``model_<uuid>``, ``qwen2.5``)."""
     try:
-        return slugs.check_slug(value or "", what=what, max_len=slugs.MODEL_SLUG_MAX)
+        return slugs.check_model_slug(value or "", what=what)
     except NamingError as exc:
         raise ApiError(400, str(exc)) from None
 
 
+def _title(title: str) -> str:
+    if not title or not slugs.MODEL_TITLE_MIN <= len(title) <= slugs.MODEL_TITLE_MAX:
+        raise ApiError(400, f"A model title must be between {slugs.MODEL_TITLE_MIN} and {slugs.MODEL_TITLE_MAX} "
+                            "characters")
+    return title
+
+
 def find_model(ctx: Ctx, owner: str, slug: str):
     row = ctx.store.one("SELECT * FROM models WHERE owner=? AND slug=?", owner or "", slug or "")
-    if not access.visible(row, ctx.user):
+    if not shown(ctx, row):
         raise ApiError(404, f"Model {owner}/{slug} not found")
     return row
 
@@ -63,7 +86,7 @@ def find_instance(ctx: Ctx, owner: str, model_slug: str, framework, instance_slu
     fw = framework.name if hasattr(framework, "name") else str(framework)
     row = ctx.store.one("SELECT * FROM model_instances WHERE model_id=? AND framework=? AND slug=?",
                         model["id"], fw, instance_slug or "")
-    if row is None:
+    if row is None or is_new(ctx, row):
         raise ApiError(404, f"Model instance {owner}/{model_slug}/{framework_source(fw)}/{instance_slug} not found")
     return model, row
 
@@ -103,10 +126,10 @@ def create_model(ctx: Ctx, req) -> ApiCreateModelResponse:
     owner = req.owner_slug or ctx.require_user()
     ctx.require_owner(owner, "models.create")
     slug = _slug(req.slug, "model slug")
-    if not req.title or len(req.title) < slugs.MODEL_TITLE_MIN:
-        raise ApiError(400, f"A model title needs at least {slugs.MODEL_TITLE_MIN} characters")
+    _title(req.title)
+    # the clients key on "already used"
     if ctx.store.one("SELECT id FROM models WHERE owner=? AND slug=?", owner, slug):
-        raise ApiError(409, f"Model {owner}/{slug} already exists")
+        raise ApiError(409, f"The model slug {slug!r} is already used by another model of {owner!r}")
     model_id = ctx.store.run("INSERT INTO models VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)", owner, slug, req.title,
                              req.subtitle or "", req.description or "", 0 if req.is_private is False else 1,
                              req.publish_time.isoformat() if req.publish_time else None,
@@ -131,7 +154,7 @@ def describe_instance(ctx: Ctx, model, instance) -> ApiModelInstance:
     if latest is not None:
         item.version_id = latest["id"]
         item.version_number = latest["number"]
-        item.total_uncompressed_bytes = sum(f["size"] for f in ctx.store.files_of(KIND, latest["id"]))
+        item.total_uncompressed_bytes = sum(f["size"] for f in ready_files(ctx, KIND, latest))
     return item
 
 
@@ -148,7 +171,8 @@ def describe_model(ctx: Ctx, model) -> ApiModel:
     item.provenance_sources = model["provenance"] or ""
     item.url = f"{ctx.base_url}/models/{model['owner']}/{model['slug']}"
     item.instances = [describe_instance(ctx, model, i) for i in
-                      ctx.store.all("SELECT * FROM model_instances WHERE model_id=? ORDER BY id", model["id"])]
+                      ctx.store.all("SELECT * FROM model_instances WHERE model_id=? ORDER BY id", model["id"])
+                      if not is_new(ctx, i)]
     return item
 
 
@@ -160,9 +184,9 @@ def get_model(ctx: Ctx, req) -> ApiModel:
 @route("models.ModelApiService/ListModels")
 def list_models(ctx: Ctx, req) -> ApiListModelsResponse:
     rows = [r for r in ctx.store.all("SELECT * FROM models ORDER BY created DESC")
-            if access.visible(r, ctx.user) and (not req.owner or r["owner"] == req.owner)
+            if shown(ctx, r) and (not req.owner or r["owner"] == req.owner)
             and (not req.search or req.search.lower() in (r["slug"] + " " + r["title"]).lower())]
-    chunk, token = page(rows, req.page_size, req.page_token)
+    chunk, token = page(rows, req)
     resp = ApiListModelsResponse()
     resp.models = [describe_model(ctx, r) for r in chunk]
     resp.next_page_token = token
@@ -179,8 +203,7 @@ def create_model_instance(ctx: Ctx, req) -> ApiCreateModelResponse:
         raise ApiError(400, "body is required")
     fw = _framework(body.framework)
     slug = _slug(body.instance_slug, "model instance slug")
-    if not body.license_name:
-        raise ApiError(400, "A model instance needs a license")
+    license_name = body.license_name or UNKNOWN_LICENSE  # kagglehub's model_upload may send none; Kaggle takes it
     files = resolve_uploads(ctx, body.files, body.directories)
     if not files:
         raise ApiError(400, "A model instance needs at least one file")
@@ -189,9 +212,9 @@ def create_model_instance(ctx: Ctx, req) -> ApiCreateModelResponse:
         if db.execute("SELECT id FROM model_instances WHERE model_id=? AND framework=? AND slug=?",
                       (model["id"], fw, slug)).fetchone():
             raise ApiError(409, f"Model instance {model['owner']}/{model['slug']}/{framework_source(fw)}/{slug} "
-                                "already exists")
+                                "already exists")  # the clients key on "already exists" here
         instance_id = db.execute("INSERT INTO model_instances VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                 (model["id"], fw, slug, body.license_name, body.overview or "", body.usage or "",
+                                 (model["id"], fw, slug, license_name, body.overview or "", body.usage or "",
                                   1 if body.fine_tunable else 0, json.dumps(body.training_data or []), kind.name,
                                   now(), body.base_model_instance or "")).lastrowid
         _add_version(ctx, db, instance_id, "Initial version", files)
@@ -222,7 +245,7 @@ def create_model_instance_version(ctx: Ctx, req) -> ApiCreateModelResponse:
 def list_model_instance_versions(ctx: Ctx, req) -> ApiListModelInstanceVersionsResponse:
     model, instance = find_instance(ctx, req.owner_slug, req.model_slug, req.framework, req.instance_slug)
     rows = ctx.store.all("SELECT * FROM model_versions WHERE instance_id=? ORDER BY number DESC", instance["id"])
-    chunk, token = page(rows, req.page_size, req.page_token)
+    chunk, token = page(rows, req)
     versions = []
     for v in chunk:
         item = ModelInstanceVersion()
@@ -248,11 +271,11 @@ def list_model_instance_version_files(ctx: Ctx, req) -> ApiListModelInstanceVers
     _, instance = find_instance(ctx, req.owner_slug, req.model_slug, req.framework, req.instance_slug)
     version = find_version(ctx, instance, req.version_number)
     files = []
-    for f in ctx.store.files_of(KIND, version["id"]):
+    for f in ready_files(ctx, KIND, version):
         item = ApiModelFile()
         item.name, item.size, item.creation_date = f["name"], f["size"], utc(f["created"])
         files.append(item)
-    chunk, token = page(files, req.page_size, req.page_token)
+    chunk, token = page(files, req)
     resp = ApiListModelInstanceVersionFilesResponse()
     resp.files = chunk
     resp.next_page_token = token
@@ -263,7 +286,9 @@ def list_model_instance_version_files(ctx: Ctx, req) -> ApiListModelInstanceVers
 def download_model_instance_version(ctx: Ctx, req) -> Redirect:
     model, instance = find_instance(ctx, req.owner_slug, req.model_slug, req.framework, req.instance_slug)
     version = find_version(ctx, instance, req.version_number)
-    files = ctx.store.files_of(KIND, version["id"])
+    files = ready_files(ctx, KIND, version)
+    if not files:
+        raise processing(f"Model instance version {instance_ref(model, instance)}/{version['number']}")
     grant = Grant(KIND, version["id"], ctx.user or "")
     if req.path:
         check_relpath(req.path)
@@ -281,8 +306,9 @@ def download_model_instance_version(ctx: Ctx, req) -> Redirect:
 @route("models.ModelApiService/ListModelInstances")
 def list_model_instances(ctx: Ctx, req) -> ApiListModelInstancesResponse:
     model = find_model(ctx, req.owner_slug, req.model_slug)
-    rows = ctx.store.all("SELECT * FROM model_instances WHERE model_id=? ORDER BY id", model["id"])
-    chunk, token = page(rows, req.page_size, req.page_token)
+    rows = [r for r in ctx.store.all("SELECT * FROM model_instances WHERE model_id=? ORDER BY id", model["id"])
+            if not is_new(ctx, r)]
+    chunk, token = page(rows, req)
     resp = ApiListModelInstancesResponse()
     resp.instances = []
     for row in chunk:
@@ -299,7 +325,7 @@ def list_model_instances(ctx: Ctx, req) -> ApiListModelInstancesResponse:
             item.version_id = item.last_version_id = latest["id"]
             item.version_number = latest["number"]
             item.version_notes = latest["notes"]
-            item.total_uncompressed_bytes = sum(f["size"] for f in ctx.store.files_of(KIND, latest["id"]))
+            item.total_uncompressed_bytes = sum(f["size"] for f in ready_files(ctx, KIND, latest))
         resp.instances.append(item)
     resp.next_page_token = token
     return resp
@@ -315,8 +341,8 @@ def update_model(ctx: Ctx, req) -> ApiUpdateModelResponse:
     model = find_model(ctx, req.owner_slug, req.model_slug)
     ctx.require_owner(model["owner"], "models.update")
     mask = _mask(req)
-    if "title" in mask and len(req.title or "") < slugs.MODEL_TITLE_MIN:
-        raise ApiError(400, f"A model title needs at least {slugs.MODEL_TITLE_MIN} characters")
+    if "title" in mask:
+        _title(req.title)
     values = {"title": req.title, "subtitle": req.subtitle or "", "description": req.description or "",
               "is_private": 1 if req.is_private else 0, "provenance": req.provenance_sources or "",
               "publish_time": req.publish_time.isoformat() if req.publish_time else None}

@@ -36,9 +36,19 @@ from kagglesdk.kaggle_object import KaggleObject
 from kagflow.local.run.runner import read_log
 
 # Importing the route modules registers their handlers.
-from kagflow.local.server import api_blobs, api_competitions, api_datasets, api_kernels, api_models, transfer, web  # noqa: F401
+from kagflow.local.server import (  # noqa: F401
+    api_blobs,
+    api_competitions,
+    api_datasets,
+    api_diagnostics,
+    api_kernels,
+    api_models,
+    transfer,
+    web,
+)
 from kagflow.local.server import jobs as jobs_module
 from kagflow.local.server.api import HANDLERS, Ctx, Redirect, Settings
+from kagflow.local.server.consistency import RateLimit
 from kagflow.local.server.faults import DROP, ERROR, SLOW, TOO_MANY, Faults
 from kagflow.local.server.jobs import Jobs
 from kagflow.local.server.names import check_ident, check_request_names, parse_count
@@ -66,6 +76,7 @@ class LocalServer:
         self.data_dir = Path(data_dir).resolve()
         self.settings = settings or Settings()
         self.faults = faults
+        self.rate_limit = RateLimit(self.settings.rate_limit_every, self.settings.rate_limit_retry_after_s)
         self.users = users
         self.tokens = dict(tokens or {})
         self.logins = Logins()  # the web pages' one-time links and sessions
@@ -289,6 +300,7 @@ class Handler(BaseHTTPRequestHandler):
         types = routes().get(route)
         if types is None:
             raise ApiError(404, f"Unknown method {route!r}")
+        self.app.rate_limit.check(route)
         handler = HANDLERS.get(route)
         if handler is None:  # 405, not 5xx: the official client prints a 5xx as "Kaggle's side, try again later"
             raise ApiError(405, f"The local Kaggle does not support {route}; it implements the calls listed in "

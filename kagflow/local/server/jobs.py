@@ -211,7 +211,8 @@ class Jobs:
         solution = competition.solution_path(self.store, sub["competition"])
         if sub["kernel_version_id"] is None:  # a file submission
             try:
-                score = competition.score_submission(solution, self.store.blob_path(sub["blob_sha"]))
+                score = competition.score_submission(solution, self.store.blob_path(sub["blob_sha"]),
+                                                     self._metric(sub["competition"]))
             except competition.ScoreError as exc:
                 self._finish(submission_id, "ERROR", error=f"{SCORING_ERROR}: {exc}")
                 return
@@ -254,11 +255,14 @@ class Jobs:
                                                 f"{sub['file_name']}")
             return
         try:
-            score = competition.score_submission(solution, target)
+            score = competition.score_submission(solution, target, self._metric(sub["competition"]))
         except competition.ScoreError as exc:
             self._finish(sub_id, "ERROR", error=f"{SCORING_ERROR}: {exc} (in the re-run on the hidden test set)")
             return
         self._finish(sub_id, "COMPLETE", score=f"{score:.5f}")
+
+    def _metric(self, slug: str) -> str:
+        return self.store.one("SELECT metric FROM competitions WHERE slug=?", slug)["metric"]
 
     def _progress(self, submission_id: int, text: str) -> None:
         self.store.run("UPDATE submissions SET progress=? WHERE id=?", text, submission_id)

@@ -9,7 +9,8 @@ member) is such names joined by ``/``: never absolute, no drive letter, at most 
 
 Account and resource names (usernames, owners, dataset/kernel/model/instance slugs, competition
 names) are checked once, at the edge (:func:`check_request_names`, and the server's auth), by
-:func:`check_ident`: ASCII letters, digits, ``-`` and ``_``, starting with a letter or digit.
+:func:`check_ident`: ASCII letters, digits, ``-``, ``_`` and ``.``, starting with a letter or digit (Kaggle's
+model slugs hold dots: ``qwen-lm/qwen2.5``; a name that starts with a letter or digit is never ``.`` or ``..``).
 Numbers from the wire (page tokens, version labels, header values) go through :func:`parse_count`.
 """
 
@@ -86,7 +87,7 @@ def within(root: Path, relative: str) -> Path:
 
 
 IDENT_MAX = 100
-_IDENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,%d}" % (IDENT_MAX - 1))
+_IDENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,%d}" % (IDENT_MAX - 1))
 # kagglesdk request fields that name one account or one resource (each becomes a path segment somewhere).
 IDENT_FIELDS = ("owner_slug", "user_name", "kernel_owner", "owner", "user", "dataset_slug", "kernel_slug",
                 "model_slug", "instance_slug", "competition_name", "competition")
@@ -94,10 +95,11 @@ MAX_DIGITS = 18  # every count the server takes fits in a signed 64-bit integer
 
 
 def check_ident(value: object, *, what: str = "name", code: int = 400) -> str:
-    """``value`` if it is a safe account/slug name (letters, digits, ``-``, ``_``), else an ApiError."""
+    """``value`` if it is a safe account/slug name (letters, digits, ``-``, ``_``, ``.``), else an ApiError."""
     if not isinstance(value, str) or not _IDENT_RE.fullmatch(value):
         shown = repr(value)[:80] if isinstance(value, str) else type(value).__name__
-        raise ApiError(code, f"Invalid {what} {shown}: use up to {IDENT_MAX} letters, digits, '-' or '_'")
+        raise ApiError(code, f"Invalid {what} {shown}: use up to {IDENT_MAX} letters, digits, '-', '_' or '.', "
+                             "starting with a letter or digit")
     return value
 
 

@@ -2,9 +2,11 @@
 
 Every ``*ApiClient`` in ``kagglesdk/**/services`` calls
 ``self._client.call("<Service>", "<Method>", request, <ResponseType>)``; :func:`routes` collects
-those into ``{"Service/Method": (RequestType, ResponseType)}``. :func:`parse_request` turns a JSON
-body into the request type strictly: unknown fields, wrong types and bad enum names are
-:class:`ApiError` 400s (kagglesdk's own ``from_dict`` would silently accept them).
+those into ``{"Service/Method": (RequestType, ResponseType)}``, plus :data:`HAND_MADE` (calls a client makes by
+hand, e.g. kagglehub's ``api.v1.DiagnosticsService/Hello``). :func:`parse_request` turns a JSON body into the
+request type: wrong types and bad enum names are :class:`ApiError` 400s (kagglesdk's own ``from_dict`` would
+silently accept them); a field the type does not declare is ignored and logged, as Kaggle's protobuf JSON parser
+ignores unknown fields (a newer client sends fields this kagglesdk does not know).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import logging
 import pkgutil
 import re
 from typing import Any, Dict, Tuple, Type
@@ -21,12 +24,16 @@ from kagglesdk.kaggle_object import (
     DateTimeSerializer,
     EnumSerializer,
     FieldMaskSerializer,
+    FieldMetadata,
     KaggleObject,
     KaggleObjectSerializer,
     ListSerializer,
     MapSerializer,
+    PredefinedSerializer,
     TimeDeltaSerializer,
 )
+
+log = logging.getLogger("kagflow.local")
 
 INT64 = 1 << 63
 _CALL_RE = re.compile(r'def \w+\(self, request: (\w+) = None\) -> (\w+):.*?self\._client\.call\("([\w.]+)", "(\w+)"',
@@ -43,10 +50,40 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+class ApiHelloRequest(KaggleObject):
+    """kagglehub's credential check sends an ``ApiGetModelRequest`` with no field set (kagglesdk has no binding)."""
+
+    def __init__(self):
+        self._freeze()
+
+
+class ApiHelloResponse(KaggleObject):
+    """``{"userName": ...}``: what kagglehub's ``whoami()`` reads."""
+
+    def __init__(self):
+        self._user_name = ""
+        self._freeze()
+
+    @property
+    def user_name(self) -> str:
+        return self._user_name
+
+    @user_name.setter
+    def user_name(self, value: str):
+        self._user_name = value
+
+
+ApiHelloRequest._fields = []
+ApiHelloResponse._fields = [FieldMetadata("userName", "user_name", "_user_name", str, "", PredefinedSerializer())]
+
+# Calls a client sends by hand, with no kagglesdk binding to read their types from.
+HAND_MADE = {"api.v1.DiagnosticsService/Hello": (ApiHelloRequest, ApiHelloResponse)}
+
+
 @functools.lru_cache(maxsize=1)
 def routes() -> Dict[str, Tuple[Type[KaggleObject], Type[KaggleObject]]]:
     """``{"blobs.BlobApiService/StartBlobUpload": (ApiStartBlobUploadRequest, ApiStartBlobUploadResponse), ...}``."""
-    found: Dict[str, Tuple[type, type]] = {}
+    found: Dict[str, Tuple[type, type]] = dict(HAND_MADE)
     for info in pkgutil.walk_packages(kagglesdk.__path__, "kagglesdk."):
         if ".services." not in info.name:
             continue
@@ -60,7 +97,7 @@ def routes() -> Dict[str, Tuple[Type[KaggleObject], Type[KaggleObject]]]:
 
 
 def parse_request(cls: Type[KaggleObject], data: Any) -> KaggleObject:
-    """Build ``cls`` from a decoded JSON body, refusing anything the type does not declare."""
+    """Build ``cls`` from a decoded JSON body, refusing values of the wrong type; undeclared fields are ignored."""
     check_object(cls, data, "")
     return cls.from_dict(data)
 
@@ -72,8 +109,9 @@ def check_object(cls: type, data: Any, where: str) -> None:
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
         field = fields.get(key)
-        if field is None:
-            raise ApiError(400, f"Invalid JSON payload: unknown field {path!r} for {cls.__name__}")
+        if field is None:  # a newer client's field: ignored, as Kaggle's parser does
+            log.info("ignored unknown field %r of %s", path[:200], cls.__name__)
+            continue
         if value is None:
             continue
         _check_value(field.serializer, field.field_type, value, path)

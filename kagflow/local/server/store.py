@@ -75,6 +75,9 @@ CREATE TABLE IF NOT EXISTS rules_accepted (
 # Columns added after the first release: (table, column, declaration); added to older data dirs on open.
 COLUMNS = (("competitions", "kernels_only", "INTEGER DEFAULT 1"),
            ("submissions", "progress", "TEXT DEFAULT ''"),
+           ("competitions", "category", "TEXT DEFAULT 'featured'"),
+           ("datasets", "tags", "TEXT DEFAULT '[]'"),
+           ("competitions", "synthetic", "INTEGER DEFAULT 0"),  # made by kagflow's generator (install_competition)
            ("model_instances", "base_model", "TEXT DEFAULT ''"))  # baseModelInstance: owner/model/framework/instance
 
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from kagflow.classifier.fit import lora_train_step
 from kagflow.classifier.loss import loss_sum, resolve_class_weights, trainer_loss
+from kagflow.classifier.task import Task
 
 
 class Logits(torch.nn.Module):
@@ -30,16 +31,28 @@ def _batch(rows, labels):
 
 def test_balanced_weights_follow_the_class_counts():
     labels = [0] * 6 + [1] * 3 + [2] * 1
-    w = resolve_class_weights("balanced", labels)
+    names = Task().class_names
+    w = resolve_class_weights("balanced", labels, names)
     assert w == pytest.approx([10 / 18, 10 / 9, 10 / 3])
     assert sum(w[y] for y in labels) / len(labels) == pytest.approx(1.0)  # the mean row weight stays 1
-    assert resolve_class_weights((), labels) is None and resolve_class_weights("", labels) is None
-    assert resolve_class_weights((1, 2, 3), labels) == [1.0, 2.0, 3.0]
+    assert resolve_class_weights((), labels, names) is None and resolve_class_weights("", labels, names) is None
+    assert resolve_class_weights((1, 2, 3), labels, names) == [1.0, 2.0, 3.0]
     for bad in ("balance", (1.0, 2.0), (1.0, 0.0, 1.0)):
         with pytest.raises(ValueError, match="class_weights"):
-            resolve_class_weights(bad, labels)
+            resolve_class_weights(bad, labels, names)
     with pytest.raises(ValueError, match="every class"):
-        resolve_class_weights("balanced", [0, 1, 1])
+        resolve_class_weights("balanced", [0, 1, 1], names)
+
+
+def test_class_weights_are_one_per_label_of_the_task():
+    """A 5-class task takes 5 weights, named in the refusal; "balanced" names the labels without rows."""
+    names = ("a", "b", "c", "d", "e")
+    labels = [0, 0, 1, 2, 3, 4, 4, 4]
+    assert resolve_class_weights("balanced", labels, names) == pytest.approx([8 / 10, 8 / 5, 8 / 5, 8 / 5, 8 / 15])
+    with pytest.raises(ValueError, match=r"use 5 positive numbers \(a, b, c, d, e\)"):
+        resolve_class_weights((1, 2, 3), labels, names)
+    with pytest.raises(ValueError, match=r"\['d', 'e'\] have none"):
+        resolve_class_weights("balanced", [0, 1, 2], names)
 
 
 def test_weighted_loss_is_the_row_weighted_cross_entropy():

@@ -84,13 +84,33 @@ def test_missing_columns_are_named(tmp_path):
 
 @pytest.mark.parametrize("cell, turns, reasons", [
     ('["a", null, ""]', ["a", "", ""], []),
-    ('"just a string"', ["just a string"], ["JSON str, not a list"]),
-    ("null", [], ["JSON NoneType, not a list"]),
     (float("nan"), [], ["missing cell"]),
     ('["a\\ud83d\\ude00b"]', ["a\U0001F600b"], []),  # a proper surrogate pair is one emoji
+    # anything but a JSON list of strings and nulls is plain text (WSDM), decided per cell
+    ("Which is better, A or B?", ["Which is better, A or B?"], []),
+    ('"just a string"', ['"just a string"'], []),
+    ("null", ["null"], []),
+    ("[citation needed] the rest", ["[citation needed] the rest"], []),
+    ("[1, 2, 3]", ["[1, 2, 3]"], []),
+    ('["a", 1]', ['["a", 1]'], []),
+    ("[]", [], []),
+    # a cell that opens like a list of turns but is cut is salvaged as one turn, and reported
+    ('["cut before the end', ["cut before the end"],
+     ["invalid JSON (Unterminated string starting at: line 1 column 2 (char 1)); kept the raw text"]),
 ])
 def test_parse_turns(cell, turns, reasons):
     assert parse_turns(cell) == (turns, reasons)
+
+
+def test_one_file_mixes_turns_and_plain_text_cells(tmp_path):
+    path = _csv(tmp_path, TRAIN_HEADER, r'''
+        1,m1,m2,"[""Hi"",""again""]",plain answer A,"[""B1""]",1,0,0
+        2,m1,m2,[2] is a footnote,"[""A""]","text with ""quotes"" and, a comma",0,1,0
+        ''')
+    rows = load_arena_csv(path).frame.set_index("id")
+    assert rows.loc["1", "prompt"] == ["Hi", "again"] and rows.loc["1", "response_a"] == ["plain answer A"]
+    assert rows.loc["2", "prompt"] == ["[2] is a footnote"]
+    assert rows.loc["2", "response_b"] == ['text with "quotes" and, a comma']
 
 
 @pytest.mark.parametrize("values, label", [((1, 0, 0), 0), ((0, 1, 0), 1), (("0", "0", "1"), 2),

@@ -90,7 +90,7 @@ def test_evaluate_and_confusion_matrix_png(tmp_path):
     assert scores["log_loss"] == pytest.approx(-np.mean(np.log([0.8, 0.7, 0.4, 0.2])))
     assert scores["confusion_matrix"] == [[1, 0, 0], [0, 1, 0], [1, 0, 1]]
     assert scores["macro_f1"] == pytest.approx(np.mean([2 / 3, 1.0, 2 / 3]))
-    png = save_confusion_matrix(scores["confusion_matrix"], tmp_path / "cm.png")
+    png = save_confusion_matrix(scores["confusion_matrix"], tmp_path / "cm.png", scores["labels"])
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 

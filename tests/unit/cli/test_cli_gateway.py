@@ -56,13 +56,14 @@ def test_model_publish_twice_then_pass_through_and_no_secret(proj, capsys, serve
     assert code == 0, out3
     assert "1" in out3
 
-    wheels = proj.parent / "wheels" / "kagflow-offline-wheels"
+    cfg = load_config(proj)  # the project's own wheels: titled after its competition by init
+    wheels = cfg.wheels_dir()
     wheels.mkdir(parents=True)
     (wheels / "x-1.0-py3-none-any.whl").write_bytes(b"x")
     metadata.write_metadata(wheels, metadata.DATASET_METADATA,
-                            metadata.dataset_metadata(USER, "kagflow offline wheels", license_name="other"))
+                            metadata.dataset_metadata(USER, cfg.wheels.title, license_name="other"))
     code, out4 = kagflow(capsys, "wheels", "push")
-    assert code == 0 and "Created dataset alice/kagflow-offline-wheels" in out4
+    assert code == 0 and f"Created dataset {cfg.wheels_handle()}" in out4
     code, out5 = kagflow(capsys, "wheels", "push")
     assert code == 0 and "Unchanged" in out5
 

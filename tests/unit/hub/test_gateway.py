@@ -9,11 +9,7 @@ from pathlib import Path
 import pytest
 
 from kagflow.hub import competitions, datasets, kernels, models
-from kagflow.hub.client import build_api
-from kagflow.hub.endpoint import Endpoint
-from kagflow.hub.gateway import Gateway
 from kagflow.local.server.faults import FaultRule, Faults
-from kagflow.project.config import load_config
 from kagflow.rules import metadata, slugs
 from kagflow.workflow.model import publish_files
 
@@ -22,20 +18,6 @@ from local_fixtures import COMPETITION, USER, write_kernel
 
 FLAKY = FaultRule(rate_429=0.15, rate_500=0.15, retry_after=0)
 SEED = int(__import__("os").environ.get("KAGFLOW_FAULT_SEED", "0"))
-
-
-@pytest.fixture
-def gw(server):
-    return Gateway(build_api(server.url), Endpoint("local", server.url, USER), log=lambda m: None)
-
-
-@pytest.fixture
-def cfg(tmp_path, server, monkeypatch):
-    from kagflow.project.init import init_project
-
-    path = init_project(tmp_path / "proj", username=USER, competition=COMPETITION)
-    monkeypatch.setenv("KAGFLOW_KAGGLE_ENDPOINT", server.url)
-    return load_config(path)
 
 
 def _model_files(folder: Path, payload: str) -> Path:

@@ -53,8 +53,7 @@ def test_a_200_with_an_error_body_is_typed_by_the_body_code():
 def test_local_not_implemented_is_never_called_a_kaggle_outage(server, api):
     gw = gateway(api, server)
     with pytest.raises(NotSupportedError) as err:
-        gw.call(lambda: api.competition_leaderboard_download(COMPETITION, "."), what="download leaderboard",
-                handle=COMPETITION)
+        gw.call(lambda: api.competition_list_topics(COMPETITION), what="list topics", handle=COMPETITION)
     text = str(err.value)
     assert err.value.status == 405 and "The local Kaggle does not support" in err.value.server_message
     assert "Kaggle's side" not in text and "not a Kaggle outage" in text

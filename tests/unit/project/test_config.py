@@ -41,7 +41,8 @@ def test_repository_config_is_valid():
     ("n_splits = 5", "n_splits = 5.5", ["n_splits = 5.5", "whole number"]),
     ("internet = false", 'internet = "no"', ["[kernels.train] internet", "true or false"]),
     ("max_length = 2048", "max_lenght = 2048", ["unknown key 'max_lenght'", "[infer]", "max_length"]),
-    ('title = "Gemma2 arena adapter"', 'title = "Gem"', ["[adapter_model] title", "5..50"]),
+    # a model title may be short (Kaggle hosts "BERT"), not past 50 characters
+    ('title = "Gemma2 arena adapter"', f'title = "{"Gemma2 arena adapter " * 3}"', ["[adapter_model] title", "1..50"]),
     ('instance = "peft-lora-classifier"', 'instance = "Peft_Lora"', ["instance", "'Peft_Lora'", "peft-lora"]),
     ('framework = "transformers"', 'framework = "transformer"', ["framework", "unknown model framework"]),
     ('target = "auto"', 'target = "cloud"', ["target", "cloud"]),

@@ -8,7 +8,7 @@ import pytest
 import tomllib
 
 from kagflow.project import config as c
-from kagflow.project.init import config_text
+from kagflow.project.init import config_text, project_titles
 
 from repo_root import REPO
 
@@ -60,7 +60,14 @@ def test_init_writes_defaults_toml_with_the_project_names(tmp_path):
     text = config_text(competition="some-competition", username="bob")
     written = tomllib.loads(text)
     assert written["project"]["competition"] == "some-competition" and written["project"]["username"] == "bob"
-    assert {**written, "project": DEFAULTS["project"]} == DEFAULTS
+    titled = {**written, "project": DEFAULTS["project"]}
+    for where, title in project_titles("some-competition").items():  # this project's own names
+        entry, default = titled, DEFAULTS
+        for key in where:
+            entry, default = entry[key], default[key]
+        assert entry["title"] == title and title.startswith("some-competition ")
+        entry["title"] = default["title"]
+    assert titled == DEFAULTS
     assert text.count("#") == c.DEFAULTS_FILE.read_text().count("#")  # every comment kept
 
 

@@ -53,6 +53,25 @@ def test_check_slug_rejects_and_suggests(bad):
         assert "use '" in err.value.hint
 
 
+@pytest.mark.parametrize("good", ["model_3ff33db0-e362-4366-8a3b-f3b69f7d1d73", "bert_tiny_en_uncased", "qwen2.5",
+                                  "llama-3.1", "1.5b-instruct", "gemma"])
+def test_model_slugs_follow_kaggle_not_kagflows_narrower_rule(good):
+    assert slugs.check_model_slug(good) == good
+    h = slugs.ModelInstanceVersionHandle.parse(f"keras/{good}/Keras/{good}/2")
+    assert str(h) == f"keras/{good}/keras/{good}/2"
+
+
+@pytest.mark.parametrize("bad", ["Bert", "-lead", "trail_", "dou__ble", "a..b", "", "x" * 51, "ok\n"])
+def test_model_slugs_kaggle_refuses_are_refused_with_a_fix(bad):
+    with pytest.raises(NamingError) as err:
+        slugs.check_model_slug(bad)
+    assert repr(bad) in err.value.message
+
+
+def test_a_short_model_title_is_kagglish():
+    assert slugs.model_slug("BERT") == "bert"  # keras/bert is titled "BERT" on Kaggle
+
+
 def test_owner_allows_underscores_but_not_uppercase():
     assert slugs.check_owner("some_user-1") == "some_user-1"
     for bad in ("Alice", "alice\n"):

@@ -9,7 +9,7 @@ import pytest
 
 from kagflow.errors import KagflowError
 from kagflow.hub.endpoint import Endpoint
-from kagflow.project.config import load_config
+from kagflow.project.config import DataConfig, load_config
 from kagflow.project.state import KernelRecord, ModelRecord, ProjectState
 from kagflow.workflow import flow as flow_module
 from kagflow.workflow.session import Session
@@ -20,7 +20,8 @@ class FakeSession:
     def __init__(self, root):
         self.state = ProjectState.for_target(root, "local")
         self.endpoint = Endpoint("local", "http://127.0.0.1:1", "alice")
-        self.target = SimpleNamespace(kept_running=lambda endpoint: "")
+        self.target = SimpleNamespace(kept_running=lambda endpoint: "", data_note=lambda: "")
+        self.config = SimpleNamespace(data=DataConfig())
         self.ran: list[str] = []
 
 
@@ -147,6 +148,7 @@ def test_publish_adapter_from_a_training_output_takes_its_final_adapter(project,
                                uploaded=True)
 
     monkeypatch.setattr(hub_models, "publish_model", fake_publish)
+    monkeypatch.setattr(hub_models, "model_description", lambda gateway, handle: None)  # no such model yet
     monkeypatch.setattr(Session, "gateway", None)
     session = Session(load_config(project), announce=False)
     out = _training_output(project.parent)
@@ -158,6 +160,7 @@ def test_publish_adapter_from_a_training_output_takes_its_final_adapter(project,
         session.publish("adapter_model", source=project.parent / "notes")
     assert "no adapter (adapter_config.json)" in err.value.message and "--from" in err.value.context
     assert len(published) == 2
+    assert not (project.parent / ".kagflow" / "local").exists()  # no local Kaggle was started (none left running)
 
 
 def test_the_flow_probes_kaggles_image_or_says_why_not(project):

@@ -49,3 +49,28 @@ def test_the_built_image_is_reused_and_lacks_what_kaggle_lacks(tmp_path):
     assert out == ["None", "None", "None", snapshot.has("peft"), snapshot.has("transformers")]
     target = image.target()
     assert target.has("torch") and target.has("bitsandbytes") is None and target.has("ipykernel")
+
+
+def test_text_classification_notebooks_find_what_kaggles_image_has(tmp_path):
+    """The 4th-place LMSYS inference does `from datasets import Dataset`: Kaggle's image has it, so the rehearsal
+    must too; each such package at the snapshot's version."""
+    image = ki.kernel_image()
+    names = ("datasets", "sentencepiece", "seaborn", "polars", "lightgbm", "nltk", "sentence_transformers", "scipy")
+    code = ("import importlib.metadata as m, " + ", ".join(names) + "\nfrom datasets import Dataset\n"
+            "print(Dataset.from_dict({'id': [1]}).num_rows, m.version('datasets'), m.version('polars'))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([image.python, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    snapshot = load_image("kaggle-gpu")
+    assert out.stdout.split() == ["1", snapshot.has("datasets"), snapshot.has("polars")]
+
+
+def test_the_comparison_accounts_for_every_package_of_kaggles_image():
+    snapshot = load_image("kaggle-gpu")
+    assert all(snapshot.has(name) for name in ki.KERNEL_PACKAGES)  # each pinned to Kaggle's version
+    compared = ki.compare(snapshot, ["torch", "datasets", "numpy"])
+    missing = [n for names in compared["missing"].values() for n in names]
+    assert compared["installed"] == 3 and len(missing) == compared["kaggle"] - 3 == len(snapshot.installed) - 3
+    reason = {n: why for why, names in compared["missing"].items() for n in names}
+    assert reason["tensorflow"].startswith("TensorFlow") and reason["cudf-cu12"].startswith("CUDA-only")
+    assert reason["xgboost"].startswith("heavier extras") and "datasets" not in reason

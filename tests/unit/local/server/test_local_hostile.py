@@ -126,8 +126,6 @@ def test_malformed_json_unknown_fields_wrong_types(server, data_dir):
     assert_kaggle_error(post(server, "datasets.DatasetApiService/GetDatasetStatus", None, raw=b"\xff\xfe"),
                         400, "invalid json")
     assert_kaggle_error(post(server, "datasets.DatasetApiService/GetDatasetStatus", [1, 2]), 400, "json object")
-    assert_kaggle_error(post(server, "datasets.DatasetApiService/GetDatasetStatus",
-                             {"ownerSlug": USER, "datasetSlug": "x", "bogus": 1}), 400, "unknown field 'bogus'")
     assert_kaggle_error(post(server, "datasets.DatasetApiService/GetDatasetStatus", {"ownerSlug": 5}),
                         400, "expected str")
     assert_kaggle_error(post(server, BLOB, {"type": "NOT_A_TYPE", "name": "a.csv", "contentLength": 1}),
@@ -140,14 +138,29 @@ def test_malformed_json_unknown_fields_wrong_types(server, data_dir):
                              {"ownerSlug": USER, "datasetSlug": "abcdef", "body": {"files": "x"}}),
                         400, "body.files")
     assert_kaggle_error(post(server, "datasets.DatasetApiService/CreateDatasetVersion",
-                             {"ownerSlug": USER, "datasetSlug": "abcdef", "body": {"files": [{"tok": "x"}]}}),
-                        400, "unknown field 'body.files[0].tok'")
+                             {"ownerSlug": USER, "datasetSlug": "abcdef", "body": {"files": [{"token": 5}]}}),
+                        400, "body.files[0].token")
     assert_kaggle_error(post(server, "nope.NopeService/Nothing", {}), 404, "unknown method")
     assert_kaggle_error(post(server, "competitions.CompetitionApiService/UpdateCompetitionPage", {}), 405,
                         "the local kaggle does not support")
     assert_kaggle_error(post(server, "datasets.DatasetApiService/GetDatasetStatus",
                              {"ownerSlug": USER, "datasetSlug": "no-such-dataset"}), 404, "not found")
     assert snapshot(data_dir) == before
+
+
+def test_unknown_fields_of_a_newer_client_are_ignored_not_refused(server):
+    """Kaggle's protobuf JSON parser skips fields it does not know; so does the local Kaggle (a newer client sends
+    fields this kagglesdk lacks), at the top level and nested, while a known field of the wrong type is still a 400."""
+    made = post(server, "models.ModelApiService/CreateModel",
+                {"ownerSlug": USER, "slug": "from-the-future", "title": "From the future", "isPrivate": True,
+                 "fieldOfANewerClient": {"nested": [1, 2]}})
+    assert made.status_code == 200 and made.json()["ref"] == f"{USER}/from-the-future", made.text
+    got = post(server, "models.ModelApiService/GetModel",
+               {"ownerSlug": USER, "modelSlug": "from-the-future", "readMask": "title", "bogus": 1})
+    assert got.status_code == 200 and got.json()["title"] == "From the future"
+    nested = post(server, "datasets.DatasetApiService/CreateDatasetVersion",
+                  {"ownerSlug": USER, "datasetSlug": "abcdef", "body": {"files": [{"token": "t", "newer": 1}]}})
+    assert_kaggle_error(nested, 404, "not found")  # parsed past the unknown field: the dataset does not exist
 
 
 def test_owner_and_auth_checks(server, data_dir):
@@ -267,9 +280,8 @@ def test_huge_numbers_are_a_400(api, server, data_dir, tmp_path):
     wait_kernel(api, f"{USER}/numbers-kernel")
     before = snapshot(data_dir)
     digits = "9" * 5000
-    assert_kaggle_error(post(server, "datasets.DatasetApiService/ListDatasets", {"pageToken": digits}),
-                        400, "page token")
-    assert_kaggle_error(post(server, "datasets.DatasetApiService/ListDatasets", {"pageToken": "²"}), 400, "page token")
+    for junk in (digits, "²", "abcd"):  # opaque tokens this server never issued read as the first page
+        assert post(server, "datasets.DatasetApiService/ListDatasets", {"pageToken": junk}).status_code == 200
     for label in (digits, "v" + digits, "v" + "9" * 30):
         assert_kaggle_error(post(server, "kernels.KernelsApiService/GetKernelSessionStatus",
                                  {"userName": USER, "kernelSlug": "numbers-kernel", "versionLabel": label}),

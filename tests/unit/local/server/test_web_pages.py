@@ -28,7 +28,7 @@ from web_fixtures import (
     write_notebook_kernel,
 )
 
-from kagflow.hub.target import Target
+from kagflow.hub.endpoint import Endpoint
 from kagflow.local.server.web import CSP
 from kagflow.rules import slugs
 
@@ -161,7 +161,7 @@ def test_private_pages_are_not_found_to_others(web_site, viewer):
 
 
 def test_the_urls_clients_print_are_served(web_site):
-    """What the server's ``url`` fields, kagflow's handles (Target.link) and kagglehub's to_url() name."""
+    """What the server's ``url`` fields, kagflow's handles (Endpoint.link) and kagglehub's to_url() name."""
     alice = client(web_site.url, ALICE)
     adapter = f"{ALICE}/{ADAPTER}/transformers/{ADAPTER_INSTANCE}"
     urls = [alice.model_get(f"{ALICE}/{ADAPTER}").url, alice.model_instance_get(adapter).url,
@@ -169,7 +169,7 @@ def test_the_urls_clients_print_are_served(web_site):
             *[c.url for c in alice.competitions_list().competitions],
             *[s.url for s in alice.competition_submissions(COMPETITION)],
             alice.dataset_list(user=ALICE)[0].url]
-    target = Target("local", web_site.url, ALICE)
+    target = Endpoint("local", web_site.url, ALICE)
     urls += [target.link(h) for h in (slugs.KernelHandle(ALICE, TRAIN), slugs.DatasetHandle(ALICE, WHEELS),
                                       slugs.ModelHandle(ALICE, ADAPTER),
                                       slugs.ModelHandle(ALICE, ADAPTER).instance("transformers", ADAPTER_INSTANCE),
