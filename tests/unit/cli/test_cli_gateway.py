@@ -117,11 +117,12 @@ def test_publish_on_kaggle_pins_the_version_in_kagflow_toml(proj, capsys, server
                            "model-instance-metadata.json").read_text())
     assert instance["licenseName"] == "MIT" and instance["modelInstanceType"] == "ExternalVariant"
     assert instance["externalBaseModelUrl"] == "https://huggingface.co/unsloth/gemma-2-9b-it-bnb-4bit"
-    wheels = proj.parent / "wheels" / "kagflow-offline-wheels"  # the wheels dataset's version is pinned there too
+    cfg = load_config(proj)
+    wheels = cfg.wheels_dir()  # the wheels dataset's version is pinned there too
     wheels.mkdir(parents=True)
     (wheels / "x-1.0-py3-none-any.whl").write_bytes(b"x")
     metadata.write_metadata(wheels, metadata.DATASET_METADATA,
-                            metadata.dataset_metadata(USER, "kagflow offline wheels", license_name="other"))
+                            metadata.dataset_metadata(USER, cfg.wheels.title, license_name="other"))
     code, out = kagflow(capsys, "wheels", "push")
     assert code == 0, out
     assert "[wheels]" in proj.read_text() and load_config(proj).wheels.version == 1
