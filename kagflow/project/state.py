@@ -36,6 +36,7 @@ class ModelRecord:
 class DatasetRecord:
     handle: str
     digest: str = ""
+    version: int = 0  # the version holding those files (0: not known, written by an older kagflow)
 
 
 @dataclass(frozen=True)
@@ -211,8 +212,11 @@ class ProjectState:
         return self.flow.get(step, StepRecord()).made
 
     def model_versions(self) -> dict[str, int]:
-        """``{which: version}`` of every model recorded here."""
-        return {which: record.version for which, record in self.models.items()}
+        """``{which: version}`` of every model recorded here, and of the wheels dataset ("wheels")."""
+        versions = {which: record.version for which, record in self.models.items()}
+        if self.wheels is not None and self.wheels.version:
+            versions["wheels"] = self.wheels.version
+        return versions
 
     # ------------------------------------------------------------------ writing
 

@@ -17,6 +17,7 @@ from kagflow.errors import KagflowError
 from kagflow.project.config import ADAPTER_MODEL, BASE_MODEL, INFER_KERNEL, TRAIN_KERNEL
 from kagflow.project.state import ProjectState, StepRecord
 from kagflow.workflow.folds import oof_log_loss
+from kagflow.workflow.online import preflight
 from kagflow.workflow.steps import STEP_NAMES, STEPS, StepContext
 
 
@@ -163,12 +164,16 @@ def run_flow(session, *, from_step: Optional[str] = None, local_train: bool = Fa
     report = FlowReport(endpoint.describe(), local_server=session.target.kept_running(endpoint),
                         metric=facts.display, direction=facts.direction, metric_name=facts.name)
     ctx = StepContext(frozenset(forced), local_train, on_poll, folds)
+    asked = False  # the target asked (kagflow.workflow.online.preflight) before the first upload
     for step in STEPS:
         if state.step_done(step.name):
             summary = state.flow[step.name].summary
             log(f"[{step.name}] done earlier: {summary}")
             report.summaries[step.name] = summary
             continue
+        if step.uploads and not asked:
+            asked = True
+            preflight(session, log)
         log(f"[{step.name}] ...")
         start = time.monotonic()
         try:

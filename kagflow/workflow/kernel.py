@@ -8,6 +8,7 @@ The hub (the official client) is imported inside the verbs that talk to it: the 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -68,14 +69,17 @@ def push(session, name: str, *, accelerator: Optional[str] = None, timeout: Opti
 
     rendered = render(session, name, overrides=overrides, adapters=adapters)
     config = session.config
-    problems = check_kernel(config, name, adapters)
+    kernel = config.kernel(name)
+    accelerator_used = accelerator or kernel.accelerator
+    timeout = timeout if timeout is not None else kernel.timeout
+    # --accelerator and --timeout get the checks [kernels.NAME] gets
+    pushed = dataclasses.replace(kernel, accelerator=accelerator_used, timeout=timeout)
+    problems = check_kernel(dataclasses.replace(config, kernels={**config.kernels, name: pushed}), name, adapters,
+                            overridden=_overridden(accelerator, timeout))
     if problems:
         raise KagflowError(f"kernel {name!r} has {len(problems)} problem(s); not pushed",
                            context="\n".join(p.render() for p in problems),
                            hint="fix them (kagflow check lists them all), then push again")
-    kernel = config.kernel(name)
-    accelerator_used = accelerator or kernel.accelerator
-    timeout = timeout if timeout is not None else kernel.timeout
     check_project_data(session)
     guard_competition_source(session, name, rendered)
     result = push_kernel(session.gateway, rendered.folder, accelerator=accelerator, timeout=timeout, force=force,
@@ -88,6 +92,12 @@ def push(session, name: str, *, accelerator: Optional[str] = None, timeout: Opti
         state.record_version(name, result.version, VersionRecord(dict(overrides or {}), accelerator_used, timeout,
                                                                  round(time.time())))
     return result
+
+
+def _overridden(accelerator: Optional[str], timeout: Optional[int]) -> dict:
+    """The [kernels.NAME] keys a push's options replace, with the option that does (for the problems' wording)."""
+    given = {"accelerator": ("--accelerator", accelerator), "timeout": ("--timeout", timeout)}
+    return {key: option for key, (option, value) in given.items() if value is not None}
 
 
 def kernel_version(session, name: str) -> int:

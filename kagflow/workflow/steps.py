@@ -39,6 +39,7 @@ class Step:
     name: str
     run: Callable[..., StepResult]
     help: str
+    uploads: bool = True  # publishes, pushes or submits (the flow asks the target first: workflow.online)
 
 
 def setup(session, ctx: StepContext) -> StepResult:
@@ -54,10 +55,13 @@ def _publish(which: str):
 
 
 def wheels(session, ctx: StepContext) -> StepResult:
-    built = session.build_wheels()
+    image, how = session.target.flow_wheels_image(session)  # probed now, or said why not
+    session.log(f"[wheels] image: {how}")
+    built = session.build_wheels(image=image)
     pushed = session.push_wheels()
-    return StepResult(f"{built.dataset_id}: {len(built.wheels)} wheel(s), {built.total_size / 1e6:.1f} MB, "
-                      f"{'uploaded' if pushed.uploaded else 'unchanged'}")
+    return StepResult(f"{built.dataset_id}/{pushed.version}: {len(built.wheels)} wheel(s), "
+                      f"{built.total_size / 1e6:.1f} MB, {'uploaded' if pushed.uploaded else 'unchanged'}; "
+                      f"image {how}", {"image": image})
 
 
 def _push_wait_pull(session, name: str, ctx: StepContext, **push) -> tuple[int, Path]:
@@ -150,7 +154,7 @@ def submit(session, ctx: StepContext) -> StepResult:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("setup", setup, "host the local competition and make the offline stand-in (local target)"),
+    Step("setup", setup, "host the local competition and make the offline stand-in (local target)", uploads=False),
     Step("base", _publish(BASE_MODEL), "publish the base model"),
     Step("wheels", wheels, "build and push the offline wheels dataset"),
     Step("train", train, "push the training kernel, wait, pull its output"),

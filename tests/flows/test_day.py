@@ -136,8 +136,11 @@ def test_quota_guard_refuses_beyond_the_quota_unless_forced(proj, server, capsys
 
 
 def test_param_overrides_reach_the_notebook_and_the_state(proj, capsys):
+    code, out, err = kagflow(capsys, "kernel", "push", "train", "-p", "fold_idx=2", "--accelerator", "None")
+    assert code == 1 and "kagflow kernel push train --accelerator: accelerator: a competition kernel runs " \
+                         "without a GPU" in err  # the option gets the checks [kernels.train] accelerator gets
     code, out, err = kagflow(capsys, "kernel", "push", "train", "-p", "fold_idx=2", "-p", "lr=1e-4",
-                             "--accelerator", "None")
+                             "--accelerator", "NvidiaTeslaT4")
     assert code == 0, out + err
     nb = nbformat.read(str(next((proj / "kernels").rglob("*train*.ipynb"))), as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
