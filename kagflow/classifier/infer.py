@@ -9,6 +9,7 @@ import json
 import time
 from pathlib import Path
 
+from . import progress_line
 from .config import InferConfig  # noqa: F401 - re-exported: the notebooks import it from here
 from .task import Task
 from .text import encode_frame
@@ -168,9 +169,10 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
         p = proba_for(names[member])(ids)
         return p[:, task.swap_order] if view == "swapped" else p
 
-    out = run_passes([(m, v) for m in range(len(names)) for v in views], len(frame), encode, proba,
-                     max_length=cfg.max_length, deadline=deadline, chunk_tokens=8 * budget,
-                     n_labels=task.n_labels)
+    with progress_line.counting("infer", len(frame) * len(views) * len(names)):
+        out = run_passes([(m, v) for m in range(len(names)) for v in views], len(frame), encode, proba,
+                         max_length=cfg.max_length, deadline=deadline, chunk_tokens=8 * budget,
+                         n_labels=task.n_labels)
     probs, on_prior, members = combine(out, len(names), views)
     if len(names) > 1:
         for i, member in enumerate(members):

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from typing import Sequence
 
 import torch
 
+from . import progress_line
 from .batching import classification_logits, inference_batches, token_budget_batches
 from .compiling import compile_decoder_layers, static_shapes
 from .dequant import densify_layers, flatten_absmax, int8_layers, merge_and_dequantize
@@ -108,12 +108,13 @@ def predict_logits(model, seqs: Sequence[Sequence[int]], *, max_tokens: int, max
                    pad_id: int = 0, autocast_dtype=None, device=None, padding_side: str = "right",
                    log_every: float | None = None) -> torch.Tensor:
     """Logits [n, num_labels] (float32, CPU, input order) from ``inference_batches`` (padded batches on
-    ``padding_side``); with ``log_every`` seconds, a progress line at most that often."""
+    ``padding_side``); the rows done count into the open ``progress_line.counting`` job, else with ``log_every``
+    seconds a progress line of this call's rows at most that often."""
     device = device if device is not None else next(model.parameters()).device
     batches = list(inference_batches(model, [len(s) for s in seqs], max_tokens, max_rows, padding_side=padding_side))
     out = None
-    start = last_log = time.time()
-    for k, (b, make) in enumerate(batches):
+    counter = progress_line.rows(len(seqs), every=log_every)
+    for b, make in batches:
         batch = make([seqs[i] for i in b], pad_id, device)
         # no autocast asked: the caller's holds (a disabled autocast here would switch off the one train.py
         # evaluates under, and the fp32 head of a model trained in bf16/fp16 would meet half-precision states)
@@ -123,9 +124,7 @@ def predict_logits(model, seqs: Sequence[Sequence[int]], *, max_tokens: int, max
         if out is None:
             out = torch.empty((len(seqs), logits.shape[-1]), dtype=torch.float32)
         out[torch.as_tensor(b)] = logits.cpu()
-        if log_every is not None and time.time() - last_log > log_every:
-            last_log = time.time()
-            print(f"  batch {k + 1}/{len(batches)}, {last_log - start:.0f}s", flush=True)
+        counter.advance(len(b))
     return out if out is not None else torch.empty((0, 0))
 
 

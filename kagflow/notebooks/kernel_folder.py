@@ -86,6 +86,7 @@ def render_kernel(config: Config, name: str, *, tiny: bool = False, overrides: d
         model_sources=sources.model_sources,
         competition_sources=sources.competition_sources,
         kernel_sources=sources.kernel_sources,
+        docker_image_pinning_type=kernel.docker_image_pinning_type,
     )
     metadata.write_metadata(folder, metadata.KERNEL_METADATA, data)
     return RenderedKernel(name, handle, folder, nb_path, data, sources)
@@ -127,7 +128,14 @@ def adapter_dir(output: Optional[str], *, state_file: Path, hint: str, context: 
     if not folder.is_dir():
         raise MissingFileError(f"training output {folder} does not exist", context=context, hint=hint)
     try:
-        return find_model_dir(folder, marker=ADAPTER_MARKER)
+        found = find_model_dir(folder, marker=ADAPTER_MARKER)
     except InputNotFoundError:
         raise MissingFileError(f"no adapter ({ADAPTER_MARKER}) in {folder} or below it", context=context,
                                hint=hint) from None
+    nested = sorted(p.parent.relative_to(found) for p in found.rglob(ADAPTER_MARKER) if p.parent != found)
+    if nested:  # its sub-folders are published with it (as Kaggle unpacks them): never a checkpoint's adapter
+        raise MissingFileError(f"the adapter folder {found} holds {len(nested)} other adapter(s) below it "
+                               f"({', '.join(map(str, nested[:3]))}): they would be published with it",
+                               context=context, hint="move the checkpoints out, or publish a folder holding "
+                                                     "only the final adapter: kagflow model publish adapter --from DIR")
+    return found
