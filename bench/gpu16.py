@@ -275,16 +275,19 @@ ONE_TASKS = [("seed_bf16_cap", 0), ("kag_bf16_cap", 40), ("seed_big", 50), ("kag
              ("kag_bf16_cap_nested", 150), ("kag_t4_cap_nested", 150)]
 
 
-def run_tasks(args, tasks) -> None:
-    """Each task in a child process of this script, in order, while the deadline allows."""
+def run_tasks(args, tasks, script: str = __file__) -> None:
+    """Each task in a child process of ``script`` (this one), in order, while the deadline allows."""
     for task, need in tasks:
         if not within(args, need):
             continue
         log(f"task {task}")
-        child = [sys.executable, __file__, "--task", task, "--t0", str(gb.T_START), *sys.argv[1:]]
-        r = subprocess.run(child, timeout=max(30, args.deadline_s - (time.time() - gb.T_START) + 20))
-        if r.returncode != 0:
-            record(f"task_{task}", {"error": f"exit status {r.returncode}"})
+        child = [sys.executable, script, "--task", task, "--t0", str(gb.T_START), *sys.argv[1:]]
+        try:
+            r = subprocess.run(child, timeout=max(30, args.deadline_s - (time.time() - gb.T_START) + 20))
+            if r.returncode != 0:
+                record(f"task_{task}", {"error": f"exit status {r.returncode}"})
+        except subprocess.TimeoutExpired:
+            record(f"task_{task}", {"error": "past the deadline: stopped"})
         gb.RESULTS.update(json.loads((Path(args.out) / "results.json").read_text()))
 
 
@@ -620,23 +623,47 @@ def table():
     print("\n".join(lines), flush=True)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--phase", choices=["one", "two", "ddp"], required=True)
-    ap.add_argument("--tiny", action="store_true")
+def add_run_arguments(ap) -> None:
+    """The model, rows and lengths of a run, and the internal child-process flags (also bench/winners.py's)."""
     ap.add_argument("--layers", type=int, default=42)
-    ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--ckpt", default=None)
     ap.add_argument("--train-rows", type=int, default=300)
     ap.add_argument("--train-max-len", type=int, default=1024)
     ap.add_argument("--seed-steps", type=int, default=16)
     ap.add_argument("--warm", type=int, default=3)
+    ap.add_argument("--infer-rows", type=int, default=200)
+    ap.add_argument("--task", default=None, help="(internal) one measurement in this process")
+    ap.add_argument("--t0", type=float, default=None, help="(internal) the parent's start time")
+
+
+def start(args):
+    """(device, model config, checkpoint path) of a run or one of its child processes: the results so far
+    loaded from OUT, the parent's clock (``--t0``), the CPU for ``--tiny``."""
+    gb.OUT = Path(args.out)
+    gb.OUT.mkdir(parents=True, exist_ok=True)
+    if args.t0:
+        gb.T_START = args.t0
+    if (gb.OUT / "results.json").is_file():
+        gb.RESULTS.update(json.loads((gb.OUT / "results.json").read_text()))
+    device = torch.device("cpu") if args.tiny else torch.device("cuda", 0)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    cfg = gb.model_config(args)
+    args.n_layers, args.vocab = cfg.num_hidden_layers, cfg.vocab_size
+    ckpt = Path(args.ckpt or (tempfile.gettempdir() + f"/g9b_L{cfg.num_hidden_layers}{'_tiny' if args.tiny else ''}"))
+    return device, cfg, ckpt
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--phase", choices=["one", "two", "ddp"], required=True)
+    ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    add_run_arguments(ap)
     ap.add_argument("--ddp-steps", type=int, default=24)
     ap.add_argument("--ddp-rows", type=int, default=6, help="rows per optimizer step (global batch), both runs")
     ap.add_argument("--ddp-gpus", default="1,2", help="which DDP runs: 1, 2 or both (1,2)")
     ap.add_argument("--ddp-profile", action="store_true", help="profile 3 extra DDP steps (top ops to the JSON)")
     ap.add_argument("--multi-infer", default="t4,big", help="--phase two: which one-model-per-GPU inference runs")
-    ap.add_argument("--infer-rows", type=int, default=200)
     ap.add_argument("--t4-infer-extra", default="eager", help="infer_t4_cap's variants after the shipped recipe, "
                     "comma-separated: 'eager' (layers not compiled), 'fourbit' (no layer made dense), 'nested' (NF4 "
                     "scales double-quantised), 'nopool' (the whole top layer), 'memN' (N GiB for the model), "
@@ -647,22 +674,10 @@ def main():
     ap.add_argument("--deadline-s", type=float, default=500)
     ap.add_argument("--tasks", default=None, help="--phase one: only these tasks (comma-separated; 'none': only "
                     "build the checkpoint), e.g. to run the seed-independent ones on a second GPU at the same time")
-    ap.add_argument("--task", default=None, help="(internal) one measurement in this process")
-    ap.add_argument("--t0", type=float, default=None, help="(internal) the parent's start time")
     args = ap.parse_args()
-    gb.OUT = Path(args.out)
-    gb.OUT.mkdir(parents=True, exist_ok=True)
-    if args.t0:
-        gb.T_START = args.t0
-    if (gb.OUT / "results.json").is_file():
-        gb.RESULTS.update(json.loads((gb.OUT / "results.json").read_text()))
-    device = torch.device("cpu" if args.tiny else "cuda", 0) if not args.tiny else torch.device("cpu")
-    torch.backends.cuda.matmul.allow_tf32 = True
-    cfg = gb.model_config(args)
-    args.n_layers, args.vocab = cfg.num_hidden_layers, cfg.vocab_size
+    device, cfg, ckpt = start(args)
     gb.env_info(device)
     record("args", vars(args))
-    ckpt = Path(args.ckpt or (tempfile.gettempdir() + f"/g9b_L{cfg.num_hidden_layers}{'_tiny' if args.tiny else ''}"))
     gb.build_checkpoint(cfg, ckpt, device)
     if args.task:
         if args.tiny:  # the CPU logic check: Dynamo's capture without inductor's C++ builds (as tests/unit/classifier/test_compiling.py)

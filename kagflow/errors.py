@@ -78,6 +78,10 @@ class PermissionDeniedError(HubError):
     """401/403: the credentials are wrong or do not own the handle."""
 
 
+class RulesNotAcceptedError(PermissionDeniedError):
+    """403 because the user has not accepted the competition's rules (downloads, mounts and submissions)."""
+
+
 class RefusedError(HubError):
     """The server understood the request and said no (400/409/422, or an error in the answer body)."""
 

@@ -88,5 +88,18 @@ class InferConfig:
     batch_size: int = 8  # rows of max_length per batch: the token budget of a length-sorted batch
     tta: bool = True
     attn_implementation: str = "auto"  # from the model's config: eager/flex if soft-capped, else sdpa
+    # the base's precision where the model stays quantised (T4s, 16-24 GB cards; big cards merge into bf16):
+    # "4bit" (NF4, as trained; layers made dense where memory allows) or "8bit" (LLM.int8 of the NF4 weights with
+    # the LoRA merged: dequant.int8_layers), with LLM.int8's outlier threshold int8_threshold (0: all int8)
+    quantization: str = "4bit"
+    int8_threshold: float = 6.0
+    # seconds from the notebook's start by which submission.csv must be written (classifier/deadline.py: TTA
+    # dropped, then shorter rows, then priors for what is left); 0: no deadline. Rendered kernels get the
+    # kernel's timeout less INFER_DEADLINE_MARGIN when this is 0.
+    deadline_s: float = 0
 
     from_namespace = classmethod(from_namespace)
+
+
+QUANTIZATIONS = ("4bit", "8bit")
+INFER_DEADLINE_MARGIN = 600  # seconds of an inference kernel's timeout its rendered deadline_s keeps in hand

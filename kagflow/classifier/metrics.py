@@ -92,6 +92,58 @@ def save_confusion_matrix(matrix, path, names) -> Path:
     return path
 
 
+LOSS_CURVE = "loss_curve.png"
+
+
+def save_loss_curve(train, val, path) -> Path:
+    """Training loss per logged step and validation loss per evaluation (``[(step, loss)]`` each) against the
+    step, as a PNG beside the confusion matrix (Agg canvas, like it)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if train:
+        ax.plot(*zip(*train), label="train loss (per logged step)", color="tab:blue", linewidth=1.5)
+    if val:
+        ax.plot(*zip(*val), label="validation log loss", color="tab:orange", marker="o", linewidth=1.5)
+    if not train and not val:
+        ax.text(0.5, 0.5, "no loss was logged", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    if train or val:
+        ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def logged_losses(step_losses, every: int) -> list[tuple[int, float]]:
+    """``[(step, mean loss since the previous one)]`` at the steps the fast loop logs (every ``every``-th and the
+    last) from its loss of each step."""
+    every, n = max(1, int(every)), len(step_losses)
+    points, previous = [], 0
+    for end in [*range(every, n + 1, every), *([n] if n % every else [])]:
+        points.append((end, sum(step_losses[previous:end]) / (end - previous)))
+        previous = end
+    return points
+
+
+def history_losses(log_history) -> tuple[list, list]:
+    """(train, validation) ``[(step, loss)]`` of the HF Trainer's ``state.log_history``."""
+    train = [(h["step"], float(h["loss"])) for h in log_history if "loss" in h and "step" in h]
+    val = [(h["step"], float(h["eval_log_loss"])) for h in log_history if "eval_log_loss" in h and "step" in h]
+    return train, val
+
+
+def with_final(val, step: int, loss: float) -> list:
+    """The validation points with the final evaluation at ``step`` (replacing one made at that step already)."""
+    return [p for p in val if p[0] != step] + [(step, loss)]
+
+
 def write_metrics(metrics: dict, path) -> Path:
     """metrics.json, pretty-printed."""
     path = Path(path)

@@ -16,8 +16,9 @@ on the right (``load_tokenizer`` says why).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
+from .memory import ModelShape
 from .task import Task
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class ModelTraits:
     softcapping: bool  # attention logits are soft-capped (Gemma 2): SDPA would drop the cap
     sliding_window: int | None  # local-attention window of the sliding layers, None: all layers global
     num_layers: int
+    shape: Optional[ModelShape] = None  # layers, widths, heads (``memory``: the training memory plan)
 
     @classmethod
     def of(cls, config) -> "ModelTraits":
@@ -42,7 +44,7 @@ class ModelTraits:
         cap = getattr(text, "attn_logit_softcapping", None)
         window = getattr(text, "sliding_window", None) if _has_sliding_layers(text) else None
         return cls(model_type=text.model_type, softcapping=bool(cap), sliding_window=window,
-                   num_layers=int(text.num_hidden_layers))
+                   num_layers=int(text.num_hidden_layers), shape=ModelShape.of(config))
 
 
 def _has_sliding_layers(config) -> bool:

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from typing import Sequence
 
 import torch
 
+from . import progress_line
 from .batching import classification_logits, inference_batches, token_budget_batches
 from .compiling import compile_decoder_layers, static_shapes
-from .dequant import densify_layers, flatten_absmax, merge_and_dequantize
+from .dequant import densify_layers, flatten_absmax, int8_layers, merge_and_dequantize
 from .packing import uses_packing
 from .pooled import pool_top_layer
 from .recipe import Recipe, set_attn_implementation, torch_dtype
@@ -53,7 +53,7 @@ def predict_proba(model, token_ids, *, pad_token_id: int, token_budget: int = 16
     return p / p.sum(axis=1, keepdims=True)
 
 
-def prepare_for_inference(model, recipe: Recipe):
+def prepare_for_inference(model, recipe: Recipe, *, quantization: str = "4bit", int8_threshold: float = 6.0):
     """Trained PeftModel (4-bit base) -> the model to predict with, per ``recipe``.
 
     Big cards: ``merge_and_dequantize`` to the recipe dtype, then the recipe's inference attention
@@ -61,12 +61,20 @@ def prepare_for_inference(model, recipe: Recipe):
     PeftModel (its double-quantised scales flattened, ``dequant.flatten_absmax``), as many layers made dense
     with the LoRA merged as fit in ``recipe.infer_model_max_gib`` (``dequant.densify_layers``), eager, each
     decoder layer compiled (``recipe.infer_compile_layers``).
+    ``quantization`` "8bit" (a 4-bit recipe only): every 4-bit linear becomes LLM.int8 of its NF4 weight with the
+    LoRA merged (``dequant.int8_layers``) instead of part of the layers dense.
     Padded batches (every recipe but flex attention's packed rows): the top decoder layer computes the pooled
     token only past its attention (``recipe.infer_pool_top_layer``, ``pooled``).
     Returns the model in eval mode.
     """
     if recipe.dequantize_for_inference:
+        if quantization == "8bit":
+            print("inference: quantization = \"8bit\" is for the cards that keep a quantised base; this card merges "
+                  f"the LoRA into a {recipe.dtype} base", flush=True)
         model = merge_and_dequantize(model, torch_dtype(recipe.dtype))
+    elif quantization == "8bit":
+        n = int8_layers(model, threshold=int8_threshold)
+        print(f"inference: {n} linears made 8-bit with the LoRA merged (threshold {int8_threshold})", flush=True)
     else:
         if recipe.flatten_absmax:
             flatten_absmax(model)
@@ -100,12 +108,13 @@ def predict_logits(model, seqs: Sequence[Sequence[int]], *, max_tokens: int, max
                    pad_id: int = 0, autocast_dtype=None, device=None, padding_side: str = "right",
                    log_every: float | None = None) -> torch.Tensor:
     """Logits [n, num_labels] (float32, CPU, input order) from ``inference_batches`` (padded batches on
-    ``padding_side``); with ``log_every`` seconds, a progress line at most that often."""
+    ``padding_side``); the rows done count into the open ``progress_line.counting`` job, else with ``log_every``
+    seconds a progress line of this call's rows at most that often."""
     device = device if device is not None else next(model.parameters()).device
     batches = list(inference_batches(model, [len(s) for s in seqs], max_tokens, max_rows, padding_side=padding_side))
     out = None
-    start = last_log = time.time()
-    for k, (b, make) in enumerate(batches):
+    counter = progress_line.rows(len(seqs), every=log_every)
+    for b, make in batches:
         batch = make([seqs[i] for i in b], pad_id, device)
         # no autocast asked: the caller's holds (a disabled autocast here would switch off the one train.py
         # evaluates under, and the fp32 head of a model trained in bf16/fp16 would meet half-precision states)
@@ -115,9 +124,7 @@ def predict_logits(model, seqs: Sequence[Sequence[int]], *, max_tokens: int, max
         if out is None:
             out = torch.empty((len(seqs), logits.shape[-1]), dtype=torch.float32)
         out[torch.as_tensor(b)] = logits.cpu()
-        if log_every is not None and time.time() - last_log > log_every:
-            last_log = time.time()
-            print(f"  batch {k + 1}/{len(batches)}, {last_log - start:.0f}s", flush=True)
+        counter.advance(len(b))
     return out if out is not None else torch.empty((0, 0))
 
 

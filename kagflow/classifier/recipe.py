@@ -22,6 +22,8 @@ from typing import Optional
 
 import torch
 
+from .memory import GEMMA2_9B, SPARE_GIB, LoraShape, MemoryPlan, MemoryPlanError, Setting, plan
+
 SOFTCAPPED_MODEL_TYPES = frozenset({"gemma2"})
 
 
@@ -89,19 +91,27 @@ class Recipe:
     compile_layers: bool  # each decoder layer through torch.compile in training (``compiling``)
     infer_compile_layers: bool
     infer_pool_top_layer: bool  # padded inference: the top layer computes the pooled token only (``pooled``)
+    memory_plan: Optional[MemoryPlan] = None  # training: where budget and unchecked layers come from (``memory``)
 
 
-def recipe_for_device(total_mem_gib: float, capability: tuple[int, int], traits=None) -> "Recipe":
+def recipe_for_device(total_mem_gib: float, capability: tuple[int, int], traits=None, **training) -> "Recipe":
     """``recipe_for_profile`` of a GPU with ``total_mem_gib`` GiB and compute ``capability``."""
     from .device import DeviceProfile
 
     return recipe_for_profile(DeviceProfile((int(capability[0]), int(capability[1])), float(total_mem_gib)),
-                              traits)
+                              traits, **training)
 
 
-def recipe_for_profile(profile, traits=None) -> Recipe:
+def recipe_for_profile(profile, traits=None, *, lora: Optional[LoraShape] = None, max_length: Optional[int] = None,
+                       optimizer: str = "auto", checkpointing: bool = True) -> Recipe:
     """The kagflow recipe for one device (a ``device.DeviceProfile``: memory, capability, precision) and
     one model (``model.ModelTraits`` of its config; None: Gemma 2, soft-capped, what was measured).
+
+    Training memory follows the run: ``lora`` (``memory.LoraShape``: r, targets, frozen layers; default [train]'s
+    defaults), ``max_length`` (default [train]'s), ``optimizer`` ([train] optim_type) and ``checkpointing`` (false:
+    never) size the micro-batch budget and the unchecked layers through ``memory.plan`` with the model's shape
+    (``traits.shape``; None: Gemma-2-9B), which refuses a given ``lora`` that cannot fit (``MemoryPlanError``;
+    without ``lora``, as inference asks, a card the defaults do not fit gets every layer checkpointed).
 
     Fields (``Recipe``): dtype ("bfloat16"/"float16"/"float32": the profile's), train_attn_implementation,
     infer_attn_implementation, pack / pack_bucket (training on packed rows), gradient_checkpointing,
@@ -140,23 +150,26 @@ def recipe_for_profile(profile, traits=None) -> Recipe:
     big = mem >= 70 and bf16
     mid = mem >= 40 and bf16
     if big:
-        train_tokens, infer_tokens, gc = 4096, 16384, False
+        train_tokens, infer_tokens = 4096, 16384
     elif mid:
-        train_tokens, infer_tokens, gc = 8192, 8192, True
+        train_tokens, infer_tokens = 8192, 8192
     else:  # T4 / 16-24 GB cards (and the CPU)
-        train_tokens, infer_tokens, gc = 4096, 8192, profile.cuda
+        train_tokens, infer_tokens = 4096, 8192
     # checkpoint only as many trainable layers as memory needs (only GPUs checkpoint, and every GPU trains with
-    # compiled layers, "compile_layers" below): the top ones keep their activations in what the 4-bit model and
-    # the checkpointed rest leave free, 2 GiB spare. Compiled layers keep 0.75 GiB per unchecked layer at 4,096
-    # tokens, 6.9 GiB with none (peaks 9.87 GiB with 4 and 12.85 GiB with 8 in 15 GiB, bench/RESULTS.md third
-    # measurement; flex on packed rows keeps less, so the count is safe for it too; with the scales flattened,
-    # "flatten_absmax" below, 13.21 GiB allocated / 14.20 reserved with 8, fifth measurement)
-    scale = train_tokens / 4096
-    keep = max(0, int((mem - 2.0 - (5.7 + 1.2 * scale)) / (0.75 * scale))) if gc else 0
-    # if compilation fails at run time (``compiling``: the layers then run eager), eager layers keep ~0.3 MiB per
-    # token each (1.2 GiB at 4,096 tokens) and 8.1 GiB with all checkpointed (bench/RESULTS.md, first
-    # measurement): the fallback re-checkpoints down to this many (``fit.prepare_lora_model``), 2 GiB spare
-    keep_eager = max(0, int((mem - 2.0 - 8.1 * scale) / (1.2 * scale))) if gc else 0
+    # compiled layers, "compile_layers" below): the top ones keep their activations in what the base, the LoRA
+    # state and the checkpointed rest leave free (``memory``: the terms, fitted to bench/RESULTS.md's peaks); if
+    # compilation fails at run time (``compiling``: the layers then run eager), eager layers keep more, and the
+    # fallback re-checkpoints down to ``uncheckpointed_layers_eager`` (``fit.prepare_lora_model``); big cards train
+    # without checkpointing where that fits
+    try:
+        plan = memory_plan(profile, traits, lora=lora, max_length=max_length, optimizer=optimizer,
+                           checkpointing=checkpointing, tokens=train_tokens, dense=big)
+    except MemoryPlanError:
+        if lora is not None:  # a training run's own configuration: refused, with every term and the fix
+            raise
+        # no LoRA given (inference, or a card [train]'s defaults do not fit): every layer checkpointed, no plan
+        plan = MemoryPlan(train_tokens, profile.cuda, 0, 0, (), None, 0, 0)
+    gc = plan.checkpointing
     return Recipe(
         dtype=profile.dtype_name,
         train_attn_implementation=train_attn,
@@ -164,9 +177,9 @@ def recipe_for_profile(profile, traits=None) -> Recipe:
         pack=pack,
         pack_bucket=512,
         gradient_checkpointing=gc,
-        uncheckpointed_layers=keep,
-        uncheckpointed_layers_eager=min(keep, keep_eager),
-        train_max_tokens=train_tokens,
+        uncheckpointed_layers=plan.unchecked if gc else 0,
+        uncheckpointed_layers_eager=plan.unchecked_eager if gc else 0,
+        train_max_tokens=plan.tokens,
         infer_max_tokens=infer_tokens,
         infer_max_rows=64,
         # 4-bit inference (T4s, 16-24 GB cards): the most GPU memory the model may take once whole layers are made
@@ -192,15 +205,33 @@ def recipe_for_profile(profile, traits=None) -> Recipe:
         # (``pooled``: its MLP and output projection are 1 of 42 layers' main work for 9B; bench/RESULTS.md, sixth
         # measurement); packed rows (flex) pool several tokens per row and keep the whole layer
         infer_pool_top_layer=infer_attn != "flex_attention",
+        memory_plan=plan,
     )
 
 
-def recipe_for_current_device(device=None, traits=None) -> Recipe:
+def memory_plan(profile, traits=None, *, lora: Optional[LoraShape] = None, max_length: Optional[int] = None,
+                optimizer: str = "auto", checkpointing: bool = True, tokens: int = 4096,
+                dense: bool = False) -> MemoryPlan:
+    """``memory.plan`` for a device profile (its memory less ``SPARE_GIB``; the CPU: no limit, fp32, eager) and a
+    model's traits (their ``shape``; None: Gemma-2-9B), ``lora`` / ``max_length`` defaulting to [train]'s."""
+    from .config import TrainConfig
+
+    shape = getattr(traits, "shape", None) or GEMMA2_9B
+    lora = lora or LoraShape.of(TrainConfig())
+    setting = Setting(limit_gib=profile.total_mem_gib - SPARE_GIB if profile.cuda else None,
+                      act_bytes=2 if profile.cuda else 4, dense_weights=dense,
+                      max_length=int(max_length or TrainConfig().max_length), optimizer=optimizer,
+                      compiled=profile.cuda)
+    return plan(shape, lora, setting, tokens=tokens, checkpointing=checkpointing and profile.cuda)
+
+
+def recipe_for_current_device(device=None, traits=None, **training) -> Recipe:
     """``recipe_for_profile`` of a device (default: the current CUDA device, or the CPU without one)
-    for a model with ``traits`` (``model.ModelTraits``)."""
+    for a model with ``traits`` (``model.ModelTraits``); ``training``: its lora / max_length / optimizer /
+    checkpointing."""
     from .device import device_profile
 
-    return recipe_for_profile(device_profile(device), traits)
+    return recipe_for_profile(device_profile(device), traits, **training)
 
 
 def torch_dtype(name: str) -> torch.dtype:

@@ -16,9 +16,20 @@ from .config import TrainConfig  # noqa: F401 - re-exported: the notebooks impor
 from .data import load_arena_csv, stratified_fold
 from .device import device_profile
 from .loss import resolve_class_weights, trainer_loss
-from .metrics import evaluate, save_confusion_matrix, write_metrics, write_predictions
+from .metrics import (
+    LOSS_CURVE,
+    evaluate,
+    history_losses,
+    logged_losses,
+    save_confusion_matrix,
+    save_loss_curve,
+    with_final,
+    write_metrics,
+    write_predictions,
+)
 from .model import ModelTraits, add_lora, load_base, load_tokenizer
 from .multigpu import distributed_device_map, launch_command
+from .progress_line import TrainProgress, trainer_callback
 from .task import Task
 from .text import encode_frame
 
@@ -158,10 +169,15 @@ def resolve_loop(train_loop: str) -> str:
 def training_recipe(cfg: TrainConfig | None = None, traits=None):
     """kagflow's recipe for this device's profile and the model's ``traits`` (``model.ModelTraits``;
     bench/RESULTS.md; on the CPU the T4 shapes in fp32), with ``cfg``'s say: no checkpointing when
-    ``gradient_checkpointing`` is false, its training attention ("auto": the recipe's for the model)."""
+    ``gradient_checkpointing`` is false, its training attention ("auto": the recipe's for the model). The memory plan
+    (``memory``) follows ``cfg``'s LoRA (r, targets, freeze_layers, dropout), max_length and optimizer, and refuses
+    (``memory.MemoryPlanError``, every term and the fixes) a configuration that cannot fit the card."""
+    from .memory import LoraShape
     from .recipe import recipe_for_current_device
 
-    recipe = recipe_for_current_device(traits=traits)
+    training = {} if cfg is None else dict(lora=LoraShape.of(cfg), max_length=cfg.max_length,
+                                           optimizer=cfg.optim_type, checkpointing=cfg.gradient_checkpointing)
+    recipe = recipe_for_current_device(traits=traits, **training)
     if cfg is not None:
         attn = recipe.train_attn_implementation if cfg.attn_implementation == "auto" else cfg.attn_implementation
         pack = attn == "flex_attention"  # flex trains on packed rows: a few shapes to compile, no L x L scores
@@ -282,7 +298,8 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
                  task: Task | None = None) -> dict:
     """Train on fold ``cfg.fold_idx`` of ``task``'s train file (default: LMSYS); save adapter + tokenizer to
     ``adapter_dir``; write metrics.json (the task's metric and its direction; ``best_eval``: the evaluation during
-    training best by it), val_predictions.csv and confusion_matrix.png to ``report_dir``; return the metrics.
+    training best by it), val_predictions.csv, confusion_matrix.png and loss_curve.png (train and validation
+    loss) to ``report_dir``; return the metrics.
 
     Both loops save resumable checkpoints into ``checkpoint_dir`` (``save_steps``, ``save_minutes``) and resume
     from the latest one (the fast loop also from a previous kernel version's output under the input root);
@@ -328,7 +345,7 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
         lengths = [len(q) for q in seqs]
         steps = plan_steps(lengths, rows_per_step, cfg.n_epochs, cfg.seed)
         per_epoch = len(length_grouped_steps(lengths, rows_per_step, seed=cfg.seed))
-        evals = []
+        evals, progress = [], TrainProgress(len(steps))
 
         def on_eval(step: int) -> None:
             if int(os.environ.get("RANK", "0")) == 0:
@@ -336,17 +353,19 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
                 evals.append({"epoch": round(step / per_epoch, 4), "step": step,
                               **{f"eval_{k}": scores[k] for k in eval_keys(task)}})
                 print(evals[-1], flush=True)
+                progress.validation(step, scores["log_loss"])
 
         weights = resolve_class_weights(cfg.class_weights, labels, task.class_names)
         if weights is not None:
             print(f"class weights ({', '.join(task.class_names)}): {[round(w, 4) for w in weights]}", flush=True)
         losses = fit_lora(model, seqs, labels, recipe, steps=steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
                           seed=cfg.seed, optim_type=optim, pad_id=tokenizer.pad_token_id, log_every=cfg.logging_steps,
-                          on_log=print, checkpointing=checkpointing(cfg, checkpoint_dir, started=started,
+                          on_log=progress, checkpointing=checkpointing(cfg, checkpoint_dir, started=started,
                                                                     eval_rows=len(val_rows)),
                           eval_at=eval_steps(cfg, per_epoch, len(steps)), on_eval=on_eval, class_weights=weights)
         resume, global_step, stopped_early = losses.resumed_from, len(losses), losses.stopped_early
         train_loss = sum(losses) / len(losses) if losses else float("nan")
+        curve = logged_losses(losses, cfg.logging_steps), [(e["step"], e["eval_log_loss"]) for e in evals]
         if int(os.environ.get("RANK", "0")) != 0:
             return {}
     else:
@@ -358,6 +377,7 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
         trainer = make_trainer(cfg, model, tokenizer, train_rows, val_rows, checkpoint_dir, optim, task)
         budget = _budget_callback(cfg, started)
         trainer.add_callback(budget)
+        trainer.add_callback(trainer_callback())
         resume = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
         if resume:
             print(f"resuming from {resume}", flush=True)
@@ -367,6 +387,7 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
         global_step, train_loss, stopped_early = result.global_step, result.training_loss, budget.stopped_early
         evals = [{"epoch": h["epoch"], **{f"eval_{k}": h.get(f"eval_{k}") for k in eval_keys(task)}}
                  for h in trainer.state.log_history if "eval_log_loss" in h]
+        curve = history_losses(trainer.state.log_history)
     if stopped_early:
         print(f"time budget ({cfg.time_budget:.0f}s) reached at step {global_step}: a checkpoint is in "
               f"{checkpoint_dir}; the next run resumes from it", flush=True)
@@ -392,6 +413,7 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     write_predictions(report_dir / "val_predictions.csv", [row_ids[i] for i in val_idx],
                       [r["labels"] for r in val_rows], val_probs, task.probability_columns)
     save_confusion_matrix(metrics["confusion_matrix"], report_dir / "confusion_matrix.png", task.class_names)
+    save_loss_curve(curve[0], with_final(curve[1], global_step, metrics["log_loss"]), report_dir / LOSS_CURVE)
     print({k: metrics[k] for k in dict.fromkeys(("log_loss", "accuracy", "macro_f1", task.metric, "n", "seconds"))},
           flush=True)
     return metrics

@@ -36,7 +36,7 @@ def flow(app: App, from_step: str | None, local_train: bool, folds: str | None) 
     train = app.config.train
     chosen = parse_folds(folds, train.n_splits) if folds else check_folds(train.folds, train.n_splits)
     report = run_flow(app.session, from_step=from_step, local_train=local_train,
-                      log=lambda m: click.echo(m, err=True), on_poll=poll_printer("kernel"), folds=chosen)
+                      log=lambda m: click.echo(m, err=True), on_poll=poll_printer("submission"), folds=chosen)
     app.out.data(**report.to_dict())
     for line in report.lines():
         app.out.info(line)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kagflow.cli._app import App, poll_printer
-from kagflow.workflow.image import PROBE_ACCELERATOR, local_image, show_image
+from kagflow.workflow.image import PROBE_ACCELERATOR, PROBE_OUT, local_image, show_image
 
 
 @click.group("image")
@@ -37,7 +37,7 @@ def local(app: App) -> None:
 
 @image.command("probe")
 @click.option("--accelerator", default=PROBE_ACCELERATOR, show_default=True, help="Machine to probe.")
-@click.option("--out", default="kaggle-image.json", show_default=True, help="Where to save the image.")
+@click.option("--out", default=PROBE_OUT, show_default=True, help="Where to save the image.")
 @click.pass_obj
 def probe(app: App, accelerator: str, out: str) -> None:
     """Push a tiny kernel that records the real image (python, platform, CUDA, pip freeze), pull it,

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from kagflow.cli._app import App, poll_printer
+from kagflow.cli._app import App
 from kagflow.project.params import parse_overrides
 from kagflow.workflow.kernel import output_summary
 
@@ -96,8 +96,7 @@ def push(app: App, name: str, wait: bool, accelerator: str | None, timeout: int 
 
 def _wait(app: App, name: str, version: int | None, timeout: float | None = None) -> None:
     try:
-        status = app.session.wait(name, version=version, timeout=timeout,
-                                  on_poll=poll_printer(f"{name} v{version or '?'}"))
+        status = app.session.wait(name, version=version, timeout=timeout)
     except KeyboardInterrupt:
         click.echo(f"\nstopped waiting; the kernel keeps running. Resume with: kagflow kernel status {name} --wait",
                    err=True)

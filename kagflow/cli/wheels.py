@@ -50,7 +50,8 @@ def push(app: App, notes: str) -> None:
     """Create the wheels dataset or a new version of it; nothing is uploaded when unchanged."""
     result = app.session.push_wheels(notes=notes)
     verb = ("Created" if result.created else "Uploaded a new version of") if result.uploaded else "Unchanged:"
-    app.out.result(f"{verb} dataset {result.handle}", files=result.files,
-                   megabytes=round(result.bytes / 1e6, 2), url=app.session.link(result.handle))
+    app.out.result(f"{verb} dataset {result.handle}", version=result.version, files=result.files,
+                   megabytes=round(result.bytes / 1e6, 2), url=app.session.link(result.handle),
+                   kernels_mount=f"{result.handle}/{result.version}")
     app.out.data(uploaded=result.uploaded, created=result.created)
 

@@ -121,6 +121,27 @@ def submitted_kernel(sub: Submission) -> Optional[tuple[str, int]]:
     return (m.group(1), int(m.group(2))) if m else None
 
 
+@dataclass(frozen=True)
+class CompetitionInfo:
+    slug: str
+    title: str
+    entered: bool  # the caller accepted its rules (GetCompetition's user_has_entered)
+    kernels_only: bool
+
+
+def competition_info(gw: Gateway, competition: str) -> CompetitionInfo:
+    """The competition as the caller sees it (GetCompetition); NotFoundError if there is none of that slug."""
+    from kagglesdk.competitions.types.competition_api_service import ApiGetCompetitionRequest
+
+    def get():
+        with gw.api.build_kaggle_client() as kaggle:
+            request = ApiGetCompetitionRequest()
+            request.competition_name = competition
+            return kaggle.competitions.competition_api_client.get_competition(request)
+
+    item = gw.call(get, what="get competition", handle=competition)
+    return CompetitionInfo(competition, item.title or competition, bool(item.user_has_entered),
+                           bool(item.is_kernels_submissions_only))
 def competition_file_names(gw: Gateway, competition: str) -> list[str]:
     """The names of the competition's data files (ListDataFiles, every page); NotFoundError (a HubError) when
     there is no such competition."""

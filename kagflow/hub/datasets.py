@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kagflow.errors import HubError, MissingFileError, NotFoundError
+from kagflow.hub import gateway
 from kagflow.hub.errors import checked
 from kagflow.hub.gateway import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
-from kagflow.rules import metadata, slugs
+from kagflow.rules import kaggle, metadata, slugs
 
 SKIP = (metadata.DATASET_METADATA,)
 
@@ -29,6 +30,7 @@ class DatasetPushResult:
     digest: str
     files: int
     bytes: int
+    version: int  # the dataset version holding these files (what kernels pin: owner/slug/version)
 
 
 def push_dataset(gw: Gateway, folder: Path, *, notes: str = "") -> DatasetPushResult:
@@ -52,19 +54,22 @@ def push_dataset(gw: Gateway, folder: Path, *, notes: str = "") -> DatasetPushRe
     current = current_digest(gw, handle)
     if current == digest[:16]:
         gw.log(f"dataset {handle} already holds these files (content {digest[:16]}): nothing uploaded")
-        return DatasetPushResult(handle, False, False, digest, len(manifest), size)
+        return DatasetPushResult(handle, False, False, digest, len(manifest), size, current_version(gw, handle))
+    gateway.log_subfolders(gw, manifest)
     staging = folder.parent / f".{folder.name}.upload"
     stage_folder(folder, staging, manifest, digest)
     metadata.write_metadata(staging, metadata.DATASET_METADATA, meta)
     done = lambda: True if current_digest(gw, handle) == digest[:16] else None  # noqa: E731
     exists = current is not None or gw.exists(lambda: api.dataset_status(str(handle)), what="dataset status",
                                               handle=str(handle))
+    previous = current_version(gw, handle) if exists else 0
     created = False
     if not exists:
         gw.log(f"creating dataset {handle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
         try:
             gw.call(lambda: checked(api.dataset_create_new(str(staging), public=not meta.get("isPrivate", True),
-                                                            quiet=True, convert_to_csv=False)),
+                                                            quiet=True, convert_to_csv=False,
+                                                            dir_mode=kaggle.UPLOAD_DIR_MODE)),
                     what="create dataset", handle=str(handle), before_retry=done, uploads=True)
             created = True
         except HubError as exc:  # Kaggle says "... already in use" in the body (no code): created meanwhile?
@@ -75,19 +80,22 @@ def push_dataset(gw: Gateway, folder: Path, *, notes: str = "") -> DatasetPushRe
             # it exists (made meanwhile, or just made and not shown yet): the same files there are no new version
             if settled_digest(gw, handle) == digest[:16]:
                 gw.log(f"dataset {handle} already holds these files (content {digest[:16]}): nothing uploaded")
-                return DatasetPushResult(handle, False, False, digest, len(manifest), size)
+                return DatasetPushResult(handle, False, False, digest, len(manifest), size,
+                                         current_version(gw, handle))
             gw.log(f"dataset {handle} already exists: uploading a new version instead")
     if not created:
         gw.log(f"uploading a new version of dataset {handle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
         gw.call(lambda: checked(api.dataset_create_version(str(staging), notes or "kagflow push", quiet=True,
-                                                            convert_to_csv=False)),
+                                                            convert_to_csv=False, dir_mode=kaggle.UPLOAD_DIR_MODE)),
                 what="create dataset version", handle=str(handle), before_retry=done, retry_forbidden=True,
                 uploads=True)
     # a new dataset answers 404 for a few seconds and a new version lists its files late: read it back
     gw.settle(lambda: current_digest(gw, handle), what="list dataset files", handle=str(handle),
               ready=lambda found: found == digest[:16],
               waiting=f"not listing the new files (content {digest[:16]}) yet")
-    return DatasetPushResult(handle, True, created, digest, len(manifest), size)
+    # the version just made: Kaggle numbers a dataset's versions 1, 2, ... (the latest may still be processing)
+    version = 1 if created else max(previous + 1, current_version(gw, handle))
+    return DatasetPushResult(handle, True, created, digest, len(manifest), size, version)
 
 
 def _listed(response) -> list:
@@ -120,7 +128,8 @@ def settled_digest(gw: Gateway, handle: slugs.DatasetHandle) -> str | None:
 
 
 def current_version(gw: Gateway, handle: slugs.DatasetHandle) -> int:
-    """The dataset's latest version number (GetDataset)."""
+    """The number of the dataset's latest version (GetDataset's current_version_number; 0 if it has none; the
+    latest may still be processing)."""
     from kagglesdk.datasets.types.dataset_api_service import ApiGetDatasetRequest
 
     def get():
@@ -129,7 +138,7 @@ def current_version(gw: Gateway, handle: slugs.DatasetHandle) -> int:
             request.owner_slug, request.dataset_slug = handle.owner, handle.slug
             return kaggle.datasets.dataset_api_client.get_dataset(request)
 
-    return int(gw.call(get, what="get dataset", handle=str(handle)).current_version_number)
+    return int(gw.call(get, what="get dataset", handle=str(handle)).current_version_number or 0)
 
 
 def download_dataset(gw: Gateway, handle: slugs.DatasetHandle, cache: Path) -> Path:

@@ -18,11 +18,13 @@ from kagflow.errors import (
     NotSupportedError,
     PermissionDeniedError,
     RefusedError,
+    RulesNotAcceptedError,
     ServerError,
     UnreachableError,
 )
 from kagflow.hub.endpoint import Endpoint
 from kagflow.hub.retry import RetryPolicy, is_unreachable, status_of
+from kagflow.rules import kaggle
 
 
 class BodyRefusal(Exception):
@@ -58,6 +60,11 @@ REFUSALS: dict[type, tuple[str, str, str]] = {
         "{what}: {handle} not found on {where}: {server}",
         "check the handle's owner and slug in kagflow.toml; kagflow creates it on publish/push",
         "the local Kaggle keeps its data in .kagflow/local; publish or push it there first"),
+    RulesNotAcceptedError: (
+        "{what}: the rules of competition {competition} are not accepted by {user} on {where} (HTTP {status}): "
+        "{server}",
+        "accept them at {rules_url} (signed in as {user}), then run the same command again",
+        "accept them on the local Kaggle: kagflow local competition --accept-rules"),
     PermissionDeniedError: (
         "{what}: {where} refused the credentials (HTTP {status}): {server}",
         "check your Kaggle credentials (" + _CREDENTIALS + ") and that [project] username owns {handle}",
@@ -83,6 +90,20 @@ REFUSALS: dict[type, tuple[str, str, str]] = {
 }
 
 
+# Kaggle's 403 to a user who has not accepted a competition's rules: "You must accept this competition's rules
+# before you'll be able to download files" (and the like for submissions)
+_RULES = re.compile(r"accept\w*\b.{0,40}\brules\b", re.IGNORECASE | re.DOTALL)
+_COMPETITION_URL = re.compile(r"/competitions/([A-Za-z0-9-]+)")
+
+
+def _competition(server: str, handle: str) -> str:
+    """The competition a rules refusal is about: named in the server's message, else the handle (a slug)."""
+    named = _COMPETITION_URL.search(server)
+    if named:
+        return named.group(1)
+    return handle if handle and "/" not in handle else ""
+
+
 def body_status(exc: BaseException) -> Optional[int]:
     """The status a refusal carries: the HTTP code, or the body's ``code``/``errorCode`` on a 200-with-error."""
     if isinstance(exc, BodyRefusal):
@@ -105,6 +126,8 @@ def classify(exc: BaseException) -> type:
     status = body_status(exc)
     if status == 404:
         return NotFoundError
+    if status == 403 and _RULES.search(server_message(exc)):
+        return RulesNotAcceptedError
     if status in (401, 403):
         return PermissionDeniedError
     if status in (405, 501):
@@ -144,8 +167,12 @@ def translate(exc: BaseException, *, what: str, handle: str, target: Endpoint) -
                         hint="set KAGFLOW_DEBUG=1 for the traceback", server_message=server, handle=handle,
                         target=target.describe())
     message, hint = REFUSALS[kind][0], REFUSALS[kind][HINTS[target.kind]]
+    competition = _competition(server, handle)
     fields = dict(what=what, handle=handle or "the resource", status=body_status(exc), server=server,
-                  where=target.describe(), endpoint=target.url, seconds=RetryPolicy.DEADLINE)
+                  where=target.describe(), endpoint=target.url, seconds=RetryPolicy.DEADLINE,
+                  user=target.username, competition=competition or "(unnamed)",
+                  rules_url=kaggle.rules_url(competition) if competition else
+                  f"{kaggle.KAGGLE_URL}/competitions/<slug>/rules (the competition's Rules tab)")
     context = f"{handle} on {target.describe()}" if handle else target.describe()
     return kind(message.format(**fields), status=body_status(exc), context=context,
                 hint=hint.format(**fields),

@@ -135,10 +135,41 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def content_files(folder: Path, skip: Iterable[str] = ()) -> list[Path]:
-    """The top-level files of ``folder``: what the official client uploads (it skips sub-folders)."""
-    skip = set(skip)
-    return sorted(p for p in Path(folder).iterdir()
-                  if p.is_file() and p.name not in skip and not p.name.startswith(CONTENT_PREFIX))
+    """Every file of ``folder`` that the official client uploads with ``dir_mode`` = kaggle.UPLOAD_DIR_MODE: the
+    top-level files (less the metadata files ``skip`` and kagflow's content marker) and those of each sub-folder
+    (sent as one archive that Kaggle unpacks back into the folder), less the client's ignore patterns (``.git/``,
+    ``.cache/``, ``.huggingface/``) as it applies them: at the top level and within each sub-folder."""
+    from kagflow.hub.client import kaggle_api_extended as client
+
+    folder, skip = Path(folder), set(skip)
+    patterns = client.DEFAULT_IGNORE_PATTERNS
+
+    def ignored(rel: Path, is_dir: bool) -> bool:
+        inner = Path(*rel.parts[1:]) if len(rel.parts) > 1 else None  # within its top-level sub-folder
+        return client.should_ignore(str(rel), is_dir, patterns) or (
+            inner is not None and client.should_ignore(str(inner), is_dir, patterns))
+
+    out = []
+    for root, dirs, files in os.walk(folder):
+        base = Path(root).relative_to(folder)
+        dirs[:] = [d for d in dirs if not ignored(base / d, True)]
+        for name in files:
+            rel, path = base / name, Path(root) / name
+            if not path.is_file() or ignored(rel, False):
+                continue
+            if not base.parts and (name in skip or name.startswith(CONTENT_PREFIX)):
+                continue
+            out.append(path)
+    return sorted(out)
+
+
+def log_subfolders(gw: "Gateway", manifest: dict) -> None:
+    """Say which sub-folders go up, each as one archive Kaggle unpacks back into the folder (never dropped)."""
+    folders = sorted({Path(rel).parts[0] for rel in manifest if len(Path(rel).parts) > 1})
+    if folders:
+        files = sum(1 for rel in manifest if len(Path(rel).parts) > 1)
+        gw.log(f"{len(folders)} sub-folder(s) ({', '.join(folders[:5])}{', ...' if len(folders) > 5 else ''}; "
+               f"{files} files) go up as uncompressed archives that Kaggle unpacks back into folders")
 
 
 def folder_manifest(folder: Path, skip: Iterable[str] = ()) -> dict:
@@ -185,6 +216,9 @@ def stage_folder(source: Path, staging: Path, manifest: dict, digest: str,
         try:
             os.link(src, dst)
         except OSError:
-            os.symlink(src.resolve(), dst)
+            if len(Path(rel).parts) > 1:  # archived by the client: a symbolic link would go up as a link
+                shutil.copyfile(src, dst)
+            else:
+                os.symlink(src.resolve(), dst)
     (staging / content_marker_name(digest)).write_text(json.dumps(
         {"digest": digest, "files": manifest}, indent=1, sort_keys=True), encoding="utf-8")

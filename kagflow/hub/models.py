@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from kagflow.errors import HubError, MissingFileError, NotFoundError
+from kagflow.errors import HubError, MissingFileError, NotFoundError, PermissionDeniedError
+from kagflow.hub import gateway
 from kagflow.hub.errors import checked, is_conflict
 from kagflow.hub.gateway import Gateway, folder_manifest, manifest_digest, marker_digest, stage_folder
-from kagflow.rules import metadata, slugs
+from kagflow.rules import kaggle, metadata, slugs
 
 SKIP = (metadata.MODEL_METADATA, metadata.MODEL_INSTANCE_METADATA)
 
@@ -75,6 +76,7 @@ def publish_model(gw: Gateway, ihandle: slugs.ModelInstanceHandle, model_dir: Pa
         gw.log(f"{ihandle}/{latest} already holds these files (content {digest[:16]}): nothing uploaded")
         return PublishResult(ihandle.version(latest), False, digest, len(manifest), size)
 
+    gateway.log_subfolders(gw, manifest)
     stage_folder(source, instance_dir, manifest, digest, keep=SKIP)
     notes = (notes or f"kagflow publish of {source.name}")
     found = lambda: _find_version(gw, ihandle, digest)  # noqa: E731
@@ -82,7 +84,8 @@ def publish_model(gw: Gateway, ihandle: slugs.ModelInstanceHandle, model_dir: Pa
     if latest is None:
         gw.log(f"creating model instance {ihandle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
         try:
-            gw.call(lambda: checked(api.model_instance_create(str(instance_dir), quiet=True)),
+            gw.call(lambda: checked(api.model_instance_create(str(instance_dir), quiet=True,
+                                                                dir_mode=kaggle.UPLOAD_DIR_MODE)),
                     what="create model instance", handle=str(ihandle), before_retry=found, uploads=True)
             created = True
         except HubError as exc:
@@ -99,7 +102,8 @@ def publish_model(gw: Gateway, ihandle: slugs.ModelInstanceHandle, model_dir: Pa
         which = f"version {latest + 1}" if latest else "a new version"
         gw.log(f"uploading {which} of {ihandle} ({len(manifest)} files, {size / 1e6:.1f} MB)")
         gw.call(lambda: checked(api.model_instance_version_create(str(ihandle), str(instance_dir),
-                                                                   version_notes=notes, quiet=True)),
+                                                                   version_notes=notes, quiet=True,
+                                                                   dir_mode=kaggle.UPLOAD_DIR_MODE)),
                 what="create model instance version", handle=str(ihandle), before_retry=found,
                 retry_forbidden=True, uploads=True)
     # a new instance answers 404, a new version lists its files late: read it back before saying which it is
@@ -138,3 +142,12 @@ def _find_version(gw: Gateway, ihandle: slugs.ModelInstanceHandle, digest: str):
     if latest is not None and listed_digest(gw, ihandle.version(latest)) == digest[:16]:
         return ihandle.version(latest)
     return None
+
+
+def model_visible(gw: Gateway, handle: slugs.ModelHandle) -> bool:
+    """Whether the caller can see model ``handle`` (GetModel): False when absent, private or refused."""
+    api = gw.api
+    try:
+        return gw.exists(lambda: api.model_get(str(handle)), what="get model", handle=str(handle))
+    except PermissionDeniedError:
+        return False

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from kagflow.classifier.config import TIME_BUDGET_MARGIN
+from kagflow.classifier.config import INFER_DEADLINE_MARGIN, TIME_BUDGET_MARGIN
 from kagflow.classifier.paths import ADAPTER_MARKER, InputNotFoundError, find_model_dir
 from kagflow.errors import MissingFileError
 from kagflow.project.config import IMPORT, INFER, MODELS, TRAIN, Config
@@ -45,6 +45,8 @@ def notebook_params(config: Config, name: str, sources: KernelSources, *, tiny: 
     params.update(config.recipe(kernel.kind, stand_in=tiny))
     if kernel.kind == TRAIN and not params["time_budget"]:  # stop, evaluate and save before Kaggle ends the session
         params["time_budget"] = max(kernel.timeout - TIME_BUDGET_MARGIN, kernel.timeout // 2)
+    if kernel.kind == INFER and not params["deadline_s"]:  # a scored submission.csv before Kaggle ends the session
+        params["deadline_s"] = max(kernel.timeout - INFER_DEADLINE_MARGIN, kernel.timeout // 2)
     params.update(overrides or {})
     return params
 
@@ -84,6 +86,7 @@ def render_kernel(config: Config, name: str, *, tiny: bool = False, overrides: d
         model_sources=sources.model_sources,
         competition_sources=sources.competition_sources,
         kernel_sources=sources.kernel_sources,
+        docker_image_pinning_type=kernel.docker_image_pinning_type,
     )
     metadata.write_metadata(folder, metadata.KERNEL_METADATA, data)
     return RenderedKernel(name, handle, folder, nb_path, data, sources)
@@ -125,7 +128,14 @@ def adapter_dir(output: Optional[str], *, state_file: Path, hint: str, context: 
     if not folder.is_dir():
         raise MissingFileError(f"training output {folder} does not exist", context=context, hint=hint)
     try:
-        return find_model_dir(folder, marker=ADAPTER_MARKER)
+        found = find_model_dir(folder, marker=ADAPTER_MARKER)
     except InputNotFoundError:
         raise MissingFileError(f"no adapter ({ADAPTER_MARKER}) in {folder} or below it", context=context,
                                hint=hint) from None
+    nested = sorted(p.parent.relative_to(found) for p in found.rglob(ADAPTER_MARKER) if p.parent != found)
+    if nested:  # its sub-folders are published with it (as Kaggle unpacks them): never a checkpoint's adapter
+        raise MissingFileError(f"the adapter folder {found} holds {len(nested)} other adapter(s) below it "
+                               f"({', '.join(map(str, nested[:3]))}): they would be published with it",
+                               context=context, hint="move the checkpoints out, or publish a folder holding "
+                                                     "only the final adapter: kagflow model publish adapter --from DIR")
+    return found

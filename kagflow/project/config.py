@@ -26,7 +26,7 @@ from kagflow.errors import ConfigError, KagflowError
 from kagflow.project.credentials import credentials_username
 from kagflow.project.layout import CONFIG_FILE, Layout
 from kagflow.project.typed import build, toml_value
-from kagflow.rules import kaggle, slugs
+from kagflow.rules import kaggle, metadata, slugs
 from kagflow.rules import metrics as metric_rules
 
 COMPETITION = "llm-classification-finetuning"
@@ -42,6 +42,7 @@ TRAIN_KERNEL, INFER_KERNEL = "train", "infer"
 # The two models a project publishes, by their table's name
 BASE_MODEL, ADAPTER_MODEL = "base_model", "adapter_model"
 MODELS = (BASE_MODEL, ADAPTER_MODEL)
+WHEELS = "wheels"  # the wheels dataset, pinned like the models (Config.with_versions)
 
 
 @cache
@@ -75,15 +76,36 @@ class ModelConfig:
     instance: str  # instance slug
     framework: str = "transformers"
     private: bool = True
-    license: str = "Apache 2.0"
+    license: str = ""  # licenseName, one of Kaggle's (rules.kaggle.MODEL_LICENSES); a publish to Kaggle needs one
+    # modelInstanceType (rules.kaggle.INSTANCE_TYPES) and what it derives from: a KaggleVariant's base_instance
+    # (owner/model/framework/instance), an ExternalVariant's base_url; empty: derived (Config.lineage)
+    instance_type: str = "Unspecified"
+    base_instance: str = ""
+    base_url: str = ""
+    training_data: tuple[str, ...] = ()  # trainingData; empty: derived (Config.lineage)
     version: int = 0  # pinned instance version, written by `kagflow model publish` (0: none yet)
 
 
 @dataclass(frozen=True)
 class BaseModelConfig(ModelConfig):
+    instance_type: str = kaggle.EXTERNAL_VARIANT  # the Hugging Face checkpoint, re-published
     hf_id: str = "unsloth/gemma-2-9b-it-bnb-4bit"
     local_dir: str = ""  # a Hugging Face snapshot folder; empty: the offline stand-in on the local target
     stand_in: str = "tiny"  # the offline stand-in (STAND_INS): "tiny" (random Gemma-2) or "gemma3-270m"
+
+
+@dataclass(frozen=True)
+class AdapterModelConfig(ModelConfig):
+    instance_type: str = kaggle.KAGGLE_VARIANT  # a fine-tune of [base_model]'s instance
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """What a model instance's metadata says it derives from: the values model-instance-metadata.json carries."""
+    instance_type: str
+    base_instance: str  # owner/model/framework/instance, for a KaggleVariant
+    base_url: str  # for an ExternalVariant
+    training_data: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -92,6 +114,10 @@ class WheelsConfig:
     requirements: tuple[str, ...] = ("peft==0.21.2", "bitsandbytes==0.50.2")
     image: str = "kaggle-gpu"  # a snapshot name shipped with kagflow or a path to an image.json
     private: bool = True
+    # the dataset's licence (rules.kaggle.DATASET_LICENSES); "other": each wheel keeps its own project's licence,
+    # as the dataset's description says
+    license: str = "other"
+    version: int = 0  # pinned dataset version, written by `kagflow wheels push` on Kaggle (0: none yet)
 
 
 @dataclass(frozen=True)
@@ -101,7 +127,8 @@ class KernelConfig:
     accelerator: str = kaggle.DEFAULT_ACCELERATOR
     internet: bool = False
     private: bool = True
-    timeout: int = kaggle.GPU_SESSION_S  # seconds
+    timeout: int = kaggle.DEFAULT_TIMEOUT_S  # seconds (Kaggle's session: at most 12 h; a competition's notebooks: 9 h)
+    docker_image_pinning_type: str = kaggle.DEFAULT_IMAGE_PINNING  # "original" (the first run's image) or "latest"
     # symbolic sources: "wheels", "base_model", "adapter_model", "competition", "kernel:<name>";
     # or explicit handles: "dataset:owner/slug", "notebook:owner/slug", "competition:slug",
     # "model:owner/model/framework/instance/version"
@@ -211,14 +238,14 @@ STAND_INS = {"tiny": TinyConfig, "gemma3-270m": StandInConfig}
 # Tables built the same way: [name] -> the Config field of the same name (absent: every default)
 TABLES = {"project": ProjectConfig, "wheels": WheelsConfig, "train": TrainConfig, "infer": InferConfig,
           "data": DataConfig}
-REQUIRED = {BASE_MODEL: BaseModelConfig, ADAPTER_MODEL: ModelConfig}  # tables every kagflow.toml has
+REQUIRED = {BASE_MODEL: BaseModelConfig, ADAPTER_MODEL: AdapterModelConfig}  # tables every kagflow.toml has
 
 
 @dataclass(frozen=True)
 class Config:
     project: ProjectConfig
     base_model: BaseModelConfig
-    adapter_model: ModelConfig
+    adapter_model: AdapterModelConfig
     wheels: WheelsConfig
     kernels: dict  # name -> KernelConfig
     train: TrainConfig
@@ -283,14 +310,35 @@ class Config:
         model = self.model(which)
         return self.model_handle(which).instance(model.framework, model.instance)
 
+    def lineage(self, which: str) -> Lineage:
+        """``which``'s instance type and what it derives from, with the empty keys derived: a KaggleVariant's base is
+        [base_model]'s instance, an ExternalVariant's URL is [base_model] hf_id's Hugging Face page, the adapter's
+        training data is the competition."""
+        model = self.model(which)
+        kind = model.instance_type
+        base_instance = model.base_instance or (str(self.instance_handle(BASE_MODEL))
+                                                if kind == kaggle.KAGGLE_VARIANT and which != BASE_MODEL else "")
+        base_url = model.base_url or (kaggle.hugging_face_url(self.base_model.hf_id)
+                                      if kind == kaggle.EXTERNAL_VARIANT and self.base_model.hf_id else "")
+        training = model.training_data or ((kaggle.competition_url(self.project.competition),)
+                                           if which == ADAPTER_MODEL else ())
+        return Lineage(kind, base_instance, base_url, tuple(training))
+
+    def wheels_source(self) -> Optional[str]:
+        """``owner/slug/version`` of the pinned wheels dataset version, or None if not pushed."""
+        version = self.wheels.version
+        return str(slugs.DatasetHandle(self.username, self.wheels_handle().slug, version)) if version > 0 else None
+
     def model_source(self, which: str) -> Optional[str]:
         """``owner/model/framework/instance/version`` of the pinned version, or None if unpublished."""
         version = self.model(which).version
         return slugs.model_source(self.instance_handle(which).version(version)) if version > 0 else None
 
     def with_versions(self, versions: dict) -> "Config":
-        """This config with model versions ``{which: version}`` pinned (a target's own record of them)."""
-        changes = {which: dataclasses.replace(self.model(which), version=v) for which, v in versions.items() if v}
+        """This config with versions ``{which: version}`` of the models (MODELS) and the wheels dataset (WHEELS)
+        pinned (a target's own record of them)."""
+        tables = {which: self.wheels if which == WHEELS else self.model(which) for which in versions}
+        changes = {which: dataclasses.replace(tables[which], version=v) for which, v in versions.items() if v}
         return dataclasses.replace(self, **changes) if changes else self
 
     # ------------------------------------------------------------------ paths
@@ -334,6 +382,7 @@ def _check_model(path: Path, where: str, model: ModelConfig) -> None:
     if model.version < 0:
         raise ConfigError(f"{path.name}: [{where}] version = {model.version} is negative",
                           context=f"file {path}", hint="use 0 (unpublished) or the published version")
+    _check_lineage(path, where, model)
     stand_in = getattr(model, "stand_in", None)
     if stand_in is not None and stand_in not in STAND_INS:
         close = get_close_matches(stand_in, list(STAND_INS), n=1, cutoff=0.4)
@@ -343,8 +392,28 @@ def _check_model(path: Path, where: str, model: ModelConfig) -> None:
                           else 'write stand_in = "tiny" (or "gemma3-270m": Gemma 3 270M from PyPI)')
 
 
+def _check_lineage(path: Path, where: str, model: ModelConfig) -> None:
+    """The licence (empty is allowed here: a publish to Kaggle refuses it) and what the instance derives from."""
+    if model.license:
+        _check_named(path, where, "license", model.license, metadata.check_model_license)
+    _check_named(path, where, "instance_type", model.instance_type, metadata.check_instance_type)
+    if model.base_instance:
+        _check_named(path, where, "base_instance", model.base_instance, slugs.ModelInstanceHandle.parse)
+    if model.base_url:
+        _check_named(path, where, "base_url", model.base_url, metadata.check_external_url)
+    if where == BASE_MODEL and model.instance_type == kaggle.KAGGLE_VARIANT and not model.base_instance:
+        raise ConfigError(f'{path.name}: [{where}] instance_type = "{kaggle.KAGGLE_VARIANT}" names no base_instance',
+                          context=f"file {path}, table [{where}]; a KaggleVariant is a variant of another Kaggle "
+                                  "model instance", hint=f'add base_instance = "{slugs.ModelInstanceHandle.FORM}", '
+                                                         f'or instance_type = "{kaggle.EXTERNAL_VARIANT}"')
+
+
 def _check_wheels(path: Path, wheels: WheelsConfig) -> None:
     _check_named(path, "wheels", "title", wheels.title, slugs.dataset_slug)
+    _check_named(path, "wheels", "license", wheels.license, metadata.check_dataset_license)
+    if wheels.version < 0:
+        raise ConfigError(f"{path.name}: [wheels] version = {wheels.version} is negative",
+                          context=f"file {path}", hint="use 0 (not pushed) or the pushed version")
 
 
 def _check_kernel(path: Path, name: str, kernel: KernelConfig) -> None:
@@ -354,7 +423,9 @@ def _check_kernel(path: Path, name: str, kernel: KernelConfig) -> None:
                           context=f"file {path}", hint='write kind = "train" or kind = "infer"')
     if kernel.timeout <= 0:
         raise ConfigError(f"{path.name}: [kernels.{name}] timeout = {kernel.timeout} must be positive",
-                          context=f"file {path}", hint=f"timeout = {kaggle.GPU_SESSION_S}  # 9 hours, in seconds")
+                          context=f"file {path}", hint=f"timeout = {kaggle.DEFAULT_TIMEOUT_S}  # 9 hours, in seconds")
+    _check_named(path, f"kernels.{name}", "docker_image_pinning_type", kernel.docker_image_pinning_type,
+                 metadata.check_image_pinning)
 
 
 def _data_error(path: Path, key: str, value, problem: str, fix: str) -> ConfigError:

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from kagflow.errors import ConfigError, NamingError
-from kagflow.project.config import ADAPTER_MODEL, INFER, MODELS, Config
+from kagflow.project.config import ADAPTER_MODEL, INFER, MODELS, WHEELS, Config
 from kagflow.rules import slugs
 
 
@@ -43,8 +43,12 @@ def _resolve_sources(config: Config, kernel_name: str) -> KernelSources:
     for source in kernel.sources:
         where = f"[kernels.{kernel_name}] sources"
         kind, _, value = source.partition(":")
-        if source == "wheels":
-            datasets.append(str(config.wheels_handle()))
+        if source == WHEELS:  # pinned to a version, as the models are
+            pinned = config.wheels_source()
+            if pinned is None:
+                missing.append((source, "kagflow wheels push"))
+            else:
+                datasets.append(pinned)
         elif source in MODELS:
             handle = config.model_source(source)
             if handle is None:

@@ -36,6 +36,7 @@ class ModelRecord:
 class DatasetRecord:
     handle: str
     digest: str = ""
+    version: int = 0  # the version holding those files (0: not known, written by an older kagflow)
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,24 @@ class FoldRecord:
 
 
 @dataclass(frozen=True)
+class Made:
+    """What one flow step made, as the flow's report names it: the kernel version it ran (or submitted) and
+    that version's pulled output, what it published, the submission and its score. The next steps and the
+    report read these, never the target's latest records, so figures of different versions never meet."""
+
+    version: Optional[int] = None
+    output: Optional[str] = None
+    sources: list = field(default_factory=list)  # owner/model/framework/instance/version published
+    ref: str = ""  # the submission's reference
+    score: Optional[float] = None
+
+
+@dataclass(frozen=True)
 class StepRecord:
     done: bool = False
     summary: str = ""
     seconds: float = 0.0
+    made: Made = field(default_factory=Made)
 
 
 _WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", dict: "a JSON object",
@@ -134,6 +149,9 @@ def _record(cls, data, path: Path, key: str):
                 raise _broken(path, f"{key} is missing the key {f.name!r}", key)
             continue
         value = data[f.name]
+        if dataclasses.is_dataclass(hints[f.name]):  # a record inside the record
+            values[f.name] = _record(hints[f.name], value, path, f"{key}.{f.name}")
+            continue
         if not _fits(value, hints[f.name]):
             raise _broken(path, f"{key}.{f.name} = {json.dumps(value)[:80]} is not {_type_words(hints[f.name])}",
                           f"{key}.{f.name}")
@@ -190,9 +208,16 @@ class ProjectState:
     def step_done(self, name: str) -> bool:
         return bool(self.flow.get(name, StepRecord()).done)
 
+    def made(self, step: str) -> Made:
+        """What flow step ``step`` made when it last ran (nothing when it never did)."""
+        return self.flow.get(step, StepRecord()).made
+
     def model_versions(self) -> dict[str, int]:
-        """``{which: version}`` of every model recorded here."""
-        return {which: record.version for which, record in self.models.items()}
+        """``{which: version}`` of every model recorded here, and of the wheels dataset ("wheels")."""
+        versions = {which: record.version for which, record in self.models.items()}
+        if self.wheels is not None and self.wheels.version:
+            versions["wheels"] = self.wheels.version
+        return versions
 
     # ------------------------------------------------------------------ writing
 

@@ -109,16 +109,22 @@ def dataset_dir(root: "str | os.PathLike[str]", title: str) -> Path:
 
 
 def build_wheels(requirements: Sequence[str], image: TargetImage, out_dir: Path, *, owner: str, title: str,
-                 cache_dir: Path, index_url: Optional[str] = None, find_links: Sequence["str | os.PathLike[str]"] = (),
+                 license_name: str, cache_dir: Path, index_url: Optional[str] = None,
+                 find_links: Sequence["str | os.PathLike[str]"] = (),
                  no_index: bool = False) -> BuildResult:
-    """Write the wheels dataset for ``requirements`` on ``image`` into ``out_dir`` (the dataset folder)."""
+    """Write the wheels dataset for ``requirements`` on ``image`` into ``out_dir`` (the dataset folder), under the
+    dataset licence ``license_name`` (one of Kaggle's: rules.kaggle.DATASET_LICENSES)."""
     requirements = [r.strip() for r in requirements if r and r.strip() and not r.strip().startswith("#")]
     if not requirements:
         raise WheelsError("no requirements to build a wheels dataset from",
                           hint="list packages, e.g. `kagflow wheels build peft bitsandbytes`")
     for req in requirements:
         requirement_name(req)
-    meta = metadata.dataset_metadata(owner, title)          # validates owner/title before any work
+    # validated before any work; "other" is "specified in the description" (docs/datasets_metadata.md)
+    meta = metadata.dataset_metadata(owner, title, license_name=license_name, description=(
+        f"# {title}\n\nOffline pip wheels built by kagflow for {image.name} (Python {image.python_version}), for "
+        f"notebooks without internet: {', '.join(requirements)}.\n\n## Licence\n\nEach wheel keeps the licence of "
+        "its own project, as its METADATA file (inside the wheel) says; this dataset adds none.\n"))
     out_dir = Path(out_dir)
     index = piprun.IndexOptions.make(index_url, find_links, no_index)
     cache = WheelCache(cache_dir)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from kagflow.classifier.config import FAST_LOOP_OPTIMIZERS
+from kagflow.classifier.config import FAST_LOOP_OPTIMIZERS, QUANTIZATIONS
 from kagflow.errors import KagflowError
 from kagflow.project.config import INFER, MODELS, TRAIN, Config
 from kagflow.project.sources import resolve_sources
@@ -41,7 +41,16 @@ def check(session) -> tuple[list[Problem], list[Pending]]:
     """`kagflow check`: every problem, and what the flow has not produced yet, with the versions the target has;
     the competition's files against [data] (the local Kaggle's copy, or Kaggle's list of its files)."""
     config = session.config
-    return check_project(config) + check_data(session), pending(config)
+    return check_project(config) + list(_check_licenses(session.target)) + check_data(session), pending(config)
+
+
+def _check_licenses(target) -> Iterator[Problem]:
+    """A licence each model is published under on ``target`` (real Kaggle takes no default)."""
+    for which in MODELS:
+        try:
+            target.model_license(which)
+        except KagflowError as e:
+            yield Problem(target.config.path.name, f"[{which}] license", e.message, e.hint or "name a licence")
 
 
 def check_project(config: Config) -> list[Problem]:
@@ -49,19 +58,25 @@ def check_project(config: Config) -> list[Problem]:
     (``Session.config``): sources the flow has not produced yet are ``pending``, not problems."""
     problems: list[Problem] = []
     problems += _check_train(config)
+    problems += _check_infer(config)
     for name in config.kernels:
         problems += _check_kernel_config(config, name, missing_is_problem=False)
     problems += _check_generated(config)
     return problems
 
 
-def check_kernel(config: Config, name: str, adapters: tuple[str, ...] = ()) -> list[Problem]:
+def check_kernel(config: Config, name: str, adapters: tuple[str, ...] = (), *,
+                 overridden: dict | None = None) -> list[Problem]:
     """The problems of kernel ``name`` alone (its [kernels.NAME] table and its rendered folder);
     before a push, a source nothing has produced yet is one of them. ``adapters``: the ensemble the
-    folder was rendered with (kagflow.project.sources.resolve_sources)."""
-    problems = list(_check_kernel_config(config, name, missing_is_problem=True))
+    folder was rendered with (kagflow.project.sources.resolve_sources). ``overridden``: {key: option} of the
+    [kernels.NAME] keys a push's options replaced in ``config`` (their problems name the option)."""
+    problems = [_from_option(p, name, overridden or {})
+                for p in _check_kernel_config(config, name, missing_is_problem=True)]
     if config.kernel(name).kind == TRAIN:
         problems += _check_train(config)
+    if config.kernel(name).kind == INFER:
+        problems += _check_infer(config)
     try:
         folder = config.kernel_dir(name)
     except KagflowError:
@@ -69,6 +84,15 @@ def check_kernel(config: Config, name: str, adapters: tuple[str, ...] = ()) -> l
     if (folder / metadata.KERNEL_METADATA).is_file():
         problems += check_kernel_folder(folder, config=config, name=name, adapters=adapters)
     return problems
+
+
+def _from_option(problem: Problem, name: str, overridden: dict) -> Problem:
+    """``problem`` of a [kernels.NAME] key an option replaced, told as the option's."""
+    key = problem.field.removeprefix(f"[kernels.{name}] ")
+    if key not in overridden:
+        return problem
+    return Problem(f"kagflow kernel push {name} {overridden[key]}", key, problem.message,
+                   f"{problem.fix} (or pass another {overridden[key]})")
 
 
 def pending(config: Config) -> list[Pending]:
@@ -84,6 +108,21 @@ def pending(config: Config) -> list[Pending]:
 
 
 # --------------------------------------------------------------------------- config-level rules
+
+def _check_infer(config: Config) -> Iterator[Problem]:
+    """[infer] keys the inference notebook would refuse: each with the key and the fix."""
+    toml, i = config.path.name, config.infer
+    if i.quantization not in QUANTIZATIONS:
+        yield Problem(toml, "[infer] quantization", f"quantization = {i.quantization!r} is not one of "
+                      f"{', '.join(QUANTIZATIONS)}", 'write quantization = "4bit" (NF4, as trained) or "8bit"')
+    if i.quantization == "8bit" and len(config.train.folds) > 1:
+        yield Problem(toml, "[infer] quantization", f"quantization = \"8bit\" merges one adapter into the weights, "
+                      f"and [train] folds ensembles {len(config.train.folds)}", 'set quantization = "4bit" for a fold '
+                      "ensemble, or folds = [] (one adapter)")
+    if i.deadline_s < 0:
+        yield Problem(toml, "[infer] deadline_s", f"deadline_s = {i.deadline_s} is negative",
+                      "set deadline_s = 0 (the kernel's timeout less 600 s) or the seconds the notebook may run")
+
 
 def _check_train(config: Config) -> Iterator[Problem]:
     """[train] keys that a training loop would not honour: each refused with the key and the fix."""
@@ -177,8 +216,10 @@ def _check_kernel_config(config: Config, name: str, *, missing_is_problem: bool)
         yield Problem(toml, f"{where} accelerator", f"unknown accelerator {kernel.accelerator!r}",
                       "use one of " + ", ".join(kaggle.ACCELERATORS))
     elif kernel.accelerator in kaggle.RETIRED_ACCELERATORS:
-        yield Problem(toml, f"{where} accelerator", f"{kernel.accelerator} is retired; Kaggle runs a "
-                      "replacement instead", f'set accelerator = "{kaggle.DEFAULT_ACCELERATOR}"')
+        instead = kaggle.RETIRED_ACCELERATORS[kernel.accelerator]
+        yield Problem(toml, f"{where} accelerator", f"{kernel.accelerator} is retired; Kaggle runs the session "
+                      f"on {instead} instead", f'set accelerator = "{instead}"')
+    yield from _check_timeout(toml, where, kernel, competitive)
     if not kernel.private:
         private_sources = []
         if "wheels" in kernel.sources and config.wheels.private:
@@ -190,6 +231,19 @@ def _check_kernel_config(config: Config, name: str, *, missing_is_problem: bool)
             yield Problem(toml, f"{where} private", "a public kernel uses private sources (" +
                           ", ".join(private_sources) + "): others cannot run or copy it",
                           "set private = true, or make those sources public (private = false)")
+
+
+def _check_timeout(toml: str, where: str, kernel, competitive: bool) -> Iterator[Problem]:
+    """Kaggle stops a session at 12 hours, and a code competition re-runs a submission notebook for at most 9."""
+    if kernel.timeout > kaggle.SESSION_S:
+        yield Problem(toml, f"{where} timeout", f"timeout = {kernel.timeout} s is past Kaggle's "
+                      f"{kaggle.SESSION_S // 3600} h session limit: the run is stopped there",
+                      f"set timeout = {kaggle.SESSION_S} or less")
+    elif competitive and kernel.kind == INFER and kernel.timeout > kaggle.COMPETITION_RUN_S:
+        yield Problem(toml, f"{where} timeout", f"timeout = {kernel.timeout} s is past the "
+                      f"{kaggle.COMPETITION_RUN_S // 3600} h a code competition gives its notebooks: the "
+                      "submission's re-run on the hidden test set would be stopped",
+                      f"set timeout = {kaggle.COMPETITION_RUN_S} or less (and make the notebook fit)")
 
 
 # --------------------------------------------------------------------------- generated files
@@ -292,6 +346,7 @@ def check_kernel_folder(folder: Path, *, config: Config | None = None, name: str
             "kernel_sources": list(expected.kernel_sources),
             "enable_internet": kernel.internet,
             "is_private": kernel.private,
+            "docker_image_pinning_type": kernel.docker_image_pinning_type,
         }
         if expected.missing:  # a pending source: the folder may list a version this config cannot confirm
             for key in ("model_sources", "dataset_sources", "kernel_sources"):
@@ -318,8 +373,16 @@ def check_dataset_metadata(path: Path) -> Iterator[Problem]:
     if "isPrivate" not in data:
         yield Problem(f, "isPrivate", "isPrivate is not written (Kaggle would default it)",
                       "run `kagflow wheels build` to regenerate it")
-    if len(data.get("licenses", [])) != 1:
-        yield Problem(f, "licenses", "exactly one license is required", 'write "licenses": [{"name": "CC0-1.0"}]')
+    licenses = data.get("licenses")
+    if not isinstance(licenses, list) or len(licenses) != 1 or not isinstance(licenses[0], dict):
+        yield Problem(f, "licenses", "exactly one licence is required",
+                      "set [wheels] license in kagflow.toml and run `kagflow wheels build`")
+    else:
+        try:
+            metadata.check_dataset_license(licenses[0].get("name", ""))
+        except KagflowError as e:
+            yield Problem(f, "licenses[0].name", e.message, f"{e.hint}; set [wheels] license and run "
+                          "`kagflow wheels build`")
 
 
 def check_wheels_folder(folder: Path) -> Iterator[Problem]:
@@ -372,8 +435,17 @@ def check_model_instance_metadata(path: Path) -> Iterator[Problem]:
             slugs.check_slug(data.get(key, ""), what=key)
         except KagflowError as e:
             yield Problem(f, key, e.message, e.hint or "fix it")
-    if not data.get("licenseName"):
-        yield Problem(f, "licenseName", "no license", 'write "licenseName": "Apache 2.0"')
+    regen = "set the model's license in kagflow.toml and run `kagflow model publish`"
+    try:
+        metadata.check_model_license(data.get("licenseName", ""))
+    except KagflowError as e:
+        yield Problem(f, "licenseName", e.message, f"{e.hint}; {regen}")
+    try:
+        metadata.model_instance_lineage(data.get("modelInstanceType", "Unspecified"),
+                                        data.get("baseModelInstance", ""), data.get("externalBaseModelUrl", ""))
+    except KagflowError as e:
+        key = (e.context or "").partition(": ")[2].partition(";")[0] or "modelInstanceType"
+        yield Problem(f, key, e.message, e.hint or regen)
 
 
 # --------------------------------------------------------------------------- the competition's data

@@ -1,4 +1,4 @@
-"""The GPU quota guard: before a GPU kernel is pushed, its GPU hours against the week's quota left.
+"""The GPU quota guard: before a GPU (or TPU) kernel is pushed, its hours against the week's quota of that kind left.
 
 The estimate is the kernel's previous version's run time as its log measured it, or, for a kernel
 that never ran, its session timeout (the most it can use). Beyond the quota left the push is refused
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
 from kagflow.rules import slugs
-from kagflow.rules.kaggle import GPU_ACCELERATORS
+from kagflow.rules.kaggle import quota_kind
 
 if TYPE_CHECKING:
     from kagflow.hub.gateway import Gateway
@@ -44,25 +44,26 @@ def estimate_run(gw: "Gateway", handle: slugs.KernelHandle, timeout: int) -> Est
 
 def guard_gpu_push(gw: "Gateway", name: str, handle: slugs.KernelHandle, accelerator: str, timeout: int, *,
                    force: bool = False, log: Optional[Callable[[str], None]] = None) -> Optional[Estimate]:
-    """Refuse (QuotaError) a GPU push of kernel ``name`` whose estimate exceeds the GPU quota left,
+    """Refuse (QuotaError) a GPU or TPU push of kernel ``name`` whose estimate exceeds that quota's hours left,
     unless ``force``.
 
-    Says the estimate and what is left in one line; returns the estimate (None for a non-GPU push or
+    Says the estimate and what is left in one line; returns the estimate (None for a CPU push or
     a target that does not report a quota)."""
     from kagflow.hub.kernels import accelerator_quota
 
     log = log or gw.log
-    if accelerator not in GPU_ACCELERATORS:
+    kind = quota_kind(accelerator)
+    if kind is None:
         return None
     try:
-        quota = accelerator_quota(gw).get("GPU")
+        quota = accelerator_quota(gw).get(kind)
     except HubError as e:
-        log(f"GPU quota unknown ({e.message}); pushing {handle} without the quota check")
+        log(f"{kind} quota unknown ({e.message}); pushing {handle} without the quota check")
         return None
     if quota is None:
         return None
     estimate = estimate_run(gw, handle, timeout)
-    line = (f"GPU quota: {handle} needs about {hours(estimate.seconds)} ({estimate.basis}); "
+    line = (f"{kind} quota: {handle} needs about {hours(estimate.seconds)} ({estimate.basis}); "
             f"{hours(quota.left)} of {hours(quota.allowed)} left this week")
     if estimate.seconds <= quota.left:
         log(line)
@@ -70,7 +71,7 @@ def guard_gpu_push(gw: "Gateway", name: str, handle: slugs.KernelHandle, acceler
     if force:
         log(f"warning: {line}: pushing anyway (--force)")
         return estimate
-    raise QuotaError(f"pushing {handle} would go past the weekly GPU quota",
+    raise QuotaError(f"pushing {handle} would go past the weekly {kind} quota",
                      context=f"estimate {hours(estimate.seconds)} ({estimate.basis}); used {hours(quota.used)} of "
                              f"{hours(quota.allowed)}, {hours(quota.left)} left",
                      hint=f"lower [kernels.{name}] timeout, wait for the renewal (kagflow status shows when), "

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 PROBE_TITLE = "kagflow image probe"
 PROBE_SLUG = "kagflow-image-probe"  # its folder under kernels/
 PROBE_ACCELERATOR = DEFAULT_ACCELERATOR  # the machine probed unless one is named
+PROBE_OUT = "kaggle-image.json"  # where the probed image is saved (relative to the project) unless named
 
 
 def write_probe_kernel(config: Config, folder: Path, *, accelerator: str) -> Path:

@@ -8,11 +8,13 @@ The hub (the official client) is imported inside the verbs that talk to it: the 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
 from kagflow.errors import KagflowError, KernelFailedError, MissingFileError
+from kagflow.project.config import INFER
 from kagflow.project.lock import locked
 from kagflow.project.state import KernelRecord, VersionRecord
 
@@ -68,16 +70,22 @@ def push(session, name: str, *, accelerator: Optional[str] = None, timeout: Opti
 
     rendered = render(session, name, overrides=overrides, adapters=adapters)
     config = session.config
-    problems = check_kernel(config, name, adapters)
+    kernel = config.kernel(name)
+    accelerator_used = accelerator or kernel.accelerator
+    timeout = timeout if timeout is not None else kernel.timeout
+    # --accelerator and --timeout get the checks [kernels.NAME] gets
+    pushed = dataclasses.replace(kernel, accelerator=accelerator_used, timeout=timeout)
+    problems = check_kernel(dataclasses.replace(config, kernels={**config.kernels, name: pushed}), name, adapters,
+                            overridden=_overridden(accelerator, timeout))
     if problems:
         raise KagflowError(f"kernel {name!r} has {len(problems)} problem(s); not pushed",
                            context="\n".join(p.render() for p in problems),
                            hint="fix them (kagflow check lists them all), then push again")
-    kernel = config.kernel(name)
-    accelerator_used = accelerator or kernel.accelerator
-    timeout = timeout if timeout is not None else kernel.timeout
     check_project_data(session)
     guard_competition_source(session, name, rendered)
+    if kernel.kind == INFER and not session.target.uses_stand_in:  # the rates are Gemma-2-9B's
+        guard_run_time(config, name, accelerator_used, timeout, members=max(1, len(adapters)), force=force_quota,
+                       log=session.gateway.log)
     result = push_kernel(session.gateway, rendered.folder, accelerator=accelerator, timeout=timeout, force=force,
                          before_push=lambda: guard_gpu_push(session.gateway, name, rendered.handle,
                                                             accelerator_used, timeout, force=force_quota))
@@ -88,6 +96,35 @@ def push(session, name: str, *, accelerator: Optional[str] = None, timeout: Opti
         state.record_version(name, result.version, VersionRecord(dict(overrides or {}), accelerator_used, timeout,
                                                                  round(time.time())))
     return result
+
+
+def guard_run_time(config, name: str, accelerator: str, timeout: int, *, members: int, force: bool = False,
+                   log: Callable[[str], None] = print) -> None:
+    """Before an inference push: the estimated run time on Kaggle (``rules.runtime``) against the kernel's
+    timeout; refused past it unless ``force``. Says the estimate in one line."""
+    from kagflow.rules.runtime import kaggle_inference_run_time, refuse_past_timeout
+
+    infer = config.infer
+
+    def estimate_for(n: int):
+        return kaggle_inference_run_time(config.project.competition, accelerator, members=n, tta=infer.tta,
+                                         max_length=infer.max_length)
+
+    estimate = estimate_for(members)
+    if estimate is None:
+        return
+    if force and estimate.seconds > timeout:
+        log(f"warning: inference run time past the {timeout} s timeout, pushing anyway (--force): "
+            f"{estimate.arithmetic}")
+        return
+    refuse_past_timeout(estimate, timeout, name=name, estimate_for=estimate_for)
+    log(f"inference run time: {estimate.arithmetic} (timeout {timeout} s)")
+
+
+def _overridden(accelerator: Optional[str], timeout: Optional[int]) -> dict:
+    """The [kernels.NAME] keys a push's options replace, with the option that does (for the problems' wording)."""
+    given = {"accelerator": ("--accelerator", accelerator), "timeout": ("--timeout", timeout)}
+    return {key: option for key, (option, value) in given.items() if value is not None}
 
 
 def kernel_version(session, name: str) -> int:
@@ -111,15 +148,17 @@ def status(session, name: str, version: Optional[int] = None):
     return version, kernel_status(session.gateway, session.config.kernel_handle(name), version)
 
 
-def wait(session, name: str, *, version: Optional[int] = None, timeout: Optional[float] = None,
-         on_poll: Optional[Callable] = None):
-    """Wait for the kernel; on ERROR/CANCEL pull its log and raise with the last lines."""
-    from kagflow.hub.kernels import log_text, tail, wait_kernel
+def wait(session, name: str, *, version: Optional[int] = None, timeout: Optional[float] = None, watch=None):
+    """Wait for the kernel, its state and its log's training step, loss and ETA shown on ``watch`` (default: a
+    ``kagflow.progress.Watch`` on stderr; see ``kernel_watch``); on ERROR/CANCEL pull its log and raise with the
+    last lines."""
+    from kagflow.hub.kernels import log_text, tail
+    from kagflow.workflow.kernel_watch import watch_kernel
 
     handle = session.config.kernel_handle(name)
     version = version or kernel_version(session, name)
-    status = wait_kernel(session.gateway, handle, version,
-                         timeout=timeout or session.config.kernel(name).timeout + 600, on_poll=on_poll)
+    status = watch_kernel(session.gateway, handle, version, label=f"{name} v{version}", watch=watch,
+                          timeout=timeout or session.config.kernel(name).timeout + 600)
     if status.status != "COMPLETE":
         log = ""
         try:

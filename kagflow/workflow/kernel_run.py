@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 from kagflow.errors import KagflowError
 from kagflow.notebooks.kernel_folder import adapter_dir, render_kernel
-from kagflow.project.config import ADAPTER_MODEL, BASE_MODEL, INFER, MODELS, TRAIN_KERNEL
+from kagflow.project.config import ADAPTER_MODEL, BASE_MODEL, INFER, MODELS, TRAIN_KERNEL, WHEELS
 from kagflow.rules import slugs
 from kagflow.workflow.competition_data import host_competition
 from kagflow.workflow.target import LocalTarget, local_target
@@ -93,8 +93,9 @@ def run_local(target: LocalTarget, name: str, *, timeout: Optional[int] = None,
     config = target.config
     kernel = config.kernel(name)
     state = target.state()
-    # a local run needs no published model: unpublished ones are mounted as version 1
-    config = config.with_versions({which: max(config.model(which).version, 1) for which in MODELS})
+    # a local run needs no published model or wheels: unpublished ones are mounted as version 1
+    config = config.with_versions({**{which: max(config.model(which).version, 1) for which in MODELS},
+                                   WHEELS: max(config.wheels.version, 1)})
     rendered = render_kernel(config, name, tiny=target.uses_stand_in, overrides=overrides)
     output = next_output_dir(config.kernel_dir(name))
     private = config.layout.private

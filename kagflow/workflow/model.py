@@ -22,16 +22,20 @@ ADAPTER_HINT = (f"run `kagflow kernel push {TRAIN_KERNEL} --wait` and `kagflow k
                 "or publish a folder: kagflow model publish adapter --from DIR")
 
 
-def write_model_metadata(config: Config, which: str) -> tuple[Path, Path]:
-    """models/<slug>/model-metadata.json and models/<slug>/<instance>/model-instance-metadata.json."""
+def write_model_metadata(config: Config, which: str, license_name: str) -> tuple[Path, Path]:
+    """models/<slug>/model-metadata.json and models/<slug>/<instance>/model-instance-metadata.json (the instance's
+    lineage from ``Config.lineage``, its licence ``license_name``)."""
     model = config.model(which)
     model_dir, instance_dir = config.model_dirs(which)
     metadata.write_metadata(model_dir, metadata.MODEL_METADATA, metadata.model_metadata(
         config.username, model.title, is_private=model.private,
         description=f"# {model.title}\n\n{'Base model' if which == BASE_MODEL else 'LoRA adapter'} "
                     f"{COMPETITION_NOTE.format(config.project.competition)}, published with kagflow.\n"))
+    lineage = config.lineage(which)
     metadata.write_metadata(instance_dir, metadata.MODEL_INSTANCE_METADATA, metadata.model_instance_metadata(
-        config.instance_handle(which), license_name=model.license))
+        config.instance_handle(which), license_name=license_name, fine_tunable=which == BASE_MODEL,
+        training_data=lineage.training_data, model_instance_type=lineage.instance_type,
+        base_model_instance=lineage.base_instance, external_base_model_url=lineage.base_url))
     return model_dir, instance_dir
 
 
@@ -53,12 +57,12 @@ def guard_competition(gw, config: Config, which: str) -> None:
                                 "adapter\" (kagflow init --competition writes such titles), then publish again")
 
 
-def publish_files(gw, config: Config, which: str, source: Path, *, notes: str = ""):
+def publish_files(gw, config: Config, which: str, source: Path, *, license_name: str, notes: str = ""):
     """Publish ``source`` as the next version of ``which``'s instance (its metadata written first)."""
     from kagflow.hub.models import publish_model
 
     guard_competition(gw, config, which)
-    model_dir, instance_dir = write_model_metadata(config, which)
+    model_dir, instance_dir = write_model_metadata(config, which, license_name)
     return publish_model(gw, config.instance_handle(which), model_dir, instance_dir, source, notes=notes)
 
 
@@ -80,7 +84,8 @@ def publish(session, which: str, *, source: Optional[Path] = None, notes: str = 
     elif which == ADAPTER_MODEL:  # a whole training output given: its final adapter, not kept checkpoints too
         source = find(str(source), state_file=session.state.path, context=f"--from {source}",
                       hint="pass the training output or the folder holding adapter_config.json")
-    result = publish_files(session.gateway, session.target.config, which, source, notes=notes)
+    result = publish_files(session.gateway, session.target.config, which, source,
+                           license_name=session.target.model_license(which), notes=notes)
     session.target.pin(which, result.handle.version)
     session.state.record_model(which, ModelRecord(result.source, result.handle.version, result.digest,
                                                   result.uploaded))

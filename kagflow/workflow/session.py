@@ -81,6 +81,7 @@ class Session:
     from kagflow.workflow.kernel_import import import_notebook  # kagflow kernel import
     from kagflow.workflow.kernel_run import run_here  # kagflow kernel run --local
     from kagflow.workflow.model import adapter_dir, publish  # kagflow model publish
+    from kagflow.workflow.online import check_online  # kagflow check --online
     from kagflow.workflow.status import day_status, submission_lines  # kagflow status, kagflow submissions
     from kagflow.workflow.submit import submit, submit_csv  # kagflow submit
     from kagflow.workflow.wheels import build_wheels, push_wheels  # kagflow wheels build|push

@@ -132,7 +132,9 @@ def day_status(session, *, last: int = 5) -> DayStatus:
     status = DayStatus(session.endpoint.describe(), config.project.competition)
     for which in MODELS:
         status.models[which] = config.model_source(which) or "not published"
-    status.wheels = session.state.wheels.handle if session.state.wheels else "not pushed"
+    wheels = session.state.wheels
+    status.wheels = (f"{wheels.handle}/{wheels.version}" if wheels.version else wheels.handle) if wheels else \
+        "not pushed"
     status.kernels = kernel_lines(session)
     every = submission_lines(session)
     status.submissions = every[:last]

@@ -15,13 +15,13 @@ from typing import Callable, Optional
 
 from kagflow.errors import KagflowError
 from kagflow.project.config import ADAPTER_MODEL, BASE_MODEL, INFER_KERNEL, TRAIN_KERNEL
-from kagflow.project.state import FoldRecord
+from kagflow.project.state import FoldRecord, Made
 
 
 @dataclass(frozen=True)
 class StepResult:
     summary: str
-    facts: dict = field(default_factory=dict)  # what the report shows (sources, versions, paths)
+    made: Made = field(default_factory=Made)  # what the next steps and the report read (versions, outputs)
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class StepContext:
 
     forced: frozenset = frozenset()  # steps redone on purpose (--from): kernels are pushed again
     local_train: bool = False
-    on_poll: Optional[Callable] = None
+    on_poll: Optional[Callable] = None  # the submission's wait (kernels show their own progress: kernel_watch)
     folds: tuple[int, ...] = ()  # train each as its own version, ensemble their adapters (--folds, [train] folds)
 
 
@@ -39,6 +39,7 @@ class Step:
     name: str
     run: Callable[..., StepResult]
     help: str
+    uploads: bool = True  # publishes, pushes or submits (the flow asks the target first: workflow.online)
 
 
 def setup(session, ctx: StepContext) -> StepResult:
@@ -49,20 +50,23 @@ def _publish(which: str):
     def run(session, ctx: StepContext) -> StepResult:
         result = session.publish(which)
         return StepResult(f"{result.source} ({'uploaded' if result.uploaded else 'unchanged'})",
-                          {"published": result.source})
+                          Made(sources=[result.source]))
     return run
 
 
 def wheels(session, ctx: StepContext) -> StepResult:
-    built = session.build_wheels()
+    image, how = session.target.flow_wheels_image(session)  # probed now, or said why not
+    session.log(f"[wheels] image: {how}")
+    built = session.build_wheels(image=image)
     pushed = session.push_wheels()
-    return StepResult(f"{built.dataset_id}: {len(built.wheels)} wheel(s), {built.total_size / 1e6:.1f} MB, "
-                      f"{'uploaded' if pushed.uploaded else 'unchanged'}")
+    return StepResult(f"{built.dataset_id}/{pushed.version}: {len(built.wheels)} wheel(s), "
+                      f"{built.total_size / 1e6:.1f} MB, {'uploaded' if pushed.uploaded else 'unchanged'}; "
+                      f"image {how}", {"image": image})
 
 
 def _push_wait_pull(session, name: str, ctx: StepContext, **push) -> tuple[int, Path]:
     pushed = session.push(name, force=name in ctx.forced, **push)
-    session.wait(name, version=pushed.version, on_poll=ctx.on_poll)
+    session.wait(name, version=pushed.version)
     return pushed.version, session.pull(name, version=pushed.version)
 
 
@@ -94,7 +98,7 @@ def train_folds(session, ctx: StepContext) -> StepResult:
                         f"{record.score}")
         done.append(f"fold {fold} v{record.version or 'local'} ({record.score:.4f})" if record.score is not None
                      else f"fold {fold} v{record.version or 'local'}")
-    return StepResult("trained " + ", ".join(done), {"folds": list(ctx.folds)})
+    return StepResult("trained " + ", ".join(done))  # each fold's version and output: its FoldRecord
 
 
 def publish_folds(session, ctx: StepContext) -> StepResult:
@@ -108,7 +112,7 @@ def publish_folds(session, ctx: StepContext) -> StepResult:
             record = dataclasses.replace(record, adapter=result.source)
             session.state.record_fold(record)
         sources.append(record.adapter)
-    return StepResult(f"{len(sources)} adapter(s): " + ", ".join(sources), {"published": sources})
+    return StepResult(f"{len(sources)} adapter(s): " + ", ".join(sources), Made(sources=sources))
 
 
 def train(session, ctx: StepContext) -> StepResult:
@@ -119,13 +123,20 @@ def train(session, ctx: StepContext) -> StepResult:
         if result.status != "COMPLETE":
             raise KagflowError(f"local training failed: {result.failure}", context=str(result.log))
         session.state.record_output(TRAIN_KERNEL, result.output)
-        return StepResult(f"trained on this machine into {result.output}", {"output": str(result.output)})
+        return StepResult(f"trained on this machine into {result.output}", Made(output=str(result.output)))
     version, out = _push_wait_pull(session, TRAIN_KERNEL, ctx)
-    return StepResult(f"version {version} complete, output in {out}", {"version": version, "output": str(out)})
+    return StepResult(f"version {version} complete, output in {out}", Made(version, str(out)))
 
 
 def adapter(session, ctx: StepContext) -> StepResult:
-    return publish_folds(session, ctx) if ctx.folds else _publish(ADAPTER_MODEL)(session, ctx)
+    """The adapter of the training this flow ran (not of a version pushed since), as the next adapter version."""
+    if ctx.folds:
+        return publish_folds(session, ctx)
+    trained = session.state.made("train")
+    result = session.publish(ADAPTER_MODEL, source=session.adapter_dir(trained.output),
+                             notes=f"training version {trained.version or 'local'}")
+    return StepResult(f"{result.source} ({'uploaded' if result.uploaded else 'unchanged'})",
+                      Made(trained.version, trained.output, [result.source]))
 
 
 def infer(session, ctx: StepContext) -> StepResult:
@@ -134,18 +145,19 @@ def infer(session, ctx: StepContext) -> StepResult:
     if not (out / "submission.csv").is_file():
         raise KagflowError(f"the inference kernel wrote no submission.csv into {out}",
                            hint=f"check the log: kagflow kernel logs {INFER_KERNEL}")
-    return StepResult(f"version {version} complete, submission.csv in {out}",
-                      {"version": version, "submission": str(out / "submission.csv"), "adapters": list(adapters)})
+    return StepResult(f"version {version} complete, submission.csv in {out}", Made(version, str(out), list(adapters)))
 
 
 def submit(session, ctx: StepContext) -> StepResult:
-    sub = session.submit(INFER_KERNEL, on_poll=ctx.on_poll)
+    """The inference version this flow ran (not one pushed since) submitted, its score awaited."""
+    version = session.state.made("infer").version or session.kernel_version(INFER_KERNEL)
+    sub = session.submit(INFER_KERNEL, version=version, on_poll=ctx.on_poll)
     return StepResult(f"submission {sub.ref} {sub.status}, score {sub.public_score}",
-                      {"ref": sub.ref, "score": sub.public_score})
+                      Made(version, ref=str(sub.ref), score=sub.public_score))
 
 
 STEPS: tuple[Step, ...] = (
-    Step("setup", setup, "host the local competition and make the offline stand-in (local target)"),
+    Step("setup", setup, "host the local competition and make the offline stand-in (local target)", uploads=False),
     Step("base", _publish(BASE_MODEL), "publish the base model"),
     Step("wheels", wheels, "build and push the offline wheels dataset"),
     Step("train", train, "push the training kernel, wait, pull its output"),

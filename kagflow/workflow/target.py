@@ -16,17 +16,21 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import urlparse
 
-from kagflow.errors import ConfigError, MissingFileError, NotFoundError
+from kagflow.errors import ConfigError, KagflowError, MissingFileError, NotFoundError
 from kagflow.hub.endpoint import ENDPOINT_ENV, Endpoint
-from kagflow.project.config import Config
+from kagflow.project.config import WHEELS, Config
 from kagflow.project.credentials import has_credentials
 from kagflow.project.edit import set_value
 from kagflow.project.state import ProjectState
+from kagflow.rules import kaggle, metadata
 from kagflow.workflow.competition_data import host_competition, hosted_data, local_files
 from kagflow.workflow.standins import ensure_stand_in
 
 LOCAL_KAGGLE_IMAGE = "local-kaggle"  # the image the local Kaggle's kernels run on (kagflow.local.run.image)
 LOCAL_POLL_CAP = 3.0  # seconds: a loopback server is polled often (Kaggle's waits grow to WaitPolicy.CAP)
+# The licence a rehearsal on the local Kaggle publishes under when [base_model]/[adapter_model] license is empty:
+# nothing leaves the machine, and the stand-in's weights are kagflow's own. Real Kaggle takes no such default.
+REHEARSAL_LICENSE = "Apache 2.0"
 
 
 class Target:
@@ -50,7 +54,8 @@ class Target:
         raise NotImplementedError
 
     def pin(self, which: str, version: int) -> None:
-        """Record that ``which`` ("base_model"/"adapter_model") is at ``version`` here, where this target keeps it."""
+        """Record that ``which`` ("base_model"/"adapter_model"/"wheels") is at ``version`` here, where this target
+        keeps it."""
         raise NotImplementedError
 
     @property
@@ -75,10 +80,33 @@ class Target:
     def default_base_model(self) -> Path:
         raise NotImplementedError
 
+    def model_license(self, which: str) -> str:
+        """The licence ``which`` ("base_model"/"adapter_model") is published under here: its table's license,
+        one of Kaggle's (a ConfigError naming the key otherwise)."""
+        model = self.config.model(which)
+        try:
+            return metadata.check_model_license(model.license or self.default_license(which))
+        except KagflowError as e:
+            raise ConfigError(f"{self.config.path.name}: [{which}] license = {model.license!r}: {e.message}",
+                              context=f"file {self.config.path}, table [{which}], key license; publishing to "
+                                      f"{self.label}", hint=e.hint) from None
+
+    def default_license(self, which: str) -> str:
+        """The licence used when ``which``'s table names none ("": none, refused)."""
+        return ""
+
+    def rules_fix(self, competition: str) -> str:
+        """How the user accepts ``competition``'s rules here."""
+        return f"accept them at {kaggle.rules_url(competition)}, signed in as {self.config.username}"
+
     @property
     def wheels_image(self) -> str:
         """The image a wheels dataset is built for, unless one is named."""
         return self.config.wheels.image
+
+    def flow_wheels_image(self, session) -> tuple[str, str]:
+        """The image the flow builds the wheels for, and in words how it was chosen (probed now, or why not)."""
+        return self.wheels_image, f"[wheels] image = {self.wheels_image!r}"
 
     def setup(self, session) -> str:
         """The flow's first step here, for ``session`` (the command's); its one-line summary."""
@@ -130,8 +158,23 @@ class KaggleTarget(Target):
         return self.config
 
     def pin(self, which: str, version: int) -> None:
-        if self.config.model(which).version != version:
+        table = self.config.wheels if which == WHEELS else self.config.model(which)
+        if table.version != version:
             set_value(self.config.path, which, "version", version)
+
+    def flow_wheels_image(self, session) -> tuple[str, str]:
+        """A snapshot shipped with kagflow is probed first (Kaggle's image moves every few weeks): the probe kernel's
+        image.json becomes [wheels] image; an image probed earlier is used as it is, and said so."""
+        from kagflow.rules.image import BUILTIN_IMAGES
+        from kagflow.workflow.image import PROBE_ACCELERATOR, PROBE_OUT
+
+        image = self.config.wheels.image
+        if image not in BUILTIN_IMAGES:
+            return image, (f"[wheels] image = {image!r}, probed earlier (not probed again: `kagflow image probe` "
+                           "if Kaggle's image changed since)")
+        probed, path = session.probe_image(accelerator=PROBE_ACCELERATOR, out=PROBE_OUT)
+        return PROBE_OUT, (f"Kaggle's image probed now ({probed.name}, Python {probed.python_version}), saved to "
+                           f"{path} and set as [wheels] image (the shipped snapshot {image!r} was not used)")
 
     def default_base_model(self) -> Path:
         config = self.config
@@ -173,11 +216,18 @@ class LocalTarget(Target):
         return self.config.with_versions(state.model_versions())
 
     def pin(self, which: str, version: int) -> None:
-        pass  # the state file's model record is the pin
+        pass  # the state file's model (or wheels) record is the pin
 
     @property
     def uses_stand_in(self) -> bool:
         return not self.config.base_model.local_dir
+
+    def default_license(self, which: str) -> str:
+        return REHEARSAL_LICENSE
+
+    def rules_fix(self, competition: str) -> str:
+        return (f"kagflow local competition --accept-rules (the flow's setup step accepts them for "
+                f"{self.config.username})")
 
     def default_base_model(self) -> Path:
         return ensure_stand_in(self.config)
@@ -185,6 +235,9 @@ class LocalTarget(Target):
     @property
     def wheels_image(self) -> str:
         return LOCAL_KAGGLE_IMAGE
+
+    def flow_wheels_image(self, session) -> tuple[str, str]:
+        return LOCAL_KAGGLE_IMAGE, "the local Kaggle's own image (its kernels run on it: nothing to probe)"
 
     def server_data_dir(self) -> Path:
         """The data folder of the server this target talks to: the one ``KAGFLOW_KAGGLE_ENDPOINT`` names (it says

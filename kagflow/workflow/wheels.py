@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from kagflow.project.config import Config
+from kagflow.project.config import WHEELS, Config
 from kagflow.project.lock import locked
 from kagflow.project.state import DatasetRecord
 from kagflow.workflow.target import LOCAL_KAGGLE_IMAGE
@@ -49,7 +49,8 @@ def build_dataset(config: Config, image: str, *, requirements: Optional[Sequence
     layout = config.layout
     classifier, pin = build_classifier_wheel(layout.classifier_wheel)
     return build([*(requirements or config.wheels.requirements), pin], target_image(config, image),
-                 config.wheels_dir(), owner=config.username, title=config.wheels.title, cache_dir=layout.wheel_cache,
+                 config.wheels_dir(), owner=config.username, title=config.wheels.title,
+                 license_name=config.wheels.license, cache_dir=layout.wheel_cache,
                  index_url=index_url, find_links=[*find_links, str(classifier.parent)], no_index=no_index)
 
 
@@ -59,5 +60,6 @@ def push_wheels(session, *, notes: str = ""):
     from kagflow.hub.datasets import push_dataset
 
     result = push_dataset(session.gateway, session.config.wheels_dir(), notes=notes)
-    session.state.record_wheels(DatasetRecord(str(result.handle), result.digest))
+    session.target.pin(WHEELS, result.version)
+    session.state.record_wheels(DatasetRecord(str(result.handle), result.digest, result.version))
     return result

@@ -28,7 +28,8 @@ def _one_error(code: int, err: str, *pieces: str) -> None:
 GOOD_STATE = {"models": {"base_model": {"source": "alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base/1",
                                         "version": 1, "digest": "ab", "uploaded": True}},
               "kernels": {"train": {"handle": "alice/gemma2-qlora-arena-train", "version": 2}},
-              "flow": {"setup": {"done": True, "summary": "ok", "seconds": 1.5}},
+              "flow": {"setup": {"done": True, "summary": "ok", "seconds": 1.5},
+                       "train": {"done": True, "made": {"version": 2, "output": "kernels/t/output/v2"}}},
               "versions": {"train": {"2": {"params": {"lr": 0.001}, "timeout": 600}}},
               "folds": {"0": {"fold": 0, "version": 2, "score": 0.69, "metric": "log_loss"}}}
 
@@ -42,6 +43,9 @@ GOOD_STATE = {"models": {"base_model": {"source": "alice/gemma-2-9b-4bit-base/tr
     ('{"kernels": {"train": {"handle": "alice/k", "version": "three"}}}',
      ["kernels.train.version", '"three"', "a whole number"]),
     ('{"flow": {"train": {"done": "yes"}}}', ["flow.train.done", '"yes"', "true or false"]),
+    ('{"flow": {"train": {"done": true, "made": {"version": "v1"}}}}', ["flow.train.made.version", '"v1"',
+                                                                      "a whole number"]),
+    ('{"flow": {"train": {"done": true, "made": [1]}}}', ["flow.train.made", "a JSON object", "a list"]),
     ('{"models": {"base_model": {"version": 1}}}', ["models.base_model", "missing", "'source'"]),
     ('{"versions": {"train": {"2": {"params": "lr=1"}}}}', ["versions.train.2.params", "a JSON object"]),
     ('{"versions": {"train": {"two": {}}}}', ["versions.train", "'two'", "a version number"]),
@@ -68,6 +72,7 @@ def test_a_good_state_file_still_loads(project, capsys):
     assert loaded.model_version("base_model") == 1 and loaded.kernel("train").version == 2
     assert loaded.step_done("setup") and loaded.version("train", 2).params == {"lr": 0.001}
     assert loaded.folds[0].score == 0.69 and loaded.folds[0].metric == "log_loss"
+    assert loaded.made("train").version == 2 and loaded.made("setup").output is None  # a step that made no version
     code, out, err = run_kagflow(capsys, "--config", str(project), "check")
     assert code == 0, err
 
@@ -81,16 +86,18 @@ def _edit(path: Path, old: str, new: str) -> None:
 
 
 @pytest.mark.parametrize("old, new, pieces", [
-    ("lr = 2e-4", "lr = = 2e-4", ["is not valid TOML", "line 104", "column"]),   # a syntax error
+    ("lr = 2e-4", "lr = = 2e-4", ["is not valid TOML", "line {line}", "column"]),   # a syntax error
     ("lr = 2e-4", 'lr = "fast"', ["[train] lr", '"fast"', "is not a number", "lr = 0.0002"]),  # a wrong type
     ("lr = 2e-4", "lr = nan", ["[train] lr", "nan is not a number", "lr = 0.0002"]),  # TOML's nan: no usable number
     ("timeout = 32400", "timeout = inf", ["[kernels.train] timeout", "inf", "whole number"]),
     ('instance = "gemma2-9b-4bit-base"\n', "", ["[base_model]", "missing the required key 'instance'"]),
 ])
 def test_a_broken_config_is_one_error_naming_file_and_key(project, capsys, old, new, pieces):
+    text = project.read_text()
+    line = text[:text.index(old)].count("\n") + 1  # where the edit lands, wherever the defaults put it
     _edit(project, old, new)
     code, _, err = run_kagflow(capsys, "--config", str(project), "check")
-    _one_error(code, err, "kagflow.toml", *pieces)
+    _one_error(code, err, "kagflow.toml", *(piece.format(line=line) for piece in pieces))
 
 
 def test_a_config_that_is_not_text_is_one_error(project, capsys):

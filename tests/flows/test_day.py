@@ -136,8 +136,11 @@ def test_quota_guard_refuses_beyond_the_quota_unless_forced(proj, server, capsys
 
 
 def test_param_overrides_reach_the_notebook_and_the_state(proj, capsys):
+    code, out, err = kagflow(capsys, "kernel", "push", "train", "-p", "fold_idx=2", "--accelerator", "None")
+    assert code == 1 and "kagflow kernel push train --accelerator: accelerator: a competition kernel runs " \
+                         "without a GPU" in err  # the option gets the checks [kernels.train] accelerator gets
     code, out, err = kagflow(capsys, "kernel", "push", "train", "-p", "fold_idx=2", "-p", "lr=1e-4",
-                             "--accelerator", "None")
+                             "--accelerator", "NvidiaTeslaT4")
     assert code == 0, out + err
     nb = nbformat.read(str(next((proj / "kernels").rglob("*train*.ipynb"))), as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
@@ -158,3 +161,17 @@ def test_logs_follow_prints_the_running_log(proj, capsys):
     code, out, err = kagflow(capsys, "kernel", "logs", "quick", "--follow")
     assert code == 0, err
     assert [line for line in out.splitlines() if line.startswith("step")] == ["step 0", "step 1", "step 2"]
+
+
+def test_waiting_shows_the_step_loss_and_eta_the_kernel_prints(proj, capsys):
+    from kagflow.classifier.progress_line import Progress, format_line
+
+    lines = [format_line(Progress("train", step, 3, loss=1.0 / step, eta_s=3 - step)) for step in (1, 2, 3)]
+    write_quick_notebook(proj, "import time\n" + "".join(f"print({line!r}, flush=True); time.sleep(0.3)\n"
+                                                         for line in lines))
+    code, out, err = kagflow(capsys, "kernel", "push", "quick", "--wait")
+    assert code == 0, out + err
+    # no terminal: plain lines; the last one has the kernel's last figures, read from its log stream
+    waits = [line for line in err.splitlines() if line.startswith("quick v1: ")]
+    assert waits[-1].startswith("quick v1: COMPLETE ") and waits[-1].endswith(
+        ", train step 3/3, loss 0.3333, ETA 0s"), err

@@ -117,6 +117,14 @@ def test_whole_flow_beats_uniform_then_second_run_does_nothing(project, isolatio
     assert score < UNIFORM, report
     assert "validation: log_loss" in report and "accuracy" in report
     assert "confusion matrix:" in report and Path(report.split("confusion matrix:")[1].split()[0]).is_file()
+    curve = Path(report.split("loss curve:")[1].split()[0])  # training's loss curve, beside the confusion matrix
+    assert curve.parent == Path(report.split("confusion matrix:")[1].split()[0]).parent and curve.is_file()
+    # each figure names its version
+    assert "(train v1)\n" in report.split("confusion matrix:")[1] and "(infer v1)" in report.split("submission.csv:")[1]
+    assert "of infer v1)" in report.split("score (log loss):")[1]
+    # the wait showed the training kernel's step and loss read from its log (no terminal: plain lines)
+    assert any(line.startswith("train v1: COMPLETE") and "train step " in line and "loss " in line
+               for line in first.stderr.splitlines()), first.stderr[-3000:]
     assert "no Kaggle credentials; using the local Kaggle" in first.stderr
     # the server ran in the eventual mode and kagflow met its delays (it waited for its own creates to show)...
     assert "consistency eventual" in (project / ".kagflow" / "local" / "server.log").read_text()

@@ -66,7 +66,8 @@ def test_the_report_names_each_folds_metric(tmp_path):
 
     report = FlowReport("local", metric="accuracy", direction="higher is better", metric_name="accuracy",
                         folds=[{"fold": 0, "version": 1, "output": "", "score": 0.81, "metric": "accuracy",
-                                "adapter": "a/b/transformers/c/1"}], oof_score=0.8, oof_rows=40)
+                                "adapter": "a/b/transformers/c/1", "confusion_matrix": "", "loss_curve": ""}],
+                        oof_score=0.8, oof_rows=40)
     text = "\n".join(report.lines())
     assert "fold 0: train version 1, validation accuracy 0.8100, adapter a/b/transformers/c/1" in text
     assert "ensemble of 1 fold(s): out-of-fold accuracy 0.8000 (40 rows)" in text

@@ -12,7 +12,8 @@ It is a virtualenv of this machine's Python, built once per spec into
 ``<cache>/<digest>/`` (``$KAGFLOW_IMAGE_CACHE``, else ``~/.cache/kagflow/images``) and reused after.
 Where a pinned version cannot be had here, the nearest available one is used; every difference from
 Kaggle's image (Python, torch build, substituted versions) is recorded in the image's
-``kagflow-local-image.json`` and printed when it is built.
+``kagflow-local-image.json`` and printed when it is built. The build shows its progress on stderr (a
+``kagflow.progress.Watch``: its phase, pip's packages collected, then installed).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from kagflow.errors import WheelsError
+from kagflow.progress import Watch
 from kagflow.rules.image import DEFAULT_IMAGE, TargetImage, image_from_probe_output, load_image, probe_notebook_source
 
 FORMAT = "kagflow-local-image/1"
@@ -168,10 +170,45 @@ def kernel_python() -> str:
     return kernel_image().python
 
 
+class PipProgress:
+    """``pip install``'s output read as progress on a Watch: each package collected (downloaded or from pip's
+    cache), then the install of all of them, then how many were installed."""
+
+    COLLECTING = re.compile(r"Collecting (\S+)")
+    INSTALLING = re.compile(r"Installing collected packages: (.+)")
+    INSTALLED = re.compile(r"Successfully installed (.+)")
+
+    def __init__(self, watch: Watch):
+        self.watch, self.collected = watch, 0
+
+    def __call__(self, line: str) -> None:
+        line = line.strip()
+        if found := self.COLLECTING.match(line):
+            self.collected += 1
+            self.watch.figures(self.collected, None, f"{self.collected} package(s) collected, the last {found[1]}")
+        elif found := self.INSTALLING.match(line):
+            count = len(found[1].split(", "))
+            self.watch.figures(0, count, f"installing {count} package(s)")
+        elif found := self.INSTALLED.match(line):
+            count = len(found[1].split())
+            self.watch.figures(count, count, f"{count} package(s) installed")
+
+
 def _build(path: Path, spec: ImageSpec, target: TargetImage, say: Callable[[str], None]) -> KernelImage:
     say(f"kagflow: building the local Kaggle image {path.name} ({len(spec.pins)} packages pinned to "
         f"{spec.target}'s versions; once, then reused)")
+    watch = Watch("local Kaggle image")
+    try:
+        with watch.beating():
+            return _build_steps(path, spec, target, say, watch)
+    finally:
+        watch.close()
+
+
+def _build_steps(path: Path, spec: ImageSpec, target: TargetImage, say: Callable[[str], None],
+                 watch: Watch) -> KernelImage:
     t0 = time.monotonic()
+    watch.state("virtualenv")
     shutil.rmtree(path, ignore_errors=True)
     base = getattr(sys, "_base_executable", sys.executable)
     _run([base, "-m", "venv", str(path)], "create the image's virtualenv")
@@ -185,14 +222,17 @@ def _build(path: Path, spec: ImageSpec, target: TargetImage, say: Callable[[str]
         f.write("\n".join(spec.constraints) + "\n")
         constraints = f.name
     try:
-        install = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-warn-script-location"]
-        if _pip(install + ["-c", constraints] + pins).returncode != 0:
+        install = [python, "-m", "pip", "install", "--progress-bar", "off", "--disable-pip-version-check",
+                   "--no-warn-script-location"]
+        watch.state("pip install")
+        progress = PipProgress(watch)
+        if _pip(install + ["-c", constraints] + pins, progress).returncode != 0:
             notes.append("dependencies not held to the image's versions (they conflict with the pins here)")
-            failed = _pip(install + pins)
+            failed = _pip(install + pins, progress)
             if failed.returncode != 0:
                 pins, substituted = _nearest_pins(python, pins)
                 notes += substituted
-                failed = _pip(install + pins)
+                failed = _pip(install + pins, progress)
                 if failed.returncode != 0:
                     raise WheelsError("pip could not build the local Kaggle image: " + _tail(failed.stdout),
                                       context=f"pins: {' '.join(pins)}",
@@ -200,6 +240,7 @@ def _build(path: Path, spec: ImageSpec, target: TargetImage, say: Callable[[str]
     finally:
         os.unlink(constraints)
     probe = path / PROBE
+    watch.state("probe")
     _run([python, "-c", probe_notebook_source(str(probe))], "record the image's tags and packages")
     seconds = round(time.monotonic() - t0, 1)
     comparison = compare(target, image_from_probe_output(probe, name="local-kaggle").installed)
@@ -248,8 +289,16 @@ def _public(version: str) -> str:
         return version
 
 
-def _pip(cmd: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _pip(cmd: list[str], on_line: Optional[Callable[[str], None]] = None) -> subprocess.CompletedProcess:
+    """Run ``cmd`` (stderr into stdout), each line of its output to ``on_line`` as it comes; its whole output
+    is the result's stdout."""
+    lines = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            lines.append(line)
+            if on_line is not None:
+                on_line(line)
+    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(lines))
 
 
 def _run(cmd: list[str], what: str) -> None:

@@ -70,14 +70,20 @@ class Mount:
 
 
 def dataset_source(store: Store, user: str, ref: str) -> Optional[Mount]:
+    """``owner/slug`` (its latest version) or ``owner/slug/N`` (version N, pinned), mounted at the same path."""
     parts = ref.split("/")
-    if len(parts) != 2:
+    if len(parts) not in (2, 3) or (len(parts) == 3 and not parts[2].isdigit()):
         return None
-    row = store.one("SELECT * FROM datasets WHERE owner=? AND slug=?", *parts)
+    row = store.one("SELECT * FROM datasets WHERE owner=? AND slug=?", *parts[:2])
     if not visible(row, user):
         return None
-    version = store.one("SELECT id FROM dataset_versions WHERE dataset_id=? ORDER BY number DESC LIMIT 1", row["id"])
-    return Mount(("datasets", *parts), (parts[1],), "dataset_version", version["id"]) if version else None
+    if len(parts) == 3:
+        version = store.one("SELECT id FROM dataset_versions WHERE dataset_id=? AND number=?", row["id"],
+                            int(parts[2]))
+    else:
+        version = store.one("SELECT id FROM dataset_versions WHERE dataset_id=? ORDER BY number DESC LIMIT 1",
+                            row["id"])
+    return Mount(("datasets", *parts[:2]), (parts[1],), "dataset_version", version["id"]) if version else None
 
 
 def model_source(store: Store, user: str, ref: str) -> Optional[Mount]:

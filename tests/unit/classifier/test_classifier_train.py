@@ -241,3 +241,48 @@ def test_trainer_under_ddp_keeps_the_one_gpu_global_batch(capsys):
     assert accumulation_steps(cfg, 2) == 1  # 3 rows x 1 step x 2 GPUs = the one-GPU 3 x 2
     assert accumulation_steps(TrainConfig(gradient_accumulation_steps=3), 2) == 3
     assert "does not divide over 2 GPUs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("loop", ["fast", "trainer"])
+def test_both_loops_print_progress_lines_and_write_the_loss_curve(tmp_path, tiny_checkpoint, monkeypatch, capsys, loop):
+    """A tiny CPU run of each loop: a progress line per logged step and per evaluation (kagflow reads them from
+    the log), and loss_curve.png beside confusion_matrix.png with the train loss of each logged step and the
+    validation loss of each evaluation, the final one included."""
+    from kagflow.classifier.progress_line import parse_line
+
+    data = write_synthetic_competition(tmp_path / "data", n_train=100, n_test=1, seed=3)
+    drawn = []
+
+    def spy(train, val, path):
+        drawn.append((train, val))
+        return real(train, val, path)
+
+    real = train_mod.save_loss_curve
+    monkeypatch.setattr(train_mod, "save_loss_curve", spy)
+    cfg = _fast_cfg(train_loop=loop, eval_strategy="steps", logging_steps=5, save_steps=100, optim_type="adamw_torch")
+    metrics = run_training(cfg, train_csv=data["train"], base=tiny_checkpoint, adapter_dir=tmp_path / "adapter",
+                           checkpoint_dir=tmp_path / "ckpt", report_dir=tmp_path)
+    lines = [p for p in map(parse_line, capsys.readouterr().out.splitlines()) if p is not None]
+    train_lines = [(p.done, p.total) for p in lines if p.loss is not None]
+    assert train_lines == [(5, 10), (10, 10)] and all(p.lr is not None and p.eta_s is not None for p in lines
+                                                     if p.loss is not None)
+    evals = [(p.done, p.val_loss) for p in lines if p.val_loss is not None]  # the fast loop skips the last step's
+    assert evals[0][0] == 5 and [v for _, v in evals] == [pytest.approx(e["eval_log_loss"], abs=1e-4)  # 4 decimals
+                                                          for e in metrics["epoch_evals"]]
+    (train, val), = drawn
+    assert [s for s, _ in train] == [5, 10] and all(loss > 0 for _, loss in train)
+    assert val[:-1] == [(s, pytest.approx(v, abs=1e-4)) for s, v in evals if s != 10]
+    assert val[-1] == (10, metrics["log_loss"])  # the final evaluation
+    assert (tmp_path / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "confusion_matrix.png").is_file()
+
+
+def test_logged_losses_are_the_means_the_fast_loop_logs():
+    from kagflow.classifier.metrics import history_losses, logged_losses, with_final
+
+    assert logged_losses([4.0, 2.0, 3.0, 1.0, 5.0], 2) == [(2, 3.0), (4, 2.0), (5, 5.0)]
+    assert logged_losses([], 10) == []
+    history = [{"loss": 0.9, "step": 5, "learning_rate": 1e-4}, {"eval_log_loss": 0.8, "step": 5},
+               {"loss": 0.7, "step": 10}, {"train_runtime": 3.0, "step": 10}]
+    assert history_losses(history) == ([(5, 0.9), (10, 0.7)], [(5, 0.8)])
+    assert with_final([(5, 0.8), (10, 0.75)], 10, 0.7) == [(5, 0.8), (10, 0.7)]

@@ -10,6 +10,7 @@ import pytest
 
 from kagflow.cli import main
 from kagflow.project.config import load_config
+from kagflow.project.edit import set_value
 from kagflow.rules import metadata
 
 from local_fixtures import *  # noqa: F401,F403
@@ -59,7 +60,8 @@ def test_model_publish_twice_then_pass_through_and_no_secret(proj, capsys, serve
     wheels = cfg.wheels_dir()
     wheels.mkdir(parents=True)
     (wheels / "x-1.0-py3-none-any.whl").write_bytes(b"x")
-    metadata.write_metadata(wheels, metadata.DATASET_METADATA, metadata.dataset_metadata(USER, cfg.wheels.title))
+    metadata.write_metadata(wheels, metadata.DATASET_METADATA,
+                            metadata.dataset_metadata(USER, cfg.wheels.title, license_name="other"))
     code, out4 = kagflow(capsys, "wheels", "push")
     assert code == 0 and f"Created dataset {cfg.wheels_handle()}" in out4
     code, out5 = kagflow(capsys, "wheels", "push")
@@ -102,10 +104,28 @@ def test_publish_on_kaggle_pins_the_version_in_kagflow_toml(proj, capsys, server
             return Endpoint("kaggle", server.url, USER), ""
 
     monkeypatch.setattr(session, "choose_target", KaggleHere)
+    # Kaggle takes no default licence (Gemma weights are not Apache 2.0): refused, naming the key and the terms
+    code, out = kagflow(capsys, "model", "publish", "base", "--from", "hf-base")
+    assert code == 1 and "[base_model] license = '': no licence" in out and "key license" in out
+    assert "ai.google.dev/gemma/terms" in out and "MIT" in out
+    set_value(proj, "base_model", "license", "MIT")
     code, out = kagflow(capsys, "model", "publish", "base", "--from", "hf-base")
     assert code == 0, out
     text = proj.read_text()
     assert "version = 1\n" in text and "# Pinned instance version" in text
+    instance = json.loads((proj.parent / "models" / "gemma-2-9b-4bit-base" / "gemma2-9b-4bit-base" /
+                           "model-instance-metadata.json").read_text())
+    assert instance["licenseName"] == "MIT" and instance["modelInstanceType"] == "ExternalVariant"
+    assert instance["externalBaseModelUrl"] == "https://huggingface.co/unsloth/gemma-2-9b-it-bnb-4bit"
+    cfg = load_config(proj)
+    wheels = cfg.wheels_dir()  # the wheels dataset's version is pinned there too
+    wheels.mkdir(parents=True)
+    (wheels / "x-1.0-py3-none-any.whl").write_bytes(b"x")
+    metadata.write_metadata(wheels, metadata.DATASET_METADATA,
+                            metadata.dataset_metadata(USER, cfg.wheels.title, license_name="other"))
+    code, out = kagflow(capsys, "wheels", "push")
+    assert code == 0, out
+    assert "[wheels]" in proj.read_text() and load_config(proj).wheels.version == 1
 
 
 def _add_import_kernel(proj, name, title, code):
@@ -260,3 +280,19 @@ def test_kernel_push_fails_naming_another_users_private_source(proj, capsys, ser
     error = out.split("error:", 1)[1]
     assert out.count("error:") == 1 and "hint:" in error and "kagflow kernel push" in error
     assert "dataset bob/bob-secret-data" in error and "bob-open-data" not in error
+
+
+def test_kernel_push_options_get_the_configs_checks(proj, capsys, server):
+    """--accelerator and --timeout are checked as [kernels.NAME] is: refused before anything is pushed."""
+    _add_import_kernel(proj, "hello", "Hello experiment", "print('ok')")
+    code, out = kagflow(capsys, "kernel", "push", "hello", "--accelerator", "NvidiaTeslaK80")
+    assert code == 1 and "kagflow kernel push hello --accelerator: accelerator: unknown accelerator" in out
+    code, out = kagflow(capsys, "kernel", "push", "hello", "--timeout", str(13 * 3600))
+    assert code == 1 and "past Kaggle's 12 h session limit" in out and "--timeout" in out
+    from requests.exceptions import HTTPError
+
+    from kagflow.hub.client import build_api
+
+    with pytest.raises(HTTPError) as err:  # nothing was pushed
+        build_api(server.url).kernels_status("alice/hello-experiment")
+    assert err.value.response.status_code == 404

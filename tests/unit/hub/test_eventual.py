@@ -48,12 +48,12 @@ def test_publish_model_instance_version_then_kernel_push_without_duplicates(serv
     """The base model's create is followed at once by its instance (refused with 404 until the model shows up),
     then a version (403 while the first one processes, its files listed late), then a kernel that mounts it."""
     weights = _weights(tmp_path / "base", "a")
-    first = publish_files(gw, cfg, "base_model", weights)
+    first = publish_files(gw, cfg, "base_model", weights, license_name="MIT")
     assert first.uploaded and first.handle.version == 1
-    again = publish_files(gw, cfg, "base_model", weights)  # at once: its files are not listed yet
+    again = publish_files(gw, cfg, "base_model", weights, license_name="MIT")  # at once: its files are not listed yet
     assert not again.uploaded and again.handle.version == 1
     (weights / "model.safetensors").write_text("b" * 100)
-    second = publish_files(gw, cfg, "base_model", weights)
+    second = publish_files(gw, cfg, "base_model", weights, license_name="MIT")
     assert second.uploaded and second.handle.version == 2
     assert _count(server, "model_versions") == 2 and _count(server, "model_instances") == 1
 

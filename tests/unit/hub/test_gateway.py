@@ -33,7 +33,7 @@ def _versions(gw, cfg, which="base_model"):
 
 def test_publish_creates_model_instance_then_versions_and_skips_unchanged(gw, cfg, tmp_path):
     files = _model_files(tmp_path / "base", "a")
-    first = publish_files(gw, cfg, "base_model", files)
+    first = publish_files(gw, cfg, "base_model", files, license_name="MIT")
     assert first.uploaded and first.handle.version == 1
     assert first.source == "alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base/1"
     meta_dir = cfg.root / "models" / "gemma-2-9b-4bit-base"
@@ -41,11 +41,11 @@ def test_publish_creates_model_instance_then_versions_and_skips_unchanged(gw, cf
     inst_meta = metadata.read_metadata(meta_dir / "gemma2-9b-4bit-base" / "model-instance-metadata.json")
     assert inst_meta["framework"] == "transformers"
 
-    again = publish_files(gw, cfg, "base_model", files)
+    again = publish_files(gw, cfg, "base_model", files, license_name="MIT")
     assert not again.uploaded and again.handle.version == 1
 
     (files / "model.safetensors").write_text("b" * 1000)
-    second = publish_files(gw, cfg, "base_model", files)
+    second = publish_files(gw, cfg, "base_model", files, license_name="MIT")
     assert second.uploaded and second.handle.version == 2
     assert _versions(gw, cfg) == 2
 
@@ -53,8 +53,8 @@ def test_publish_creates_model_instance_then_versions_and_skips_unchanged(gw, cf
 def test_publish_with_flaky_server_creates_exactly_one_version(gw, cfg, tmp_path, server):
     server.faults = Faults({"*": FLAKY, "upload": FLAKY}, seed=3 + SEED)
     files = _model_files(tmp_path / "base", "z")
-    result = publish_files(gw, cfg, "base_model", files)
-    again = publish_files(gw, cfg, "base_model", files)
+    result = publish_files(gw, cfg, "base_model", files, license_name="MIT")
+    again = publish_files(gw, cfg, "base_model", files, license_name="MIT")
     server.faults = None
     assert result.handle.version == 1 and not again.uploaded
     assert _versions(gw, cfg) == 1
@@ -64,9 +64,9 @@ def test_crash_after_upload_rerun_creates_no_duplicate(gw, cfg, tmp_path, server
     """The create request lands but its answer is lost (dropped): the retry looks first."""
     server.faults = Faults({"CreateModelInstanceVersion": FaultRule(rate_drop=1.0, limit=1)}, seed=0)
     files = _model_files(tmp_path / "base", "c")
-    publish_files(gw, cfg, "base_model", files)
+    publish_files(gw, cfg, "base_model", files, license_name="MIT")
     (files / "model.safetensors").write_text("d" * 1000)
-    result = publish_files(gw, cfg, "base_model", files)
+    result = publish_files(gw, cfg, "base_model", files, license_name="MIT")
     server.faults = None
     assert result.handle.version == 2 and _versions(gw, cfg) == 2
 
@@ -76,7 +76,7 @@ def test_dataset_push_create_skip_version(gw, tmp_path, server):
     folder.mkdir()
     (folder / "a-1.0-py3-none-any.whl").write_bytes(b"wheel-bytes")
     metadata.write_metadata(folder, metadata.DATASET_METADATA,
-                            metadata.dataset_metadata(USER, "kagflow offline wheels"))
+                            metadata.dataset_metadata(USER, "kagflow offline wheels", license_name="other"))
     server.faults = Faults({"*": FLAKY, "upload": FLAKY}, seed=5 + SEED)
     first = datasets.push_dataset(gw, folder)
     assert first.uploaded and first.created
@@ -87,6 +87,48 @@ def test_dataset_push_create_skip_version(gw, tmp_path, server):
     assert second.uploaded and not second.created
     files = gw.api.dataset_list_files(f"{USER}/kagflow-offline-wheels").dataset_files
     assert {f.name for f in files} >= {"a-1.0-py3-none-any.whl", "b-1.0-py3-none-any.whl"}
+
+
+def test_dataset_push_records_the_version_it_made(gw, tmp_path):
+    folder = tmp_path / "wheels"
+    folder.mkdir()
+    (folder / "a-1.0-py3-none-any.whl").write_bytes(b"one")
+    metadata.write_metadata(folder, metadata.DATASET_METADATA,
+                            metadata.dataset_metadata(USER, "kagflow offline wheels", license_name="other"))
+    assert datasets.push_dataset(gw, folder).version == 1
+    assert datasets.push_dataset(gw, folder).version == 1  # unchanged: the version holding these files
+    (folder / "a-1.0-py3-none-any.whl").write_bytes(b"two")
+    assert datasets.push_dataset(gw, folder).version == 2
+
+
+def test_sub_folders_go_up_as_kaggle_unpacks_them_never_dropped(gw, cfg, tmp_path):
+    """A sub-folder is uploaded as one archive Kaggle unpacks back into the folder; the client's ignore patterns
+    (.cache/ of a Hugging Face download, .git/) are left out, and a change below a sub-folder is a new version."""
+    folder = tmp_path / "wheels"
+    (folder / "extra" / "deep").mkdir(parents=True)
+    (folder / ".cache" / "huggingface").mkdir(parents=True)
+    (folder / "a-1.0-py3-none-any.whl").write_bytes(b"wheel")
+    (folder / "extra" / "notes.txt").write_text("sub")
+    (folder / "extra" / "deep" / "x.bin").write_bytes(b"deeper")
+    (folder / ".cache" / "huggingface" / "lock").write_text("never uploaded")
+    metadata.write_metadata(folder, metadata.DATASET_METADATA,
+                            metadata.dataset_metadata(USER, "kagflow offline wheels", license_name="other"))
+    logged = []
+    gw.log = logged.append
+    first = datasets.push_dataset(gw, folder)
+    files = {f.name for f in gw.api.dataset_list_files(f"{USER}/kagflow-offline-wheels").dataset_files}
+    assert {"a-1.0-py3-none-any.whl", "extra/notes.txt", "extra/deep/x.bin"} <= files
+    assert not any(".cache" in name for name in files) and first.files == 3
+    assert any("1 sub-folder(s) (extra; 2 files)" in line for line in logged)
+    (folder / "extra" / "deep" / "x.bin").write_bytes(b"changed")
+    assert datasets.push_dataset(gw, folder).version == 2
+
+    weights = _model_files(tmp_path / "base", "w")
+    (weights / "original").mkdir()
+    (weights / "original" / "params.json").write_text("{}")
+    published = publish_files(gw, cfg, "base_model", weights, license_name="MIT")
+    listed = gw.api.model_instance_version_files(published.source, page_size=100).files
+    assert "original/params.json" in {f.name for f in listed}
 
 
 def test_kernel_push_wait_pull_and_no_duplicate_push(gw, tmp_path, server):

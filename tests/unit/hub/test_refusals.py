@@ -10,6 +10,7 @@ from kagflow.errors import (
     NotSupportedError,
     PermissionDeniedError,
     RefusedError,
+    RulesNotAcceptedError,
     ServerError,
     UnreachableError,
 )
@@ -82,3 +83,30 @@ def test_unreachable_names_the_endpoint_and_what_to_check():
     assert "kagflow local start" in err.hint
     err = translate(requests.ConnectTimeout("slow"), what="get model", handle="alice/m", target=KAGGLE)
     assert "https://www.kaggle.com" in err.message and "proxy" in err.hint
+
+
+def test_a_403_for_rules_not_accepted_says_so_with_the_rules_url():
+    """Kaggle's 403 to a download before the rules are accepted is not a credentials problem."""
+    body = ('{"code": 403, "message": "You must accept this competition\'s rules before you\'ll be able to '
+            'download files."}')
+    err = translate(_error(403, body), what="download competition files", handle=COMPETITION, target=KAGGLE)
+    assert isinstance(err, RulesNotAcceptedError) and isinstance(err, PermissionDeniedError)
+    assert f"the rules of competition {COMPETITION} are not accepted by {USER}" in err.message
+    assert f"https://www.kaggle.com/competitions/{COMPETITION}/rules" in err.hint
+    assert "credentials" not in err.message + err.hint
+    plain = translate(_error(403), what="create model", handle="alice/m", target=KAGGLE)  # any other 403
+    assert type(plain) is PermissionDeniedError and "refused the credentials" in plain.message
+
+
+def test_rules_not_accepted_through_the_real_client(server, api, tmp_path):
+    """The local Kaggle's 403 to a user who has not accepted the rules, through the official client."""
+    from kagflow.hub.client import build_api
+
+    bob = build_api(server.url)
+    bob.config_values.update(username="bob", key="b")
+    gw = gateway(bob, server)
+    with pytest.raises(RulesNotAcceptedError) as err:
+        gw.call(lambda: bob.competition_download_files(COMPETITION, path=str(tmp_path), quiet=True),
+                what="download competition files", handle=COMPETITION)
+    assert f"the rules of competition {COMPETITION} are not accepted by" in err.value.message
+    assert "kagflow local competition --accept-rules" in err.value.hint

@@ -46,3 +46,34 @@ def test_every_key_of_the_recipe_table_reaches_the_parameters_cell(project, name
     assert "parameters" in cell.metadata.tags
     for key in changed:
         assert f"\n{key} = {params[key]!r}\n" in cell.source + "\n", key
+
+
+def test_an_inference_kernel_gets_a_deadline_inside_its_timeout(project):
+    """[infer] deadline_s = 0 renders as the kernel's timeout less INFER_DEADLINE_MARGIN (the guard writes
+    submission.csv before Kaggle stops the session); a value set in kagflow.toml stays."""
+    from kagflow.classifier.config import INFER_DEADLINE_MARGIN
+
+    cfg = load_config(project)
+    timeout = cfg.kernel(INFER_KERNEL).timeout
+    params = notebook_params(cfg, INFER_KERNEL, resolve_sources(cfg, INFER_KERNEL), tiny=False)
+    assert cfg.infer.deadline_s == 0 and params["deadline_s"] == timeout - INFER_DEADLINE_MARGIN
+    cfg = dataclasses.replace(cfg, infer=dataclasses.replace(cfg.infer, deadline_s=1234))
+    assert notebook_params(cfg, INFER_KERNEL, resolve_sources(cfg, INFER_KERNEL), tiny=False)["deadline_s"] == 1234
+
+
+def test_kernel_metadata_pins_the_image_and_the_wheels_version(project):
+    """docker_image_pinning_type from [kernels.NAME] (default "original"), and the wheels dataset pinned to its
+    version (owner/slug/N) as the models are; unpushed wheels are a pending source, never an unpinned one."""
+    from kagflow.project.edit import set_value
+
+    cfg = load_config(project)
+    assert "alice/kagflow-offline-wheels" not in " ".join(resolve_sources(cfg, TRAIN_KERNEL).dataset_sources)
+    assert ("wheels", "kagflow wheels push") in resolve_sources(cfg, TRAIN_KERNEL).missing
+    set_value(project, "wheels", "version", 4)
+    text = project.read_text().replace('docker_image_pinning_type = "original"',
+                                       'docker_image_pinning_type = "latest"', 1)
+    project.write_text(text)
+    data = render_kernel(load_config(project), TRAIN_KERNEL).metadata
+    assert data["dataset_sources"] == ["alice/kagflow-offline-wheels/4"]
+    assert data["docker_image_pinning_type"] == "latest"
+    assert render_kernel(load_config(project), INFER_KERNEL).metadata["docker_image_pinning_type"] == "original"

@@ -122,8 +122,8 @@ def test_train_notebook_learns_the_signal(trained_run):
     assert metrics["n"] == 400 and metrics["n_train"] == 1600  # fold 0 of 5 over 2,000 rows
     assert len(metrics["confusion_matrix"]) == 3 and sum(map(sum, metrics["confusion_matrix"])) == 400
     assert metrics["config"]["target_modules"] == TINY_TRAIN_PARAMS["target_modules"]
-    png = trained_run.working_root / "confusion_matrix.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("confusion_matrix.png", "loss_curve.png"):  # the loss curve (train and validation) beside it
+        assert (trained_run.working_root / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     adapter = trained_run.working_root / "gemma2-adapter"
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json"):
         assert (adapter / name).is_file(), name
@@ -132,7 +132,8 @@ def test_train_notebook_learns_the_signal(trained_run):
     assert set(config["target_modules"]) == set(TINY_TRAIN_PARAMS["target_modules"])
     assert not (trained_run.working_root / "checkpoints").exists()  # removed once the adapter is saved
     nb = nbformat.read(trained_run.executed, as_version=4)
-    assert any(o.get("output_type") == "display_data" for o in nb.cells[-1].outputs)  # the confusion matrix
+    shown = [o for o in nb.cells[-1].outputs if o.get("output_type") == "display_data"]
+    assert len(shown) == 2  # the confusion matrix and the loss curve
 
 
 @pytest.mark.slow

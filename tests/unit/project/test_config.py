@@ -49,6 +49,17 @@ def test_repository_config_is_valid():
     ('competition = "llm-classification-finetuning"', 'competition = "LLM Classif"', ["competition"]),
     ('requirements = ["peft==0.21.2", "bitsandbytes==0.50.2"]', 'requirements = "peft"', ["requirements",
                                                                                           "list of strings"]),
+    ('license = ""', 'license = "Apache-2.0"', ["[base_model] license", "not one Kaggle accepts", "'Apache 2.0'"]),
+    ('instance_type = "ExternalVariant"', 'instance_type = "InternalVariant"',
+     ["[base_model] instance_type", "'KaggleVariant'"]),
+    ('instance_type = "ExternalVariant"', 'instance_type = "KaggleVariant"',
+     ["names no base_instance", "base_instance = \"owner/model-slug/framework/instance-slug\""]),
+    ('base_url = ""', 'base_url = "huggingface.co/google/gemma-2-9b"', ["[base_model] base_url", "not an http(s) URL"]),
+    ('base_instance = ""', 'base_instance = "google/gemma-2"', ["[base_model] base_instance"]),
+    ('license = "other"', 'license = "CC0"', ["[wheels] license", "'CC0-1.0'"]),
+    ('docker_image_pinning_type = "original"', 'docker_image_pinning_type = "pinned"',
+     ["[kernels.train] docker_image_pinning_type", "'original'"]),
+    ('training_data = []', 'training_data = "competition"', ["training_data", "list of strings"]),
 ])
 def test_bad_values_name_key_value_and_fix(project, old, new, expect):
     _edit(project, old, new)
@@ -163,3 +174,21 @@ def test_no_config_anywhere(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as err:
         load_config()
     assert "kagflow init" in err.value.hint
+
+
+def test_lineage_of_each_model_instance(project):
+    """The base re-publishes a Hugging Face checkpoint (ExternalVariant of its page); the adapter is a KaggleVariant of
+    the base instance, trained on the competition; each key given in kagflow.toml wins."""
+    cfg = load_config(project)
+    base, adapter = cfg.lineage("base_model"), cfg.lineage("adapter_model")
+    assert (base.instance_type, base.base_url, base.base_instance, base.training_data) == (
+        "ExternalVariant", "https://huggingface.co/unsloth/gemma-2-9b-it-bnb-4bit", "", ())
+    assert adapter.instance_type == "KaggleVariant" and adapter.base_url == ""
+    assert adapter.base_instance == "alice/gemma-2-9b-4bit-base/transformers/gemma2-9b-4bit-base"
+    assert adapter.training_data == ("https://www.kaggle.com/competitions/llm-classification-finetuning",)
+    _edit(project, 'base_url = ""', 'base_url = "https://huggingface.co/google/gemma-2-9b-it"')
+    _edit(project, 'instance_type = "KaggleVariant"\nbase_instance = ""',
+          'instance_type = "KaggleVariant"\nbase_instance = "google/gemma-2/transformers/gemma-2-9b-it"')
+    cfg = load_config(project)
+    assert cfg.lineage("base_model").base_url == "https://huggingface.co/google/gemma-2-9b-it"
+    assert cfg.lineage("adapter_model").base_instance == "google/gemma-2/transformers/gemma-2-9b-it"

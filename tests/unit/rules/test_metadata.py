@@ -94,18 +94,21 @@ def test_title_slug_warning_never_printed(tmp_path, offline_api, capsys):
 
 def test_official_client_accepts_dataset_folder(tmp_path, offline_api):
     metadata.write_metadata(tmp_path, metadata.DATASET_METADATA,
-                            metadata.dataset_metadata("alice", "kagflow offline wheels"))
+                            metadata.dataset_metadata("alice", "kagflow offline wheels", license_name="other"))
     (tmp_path / "a.whl").write_bytes(b"x")
     with pytest.raises(ReachedNetwork):
         offline_api.dataset_create_new(str(tmp_path))
 
 
 def test_dataset_metadata_rules():
-    data = metadata.dataset_metadata("alice", "pip wheels bnb", is_private=True)
+    data = metadata.dataset_metadata("alice", "pip wheels bnb", is_private=True, license_name="CC0-1.0")
     assert data["id"] == "alice/pip-wheels-bnb" and data["isPrivate"] is True
     assert data["licenses"] == [{"name": "CC0-1.0"}]
     with pytest.raises(NamingError, match="20..80"):
-        metadata.dataset_metadata("alice", "pip wheels bnb", subtitle="short")
+        metadata.dataset_metadata("alice", "pip wheels bnb", subtitle="short", license_name="other")
+    with pytest.raises(NamingError, match="dataset licence 'CC0' is not one Kaggle accepts") as e:
+        metadata.dataset_metadata("alice", "pip wheels bnb", license_name="CC0")
+    assert "CC0-1.0" in e.value.hint
 
 
 def test_official_client_accepts_model_folders(tmp_path, offline_api):
@@ -115,7 +118,7 @@ def test_official_client_accepts_model_folders(tmp_path, offline_api):
     with pytest.raises(ReachedNetwork):
         offline_api.model_create_new(str(model_dir))
     inst = slugs.ModelInstanceHandle.parse("alice/gemma2-arena-adapter/Transformers/peft-lora-classifier")
-    data = metadata.model_instance_metadata(inst)
+    data = metadata.model_instance_metadata(inst, license_name="MIT")
     assert data["framework"] == "transformers"
     metadata.write_metadata(model_dir / "inst", metadata.MODEL_INSTANCE_METADATA, data)
     (model_dir / "inst" / "adapter_config.json").write_text("{}")

@@ -165,7 +165,7 @@ def build(tmp_path, requirements, image, wheelhouse, **kw):
     kw.setdefault("find_links", [wheelhouse])
     kw.setdefault("no_index", True)
     return build_wheels(requirements, image, tmp_path / "wheels" / TITLE, owner=OWNER, title=TITLE,
-                        cache_dir=tmp_path / "cache", **kw)
+                        license_name="other", cache_dir=tmp_path / "cache", **kw)
 
 
 def manifest(result) -> dict:
@@ -236,7 +236,8 @@ def test_an_invalid_requirement_or_title_fails_before_pip_runs(tmp_path, wheelho
     with pytest.raises(WheelsError, match="invalid requirement"):
         build(tmp_path, ["alpha>>1"], py312_image(), wheelhouse)
     with pytest.raises(NamingError):
-        build_wheels(["alpha"], py312_image(), tmp_path / "x", owner=OWNER, title="tiny", cache_dir=tmp_path / "c",
+        build_wheels(["alpha"], py312_image(), tmp_path / "x", owner=OWNER, title="tiny", license_name="other",
+                     cache_dir=tmp_path / "c",
                      find_links=[wheelhouse], no_index=True)
     assert pip_calls == []
 

@@ -22,6 +22,7 @@ def _edit(path, old, new):
 def published(project):
     set_value(project, "base_model", "version", 2)
     set_value(project, "adapter_model", "version", 1)
+    set_value(project, "wheels", "version", 3)
     return project
 
 
@@ -199,7 +200,7 @@ def test_wheels_folder_must_match_its_manifest(published):
     folder = cfg.root / "wheels" / "kagflow-offline-wheels"
     folder.mkdir(parents=True)
     metadata.write_metadata(folder, metadata.DATASET_METADATA,
-                            metadata.dataset_metadata("alice", "kagflow offline wheels"))
+                            metadata.dataset_metadata("alice", "kagflow offline wheels", license_name="other"))
     (folder / "peft-0.21.2-py3-none-any.whl").write_bytes(b"tampered")
     (folder / MANIFEST_NAME).write_text(json.dumps({"format": "kagflow-wheels-manifest/1", "packages": [
         {"name": "peft", "version": "0.21.2", "filename": "peft-0.21.2-py3-none-any.whl", "sha256": "0" * 64}]}))
@@ -226,6 +227,25 @@ def test_train_keys_a_loop_would_not_honour_are_refused(published, key, value, s
     set_value(published, "train", key, value)
     msgs = [m for m in _messages(load_config(published)) if f"[train] {key}" in m]
     assert len(msgs) == 1 and says in msgs[0] and fix in msgs[0], msgs
+
+
+@pytest.mark.parametrize("edits, says, fix", [
+    ({"quantization": "6bit"}, "quantization = '6bit' is not one of 4bit, 8bit", 'quantization = "4bit"'),
+    ({"deadline_s": -1}, "deadline_s = -1.0 is negative", "set deadline_s = 0"),
+])
+def test_infer_keys_the_notebook_would_refuse_are_refused(published, edits, says, fix):
+    for key, value in edits.items():
+        set_value(published, "infer", key, value)
+    msgs = [m for m in _messages(load_config(published)) if "[infer]" in m]
+    assert len(msgs) == 1 and says in msgs[0] and fix in msgs[0], msgs
+
+
+def test_8bit_inference_of_a_fold_ensemble_is_refused(published):
+    set_value(published, "infer", "quantization", "8bit")
+    assert not [m for m in _messages(load_config(published)) if "[infer]" in m]  # one adapter: fine
+    set_value(published, "train", "folds", [0, 1, 2])
+    msgs = [m for m in _messages(load_config(published)) if "[infer] quantization" in m]
+    assert len(msgs) == 1 and "folds ensembles 3" in msgs[0] and 'quantization = "4bit"' in msgs[0], msgs
 
 
 def test_trainer_loop_takes_any_optimizer(published):
@@ -263,3 +283,83 @@ def test_rendered_train_kernel_gets_a_time_budget_from_its_timeout(published):
     set_value(published, "train", "time_budget", 3600)
     cfg = load_config(published)
     assert notebook_params(cfg, "train", resolve_sources(cfg, "train"), tiny=False)["time_budget"] == 3600
+
+
+@pytest.mark.parametrize("kernel, timeout, expect", [
+    ("train", 12 * 3600 + 1, "past Kaggle's 12 h session limit"),
+    ("infer", 9 * 3600 + 1, "past the 9 h a code competition gives its notebooks"),
+])
+def test_a_timeout_past_kaggles_limits_is_refused(published, kernel, timeout, expect):
+    _edit(published, f'kind = "{kernel}"\naccelerator = "NvidiaTeslaT4"\ninternet = false\nprivate = true\n'
+                     'timeout = 32400', f'kind = "{kernel}"\naccelerator = "NvidiaTeslaT4"\ninternet = false\n'
+                                         f'private = true\ntimeout = {timeout}')
+    msgs = _messages(load_config(published))
+    assert any(f"[kernels.{kernel}] timeout" in m and expect in m for m in msgs), msgs
+    assert len(msgs) == 1  # a training kernel may use the whole 12 h session; only the submission's re-run has 9
+
+
+def test_push_options_get_the_configs_checks_named_as_options(published):
+    """`kagflow kernel push NAME --accelerator X --timeout S`: the checks [kernels.NAME] gets, told as the options'."""
+    import dataclasses
+
+    from kagflow.workflow.kernel import _overridden
+
+    cfg = load_config(published)
+    for name in cfg.kernels:
+        _write_kernel(cfg, name)
+    infer = dataclasses.replace(cfg.kernel("infer"), accelerator="NvidiaTeslaK80", timeout=10 * 3600)
+    pushed = dataclasses.replace(cfg, kernels={**cfg.kernels, "infer": infer})
+    problems = check_kernel(pushed, "infer", overridden=_overridden("NvidiaTeslaK80", 10 * 3600))
+    by_field = {p.field: p for p in problems}
+    assert set(by_field) == {"accelerator", "timeout"}
+    assert by_field["accelerator"].file == "kagflow kernel push infer --accelerator"
+    assert "unknown accelerator 'NvidiaTeslaK80'" in by_field["accelerator"].message
+    assert "(or pass another --accelerator)" in by_field["accelerator"].fix
+    assert by_field["timeout"].file == "kagflow kernel push infer --timeout"
+    retired = dataclasses.replace(cfg.kernel("infer"), accelerator="NvidiaTeslaP100")
+    [problem] = check_kernel(dataclasses.replace(cfg, kernels={**cfg.kernels, "infer": retired}), "infer",
+                             overridden=_overridden("NvidiaTeslaP100", None))
+    assert "Kaggle runs the session on NvidiaTeslaT4 instead" in problem.message
+
+
+def test_a_publish_to_kaggle_needs_a_licence_the_rehearsal_does_not(published, monkeypatch):
+    """No licence default on Kaggle (Gemma weights are under Google's Gemma terms, not Apache 2.0): `check` says so
+    for each model on the Kaggle target; the local rehearsal publishes its stand-in under its own."""
+    from types import SimpleNamespace
+
+    from kagflow.workflow import check as check_module
+    from kagflow.workflow.check import check
+
+    monkeypatch.setattr(check_module, "check_data", lambda session: [])  # the data's check has its own tests
+    from kagflow.workflow.target import REHEARSAL_LICENSE, KaggleTarget, LocalTarget
+
+    cfg = load_config(published)
+    for name in cfg.kernels:
+        _write_kernel(cfg, name)
+    problems, _ = check(SimpleNamespace(config=cfg, target=KaggleTarget(cfg)))
+    assert [p.field for p in problems] == ["[base_model] license", "[adapter_model] license"]
+    assert "ai.google.dev/gemma/terms" in problems[0].fix and "'Please specify a license'" in problems[0].message
+    assert check(SimpleNamespace(config=cfg, target=LocalTarget(cfg, "http://127.0.0.1:1")))[0] == []
+    assert LocalTarget(cfg, "http://127.0.0.1:1").model_license("base_model") == REHEARSAL_LICENSE
+    set_value(published, "base_model", "license", "MIT")
+    set_value(published, "adapter_model", "license", "MIT")
+    cfg = load_config(published)
+    assert check(SimpleNamespace(config=cfg, target=KaggleTarget(cfg)))[0] == []
+
+
+def test_a_hand_edited_instance_file_is_held_to_kaggles_values(published):
+    cfg = load_config(published)
+    for name in cfg.kernels:
+        _write_kernel(cfg, name)
+    folder = published.parent / "models" / "gemma2-arena-adapter" / "peft-lora-classifier"
+    data = metadata.model_instance_metadata(cfg.instance_handle("adapter_model"), license_name="MIT",
+                                            model_instance_type="KaggleVariant",
+                                            base_model_instance=str(cfg.instance_handle("base_model")))
+    metadata.write_metadata(folder, metadata.MODEL_INSTANCE_METADATA,
+                            {**data, "licenseName": "Gemma", "modelInstanceType": "InternalVariant"})
+    by_field = {p.field: p for p in check_project(cfg)}
+    assert "model licence 'Gemma' is not one Kaggle accepts" in by_field["licenseName"].message
+    assert "'KaggleVariant'" in by_field["modelInstanceType"].fix
+    metadata.write_metadata(folder, metadata.MODEL_INSTANCE_METADATA, {**data, "baseModelInstance": ""})
+    [problem] = check_project(cfg)
+    assert problem.field == "baseModelInstance" and "names its base model instance" in problem.message

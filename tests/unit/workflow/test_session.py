@@ -32,7 +32,7 @@ def _steps(fail=()):
             if name in fail:
                 raise KagflowError(f"{name} broke", hint="fix it")
             return StepResult(f"{name} done")
-        return Step(name, run, name)
+        return Step(name, run, name, uploads=False)  # nothing to ask the target first (workflow.online)
     return tuple(make(n) for n in ("a", "b", "c"))
 
 
@@ -106,6 +106,14 @@ def test_the_adapter_is_the_final_one_not_a_kept_checkpoint(project):
     session.state.record_output("train", out)
     assert session.adapter_dir() == out / "gemma2-adapter"
     assert session.adapter_dir(str(out / "checkpoints")) == out / "checkpoints" / "checkpoint-10"  # the newest
+    # sub-folders are published with the adapter (as Kaggle unpacks them): an adapter above a checkpoint is refused
+    nested = project.parent / "nested"
+    for folder in (nested, nested / "checkpoint-3"):
+        folder.mkdir(parents=True)
+        (folder / "adapter_config.json").write_text("{}")
+    with pytest.raises(KagflowError) as err:
+        session.adapter_dir(str(nested))
+    assert "holds 1 other adapter(s) below it (checkpoint-3)" in err.value.message and "--from" in err.value.hint
 
 
 @pytest.mark.parametrize("output, message", [
@@ -153,3 +161,27 @@ def test_publish_adapter_from_a_training_output_takes_its_final_adapter(project,
     assert "no adapter (adapter_config.json)" in err.value.message and "--from" in err.value.context
     assert len(published) == 2
     assert not (project.parent / ".kagflow" / "local").exists()  # no local Kaggle was started (none left running)
+
+
+def test_the_flow_probes_kaggles_image_or_says_why_not(project):
+    """On Kaggle a shipped snapshot is probed first (the probe's image.json becomes [wheels] image); an image probed
+    earlier is used and said so; the local Kaggle's own image needs no probe."""
+    from kagflow.workflow.target import KaggleTarget, LocalTarget
+
+    probes = []
+
+    def probe_image(*, accelerator, out):
+        probes.append((accelerator, out))
+        return SimpleNamespace(name="kaggle-probed", python_version="3.12"), project.parent / out
+
+    session = SimpleNamespace(probe_image=probe_image)
+    image, how = KaggleTarget(load_config(project)).flow_wheels_image(session)
+    assert probes == [("NvidiaTeslaT4", "kaggle-image.json")] and image == "kaggle-image.json"
+    assert "Kaggle's image probed now (kaggle-probed, Python 3.12)" in how and "'kaggle-gpu' was not used" in how
+    from kagflow.project.edit import set_value
+
+    set_value(project, "wheels", "image", "kaggle-image.json")
+    image, how = KaggleTarget(load_config(project)).flow_wheels_image(session)
+    assert len(probes) == 1 and image == "kaggle-image.json" and "probed earlier (not probed again" in how
+    image, how = LocalTarget(load_config(project), "http://127.0.0.1:1").flow_wheels_image(session)
+    assert image == "local-kaggle" and "nothing to probe" in how and len(probes) == 1

@@ -51,6 +51,47 @@ def test_the_built_image_is_reused_and_lacks_what_kaggle_lacks(tmp_path):
     assert target.has("torch") and target.has("bitsandbytes") is None and target.has("ipykernel")
 
 
+PIP_OUTPUT = """Collecting torch==2.13.0
+  Using cached torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl (190.1 MB)
+Collecting transformers==5.9.0
+  Downloading transformers-5.9.0-py3-none-any.whl (11.0 MB)
+Requirement already satisfied: pip in ./lib/python3.11/site-packages (25.2)
+Collecting numpy==2.0.2
+Installing collected packages: numpy, torch, transformers
+Successfully installed numpy-2.0.2 torch-2.13.0 transformers-5.9.0
+"""
+
+
+def test_the_build_shows_pips_progress_as_it_comes(tmp_path):
+    import io
+    import sys
+
+    from kagflow.progress import Watch
+
+    out = io.StringIO()
+    watch = Watch("local Kaggle image", stream=out, clock=lambda: 0.0)
+    watch.state("pip install")
+    seen = []
+
+    def progress(line: str) -> None:
+        pip_progress(line)
+        seen.append(watch.words)
+
+    pip_progress = ki.PipProgress(watch)
+    script = tmp_path / "pip.py"
+    script.write_text(f"import sys\nfor line in {PIP_OUTPUT!r}.splitlines(True):\n"
+                      "    sys.stdout.write(line); sys.stdout.flush()\n")
+    done = ki._pip([sys.executable, str(script)], progress)
+    watch.close()
+    assert done.returncode == 0 and done.stdout == PIP_OUTPUT  # the whole output kept for an error's tail
+    assert [w for i, w in enumerate(seen) if w and w not in seen[:i]] == [
+        "1 package(s) collected, the last torch==2.13.0", "2 package(s) collected, the last transformers==5.9.0",
+        "3 package(s) collected, the last numpy==2.0.2", "installing 3 package(s)", "3 package(s) installed"]
+    assert (watch.done, watch.total) == (3, 3)
+    assert out.getvalue().splitlines() == ["local Kaggle image: pip install 0m00s",
+                                           "local Kaggle image: pip install 0m00s, 3 package(s) installed"]
+
+
 def test_text_classification_notebooks_find_what_kaggles_image_has(tmp_path):
     """The 4th-place LMSYS inference does `from datasets import Dataset`: Kaggle's image has it, so the rehearsal
     must too; each such package at the snapshot's version."""

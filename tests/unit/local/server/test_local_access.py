@@ -124,3 +124,19 @@ def test_official_cli_prints_the_refused_sources(server, tmp_path):
     result = run_official_cli(EndpointKaggleApi(server.url), ["kernels", "push", "-p", str(folder)], capture=True)
     assert result.exit_code == 0
     assert "not valid dataset sources" in result.stdout and "bob/nothing-here" in result.stdout
+
+
+def test_a_pinned_dataset_version_is_mounted_not_the_latest(api, server, tmp_path):
+    """`owner/slug/N` in dataset_sources (how kagflow pins the wheels dataset) mounts version N at the same path;
+    a version that does not exist is an invalid source."""
+    folder = write_dataset(tmp_path / "pinned", "alice-pinned", {"a.csv": "one"})
+    api.dataset_create_new(str(folder), quiet=True)
+    (folder / "a.csv").write_text("two")
+    api.dataset_create_version(str(folder), "v2", quiet=True)
+    kernel = write_kernel(tmp_path / "pk", "pinned-reader", "print(1)",
+                          dataset_sources=[f"{USER}/alice-pinned/1", f"{USER}/alice-pinned/9"])
+    assert api.kernels_push(str(kernel)).invalid_dataset_sources == [f"{USER}/alice-pinned/9"]
+    for source, text in ((f"{USER}/alice-pinned/1", "one"), (f"{USER}/alice-pinned", "two")):
+        root = tmp_path / f"input-{text}"
+        server.jobs.mount_sources(root, {"dataset_sources": [source]}, USER)
+        assert (root / "alice-pinned" / "a.csv").read_text() == text

@@ -161,7 +161,7 @@ def test_gateway_turns_a_create_conflict_in_the_body_into_a_new_version(server, 
     weights = tmp_path / "weights"
     weights.mkdir()
     (weights / "config.json").write_text("{}")
-    published = publish_files(gw, cfg, "base_model", weights)
+    published = publish_files(gw, cfg, "base_model", weights, license_name="MIT")
     pushed = datasets.push_dataset(gw, write_dataset(tmp_path / "ds", "racing-dataset", {"a.csv": "1"}))
     assert not pushed.created
     if same:  # our files are already there: no duplicate version of either

@@ -77,7 +77,8 @@ def test_kernel_page_shows_versions_log_output_images_and_metrics(web_site):
     assert "<code>fold_idx=1</code>" in text and "first version" in text
     assert "NvidiaTeslaT4" in text and "ran 0m" in text
     assert "step 40/40" in text and "fold 2 of 5" in text and 'class="stderr">warning: the tiny' in text
-    for name in ("confusion_matrix.png", "metrics.json", "val_predictions.csv", "gemma2-adapter/adapter_config.json"):
+    for name in ("confusion_matrix.png", "loss_curve.png", "metrics.json", "val_predictions.csv",
+                 "gemma2-adapter/adapter_config.json"):
         assert f"download>{name}</a>" in text, name
     assert "<th>log_loss</th><td>1.0161</td>" in text and "<th>macro_f1</th>" in text
     assert "<th>A_wins</th><th>B_wins</th><th>tie</th>" in text  # the confusion matrix as a table
@@ -85,6 +86,9 @@ def test_kernel_page_shows_versions_log_output_images_and_metrics(web_site):
     assert image and f'<img src="{html.escape(image[0])}"' in text
     got = get(web_site, image[0])  # through the signed download link and its access check
     assert got.status_code == 200 and got.content.startswith(PNG)
+    curve = links(text, r'/files/[^"]+/loss_curve\.png')  # training's loss curve beside it, inline too
+    assert curve and f'<img src="{html.escape(curve[0])}"' in text and 'alt="loss_curve.png"' in text
+    assert get(web_site, curve[0]).content.startswith(PNG)
     assert f'/datasets/{ALICE}/{WHEELS}"' in text and f'/models/{ALICE}/{BASE}/transformers/{BASE_INSTANCE}/1"' in text
     first = page(web_site, f"/code/{ALICE}/{TRAIN}/versions/1", ALICE)
     assert "fold 0 of 5" in first and "fold 2 of 5" not in first

@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Issue 33's GPU measurement, in one device call on one H200: the winners' LoRA (r 64, all seven projections,
+nothing frozen) trained by kagflow's 16 GB-cap recipes (bf16 and the T4 configuration) against the seed's HF Trainer
+configured the same way, and T4-configuration inference at 3,072 tokens in 8-bit against the seed's predict_df.
+
+    python3 bench/winners.py --out $OUT              # on the H200 (~9 min; --deadline-s bounds it)
+    python bench/winners.py --dry-run --out /tmp/w   # the same tasks on the CPU with a tiny Gemma-2 (logic check)
+
+Same random 9B-shaped Gemma-2 checkpoint (built on the device), rows (the KAGGLE-FACTS length fit) and helpers as
+bench/gpu16.py; every measurement runs in a child process of its own (clean peaks), within the 15 GiB allocator
+cap. Each kagflow training run records the memory plan's predicted peak (``classifier/memory.py``) beside the
+measured one. Results: OUT/results.json (rewritten after every measurement) and OUT/winners.json (the ratios).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench import gemma_bench as gb  # noqa: E402
+from bench import gpu16 as g16  # noqa: E402
+from kagflow.classifier.memory import PROJECTIONS, LoraShape  # noqa: E402
+from kagflow.classifier.recipe import recipe_for_device  # noqa: E402
+
+R, ALPHA, DROPOUT = 64, 16, 0.05
+WINNERS = LoraShape(R, PROJECTIONS, 0, DROPOUT)
+# (task, seconds it needs) in priority order: the run skips what no longer fits its deadline
+TASKS = [("seed_bf16_cap", 60), ("kag_t4_cap", 150), ("infer_t4_cap", 120), ("kag_bf16_cap", 150)]
+INFER_BATCHES = (8, 4, 2)  # the seed's predict_df batch, halved on running out of memory (the 4th place ran 2)
+
+
+def lora_config(n_layers: int):
+    """The seed's LoraConfig at the winners' settings: every layer, all seven projections (replaces gemma_bench's,
+    so the seed's Trainer, kagflow's loop and the inference adapter all get it)."""
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(r=R, lora_alpha=ALPHA, target_modules=list(PROJECTIONS), lora_dropout=DROPOUT, bias="none",
+                      task_type=TaskType.SEQ_CLS)
+
+
+gb.lora_config = lora_config
+gb.freeze_layers = lambda n_layers: 0
+
+
+def recipe(args, capability):
+    """kagflow's shipped recipe for a 15 GiB card of ``capability`` with the winners' LoRA: its memory plan."""
+    return recipe_for_device(g16.CAP_GIB, capability, lora=WINNERS, max_length=args.train_max_len)
+
+
+def train_task(args, ckpt, device, task: str) -> None:
+    g16.cap(device, g16.CAP_GIB)
+    rows, labels = g16.train_data(args)
+    if task == "seed_bf16_cap":
+        steps, _ = g16.seed_run("train16_seed_bf16", args, ckpt, device, rows, labels, fp16=False)
+        (Path(args.out) / "seed_steps.json").write_text(json.dumps(steps))
+        return
+    name, capability = {"kag_bf16_cap": ("train16_kagflow_bf16", (8, 9)),
+                        "kag_t4_cap": ("train16_kagflow_t4_fp16", (7, 5))}[task]
+    rec = recipe(args, capability)
+    g16.log(f"{name}: {rec.memory_plan}")
+    steps, seqs, labels = g16.seed_steps(args)
+    g16.kagflow_run(name, args, ckpt, device, steps, seqs, labels, rec)
+    res = gb.RESULTS.get(name, {})
+    res.update(planned_peak_gib=rec.memory_plan.peak_gib, plan=rec.memory_plan.describe())
+    g16.record(name, res)
+
+
+def infer_rows(args):
+    rows, _ = gb.sample_rows(args.infer_rows, seed=2024, vocab=args.vocab)
+    n = args.infer_max_len
+    return [gb.join(r, n) for r in rows], [gb.join(r, n, swap=True) for r in rows]
+
+
+def seed_infer(args, ckpt, adapter, seqs, swapped, device):
+    """The seed's inference (4-bit fp16 base + unmerged adapter, predict_df in input order, padded to the longest)
+    at --infer-max-len with TTA, batch 8 halved on running out of memory."""
+    from peft import PeftModel
+
+    base = gb.load_4bit(ckpt, dtype=torch.float16, compute_dtype=torch.float16, attn="eager", device=device)
+    pm = PeftModel.from_pretrained(base, str(adapter)).eval()
+    for bs in INFER_BATCHES:
+        try:
+            gb.seed_predict_df(pm, seqs[:4], args.infer_max_len, bs=bs)
+            gb.reset_peak(device)
+            (a, b), dt = gb.timed(lambda: (gb.seed_predict_df(pm, seqs, args.infer_max_len, bs=bs),
+                                           gb.seed_predict_df(pm, swapped, args.infer_max_len, bs=bs)), device)
+        except torch.OutOfMemoryError as e:
+            g16.record(f"infer16_seed_t4_fp16_bs{bs}", {"error": "OutOfMemoryError: " + str(e)[:200]})
+            gb.free()
+            continue
+        tok = sum(map(len, seqs)) + sum(map(len, swapped))
+        res = {"rows_s": round(len(seqs) / dt, 2), "useful_tok_s": round(tok / dt, 1), "s": round(dt, 2), "batch": bs,
+               "max_length": args.infer_max_len, **gb.peak(device)}
+        g16.record("infer16_seed_t4_fp16", res)
+        g16.log(f"infer16_seed_t4_fp16: {res}")
+        gb.free(pm, base)
+        return a.softmax(-1).double()  # the original view, as gpu16 compares
+    gb.free(pm, base)
+    return None
+
+
+def kagflow_infer(args, ckpt, adapter, seqs, swapped, device, quantization: str, ref):
+    """The shipped T4 path (load_base + adapter, infer.tuned_for_device with ``quantization``), warmed up (compiles)
+    on 16 rows, then timed on every row with TTA."""
+    from peft import PeftModel
+
+    from kagflow.classifier import infer
+    from kagflow.classifier import model as km
+
+    torch._dynamo.reset()
+    gb.free()
+    gb.reset_peak(device)
+    base = km.load_base(ckpt, device_map={"": str(device)}, pad_token_id=0)
+    pm = PeftModel.from_pretrained(base, str(adapter)).eval()
+    t0 = time.perf_counter()
+    model, budget = infer.tuned_for_device(pm, 0, quantization=quantization)
+    budget = budget or 8192
+    prep = time.perf_counter() - t0
+    name = f"infer16_kagflow_t4_fp16_{quantization}"
+    g16.kagflow_infer(name + "_warmup", model, budget, seqs[:16], swapped[:16], device, extra={"prepare_s": prep})
+    gb.reset_peak(device)
+    p = g16.kagflow_infer(name, model, budget, seqs, swapped, device, extra={"max_length": args.infer_max_len})
+    res = gb.RESULTS[name]
+    if ref is not None:
+        res["max_abs_prob_diff_vs_seed_original_view"] = float((p.double() - ref).abs().max())
+    g16.record(name, res)
+    gb.free(model, pm, base)
+
+
+def infer_task(args, ckpt, device) -> None:
+    """T4 configuration, 15 GiB, --infer-max-len: the seed vs kagflow in 8-bit (then 4-bit, the shipped default,
+    where time allows)."""
+    g16.as_profile((7, 5), g16.CAP_GIB)
+    g16.cap(device, g16.CAP_GIB)
+    seqs, swapped = infer_rows(args)
+    adapter = g16.make_adapter(args, ckpt, device)
+    ref = g16.oom_safe("infer16_seed_t4_fp16", lambda: seed_infer(args, ckpt, adapter, seqs, swapped, device))
+    for quantization in ("8bit", "4bit"):  # 4-bit (today's default) only where the tasks after this one keep time
+        later = sum(need for task, need in TASKS[[t for t, _ in TASKS].index("infer_t4_cap") + 1:]
+                    if task in args.tasks.split(","))
+        if quantization == "8bit" or g16.within(args, 60 + later):
+            g16.oom_safe(f"infer16_kagflow_t4_fp16_{quantization}",
+                         lambda q=quantization: kagflow_infer(args, ckpt, adapter, seqs, swapped, device, q, ref))
+    g16.as_profile(None, None)
+
+
+def summary(args) -> dict:
+    """The issue's ratios (same call, against the seed configured the same way), peaks and the plan's predictions."""
+    res = gb.RESULTS
+
+    def rate(key):
+        return (res.get(key) or {}).get("useful_tok_s")
+
+    def ratio(a, b):
+        return round(rate(a) / rate(b), 3) if rate(a) and rate(b) else None
+
+    out = {"lora": {"r": R, "alpha": ALPHA, "targets": list(PROJECTIONS), "freeze_layers": 0, "dropout": DROPOUT},
+           "train_max_len": args.train_max_len, "infer_max_len": args.infer_max_len, "cap_gib": g16.CAP_GIB,
+           "ratios": {"train16_bf16_vs_seed": ratio("train16_kagflow_bf16", "train16_seed_bf16"),
+                      "train16_t4_vs_seed": ratio("train16_kagflow_t4_fp16", "train16_seed_bf16"),
+                      "infer16_t4_8bit_vs_seed": ratio("infer16_kagflow_t4_fp16_8bit", "infer16_seed_t4_fp16"),
+                      "infer16_t4_4bit_vs_seed": ratio("infer16_kagflow_t4_fp16_4bit", "infer16_seed_t4_fp16"),
+                      "infer16_t4_8bit_vs_4bit": ratio("infer16_kagflow_t4_fp16_8bit", "infer16_kagflow_t4_fp16_4bit")},
+           "targets": {"train": 2.5, "infer_8bit": 3.0, "peak_gib": 14.7}}
+    for key in ("train16_seed_bf16", "train16_kagflow_bf16", "train16_kagflow_t4_fp16", "infer16_seed_t4_fp16",
+                "infer16_kagflow_t4_fp16_8bit", "infer16_kagflow_t4_fp16_4bit",
+                "infer16_kagflow_t4_fp16_8bit_warmup", "infer16_kagflow_t4_fp16_4bit_warmup"):
+        v = res.get(key) or {}
+        out[key] = {k: v.get(k) for k in ("useful_tok_s", "peak_alloc_gib", "peak_reserved_gib", "planned_peak_gib",
+                                          "warmup_s_incl_compile", "batch", "max_abs_prob_diff_vs_seed_original_view",
+                                          "error") if v.get(k) is not None}
+    out["errors"] = {k: v["error"] for k, v in res.items() if isinstance(v, dict) and "error" in v}
+    out["total_s"] = round(time.time() - gb.T_START, 1)
+    (Path(args.out) / "winners.json").write_text(json.dumps(out, indent=1) + "\n")
+    print("\n== winners recipe ==\n" + json.dumps(out, indent=1), flush=True)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dry-run", action="store_true", help="the CPU with a tiny Gemma-2: the logic, no numbers")
+    ap.add_argument("--out", default=None)
+    g16.add_run_arguments(ap)
+    ap.add_argument("--infer-max-len", type=int, default=3072)
+    ap.add_argument("--deadline-s", type=float, default=530)
+    ap.add_argument("--tasks", default=",".join(t for t, _ in TASKS),
+                    help="which measurements, comma-separated, run in TASKS' order (kag_* need seed_bf16_cap's steps "
+                         "from an earlier run in the same --out)")
+    args = ap.parse_args()
+    args.tiny = args.dry_run  # gemma_bench's and gpu16's name for the CPU check
+    if args.dry_run and "--task" not in sys.argv:
+        for flag, value in (("--train-max-len", 128), ("--seed-steps", 4), ("--warm", 1), ("--infer-rows", 8),
+                            ("--infer-max-len", 256), ("--train-rows", 30), ("--deadline-s", 3000)):
+            if flag not in sys.argv:
+                setattr(args, flag[2:].replace("-", "_"), type(getattr(args, flag[2:].replace("-", "_")))(value))
+                sys.argv += [flag, str(value)]  # the children see the same sizes
+    args.out = args.out or str(Path(tempfile.gettempdir()) / "winners")
+    device, cfg, ckpt = g16.start(args)
+    if args.task:
+        if args.tiny:  # Dynamo's capture without inductor's C++ builds (as tests/unit/classifier/test_compiling.py)
+            from kagflow.classifier import compiling
+            compiling.BACKEND = "aot_eager"
+        if args.task == "infer_t4_cap":
+            infer_task(args, ckpt, device)
+        else:
+            train_task(args, ckpt, device, args.task)
+        return
+    gb.env_info(device)
+    g16.record("args", vars(args))
+    gb.build_checkpoint(cfg, ckpt, device)
+    for capability in ((8, 9), (7, 5)):
+        g16.record(f"plan_{capability[0]}{capability[1]}", recipe(args, capability).memory_plan.describe())
+    g16.run_tasks(args, [t for t in TASKS if t[0] in args.tasks.split(",")], script=__file__)
+    summary(args)
+
+
+if __name__ == "__main__":
+    main()

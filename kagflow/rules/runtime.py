@@ -1,0 +1,103 @@
+"""How long an inference kernel runs on Kaggle, before it is pushed: an ensemble that cannot finish is refused.
+
+Run time = setup + per member (load, compile) + tokens / rate, where tokens = hidden test rows x views (2 with TTA)
+x mean tokens per row at [infer] max_length, for every member of the ensemble (each is a full pass today). The
+numbers and where each comes from:
+
+* rate: Gemma-2-9B in the T4 configuration (fp16, eager, 4-bit with layers made dense) measured 26,549 tok/s on an
+  H200 at 2,048 tokens with TTA (bench/RESULTS.md, issue 17's table); a T4 is ~15x slower per token
+  (bench/RESULTS.md, the two-GPU section), and one model per GPU on T4 x2 gave 1.89x one GPU (#15). An ensemble's
+  adapters run untuned (LoRA unmerged, no compiled or dense layers) at ~0.66x (issue 33). 8-bit: the same rate until
+  the bench measures it (``bench/winners.py``).
+* mean tokens per row: KAGGLE-FACTS' fit to the published lengths, LogNormal(median 510, sigma 0.70), capped at
+  max_length (E[min(L, cap)] in closed form), plus the prompt template's ~40 tokens.
+* hidden test rows: 25,000 for the LMSYS competitions (KAGGLE-FACTS); other competitions: no estimate.
+* setup 300 s (wheels, imports), 200 s per member to load and compile (a guess until a T4 report measures it).
+
+Pure arithmetic, the stdlib only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from kagflow.errors import KagflowError
+
+H200_T4_CONFIG_TOKENS_PER_S = 26549.0  # bench/RESULTS.md: T4-config inference at 2,048 tokens with TTA, one H200
+T4_SLOWER = 15.0  # per token, a T4 against an H200 (bench/RESULTS.md)
+TWO_T4_SPEEDUP = 1.89  # one model per GPU on T4 x2 against one (bench/RESULTS.md #15)
+ENSEMBLE_SPEED = 0.66  # several adapters skip the tuned path (no dense/merged layers, no compilation): issue 33
+SETUP_S, LOAD_S = 300.0, 200.0
+TEMPLATE_TOKENS = 40
+LENGTH_MEDIAN, LENGTH_SIGMA = 510.0, 0.70  # KAGGLE-FACTS: tokens per row, LogNormal fit
+HIDDEN_TEST_ROWS = {"llm-classification-finetuning": 25000, "lmsys-chatbot-arena": 25000}
+T4_ACCELERATORS = {"NvidiaTeslaT4": 2, "NvidiaTeslaT4Highmem": 2}  # Kaggle's T4 x2
+
+
+@dataclass(frozen=True)
+class RunTime:
+    seconds: float
+    arithmetic: str  # the numbers the estimate is made of, for the message
+
+
+def hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h"
+
+
+def mean_tokens_per_row(max_length: int) -> float:
+    """E[min(L, max_length)] for L ~ LogNormal(median LENGTH_MEDIAN, sigma LENGTH_SIGMA), plus the template."""
+    mu, s = math.log(LENGTH_MEDIAN), LENGTH_SIGMA
+    cap = max(1.0, float(max_length) - TEMPLATE_TOKENS)
+    z = (math.log(cap) - mu) / s
+    phi = lambda x: 0.5 * (1 + math.erf(x / math.sqrt(2)))  # noqa: E731
+    return math.exp(mu + s * s / 2) * phi(z - s) + cap * (1 - phi(z)) + TEMPLATE_TOKENS
+
+
+def inference_run_time(*, members: int, rows: int, tta: bool, max_length: int, gpus: int,
+                       tokens_per_s_per_gpu: float) -> RunTime:
+    """The run time of an inference kernel and its arithmetic."""
+    views = 2 if tta else 1
+    per_row = mean_tokens_per_row(max_length)
+    tokens = members * rows * views * per_row
+    untuned = ENSEMBLE_SPEED if members > 1 else 1.0
+    rate = tokens_per_s_per_gpu * (TWO_T4_SPEEDUP if gpus == 2 else gpus) * untuned
+    seconds = SETUP_S + members * LOAD_S + tokens / rate
+    how = f"{gpus} GPU(s), {tokens_per_s_per_gpu:,.0f} tok/s each" + (f", x {untuned} untuned ensemble" if
+                                                                       members > 1 else "")
+    return RunTime(seconds, f"{members} adapter(s) x {rows:,} rows x {views} view(s) x {per_row:.0f} tokens "
+                            f"(mean at max_length {max_length}) = {tokens / 1e6:.1f} M tokens at {rate:,.0f} tok/s "
+                            f"({how}) + setup {SETUP_S:.0f} s + {members} x {LOAD_S:.0f} s to load = {hours(seconds)}")
+
+
+def kaggle_inference_run_time(competition: str, accelerator: str, *, members: int, tta: bool,
+                              max_length: int) -> RunTime | None:
+    """``inference_run_time`` on Kaggle's T4 x2 for a competition of known hidden test size; None otherwise."""
+    rows = HIDDEN_TEST_ROWS.get(competition)
+    gpus = T4_ACCELERATORS.get(accelerator)
+    if rows is None or gpus is None:
+        return None
+    return inference_run_time(members=members, rows=rows, tta=tta, max_length=max_length, gpus=gpus,
+                              tokens_per_s_per_gpu=H200_T4_CONFIG_TOKENS_PER_S / T4_SLOWER)
+
+
+
+def most_members(timeout: int, estimate_for) -> int:
+    """The most ensemble members ``estimate_for(members) -> RunTime`` fits within ``timeout`` (0: not even one)."""
+    n = 0
+    while n < 64 and estimate_for(n + 1).seconds <= timeout:
+        n += 1
+    return n
+
+
+def refuse_past_timeout(estimate: RunTime, timeout: int, *, name: str, estimate_for) -> None:
+    """Refuse (KagflowError) an inference kernel that would not finish within ``timeout`` seconds; the hint gives
+    the most members that would (``estimate_for(members)``)."""
+    if estimate.seconds <= timeout:
+        return
+    fits = most_members(timeout, estimate_for)
+    raise KagflowError(f"the inference kernel {name!r} would not finish in {hours(timeout)}",
+                       context=f"estimate: {estimate.arithmetic} > {hours(timeout)}",
+                       hint=f"use at most {fits} adapter(s) (fewer folds), set [infer] tta = false or a lower "
+                            f"max_length, or push anyway with --force ([infer] deadline_s then writes what it "
+                            f"reached)")

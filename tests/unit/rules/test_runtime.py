@@ -1,0 +1,45 @@
+"""The inference run-time estimate on Kaggle's T4 x2 (``rules.runtime``): its arithmetic and the refusal."""
+
+import pytest
+
+from kagflow.errors import KagflowError
+from kagflow.rules import runtime
+from kagflow.rules.kaggle import GPU_SESSION_S
+
+COMPETITION = "llm-classification-finetuning"
+
+
+def _estimate(members, **kw):
+    return runtime.kaggle_inference_run_time(COMPETITION, "NvidiaTeslaT4", members=members,
+                                             **{"tta": True, "max_length": 3072, **kw})
+
+
+def test_mean_tokens_follow_the_length_fit():
+    """E[min(L, cap)] grows with the cap toward the fit's mean (~650 + the template) and never passes the cap."""
+    means = [runtime.mean_tokens_per_row(n) for n in (256, 1024, 2048, 3072, 100000)]
+    assert means == sorted(means) and means[0] <= 256
+    assert 680 < means[-1] < 700  # exp(ln 510 + 0.7^2 / 2) = 650, + 40 template tokens
+
+
+def test_one_adapter_fits_nine_hours_and_five_are_refused_with_the_numbers():
+    one = _estimate(1)
+    assert one.seconds < GPU_SESSION_S and "25,000 rows x 2 view(s)" in one.arithmetic
+    # the arithmetic is what it says: tokens / rate + setup + load
+    tokens = 25000 * 2 * runtime.mean_tokens_per_row(3072)
+    rate = runtime.H200_T4_CONFIG_TOKENS_PER_S / runtime.T4_SLOWER * runtime.TWO_T4_SPEEDUP
+    assert one.seconds == pytest.approx(runtime.SETUP_S + runtime.LOAD_S + tokens / rate)
+    assert _estimate(1, tta=False).seconds < one.seconds and _estimate(1, max_length=1024).seconds < one.seconds
+    five = _estimate(5)
+    with pytest.raises(KagflowError) as err:
+        runtime.refuse_past_timeout(five, GPU_SESSION_S, name="infer", estimate_for=_estimate)
+    text = f"{err.value.message} {err.value.context} {err.value.hint}"
+    assert "would not finish in 9.0 h" in text and "5 adapter(s) x 25,000 rows" in text and "M tokens" in text
+    fits = runtime.most_members(GPU_SESSION_S, _estimate)
+    assert 1 <= fits < 5 and f"at most {fits} adapter(s)" in text
+    assert _estimate(fits).seconds <= GPU_SESSION_S < _estimate(fits + 1).seconds
+    runtime.refuse_past_timeout(one, GPU_SESSION_S, name="infer", estimate_for=_estimate)  # fits: no refusal
+
+
+def test_no_estimate_without_a_known_test_size_or_t4s():
+    assert runtime.kaggle_inference_run_time("titanic", "NvidiaTeslaT4", members=5, tta=True, max_length=3072) is None
+    assert runtime.kaggle_inference_run_time(COMPETITION, "NvidiaH100", members=5, tta=True, max_length=3072) is None

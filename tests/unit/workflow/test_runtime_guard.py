@@ -1,0 +1,23 @@
+"""Before an inference push (``workflow.kernel.guard_run_time``): an ensemble that would not finish is refused."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from kagflow.classifier.config import InferConfig
+from kagflow.errors import KagflowError
+from kagflow.workflow.kernel import guard_run_time
+
+CONFIG = SimpleNamespace(infer=InferConfig(max_length=3072, tta=True),
+                         project=SimpleNamespace(competition="llm-classification-finetuning"))
+
+
+def test_five_folds_are_refused_one_adapter_is_pushed_and_force_warns():
+    lines = []
+    guard_run_time(CONFIG, "infer", "NvidiaTeslaT4", 32400, members=1, log=lines.append)
+    assert lines and lines[0].startswith("inference run time: 1 adapter(s)")
+    with pytest.raises(KagflowError, match="would not finish in 9.0 h") as err:
+        guard_run_time(CONFIG, "infer", "NvidiaTeslaT4", 32400, members=5, log=lines.append)
+    assert "5 adapter(s) x 25,000 rows x 2 view(s)" in err.value.context and "--force" in err.value.hint
+    guard_run_time(CONFIG, "infer", "NvidiaTeslaT4", 32400, members=5, force=True, log=lines.append)
+    assert lines[-1].startswith("warning: inference run time past the 32400 s timeout")
