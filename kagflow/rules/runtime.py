@@ -4,11 +4,12 @@ Run time = setup + per member (load, compile) + tokens / rate, where tokens = hi
 x mean tokens per row at [infer] max_length, for every member of the ensemble (each is a full pass today). The
 numbers and where each comes from:
 
-* rate: Gemma-2-9B in the T4 configuration (fp16, eager, 4-bit with layers made dense) measured 26,549 tok/s on an
-  H200 at 2,048 tokens with TTA (bench/RESULTS.md, issue 17's table); a T4 is ~15x slower per token
-  (bench/RESULTS.md, the two-GPU section), and one model per GPU on T4 x2 gave 1.89x one GPU (#15). An ensemble's
-  adapters run untuned (LoRA unmerged, no compiled or dense layers) at ~0.66x (issue 33). 8-bit: the same rate until
-  the bench measures it (``bench/winners.py``).
+* rate: Gemma-2-9B in the T4 configuration (fp16, eager, with TTA) measured on an H200 (bench/RESULTS.md): 4-bit
+  with layers made dense 26,549 tok/s at 2,048 tokens (issue 17's table) and 21,964 at 3,072; 8-bit (LLM.int8 of
+  the NF4 weights with the LoRA merged) 9,392 at 3,072 (mean of two calls, ``bench/winners.py``, issue 33); the
+  measured point nearest ``max_length`` is used. A T4 is ~15x slower per token (bench/RESULTS.md, the two-GPU
+  section), and one model per GPU on T4 x2 gave 1.89x one GPU (#15). An ensemble's adapters run untuned (LoRA
+  unmerged, no compiled or dense layers) at ~0.66x (issue 33).
 * mean tokens per row: KAGGLE-FACTS' fit to the published lengths, LogNormal(median 510, sigma 0.70), capped at
   max_length (E[min(L, cap)] in closed form), plus the prompt template's ~40 tokens.
 * hidden test rows: 25,000 for the LMSYS competitions (KAGGLE-FACTS); other competitions: no estimate.
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 from kagflow.errors import KagflowError
 
 H200_T4_CONFIG_TOKENS_PER_S = 26549.0  # bench/RESULTS.md: T4-config inference at 2,048 tokens with TTA, one H200
+# (max_length, tok/s) measured per [infer] quantization, T4 configuration with TTA on one H200 (bench/RESULTS.md)
+H200_T4_CONFIG_RATES = {"4bit": ((2048, H200_T4_CONFIG_TOKENS_PER_S), (3072, 21964.0)), "8bit": ((3072, 9392.0),)}
 T4_SLOWER = 15.0  # per token, a T4 against an H200 (bench/RESULTS.md)
 TWO_T4_SPEEDUP = 1.89  # one model per GPU on T4 x2 against one (bench/RESULTS.md #15)
 ENSEMBLE_SPEED = 0.66  # several adapters skip the tuned path (no dense/merged layers, no compilation): issue 33
@@ -70,15 +73,21 @@ def inference_run_time(*, members: int, rows: int, tta: bool, max_length: int, g
                             f"({how}) + setup {SETUP_S:.0f} s + {members} x {LOAD_S:.0f} s to load = {hours(seconds)}")
 
 
+def h200_rate(quantization: str, max_length: int) -> float:
+    """The H200's measured T4-configuration rate for ``quantization`` at the measured max_length nearest."""
+    points = H200_T4_CONFIG_RATES[quantization]
+    return min(points, key=lambda point: abs(point[0] - max_length))[1]
+
+
 def kaggle_inference_run_time(competition: str, accelerator: str, *, members: int, tta: bool,
-                              max_length: int) -> RunTime | None:
+                              max_length: int, quantization: str = "4bit") -> RunTime | None:
     """``inference_run_time`` on Kaggle's T4 x2 for a competition of known hidden test size; None otherwise."""
     rows = HIDDEN_TEST_ROWS.get(competition)
     gpus = T4_ACCELERATORS.get(accelerator)
     if rows is None or gpus is None:
         return None
     return inference_run_time(members=members, rows=rows, tta=tta, max_length=max_length, gpus=gpus,
-                              tokens_per_s_per_gpu=H200_T4_CONFIG_TOKENS_PER_S / T4_SLOWER)
+                              tokens_per_s_per_gpu=h200_rate(quantization, max_length) / T4_SLOWER)
 
 
 

@@ -108,7 +108,7 @@ def guard_run_time(config, name: str, accelerator: str, timeout: int, *, members
 
     def estimate_for(n: int):
         return kaggle_inference_run_time(config.project.competition, accelerator, members=n, tta=infer.tta,
-                                         max_length=infer.max_length)
+                                         max_length=infer.max_length, quantization=infer.quantization)
 
     estimate = estimate_for(members)
     if estimate is None:

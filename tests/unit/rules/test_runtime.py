@@ -4,7 +4,7 @@ import pytest
 
 from kagflow.errors import KagflowError
 from kagflow.rules import runtime
-from kagflow.rules.kaggle import GPU_SESSION_S
+from kagflow.rules.kaggle import COMPETITION_RUN_S
 
 COMPETITION = "llm-classification-finetuning"
 
@@ -23,23 +23,33 @@ def test_mean_tokens_follow_the_length_fit():
 
 def test_one_adapter_fits_nine_hours_and_five_are_refused_with_the_numbers():
     one = _estimate(1)
-    assert one.seconds < GPU_SESSION_S and "25,000 rows x 2 view(s)" in one.arithmetic
+    assert one.seconds < COMPETITION_RUN_S and "25,000 rows x 2 view(s)" in one.arithmetic
     # the arithmetic is what it says: tokens / rate + setup + load
     tokens = 25000 * 2 * runtime.mean_tokens_per_row(3072)
-    rate = runtime.H200_T4_CONFIG_TOKENS_PER_S / runtime.T4_SLOWER * runtime.TWO_T4_SPEEDUP
+    rate = runtime.h200_rate("4bit", 3072) / runtime.T4_SLOWER * runtime.TWO_T4_SPEEDUP
     assert one.seconds == pytest.approx(runtime.SETUP_S + runtime.LOAD_S + tokens / rate)
     assert _estimate(1, tta=False).seconds < one.seconds and _estimate(1, max_length=1024).seconds < one.seconds
     five = _estimate(5)
     with pytest.raises(KagflowError) as err:
-        runtime.refuse_past_timeout(five, GPU_SESSION_S, name="infer", estimate_for=_estimate)
+        runtime.refuse_past_timeout(five, COMPETITION_RUN_S, name="infer", estimate_for=_estimate)
     text = f"{err.value.message} {err.value.context} {err.value.hint}"
     assert "would not finish in 9.0 h" in text and "5 adapter(s) x 25,000 rows" in text and "M tokens" in text
-    fits = runtime.most_members(GPU_SESSION_S, _estimate)
+    fits = runtime.most_members(COMPETITION_RUN_S, _estimate)
     assert 1 <= fits < 5 and f"at most {fits} adapter(s)" in text
-    assert _estimate(fits).seconds <= GPU_SESSION_S < _estimate(fits + 1).seconds
-    runtime.refuse_past_timeout(one, GPU_SESSION_S, name="infer", estimate_for=_estimate)  # fits: no refusal
+    assert _estimate(fits).seconds <= COMPETITION_RUN_S < _estimate(fits + 1).seconds
+    runtime.refuse_past_timeout(one, COMPETITION_RUN_S, name="infer", estimate_for=_estimate)  # fits: no refusal
 
 
 def test_no_estimate_without_a_known_test_size_or_t4s():
     assert runtime.kaggle_inference_run_time("titanic", "NvidiaTeslaT4", members=5, tta=True, max_length=3072) is None
     assert runtime.kaggle_inference_run_time(COMPETITION, "NvidiaH100", members=5, tta=True, max_length=3072) is None
+
+
+def test_the_rate_follows_the_quantization_and_max_length_measured():
+    """8-bit (LLM.int8, measured 0.43x of 4-bit at 3,072 on the H200) takes longer than 4-bit; each max_length uses the
+    measured point nearest it."""
+    assert runtime.h200_rate("4bit", 2048) == runtime.H200_T4_CONFIG_TOKENS_PER_S
+    assert runtime.h200_rate("4bit", 3000) == 21964.0 and runtime.h200_rate("8bit", 1024) == 9392.0
+    four, eight = _estimate(1), _estimate(1, quantization="8bit")
+    assert eight.seconds > 2 * (four.seconds - runtime.SETUP_S - runtime.LOAD_S)
+    assert "9,392" not in four.arithmetic and f"{9392.0 / runtime.T4_SLOWER:,.0f} tok/s each" in eight.arithmetic
