@@ -41,6 +41,6 @@ def flow(app: App, from_step: str | None, local_train: bool, folds: str | None) 
     for line in report.lines():
         app.out.info(line)
     if report.local_server:
-        app.out.info(f"  the local Kaggle keeps running at {report.local_server} for the next run; "
-                     "stop it with `kagflow local stop`")
+        app.out.info(f"  the local Kaggle keeps running at {report.local_server} for the next run, until idle for "
+                     "KAGFLOW_LOCAL_IDLE_S; stop it now with `kagflow local stop`")
 

@@ -28,14 +28,19 @@ def local() -> None:
               envvar="KAGFLOW_LOCAL_CONSISTENCY",
               help="eventual: imitate Kaggle's delays (404 for seconds after a create, versions processing, a 429 "
                    "now and then). Default instant. [env var: KAGFLOW_LOCAL_CONSISTENCY]")
+@click.option("--idle-s", type=float, default=None,
+              help="Stop by itself once idle (no request, no kernel queued or running) this many seconds. Default: "
+                   "never (a background server started on demand: KAGFLOW_LOCAL_IDLE_S, else half an hour).")
 @click.pass_obj
-def serve(app: App, port: int, data_dir: Path | None, users_file: Path | None, consistency: str | None) -> None:
-    """Run the server in the foreground until Ctrl-C.
+def serve(app: App, port: int, data_dir: Path | None, users_file: Path | None, consistency: str | None,
+          idle_s: float | None) -> None:
+    """Run the server in the foreground until Ctrl-C (or --idle-s).
 
     Point kagflow (or the official client through `kagflow kaggle`) at it with
     KAGFLOW_KAGGLE_ENDPOINT=http://127.0.0.1:PORT.
     """
-    local_server.serve(app.config, port=port, data=data_dir, users_file=users_file, consistency=consistency)
+    local_server.serve(app.config, port=port, data=data_dir, users_file=users_file, consistency=consistency,
+                       idle_s=idle_s)
 
 
 @local.command("start")

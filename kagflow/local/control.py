@@ -2,7 +2,9 @@
 
 ``ensure_background_server(data_dir)`` starts ``python -m kagflow.local serve`` detached (unless
 one already answers for that data dir) and returns its URL; ``stop_background_server`` ends
-it. The process leaves ``server.pid``, ``server.port`` and ``server.log`` in the data dir.
+it, and it ends by itself once idle for ``$KAGFLOW_LOCAL_IDLE_S`` seconds (default :data:`IDLE_S`; 0: never):
+no request and no kernel queued or running (see :mod:`kagflow.local.server.idle`). The process leaves
+``server.pid``, ``server.port`` and ``server.log`` in the data dir, and removes the first two as it ends.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from pathlib import Path
 from typing import Optional
 
 from kagflow.errors import KagflowError
-from kagflow.local.env import CONSISTENCY_ENV, DATA_DIR_ENV, USERS_ENV
+from kagflow.local.env import CONSISTENCY_ENV, DATA_DIR_ENV, IDLE_ENV, USERS_ENV
 
 PID_FILE, PORT_FILE, LOG_FILE = "server.pid", "server.port", "server.log"
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0
+IDLE_S = 1800.0  # a background server stops by itself after this long idle (unless $KAGFLOW_LOCAL_IDLE_S says)
 
 
 def default_data_dir() -> Path:
@@ -92,10 +95,30 @@ def consistency_from_env() -> str:
     return os.environ.get(CONSISTENCY_ENV) or DEFAULT_MODE
 
 
+def idle_seconds(value, where: str) -> Optional[float]:
+    """``value`` (seconds, from ``where``) as an idle stop: None (never) for 0; refused unless a number >= 0."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise KagflowError(f"{where} must be a number of seconds (0: never stop when idle), not {value!r}",
+                           context=where, hint=f"e.g. {IDLE_ENV}={IDLE_S:g} (the default), or 0")
+    return seconds or None
+
+
+def idle_from_env() -> Optional[float]:
+    """How long a background server waits idle before it stops: ``$KAGFLOW_LOCAL_IDLE_S``, else :data:`IDLE_S`;
+    None: never."""
+    value = os.environ.get(IDLE_ENV)
+    return idle_seconds(value, f"${IDLE_ENV}") if value else IDLE_S
+
+
 def serve_forever(data_dir: os.PathLike | str, port: int = 0, *, host: str = HOST,
                   users: Optional[dict[str, str]] = None, users_file: Optional[os.PathLike | str] = None,
-                  consistency: Optional[str] = None) -> None:
-    """Serve ``data_dir`` in this process until SIGTERM/SIGINT; writes the pid and port files.
+                  consistency: Optional[str] = None, idle_s: Optional[float] = None) -> None:
+    """Serve ``data_dir`` in this process until SIGTERM/SIGINT, or until idle (no request, no kernel queued or
+    running) for ``idle_s`` seconds (None or 0: never); writes the pid and port files, removes them as it ends.
 
     ``users`` (username → key): only those keys are accepted (401 otherwise), and kernels run only in the
     sandbox; None accepts any key. ``users_file``: where they were read from (never visible to a kernel).
@@ -106,6 +129,7 @@ def serve_forever(data_dir: os.PathLike | str, port: int = 0, *, host: str = HOS
     from kagflow.local.server.consistency import MODES, with_mode
     from kagflow.local.server.httpd import LocalServer
 
+    idle_s = idle_seconds(idle_s or 0, "--idle-s")
     mode = consistency or consistency_from_env()
     try:
         settings = with_mode(Settings(), mode)
@@ -130,12 +154,20 @@ def serve_forever(data_dir: os.PathLike | str, port: int = 0, *, host: str = HOS
     auth = f"keys checked for {len(users)} user(s)" if users else "any key accepted"
     print(f"kagflow local Kaggle serving {data} at {server.url} ({auth}; consistency {mode})", flush=True)
     print(sandbox_line(users is not None), flush=True)
+    if idle_s:
+        def _idle() -> None:
+            print(f"kagflow local Kaggle stopping by itself: idle for {idle_s:g} s (no request, no kernel queued or "
+                  f"running; ${IDLE_ENV} sets how long for a background server, 0: never)", flush=True)
+            _stop()
+
+        print(f"it stops by itself once idle for {idle_s:g} s", flush=True)
+        server.idle.watch(idle_s, _idle)
     try:
         server.serve_forever()
     finally:
-        for name in (PID_FILE, PORT_FILE):
-            try:
-                if name != PID_FILE or (data / name).read_text().strip() == str(os.getpid()):
+        for name, mine in ((PID_FILE, os.getpid()), (PORT_FILE, server.port)):
+            try:  # only this server's: a fresh one may already have written its own
+                if (data / name).read_text().strip() == str(mine):
                     (data / name).unlink()
             except OSError:
                 pass
@@ -170,8 +202,9 @@ def running_url(data_dir: os.PathLike | str) -> Optional[str]:
     return None
 
 
-def ensure_background_server(data_dir: os.PathLike | str, port: int = 0) -> str:
-    """URL of a live background server for ``data_dir``, starting one detached if needed."""
+def ensure_background_server(data_dir: os.PathLike | str, port: int = 0, *, idle_s: Optional[float] = None) -> str:
+    """URL of a live background server for ``data_dir``, starting one detached if needed; a new one stops by
+    itself once idle for ``idle_s`` seconds (default :func:`idle_from_env`; 0: never)."""
     data = Path(data_dir).resolve()
     url = running_url(data)
     if url:
@@ -180,12 +213,13 @@ def ensure_background_server(data_dir: os.PathLike | str, port: int = 0) -> str:
     for stale in (PID_FILE, PORT_FILE):
         (data / stale).unlink(missing_ok=True)
     chosen = port or find_free_port()
+    idle = idle_from_env() if idle_s is None else idle_seconds(idle_s, "idle_s")
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     with open(data / LOG_FILE, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "kagflow.local", "serve", "--port", str(chosen),
-                                 "--data-dir", str(data)], stdin=subprocess.DEVNULL, stdout=log,
+                                 "--data-dir", str(data), "--idle-s", f"{idle or 0:g}"], stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=str(data))
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:

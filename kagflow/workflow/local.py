@@ -16,13 +16,13 @@ def data_dir(config: Config, given: Optional[Path] = None) -> Path:
 
 
 def serve(config: Config, *, port: int, data: Optional[Path], users_file: Optional[Path],
-          consistency: Optional[str] = None) -> None:
+          consistency: Optional[str] = None, idle_s: Optional[float] = None) -> None:
     """Serve in the foreground until Ctrl-C; ``users_file``: only its keys are accepted; ``consistency``
-    ("eventual"): imitate Kaggle's delays (kagflow.local.server.consistency)."""
+    ("eventual"): imitate Kaggle's delays (kagflow.local.server.consistency); ``idle_s``: stop once idle that long."""
     from kagflow.local.control import load_users, serve_forever
 
     serve_forever(data_dir(config, data), port, users=load_users(users_file) if users_file else None,
-                  users_file=users_file, consistency=consistency)
+                  users_file=users_file, consistency=consistency, idle_s=idle_s)
 
 
 def start(config: Config, data: Optional[Path] = None) -> str:

@@ -50,6 +50,7 @@ from kagflow.local.server import jobs as jobs_module
 from kagflow.local.server.api import HANDLERS, Ctx, Redirect, Settings
 from kagflow.local.server.consistency import RateLimit
 from kagflow.local.server.faults import DROP, ERROR, SLOW, TOO_MANY, Faults
+from kagflow.local.server.idle import STOPPING, Idle
 from kagflow.local.server.jobs import Jobs
 from kagflow.local.server.names import check_ident, check_request_names, parse_count
 from kagflow.local.server.protocol import ApiError, parse_request, routes, to_wire
@@ -83,6 +84,7 @@ class LocalServer:
         self.store = Store(self.data_dir)
         # with keys checked (several users), kernels run only in the sandbox, never seeing ``hide`` (the users file)
         self.jobs = Jobs(self.store, self.settings, require_sandbox=users is not None, hide=hide)
+        self.idle = Idle(self.jobs.busy)  # what a background server's idle stop reads (control.serve_forever)
         handler = type("BoundHandler", (Handler,), {"app": self, "timeout": read_timeout_s})
         self.httpd = _Server((host, port), handler)
         self.host, self.port = self.httpd.server_address[:2]
@@ -194,6 +196,19 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json(err.code, {"code": err.code, "message": err.message}, err.headers)
 
     def _guarded(self, fn) -> None:
+        if not self.app.idle.begin():
+            self.close_connection = True
+            try:
+                self._send_error_json(ApiError(503, STOPPING))
+            except OSError:
+                pass
+            return
+        try:
+            self._answer(fn)
+        finally:
+            self.app.idle.end()
+
+    def _answer(self, fn) -> None:
         try:
             fn()
         except ApiError as err:

@@ -85,6 +85,11 @@ class Jobs:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
+    def busy(self) -> bool:
+        """True while a job is queued or running (what keeps an idle server alive: see idle.py)."""
+        with self._ready:
+            return bool(self._pending) or any(n > 0 for n in self._busy.values())
+
     def submit_run(self, version_id: int) -> None:
         self._cancel[version_id] = threading.Event()
         row = self.store.one("SELECT k.owner FROM kernel_versions v JOIN kernels k ON k.id = v.kernel_id "
