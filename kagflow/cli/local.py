@@ -30,7 +30,7 @@ def local() -> None:
                    "now and then). Default instant. [env var: KAGFLOW_LOCAL_CONSISTENCY]")
 @click.option("--idle-s", type=float, default=None,
               help="Stop by itself once idle (no request, no kernel queued or running) this many seconds. Default: "
-                   "never (a background server started on demand: KAGFLOW_LOCAL_IDLE_S, else half an hour).")
+                   "never (a background server started on demand: KAGFLOW_LOCAL_IDLE_S).")
 @click.pass_obj
 def serve(app: App, port: int, data_dir: Path | None, users_file: Path | None, consistency: str | None,
           idle_s: float | None) -> None:
