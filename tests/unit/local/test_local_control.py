@@ -67,11 +67,14 @@ def test_free_port_and_health_of_nothing():
     assert health(f"http://127.0.0.1:{port}", timeout=0.5) is None
 
 
-def wait_gone(pid: int, timeout: float = 60.0) -> None:
-    """Wait (a generous bound: nothing here is timed) for the server process ``pid`` to have ended by itself."""
+def wait_gone(data, pid: int, timeout: float = 60.0) -> None:
+    """Wait (a generous bound: nothing here is timed) for the server ``pid`` of ``data`` to have ended by itself;
+    stopped, and the test failed, if it has not."""
     deadline = time.monotonic() + timeout
     while not _gone(pid):
-        assert time.monotonic() < deadline, f"the background server {pid} still runs after {timeout:g} s"
+        if time.monotonic() > deadline:
+            stop_background_server(data)
+            raise AssertionError(f"the background server {pid} still runs after {timeout:g} s")
         time.sleep(0.05)
 
 
@@ -79,7 +82,7 @@ def test_an_idle_background_server_stops_by_itself_and_the_next_ensure_starts_a_
     data = tmp_path / "bg"
     url = ensure_background_server(data, idle_s=0.5)
     pid = health(url)["pid"]
-    wait_gone(pid)  # nobody asks it anything: it ends by itself
+    wait_gone(data, pid)  # nobody asks it anything: it ends by itself
     assert not (data / PID_FILE).exists() and not (data / PORT_FILE).exists()  # as stop_background_server leaves it
     assert (data / LOG_FILE).read_text().count(IDLE_LINE) == 1  # says why, once
     url = ensure_background_server(data, idle_s=0)  # 0: this one never stops by itself
@@ -102,7 +105,7 @@ def test_a_polling_client_keeps_an_idle_background_server_alive(tmp_path):
     except BaseException:
         stop_background_server(data)
         raise
-    wait_gone(pid)  # the polls stop: so does it
+    wait_gone(data, pid)  # the polls stop: so does it
     assert (data / LOG_FILE).read_text().count(IDLE_LINE) == 1
 
 
@@ -118,7 +121,7 @@ def test_a_running_kernel_keeps_an_idle_background_server_alive(tmp_path, kaggle
     except BaseException:
         stop_background_server(data)
         raise
-    wait_gone(pid, timeout=300)
+    wait_gone(data, pid, timeout=300)
     url = ensure_background_server(data, idle_s=0)
     try:
         status = build_api(url).kernels_status(f"{USER}/idle-kernel")
