@@ -103,7 +103,7 @@ def idle_seconds(value, where: str) -> Optional[float]:
         seconds = -1.0
     if not seconds >= 0 or seconds == float("inf"):
         raise KagflowError(f"{where} must be a number of seconds (0: never stop when idle), not {value!r}",
-                           context=where, hint=f"e.g. {IDLE_ENV}={IDLE_S:g} (the default), or 0")
+                           context=where, hint=f"e.g. {IDLE_S:g} (a background server's default), or 0")
     return seconds or None
 
 
@@ -219,8 +219,8 @@ def ensure_background_server(data_dir: os.PathLike | str, port: int = 0, *, idle
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     with open(data / LOG_FILE, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "kagflow.local", "serve", "--port", str(chosen),
-                                 "--data-dir", str(data), "--idle-s", f"{idle or 0:g}"], stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=str(data))
+                                 "--data-dir", str(data), "--idle-s", f"{idle or 0:g}"], stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=str(data))
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         url = running_url(data)

@@ -19,8 +19,8 @@ from kagflow.local.control import (
     ensure_background_server,
     find_free_port,
     health,
-    running_url,
     idle_from_env,
+    running_url,
     stop_background_server,
 )
 from kagflow.local.env import IDLE_ENV
