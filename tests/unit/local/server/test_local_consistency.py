@@ -51,7 +51,8 @@ def test_a_new_dataset_version_processes_before_its_files_are_listed(data_dir, k
 
     from kagflow.hub.client import build_api
 
-    with start_server(data_dir, settings=Settings(dataset_processing_s=WINDOW)) as srv:
+    window = 10 * WINDOW  # the calls below must all land inside it, on a loaded machine too
+    with start_server(data_dir, settings=Settings(dataset_processing_s=window)) as srv:
         api = build_api(srv.url)
         folder = write_dataset(tmp_path / "ds", "late-files", {"a.csv": "1\n"})
         assert not api.dataset_create_new(str(folder), quiet=True).error
@@ -62,7 +63,7 @@ def test_a_new_dataset_version_processes_before_its_files_are_listed(data_dir, k
         with pytest.raises(HTTPError) as busy:
             api.dataset_create_version(str(folder), "too soon", quiet=True)
         assert busy.value.response.status_code == 403
-        time.sleep(WINDOW)
+        time.sleep(window)
         assert [f.name for f in api.dataset_list_files(f"{USER}/late-files").files] == ["a.csv"]
         assert api.dataset_status(f"{USER}/late-files") == "ready"
 
