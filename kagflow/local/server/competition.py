@@ -27,7 +27,7 @@ from kagflow.errors import DataError
 from kagflow.local.server import metrics
 from kagflow.local.server.metrics import ScoreError
 from kagflow.local.server.names import check_ident, check_name
-from kagflow.local.server.store import Store
+from kagflow.local.server.store import DATABASE, Store
 from kagflow.rules import slugs
 from kagflow.rules.metrics import NUMBERS, PROBABILITIES
 
@@ -39,7 +39,6 @@ RERUN = "competition_rerun"  # file set: the public files with the hidden ones i
 CATEGORIES = {"featured": "Featured", "research": "Research", "recruitment": "Recruitment",
               "gettingStarted": "Getting Started", "masters": "Masters", "playground": "Playground",
               "community": "Community", "analytics": "Analytics"}
-DATABASE = "kaggle.sqlite3"
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
+DATABASE = "kaggle.sqlite3"  # in the data dir: every record
 CHUNK = 1 << 20
 UPLOAD_EXPIRY_S = 6 * 24 * 3600  # the official client gives up resuming after 6 days
 
@@ -89,7 +90,7 @@ class Store:
         for sub in ("blobs/sha256", "uploads", "cache", "competitions", "runs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.root / "kaggle.sqlite3", check_same_thread=False, isolation_level=None,
+        self._db = sqlite3.connect(self.root / DATABASE, check_same_thread=False, isolation_level=None,
                                    timeout=30)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
