@@ -97,9 +97,15 @@ class InferConfig:
     # dropped, then shorter rows, then priors for what is left); 0: no deadline. Rendered kernels get the
     # kernel's timeout less INFER_DEADLINE_MARGIN when this is 0.
     deadline_s: float = 0
+    # an ensemble (several adapters): "members" runs each through the single adapter's tuned path in turn (its own
+    # base load, LoRA merged/dense/compiled per the card's recipe, freed before the next) and averages their
+    # probabilities; "average_lora" (members of one base and LoRA targets) averages the merged deltas B @ A of
+    # every layer (and the score heads) into one adapter: one tuned pass (``ensembling``)
+    ensemble: str = "members"
 
     from_namespace = classmethod(from_namespace)
 
 
 QUANTIZATIONS = ("4bit", "8bit")
+ENSEMBLES = ("members", "average_lora")
 INFER_DEADLINE_MARGIN = 600  # seconds of an inference kernel's timeout its rendered deadline_s keeps in hand

@@ -64,11 +64,11 @@ def tuned_for_device(model, token_budget: int, *, quantization: str = "4bit", in
 
 def per_device_models(base, adapter, *, attn_implementation: str, task: Task | None = None,
                       quantization: str = "4bit", int8_threshold: float = 6.0):
-    """``load(device)``: the 4-bit base + adapter(s) on ``device``, loaded once per device and kept
-    (an ensemble's adapters stay separate LoRA modules: no merge)."""
+    """``load(device)``: the 4-bit base + one adapter on ``device``, prepared like ``tuned_for_device``, loaded once
+    per device and kept."""
     import threading
 
-    from .model import adapter_list, load_for_inference
+    from .model import load_for_inference
 
     models, lock = {}, threading.Lock()
 
@@ -77,9 +77,8 @@ def per_device_models(base, adapter, *, attn_implementation: str, task: Task | N
             if device not in models:
                 model, _ = load_for_inference(base, adapter, attn_implementation=attn_implementation,
                                               device_map={"": device}, task=task)
-                if len(adapter_list(adapter)) == 1:
-                    model = tuned_for_device(model, 0, quantization=quantization, int8_threshold=int8_threshold)[0]
-                models[device] = model
+                models[device] = tuned_for_device(model, 0, quantization=quantization,
+                                                  int8_threshold=int8_threshold)[0]
             return models[device]
 
     return load
@@ -90,18 +89,21 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
     """Load base + adapter, predict every row of the test file, write a checked submission.csv in ``task``'s
     format (default: LMSYS). ``cfg.tta`` applies to pairwise tasks (``swap_columns``) only.
 
-    ``adapter`` may be a list (the folds of an ensemble): the base is loaded once with every adapter,
-    each adapter predicts in turn (with TTA), and submission.csv holds the mean of their probabilities;
-    each member's own predictions go to ``submission.adapter<i>.csv`` next to it.
+    ``adapter`` may be a list (the folds of an ensemble). ``cfg.ensemble`` "members": each member in turn is
+    loaded alone and prepared as a single adapter is (``ensembling.MemberModels``: one member in memory at a time),
+    predicts every row (with TTA), and submission.csv holds the mean of their probabilities; each member's own
+    predictions go to ``submission.adapter<i>.csv`` next to it. "average_lora": one adapter with the members' mean
+    merged LoRA deltas (``ensembling.average_adapters``), one pass.
     With several GPUs (Kaggle's T4 x2), one model copy runs per GPU on alternate rows of the
     length-sorted test set (``multigpu``); otherwise one model, placed by ``device_map``.
     ``cfg.deadline_s`` (seconds after ``started``, a ``resume.now`` value; None: this process's start) bounds the
     run: TTA, later members and long rows give way so that submission.csv is written in time (``deadline``);
     ``inference_report.json`` next to it says what ran.
     """
-    from .config import QUANTIZATIONS
+    from .config import ENSEMBLES, QUANTIZATIONS
     from .data import check_test_ids, load_arena_csv, read_ids
     from .deadline import Deadline, combine, run_passes
+    from .ensembling import MemberModels, average_adapters
     from .model import adapter_list, load_for_inference, load_tokenizer
     from .multigpu import predict_proba_multi, visible_devices
     from .predict import predict_proba
@@ -113,9 +115,8 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
                          "(is every adapter version attached to the kernel?)")
     if cfg.quantization not in QUANTIZATIONS:
         raise ValueError(f"[infer] quantization = {cfg.quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
-    if cfg.quantization == "8bit" and len(adapters) > 1:
-        raise ValueError(f"[infer] quantization = \"8bit\" merges one adapter into the weights, and this ensemble "
-                         f"has {len(adapters)}: set quantization = \"4bit\" for an ensemble")
+    if cfg.ensemble not in ENSEMBLES:
+        raise ValueError(f"[infer] ensemble = {cfg.ensemble!r} is not one of {', '.join(ENSEMBLES)}")
     task = task or Task()
     test_ids = read_ids(test_csv, task.id_column)
     check_test_ids(test_ids, test_csv)  # before any model is loaded
@@ -128,10 +129,13 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
     deadline = Deadline.after(cfg.deadline_s, started=started)
     budget = cfg.batch_size * cfg.max_length
     quant = dict(quantization=cfg.quantization, int8_threshold=cfg.int8_threshold)
+    if len(adapters) > 1 and cfg.ensemble == "average_lora":
+        import tempfile
+
+        adapters = [average_adapters(adapters, Path(tempfile.mkdtemp(prefix="kagflow-average-lora-")) / "adapter")]
     devices = list(devices or visible_devices())
+    tokenizer = load_tokenizer(adapters[0])
     if len(devices) > 1 and device_map is None:
-        tokenizer = load_tokenizer(adapters[0])
-        load = per_device_models(base, adapters, attn_implementation=cfg.attn_implementation, task=task, **quant)
         print(f"one model per device: {', '.join(devices)}", flush=True)
         if devices[0].startswith("cuda"):
             import torch
@@ -139,25 +143,32 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
             from .recipe import recipe_for_current_device
 
             budget = recipe_for_current_device(torch.device(devices[0])).infer_max_tokens
+        members = MemberModels(adapters, lambda a: per_device_models(
+            base, a, attn_implementation=cfg.attn_implementation, task=task, **quant))
 
-        def proba_for(name):
+        def proba_for(member):
             def proba(ids):
-                return predict_proba_multi(lambda device: _using(load(device), name), ids,
-                                           pad_token_id=tokenizer.pad_token_id, token_budget=budget, devices=devices)
+                return predict_proba_multi(members.get(member), ids, pad_token_id=tokenizer.pad_token_id,
+                                           token_budget=budget, devices=devices)
             return proba
-        names = list(load(devices[0]).peft_config) if len(adapters) > 1 else [None]
     else:
-        model, tokenizer = load_for_inference(base, adapters, attn_implementation=cfg.attn_implementation,
-                                              device_map=device_map, task=task)
-        names = list(model.peft_config) if len(adapters) > 1 else [None]
-        if len(adapters) == 1:
-            model, budget = tuned_for_device(model, budget, **quant)
+        budgets = {}
 
-        def proba_for(name):
+        def load_member(a):
+            model, _ = load_for_inference(base, a, attn_implementation=cfg.attn_implementation,
+                                          device_map=device_map, task=task)
+            model, budgets["tokens"] = tuned_for_device(model, budget, **quant)
+            return model
+        members = MemberModels(adapters, load_member)
+        members.get(0)
+        budget = budgets["tokens"]
+
+        def proba_for(member):
             def proba(ids):
-                return predict_proba(_using(model, name), ids, pad_token_id=tokenizer.pad_token_id,
+                return predict_proba(members.get(member), ids, pad_token_id=tokenizer.pad_token_id,
                                      token_budget=budget)
             return proba
+    names = list(range(len(adapters)))
     start = time.time()
     frame = data.frame
     views = ("original", "swapped") if tta else ("original",)
@@ -173,9 +184,10 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
         out = run_passes([(m, v) for m in range(len(names)) for v in views], len(frame), encode, proba,
                          max_length=cfg.max_length, deadline=deadline, chunk_tokens=8 * budget,
                          n_labels=task.n_labels)
-    probs, on_prior, members = combine(out, len(names), views)
+    members.free()
+    probs, on_prior, member_probs = combine(out, len(names), views)
     if len(names) > 1:
-        for i, member in enumerate(members):
+        for i, member in enumerate(member_probs):
             if member is not None:  # a member the deadline cut short has no file of its own
                 path = write_submission(frame["id"], member, Path(output_path).with_name(f"submission.adapter{i}.csv"),
                                         task=task, test_ids=test_ids)
@@ -184,10 +196,10 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
     seconds = time.time() - start
     report = _report(out, views, len(names), on_prior, cfg, seconds)
     Path(output_path).with_name("inference_report.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {path}: {len(probs)} rows in {seconds:.0f}s (tta={tta}, {len(members)} adapter(s), "
+    print(f"wrote {path}: {len(probs)} rows in {seconds:.0f}s (tta={tta}, {len(member_probs)} adapter(s), "
           f"{on_prior} rows on the prior)", flush=True)
     return {"path": path, "rows": len(probs), "seconds": seconds, "issues": [str(i) for i in data.issues],
-            "adapters": len(members), "report": report}
+            "adapters": len(member_probs), "report": report}
 
 
 def _report(out, views, members: int, on_prior: int, cfg: InferConfig, seconds: float) -> dict:
@@ -201,11 +213,4 @@ def _report(out, views, members: int, on_prior: int, cfg: InferConfig, seconds: 
                                                            sorted(collections.Counter(out.lengths).items()) if k},
             "rows_on_prior": on_prior, "dropped_passes": [f"{m}/{v}" for m, v in out.dropped],
             "decisions": out.decisions, "deadline_s": cfg.deadline_s, "seconds": round(seconds, 1),
-            "quantization": cfg.quantization}
-
-
-def _using(model, name):
-    """``model`` with adapter ``name`` active (None: as it is)."""
-    if name is not None:
-        model.set_adapter(name)
-    return model
+            "quantization": cfg.quantization, "ensemble": cfg.ensemble if members > 1 else None}
