@@ -1,15 +1,18 @@
 """How long an inference kernel runs on Kaggle, before it is pushed: an ensemble that cannot finish is refused.
 
 Run time = setup + per member (load, compile) + tokens / rate, where tokens = hidden test rows x views (2 with TTA)
-x mean tokens per row at [infer] max_length, for every member of the ensemble (each is a full pass today). The
-numbers and where each comes from:
+x mean tokens per row at [infer] max_length, for every member of the ensemble (``[infer] ensemble = "members"``:
+each member a full pass through the single adapter's tuned path, ``classifier/ensembling.py``), or once for
+``"average_lora"`` (the members' LoRA deltas averaged into one adapter: one load, one pass). The numbers and where
+each comes from:
 
 * rate: Gemma-2-9B in the T4 configuration (fp16, eager, with TTA) measured on an H200 (bench/RESULTS.md): 4-bit
   with layers made dense 26,549 tok/s at 2,048 tokens (issue 17's table) and 21,964 at 3,072; 8-bit (LLM.int8 of
   the NF4 weights with the LoRA merged) 9,392 at 3,072 (mean of two calls, ``bench/winners.py``, issue 33); the
   measured point nearest ``max_length`` is used. A T4 is ~15x slower per token (bench/RESULTS.md, the two-GPU
-  section), and one model per GPU on T4 x2 gave 1.89x one GPU (#15). An ensemble's adapters run untuned (LoRA
-  unmerged, no compiled or dense layers) at ~0.66x (issue 33).
+  section), and one model per GPU on T4 x2 gave 1.89x one GPU (#15). An ensemble's members run at that same
+  single-adapter rate: each is loaded alone and prepared as one adapter is (before issue 33 they ran untuned, LoRA
+  unmerged with no compiled or dense layers, at ~0.66x).
 * mean tokens per row: KAGGLE-FACTS' fit to the published lengths, LogNormal(median 510, sigma 0.70), capped at
   max_length (E[min(L, cap)] in closed form), plus the prompt template's ~40 tokens.
 * hidden test rows: 25,000 for the LMSYS competitions (KAGGLE-FACTS); other competitions: no estimate.
@@ -30,7 +33,6 @@ H200_T4_CONFIG_TOKENS_PER_S = 26549.0  # bench/RESULTS.md: T4-config inference a
 H200_T4_CONFIG_RATES = {"4bit": ((2048, H200_T4_CONFIG_TOKENS_PER_S), (3072, 21964.0)), "8bit": ((3072, 9392.0),)}
 T4_SLOWER = 15.0  # per token, a T4 against an H200 (bench/RESULTS.md)
 TWO_T4_SPEEDUP = 1.89  # one model per GPU on T4 x2 against one (bench/RESULTS.md #15)
-ENSEMBLE_SPEED = 0.66  # several adapters skip the tuned path (no dense/merged layers, no compilation): issue 33
 SETUP_S, LOAD_S = 300.0, 200.0
 TEMPLATE_TOKENS = 40
 LENGTH_MEDIAN, LENGTH_SIGMA = 510.0, 0.70  # KAGGLE-FACTS: tokens per row, LogNormal fit
@@ -58,19 +60,21 @@ def mean_tokens_per_row(max_length: int) -> float:
 
 
 def inference_run_time(*, members: int, rows: int, tta: bool, max_length: int, gpus: int,
-                       tokens_per_s_per_gpu: float) -> RunTime:
-    """The run time of an inference kernel and its arithmetic."""
+                       tokens_per_s_per_gpu: float, averaged: bool = False) -> RunTime:
+    """The run time of an inference kernel and its arithmetic; ``averaged``: the members' LoRA averaged into one
+    adapter (``[infer] ensemble = "average_lora"``), one pass."""
     views = 2 if tta else 1
     per_row = mean_tokens_per_row(max_length)
-    tokens = members * rows * views * per_row
-    untuned = ENSEMBLE_SPEED if members > 1 else 1.0
-    rate = tokens_per_s_per_gpu * (TWO_T4_SPEEDUP if gpus == 2 else gpus) * untuned
-    seconds = SETUP_S + members * LOAD_S + tokens / rate
-    how = f"{gpus} GPU(s), {tokens_per_s_per_gpu:,.0f} tok/s each" + (f", x {untuned} untuned ensemble" if
-                                                                       members > 1 else "")
-    return RunTime(seconds, f"{members} adapter(s) x {rows:,} rows x {views} view(s) x {per_row:.0f} tokens "
+    passes = 1 if averaged else members
+    tokens = passes * rows * views * per_row
+    rate = tokens_per_s_per_gpu * (TWO_T4_SPEEDUP if gpus == 2 else gpus)
+    seconds = SETUP_S + passes * LOAD_S + tokens / rate
+    what = f"{members} adapter(s) averaged into 1 (average_lora)" if averaged and members > 1 else \
+        f"{passes} adapter(s)"
+    return RunTime(seconds, f"{what} x {rows:,} rows x {views} view(s) x {per_row:.0f} tokens "
                             f"(mean at max_length {max_length}) = {tokens / 1e6:.1f} M tokens at {rate:,.0f} tok/s "
-                            f"({how}) + setup {SETUP_S:.0f} s + {members} x {LOAD_S:.0f} s to load = {hours(seconds)}")
+                            f"({gpus} GPU(s), {tokens_per_s_per_gpu:,.0f} tok/s each, tuned path) + setup "
+                            f"{SETUP_S:.0f} s + {passes} x {LOAD_S:.0f} s to load = {hours(seconds)}")
 
 
 def h200_rate(quantization: str, max_length: int) -> float:
@@ -80,14 +84,15 @@ def h200_rate(quantization: str, max_length: int) -> float:
 
 
 def kaggle_inference_run_time(competition: str, accelerator: str, *, members: int, tta: bool,
-                              max_length: int, quantization: str = "4bit") -> RunTime | None:
+                              max_length: int, quantization: str = "4bit", ensemble: str = "members") -> RunTime | None:
     """``inference_run_time`` on Kaggle's T4 x2 for a competition of known hidden test size; None otherwise."""
     rows = HIDDEN_TEST_ROWS.get(competition)
     gpus = T4_ACCELERATORS.get(accelerator)
     if rows is None or gpus is None:
         return None
     return inference_run_time(members=members, rows=rows, tta=tta, max_length=max_length, gpus=gpus,
-                              tokens_per_s_per_gpu=h200_rate(quantization, max_length) / T4_SLOWER)
+                              tokens_per_s_per_gpu=h200_rate(quantization, max_length) / T4_SLOWER,
+                              averaged=ensemble == "average_lora")
 
 
 
@@ -107,6 +112,6 @@ def refuse_past_timeout(estimate: RunTime, timeout: int, *, name: str, estimate_
     fits = most_members(timeout, estimate_for)
     raise KagflowError(f"the inference kernel {name!r} would not finish in {hours(timeout)}",
                        context=f"estimate: {estimate.arithmetic} > {hours(timeout)}",
-                       hint=f"use at most {fits} adapter(s) (fewer folds), set [infer] tta = false or a lower "
-                            f"max_length, or push anyway with --force ([infer] deadline_s then writes what it "
-                            f"reached)")
+                       hint=f"use at most {fits} adapter(s) (fewer folds), set [infer] ensemble = \"average_lora\" "
+                            f"(one pass), [infer] tta = false or a lower max_length, or push anyway with --force "
+                            f"([infer] deadline_s then writes what it reached)")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from kagflow.classifier.config import FAST_LOOP_OPTIMIZERS, QUANTIZATIONS
+from kagflow.classifier.config import ENSEMBLES, FAST_LOOP_OPTIMIZERS, QUANTIZATIONS
 from kagflow.errors import KagflowError
 from kagflow.project.config import INFER, MODELS, TRAIN, Config
 from kagflow.project.sources import resolve_sources
@@ -115,10 +115,9 @@ def _check_infer(config: Config) -> Iterator[Problem]:
     if i.quantization not in QUANTIZATIONS:
         yield Problem(toml, "[infer] quantization", f"quantization = {i.quantization!r} is not one of "
                       f"{', '.join(QUANTIZATIONS)}", 'write quantization = "4bit" (NF4, as trained) or "8bit"')
-    if i.quantization == "8bit" and len(config.train.folds) > 1:
-        yield Problem(toml, "[infer] quantization", f"quantization = \"8bit\" merges one adapter into the weights, "
-                      f"and [train] folds ensembles {len(config.train.folds)}", 'set quantization = "4bit" for a fold '
-                      "ensemble, or folds = [] (one adapter)")
+    if i.ensemble not in ENSEMBLES:
+        yield Problem(toml, "[infer] ensemble", f"ensemble = {i.ensemble!r} is not one of {', '.join(ENSEMBLES)}",
+                      'write ensemble = "members" (each member tuned, in turn) or "average_lora" (one pass)')
     if i.deadline_s < 0:
         yield Problem(toml, "[infer] deadline_s", f"deadline_s = {i.deadline_s} is negative",
                       "set deadline_s = 0 (the kernel's timeout less 600 s) or the seconds the notebook may run")

@@ -40,6 +40,22 @@ def test_one_adapter_fits_nine_hours_and_five_are_refused_with_the_numbers():
     runtime.refuse_past_timeout(one, COMPETITION_RUN_S, name="infer", estimate_for=_estimate)  # fits: no refusal
 
 
+def test_tuned_members_fit_two_at_3072_and_three_are_refused():
+    """Each member runs at the single adapter's rate (the tuned path): 2 x 4-bit at 3,072 with TTA on T4 x2 is 7.1 h
+    (bench/RESULTS.md), 3 is 10.6 h, refused; averaged LoRA (``ensemble = "average_lora"``) is one pass."""
+    one, two, three = _estimate(1), _estimate(2), _estimate(3)
+    passes = one.seconds - runtime.SETUP_S - runtime.LOAD_S
+    assert two.seconds == pytest.approx(runtime.SETUP_S + 2 * (runtime.LOAD_S + passes))  # no untuned factor
+    assert "= 7.1 h" in two.arithmetic and "= 10.6 h" in three.arithmetic
+    runtime.refuse_past_timeout(two, COMPETITION_RUN_S, name="infer", estimate_for=_estimate)
+    with pytest.raises(KagflowError) as err:
+        runtime.refuse_past_timeout(three, COMPETITION_RUN_S, name="infer", estimate_for=_estimate)
+    assert "at most 2 adapter(s)" in err.value.hint and 'ensemble = "average_lora"' in err.value.hint
+    averaged = _estimate(3, ensemble="average_lora")
+    assert averaged.seconds == pytest.approx(one.seconds) and "3 adapter(s) averaged into 1" in averaged.arithmetic
+    assert _estimate(2, quantization="8bit").seconds > _estimate(1, quantization="8bit").seconds * 1.9  # 8-bit too
+
+
 def test_no_estimate_without_a_known_test_size_or_t4s():
     assert runtime.kaggle_inference_run_time("titanic", "NvidiaTeslaT4", members=5, tta=True, max_length=3072) is None
     assert runtime.kaggle_inference_run_time(COMPETITION, "NvidiaH100", members=5, tta=True, max_length=3072) is None

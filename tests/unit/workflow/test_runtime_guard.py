@@ -21,3 +21,12 @@ def test_five_folds_are_refused_one_adapter_is_pushed_and_force_warns():
     assert "5 adapter(s) x 25,000 rows x 2 view(s)" in err.value.context and "--force" in err.value.hint
     guard_run_time(CONFIG, "infer", "NvidiaTeslaT4", 32400, members=5, force=True, log=lines.append)
     assert lines[-1].startswith("warning: inference run time past the 32400 s timeout")
+
+
+def test_ensemble_average_lora_prices_five_folds_as_one_pass():
+    """[infer] ensemble = "average_lora" is one adapter's load and pass: five folds are pushed (ignored: refused)."""
+    lines = []
+    averaged = SimpleNamespace(infer=InferConfig(max_length=3072, tta=True, ensemble="average_lora"),
+                               project=CONFIG.project)
+    guard_run_time(averaged, "infer", "NvidiaTeslaT4", 32400, members=5, log=lines.append)
+    assert "5 adapter(s) averaged into 1 (average_lora)" in lines[0] and "= 3.6 h" in lines[0]
