@@ -102,10 +102,15 @@ class InferConfig:
     # probabilities; "average_lora" (members of one base and LoRA targets) averages the merged deltas B @ A of
     # every layer (and the score heads) into one adapter: one tuned pass (``ensembling``)
     ensemble: str = "members"
+    # probabilities at inference become softmax(log p / T) (``calibration``): "none" (T = 1), a number (T), or
+    # "oof": T fitted by log loss on the folds' out-of-fold predictions by `kagflow flow`'s infer step, which pushes
+    # the number (a kernel pushed on its own with "oof" is refused: it has no out-of-fold predictions)
+    temperature: str | float = "none"
 
     from_namespace = classmethod(from_namespace)
 
 
 QUANTIZATIONS = ("4bit", "8bit")
 ENSEMBLES = ("members", "average_lora")
+TEMPERATURES = ("none", "oof")  # [infer] temperature's words (else a number)
 INFER_DEADLINE_MARGIN = 600  # seconds of an inference kernel's timeout its rendered deadline_s keeps in hand

@@ -100,6 +100,7 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
     run: TTA, later members and long rows give way so that submission.csv is written in time (``deadline``);
     ``inference_report.json`` next to it says what ran.
     """
+    from .calibration import apply_temperature
     from .config import ENSEMBLES, QUANTIZATIONS
     from .data import check_test_ids, load_arena_csv, read_ids
     from .deadline import Deadline, combine, run_passes
@@ -117,6 +118,7 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
         raise ValueError(f"[infer] quantization = {cfg.quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
     if cfg.ensemble not in ENSEMBLES:
         raise ValueError(f"[infer] ensemble = {cfg.ensemble!r} is not one of {', '.join(ENSEMBLES)}")
+    temperature = inference_temperature(cfg.temperature)
     task = task or Task()
     test_ids = read_ids(test_csv, task.id_column)
     check_test_ids(test_ids, test_csv)  # before any model is loaded
@@ -186,6 +188,10 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
                          n_labels=task.n_labels)
     members.free()
     probs, on_prior, member_probs = combine(out, len(names), views)
+    if temperature != 1.0:
+        print(f"temperature {temperature:.4g}: probabilities softmax(log p / T)", flush=True)
+        probs = apply_temperature(probs, temperature)
+        member_probs = [None if p is None else apply_temperature(p, temperature) for p in member_probs]
     if len(names) > 1:
         for i, member in enumerate(member_probs):
             if member is not None:  # a member the deadline cut short has no file of its own
@@ -194,12 +200,31 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
                 print(f"adapter {i} ({adapters[i]}): {path}", flush=True)
     path = write_submission(frame["id"], probs, output_path, task=task, test_ids=test_ids)
     seconds = time.time() - start
-    report = _report(out, views, len(names), on_prior, cfg, seconds)
+    report = {**_report(out, views, len(names), on_prior, cfg, seconds), "temperature": temperature}
     Path(output_path).with_name("inference_report.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {path}: {len(probs)} rows in {seconds:.0f}s (tta={tta}, {len(member_probs)} adapter(s), "
           f"{on_prior} rows on the prior)", flush=True)
     return {"path": path, "rows": len(probs), "seconds": seconds, "issues": [str(i) for i in data.issues],
             "adapters": len(member_probs), "report": report}
+
+
+def inference_temperature(value) -> float:
+    """[infer] temperature as the T to apply: "none" 1, a positive number itself; "oof" is refused (the flow's
+    infer step replaces it with the T fitted on the out-of-fold predictions)."""
+    if value == "none":
+        return 1.0
+    if value == "oof":
+        raise ValueError("[infer] temperature = \"oof\" reached the notebook unresolved: `kagflow flow` fits it on the "
+                         "folds' out-of-fold predictions and pushes the number; pushed on its own, set temperature = "
+                         "\"none\" or a number (-p temperature=1.2)")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"[infer] temperature = {value!r} is not \"none\", \"oof\" or a number") from None
+    if not (value > 0 and value < float("inf")):
+        raise ValueError(f"[infer] temperature = {value} is not a positive number: write \"none\" or e.g. 1.2")
+    return float(value)
 
 
 def _report(out, views, members: int, on_prior: int, cfg: InferConfig, seconds: float) -> dict:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from kagflow.classifier.config import ENSEMBLES, FAST_LOOP_OPTIMIZERS, QUANTIZATIONS
+from kagflow.classifier.config import ENSEMBLES, FAST_LOOP_OPTIMIZERS, QUANTIZATIONS, TEMPERATURES
 from kagflow.errors import KagflowError
 from kagflow.project.config import INFER, MODELS, TRAIN, Config
 from kagflow.project.sources import resolve_sources
@@ -118,6 +118,11 @@ def _check_infer(config: Config) -> Iterator[Problem]:
     if i.ensemble not in ENSEMBLES:
         yield Problem(toml, "[infer] ensemble", f"ensemble = {i.ensemble!r} is not one of {', '.join(ENSEMBLES)}",
                       'write ensemble = "members" (each member tuned, in turn) or "average_lora" (one pass)')
+    if isinstance(i.temperature, str) and i.temperature not in TEMPERATURES or \
+            not isinstance(i.temperature, str) and not i.temperature > 0:
+        yield Problem(toml, "[infer] temperature", f"temperature = {i.temperature!r} is not \"none\", \"oof\" or a "
+                      "positive number", 'write temperature = "none", "oof" (fitted on the out-of-fold predictions) or '
+                      "e.g. 1.2")
     if i.deadline_s < 0:
         yield Problem(toml, "[infer] deadline_s", f"deadline_s = {i.deadline_s} is negative",
                       "set deadline_s = 0 (the kernel's timeout less 600 s) or the seconds the notebook may run")

@@ -5,6 +5,7 @@ label>``), by ``[data] metric``."""
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -40,6 +41,44 @@ def oof_score(outputs: Iterable[Path], task) -> tuple[Optional[float], int]:
     """([data] metric, rows) over the validation predictions of every fold's output, pooled: the out-of-fold
     estimate of ``task`` (the classifier's Task), by the classifier's own evaluation (what scored each fold). None
     when no fold wrote predictions, or the metric is undefined on them (ROC AUC of one class)."""
+    labels, probs = oof_predictions(outputs, task)
+    if not labels:
+        return None, 0
+    from kagflow.classifier.metrics import evaluate
+
+    value = evaluate(labels, probs, task)["metric_value"]
+    return (float(value) if value is not None else None), len(labels)
+
+
+@dataclass(frozen=True)
+class Temperature:
+    value: float  # T, 1.0 where not fitted
+    line: str  # what was done, for the log
+
+
+def oof_temperature(outputs: Iterable[Path], task) -> Temperature:
+    """``[infer] temperature = "oof"``: the T (``classifier.calibration.fit_temperature``) over every fold's
+    validation predictions, pooled; 1.0 where ``task``'s metric is not log loss (T does not change an argmax) or no
+    fold wrote predictions."""
+    outputs = list(outputs)
+    if task.metric != "log_loss":
+        return Temperature(1.0, f"temperature: not fitted ([data] metric = {task.metric!r} depends on the argmax, "
+                                "which a temperature does not change): T = 1")
+    labels, probs = oof_predictions(outputs, task)
+    if not labels:
+        raise DataError(f"[infer] temperature = \"oof\": no {PREDICTIONS} in the training output(s) "
+                        f"{', '.join(map(str, outputs)) or '(none)'}",
+                        hint="train again (`kagflow flow --from train`), or set [infer] temperature = \"none\" or "
+                             "a number")
+    from kagflow.classifier.calibration import apply_temperature, fit_temperature, log_loss
+
+    t = fit_temperature(labels, probs)
+    return Temperature(t, f"temperature: T = {t:.4f} fitted on {len(labels)} out-of-fold rows (log loss "
+                          f"{log_loss(labels, probs):.4f} -> {log_loss(labels, apply_temperature(probs, t)):.4f})")
+
+
+def oof_predictions(outputs: Iterable[Path], task) -> tuple[list, list]:
+    """(labels, probabilities) of every output's validation predictions, pooled."""
     labels, probs = [], []
     for output in outputs:
         found = sorted(Path(output).rglob(PREDICTIONS))
@@ -56,9 +95,4 @@ def oof_score(outputs: Iterable[Path], task) -> tuple[Optional[float], int]:
             for row in reader:
                 labels.append(int(row["label"]))
                 probs.append([float(row[c]) for c in task.probability_columns])
-    if not labels:
-        return None, 0
-    from kagflow.classifier.metrics import evaluate
-
-    value = evaluate(labels, probs, task)["metric_value"]
-    return (float(value) if value is not None else None), len(labels)
+    return labels, probs

@@ -140,8 +140,19 @@ def adapter(session, ctx: StepContext) -> StepResult:
 
 
 def infer(session, ctx: StepContext) -> StepResult:
+    """Push the inference kernel with this flow's adapters (each fold's, with folds); ``[infer] temperature =
+    "oof"``: with the T fitted on the training outputs' out-of-fold predictions (``folds.oof_temperature``)."""
     adapters = tuple(session.state.folds[fold].adapter for fold in ctx.folds)
-    version, out = _push_wait_pull(session, INFER_KERNEL, ctx, adapters=adapters)
+    push = {}
+    if session.config.infer.temperature == "oof":
+        from kagflow.workflow.folds import oof_temperature
+
+        outputs = [session.state.folds[f].output for f in ctx.folds] if ctx.folds else \
+            [session.state.made("train").output]
+        fitted = oof_temperature([Path(o) for o in outputs if o], session.config.data.task())
+        session.log(f"[infer] {fitted.line}")
+        push["overrides"] = {"temperature": fitted.value}
+    version, out = _push_wait_pull(session, INFER_KERNEL, ctx, adapters=adapters, **push)
     if not (out / "submission.csv").is_file():
         raise KagflowError(f"the inference kernel wrote no submission.csv into {out}",
                            hint=f"check the log: kagflow kernel logs {INFER_KERNEL}")

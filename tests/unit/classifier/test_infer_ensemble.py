@@ -158,3 +158,21 @@ def test_average_lora_refuses_members_of_other_layouts(tiny_checkpoint, two_adap
     (other / "adapter_config.json").write_text(json.dumps({**config, "target_modules": ["q_proj"]}))
     with pytest.raises(ValueError, match=r"target_modules.*use ensemble = \"members\""):
         average_adapters([two_adapters[0], other], tmp_path / "avg")
+
+
+def test_temperature_is_applied_to_the_ensemble_and_its_members(tiny_checkpoint, two_adapters, test_csv, tmp_path):
+    """[infer] temperature = 2: submission.csv (and each member's file) is softmax(log p / 2) of the run without;
+    "oof" unresolved and a non-positive T are refused."""
+    from kagflow.classifier.calibration import apply_temperature
+
+    plain, p = _run(InferConfig(tta=False), test_csv, tiny_checkpoint, two_adapters, tmp_path / "plain")
+    warm, q = _run(InferConfig(tta=False, temperature=2.0), test_csv, tiny_checkpoint, two_adapters,
+                   tmp_path / "warm")
+    assert plain["report"]["temperature"] == 1.0 and warm["report"]["temperature"] == 2.0
+    np.testing.assert_allclose(q, apply_temperature(p, 2.0), atol=1e-6)
+    assert np.abs(q - p).max() > 1e-2
+    member = [pd.read_csv(tmp_path / d / "submission.adapter1.csv")[COLS].to_numpy() for d in ("plain", "warm")]
+    np.testing.assert_allclose(member[1], apply_temperature(member[0], 2.0), atol=1e-6)
+    for bad, says in (("oof", "unresolved"), (0.0, "not a positive number"), ("hot", "is not")):
+        with pytest.raises(ValueError, match=says):
+            _run(InferConfig(temperature=bad), test_csv, tiny_checkpoint, two_adapters[0], tmp_path / "bad")

@@ -233,6 +233,8 @@ def test_train_keys_a_loop_would_not_honour_are_refused(published, key, value, s
     ({"quantization": "6bit"}, "quantization = '6bit' is not one of 4bit, 8bit", 'quantization = "4bit"'),
     ({"deadline_s": -1}, "deadline_s = -1.0 is negative", "set deadline_s = 0"),
     ({"ensemble": "mean"}, "ensemble = 'mean' is not one of members, average_lora", 'ensemble = "members"'),
+    ({"temperature": "fitted"}, "temperature = 'fitted' is not", 'temperature = "none", "oof"'),
+    ({"temperature": -1.0}, "temperature = -1.0 is not", 'temperature = "none", "oof"'),
 ])
 def test_infer_keys_the_notebook_would_refuse_are_refused(published, edits, says, fix):
     for key, value in edits.items():
