@@ -5,6 +5,7 @@ configured the same way, and T4-configuration inference at 3,072 tokens in 8-bit
 
     python3 bench/winners.py --out $OUT              # on the H200 (~9 min; --deadline-s bounds it)
     python bench/winners.py --dry-run --out /tmp/w   # the same tasks on the CPU with a tiny Gemma-2 (logic check)
+    python3 bench/winners.py --out $OUT --tasks ensemble_t4_cap   # 2 tuned members against one adapter only
 
 Same random 9B-shaped Gemma-2 checkpoint (built on the device), rows (the KAGGLE-FACTS length fit) and helpers as
 bench/gpu16.py; every measurement runs in a child process of its own (clean peaks), within the 15 GiB allocator
@@ -34,7 +35,8 @@ from kagflow.classifier.recipe import recipe_for_device  # noqa: E402
 R, ALPHA, DROPOUT = 64, 16, 0.05
 WINNERS = LoraShape(R, PROJECTIONS, 0, DROPOUT)
 # (task, seconds it needs) in priority order: the run skips what no longer fits its deadline
-TASKS = [("seed_bf16_cap", 60), ("kag_t4_cap", 150), ("infer_t4_cap", 120), ("kag_bf16_cap", 150)]
+TASKS = [("seed_bf16_cap", 60), ("kag_t4_cap", 150), ("infer_t4_cap", 120), ("kag_bf16_cap", 150),
+         ("ensemble_t4_cap", 240)]
 INFER_BATCHES = (8, 4, 2)  # the seed's predict_df batch, halved on running out of memory (the 4th place ran 2)
 
 
@@ -153,6 +155,73 @@ def infer_task(args, ckpt, device) -> None:
     g16.as_profile(None, None)
 
 
+def second_adapter(adapter: Path) -> Path:
+    """A copy of ``adapter`` with its LoRA B matrices redrawn: another member of the same shape."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    out = Path(tempfile.mkdtemp()) / "adapter1"
+    shutil.copytree(adapter, out)
+    weights = load_file(str(out / "adapter_model.safetensors"))
+    g = torch.Generator().manual_seed(12)
+    save_file({k: (torch.randn(v.shape, generator=g) * 0.02).to(v.dtype) if "lora_B" in k else v
+               for k, v in weights.items()}, str(out / "adapter_model.safetensors"))
+    return out
+
+
+def ensemble_task(args, ckpt, device) -> None:
+    """T4 configuration, 15 GiB, --infer-max-len, TTA, the same rows: one adapter through the tuned path, then a
+    2-member ensemble as ``[infer] ensemble = "members"`` runs it (``ensembling.MemberModels``: each member loaded
+    alone, ``infer.tuned_for_device``, freed before the next), then ``"average_lora"`` (one averaged adapter). Each
+    member's load + preparation is timed apart from its (warmed-up) passes."""
+    from kagflow.classifier import infer
+    from kagflow.classifier import model as km
+    from kagflow.classifier.ensembling import MemberModels, average_adapters
+
+    g16.as_profile((7, 5), g16.CAP_GIB)
+    g16.cap(device, g16.CAP_GIB)
+    seqs, swapped = infer_rows(args)
+    first = g16.make_adapter(args, ckpt, device)
+    adapters = [first, second_adapter(first)]
+    budgets = {}
+
+    def load(adapter):
+        from peft import PeftModel
+
+        torch._dynamo.reset()
+        gb.free()
+        t0 = time.perf_counter()
+        base = km.load_base(ckpt, device_map={"": str(device)}, pad_token_id=0)
+        model, budgets["tokens"] = infer.tuned_for_device(PeftModel.from_pretrained(base, str(adapter)).eval(), 0)
+        budgets["load_s"] = time.perf_counter() - t0
+        return model
+
+    def run(name, members: MemberModels, n: int) -> None:
+        gb.reset_peak(device)
+        total, passes, loads = time.perf_counter(), 0.0, 0.0
+        for m in range(n):
+            model = members.get(m)
+            loads += budgets["load_s"]
+            budget = budgets["tokens"] or 8192
+            g16.kagflow_infer(f"{name}_member{m}_warmup", model, budget, seqs[:16], swapped[:16], device)
+            g16.kagflow_infer(f"{name}_member{m}", model, budget, seqs, swapped, device)
+            passes += gb.RESULTS[f"{name}_member{m}"]["s"]
+        members.free()
+        tok = n * (sum(map(len, seqs)) + sum(map(len, swapped)))
+        res = {"members": n, "passes_s": round(passes, 2), "load_prepare_s": round(loads, 2),
+               "total_s": round(time.perf_counter() - total, 2), "useful_tok_s": round(tok / passes, 1),
+               "max_length": args.infer_max_len, "tta": True, **gb.peak(device)}
+        g16.record(name, res)
+        g16.log(f"{name}: {res}")
+
+    g16.oom_safe("ensemble_one_adapter", lambda: run("ensemble_one_adapter", MemberModels(adapters[:1], load), 1))
+    g16.oom_safe("ensemble_two_members", lambda: run("ensemble_two_members", MemberModels(adapters, load), 2))
+    averaged = average_adapters(adapters, Path(tempfile.mkdtemp()) / "averaged")
+    g16.oom_safe("ensemble_average_lora", lambda: run("ensemble_average_lora", MemberModels([averaged], load), 1))
+    g16.as_profile(None, None)
+
+
 def summary(args) -> dict:
     """The issue's ratios (same call, against the seed configured the same way), peaks and the plan's predictions."""
     res = gb.RESULTS
@@ -169,14 +238,19 @@ def summary(args) -> dict:
                       "train16_t4_vs_seed": ratio("train16_kagflow_t4_fp16", "train16_seed_bf16"),
                       "infer16_t4_8bit_vs_seed": ratio("infer16_kagflow_t4_fp16_8bit", "infer16_seed_t4_fp16"),
                       "infer16_t4_4bit_vs_seed": ratio("infer16_kagflow_t4_fp16_4bit", "infer16_seed_t4_fp16"),
-                      "infer16_t4_8bit_vs_4bit": ratio("infer16_kagflow_t4_fp16_8bit", "infer16_kagflow_t4_fp16_4bit")},
+                      "infer16_t4_8bit_vs_4bit": ratio("infer16_kagflow_t4_fp16_8bit", "infer16_kagflow_t4_fp16_4bit"),
+                      # per-token rate of a tuned member against one adapter (the guard assumes 1.0; untuned: 0.66)
+                      "ensemble_member_vs_one_adapter": ratio("ensemble_two_members", "ensemble_one_adapter"),
+                      "ensemble_average_lora_vs_one_adapter": ratio("ensemble_average_lora", "ensemble_one_adapter")},
            "targets": {"train": 2.5, "infer_8bit": 3.0, "peak_gib": 14.7}}
     for key in ("train16_seed_bf16", "train16_kagflow_bf16", "train16_kagflow_t4_fp16", "infer16_seed_t4_fp16",
                 "infer16_kagflow_t4_fp16_8bit", "infer16_kagflow_t4_fp16_4bit",
-                "infer16_kagflow_t4_fp16_8bit_warmup", "infer16_kagflow_t4_fp16_4bit_warmup"):
+                "infer16_kagflow_t4_fp16_8bit_warmup", "infer16_kagflow_t4_fp16_4bit_warmup", "ensemble_one_adapter",
+                "ensemble_two_members", "ensemble_average_lora"):
         v = res.get(key) or {}
         out[key] = {k: v.get(k) for k in ("useful_tok_s", "peak_alloc_gib", "peak_reserved_gib", "planned_peak_gib",
                                           "warmup_s_incl_compile", "batch", "max_abs_prob_diff_vs_seed_original_view",
+                                          "members", "passes_s", "load_prepare_s", "total_s",
                                           "error") if v.get(k) is not None}
     out["errors"] = {k: v["error"] for k, v in res.items() if isinstance(v, dict) and "error" in v}
     out["total_s"] = round(time.time() - gb.T_START, 1)
@@ -211,6 +285,8 @@ def main():
             compiling.BACKEND = "aot_eager"
         if args.task == "infer_t4_cap":
             infer_task(args, ckpt, device)
+        elif args.task == "ensemble_t4_cap":
+            ensemble_task(args, ckpt, device)
         else:
             train_task(args, ckpt, device, args.task)
         return
