@@ -176,3 +176,16 @@ def test_temperature_is_applied_to_the_ensemble_and_its_members(tiny_checkpoint,
     for bad, says in (("oof", "unresolved"), (0.0, "not a positive number"), ("hot", "is not")):
         with pytest.raises(ValueError, match=says):
             _run(InferConfig(temperature=bad), test_csv, tiny_checkpoint, two_adapters[0], tmp_path / "bad")
+
+
+def test_members_on_two_devices_match_one(tiny_checkpoint, two_adapters, test_csv, tmp_path):
+    """One copy of each member per 'device' (two CPU threads), member after member: the same mean as one device."""
+    cfg = InferConfig(tta=False)
+    one = run_inference(cfg, test_csv=test_csv, base=tiny_checkpoint, adapter=two_adapters,
+                        output_path=tmp_path / "one.csv", devices=["cpu"])
+    two = run_inference(cfg, test_csv=test_csv, base=tiny_checkpoint, adapter=two_adapters,
+                        output_path=tmp_path / "two.csv", devices=["cpu", "cpu"])
+    assert one["adapters"] == two["adapters"] == 2
+    # (each device's rows batch differently: float rounding only)
+    np.testing.assert_allclose(pd.read_csv(one["path"])[COLS].to_numpy(), pd.read_csv(two["path"])[COLS].to_numpy(),
+                               atol=1e-4)
