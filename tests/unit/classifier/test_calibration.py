@@ -49,3 +49,36 @@ def test_oof_temperature_pools_the_folds_and_skips_argmax_metrics(tmp_path):
     assert accuracy.value == 1.0 and "not fitted" in accuracy.line
     with pytest.raises(DataError, match="no val_predictions.csv"):
         oof_temperature([tmp_path / "nothing"], task)
+
+
+def test_the_flow_infer_step_pushes_the_fitted_temperature(tmp_path):
+    """[infer] temperature = "oof": `kagflow flow`'s infer step pushes the T fitted on the folds' predictions as the
+    kernel's temperature parameter (with "none": no override)."""
+    from types import SimpleNamespace
+
+    from kagflow.classifier.config import InferConfig
+    from kagflow.project.state import FoldRecord
+    from kagflow.workflow import steps
+
+    labels, probs = _overconfident()
+    folds = {}
+    for fold, rows in enumerate(np.array_split(np.arange(len(labels)), 2)):
+        out = tmp_path / f"fold{fold}"
+        out.mkdir()
+        write_predictions(out / PREDICTIONS, [str(i) for i in rows], labels[rows].tolist(), probs[rows],
+                          Task().probability_columns)
+        folds[fold] = FoldRecord(fold, 1, str(out), adapter=f"me/m/transformers/default/{fold + 1}")
+    (tmp_path / "submission.csv").write_text("id\n")
+    pushes, lines = [], []
+    session = SimpleNamespace(
+        config=SimpleNamespace(infer=InferConfig(temperature="oof"), data=SimpleNamespace(task=Task)),
+        state=SimpleNamespace(folds=folds), log=lines.append,
+        push=lambda name, **kw: pushes.append(kw) or SimpleNamespace(version=3),
+        wait=lambda name, version: None, pull=lambda name, version: tmp_path)
+    steps.infer(session, steps.StepContext(folds=(0, 1)))
+    assert pushes[0]["overrides"]["temperature"] == pytest.approx(fit_temperature(labels, probs), rel=1e-3)
+    assert pushes[0]["adapters"] == ("me/m/transformers/default/1", "me/m/transformers/default/2")
+    assert "600 out-of-fold rows" in lines[0]
+    session.config = SimpleNamespace(infer=InferConfig(), data=SimpleNamespace(task=Task))
+    steps.infer(session, steps.StepContext(folds=(0, 1)))
+    assert "overrides" not in pushes[1]
