@@ -31,7 +31,7 @@ from .model import ModelTraits, add_lora, load_base, load_tokenizer
 from .multigpu import distributed_device_map, launch_command
 from .progress_line import TrainProgress, trainer_callback
 from .task import Task
-from .text import encode_frame
+from .text import Encoding, encode_frame
 
 
 def accumulation_steps(cfg: TrainConfig, world: int) -> int:
@@ -121,7 +121,7 @@ def encode_fold(cfg: TrainConfig, frame, tokenizer, task: Task | None = None):
     ``cfg.fold_idx``; the model reads ``task``'s text columns (default: LMSYS)."""
     if cfg.max_train_rows and cfg.max_train_rows < len(frame):
         frame = frame.sample(n=cfg.max_train_rows, random_state=cfg.seed).reset_index(drop=True)
-    ids = encode_frame(tokenizer, frame, task or Task(), cfg.max_length)
+    ids = encode_frame(tokenizer, frame, task or Task(), cfg.max_length, encoding=Encoding.of(cfg))
     labels = frame["label"].tolist()
     train_idx, val_idx = stratified_fold(labels, cfg.n_splits, cfg.fold_idx, seed=cfg.seed)
     rows = [{"input_ids": i, "labels": y} for i, y in zip(ids, labels)]
@@ -318,6 +318,7 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     data = load_arena_csv(train_csv, labeled=True, task=task)
     print(data.report(), flush=True)
     tokenizer = load_tokenizer(base)
+    print(f"encoding: {Encoding.of(cfg).check(task).describe()}", flush=True)
     rows, train_idx, val_idx, row_ids = encode_fold(cfg, data.frame, tokenizer, task)
     val_rows = [rows[i] for i in val_idx]
 
@@ -394,6 +395,7 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
 
     model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
+    Encoding.of(cfg).save(adapter_dir)  # inference encodes as trained (text.Encoding.load)
     if not cfg.keep_checkpoints and not stopped_early:  # a stopped run keeps them for the next one
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
