@@ -119,9 +119,9 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
         raise ValueError(f"[infer] quantization = \"8bit\" merges one adapter into the weights, and this ensemble "
                          f"has {len(adapters)}: set quantization = \"4bit\" for an ensemble")
     task = task or Task()
-    encoding = Encoding.of_adapters(adapters).check(task)  # as trained: encoding.json beside each adapter
     test_ids = read_ids(test_csv, task.id_column)
     check_test_ids(test_ids, test_csv)  # before any model is loaded
+    encoding = Encoding.of_adapters(adapters).check(task)  # as trained: encoding.json beside each adapter
     data = load_arena_csv(test_csv, labeled=False, task=task)
     print(data.report(), flush=True)
     tta = cfg.tta and task.pairwise

@@ -507,6 +507,15 @@ def _check_stand_in(path: Path, name: str, table: StandInConfig) -> None:
 
 
 # table name -> its check (after it is built); kernels and stand-ins are checked per entry
+def _check_encoding(path: Path, train: TrainConfig, data: DataConfig) -> None:
+    """[train]'s model-input keys against [data]'s text columns (classifier/text.py ``Encoding.problems``)."""
+    from kagflow.classifier.text import Encoding
+
+    for key, problem, fix in Encoding.of(train).problems(data.task()):
+        raise ConfigError(f"{path.name}: [train] {key} = {toml_value(getattr(train, key))}: {problem}",
+                          context=f"file {path}, table [train], key {key}", hint=fix)
+
+
 CHECKS: dict[str, Callable] = {"project": _check_project, "wheels": _check_wheels, "data": _check_data}
 
 
@@ -548,6 +557,7 @@ def load_config(path: Optional[Path] = None) -> Config:
                              name, path)
         if name in CHECKS:
             CHECKS[name](path, tables[name])
+    _check_encoding(path, tables["train"], tables["data"])
     for name, cls in REQUIRED.items():
         tables[name] = build(cls, raw[name], name, path)
         _check_model(path, name, tables[name])
