@@ -32,6 +32,8 @@ T4_SLOWER = 15.0  # per token, a T4 against an H200 (bench/RESULTS.md)
 TWO_T4_SPEEDUP = 1.89  # one model per GPU on T4 x2 against one (bench/RESULTS.md #15)
 ENSEMBLE_SPEED = 0.66  # several adapters skip the tuned path (no dense/merged layers, no compilation): issue 33
 SETUP_S, LOAD_S = 300.0, 200.0
+# [train] prompt_template's default: 26 fixed tokens on Gemma's tokenizer (BOS, headers, suffix, EOS; 19 before the
+# suffix and EOS), plus turn separators and truncation markers
 TEMPLATE_TOKENS = 40
 LENGTH_MEDIAN, LENGTH_SIGMA = 510.0, 0.70  # KAGGLE-FACTS: tokens per row, LogNormal fit
 HIDDEN_TEST_ROWS = {"llm-classification-finetuning": 25000, "lmsys-chatbot-arena": 25000}
