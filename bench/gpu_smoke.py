@@ -101,10 +101,7 @@ def main() -> None:
 
     model, tok = load_for_inference(base, out / "adapter-trainer", device_map={"": "cuda:0"})
     frame = load_arena_csv(comp["test"], labeled=False).frame
-    from kagflow.classifier.text import Encoding
-
-    probs = predict(model, tok, frame, max_length=128, tta=True, token_budget=8192,
-                    encoding=Encoding.load(out / "adapter-trainer"))  # as trained
+    probs = predict(model, tok, frame, max_length=128, tta=True, token_budget=8192)
     results["infer_4bit_peft"] = {"rows": len(probs), "row_sum_max_err": float(abs(probs.sum(1) - 1).max())}
     print(json.dumps(results, indent=1), flush=True)
     (out / "gpu_smoke.json").write_text(json.dumps(results, indent=1))

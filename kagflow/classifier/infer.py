@@ -18,9 +18,11 @@ from .text import Encoding, encode_frame
 def predict(model, tokenizer, frame, *, max_length: int, tta: bool = False, token_budget: int = 16384,
             task: Task | None = None, encoding: Encoding | None = None):
     """Probabilities for an ArenaData frame; with ``tta`` (pairwise tasks), averaged with the swapped pass.
-    ``encoding``: the adapter's (``Encoding.load``); None is the legacy one."""
+    ``encoding``: the adapter's (``Encoding.load``); None: the one ``model.load_for_inference`` read beside the
+    adapter, else the legacy one."""
     from .predict import predict_proba
 
+    encoding = encoding or getattr(model, "kagflow_encoding", None)
     return predict_with(lambda ids: predict_proba(model, ids, pad_token_id=tokenizer.pad_token_id,
                                                   token_budget=token_budget),
                         tokenizer, frame, max_length=max_length, tta=tta, task=task, encoding=encoding)

@@ -109,12 +109,13 @@ class Encoding:
         return path
 
     @classmethod
-    def load(cls, adapter_dir) -> "Encoding":
+    def load(cls, adapter_dir, *, log: bool = True) -> "Encoding":
         """The encoding an adapter was trained with; without ``encoding.json`` (older adapters), the legacy one."""
         path = Path(adapter_dir) / RECORD
         if not path.is_file():
-            print(f"encoding: {adapter_dir} has no {RECORD} (trained before kagflow recorded it): the legacy "
-                  "encoding (headers only, last turns per column, heads of long turns, no EOS)", flush=True)
+            if log:
+                print(f"encoding: {adapter_dir} has no {RECORD} (trained before kagflow recorded it): the legacy "
+                      "encoding (headers only, last turns per column, heads of long turns, no EOS)", flush=True)
             return cls.legacy()
         raw = json.loads(path.read_text())
         fields = {f.name for f in dataclasses.fields(cls)}
@@ -125,15 +126,16 @@ class Encoding:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
     @classmethod
-    def of_adapters(cls, adapters) -> "Encoding":
+    def of_adapters(cls, adapters, *, log: bool = True) -> "Encoding":
         """The one encoding every adapter of an ensemble was trained with; adapters that differ are refused."""
-        encodings = [cls.load(a) for a in adapters]
+        encodings = [cls.load(a, log=log) for a in adapters]
         differ = [str(a) for a, e in zip(adapters, encodings) if e != encodings[0]]
         if differ:
             raise ValueError(f"the ensemble's adapters were trained with different encodings ({adapters[0]} and "
                              f"{differ[0]}: compare their {RECORD}): retrain them with the same [train] truncation "
                              "keys, or infer them separately")
-        print(f"encoding (as trained): {encodings[0].describe()}", flush=True)
+        if log:
+            print(f"encoding (as trained): {encodings[0].describe()}", flush=True)
         return encodings[0]
 
 
