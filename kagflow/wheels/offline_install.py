@@ -9,8 +9,10 @@ It finds every mounted folder holding ``kagflow-wheels-manifest.json`` (classic
 ``/kaggle/input/<slug>/`` and newer ``/kaggle/input/datasets/<owner>/<slug>/`` layouts alike),
 installs the manifest's wheels with ``pip install --no-index --find-links DIR`` (``--no-deps``
 when the manifest says the set is complete, as ``kagflow wheels build`` verified), then checks
-that every package is installed at its version and that the requested ones import. Anything
-absent raises :class:`WheelsInstallError` naming the package and the fix.
+that every package is installed at its version and that the requested ones import: in the kernel
+itself (which imports them next anyway), in a fresh interpreter when one was imported before the
+install or the target is another interpreter. Anything absent raises :class:`WheelsInstallError`
+naming the package and the fix.
 """
 
 from __future__ import annotations
