@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +170,57 @@ def _check_train(config: Config) -> Iterator[Problem]:
         yield Problem(toml, "[train] class_weights", f"class_weights = {t.class_weights!r} is neither \"balanced\" "
                       f"nor {len(classes)} positive weights ({', '.join(classes)}: [data]'s labels)",
                       f'write class_weights = "balanced", class_weights = {[1.0] * len(classes)}, or remove it')
+    yield from _check_training_data(config)
+
+
+def _check_training_data(config: Config) -> Iterator[Problem]:
+    """[train] extra_train_files, pseudo_label_files, swap_augmentation and soft labels: refused with the key and
+    the fix; a local extra file's header is read against [data] before anything is uploaded."""
+    toml, t, data = config.path.name, config.train, config.data
+    if not 0 <= t.swap_augmentation <= 1:
+        yield Problem(toml, "[train] swap_augmentation", f"swap_augmentation = {t.swap_augmentation} is not a "
+                      "probability", "set swap_augmentation between 0 (off) and 1")
+    elif t.swap_augmentation and not data.swap_columns:
+        yield Problem(toml, "[train] swap_augmentation", f"swap_augmentation = {t.swap_augmentation} swaps [data] "
+                      "swap_columns, and this task has none", "set swap_augmentation = 0, or name the two compared "
+                      "texts in [data] swap_columns")
+    classes = data.classes
+    if t.soft_label_columns and not t.soft_labels:
+        yield Problem(toml, "[train] soft_label_columns", "soft_label_columns is set but soft_labels = false, so "
+                      "no row would train on them", "set soft_labels = true, or soft_label_columns = []")
+    elif t.soft_label_columns and len(t.soft_label_columns) != len(classes):
+        yield Problem(toml, "[train] soft_label_columns", f"soft_label_columns = {list(t.soft_label_columns)} has "
+                      f"{len(t.soft_label_columns)} columns; [data] has {len(classes)} labels ({', '.join(classes)})",
+                      f"name one probability column per label, in that order ({len(classes)} columns)")
+    elif t.soft_labels and not t.soft_label_columns and not data.label_columns:
+        yield Problem(toml, "[train] soft_labels", f"soft_labels = true keeps label cells holding probabilities, "
+                      f"but [data] label_column = {data.label_column!r} holds one value per row",
+                      "name the probability columns in soft_label_columns (one per label), or set soft_labels = false")
+    if t.pseudo_label_files and data.submission != "probabilities":
+        yield Problem(toml, "[train] pseudo_label_files", f"pseudo-labels are a probabilities submission; [data] "
+                      f"submission = {data.submission!r} writes none", "set pseudo_label_files = []")
+    soft = tuple(t.soft_label_columns) if t.soft_labels else ()
+    expected = {"extra_train_files": (*data.train_columns, *soft),
+                "pseudo_label_files": (data.id_column, *classes)}
+    for key, columns in expected.items():
+        try:
+            files = config.dataset_files(key)
+        except KagflowError as e:
+            yield Problem(toml, f"[train] {key}", e.message, e.hint or "write owner/slug/file.csv")
+            continue
+        for f in files:
+            if f.local is None:
+                continue
+            try:
+                with open(f.local, newline="", encoding="utf-8") as handle:
+                    header = next(csv.reader(handle), [])
+            except (OSError, UnicodeDecodeError) as e:
+                yield Problem(str(f.local), "(file)", f"not readable as UTF-8 CSV: {e}", "save it as UTF-8 CSV")
+                continue
+            missing = [c for c in columns if c not in header]
+            if missing:
+                yield Problem(str(f.local), "header", f"[train] {key}: missing columns {missing}; found {header}",
+                              f"write the columns {', '.join(columns)} ([data]'s schema) or fix [data]")
 
 
 def _softcapped(config: Config) -> bool:
