@@ -62,7 +62,7 @@ def loss_sum(logits, labels, weights=None):
 def hard_labels(targets) -> list[int]:
     """The class of each row's target (a class index, or the most probable class of a probability list): what
     ``"balanced"`` class weights count and the folds stratify by."""
-    return [int(t) if isinstance(t, int) else max(range(len(t)), key=t.__getitem__) for t in targets]
+    return [max(range(len(t)), key=t.__getitem__) if isinstance(t, (list, tuple)) else int(t) for t in targets]
 
 
 def trainer_loss(weights):
