@@ -156,27 +156,29 @@ def test_pseudo_labels_join_test_rows_by_id_and_refuse_unknown_ids(tmp_path):
 
 @pytest.mark.parametrize("loop", ["trainer", "fast"])
 def test_soft_labels_change_what_the_model_learns_in_both_loops(tmp_path, tiny_checkpoint, loop):
-    """A teacher that calls every row a tie: trained on its soft labels the model predicts ties more than on the
-    one-hot labels alone (the test fails if soft_label_columns is ignored)."""
+    """A teacher that leans to a tie on every row (0.2, 0.2, 0.6): trained on its soft labels the model predicts
+    ties more than on the one-hot labels alone, and differently from training on the teacher's argmax as one-hot
+    labels (the test fails if soft_label_columns is ignored or its probabilities are rounded to a class)."""
     from classifier_fixtures import ALL_LINEAR
 
     data = write_synthetic_competition(tmp_path / "data", n_train=60, n_test=4, seed=3)
-    train = pd.read_csv(data["train"])
-    train = train.assign(t_a=0.05, t_b=0.05, t_tie=0.9)
+    train = pd.read_csv(data["train"]).assign(t_a=0.2, t_b=0.2, t_tie=0.6)
     train.to_csv(tmp_path / "train.csv", index=False)
-    (tmp_path / "test.csv").write_bytes(open(data["test"], "rb").read())
+    train.assign(winner_model_a=0, winner_model_b=0, winner_tie=1).to_csv(tmp_path / "argmax.csv", index=False)
     cfg = dict(max_length=48, n_splits=4, per_device_train_batch_size=8, gradient_accumulation_steps=1, lr=2e-3,
                freeze_layers=0, target_modules=ALL_LINEAR[:3], gradient_checkpointing=False, eval_strategy="no",
                optim_type="adamw_torch", warmup_steps=0, logging_steps=5, train_loop=loop)
-    tie = {}
-    for soft in (False, True):
-        out = tmp_path / f"soft-{soft}"
-        extra = dict(soft_labels=True, soft_label_columns=("t_a", "t_b", "t_tie")) if soft else {}
-        metrics = run_training(TrainConfig(**cfg, **extra), train_csv=tmp_path / "train.csv", base=tiny_checkpoint,
+    soft = dict(soft_labels=True, soft_label_columns=("t_a", "t_b", "t_tie"))
+    probs = {}
+    for name, csv, extra in (("hard", "train.csv", {}), ("soft", "train.csv", soft), ("argmax", "argmax.csv", {})):
+        out = tmp_path / name
+        metrics = run_training(TrainConfig(**cfg, **extra), train_csv=tmp_path / csv, base=tiny_checkpoint,
                                adapter_dir=out / "adapter", checkpoint_dir=out / "ckpt", report_dir=out)
-        assert metrics["n_soft"] == (45 if soft else 0)
-        tie[soft] = pd.read_csv(out / "val_predictions.csv")["winner_tie"].mean()
-    assert tie[True] > tie[False] + 0.05, tie
+        assert metrics["n_soft"] == (45 if extra else 0)
+        probs[name] = pd.read_csv(out / "val_predictions.csv")[list(LMSYS.class_names)].to_numpy()
+    assert probs["soft"][:, 2].mean() > probs["hard"][:, 2].mean() + 0.05, probs
+    assert abs(probs["soft"] - probs["argmax"]).max() > 0.1, probs
+    assert abs(probs["soft"][:, 2].mean() - 0.6) < 0.1  # it learns the teacher's 0.6 (measured 0.61; argmax: 0.83)
 
 
 def test_a_run_mounts_extra_files_and_pseudo_labels_from_datasets_and_reports_the_counts(tmp_path, tiny_checkpoint,
