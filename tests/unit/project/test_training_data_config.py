@@ -11,6 +11,8 @@ from kagflow.project.edit import set_value
 from kagflow.project.sources import resolve_sources
 from kagflow.workflow.check import check_project
 
+from local_fixtures import *  # noqa: F401,F403  (the local Kaggle: server)
+
 LMSYS_HEADER = "id,prompt,response_a,response_b,winner_model_a,winner_model_b,winner_tie\n"
 
 
@@ -85,3 +87,31 @@ def test_a_local_extra_file_missing_a_column_is_refused_before_upload(project):
     set_value(project, "train", "extra_train_files", ["loose.csv"])
     found = problems(project, "extra_train_files")
     assert found and "outside any dataset folder" in found[0].message and "kaggle datasets create" in found[0].fix
+
+
+def test_a_dataset_made_with_the_client_on_the_local_kaggle_feeds_the_train_kernel(tmp_path, server, monkeypatch):
+    """The rehearsal's chain short of a notebook run: the user's local dataset folder, created on the local Kaggle
+    with the official client, is checked, mounted by the train kernel (its sources) and found under the input root
+    where a run mounts it (/kaggle/input/datasets/owner/slug), its rows read in [data]'s schema."""
+    from kagflow.classifier.extra import load_extra
+    from kagflow.classifier.paths import find_dataset_file
+    from kagflow.hub.client import build_api
+    from kagflow.project.init import init_project
+
+    from local_fixtures import USER, write_dataset
+
+    proj = init_project(tmp_path / "proj", username=USER)
+    rows = LMSYS_HEADER + '1,"[""p""]","[""a""]","[""b""]",1,0,0\n2,"[""q""]","[""c""]","[""d""]",0,0,1\n'
+    folder = write_dataset(proj.parent / "extra", "extra-rows", {"rows.csv": rows})
+    monkeypatch.setenv("KAGGLE_USERNAME", USER)
+    api = build_api(server.url)
+    api.dataset_create_new(str(folder), quiet=True, public=False)
+    set_value(proj, "train", "extra_train_files", ["extra/rows.csv"])
+    config = load_config(proj)
+    assert not [p for p in check_project(config) if "extra" in p.field or "rows.csv" in p.file]
+    assert f"{USER}/extra-rows" in resolve_sources(config, "train").dataset_sources
+    ref = config.recipe("train", stand_in=False)["extra_train_files"][0]
+    mount = tmp_path / "input" / "datasets" / USER / "extra-rows"
+    api.dataset_download_files(f"{USER}/extra-rows", path=str(mount), unzip=True, quiet=True)
+    frame = load_extra([find_dataset_file(ref, root=tmp_path / "input")], config.data.task())
+    assert frame["id"].tolist() == ["1", "2"] and frame["label"].tolist() == [0, 2]
