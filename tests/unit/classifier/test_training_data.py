@@ -207,3 +207,14 @@ def test_a_run_mounts_extra_files_and_pseudo_labels_from_datasets_and_reports_th
     assert 0 < metrics["n_swapped"] < 56
     val = pd.read_csv(tmp_path / "out" / "val_predictions.csv", dtype={"id": str})
     assert set(val["id"]) <= set(pd.read_csv(data["train"], dtype={"id": str})["id"])  # validation: competition only
+
+
+def test_dataset_files_are_found_in_either_mount_layout_or_refused_with_the_fix(tmp_path):
+    from kagflow.classifier.paths import InputNotFoundError, find_dataset_file
+
+    classic = tmp_path / "extra-rows" / "part" / "rows.csv"
+    classic.parent.mkdir(parents=True)
+    classic.write_text("id\n")
+    assert find_dataset_file("me/extra-rows/part/rows.csv", root=tmp_path) == classic
+    with pytest.raises(InputNotFoundError, match="add dataset me/other-rows to the train kernel's sources"):
+        find_dataset_file("me/other-rows/rows.csv", root=tmp_path)
