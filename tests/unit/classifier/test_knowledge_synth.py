@@ -73,3 +73,4 @@ def test_the_test_set_asks_about_countries_no_train_row_names(tmp_path):
     assert countries(hidden) and not countries(train) & countries(hidden)
     assert len(pd.read_csv(paths["test"])) == 3 and len(hidden) == 300
     assert list(train.columns) == ["id", "model_a", "model_b", "prompt", "response_a", "response_b", *LABELS]
+
