@@ -33,7 +33,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--max-length", type=int, default=128, help="the knowledge rows are ~40 tokens")
+    parser.add_argument("--max-length", type=int, default=192,
+                        help="a knowledge row is ~40 Gemma 3 tokens, up to ~110 of the tiny tokenizer's (characters)")
     parser.add_argument("--batch", type=int, default=16, help="rows per step")
     parser.add_argument("--n-train", type=int, default=2000, help="train rows (fold 0 of 5: 4/5 train, 1/5 val)")
     parser.add_argument("--n-test", type=int, default=500)
