@@ -110,3 +110,48 @@ def refuse_past_timeout(estimate: RunTime, timeout: int, *, name: str, estimate_
                        hint=f"use at most {fits} adapter(s) (fewer folds), set [infer] tta = false or a lower "
                             f"max_length, or push anyway with --force ([infer] deadline_s then writes what it "
                             f"reached)")
+
+
+# --- Training: how long the training kernel runs on Kaggle's T4 x2 ------------------------------------------------
+# Gemma-2-9B training in the T4 configuration (fp16 + GradScaler, 15 GiB cap, max_length 1,024) on one H200
+# (bench/RESULTS.md), per LoRA configuration as (trainable parameters, tok/s): r 16 on q/k/v with 16 of 42 layers
+# frozen, 8,097 tok/s (#13's sixth measurement, call 2); r 64 on all seven projections, nothing frozen, 4,603 tok/s
+# (issue 33, "winners recipe", call 1). Between them the rate is interpolated linearly in trainable parameters,
+# outside them the nearest is used (the arithmetic says so). Two T4s train one DDP process each: 1.84x one GPU
+# (README, "a DDP run": 1.81-1.85x measured with the compiled layers).
+H200_T4_CONFIG_TRAIN_RATES = ((7_891_456, 8097.0), (216_082_944, 4603.0))
+TWO_T4_TRAIN_SPEEDUP = 1.84
+EVAL_SPEEDUP = 3.0  # a validation row's forward pass against a training row's forward + backward (a guess)
+TRAIN_ROWS = {"llm-classification-finetuning": 57477, "lmsys-chatbot-arena": 57477}  # train.csv (KAGGLE-FACTS)
+
+
+def train_rate(trainable_params: int) -> tuple[float, str]:
+    """The H200's T4-configuration training rate for a LoRA of ``trainable_params`` and how it was found."""
+    (p0, r0), (p1, r1) = H200_T4_CONFIG_TRAIN_RATES
+    if trainable_params <= p0:
+        return r0, f"measured {r0:,.0f} tok/s at {p0 / 1e6:.1f} M trainable"
+    if trainable_params >= p1:
+        return r1, f"measured {r1:,.0f} tok/s at {p1 / 1e6:.1f} M trainable"
+    rate = r0 + (r1 - r0) * (trainable_params - p0) / (p1 - p0)
+    return rate, f"{rate:,.0f} tok/s interpolated between the measured {p0 / 1e6:.1f} M and {p1 / 1e6:.1f} M"
+
+
+def training_run_time(*, rows: int, n_splits: int, epochs: float, max_length: int, trainable_params: int,
+                      gpus: int, model_scale: float = 1.0) -> RunTime:
+    """The run time of a training kernel (one fold: (n_splits - 1) / n_splits of ``rows`` trained ``epochs``
+    times, the rest evaluated each epoch) and its arithmetic. ``model_scale``: the model's linear weights against
+    Gemma-2-9B's (the rates were measured on 9B: time scales with the weights)."""
+    train_rows = rows * (n_splits - 1) // n_splits if n_splits > 1 else rows
+    per_row = mean_tokens_per_row(max_length)
+    tokens = train_rows * per_row * epochs
+    eval_tokens = (rows - train_rows) * per_row * math.ceil(epochs)
+    h200, how = train_rate(trainable_params)
+    rate = h200 / T4_SLOWER * (TWO_T4_TRAIN_SPEEDUP if gpus == 2 else gpus) / model_scale
+    seconds = SETUP_S + LOAD_S + tokens / rate + eval_tokens / (rate * EVAL_SPEEDUP)
+    scale = f", / {model_scale:.2f} for the model's size" if model_scale != 1.0 else ""
+    return RunTime(seconds, f"{train_rows:,} rows x {per_row:.0f} tokens (mean at max_length {max_length}) x "
+                            f"{epochs:g} epoch(s) = {tokens / 1e6:.1f} M tokens at {rate:,.0f} tok/s ({how} on an "
+                            f"H200 in the T4 configuration, / {T4_SLOWER:.0f} per T4, x "
+                            f"{TWO_T4_TRAIN_SPEEDUP if gpus == 2 else gpus} for {gpus} GPU(s){scale}) + "
+                            f"{eval_tokens / 1e6:.1f} M validation tokens at {EVAL_SPEEDUP:.0f}x + setup "
+                            f"{SETUP_S + LOAD_S:.0f} s = {hours(seconds)}")
