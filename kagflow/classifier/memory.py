@@ -124,6 +124,10 @@ class LoraShape:
                                   f"train; set freeze_layers below {shape.layers}")
         return shape.layers - max(0, self.freeze_layers)
 
+    def pairs(self, shape: ModelShape) -> int:
+        """The (decoder layer, projection) pairs LoRA adapts: what the training rate follows (rules/runtime.py)."""
+        return self.layers(shape) * len(self.targets)
+
     def params(self, shape: ModelShape) -> int:
         """Trainable parameters: the LoRA matrices of the adapted layers and the score head."""
         per_layer = sum(self.r * (a + b) for a, b in map(shape.dims, self.targets))

@@ -114,29 +114,45 @@ def refuse_past_timeout(estimate: RunTime, timeout: int, *, name: str, estimate_
 
 # --- Training: how long the training kernel runs on Kaggle's T4 x2 ------------------------------------------------
 # Gemma-2-9B training in the T4 configuration (fp16 + GradScaler, 15 GiB cap, max_length 1,024) on one H200
-# (bench/RESULTS.md), per LoRA configuration as (trainable parameters, tok/s): r 16 on q/k/v with 16 of 42 layers
-# frozen, 8,097 tok/s (#13's sixth measurement, call 2); r 64 on all seven projections, nothing frozen, 4,603 tok/s
-# (issue 33, "winners recipe", call 1). Between them the rate is interpolated linearly in trainable parameters,
-# outside them the nearest is used (the arithmetic says so). Two T4s train one DDP process each: 1.84x one GPU
-# (README, "a DDP run": 1.81-1.85x measured with the compiled layers).
-H200_T4_CONFIG_TRAIN_RATES = ((7_891_456, 8097.0), (216_082_944, 4603.0))
+# (bench/RESULTS.md), per LoRA configuration as (adapted layer-projection pairs, tok/s, the shape): the time per
+# token is a straight line in the number of (decoder layer, projection) pairs LoRA adapts, since each pair adds its
+# adapter matmuls and the backward pass through it, while the rank barely counts (r 32 and r 64 on the same 294
+# pairs: 4,398 and 4,603 tok/s). The line fitted to these five points gives each within 3 %.
+H200_T4_CONFIG_TRAIN_RATES = (
+    (26 * 3, 8097.0, "r 16 on q/k/v, 16 of 42 layers frozen (#13's sixth measurement, call 2)"),
+    (26 * 7, 5943.0, "r 64 on all seven projections, 16 frozen (issue 33's LoRA sweep)"),
+    (34 * 7, 5190.1, "r 64 on all seven, 8 frozen (LoRA sweep)"),
+    (42 * 7, 4603.0, "r 64 on all seven, none frozen (issue 33, winners recipe, call 1)"),
+    (42 * 7, 4397.9, "r 32 on all seven, none frozen (LoRA sweep)"),
+)
+
+
+def _fit_line(points) -> tuple[float, float]:
+    """Least squares of seconds per million tokens against pairs: (intercept, slope)."""
+    xs = [p for p, _, _ in points]
+    ys = [1e6 / r for _, r, _ in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return my - slope * mx, slope
+
+
+US_PER_TOKEN, US_PER_TOKEN_PER_PAIR = _fit_line(H200_T4_CONFIG_TRAIN_RATES)
 TWO_T4_TRAIN_SPEEDUP = 1.84
 EVAL_SPEEDUP = 3.0  # a validation row's forward pass against a training row's forward + backward (a guess)
 TRAIN_ROWS = {"llm-classification-finetuning": 57477, "lmsys-chatbot-arena": 57477}  # train.csv (KAGGLE-FACTS)
 
 
-def train_rate(trainable_params: int) -> tuple[float, str]:
-    """The H200's T4-configuration training rate for a LoRA of ``trainable_params`` and how it was found."""
-    (p0, r0), (p1, r1) = H200_T4_CONFIG_TRAIN_RATES
-    if trainable_params <= p0:
-        return r0, f"measured {r0:,.0f} tok/s at {p0 / 1e6:.1f} M trainable"
-    if trainable_params >= p1:
-        return r1, f"measured {r1:,.0f} tok/s at {p1 / 1e6:.1f} M trainable"
-    rate = r0 + (r1 - r0) * (trainable_params - p0) / (p1 - p0)
-    return rate, f"{rate:,.0f} tok/s interpolated between the measured {p0 / 1e6:.1f} M and {p1 / 1e6:.1f} M"
+def train_rate(adapted_pairs: int) -> tuple[float, str]:
+    """The H200's T4-configuration training rate for a LoRA on ``adapted_pairs`` (decoder layer, projection) pairs
+    and how it was found (the fitted line of ``H200_T4_CONFIG_TRAIN_RATES``)."""
+    rate = 1e6 / (US_PER_TOKEN + US_PER_TOKEN_PER_PAIR * adapted_pairs)
+    lo, hi = min(p for p, _, _ in H200_T4_CONFIG_TRAIN_RATES), max(p for p, _, _ in H200_T4_CONFIG_TRAIN_RATES)
+    where = "within" if lo <= adapted_pairs <= hi else "outside"
+    return rate, (f"{rate:,.0f} tok/s for {adapted_pairs} adapted layer-projection pairs, {where} the measured "
+                  f"{lo}-{hi}")
 
 
-def training_run_time(*, rows: int, n_splits: int, epochs: float, max_length: int, trainable_params: int,
+def training_run_time(*, rows: int, n_splits: int, epochs: float, max_length: int, adapted_pairs: int,
                       gpus: int, model_scale: float = 1.0) -> RunTime:
     """The run time of a training kernel (one fold: (n_splits - 1) / n_splits of ``rows`` trained ``epochs``
     times, the rest evaluated each epoch) and its arithmetic. ``model_scale``: the model's linear weights against
@@ -145,7 +161,7 @@ def training_run_time(*, rows: int, n_splits: int, epochs: float, max_length: in
     per_row = mean_tokens_per_row(max_length)
     tokens = train_rows * per_row * epochs
     eval_tokens = (rows - train_rows) * per_row * math.ceil(epochs)
-    h200, how = train_rate(trainable_params)
+    h200, how = train_rate(adapted_pairs)
     rate = h200 / T4_SLOWER * (TWO_T4_TRAIN_SPEEDUP if gpus == 2 else gpus) / model_scale
     seconds = SETUP_S + LOAD_S + tokens / rate + eval_tokens / (rate * EVAL_SPEEDUP)
     scale = f", / {model_scale:.2f} for the model's size" if model_scale != 1.0 else ""

@@ -299,7 +299,7 @@ def training_fit(config: Config) -> tuple[list[str], list[Problem]]:
         rows = min(rows, t.max_train_rows) if t.max_train_rows > 0 else rows
         estimate = runtime.training_run_time(
             rows=rows, n_splits=t.n_splits, epochs=t.n_epochs, max_length=t.max_length,
-            trainable_params=lora.params(shape), gpus=gpus,
+            adapted_pairs=lora.pairs(shape), gpus=gpus,
             model_scale=shape.linear_weights() / memory.GEMMA2_9B.linear_weights())
         resumes = f"kernel:{name}" in kernel.sources
         sessions = math.ceil(estimate.seconds / kernel.timeout) if kernel.timeout > 0 else 0

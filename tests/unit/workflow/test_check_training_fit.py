@@ -18,7 +18,8 @@ def _with(cfg, **train):
 
 def _plan_line(cfg) -> str:
     lines, problems = training_fit(cfg)
-    assert not problems, problems
+    memory_problems = [p for p in problems if p.field != "[kernels.train] timeout"]  # the run time: tested below
+    assert not memory_problems, memory_problems
     return next(line for line in lines if "memory plan" in line)
 
 
@@ -54,11 +55,11 @@ def test_a_trainer_batch_past_the_card_is_refused_with_the_rows_that_fit(project
 def test_the_training_estimate_passes_the_shipped_config_and_refuses_one_that_cannot_fit(project):
     cfg = load_config(project)
     lines, problems = training_fit(cfg)
-    assert not problems and any("training run time" in line and "= 8.5 h" in line for line in lines), lines
+    assert not problems and any("training run time" in line and "= 8.4 h" in line for line in lines), lines
     slow = _with(cfg, lora_r=64, target_modules=ALL, freeze_layers=0, n_epochs=2.0)
     [problem] = [p for p in training_fit(slow)[1] if "timeout" in p.field]
     assert problem.field == "[kernels.train] timeout"
-    assert "216.1 M trainable" in problem.message and "> 9.0 h" in problem.message
+    assert "294 adapted layer-projection pairs" in problem.message and "> 9.0 h" in problem.message
     assert "n_epochs" in problem.fix and '"kernel:train"' in problem.fix and "sessions" in problem.fix
     # with the kernel's own output as a source, training resumes across sessions: said, not refused
     kernel = dataclasses.replace(slow.kernel("train"), sources=(*slow.kernel("train").sources, "kernel:train"))
@@ -68,20 +69,23 @@ def test_the_training_estimate_passes_the_shipped_config_and_refuses_one_that_ca
 
 
 def test_the_estimate_follows_epochs_rows_and_length():
-    base = dict(rows=57477, n_splits=5, epochs=1.0, max_length=1024, trainable_params=7_891_456, gpus=2)
+    base = dict(rows=57477, n_splits=5, epochs=1.0, max_length=1024, adapted_pairs=78, gpus=2)
     seconds = runtime.training_run_time(**base).seconds
-    for change in ({"epochs": 2.0}, {"rows": 90000}, {"max_length": 2048}, {"trainable_params": 100_000_000}):
+    for change in ({"epochs": 2.0}, {"rows": 90000}, {"max_length": 2048}, {"adapted_pairs": 182}):
         assert runtime.training_run_time(**{**base, **change}).seconds > seconds * 1.05, change
     assert runtime.training_run_time(**{**base, "gpus": 1}).seconds > seconds * 1.5
 
 
-def test_the_measured_rates_name_the_trainable_parameters_memory_counts():
-    """rules/runtime.py's measured points are the LoRA configurations bench/RESULTS.md ran, counted as memory.py
-    counts them (the rules cannot import the classifier)."""
-    shipped = LoraShape(16, ("q_proj", "k_proj", "v_proj"), 16)
-    winners = LoraShape(64, ALL, 0)
-    assert [p for p, _ in runtime.H200_T4_CONFIG_TRAIN_RATES] == [shipped.params(GEMMA2_9B),
-                                                                  winners.params(GEMMA2_9B)]
+def test_the_measured_rates_are_the_shapes_bench_ran_and_the_line_fits_them():
+    """rules/runtime.py's measured points are the LoRA shapes bench/RESULTS.md ran, counted as memory.py counts
+    them (the rules cannot import the classifier), and the fitted line gives each within 3 %."""
+    shapes = [LoraShape(16, ("q_proj", "k_proj", "v_proj"), 16), LoraShape(64, ALL, 16), LoraShape(64, ALL, 8),
+              LoraShape(64, ALL, 0), LoraShape(32, ALL, 0)]
+    assert [p for p, _, _ in runtime.H200_T4_CONFIG_TRAIN_RATES] == [s.pairs(GEMMA2_9B) for s in shapes]
+    for pairs, measured, _ in runtime.H200_T4_CONFIG_TRAIN_RATES:
+        assert abs(runtime.train_rate(pairs)[0] / measured - 1) < 0.03
+    # more adapted pairs train slower; the rank alone does not change the estimate
+    assert runtime.train_rate(78)[0] > runtime.train_rate(182)[0] > runtime.train_rate(294)[0]
 
 
 def test_the_shape_comes_from_local_dirs_config_json(project):
