@@ -89,6 +89,20 @@ class TrainConfig:
     truncation_marker: str = Encoding.truncation_marker
     prompt_template: str = Encoding.prompt_template
     append_eos: bool = Encoding.append_eos
+    # Training data beyond the competition's train file (classifier/extra.py): CSVs in [data]'s schema from
+    # Kaggle datasets ("owner/slug/file.csv"; the train kernel mounts each dataset), deduplicated by their
+    # normalised texts against the competition's rows (validation fold included) and only ever trained on.
+    extra_train_files: tuple[str, ...] = ()
+    # Probability that a training row has its swap_columns exchanged and its first two labels swapped (seeded).
+    swap_augmentation: float = 0.0
+    # Train on probability targets (soft cross-entropy): label cells holding probabilities (summing to 1) are
+    # kept as soft targets, and soft_label_columns (one probability column per class, a teacher's) give a row's
+    # target where filled; false: only one-hot labels, as before.
+    soft_labels: bool = False
+    soft_label_columns: tuple[str, ...] = ()
+    # Pseudo-labels: submission.csv files of probabilities ("owner/slug/file.csv" in a dataset, as
+    # extra_train_files) joined by id with the competition's test file: soft-labelled training rows.
+    pseudo_label_files: tuple[str, ...] = ()
 
     from_namespace = classmethod(from_namespace)
 

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from kagflow.notebooks.kernel_folder import notebook_params, render_kernel
-from kagflow.project.config import INFER_KERNEL, TRAIN_KERNEL, load_config
+from kagflow.project.config import DATASET_FILE_KEYS, INFER_KERNEL, TRAIN_KERNEL, load_config
 from kagflow.project.sources import resolve_sources
 
 
@@ -36,6 +36,7 @@ def test_every_key_of_the_recipe_table_reaches_the_parameters_cell(project, name
     kind = cfg.kernel(name).kind
     table = getattr(cfg, kind)
     changed = {f.name: _other(getattr(table, f.name)) for f in dataclasses.fields(table)}
+    changed.update({k: ("someone/some-data/set.csv",) for k in DATASET_FILE_KEYS if k in changed})  # a dataset file
     cfg = dataclasses.replace(cfg, **{kind: dataclasses.replace(table, **changed)})
 
     params = notebook_params(cfg, name, resolve_sources(cfg, name), tiny=False)
