@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 
 import torch
 
+from .loss import label_tensor
 from .packing import PackedBatch, bucket_width, pack_rows, packed_batch, packed_logits, uses_packing
 from .recipe import Recipe
 
@@ -95,7 +96,7 @@ def pad_batch(seqs: Sequence[Sequence[int]], *, pad_id: int = 0, pad_to_multiple
         mask[r, span] = 1
     out = {"input_ids": ids, "attention_mask": mask}
     if labels is not None:
-        out["labels"] = torch.as_tensor(list(labels), dtype=torch.long)
+        out["labels"] = label_tensor(labels)
     if device is not None:
         out = {k: v.to(device, non_blocking=True) for k, v in out.items()}
     return out

@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .text import Encoding
+
 
 def from_namespace(cls, namespace: dict):
     """An instance of dataclass ``cls`` from the entries of ``namespace`` named like its fields."""
@@ -76,6 +78,31 @@ class TrainConfig:
     # `kagflow flow` trains each of these folds (fold_idx values) as its own kernel version and averages
     # their adapters at inference (an ensemble); empty: fold_idx alone. `kagflow flow --folds 0-4` too.
     folds: tuple[int, ...] = ()
+    # The model input (classifier/text.py ``Encoding``; written beside the adapter as encoding.json, which
+    # inference reads back): "head_tail" (a long turn keeps its head and tail around truncation_marker) or
+    # "head"; whole_rounds: the newest whole rounds in every column where the columns are turn lists of one
+    # length; text_shares: one share per [data] text_columns (empty: a swap column twice any other); the Jinja
+    # prompt_template lays the columns out with an instruction suffix; append_eos: the pooled token is EOS.
+    truncation: str = Encoding.truncation
+    whole_rounds: bool = Encoding.whole_rounds
+    text_shares: tuple[float, ...] = Encoding.text_shares
+    truncation_marker: str = Encoding.truncation_marker
+    prompt_template: str = Encoding.prompt_template
+    append_eos: bool = Encoding.append_eos
+    # Training data beyond the competition's train file (classifier/extra.py): CSVs in [data]'s schema from
+    # Kaggle datasets ("owner/slug/file.csv"; the train kernel mounts each dataset), deduplicated by their
+    # normalised texts against the competition's rows (validation fold included) and only ever trained on.
+    extra_train_files: tuple[str, ...] = ()
+    # Probability that a training row has its swap_columns exchanged and its first two labels swapped (seeded).
+    swap_augmentation: float = 0.0
+    # Train on probability targets (soft cross-entropy): label cells holding probabilities (summing to 1) are
+    # kept as soft targets, and soft_label_columns (one probability column per class, a teacher's) give a row's
+    # target where filled; false: only one-hot labels, as before.
+    soft_labels: bool = False
+    soft_label_columns: tuple[str, ...] = ()
+    # Pseudo-labels: submission.csv files of probabilities ("owner/slug/file.csv" in a dataset, as
+    # extra_train_files) joined by id with the competition's test file: soft-labelled training rows.
+    pseudo_label_files: tuple[str, ...] = ()
 
     from_namespace = classmethod(from_namespace)
 

@@ -115,6 +115,35 @@ def parse_label(values) -> int | None:
     return flags.index(1)
 
 
+SOFT_TOLERANCE = 1e-3  # how far a probability target's sum may be from 1 (a CSV's rounded decimals)
+
+
+def parse_probabilities(values, n: int) -> list[float] | None:
+    """``n`` cells as a probability target (each in [0, 1], summing to 1 within SOFT_TOLERANCE, renormalised),
+    or None (an empty, non-numeric or out-of-range cell)."""
+    try:
+        probs = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+    if len(probs) != n or any(not 0 <= p <= 1 for p in probs) or abs(sum(probs) - 1) > SOFT_TOLERANCE:
+        return None
+    return [p / sum(probs) for p in probs]
+
+
+def _soft_target(task: Task, row: dict, soft_columns) -> list[float] | None:
+    """A row's probability target: its ``soft_columns`` where filled, else its label columns where they hold
+    probabilities that are not one-hot; None: the row's hard label is its target."""
+    if soft_columns:
+        target = parse_probabilities([row[c] for c in soft_columns], task.n_labels)
+        if target is not None:
+            return target
+    if task.label_columns:
+        target = parse_probabilities([row[c] for c in task.label_columns], task.n_labels)
+        if target is not None and parse_label([row[c] for c in task.label_columns]) is None:
+            return target
+    return None
+
+
 def _row_label(task: Task, row: dict) -> tuple[int | None, str]:
     """(class index or None, why not) of a labeled row."""
     if task.label_columns:
@@ -128,9 +157,14 @@ def _row_label(task: Task, row: dict) -> tuple[int | None, str]:
                                     "row skipped"
 
 
-def load_arena_csv(path, *, labeled: bool | None = None, task: Task | None = None) -> ArenaData:
+def load_arena_csv(path, *, labeled: bool | None = None, task: Task | None = None,
+                   soft_columns: tuple[str, ...] | None = None) -> ArenaData:
     """Read a train or test CSV of ``task`` (default: LMSYS). Labeled rows with a bad label are reported by id and
     skipped; no other row is.
+
+    ``soft_columns`` (not None: ``[train] soft_labels``) keeps probability targets: the frame gains a ``target``
+    column, a row's probabilities (from ``soft_columns``, one per class, where filled, or label cells holding
+    probabilities) or None for a one-hot row; ``label`` is then the target's most probable class.
 
     A file that cannot be used stops with one ValueError naming it and the column: not a readable CSV (an
     unclosed quote, not UTF-8), a column missing, or labeled rows none of which has a valid label."""
@@ -151,7 +185,8 @@ def load_arena_csv(path, *, labeled: bool | None = None, task: Task | None = Non
                          "swallow the rows after it: check the quoting there") from None
     if labeled is None:  # any label column makes it a train file: one missing is refused, not read as a test file
         labeled = any(c in raw.columns for c in label_columns)
-    expected = (task.id_column, *texts, *(label_columns if labeled else ()))
+    soft = soft_columns is not None and labeled
+    expected = (task.id_column, *texts, *(label_columns if labeled else ()), *(soft_columns or () if soft else ()))
     missing = [c for c in expected if c not in raw.columns]
     if missing:
         raise ValueError(f"{path}: missing columns {missing}; found {list(raw.columns)}; the competition's "
@@ -160,14 +195,17 @@ def load_arena_csv(path, *, labeled: bool | None = None, task: Task | None = Non
     records, issues, skipped = [], [], []
     for row in raw.to_dict("records"):
         row_id = row[task.id_column]
-        label = -1
+        label, target = -1, None
         if labeled:
             label, why = _row_label(task, row)
-            if label is None:
-                issues.append(RowIssue(row_id, None, why))
+            target = _soft_target(task, row, soft_columns) if soft else None
+            if target is not None:
+                label = max(range(len(target)), key=target.__getitem__)
+            elif label is None:
+                issues.append(RowIssue(row_id, None, why + (" (nor a probability target)" if soft else "")))
                 skipped.append(row_id)
                 continue
-        record = {"id": row_id, "label": label}
+        record = {"id": row_id, "label": label, **({"target": target} if soft else {})}
         for column in texts:
             record[column], reasons = parse_turns(row[column])
             issues += [RowIssue(row_id, column, reason) for reason in reasons]
@@ -176,7 +214,7 @@ def load_arena_csv(path, *, labeled: bool | None = None, task: Task | None = Non
         where = ", ".join(task.label_columns) + " (exactly one 1 per row)" if task.label_columns else \
             f"{task.label_column} (one of labels {list(task.labels)})"
         raise ValueError(f"{path}: no row has a valid label in {where}: " + "; ".join(str(i) for i in issues[:3]))
-    frame = pd.DataFrame(records, columns=["id", *texts, "label"])
+    frame = pd.DataFrame(records, columns=["id", *texts, "label", *(["target"] if soft else [])])
     seen = set(frame["label"]) if labeled else set(range(task.n_labels))
     unseen = [name for k, name in task.id2label.items() if k not in seen]
     return ArenaData(frame=frame, issues=issues, skipped_ids=skipped, unseen_labels=unseen)

@@ -279,7 +279,8 @@ def fit_lora(model, seqs: Sequence[Sequence[int]], labels: Sequence[int], recipe
     each split into micro-batches under ``recipe.train_max_tokens`` padded tokens
     (``token_budget_batches``), mean row loss per step (``lora_train_step``), linear warmup/decay like
     the HF Trainer, grad clipping, a GradScaler when ``recipe.grad_scaler``, the ``optim_type``
-    optimizer. ``seqs`` are token id lists (already truncated), ``labels`` 0/1/2.
+    optimizer. ``seqs`` are token id lists (already truncated), ``labels`` class indices or probability lists
+    (soft targets, ``loss.loss_sum``).
     ``on_log(dict(step, loss, lr))`` every ``log_every`` steps (a host sync); ``on_eval(step)`` after
     each step in ``eval_at``. ``class_weights`` (three numbers, ``loss.resolve_class_weights``) weight
     each row's loss by its class.

@@ -12,26 +12,30 @@ from pathlib import Path
 from . import progress_line
 from .config import InferConfig  # noqa: F401 - re-exported: the notebooks import it from here
 from .task import Task
-from .text import encode_frame
+from .text import Encoding, encode_frame
 
 
 def predict(model, tokenizer, frame, *, max_length: int, tta: bool = False, token_budget: int = 16384,
-            task: Task | None = None):
-    """Probabilities for an ArenaData frame; with ``tta`` (pairwise tasks), averaged with the swapped pass."""
+            task: Task | None = None, encoding: Encoding | None = None):
+    """Probabilities for an ArenaData frame; with ``tta`` (pairwise tasks), averaged with the swapped pass.
+    ``encoding``: the adapter's (``Encoding.load``); None: the one ``model.load_for_inference`` read beside the
+    adapter, else the legacy one."""
     from .predict import predict_proba
 
+    encoding = encoding or getattr(model, "kagflow_encoding", None)
     return predict_with(lambda ids: predict_proba(model, ids, pad_token_id=tokenizer.pad_token_id,
                                                   token_budget=token_budget),
-                        tokenizer, frame, max_length=max_length, tta=tta, task=task)
+                        tokenizer, frame, max_length=max_length, tta=tta, task=task, encoding=encoding)
 
 
-def predict_with(proba, tokenizer, frame, *, max_length: int, tta: bool = False, task: Task | None = None):
+def predict_with(proba, tokenizer, frame, *, max_length: int, tta: bool = False, task: Task | None = None,
+                 encoding: Encoding | None = None):
     """``predict`` for any ``proba(token_ids) -> probabilities`` (one model, or one per GPU). The swapped pass
     reads the two ``swap_columns`` exchanged; its first two classes trade places back (a tie stays)."""
     task = task or Task()
-    probs = proba(encode_frame(tokenizer, frame, task, max_length))
+    probs = proba(encode_frame(tokenizer, frame, task, max_length, encoding=encoding))
     if tta and task.pairwise:
-        swapped = proba(encode_frame(tokenizer, frame, task, max_length, swapped=True))
+        swapped = proba(encode_frame(tokenizer, frame, task, max_length, swapped=True, encoding=encoding))
         probs = (probs + swapped[:, task.swap_order]) / 2
     return probs
 
@@ -122,6 +126,7 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
     task = task or Task()
     test_ids = read_ids(test_csv, task.id_column)
     check_test_ids(test_ids, test_csv)  # before any model is loaded
+    encoding = Encoding.of_adapters(adapters).check(task)  # as trained: encoding.json beside each adapter
     data = load_arena_csv(test_csv, labeled=False, task=task)
     print(data.report(), flush=True)
     tta = cfg.tta and task.pairwise
@@ -176,7 +181,7 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
     views = ("original", "swapped") if tta else ("original",)
 
     def encode(view, rows, length):
-        return encode_frame(tokenizer, frame.iloc[rows], task, length, swapped=view == "swapped")
+        return encode_frame(tokenizer, frame.iloc[rows], task, length, swapped=view == "swapped", encoding=encoding)
 
     def proba(member, view, ids):
         p = proba_for(names[member])(ids)

@@ -70,6 +70,14 @@ class ModelShape:
                    intermediate=int(text.intermediate_size), q_width=heads * head_dim, kv_width=kv * head_dim,
                    heads=heads, vocab=int(text.vocab_size), n_labels=int(getattr(config, "num_labels", 3) or 3))
 
+    @classmethod
+    def of_json(cls, data: dict) -> "ModelShape":
+        """The shape of a checkpoint's config.json (its ``text_config`` for multimodal ones)."""
+        from types import SimpleNamespace
+
+        text = data.get("text_config") or data
+        return cls.of(SimpleNamespace(**{**text, "num_labels": data.get("num_labels", 3)}))
+
     def dims(self, target: str) -> tuple[int, int]:
         """(in, out) features of projection ``target``; an unknown name counts as the widest (hidden, intermediate)."""
         h, i, q, kv = self.hidden, self.intermediate, self.q_width, self.kv_width
@@ -83,6 +91,14 @@ class ModelShape:
 
 GEMMA2_9B = ModelShape(layers=42, hidden=3584, intermediate=14336, q_width=4096, kv_width=2048, heads=16,
                        vocab=256000)  # what every measurement in bench/RESULTS.md ran
+# Hugging Face ids (lower case, a substring of the id) whose shape is known without their config.json
+KNOWN_SHAPES = {"gemma-2-9b": GEMMA2_9B}
+
+
+def known_shape(hf_id: str) -> "ModelShape | None":
+    """The shape of a base model named by its Hugging Face id, where it is one of ``KNOWN_SHAPES``."""
+    name = hf_id.lower()
+    return next((shape for key, shape in KNOWN_SHAPES.items() if key in name), None)
 
 
 @dataclass(frozen=True)
@@ -107,6 +123,10 @@ class LoraShape:
             raise MemoryPlanError(f"freeze_layers = {self.freeze_layers} leaves none of the {shape.layers} layers to "
                                   f"train; set freeze_layers below {shape.layers}")
         return shape.layers - max(0, self.freeze_layers)
+
+    def pairs(self, shape: ModelShape) -> int:
+        """The (decoder layer, projection) pairs LoRA adapts: what the training rate follows (rules/runtime.py)."""
+        return self.layers(shape) * len(self.targets)
 
     def params(self, shape: ModelShape) -> int:
         """Trainable parameters: the LoRA matrices of the adapted layers and the score head."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Optional
 
 from .memory import ModelShape
 from .task import Task
+from .text import Encoding
 
 if TYPE_CHECKING:
     from .recipe import Recipe
@@ -209,7 +210,8 @@ def load_for_inference(base, adapter, *, attn_implementation: str = DEFAULT_ATTN
     """(model, tokenizer): the 4-bit base, loaded once, plus the trained adapter, in eval mode.
 
     ``adapter`` may be a list (an ensemble): every adapter is loaded onto the one base under its own
-    name (``list(model.peft_config)``, in order); ``model.set_adapter(name)`` picks the one that predicts."""
+    name (``list(model.peft_config)``, in order); ``model.set_adapter(name)`` picks the one that predicts.
+    ``model.kagflow_encoding``: the encoding the adapters were trained with (``text.Encoding.of_adapters``)."""
     from peft import PeftModel
 
     adapters = adapter_list(adapter)
@@ -219,4 +221,5 @@ def load_for_inference(base, adapter, *, attn_implementation: str = DEFAULT_ATTN
     model = PeftModel.from_pretrained(model, str(adapters[0]))
     for i, extra in enumerate(adapters[1:], 1):
         model.load_adapter(str(extra), adapter_name=f"adapter{i}")
+    model.kagflow_encoding = Encoding.of_adapters(adapters, log=False)  # what infer.predict encodes with
     return model.eval(), tokenizer

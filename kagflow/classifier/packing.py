@@ -20,6 +20,8 @@ from typing import Sequence
 
 import torch
 
+from .loss import label_tensor
+
 
 def pack_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
     """Row indices packed into bins of at most ``capacity`` tokens: first fit, longest rows first.
@@ -97,7 +99,7 @@ def packed_batch(seqs: Sequence[Sequence[int]], *, width: int, pad_id: int = 0,
         o += n
         ends[r] = o - 1
     pos[o:] = torch.arange(width - o)
-    lab = torch.as_tensor(list(labels), dtype=torch.long) if labels is not None else None
+    lab = label_tensor(labels) if labels is not None else None
     tensors = (ids[None], pos[None], doc, ends, lab)
     if device is not None:
         tensors = tuple(t.to(device, non_blocking=True) if t is not None else None for t in tensors)

@@ -150,3 +150,22 @@ def resolve_base_model(source: str, hf_id: str, *, root: Path | None = None, all
         return hf_id
     raise InputNotFoundError("base model not found: " + "; ".join(errors or ["no source or HF id given"])
                              + "; attach the base model to the kernel, or set allow_hub = True with internet on")
+
+
+def find_dataset_file(ref, root: Path | None = None) -> Path:
+    """A file of a mounted dataset, ``owner/slug/path/in/dataset.csv`` (``[train] extra_train_files``), under
+    ``<root>/datasets/owner/slug`` or ``<root>/slug``; a path that exists as given is itself."""
+    if Path(ref).is_file():
+        return Path(ref)
+    root = Path(root) if root else input_root()
+    parts = [p for p in str(ref).strip("/").split("/") if p]
+    if len(parts) < 3:
+        raise InputNotFoundError(f"{ref!r}: write a dataset file as owner/slug/file.csv")
+    owner, slug, rest = parts[0], parts[1], parts[2:]
+    searched = [root / "datasets" / owner / slug, root / slug]
+    for mount in searched:
+        if mount.joinpath(*rest).is_file():
+            return mount.joinpath(*rest)
+    raise InputNotFoundError(f"dataset file {ref!r}: not found in {', '.join(map(str, searched))}: add dataset "
+                             f"{owner}/{slug} to the train kernel's sources (kagflow does for [train] "
+                             "extra_train_files) and check the file's path in it")

@@ -51,12 +51,12 @@ class Checkpointing:
     reserve_rows: int = 0
 
 
-def plan_fingerprint(steps: Sequence[Sequence[int]], lengths: Sequence[int], labels: Sequence[int]) -> str:
+def plan_fingerprint(steps: Sequence[Sequence[int]], lengths: Sequence[int], labels: Sequence) -> str:
     """A digest of what a run trains on, in which order: a checkpoint only resumes the same plan."""
     h = hashlib.sha256()
     h.update(json.dumps([list(map(int, s)) for s in steps]).encode())
     h.update(json.dumps([int(x) for x in lengths]).encode())
-    h.update(json.dumps([int(x) for x in labels]).encode())
+    h.update(json.dumps([[float(p) for p in x] if isinstance(x, (list, tuple)) else int(x) for x in labels]).encode())
     return h.hexdigest()[:16]
 
 

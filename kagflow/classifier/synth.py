@@ -195,3 +195,109 @@ def _quirk(quirk: float, task: Task, turns: dict, compared: list, label: int, *,
             for c in compared:
                 turns[c] = [None]
     return label, False
+
+
+# --- The knowledge check: a label that needs real knowledge -------------------------------------------------------
+
+KINDS = ("marker", "knowledge")  # kagflow data synth --kind: the marker-word signal above, or the knowledge check
+CAPITALS = {
+    "France": "Paris", "Germany": "Berlin", "Italy": "Rome", "Spain": "Madrid", "Portugal": "Lisbon",
+    "Japan": "Tokyo", "China": "Beijing", "Russia": "Moscow", "Egypt": "Cairo", "Greece": "Athens",
+    "Austria": "Vienna", "Poland": "Warsaw", "Norway": "Oslo", "Sweden": "Stockholm", "Finland": "Helsinki",
+    "Denmark": "Copenhagen", "Ireland": "Dublin", "Belgium": "Brussels", "Netherlands": "Amsterdam",
+    "Hungary": "Budapest", "Czechia": "Prague", "Turkey": "Ankara", "India": "New Delhi", "Thailand": "Bangkok",
+    "Kenya": "Nairobi", "Peru": "Lima", "Argentina": "Buenos Aires", "Chile": "Santiago", "Cuba": "Havana",
+    "Canada": "Ottawa", "Mexico": "Mexico City", "Australia": "Canberra", "Iran": "Tehran", "Iraq": "Baghdad",
+    "Ukraine": "Kyiv", "Romania": "Bucharest", "Bulgaria": "Sofia", "Serbia": "Belgrade", "Croatia": "Zagreb",
+    "Switzerland": "Bern", "Brazil": "Brasilia", "Colombia": "Bogota", "Vietnam": "Hanoi",
+    "Indonesia": "Jakarta", "Philippines": "Manila", "South Korea": "Seoul", "Nigeria": "Abuja",
+    "Morocco": "Rabat", "Ethiopia": "Addis Ababa", "Saudi Arabia": "Riyadh",
+}
+_ARITHMETIC_PROMPTS = ("What is {a} {op} {b}?", "Compute {a} {op} {b}.", "How much is {a} {op} {b}?",
+                       "Quick question: {a} {op} {b} = ?")
+_CAPITAL_PROMPTS = ("What is the capital of {c}?", "Name the capital city of {c}.",
+                    "Which city is the capital of {c}?", "Quick question: the capital of {c} is?")
+_ANSWERS = ("The answer is {x}.", "{x}", "It is {x}.", "That would be {x}.", "Sure! {x}.", "I believe it is {x}.")
+KNOWLEDGE_WEIGHTS = (0.45, 0.45, 0.10)  # A right / B right / both wrong (a tie)
+
+
+def knowledge_question(rng: random.Random, countries: list[str]) -> tuple[str, str, list[str]]:
+    """(prompt, the correct answer, plausible wrong answers of the same format): two-digit addition or subtraction,
+    one-digit multiplication (wrong answers keep the digit count), or a capital city (wrong: another capital)."""
+    kind = rng.choice(("add", "sub", "mul", "capital", "capital"))
+    if kind == "capital":
+        country = rng.choice(countries)
+        right = CAPITALS[country]
+        prompt = rng.choice(_CAPITAL_PROMPTS).format(c=country)
+        return prompt, right, [c for c in CAPITALS.values() if c != right]
+    if kind == "mul":
+        a, b, op = rng.randint(3, 9), rng.randint(3, 9), "*"
+    else:
+        a, b, op = rng.randint(10, 99), rng.randint(10, 99), "+" if kind == "add" else "-"
+        if op == "-" and b > a:
+            a, b = b, a
+    right = arithmetic(a, op, b)
+    wrong = sorted({right + d for d in (-11, -10, -9, -2, -1, 1, 2, 9, 10, 11)
+                    if right + d > 0 and len(str(right + d)) == len(str(right))})
+    prompt = rng.choice(_ARITHMETIC_PROMPTS).format(a=a, op=op, b=b)
+    return prompt, str(right), [str(w) for w in wrong]
+
+
+def arithmetic(a: int, op: str, b: int) -> int:
+    return {"+": a + b, "-": a - b, "*": a * b}[op]
+
+
+def knowledge_rows(n_rows: int, seed: int = 0, *, countries: list[str] | None = None) -> list[dict]:
+    """LMSYS rows whose label needs knowledge: one response answers the prompt correctly and the other wrongly
+    (class 0 when A is right, 1 when B is), or both wrongly with different answers (class 2, a tie). Both responses
+    draw their template independently of the label, so nothing but the answer's truth tells the classes apart."""
+    rng = random.Random(seed)
+    countries = sorted(countries or CAPITALS)
+    rows = []
+    ids = rng.sample(range(10_000, 10_000_000), n_rows)
+    for row_id in ids:
+        prompt, right, wrong = knowledge_question(rng, countries)
+        label = rng.choices(range(3), weights=KNOWLEDGE_WEIGHTS)[0]
+        w1, w2 = rng.sample(wrong, 2)
+        answers = {0: (right, w1), 1: (w1, right), 2: (w1, w2)}[label]
+        a, b = (rng.choice(_ANSWERS).format(x=x) for x in answers)
+        rows.append({"id": row_id, "model_a": rng.choice(MODELS), "model_b": rng.choice(MODELS),
+                     "prompt": json.dumps([prompt]), "response_a": json.dumps([a]), "response_b": json.dumps([b]),
+                     "label": label})
+    return rows
+
+
+def write_knowledge_competition(out_dir, *, n_train: int = 1200, n_test: int = 200, seed: int = 0,
+                                n_public: Optional[int] = None, held_out_countries: int = 15) -> dict:
+    """The knowledge check as LLM Classification Finetuning's files (the paths as
+    :func:`write_synthetic_competition`'s). The test rows ask about ``held_out_countries`` countries no train row
+    names (and arithmetic pairs drawn afresh), so a model scores on the test set only by what it knew before."""
+    import pandas as pd
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    countries = sorted(CAPITALS)
+    random.Random(seed).shuffle(countries)
+    test_countries, train_countries = countries[:held_out_countries], countries[held_out_countries:]
+    train = knowledge_rows(n_train, seed, countries=train_countries)
+    test = knowledge_rows(n_test, seed + 1, countries=test_countries)
+    seen = {r["id"] for r in train}
+    test = [r for r in test if r["id"] not in seen]
+    task = LMSYS
+    paths = {"train": out / task.train_file, "test": out / task.test_file,
+             **{name: out / f"{name}.csv" for name in ("sample_submission", "solution")}}
+    columns = ("model_a", "model_b", *task.text_columns)
+    pd.DataFrame([{"id": r["id"], **{c: r[c] for c in columns}, **_labels(task, r)} for r in train]).to_csv(
+        paths["train"], index=False)
+    texts = lambda r: {"id": r["id"], **{c: r[c] for c in task.text_columns}}  # noqa: E731
+    tests = [(paths["test"], paths["sample_submission"], test if n_public is None else test[:n_public])]
+    if n_public is not None:
+        hidden = out / "hidden"
+        hidden.mkdir(exist_ok=True)
+        paths["hidden_test"], paths["hidden_sample"] = hidden / task.test_file, hidden / "sample_submission.csv"
+        tests.append((paths["hidden_test"], paths["hidden_sample"], test))
+    for test_path, sample_path, part in tests:
+        pd.DataFrame([texts(r) for r in part]).to_csv(test_path, index=False)
+        pd.DataFrame([{"id": r["id"], **_sample(task)} for r in part]).to_csv(sample_path, index=False)
+    pd.DataFrame([{"id": r["id"], **_solution(task, r["label"])} for r in test]).to_csv(paths["solution"], index=False)
+    return paths

@@ -15,7 +15,7 @@ from pathlib import Path
 from .config import TrainConfig  # noqa: F401 - re-exported: the notebooks import it from here
 from .data import load_arena_csv, stratified_fold
 from .device import device_profile
-from .loss import resolve_class_weights, trainer_loss
+from .loss import hard_labels, resolve_class_weights, trainer_loss
 from .metrics import (
     LOSS_CURVE,
     evaluate,
@@ -31,7 +31,7 @@ from .model import ModelTraits, add_lora, load_base, load_tokenizer
 from .multigpu import distributed_device_map, launch_command
 from .progress_line import TrainProgress, trainer_callback
 from .task import Task
-from .text import encode_frame
+from .text import Encoding, encode_frame
 
 
 def accumulation_steps(cfg: TrainConfig, world: int) -> int:
@@ -116,16 +116,58 @@ def _trainer_metrics(task: Task):
     return compute
 
 
-def encode_fold(cfg: TrainConfig, frame, tokenizer, task: Task | None = None):
-    """(rows, train_idx, val_idx, row ids): Trainer rows ({input_ids, labels}) of ``frame`` and fold
-    ``cfg.fold_idx``; the model reads ``task``'s text columns (default: LMSYS)."""
+def encode_fold(cfg: TrainConfig, frame, tokenizer, task: Task | None = None, extra=None):
+    """(train rows, validation rows, validation row ids, counts): Trainer rows ({input_ids, labels}) of fold
+    ``cfg.fold_idx`` of ``frame``; the model reads ``task``'s text columns (default: LMSYS).
+
+    ``extra`` (extra files and pseudo-labels, already deduplicated: ``extra.deduplicate``) joins the training rows
+    only; ``swap_augmentation`` then swaps training rows (``extra.swap_augment``). A row with a probability
+    ``target`` trains on it, and then every training row's label is a probability list (one-hot for hard rows)."""
+    import pandas as pd
+
+    from .extra import swap_augment
+
+    task = task or Task()
     if cfg.max_train_rows and cfg.max_train_rows < len(frame):
         frame = frame.sample(n=cfg.max_train_rows, random_state=cfg.seed).reset_index(drop=True)
-    ids = encode_frame(tokenizer, frame, task or Task(), cfg.max_length)
-    labels = frame["label"].tolist()
-    train_idx, val_idx = stratified_fold(labels, cfg.n_splits, cfg.fold_idx, seed=cfg.seed)
-    rows = [{"input_ids": i, "labels": y} for i, y in zip(ids, labels)]
-    return rows, train_idx, val_idx, [str(i) for i in frame["id"]]
+    encoding = Encoding.of(cfg)
+    train_idx, val_idx = stratified_fold(frame["label"].tolist(), cfg.n_splits, cfg.fold_idx, seed=cfg.seed)
+    train, val = frame.iloc[train_idx], frame.iloc[val_idx]
+    if extra is not None and len(extra):
+        train = pd.concat([train, extra], ignore_index=True)
+    train = swap_augment(train.reset_index(drop=True), task, cfg.swap_augmentation, cfg.seed)
+    targets = list(train["target"]) if "target" in train.columns else [None] * len(train)
+    soft = any(isinstance(t, list) for t in targets)
+    labels = [t if isinstance(t, list) else [float(c == y) for c in range(task.n_labels)] if soft else int(y)
+              for t, y in zip(targets, train["label"])]
+    train_rows = [{"input_ids": i, "labels": y}
+                  for i, y in zip(encode_frame(tokenizer, train, task, cfg.max_length, encoding=encoding), labels)]
+    val_rows = [{"input_ids": i, "labels": int(y)}
+                for i, y in zip(encode_frame(tokenizer, val, task, cfg.max_length, encoding=encoding), val["label"])]
+    counts = dict(n_competition_train=len(train_idx), n_extra=0 if extra is None else len(extra),
+                  n_soft=sum(isinstance(t, list) for t in targets), n_swapped=train.attrs.get("swapped", 0))
+    return train_rows, val_rows, [str(i) for i in val["id"]], counts
+
+
+def extra_rows(cfg: TrainConfig, frame, task: Task, test_csv, soft_columns=None):
+    """The extra training rows of ``cfg`` (extra_train_files, then pseudo_label_files joined with ``test_csv``),
+    deduplicated against ``frame`` (the competition's rows, every fold), and their counts; (None, {}) without."""
+    import pandas as pd
+
+    from .extra import deduplicate, load_extra, pseudo_labels
+    from .paths import find_dataset_file
+
+    parts = []
+    if cfg.extra_train_files:
+        parts.append(load_extra([find_dataset_file(f) for f in cfg.extra_train_files], task, soft_columns))
+    for ref in cfg.pseudo_label_files:
+        parts.append(pseudo_labels(find_dataset_file(ref), test_csv, task))
+    if not parts:
+        return None, {}
+    kept = deduplicate(pd.concat(parts, ignore_index=True), frame, task)
+    print(kept.report("extra training rows"), flush=True)
+    return kept.frame, dict(extra_dropped_competition=kept.dropped_competition,
+                            extra_dropped_repeated=kept.dropped_repeated)
 
 
 def make_trainer(cfg: TrainConfig, model, tokenizer, train_rows, eval_rows, checkpoint_dir, optim: str,
@@ -137,12 +179,14 @@ def make_trainer(cfg: TrainConfig, model, tokenizer, train_rows, eval_rows, chec
     evaluating = cfg.eval_strategy != "no"
     tokenizer_kwarg = "processing_class" if "processing_class" in inspect.signature(Trainer).parameters \
         else "tokenizer"  # transformers < 4.46
-    weights = resolve_class_weights(cfg.class_weights, [r["labels"] for r in train_rows], task.class_names)
+    weights = resolve_class_weights(cfg.class_weights, hard_labels([r["labels"] for r in train_rows]),
+                                    task.class_names)
     extra = {}
-    if weights is not None:
+    if weights is not None or any(isinstance(r["labels"], list) for r in train_rows):  # soft targets: loss.py's
         import torch
 
-        extra["compute_loss_func"] = trainer_loss(torch.tensor(weights, dtype=torch.float32))
+        extra["compute_loss_func"] = trainer_loss(None if weights is None else
+                                                  torch.tensor(weights, dtype=torch.float32))
     return Trainer(
         **extra,
         model=model,
@@ -315,11 +359,16 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     set_seed(cfg.seed)
     print(f"precision: {device_profile().describe()}", flush=True)
     task = task or Task()
-    data = load_arena_csv(train_csv, labeled=True, task=task)
+    if cfg.soft_label_columns and not cfg.soft_labels:
+        raise ValueError("[train] soft_label_columns needs soft_labels = true")
+    soft_columns = tuple(cfg.soft_label_columns) if cfg.soft_labels else None
+    data = load_arena_csv(train_csv, labeled=True, task=task, soft_columns=soft_columns)
     print(data.report(), flush=True)
+    extra, extra_counts = extra_rows(cfg, data.frame, task, Path(train_csv).parent / task.test_file, soft_columns)
     tokenizer = load_tokenizer(base)
-    rows, train_idx, val_idx, row_ids = encode_fold(cfg, data.frame, tokenizer, task)
-    val_rows = [rows[i] for i in val_idx]
+    print(f"encoding: {Encoding.of(cfg).check(task).describe()}", flush=True)
+    train_rows, val_rows, val_ids, counts = encode_fold(cfg, data.frame, tokenizer, task, extra)
+    print(f"training rows: {counts}", flush=True)
 
     model = load_base(base, attn_implementation=cfg.attn_implementation, pad_token_id=tokenizer.pad_token_id,
                       device_map=distributed_device_map(), task=task)
@@ -328,7 +377,6 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     loop = resolve_loop(cfg.train_loop)
     lora = dict(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, target_modules=cfg.target_modules,
                 freeze_layers=cfg.freeze_layers, bias=cfg.lora_bias)
-    train_rows = [rows[i] for i in train_idx]
     stopped_early = False
     if loop == "fast":
         from .batching import length_grouped_steps, plan_steps
@@ -355,7 +403,7 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
                 print(evals[-1], flush=True)
                 progress.validation(step, scores["log_loss"])
 
-        weights = resolve_class_weights(cfg.class_weights, labels, task.class_names)
+        weights = resolve_class_weights(cfg.class_weights, hard_labels(labels), task.class_names)
         if weights is not None:
             print(f"class weights ({', '.join(task.class_names)}): {[round(w, 4) for w in weights]}", flush=True)
         losses = fit_lora(model, seqs, labels, recipe, steps=steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
@@ -394,13 +442,15 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
 
     model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
+    Encoding.of(cfg).save(adapter_dir)  # inference encodes as trained (text.Encoding.load)
     if not cfg.keep_checkpoints and not stopped_early:  # a stopped run keeps them for the next one
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
     val_probs = _val_probs(cfg, model, val_rows, tokenizer)
     metrics = evaluate([r["labels"] for r in val_rows], val_probs, task)
     metrics.update(
-        fold_idx=cfg.fold_idx, n_splits=cfg.n_splits, n_train=len(train_idx), optim=optim, loop=loop,
+        fold_idx=cfg.fold_idx, n_splits=cfg.n_splits, n_train=len(train_rows), **counts, **extra_counts, optim=optim,
+        loop=loop,
         resumed_from=resume, global_step=global_step, train_loss=train_loss, stopped_early=stopped_early,
         seconds=round(time.time() - start, 1), skipped_rows=len(data.skipped_ids), issues=len(data.issues),
         epoch_evals=evals, best_eval=best_eval(evals, task), unseen_labels=data.unseen_labels,
@@ -410,7 +460,7 @@ def run_training(cfg: TrainConfig, *, train_csv, base, adapter_dir, checkpoint_d
     report_dir.mkdir(parents=True, exist_ok=True)
     write_metrics(metrics, report_dir / "metrics.json")
     # out-of-fold predictions: the folds of an ensemble together estimate its log loss
-    write_predictions(report_dir / "val_predictions.csv", [row_ids[i] for i in val_idx],
+    write_predictions(report_dir / "val_predictions.csv", val_ids,
                       [r["labels"] for r in val_rows], val_probs, task.probability_columns)
     save_confusion_matrix(metrics["confusion_matrix"], report_dir / "confusion_matrix.png", task.class_names)
     save_loss_curve(curve[0], with_final(curve[1], global_step, metrics["log_loss"]), report_dir / LOSS_CURVE)

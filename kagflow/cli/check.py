@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from kagflow.cli._app import App
+from kagflow.workflow.check import training_fit
 
 
 @click.command("check")
@@ -35,6 +36,8 @@ def check(app: App, online: bool) -> None:
                  **({"online": [f.__dict__ for f in findings]} if online else {}))
     for item in todo:
         app.out.info(f"pending: {item.render()}")
+    for line in training_fit(config)[0]:
+        app.out.info(line)
     if not app.out.json_mode:
         for finding in findings:
             click.echo(f"online {finding.render()}", err=finding.ok is False)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from kagflow.cli._app import App
-from kagflow.workflow.competition_data import TEXT_FORMATS, write_synthetic
+from kagflow.workflow.competition_data import KINDS, TEXT_FORMATS, write_synthetic
 
 
 @click.group("data")
@@ -27,9 +27,12 @@ def data() -> None:
 @click.option("--text-format", type=click.Choice(TEXT_FORMATS), default=TEXT_FORMATS[0], show_default=True,
               help="Each text cell a JSON list of turns (LLM Classification Finetuning's files) or plain text (WSDM "
                    "Cup's).")
+@click.option("--kind", type=click.Choice(KINDS), default=KINDS[0], show_default=True,
+              help="marker: a marker word carries the label (the tiny model learns it); knowledge: the label needs "
+                   "real knowledge (which response answers an arithmetic or capital-city question right).")
 @click.pass_obj
 def synth(app: App, out: Path | None, n_train: int | None, n_test: int | None, seed: int | None,
-          public_rows: int, text_format: str) -> None:
+          public_rows: int, text_format: str, kind: str) -> None:
     """Write train.csv, test.csv, sample_submission.csv (and the hidden solution.csv) in [data]'s schema,
     with a learnable signal. Written to the default folder, they become the project's competition data on the
     local Kaggle (marked synthetic: every report says so), for any competition.
@@ -38,12 +41,14 @@ def synth(app: App, out: Path | None, n_train: int | None, n_test: int | None, s
     Example:
       kagflow data synth --out data/ --n-train 2000
       kagflow data synth --out data/ --text-format plain
+      kagflow data synth --out data/ --kind knowledge
     """
     cfg = app.config
     out = out or cfg.layout.competition_files(cfg.project.competition)
     n_test = n_test or cfg.tiny.n_test
     paths = write_synthetic(cfg, out, n_train=n_train or cfg.tiny.n_train, n_test=n_test,
                             seed=cfg.tiny.seed if seed is None else seed,
-                            n_public=min(public_rows, n_test) if public_rows > 0 else None, text_format=text_format)
+                            n_public=min(public_rows, n_test) if public_rows > 0 else None, text_format=text_format,
+                            kind=kind)
     app.out.result(f"Wrote the synthetic competition to {out}", **{k: str(v) for k, v in paths.items()})
 

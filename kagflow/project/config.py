@@ -219,6 +219,61 @@ class DataConfig:
         return Task.from_params(self.params())
 
 
+DATASET_FILE_KEYS = ("extra_train_files", "pseudo_label_files")  # [train] keys naming files of Kaggle datasets
+DATASET_METADATA = "dataset-metadata.json"
+
+
+@dataclass(frozen=True)
+class DatasetFile:
+    """A file of a Kaggle dataset the train kernel mounts: ``handle`` owner/slug, ``path`` inside the dataset;
+    ``local``: the file on disk when the entry named one in a local dataset folder (its headers are checked)."""
+    handle: str
+    path: str
+    local: Optional[Path] = None
+
+    @property
+    def ref(self) -> str:
+        """What the notebook's parameter holds: ``owner/slug/path`` (``classifier.paths.find_dataset_file``)."""
+        return f"{self.handle}/{self.path}"
+
+
+def dataset_file(config: "Config", entry: str, key: str) -> DatasetFile:
+    """[train] ``key``'s ``entry``: ``owner/slug/file.csv`` (a file of a Kaggle dataset), or a path (from the
+    project folder) to a file inside a local dataset folder, the one with the dataset-metadata.json whose id
+    ``kaggle datasets create -p FOLDER`` uploads (the local Kaggle's too)."""
+    import json
+
+    where = f"{config.path.name}: [train] {key}"
+    local = config.root / entry
+    if local.is_file():
+        for folder in local.resolve().parents:
+            meta = folder / DATASET_METADATA
+            if meta.is_file():
+                try:
+                    handle = slugs.DatasetHandle.parse(str(json.loads(meta.read_text()).get("id", "")))
+                except (ValueError, AttributeError, KagflowError) as e:
+                    raise ConfigError(f"{where}: {entry!r} is in dataset folder {folder} whose {DATASET_METADATA} "
+                                      f"has no usable id ({e})", hint='write "id": "owner/slug" there') from None
+                return DatasetFile(f"{handle.owner}/{handle.slug}", local.resolve().relative_to(folder).as_posix(),
+                                   local)
+            if folder == config.root.resolve():
+                break
+        raise ConfigError(f"{where}: {entry!r} is a local file outside any dataset folder (no {DATASET_METADATA} "
+                          "above it), so no kernel can mount it",
+                          hint="put it in a folder you upload as a dataset (kaggle datasets init -p FOLDER, then "
+                               "kaggle datasets create -p FOLDER), or write owner/slug/file.csv")
+    parts = [p for p in str(entry).strip("/").split("/") if p]
+    if len(parts) < 3 or not parts[-1].lower().endswith(".csv"):
+        raise ConfigError(f"{where}: {entry!r} is neither a local file nor owner/slug/file.csv",
+                          hint="write owner/slug/file.csv (a CSV of a Kaggle dataset) or the path of a CSV in a "
+                               "local dataset folder")
+    try:
+        handle = slugs.DatasetHandle.parse("/".join(parts[:2]))
+    except KagflowError as e:
+        raise ConfigError(f"{where}: {entry!r}: {e.message}", hint=e.hint or "write owner/slug/file.csv") from None
+    return DatasetFile(f"{handle.owner}/{handle.slug}", "/".join(parts[2:]))
+
+
 def data_table(raw: dict) -> dict:
     """[data] as written, with the defaults that follow from it: a table naming ``label_column`` drops the default
     one-hot ``label_columns``, and one naming its own ``text_columns`` drops the default ``swap_columns`` (each
@@ -293,7 +348,15 @@ class Config:
             params.update(getattr(self.stand_in(), kind))
         if "target_modules" in params:  # a list, as the notebooks have always been rendered (unchanged: not pushed)
             params["target_modules"] = list(params["target_modules"])
+        for key in DATASET_FILE_KEYS if kind == TRAIN else ():  # the kernel reads owner/slug/path under its input
+            if params.get(key):
+                params[key] = [f.ref for f in self.dataset_files(key)]
         return params
+
+    def dataset_files(self, key: str) -> list["DatasetFile"]:
+        """The files [train] ``key`` (extra_train_files, pseudo_label_files) names, each resolved
+        (``dataset_file``)."""
+        return [dataset_file(self, entry, key) for entry in getattr(self.train, key)]
 
     # ------------------------------------------------------------------ handles
 
@@ -507,6 +570,15 @@ def _check_stand_in(path: Path, name: str, table: StandInConfig) -> None:
 
 
 # table name -> its check (after it is built); kernels and stand-ins are checked per entry
+def _check_encoding(path: Path, train: TrainConfig, data: DataConfig) -> None:
+    """[train]'s model-input keys against [data]'s text columns (classifier/text.py ``Encoding.problems``)."""
+    from kagflow.classifier.text import Encoding
+
+    for key, problem, fix in Encoding.of(train).problems(data.task()):
+        raise ConfigError(f"{path.name}: [train] {key} = {toml_value(getattr(train, key))}: {problem}",
+                          context=f"file {path}, table [train], key {key}", hint=fix)
+
+
 CHECKS: dict[str, Callable] = {"project": _check_project, "wheels": _check_wheels, "data": _check_data}
 
 
@@ -548,6 +620,7 @@ def load_config(path: Optional[Path] = None) -> Config:
                              name, path)
         if name in CHECKS:
             CHECKS[name](path, tables[name])
+    _check_encoding(path, tables["train"], tables["data"])
     for name, cls in REQUIRED.items():
         tables[name] = build(cls, raw[name], name, path)
         _check_model(path, name, tables[name])

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from kagflow.errors import ConfigError, NamingError
-from kagflow.project.config import ADAPTER_MODEL, INFER, MODELS, WHEELS, Config
+from kagflow.project.config import ADAPTER_MODEL, DATASET_FILE_KEYS, INFER, MODELS, TRAIN, WHEELS, Config
 from kagflow.rules import slugs
 
 
@@ -78,6 +78,9 @@ def _resolve_sources(config: Config, kernel_name: str) -> KernelSources:
                 context=f"file {config.path}",
                 hint='use "wheels", "base_model", "adapter_model", "competition", "kernel:NAME", '
                      '"dataset:owner/slug", "notebook:owner/slug" or "model:owner/model/framework/instance/version"')
+    if kernel.kind == TRAIN:  # the datasets of [train] extra_train_files and pseudo_label_files
+        for key in DATASET_FILE_KEYS:
+            datasets += [f.handle for f in config.dataset_files(key) if f.handle not in datasets]
     return KernelSources(tuple(datasets), tuple(models), tuple(competitions), tuple(kernels), tuple(missing))
 
 

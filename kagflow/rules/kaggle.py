@@ -25,6 +25,9 @@ DEFAULT_ACCELERATOR = "NvidiaTeslaT4"  # Kaggle's T4 x2 (two 16 GB T4s): what co
 RETIRED_ACCELERATORS = {"NvidiaTeslaP100": "NvidiaTeslaT4", "TpuV38": "TpuV5E8", "Tpu1VmV38": "TpuV5E8"}
 GPU_ACCELERATORS = tuple(a for a in ACCELERATORS if a.startswith("Nvidia"))
 TPU_ACCELERATORS = tuple(a for a in ACCELERATORS if a.startswith("Tpu"))
+# GPUs per session and memory per GPU (GiB, as torch reports it: 15,095 MiB for a T4) of the accelerators whose
+# training memory ``kagflow check`` plans; bf16: native bf16 (sm80+), else fp16 + a GradScaler
+GPU_CARDS = {"NvidiaTeslaT4": (2, 14.74, False), "NvidiaTeslaT4Highmem": (2, 14.74, False)}
 PRE_AMPERE_ACCELERATORS = ("NvidiaTeslaT4", "NvidiaTeslaT4Highmem", "NvidiaTeslaP100")  # sm75 / sm60: no flex attention
 
 

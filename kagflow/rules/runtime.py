@@ -34,6 +34,8 @@ H200_T4_CONFIG_RATES = {"4bit": ((2048, H200_T4_CONFIG_TOKENS_PER_S), (3072, 219
 T4_SLOWER = 15.0  # per token, a T4 against an H200 (bench/RESULTS.md)
 TWO_T4_SPEEDUP = 1.89  # one model per GPU on T4 x2 against one (bench/RESULTS.md #15)
 SETUP_S, LOAD_S = 300.0, 200.0
+# [train] prompt_template's default: 26 fixed tokens on Gemma's tokenizer (BOS, headers, suffix, EOS; 19 before the
+# suffix and EOS), plus turn separators and truncation markers
 TEMPLATE_TOKENS = 40
 LENGTH_MEDIAN, LENGTH_SIGMA = 510.0, 0.70  # KAGGLE-FACTS: tokens per row, LogNormal fit
 HIDDEN_TEST_ROWS = {"llm-classification-finetuning": 25000, "lmsys-chatbot-arena": 25000}
@@ -115,3 +117,64 @@ def refuse_past_timeout(estimate: RunTime, timeout: int, *, name: str, estimate_
                        hint=f"use at most {fits} adapter(s) (fewer folds), set [infer] ensemble = \"average_lora\" "
                             f"(one pass), [infer] tta = false or a lower max_length, or push anyway with --force "
                             f"([infer] deadline_s then writes what it reached)")
+
+
+# --- Training: how long the training kernel runs on Kaggle's T4 x2 ------------------------------------------------
+# Gemma-2-9B training in the T4 configuration (fp16 + GradScaler, 15 GiB cap, max_length 1,024) on one H200
+# (bench/RESULTS.md), per LoRA configuration as (adapted layer-projection pairs, tok/s, the shape): the time per
+# token is a straight line in the number of (decoder layer, projection) pairs LoRA adapts, since each pair adds its
+# adapter matmuls and the backward pass through it, while the rank barely counts (r 32 and r 64 on the same 294
+# pairs: 4,398 and 4,603 tok/s). The line fitted to these five points gives each within 3 %.
+H200_T4_CONFIG_TRAIN_RATES = (
+    (26 * 3, 8097.0, "r 16 on q/k/v, 16 of 42 layers frozen (#13's sixth measurement, call 2)"),
+    (26 * 7, 5943.0, "r 64 on all seven projections, 16 frozen (issue 33's LoRA sweep)"),
+    (34 * 7, 5190.1, "r 64 on all seven, 8 frozen (LoRA sweep)"),
+    (42 * 7, 4603.0, "r 64 on all seven, none frozen (issue 33, winners recipe, call 1)"),
+    (42 * 7, 4397.9, "r 32 on all seven, none frozen (LoRA sweep)"),
+)
+
+
+def _fit_line(points) -> tuple[float, float]:
+    """Least squares of seconds per million tokens against pairs: (intercept, slope)."""
+    xs = [p for p, _, _ in points]
+    ys = [1e6 / r for _, r, _ in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return my - slope * mx, slope
+
+
+US_PER_TOKEN, US_PER_TOKEN_PER_PAIR = _fit_line(H200_T4_CONFIG_TRAIN_RATES)
+TWO_T4_TRAIN_SPEEDUP = 1.84
+EVAL_SPEEDUP = 3.0  # a validation row's forward pass against a training row's forward + backward (a guess)
+TRAIN_ROWS = {"llm-classification-finetuning": 57477, "lmsys-chatbot-arena": 57477}  # train.csv (KAGGLE-FACTS)
+
+
+def train_rate(adapted_pairs: int) -> tuple[float, str]:
+    """The H200's T4-configuration training rate for a LoRA on ``adapted_pairs`` (decoder layer, projection) pairs
+    and how it was found (the fitted line of ``H200_T4_CONFIG_TRAIN_RATES``)."""
+    rate = 1e6 / (US_PER_TOKEN + US_PER_TOKEN_PER_PAIR * adapted_pairs)
+    lo, hi = min(p for p, _, _ in H200_T4_CONFIG_TRAIN_RATES), max(p for p, _, _ in H200_T4_CONFIG_TRAIN_RATES)
+    where = "within" if lo <= adapted_pairs <= hi else "outside"
+    return rate, (f"{rate:,.0f} tok/s for {adapted_pairs} adapted layer-projection pairs, {where} the measured "
+                  f"{lo}-{hi}")
+
+
+def training_run_time(*, rows: int, n_splits: int, epochs: float, max_length: int, adapted_pairs: int,
+                      gpus: int, model_scale: float = 1.0) -> RunTime:
+    """The run time of a training kernel (one fold: (n_splits - 1) / n_splits of ``rows`` trained ``epochs``
+    times, the rest evaluated each epoch) and its arithmetic. ``model_scale``: the model's linear weights against
+    Gemma-2-9B's (the rates were measured on 9B: time scales with the weights)."""
+    train_rows = rows * (n_splits - 1) // n_splits if n_splits > 1 else rows
+    per_row = mean_tokens_per_row(max_length)
+    tokens = train_rows * per_row * epochs
+    eval_tokens = (rows - train_rows) * per_row * math.ceil(epochs)
+    h200, how = train_rate(adapted_pairs)
+    rate = h200 / T4_SLOWER * (TWO_T4_TRAIN_SPEEDUP if gpus == 2 else gpus) / model_scale
+    seconds = SETUP_S + LOAD_S + tokens / rate + eval_tokens / (rate * EVAL_SPEEDUP)
+    scale = f", / {model_scale:.2f} for the model's size" if model_scale != 1.0 else ""
+    return RunTime(seconds, f"{train_rows:,} rows x {per_row:.0f} tokens (mean at max_length {max_length}) x "
+                            f"{epochs:g} epoch(s) = {tokens / 1e6:.1f} M tokens at {rate:,.0f} tok/s ({how} on an "
+                            f"H200 in the T4 configuration, / {T4_SLOWER:.0f} per T4, x "
+                            f"{TWO_T4_TRAIN_SPEEDUP if gpus == 2 else gpus} for {gpus} GPU(s){scale}) + "
+                            f"{eval_tokens / 1e6:.1f} M validation tokens at {EVAL_SPEEDUP:.0f}x + setup "
+                            f"{SETUP_S + LOAD_S:.0f} s = {hours(seconds)}")

@@ -9,8 +9,10 @@ It finds every mounted folder holding ``kagflow-wheels-manifest.json`` (classic
 ``/kaggle/input/<slug>/`` and newer ``/kaggle/input/datasets/<owner>/<slug>/`` layouts alike),
 installs the manifest's wheels with ``pip install --no-index --find-links DIR`` (``--no-deps``
 when the manifest says the set is complete, as ``kagflow wheels build`` verified), then checks
-that every package is installed at its version and that the requested ones import. Anything
-absent raises :class:`WheelsInstallError` naming the package and the fix.
+that every package is installed at its version and that the requested ones import: in the kernel
+itself (which imports them next anyway), in a fresh interpreter when one was imported before the
+install or the target is another interpreter. Anything absent raises :class:`WheelsInstallError`
+naming the package and the fix.
 """
 
 from __future__ import annotations
@@ -145,37 +147,55 @@ def _read_manifest(folder: str) -> dict:
 _CHECK = r"""
 import importlib, json, sys
 from importlib import metadata
-problems = []
-for e in json.loads(sys.argv[1]):
-    name = e["name"]
-    try:
-        have = metadata.version(name)
-    except metadata.PackageNotFoundError:
-        problems.append("%s is not installed" % name)
-        continue
-    if e.get("version") and have != e["version"]:
-        problems.append("%s is %s, expected %s" % (name, have, e["version"]))
-    mods = list(e.get("imports") or [])
-    if e.get("import_own_name") and not mods:
-        dist = metadata.distribution(name)
-        top = (dist.read_text("top_level.txt") or "").split()
-        if not top:
-            top = sorted({str(f).split("/")[0] for f in (dist.files or [])
-                          if str(f).endswith("/__init__.py") and str(f).count("/") == 1})
-        mods = top or [name.replace("-", "_").replace(".", "_")]
-    for mod in mods:
+def problems(expected, imported_before=None):
+    importlib.invalidate_caches()
+    out = []
+    for e in expected:
+        name = e["name"]
         try:
-            importlib.import_module(mod)
-        except Exception as exc:
-            problems.append("%s: import %s failed (%s: %s)" % (name, mod, type(exc).__name__, exc))
-print(json.dumps(problems))
+            have = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out.append("%s is not installed" % name)
+            continue
+        if e.get("version") and have != e["version"]:
+            out.append("%s is %s, expected %s" % (name, have, e["version"]))
+        mods = list(e.get("imports") or [])
+        if e.get("import_own_name") and not mods:
+            dist = metadata.distribution(name)
+            top = (dist.read_text("top_level.txt") or "").split()
+            if not top:
+                top = sorted({str(f).split("/")[0] for f in (dist.files or [])
+                              if str(f).endswith("/__init__.py") and str(f).count("/") == 1})
+            mods = top or [name.replace("-", "_").replace(".", "_")]
+        for mod in mods:
+            if imported_before is not None and mod.split(".")[0] in imported_before:
+                return None  # imported before the install: only a fresh process can tell what it would get
+            try:
+                importlib.import_module(mod)
+            except Exception as exc:
+                out.append("%s: import %s failed (%s: %s)" % (name, mod, type(exc).__name__, exc))
+    return out
+if __name__ == "__main__":
+    print(json.dumps(problems(json.loads(sys.argv[1]))))
 """
 
 
 def _check(python: str, expected: list) -> list:
-    """Run the version/import check in ``python`` (a fresh process sees the fresh install)."""
+    """The version/import check: what is installed at which version, and that the packages import.
+
+    In this process when ``python`` is this interpreter and none of the modules was imported before the
+    install: the kernel imports these packages next anyway, so the check costs nothing extra (a fresh
+    process would import torch, transformers and peft a second time, ~12 s a kernel start on a CPU box)
+    and it checks what this kernel will import (its sys.path, with no new .pth files read). Otherwise in
+    a fresh ``python`` process, which sees the fresh install."""
     if not expected:
         return []
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        space = {"__name__": "kagflow_wheels_check"}
+        exec(compile(_CHECK, "<kagflow wheels check>", "exec"), space)
+        found = space["problems"](expected, imported_before={m.split(".")[0] for m in sys.modules})
+        if found is not None:
+            return found
     proc = subprocess.run([python, "-c", _CHECK, json.dumps(expected)], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:

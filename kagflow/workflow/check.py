@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -173,6 +175,152 @@ def _check_train(config: Config) -> Iterator[Problem]:
         yield Problem(toml, "[train] class_weights", f"class_weights = {t.class_weights!r} is neither \"balanced\" "
                       f"nor {len(classes)} positive weights ({', '.join(classes)}: [data]'s labels)",
                       f'write class_weights = "balanced", class_weights = {[1.0] * len(classes)}, or remove it')
+    yield from _check_training_data(config)
+    yield from training_fit(config)[1]
+
+
+def _check_training_data(config: Config) -> Iterator[Problem]:
+    """[train] extra_train_files, pseudo_label_files, swap_augmentation and soft labels: refused with the key and
+    the fix; a local extra file's header is read against [data] before anything is uploaded."""
+    toml, t, data = config.path.name, config.train, config.data
+    if not 0 <= t.swap_augmentation <= 1:
+        yield Problem(toml, "[train] swap_augmentation", f"swap_augmentation = {t.swap_augmentation} is not a "
+                      "probability", "set swap_augmentation between 0 (off) and 1")
+    elif t.swap_augmentation and not data.swap_columns:
+        yield Problem(toml, "[train] swap_augmentation", f"swap_augmentation = {t.swap_augmentation} swaps [data] "
+                      "swap_columns, and this task has none", "set swap_augmentation = 0, or name the two compared "
+                      "texts in [data] swap_columns")
+    classes = data.classes
+    if t.soft_label_columns and not t.soft_labels:
+        yield Problem(toml, "[train] soft_label_columns", "soft_label_columns is set but soft_labels = false, so "
+                      "no row would train on them", "set soft_labels = true, or soft_label_columns = []")
+    elif t.soft_label_columns and len(t.soft_label_columns) != len(classes):
+        yield Problem(toml, "[train] soft_label_columns", f"soft_label_columns = {list(t.soft_label_columns)} has "
+                      f"{len(t.soft_label_columns)} columns; [data] has {len(classes)} labels ({', '.join(classes)})",
+                      f"name one probability column per label, in that order ({len(classes)} columns)")
+    elif t.soft_labels and not t.soft_label_columns and not data.label_columns:
+        yield Problem(toml, "[train] soft_labels", f"soft_labels = true keeps label cells holding probabilities, "
+                      f"but [data] label_column = {data.label_column!r} holds one value per row",
+                      "name the probability columns in soft_label_columns (one per label), or set soft_labels = false")
+    if t.pseudo_label_files and data.submission != "probabilities":
+        yield Problem(toml, "[train] pseudo_label_files", f"pseudo-labels are a probabilities submission; [data] "
+                      f"submission = {data.submission!r} writes none", "set pseudo_label_files = []")
+    soft = tuple(t.soft_label_columns) if t.soft_labels else ()
+    expected = {"extra_train_files": (*data.train_columns, *soft),
+                "pseudo_label_files": (data.id_column, *classes)}
+    for key, columns in expected.items():
+        try:
+            files = config.dataset_files(key)
+        except KagflowError as e:
+            yield Problem(toml, f"[train] {key}", e.message, e.hint or "write owner/slug/file.csv")
+            continue
+        for f in files:
+            if f.local is None:
+                continue
+            try:
+                with open(f.local, newline="", encoding="utf-8") as handle:
+                    header = next(csv.reader(handle), [])
+            except (OSError, UnicodeDecodeError) as e:
+                yield Problem(str(f.local), "(file)", f"not readable as UTF-8 CSV: {e}", "save it as UTF-8 CSV")
+                continue
+            missing = [c for c in columns if c not in header]
+            if missing:
+                yield Problem(str(f.local), "header", f"[train] {key}: missing columns {missing}; found {header}",
+                              f"write the columns {', '.join(columns)} ([data]'s schema) or fix [data]")
+
+
+TRAIN_TOKENS = 4096  # recipe.recipe_for_profile: the micro-batch token budget on 16-24 GB cards (T4s)
+PLAN_KEYS = "per_device_train_batch_size, max_length, lora_r, target_modules or freeze_layers"
+
+
+def model_shape(config: Config):
+    """The base model's shape (``memory.ModelShape``): [base_model] local_dir's config.json, else a known
+    Hugging Face id; None when neither says."""
+    from kagflow.classifier import memory
+
+    snapshot = config.root / config.base_model.local_dir / "config.json" if config.base_model.local_dir else None
+    if snapshot is not None and snapshot.is_file():
+        try:
+            return memory.ModelShape.of_json(json.loads(snapshot.read_text()))
+        except (ValueError, TypeError, AttributeError, KeyError):
+            pass
+    return memory.known_shape(config.base_model.hf_id)
+
+
+def training_fit(config: Config) -> tuple[list[str], list[Problem]]:
+    """For each training kernel on an accelerator kagflow knows (``kaggle.GPU_CARDS``): the memory plan of [train]'s
+    LoRA on one of its GPUs (``classifier.memory``) and the run-time estimate (``rules.runtime``) against the
+    kernel's timeout. (lines to print, problems: a plan past the card, a run past the timeout)."""
+    from kagflow.classifier import memory
+    from kagflow.rules import runtime
+
+    toml, t = config.path.name, config.train
+    lines: list[str] = []
+    problems: list[Problem] = []
+    shape = model_shape(config)
+    if shape is None:
+        return [f"training plan: none ([base_model] hf_id {config.base_model.hf_id!r} has no known shape and "
+                "local_dir no config.json)"], []
+    try:
+        lora = memory.LoraShape.of(t)
+        lora.layers(shape)
+    except (memory.MemoryPlanError, TypeError, ValueError) as e:
+        return [], [Problem(toml, "[train] freeze_layers", str(e), f"set freeze_layers below {shape.layers}")]
+    for name, kernel in sorted(config.kernels.items()):
+        if kernel.kind != TRAIN:
+            continue
+        card = kaggle.GPU_CARDS.get(kernel.accelerator)
+        if card is None:
+            lines.append(f"[kernels.{name}] training plan: none (kagflow knows no memory figure for "
+                         f"{kernel.accelerator!r})")
+            continue
+        gpus, mem, _bf16 = card
+        where = f"[kernels.{name}] on {kernel.accelerator} ({gpus} x {mem} GiB)"
+        fast = t.train_loop in ("auto", "fast")
+        want = TRAIN_TOKENS if fast else t.per_device_train_batch_size * t.max_length
+        setting = memory.Setting(limit_gib=mem - memory.SPARE_GIB, act_bytes=2, dense_weights=False,
+                                 max_length=t.max_length, optimizer=t.optim_type, compiled=True)
+        try:
+            planned = memory.plan(shape, lora, setting, tokens=want, checkpointing=t.gradient_checkpointing)
+        except memory.MemoryPlanError as e:
+            problems.append(Problem(toml, "[train] lora_r / target_modules / freeze_layers / max_length",
+                                    f"{where}: {e}", f"lower one of [train] {PLAN_KEYS} (the values above fit)"))
+            continue
+        lines.append(f"{where}: per GPU {planned.describe()}")
+        if not fast and planned.tokens < want:
+            rows = max(1, planned.tokens // t.max_length)
+            problems.append(Problem(toml, "[train] per_device_train_batch_size",
+                                    f"{where}: the HF Trainer pads {t.per_device_train_batch_size} rows x max_length "
+                                    f"{t.max_length} = {want} tokens per micro-batch; the memory plan fits "
+                                    f"{planned.tokens} ({planned.describe()})",
+                                    f"set per_device_train_batch_size = {rows} (raise gradient_accumulation_steps "
+                                    f"to keep the step), or lower [train] {PLAN_KEYS}"))
+        rows = runtime.TRAIN_ROWS.get(config.project.competition)
+        if rows is None:
+            lines.append(f"{where}: training run time: no estimate (the train rows of "
+                         f"{config.project.competition} are unknown to kagflow)")
+            continue
+        rows = min(rows, t.max_train_rows) if t.max_train_rows > 0 else rows
+        estimate = runtime.training_run_time(
+            rows=rows, n_splits=t.n_splits, epochs=t.n_epochs, max_length=t.max_length,
+            adapted_pairs=lora.pairs(shape), gpus=gpus,
+            model_scale=shape.linear_weights() / memory.GEMMA2_9B.linear_weights())
+        resumes = f"kernel:{name}" in kernel.sources
+        sessions = math.ceil(estimate.seconds / kernel.timeout) if kernel.timeout > 0 else 0
+        lines.append(f"{where}: training run time {estimate.arithmetic} (timeout {runtime.hours(kernel.timeout)})")
+        if estimate.seconds > kernel.timeout and resumes:
+            lines.append(f"{where}: training takes {sessions} sessions: each resumes from the last one's checkpoint "
+                         f'("kernel:{name}" in its sources)')
+        elif estimate.seconds > kernel.timeout:
+            problems.append(Problem(
+                toml, f"[kernels.{name}] timeout",
+                f"training would not finish within timeout = {kernel.timeout} s: {estimate.arithmetic} > "
+                f"{runtime.hours(kernel.timeout)}",
+                f"lower [train] n_epochs, max_length, max_train_rows or lora_r / target_modules (fewer trainable "
+                f"parameters train faster), or train over {sessions} sessions: add \"kernel:{name}\" to "
+                f"[kernels.{name}] sources (the fast loop resumes from the previous version's checkpoint) and run "
+                "the kernel again until it completes"))
+    return lines, problems
 
 
 def _softcapped(config: Config) -> bool:

@@ -14,7 +14,7 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Optional
 
-from kagflow.classifier.synth import TEXT_FORMATS  # noqa: F401  (the CLI offers them)
+from kagflow.classifier.synth import KINDS, TEXT_FORMATS  # noqa: F401  (the CLI offers them)
 from kagflow.errors import DataError
 from kagflow.project.config import COMPETITION, Config, DataConfig
 from kagflow.rules import metrics as metric_rules
@@ -39,12 +39,28 @@ class CompetitionData:
 
 
 def write_synthetic(config: Config, out: Path, *, n_train: int, n_test: int, seed: int,
-                    n_public: Optional[int] = None, text_format: str = "turns") -> dict:
+                    n_public: Optional[int] = None, text_format: str = "turns", kind: str = "marker") -> dict:
     """The synthetic competition's files, in ``[data]``'s schema, into ``out`` (marked as synthetic); their paths
-    by name. ``text_format``: each text cell a JSON list of turns ("turns", LMSYS) or plain text ("plain", WSDM)."""
+    by name. ``text_format``: each text cell a JSON list of turns ("turns", LMSYS) or plain text ("plain", WSDM).
+    ``kind``: "marker" (a marker word carries the label) or "knowledge" (the label needs real knowledge: which
+    response answers an arithmetic or capital-city question right; LLM Classification Finetuning's schema only)."""
     from kagflow.classifier import synth
 
     extra = {"text_format": text_format, **({} if n_public is None else {"n_public": n_public})}
+    if kind == "knowledge":
+        if config.data != DataConfig() or text_format != "turns":
+            raise DataError(f"kagflow data synth --kind knowledge writes LLM Classification Finetuning's files only "
+                            f"(JSON lists of turns), and {config.path.name}'s [data] or --text-format asks for "
+                            "another schema",
+                            context=f"file {config.path}, table [data]; --text-format {text_format}",
+                            hint="drop [data]'s changes and --text-format, or use --kind marker")
+        paths = synth.write_knowledge_competition(out, n_train=n_train, n_test=n_test, seed=seed,
+                                                  n_public=n_public)
+        (Path(out) / SYNTHETIC_MARK).write_text("written by kagflow's synthetic generator (kagflow data synth "
+                                                "--kind knowledge)\n", encoding="utf-8")
+        return paths
+    if kind != "marker":
+        raise DataError(f"unknown synthetic kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
     if config.data != DataConfig():  # the generator of any [data] schema is the classifier's Task's
         try:
             from kagflow.classifier.task import Task

@@ -16,6 +16,7 @@ from kagflow.classifier.metrics import evaluate, map_at_k
 from kagflow.classifier.submission import check_submission, make_submission
 from kagflow.classifier.synth import MARKER, class_markers, write_synthetic_competition
 from kagflow.classifier.task import Task
+from kagflow.classifier.text import Encoding
 from kagflow.classifier.train import TrainConfig, best_eval, run_training
 
 from classifier_fixtures import ALL_LINEAR
@@ -278,6 +279,7 @@ def test_each_task_trains_validates_and_writes_its_submission(task, text_format,
     assert list(val.columns) == ["id", "label", *task.probability_columns]
     config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert config["task_type"] == "SEQ_CLS"
+    assert Encoding.load(tmp_path / "adapter") == Encoding.of(TrainConfig(**TINY))  # what inference reads back
 
     result = run_inference(InferConfig(max_length=48, batch_size=8, tta=True), test_csv=paths["test"],
                            base=tiny_checkpoint, adapter=tmp_path / "adapter", output_path=tmp_path / "submission.csv",

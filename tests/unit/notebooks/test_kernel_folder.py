@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 
 import nbformat
 import pytest
 
 from kagflow.notebooks.kernel_folder import notebook_params, render_kernel
-from kagflow.project.config import INFER_KERNEL, TRAIN_KERNEL, load_config
+from kagflow.project.config import DATASET_FILE_KEYS, INFER_KERNEL, TRAIN_KERNEL, load_config
 from kagflow.project.sources import resolve_sources
 
 
@@ -35,6 +36,7 @@ def test_every_key_of_the_recipe_table_reaches_the_parameters_cell(project, name
     kind = cfg.kernel(name).kind
     table = getattr(cfg, kind)
     changed = {f.name: _other(getattr(table, f.name)) for f in dataclasses.fields(table)}
+    changed.update({k: ("someone/some-data/set.csv",) for k in DATASET_FILE_KEYS if k in changed})  # a dataset file
     cfg = dataclasses.replace(cfg, **{kind: dataclasses.replace(table, **changed)})
 
     params = notebook_params(cfg, name, resolve_sources(cfg, name), tiny=False)
@@ -44,8 +46,10 @@ def test_every_key_of_the_recipe_table_reaches_the_parameters_cell(project, name
 
     cell = nbformat.read(render_kernel(cfg, name).notebook, as_version=4).cells[1]
     assert "parameters" in cell.metadata.tags
+    assigned = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body
+                if isinstance(node, ast.Assign)}  # a long value (the prompt template) is wrapped over lines
     for key in changed:
-        assert f"\n{key} = {params[key]!r}\n" in cell.source + "\n", key
+        assert assigned[key] == params[key], key
 
 
 def test_an_inference_kernel_gets_a_deadline_inside_its_timeout(project):

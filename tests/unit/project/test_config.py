@@ -60,6 +60,12 @@ def test_repository_config_is_valid():
     ('docker_image_pinning_type = "original"', 'docker_image_pinning_type = "pinned"',
      ["[kernels.train] docker_image_pinning_type", "'original'"]),
     ('training_data = []', 'training_data = "competition"', ["training_data", "list of strings"]),
+    # the model input's keys (classifier/text.py Encoding), checked against [data] text_columns
+    ('truncation = "head_tail"', 'truncation = "hed_tail"', ["[train] truncation", "did you mean 'head_tail'"]),
+    ("text_shares = []", "text_shares = [0.5, 0.5]", ["[train] text_shares", "prompt, response_a, response_b",
+                                                     "text_shares = [0.2, 0.4, 0.4]"]),
+    ("text_shares = []", "text_shares = [0.2, 0, 0.4]", ["[train] text_shares", "one positive share"]),
+    ("whole_rounds = true", 'whole_rounds = "yes"', ["[train] whole_rounds", "true or false"]),
 ])
 def test_bad_values_name_key_value_and_fix(project, old, new, expect):
     _edit(project, old, new)
@@ -69,6 +75,21 @@ def test_bad_values_name_key_value_and_fix(project, old, new, expect):
     for piece in expect:
         assert piece in text, (piece, text)
     assert "kagflow.toml" in text
+
+
+@pytest.mark.parametrize("template, expect", [
+    ("{{ prompt }} {{ response_a }}", "'response_b' must appear exactly once"),
+    ("{{ prompt }}{{ response_a }}{{ response_b }}{{ prompt }}", "'prompt' must appear exactly once"),
+    ("{{ prompt ", "does not render"),
+    ("{{ prompt }}{{ response_a }}{{ response_b }}{{ question }}", "'question' is undefined"),
+])
+def test_a_prompt_template_must_place_each_text_column_once(project, template, expect):
+    _edit(project, "prompt_template = ", f"prompt_template = {template!r}\nold = ")
+    _edit(project, "\nold = ", "\n# ")
+    with pytest.raises(ConfigError) as err:
+        load_config(project)
+    text = err.value.render()
+    assert "[train] prompt_template" in text and expect in text and "table [train], key prompt_template" in text
 
 
 def test_missing_required_key(project):

@@ -362,6 +362,51 @@ def test_install_cell_without_a_dataset_still_checks_required(tmp_path):
         install_from_wheels_dataset(str(tmp_path / "nothing"), required=("surely-not-installed-pkg",))
 
 
+CHECK_SPY = """
+import json, subprocess, sys
+calls = []
+real = subprocess.run
+subprocess.run = lambda cmd, *a, **k: (calls.append(list(cmd)), real(cmd, *a, **k))[1]
+if sys.argv[2] == "stale":  # an alpha imported before the install, from elsewhere
+    sys.path.insert(0, sys.argv[3]); import alpha; sys.path.pop(0)
+from kagflow.wheels.offline_install import install_from_wheels_dataset
+install_from_wheels_dataset(sys.argv[1], required=("alpha",))
+import alpha, beta
+print(json.dumps({"checks": sum("-c" in c for c in calls), "pips": sum("pip" in c for c in calls),
+                  "alpha": alpha.VERSION, "beta": beta.VERSION}))
+"""
+
+
+def test_install_cell_checks_in_the_kernel_itself_unless_a_package_was_imported_before(tmp_path, wheelhouse):
+    # no second interpreter importing everything again (~12 s a kernel start with torch and peft), but a fresh
+    # one when this process already holds a module the install may have replaced
+    result = build(tmp_path, ["alpha"], this_machine(), wheelhouse)
+    shutil.copytree(result.out_dir, tmp_path / "input" / TITLE)
+    stale = tmp_path / "stale" / "alpha"
+    stale.mkdir(parents=True)
+    (stale / "__init__.py").write_text("VERSION = '0.9'\n")
+
+    def run(mode: str, site: Path) -> dict:
+        env = {**os.environ, "PIP_TARGET": str(site), "PIP_NO_INDEX": "1",
+               "PYTHONPATH": os.pathsep.join([str(site), str(Path(__file__).resolve().parents[3])])}
+        proc = subprocess.run([sys.executable, "-c", CHECK_SPY, str(tmp_path / "input"), mode, str(stale.parent)],
+                              capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    assert run("fresh", tmp_path / "site1") == {"checks": 0, "pips": 1, "alpha": "1.0", "beta": "2.0"}
+    assert run("stale", tmp_path / "site2") == {"checks": 1, "pips": 1, "alpha": "0.9", "beta": "2.0"}
+
+
+def test_the_in_process_check_still_catches_wrong_versions_and_failed_imports():
+    from kagflow.wheels.offline_install import _check
+
+    problems = _check(sys.executable, [{"name": "pytest", "version": "0.0.1", "imports": ["surely_absent_mod_x"],
+                                        "import_own_name": True}])
+    assert problems[0].startswith("pytest is ") and problems[0].endswith("expected 0.0.1")
+    assert "import surely_absent_mod_x failed (ModuleNotFoundError" in problems[1]
+
+
 def test_install_cell_is_standard_library_only():
     import ast
 
