@@ -189,7 +189,6 @@ def ensemble_task(args, ckpt, device) -> None:
     def load(adapter):
         from peft import PeftModel
 
-        torch._dynamo.reset()
         gb.free()
         t0 = time.perf_counter()
         base = km.load_base(ckpt, device_map={"": str(device)}, pad_token_id=0)
@@ -201,11 +200,12 @@ def ensemble_task(args, ckpt, device) -> None:
         gb.reset_peak(device)
         total, passes, loads = time.perf_counter(), 0.0, 0.0
         for m in range(n):
-            model = members.get(m)
-            loads += budgets["load_s"]
+            # no name holds a member past its turn: MemberModels frees the last one before the next loads (a
+            # `model = members.get(m)` kept member 0 alive through member 1's load: out of memory in 15 GiB)
+            loads += budgets.get("load_s", 0.0) if members.get(m) is not None else 0.0
             budget = budgets["tokens"] or 8192
-            g16.kagflow_infer(f"{name}_member{m}_warmup", model, budget, seqs[:16], swapped[:16], device)
-            g16.kagflow_infer(f"{name}_member{m}", model, budget, seqs, swapped, device)
+            g16.kagflow_infer(f"{name}_member{m}_warmup", members.get(m), budget, seqs[:16], swapped[:16], device)
+            g16.kagflow_infer(f"{name}_member{m}", members.get(m), budget, seqs, swapped, device)
             passes += gb.RESULTS[f"{name}_member{m}"]["s"]
         members.free()
         tok = n * (sum(map(len, seqs)) + sum(map(len, swapped)))
@@ -215,10 +215,15 @@ def ensemble_task(args, ckpt, device) -> None:
         g16.record(name, res)
         g16.log(f"{name}: {res}")
 
-    g16.oom_safe("ensemble_one_adapter", lambda: run("ensemble_one_adapter", MemberModels(adapters[:1], load), 1))
-    g16.oom_safe("ensemble_two_members", lambda: run("ensemble_two_members", MemberModels(adapters, load), 2))
-    averaged = average_adapters(adapters, Path(tempfile.mkdtemp()) / "averaged")
-    g16.oom_safe("ensemble_average_lora", lambda: run("ensemble_average_lora", MemberModels([averaged], load), 1))
+    runs = args.ensemble_runs.split(",")
+    if "one" in runs:
+        g16.oom_safe("ensemble_one_adapter", lambda: run("ensemble_one_adapter", MemberModels(adapters[:1], load), 1))
+    if "two" in runs:
+        g16.oom_safe("ensemble_two_members", lambda: run("ensemble_two_members", MemberModels(adapters, load), 2))
+    if "average" in runs:
+        averaged = average_adapters(adapters, Path(tempfile.mkdtemp()) / "averaged")
+        g16.oom_safe("ensemble_average_lora", lambda: run("ensemble_average_lora", MemberModels([averaged], load),
+                                                          1))
     g16.as_profile(None, None)
 
 
@@ -266,6 +271,8 @@ def main():
     g16.add_run_arguments(ap)
     ap.add_argument("--infer-max-len", type=int, default=3072)
     ap.add_argument("--deadline-s", type=float, default=530)
+    ap.add_argument("--ensemble-runs", default="one,two,average",
+                    help="ensemble_t4_cap's runs: one adapter, two tuned members, the averaged LoRA")
     ap.add_argument("--tasks", default=",".join(t for t, _ in TASKS),
                     help="which measurements, comma-separated, run in TASKS' order (kag_* need seed_bf16_cap's steps "
                          "from an earlier run in the same --out)")

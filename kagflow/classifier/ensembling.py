@@ -37,10 +37,17 @@ class MemberModels:
         return self.model
 
     def free(self) -> None:
+        """Drop the member in hand: its compiled layers' caches too (torch.compile keeps graphs and guards per
+        code object, shared by every member's layers), so the next member loads into the memory this one held."""
+        had = self.model is not None
         self.model = self.member = None
-        gc.collect()
         import torch
 
+        if had:
+            import torch._dynamo
+
+            torch._dynamo.reset()
+        gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
