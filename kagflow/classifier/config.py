@@ -45,11 +45,11 @@ class TrainConfig:
     freeze_layers: int = 16
     lr: float = 2e-4
     warmup_steps: int = 20
-    lora_r: int = 16
-    lora_alpha: float = 32
+    lora_r: int = 64
+    lora_alpha: float = 16
     lora_dropout: float = 0.05
     lora_bias: str = "none"
-    target_modules: tuple = ("q_proj", "k_proj", "v_proj")
+    target_modules: tuple = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     seed: int = 42
     max_train_rows: int = 0  # 0: all rows
     attn_implementation: str = "auto"  # from the model's config: eager/flex if soft-capped, else sdpa

@@ -127,7 +127,9 @@ class KernelConfig:
     accelerator: str = kaggle.DEFAULT_ACCELERATOR
     internet: bool = False
     private: bool = True
-    timeout: int = kaggle.DEFAULT_TIMEOUT_S  # seconds (Kaggle's session: at most 12 h; a competition's notebooks: 9 h)
+    # seconds (Kaggle's session: at most 12 h; a competition's notebooks: 9 h); a table without one gets its
+    # kind's (kaggle.default_timeout: train 12 h, infer 9 h)
+    timeout: int = kaggle.DEFAULT_TIMEOUT_S
     docker_image_pinning_type: str = kaggle.DEFAULT_IMAGE_PINNING  # "original" (the first run's image) or "latest"
     # symbolic sources: "wheels", "base_model", "adapter_model", "competition", "kernel:<name>";
     # or explicit handles: "dataset:owner/slug", "notebook:owner/slug", "competition:slug",
@@ -630,6 +632,8 @@ def load_config(path: Optional[Path] = None) -> Config:
                           context=f"file {path}", hint="add [kernels.train] and [kernels.infer]")
     kernels = {}
     for name, table in kernels_raw.items():
+        if isinstance(table, dict) and "timeout" not in table:  # the kind's: train 12 h, infer 9 h
+            table = {**table, "timeout": kaggle.default_timeout(table.get("kind", TRAIN))}
         kernels[name] = build(KernelConfig, table, f"kernels.{name}", path)
         _check_kernel(path, name, kernels[name])
     stand_ins = {}

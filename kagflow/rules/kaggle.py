@@ -46,6 +46,12 @@ SESSION_S = 12 * 3600  # the longest a Kaggle notebook session runs (GPU, TPU or
 COMPETITION_RUN_S = 9 * 3600  # a code competition's notebooks (this one's: GPU or CPU) run at most 9 hours
 DEFAULT_TIMEOUT_S = COMPETITION_RUN_S  # a kernel's timeout unless [kernels.NAME] timeout says otherwise
 
+
+def default_timeout(kind: str) -> int:
+    """A kernel's timeout when its table names none: a training kernel has Kaggle's whole 12 h session, any other
+    (an inference notebook the competition re-runs) its 9 h."""
+    return SESSION_S if kind == "train" else DEFAULT_TIMEOUT_S
+
 # docker_image_pinning_type: "original" keeps a kernel on the image its first version ran on, "latest" moves it
 IMAGE_PINNING_TYPES = ("original", "latest")
 DEFAULT_IMAGE_PINNING = "original"

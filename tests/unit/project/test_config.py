@@ -23,8 +23,8 @@ def test_init_config_loads_with_the_seed_recipe(project):
     assert (t.max_length, t.n_splits, t.fold_idx, t.optim_type) == (1024, 5, 0, "auto")
     assert (t.per_device_train_batch_size, t.gradient_accumulation_steps, t.per_device_eval_batch_size) == (3, 2, 8)
     assert (t.n_epochs, t.freeze_layers, t.lr, t.warmup_steps) == (1.0, 16, 2e-4, 20)
-    assert (t.lora_r, t.lora_alpha, t.lora_dropout) == (16, 32.0, 0.05)
-    assert t.target_modules == ("q_proj", "k_proj", "v_proj")
+    assert (t.lora_r, t.lora_alpha, t.lora_dropout) == (64, 16.0, 0.05)  # the LoRA that fits 12 h on T4 x2
+    assert t.target_modules == ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     assert cfg.username == "alice"
     assert set(cfg.kernels) == {"train", "infer"}
     assert cfg.kernel("infer").internet is False

@@ -13,8 +13,9 @@ from kagflow.project.init import config_text, project_titles
 from repo_root import REPO
 
 DEFAULTS = tomllib.loads(c.DEFAULTS_FILE.read_text(encoding="utf-8"))
-# the values of one entry, not a default of its table: each kernel's title, kind and sources
-PER_ENTRY = ("title", "kind", "sources")
+# the values of one entry, not a default of its table: each kernel's title, kind, sources and timeout (its kind's:
+# kaggle.default_timeout, tested below)
+PER_ENTRY = ("title", "kind", "sources", "timeout")
 
 
 def _tables():
@@ -73,3 +74,13 @@ def test_init_writes_defaults_toml_with_the_project_names(tmp_path):
 
 def test_this_repository_s_kagflow_toml_is_what_init_writes():
     assert (REPO / "kagflow.toml").read_text(encoding="utf-8") == config_text()
+
+
+def test_a_kernel_table_without_a_timeout_gets_its_kinds():
+    """defaults.toml's kernel timeouts are what a table without one gets: train Kaggle's 12 h session, infer the
+    competition's 9 h."""
+    from kagflow.rules import kaggle
+
+    for name, table in DEFAULTS["kernels"].items():
+        assert table["timeout"] == kaggle.default_timeout(table["kind"]), name
+    assert (kaggle.default_timeout("train"), kaggle.default_timeout("infer")) == (12 * 3600, 9 * 3600)

@@ -40,7 +40,7 @@ def test_a_ready_project_is_ok_on_every_count(proj):
     assert found["credentials"].ok and f"accepted as {USER}" in found["credentials"].message
     assert found["competition"].ok and found["rules"].ok
     quota = found["GPU quota"]  # train and infer never ran: their timeouts (9 h each) against 30 h
-    assert quota.ok and "train about 9.00 h, infer about 9.00 h" in quota.message and "30.00 h" in quota.message
+    assert quota.ok and "train about 12.00 h, infer about 9.00 h" in quota.message and "30.00 h" in quota.message
 
 
 def test_rules_not_accepted_say_how_to_accept_them(proj, monkeypatch):
