@@ -89,7 +89,7 @@ def _edit(path: Path, old: str, new: str) -> None:
     ("lr = 2e-4", "lr = = 2e-4", ["is not valid TOML", "line {line}", "column"]),   # a syntax error
     ("lr = 2e-4", 'lr = "fast"', ["[train] lr", '"fast"', "is not a number", "lr = 0.0002"]),  # a wrong type
     ("lr = 2e-4", "lr = nan", ["[train] lr", "nan is not a number", "lr = 0.0002"]),  # TOML's nan: no usable number
-    ("timeout = 32400", "timeout = inf", ["[kernels.train] timeout", "inf", "whole number"]),
+    ("timeout = 43200", "timeout = inf", ["[kernels.train] timeout", "inf", "whole number"]),
     ('instance = "gemma2-9b-4bit-base"\n', "", ["[base_model]", "missing the required key 'instance'"]),
 ])
 def test_a_broken_config_is_one_error_naming_file_and_key(project, capsys, old, new, pieces):
