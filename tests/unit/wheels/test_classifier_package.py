@@ -12,8 +12,10 @@ import pytest
 from kagflow.wheels.classifier import SOURCE_DIR as CLASSIFIER_DIR
 from kagflow.wheels.classifier import classifier_sources
 
+# scipy (calibration's bounded search) is pinned in the local image as in Kaggle's; jinja2 (the prompt template)
+# comes with torch, whose dependency it is, on both
 ML_STACK = {"torch", "transformers", "peft", "bitsandbytes", "accelerate", "tokenizers", "safetensors", "numpy",
-            "pandas", "sklearn", "matplotlib"}
+            "pandas", "sklearn", "matplotlib", "scipy", "jinja2"}
 
 
 def _imports(source: str):
