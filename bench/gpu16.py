@@ -636,6 +636,19 @@ def add_run_arguments(ap) -> None:
     ap.add_argument("--t0", type=float, default=None, help="(internal) the parent's start time")
 
 
+def dry_run_sizes(args, sizes) -> None:
+    """``--dry-run``'s small sizes (``(flag, value)`` pairs) for every flag the command line did not set, on ``args``
+    and appended to ``sys.argv``: the child processes of ``run_tasks`` see the same sizes. A child (``--task``)
+    already has them."""
+    if not args.dry_run or "--task" in sys.argv:
+        return
+    for flag, value in sizes:
+        if flag not in sys.argv:
+            name = flag[2:].replace("-", "_")
+            setattr(args, name, type(getattr(args, name))(value))
+            sys.argv += [flag, str(value)]
+
+
 def start(args):
     """(device, model config, checkpoint path) of a run or one of its child processes: the results so far
     loaded from OUT, the parent's clock (``--t0``), the CPU for ``--tiny``."""

@@ -111,11 +111,7 @@ def main():
     ap.add_argument("--tasks", default=",".join(NEW), help=f"comma-separated, of {', '.join(SHAPES)}")
     args = ap.parse_args()
     args.tiny = args.dry_run
-    if args.dry_run and "--task" not in sys.argv:
-        for flag, value in (("--train-max-len", 128), ("--warm", 1), ("--train-rows", 30), ("--deadline-s", 3000)):
-            if flag not in sys.argv:
-                setattr(args, flag[2:].replace("-", "_"), type(getattr(args, flag[2:].replace("-", "_")))(value))
-                sys.argv += [flag, str(value)]
+    g16.dry_run_sizes(args, (("--train-max-len", 128), ("--warm", 1), ("--train-rows", 30), ("--deadline-s", 3000)))
     args.out = args.out or str(Path(tempfile.gettempdir()) / "lora_sweep")
     device, cfg, ckpt = g16.start(args)
     steps_file = Path(args.out) / "seed_steps.json"

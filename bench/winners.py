@@ -278,12 +278,8 @@ def main():
                          "from an earlier run in the same --out)")
     args = ap.parse_args()
     args.tiny = args.dry_run  # gemma_bench's and gpu16's name for the CPU check
-    if args.dry_run and "--task" not in sys.argv:
-        for flag, value in (("--train-max-len", 128), ("--seed-steps", 4), ("--warm", 1), ("--infer-rows", 8),
-                            ("--infer-max-len", 256), ("--train-rows", 30), ("--deadline-s", 3000)):
-            if flag not in sys.argv:
-                setattr(args, flag[2:].replace("-", "_"), type(getattr(args, flag[2:].replace("-", "_")))(value))
-                sys.argv += [flag, str(value)]  # the children see the same sizes
+    g16.dry_run_sizes(args, (("--train-max-len", 128), ("--seed-steps", 4), ("--warm", 1), ("--infer-rows", 8),
+                             ("--infer-max-len", 256), ("--train-rows", 30), ("--deadline-s", 3000)))
     args.out = args.out or str(Path(tempfile.gettempdir()) / "winners")
     device, cfg, ckpt = g16.start(args)
     if args.task:
