@@ -238,13 +238,25 @@ def model_shape(config: Config):
     Hugging Face id; None when neither says."""
     from kagflow.classifier import memory
 
-    snapshot = config.root / config.base_model.local_dir / "config.json" if config.base_model.local_dir else None
-    if snapshot is not None and snapshot.is_file():
+    data = _snapshot_config(config)
+    if data is not None:
         try:
-            return memory.ModelShape.of_json(json.loads(snapshot.read_text()))
+            return memory.ModelShape.of_json(data)
         except (ValueError, TypeError, AttributeError, KeyError):
             pass
     return memory.known_shape(config.base_model.hf_id)
+
+
+def _snapshot_config(config: Config) -> dict | None:
+    """The config.json of the ``[base_model] local_dir`` snapshot, if it holds a readable one."""
+    snapshot = config.root / config.base_model.local_dir / "config.json" if config.base_model.local_dir else None
+    if snapshot is None or not snapshot.is_file():
+        return None
+    try:
+        data = json.loads(snapshot.read_text())
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def training_fit(config: Config) -> tuple[list[str], list[Problem]]:
@@ -328,15 +340,10 @@ def _softcapped(config: Config) -> bool:
 
     Read from the snapshot's config.json when ``[base_model] local_dir`` holds one (what the classifier
     reads too, ``ModelTraits``); otherwise guessed from the Hugging Face id and the title."""
-    snapshot = config.root / config.base_model.local_dir / "config.json" if config.base_model.local_dir else None
-    if snapshot is not None and snapshot.is_file():
-        try:
-            data = json.loads(snapshot.read_text())
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            text = data.get("text_config") or data
-            return bool(text.get("attn_logit_softcapping"))
+    data = _snapshot_config(config)
+    if data is not None:
+        text = data.get("text_config") or data
+        return bool(text.get("attn_logit_softcapping"))
     name = f"{config.base_model.hf_id} {config.base_model.title}".lower().replace("-", "").replace("_", "")
     return "gemma2" in name
 
