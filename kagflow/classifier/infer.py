@@ -175,7 +175,7 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
                 return predict_proba(members.get(member), ids, pad_token_id=tokenizer.pad_token_id,
                                      token_budget=budget)
             return proba
-    names = list(range(len(adapters)))
+    n_members = len(adapters)  # one for an averaged LoRA
     start = time.time()
     frame = data.frame
     views = ("original", "swapped") if tta else ("original",)
@@ -184,20 +184,20 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
         return encode_frame(tokenizer, frame.iloc[rows], task, length, swapped=view == "swapped", encoding=encoding)
 
     def proba(member, view, ids):
-        p = proba_for(names[member])(ids)
+        p = proba_for(member)(ids)
         return p[:, task.swap_order] if view == "swapped" else p
 
-    with progress_line.counting("infer", len(frame) * len(views) * len(names)):
-        out = run_passes([(m, v) for m in range(len(names)) for v in views], len(frame), encode, proba,
+    with progress_line.counting("infer", len(frame) * len(views) * n_members):
+        out = run_passes([(m, v) for m in range(n_members) for v in views], len(frame), encode, proba,
                          max_length=cfg.max_length, deadline=deadline, chunk_tokens=8 * budget,
                          n_labels=task.n_labels)
     members.free()
-    probs, on_prior, member_probs = combine(out, len(names), views)
+    probs, on_prior, member_probs = combine(out, n_members, views)
     if temperature != 1.0:
         print(f"temperature {temperature:.4g}: probabilities softmax(log p / T)", flush=True)
         probs = apply_temperature(probs, temperature)
         member_probs = [None if p is None else apply_temperature(p, temperature) for p in member_probs]
-    if len(names) > 1:
+    if n_members > 1:
         for i, member in enumerate(member_probs):
             if member is not None:  # a member the deadline cut short has no file of its own
                 path = write_submission(frame["id"], member, Path(output_path).with_name(f"submission.adapter{i}.csv"),
@@ -205,7 +205,7 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
                 print(f"adapter {i} ({adapters[i]}): {path}", flush=True)
     path = write_submission(frame["id"], probs, output_path, task=task, test_ids=test_ids)
     seconds = time.time() - start
-    report = {**_report(out, views, len(names), on_prior, cfg, seconds), "temperature": temperature}
+    report = {**_report(out, views, n_members, on_prior, cfg, seconds), "temperature": temperature}
     Path(output_path).with_name("inference_report.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {path}: {len(probs)} rows in {seconds:.0f}s (tta={tta}, {len(member_probs)} adapter(s), "
           f"{on_prior} rows on the prior)", flush=True)
