@@ -200,6 +200,9 @@ def _quirk(quirk: float, task: Task, turns: dict, compared: list, label: int, *,
 # --- The knowledge check: a label that needs real knowledge -------------------------------------------------------
 
 KINDS = ("marker", "knowledge")  # kagflow data synth --kind: the marker-word signal above, or the knowledge check
+# Countries and capitals the Gemma 3 270M stand-in knows (bench/knowledge_probe.py: its language model puts the
+# capital above 4 other capitals for each), none whose capital repeats the country's name or opening (Mexico City,
+# Brasilia, Algiers, Tunis: a string match, not knowledge, would find those).
 CAPITALS = {
     "France": "Paris", "Germany": "Berlin", "Italy": "Rome", "Spain": "Madrid", "Portugal": "Lisbon",
     "Japan": "Tokyo", "China": "Beijing", "Russia": "Moscow", "Egypt": "Cairo", "Greece": "Athens",
@@ -207,57 +210,57 @@ CAPITALS = {
     "Denmark": "Copenhagen", "Ireland": "Dublin", "Belgium": "Brussels", "Netherlands": "Amsterdam",
     "Hungary": "Budapest", "Czechia": "Prague", "Turkey": "Ankara", "India": "New Delhi", "Thailand": "Bangkok",
     "Kenya": "Nairobi", "Peru": "Lima", "Argentina": "Buenos Aires", "Chile": "Santiago", "Cuba": "Havana",
-    "Canada": "Ottawa", "Mexico": "Mexico City", "Australia": "Canberra", "Iran": "Tehran", "Iraq": "Baghdad",
+    "Canada": "Ottawa", "Australia": "Canberra", "Iran": "Tehran", "Iraq": "Baghdad",
     "Ukraine": "Kyiv", "Romania": "Bucharest", "Bulgaria": "Sofia", "Serbia": "Belgrade", "Croatia": "Zagreb",
-    "Switzerland": "Bern", "Brazil": "Brasilia", "Colombia": "Bogota", "Vietnam": "Hanoi",
+    "Switzerland": "Bern", "Colombia": "Bogota", "Vietnam": "Hanoi",
     "Indonesia": "Jakarta", "Philippines": "Manila", "South Korea": "Seoul", "Nigeria": "Abuja",
     "Morocco": "Rabat", "Ethiopia": "Addis Ababa", "Saudi Arabia": "Riyadh",
+    "Pakistan": "Islamabad", "Bangladesh": "Dhaka", "Afghanistan": "Kabul", "Syria": "Damascus",
+    "Lebanon": "Beirut", "Jordan": "Amman", "Qatar": "Doha", "Nepal": "Kathmandu", "Sri Lanka": "Colombo",
+    "Malaysia": "Kuala Lumpur", "North Korea": "Pyongyang", "Mongolia": "Ulaanbaatar", "Venezuela": "Caracas",
+    "Ecuador": "Quito", "Uruguay": "Montevideo", "Jamaica": "Kingston", "Ghana": "Accra", "Senegal": "Dakar",
+    "Libya": "Tripoli", "Sudan": "Khartoum", "Uganda": "Kampala", "Zimbabwe": "Harare", "Angola": "Luanda",
+    "New Zealand": "Wellington", "Iceland": "Reykjavik", "Estonia": "Tallinn", "Latvia": "Riga",
+    "Lithuania": "Vilnius", "Slovakia": "Bratislava", "Slovenia": "Ljubljana", "Albania": "Tirana",
+    "Belarus": "Minsk", "Armenia": "Yerevan", "Azerbaijan": "Baku", "Uzbekistan": "Tashkent",
+    "Cyprus": "Nicosia", "Malta": "Valletta", "Cambodia": "Phnom Penh", "Laos": "Vientiane", "Zambia": "Lusaka",
+    "Somalia": "Mogadishu", "Rwanda": "Kigali", "Mali": "Bamako", "Nicaragua": "Managua", "Kazakhstan": "Astana",
+    "Oman": "Muscat", "Yemen": "Sanaa", "Bosnia": "Sarajevo", "Montenegro": "Podgorica", "Haiti": "Port-au-Prince",
+    "Madagascar": "Antananarivo", "Cameroon": "Yaounde",
 }
-_ARITHMETIC_PROMPTS = ("What is {a} {op} {b}?", "Compute {a} {op} {b}.", "How much is {a} {op} {b}?",
-                       "Quick question: {a} {op} {b} = ?")
 _CAPITAL_PROMPTS = ("What is the capital of {c}?", "Name the capital city of {c}.",
                     "Which city is the capital of {c}?", "Quick question: the capital of {c} is?")
 _ANSWERS = ("The answer is {x}.", "{x}", "It is {x}.", "That would be {x}.", "Sure! {x}.", "I believe it is {x}.")
-KNOWLEDGE_WEIGHTS = (0.45, 0.45, 0.10)  # A right / B right / both wrong (a tie)
+KNOWLEDGE_WEIGHTS = (0.5, 0.5, 0.0)  # A right / B right / both wrong (a tie): one response is always right
+# The [train] prompt_template bench/knowledge.py trains with: kagflow's headers, then the question put outright.
+KNOWLEDGE_TEMPLATE = ("{% for name, text in columns %}{% if not loop.first %}\n\n{% endif %}<{{ name }}>: {{ text }}"
+                      "{% endfor %}\n\nWhich response answers the prompt correctly, response_a or response_b?")
 
 
 def knowledge_question(rng: random.Random, countries: list[str]) -> tuple[str, str, list[str]]:
-    """(prompt, the correct answer, plausible wrong answers of the same format): two-digit addition or subtraction,
-    one-digit multiplication (wrong answers keep the digit count), or a capital city (wrong: another capital)."""
-    kind = rng.choice(("add", "sub", "mul", "capital", "capital"))
-    if kind == "capital":
-        country = rng.choice(countries)
-        right = CAPITALS[country]
-        prompt = rng.choice(_CAPITAL_PROMPTS).format(c=country)
-        return prompt, right, [c for c in CAPITALS.values() if c != right]
-    if kind == "mul":
-        a, b, op = rng.randint(3, 9), rng.randint(3, 9), "*"
-    else:
-        a, b, op = rng.randint(10, 99), rng.randint(10, 99), "+" if kind == "add" else "-"
-        if op == "-" and b > a:
-            a, b = b, a
-    right = arithmetic(a, op, b)
-    wrong = sorted({right + d for d in (-11, -10, -9, -2, -1, 1, 2, 9, 10, 11)
-                    if right + d > 0 and len(str(right + d)) == len(str(right))})
-    prompt = rng.choice(_ARITHMETIC_PROMPTS).format(a=a, op=op, b=b)
-    return prompt, str(right), [str(w) for w in wrong]
+    """(prompt, the correct answer, the wrong answers): the capital of one of ``countries``; wrong: the capital of
+    another of them. Wrong answers come from the same countries, so every city is the right answer about as often
+    as a wrong one: no city alone says which response is right. (No arithmetic: the stand-in does not know sums or
+    products well enough, and the few facts of a times table cannot be held out of train; bench/RESULTS.md.)"""
+    country = rng.choice(countries)
+    right = CAPITALS[country]
+    prompt = rng.choice(_CAPITAL_PROMPTS).format(c=country)
+    return prompt, right, [CAPITALS[c] for c in countries if c != country]
 
 
-def arithmetic(a: int, op: str, b: int) -> int:
-    return {"+": a + b, "-": a - b, "*": a * b}[op]
-
-
-def knowledge_rows(n_rows: int, seed: int = 0, *, countries: list[str] | None = None) -> list[dict]:
+def knowledge_rows(n_rows: int, seed: int = 0, *, countries: list[str] | None = None,
+                   label_weights=KNOWLEDGE_WEIGHTS) -> list[dict]:
     """LMSYS rows whose label needs knowledge: one response answers the prompt correctly and the other wrongly
-    (class 0 when A is right, 1 when B is), or both wrongly with different answers (class 2, a tie). Both responses
-    draw their template independently of the label, so nothing but the answer's truth tells the classes apart."""
+    (class 0 when A is right, 1 when B is), or, with a tie share in ``label_weights``, both wrongly with different
+    answers (class 2). Both responses draw their template independently of the label, so nothing but the answer's
+    truth tells the classes apart."""
     rng = random.Random(seed)
     countries = sorted(countries or CAPITALS)
     rows = []
     ids = rng.sample(range(10_000, 10_000_000), n_rows)
     for row_id in ids:
         prompt, right, wrong = knowledge_question(rng, countries)
-        label = rng.choices(range(3), weights=KNOWLEDGE_WEIGHTS)[0]
+        label = rng.choices(range(3), weights=label_weights)[0]
         w1, w2 = rng.sample(wrong, 2)
         answers = {0: (right, w1), 1: (w1, right), 2: (w1, w2)}[label]
         a, b = (rng.choice(_ANSWERS).format(x=x) for x in answers)
@@ -267,18 +270,27 @@ def knowledge_rows(n_rows: int, seed: int = 0, *, countries: list[str] | None = 
     return rows
 
 
-def write_knowledge_competition(out_dir, *, n_train: int = 1200, n_test: int = 200, seed: int = 0,
-                                n_public: Optional[int] = None, held_out_countries: int = 15) -> dict:
-    """The knowledge check as LLM Classification Finetuning's files (the paths as
-    :func:`write_synthetic_competition`'s). The test rows ask about ``held_out_countries`` countries no train row
-    names (and arithmetic pairs drawn afresh), so a model scores on the test set only by what it knew before."""
-    import pandas as pd
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def knowledge_countries(seed: int = 0, held_out_countries: int = 25) -> tuple[list[str], list[str]]:
+    """(the train rows' countries, the ``held_out_countries`` test rows' countries): ``CAPITALS`` split at random."""
+    if not 3 <= held_out_countries <= len(CAPITALS) - 3:
+        raise ValueError(f"held_out_countries={held_out_countries}: each split needs three of the "
+                         f"{len(CAPITALS)} countries (a right answer and two wrong ones to draw from)")
     countries = sorted(CAPITALS)
     random.Random(seed).shuffle(countries)
-    test_countries, train_countries = countries[:held_out_countries], countries[held_out_countries:]
+    return countries[held_out_countries:], countries[:held_out_countries]
+
+
+def write_knowledge_competition(out_dir, *, n_train: int = 1200, n_test: int = 200, seed: int = 0,
+                                n_public: Optional[int] = None, held_out_countries: int = 25) -> dict:
+    """The knowledge check as LLM Classification Finetuning's files (the paths as
+    :func:`write_synthetic_competition`'s). The test rows ask about ``held_out_countries`` countries that no train
+    row names or answers with (each split's wrong answers are its own countries' capitals), so a model scores on
+    the test set only by what it knew before."""
+    import pandas as pd
+
+    train_countries, test_countries = knowledge_countries(seed, held_out_countries)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     train = knowledge_rows(n_train, seed, countries=train_countries)
     test = knowledge_rows(n_test, seed + 1, countries=test_countries)
     seen = {r["id"] for r in train}
