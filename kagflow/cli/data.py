@@ -29,7 +29,7 @@ def data() -> None:
                    "Cup's).")
 @click.option("--kind", type=click.Choice(KINDS), default=KINDS[0], show_default=True,
               help="marker: a marker word carries the label (the tiny model learns it); knowledge: the label needs "
-                   "real knowledge (which response answers an arithmetic or capital-city question right).")
+                   "real knowledge (which response names a country's capital right).")
 @click.pass_obj
 def synth(app: App, out: Path | None, n_train: int | None, n_test: int | None, seed: int | None,
           public_rows: int, text_format: str, kind: str) -> None:

@@ -43,7 +43,7 @@ def write_synthetic(config: Config, out: Path, *, n_train: int, n_test: int, see
     """The synthetic competition's files, in ``[data]``'s schema, into ``out`` (marked as synthetic); their paths
     by name. ``text_format``: each text cell a JSON list of turns ("turns", LMSYS) or plain text ("plain", WSDM).
     ``kind``: "marker" (a marker word carries the label) or "knowledge" (the label needs real knowledge: which
-    response answers an arithmetic or capital-city question right; LLM Classification Finetuning's schema only)."""
+    response names a country's capital right; LLM Classification Finetuning's schema only)."""
     from kagflow.classifier import synth
 
     extra = {"text_format": text_format, **({} if n_public is None else {"n_public": n_public})}
