@@ -231,6 +231,8 @@ def test_train_keys_a_loop_would_not_honour_are_refused(published, key, value, s
 
 @pytest.mark.parametrize("edits, says, fix", [
     ({"quantization": "6bit"}, "quantization = '6bit' is not one of 4bit, 8bit", 'quantization = "4bit"'),
+    ({"int8_kernel": "llm-int8"}, "int8_kernel = 'llm-int8' is not one of weight_only, llm_int8",
+     'did you mean int8_kernel = "llm_int8"?'),
     ({"deadline_s": -1}, "deadline_s = -1.0 is negative", "set deadline_s = 0"),
     ({"ensemble": "mean"}, "ensemble = 'mean' is not one of members, average_lora", 'ensemble = "members"'),
     ({"temperature": "fitted"}, "temperature = 'fitted' is not", 'temperature = "none", "oof"'),
