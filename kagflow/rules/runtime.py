@@ -8,11 +8,13 @@ each comes from:
 
 * rate: Gemma-2-9B in the T4 configuration (fp16, eager, with TTA) measured on an H200 (bench/RESULTS.md): 4-bit
   with layers made dense 26,549 tok/s at 2,048 tokens (issue 17's table) and 21,964 at 3,072; 8-bit (LLM.int8 of
-  the NF4 weights with the LoRA merged) 9,392 at 3,072 (mean of two calls, ``bench/winners.py``, issue 33); the
-  measured point nearest ``max_length`` is used. A T4 is ~15x slower per token (bench/RESULTS.md, the two-GPU
-  section), and one model per GPU on T4 x2 gave 1.89x one GPU (#15). An ensemble's members run at that same
-  single-adapter rate: each is loaded alone and prepared as one adapter is (before issue 33 they ran untuned, LoRA
-  unmerged with no compiled or dense layers, at ~0.66x).
+  the NF4 weights with the LoRA merged, now ``[infer] int8_kernel = "llm_int8"``) 9,392 at 3,072 (mean of two
+  calls, ``bench/winners.py``, issue 33), which also prices the weight-only int8 kernel (``int8_kernel``'s default)
+  until ``bench/winners.py --tasks infer_t4_cap`` measures it (an over-estimate of its run time unless it is slower
+  than LLM.int8); the measured point nearest ``max_length`` is used. A T4 is ~15x slower per token
+  (bench/RESULTS.md, the two-GPU section), and one model per GPU on T4 x2 gave 1.89x one GPU (#15). An ensemble's
+  members run at that same single-adapter rate: each is loaded alone and prepared as one adapter is (before issue 33
+  they ran untuned, LoRA unmerged with no compiled or dense layers, at ~0.66x).
 * mean tokens per row: KAGGLE-FACTS' fit to the published lengths, LogNormal(median 510, sigma 0.70), capped at
   max_length (E[min(L, cap)] in closed form), plus the prompt template's ~40 tokens.
 * hidden test rows: 25,000 for the LMSYS competitions (KAGGLE-FACTS); other competitions: no estimate.
@@ -29,7 +31,8 @@ from dataclasses import dataclass
 from kagflow.errors import KagflowError
 
 H200_T4_CONFIG_TOKENS_PER_S = 26549.0  # bench/RESULTS.md: T4-config inference at 2,048 tokens with TTA, one H200
-# (max_length, tok/s) measured per [infer] quantization, T4 configuration with TTA on one H200 (bench/RESULTS.md)
+# (max_length, tok/s) measured per [infer] quantization, T4 configuration with TTA on one H200 (bench/RESULTS.md);
+# "8bit": measured with LLM.int8 (int8_kernel = "llm_int8"), the weight-only default not yet measured
 H200_T4_CONFIG_RATES = {"4bit": ((2048, H200_T4_CONFIG_TOKENS_PER_S), (3072, 21964.0)), "8bit": ((3072, 9392.0),)}
 T4_SLOWER = 15.0  # per token, a T4 against an H200 (bench/RESULTS.md)
 TWO_T4_SPEEDUP = 1.89  # one model per GPU on T4 x2 against one (bench/RESULTS.md #15)

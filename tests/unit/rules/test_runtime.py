@@ -62,8 +62,8 @@ def test_no_estimate_without_a_known_test_size_or_t4s():
 
 
 def test_the_rate_follows_the_quantization_and_max_length_measured():
-    """8-bit (LLM.int8, measured 0.43x of 4-bit at 3,072 on the H200) takes longer than 4-bit; each max_length uses the
-    measured point nearest it."""
+    """8-bit (priced at LLM.int8's rate, measured 0.43x of 4-bit at 3,072 on the H200, until the weight-only kernel is
+    measured) takes longer than 4-bit; each max_length uses the measured point nearest it."""
     assert runtime.h200_rate("4bit", 2048) == runtime.H200_T4_CONFIG_TOKENS_PER_S
     assert runtime.h200_rate("4bit", 3000) == 21964.0 and runtime.h200_rate("8bit", 1024) == 9392.0
     four, eight = _estimate(1), _estimate(1, quantization="8bit")
