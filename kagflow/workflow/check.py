@@ -10,7 +10,14 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Iterator
 
-from kagflow.classifier.config import ENSEMBLES, FAST_LOOP_OPTIMIZERS, INT8_KERNELS, QUANTIZATIONS, TEMPERATURES
+from kagflow.classifier.config import (
+    ENSEMBLES,
+    FAST_LOOP_OPTIMIZERS,
+    INT8_KERNELS,
+    QUANTIZATIONS,
+    TEMPERATURES,
+    InferConfig,
+)
 from kagflow.errors import KagflowError
 from kagflow.project.config import INFER, MODELS, TRAIN, Config
 from kagflow.project.sources import resolve_sources
@@ -124,6 +131,11 @@ def _check_infer(config: Config) -> Iterator[Problem]:
                       f"{', '.join(INT8_KERNELS)}", (f'did you mean int8_kernel = "{close[0]}"? ' if close else "") +
                       'write int8_kernel = "weight_only" (int8 weights, fp16/bf16 activations) or "llm_int8" '
                       "(bitsandbytes' LLM.int8)")
+    elif i.quantization == "8bit" and i.int8_kernel == "weight_only" and \
+            i.int8_threshold != InferConfig.int8_threshold:
+        yield Problem(toml, "[infer] int8_threshold", f"int8_threshold = {i.int8_threshold} is LLM.int8's outlier "
+                      'threshold, and int8_kernel = "weight_only" has none (its activations stay fp16/bf16)',
+                      'write int8_kernel = "llm_int8" to use the threshold, or remove int8_threshold')
     if i.ensemble not in ENSEMBLES:
         yield Problem(toml, "[infer] ensemble", f"ensemble = {i.ensemble!r} is not one of {', '.join(ENSEMBLES)}",
                       'write ensemble = "members" (each member tuned, in turn) or "average_lora" (one pass)')
