@@ -306,6 +306,12 @@ def _int8_linear(weight: torch.Tensor, bias, threshold: float, device) -> nn.Mod
     return lin
 
 
+def int8_words(kernel: str, threshold: float) -> str:
+    """How ``int8_layers``' linears compute, for the log."""
+    return "weight-only int8, fp16/bf16 activations" if kernel == "weight_only" else \
+        f"LLM.int8, outlier threshold {threshold}"
+
+
 @torch.no_grad()
 def int8_layers(peft_model, *, kernel: str = "weight_only", threshold: float = 6.0) -> int:
     """8-bit inference of a 4-bit model (``[infer] quantization = "8bit"``), in place: every 4-bit linear of the

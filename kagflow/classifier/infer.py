@@ -53,11 +53,10 @@ def tuned_for_device(model, token_budget: int, *, quantization: str = "4bit", in
     device = next(model.parameters()).device
     if device.type != "cuda":
         if quantization == "8bit":
-            from .dequant import int8_layers
-            from .predict import _int8_words
+            from .dequant import int8_layers, int8_words
 
             n = int8_layers(model, kernel=int8_kernel, threshold=int8_threshold)
-            print(f"inference: {n} linears made 8-bit ({_int8_words(int8_kernel, int8_threshold)}) with the LoRA "
+            print(f"inference: {n} linears made 8-bit ({int8_words(int8_kernel, int8_threshold)}) with the LoRA "
                   "merged", flush=True)
         return model, token_budget
     from .model import ModelTraits

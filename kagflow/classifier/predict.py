@@ -20,7 +20,7 @@ import torch
 from . import progress_line
 from .batching import classification_logits, inference_batches, token_budget_batches
 from .compiling import compile_decoder_layers, static_shapes
-from .dequant import densify_layers, flatten_absmax, int8_layers, merge_and_dequantize
+from .dequant import densify_layers, flatten_absmax, int8_layers, int8_words, merge_and_dequantize
 from .packing import uses_packing
 from .pooled import pool_top_layer
 from .recipe import Recipe, set_attn_implementation, torch_dtype
@@ -83,7 +83,7 @@ def prepare_for_inference(model, recipe: Recipe, *, quantization: str = "4bit", 
         n = int8_layers(model, kernel=int8_kernel, threshold=int8_threshold)
         memory = f" (memory for the model: {recipe.infer_model_max_gib} GiB)" if int8_kernel == "weight_only" and \
             recipe.infer_model_max_gib else ""
-        print(f"inference: {n} linears made 8-bit ({_int8_words(int8_kernel, int8_threshold)}) and {len(dense)} "
+        print(f"inference: {n} linears made 8-bit ({int8_words(int8_kernel, int8_threshold)}) and {len(dense)} "
               f"decoder layers dense, the LoRA merged into both{memory}", flush=True)
     else:
         if recipe.flatten_absmax:
@@ -102,12 +102,6 @@ def prepare_for_inference(model, recipe: Recipe, *, quantization: str = "4bit", 
     if recipe.infer_compile_layers:
         compile_decoder_layers(model)
     return model
-
-
-def _int8_words(kernel: str, threshold: float) -> str:
-    """How the 8-bit linears compute, for the log."""
-    return "weight-only int8, fp16/bf16 activations" if kernel == "weight_only" else \
-        f"LLM.int8, outlier threshold {threshold}"
 
 
 def _bytes_on_device(model) -> int:
