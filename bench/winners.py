@@ -7,6 +7,7 @@ LLM.int8 where time allows: --infer-variants) against the seed's predict_df.
     python3 bench/winners.py --out $OUT              # on the H200 (~9 min; --deadline-s bounds it)
     python bench/winners.py --dry-run --out /tmp/w   # the same tasks on the CPU with a tiny Gemma-2 (logic check)
     python3 bench/winners.py --out $OUT --tasks ensemble_t4_cap   # 2 tuned members against one adapter only
+    python3 bench/winners.py --out $OUT --lora shipped   # both sides with kagflow's [train] defaults instead
 
 Same random 9B-shaped Gemma-2 checkpoint (built on the device), rows (the KAGGLE-FACTS length fit) and helpers as
 bench/gpu16.py; every measurement runs in a child process of its own (clean peaks), within the 15 GiB allocator
@@ -30,33 +31,31 @@ sys.path.insert(0, str(REPO))
 
 from bench import gemma_bench as gb  # noqa: E402
 from bench import gpu16 as g16  # noqa: E402
+from kagflow.classifier.config import TrainConfig  # noqa: E402
 from kagflow.classifier.memory import PROJECTIONS, LoraShape  # noqa: E402
 from kagflow.classifier.recipe import recipe_for_device  # noqa: E402
 
-R, ALPHA, DROPOUT = 64, 16, 0.05
-WINNERS = LoraShape(R, PROJECTIONS, 0, DROPOUT)
+# --lora: (r, alpha, targets, frozen layers of 42, dropout). "winners": the public write-ups' r 64 on all seven
+# projections with nothing frozen; "shipped": kagflow's [train] defaults (kagflow/project/defaults.toml), the seed's
+# Trainer configured the same way (its LoRA skips the frozen layers, as the seed's layers_to_transform does).
+_TRAIN = TrainConfig()
+LORAS = {"winners": (64, 16, PROJECTIONS, 0, 0.05),
+         "shipped": (_TRAIN.lora_r, _TRAIN.lora_alpha, tuple(_TRAIN.target_modules), _TRAIN.freeze_layers,
+                     _TRAIN.lora_dropout)}
 # (task, seconds it needs) in priority order: the run skips what no longer fits its deadline
 TASKS = [("seed_bf16_cap", 60), ("kag_t4_cap", 150), ("infer_t4_cap", 180), ("kag_bf16_cap", 150),
          ("ensemble_t4_cap", 240)]
 INFER_BATCHES = (8, 4, 2)  # the seed's predict_df batch, halved on running out of memory (the 4th place ran 2)
 
 
-def lora_config(n_layers: int):
-    """The seed's LoraConfig at the winners' settings: every layer, all seven projections (replaces gemma_bench's,
-    so the seed's Trainer, kagflow's loop and the inference adapter all get it)."""
-    from peft import LoraConfig, TaskType
-
-    return LoraConfig(r=R, lora_alpha=ALPHA, target_modules=list(PROJECTIONS), lora_dropout=DROPOUT, bias="none",
-                      task_type=TaskType.SEQ_CLS)
-
-
-gb.lora_config = lora_config
-gb.freeze_layers = lambda n_layers: 0
+def use_lora(args) -> LoraShape:
+    """``--lora``'s shape for the seed's Trainer, kagflow's loop, the plan and the inference adapter."""
+    return g16.use_lora(args.n_layers, *LORAS[args.lora])
 
 
 def recipe(args, capability):
     """kagflow's shipped recipe for a 15 GiB card of ``capability`` with the winners' LoRA: its memory plan."""
-    return recipe_for_device(g16.CAP_GIB, capability, lora=WINNERS, max_length=args.train_max_len)
+    return recipe_for_device(g16.CAP_GIB, capability, lora=args.lora_shape, max_length=args.train_max_len)
 
 
 def train_task(args, ckpt, device, task: str) -> None:
@@ -262,7 +261,9 @@ def summary(args) -> dict:
     def ratio(a, b):
         return round(rate(a) / rate(b), 3) if rate(a) and rate(b) else None
 
-    out = {"lora": {"r": R, "alpha": ALPHA, "targets": list(PROJECTIONS), "freeze_layers": 0, "dropout": DROPOUT},
+    r, alpha, targets, _, dropout = LORAS[args.lora]
+    out = {"lora": {"name": args.lora, "r": r, "alpha": alpha, "targets": list(targets),
+                    "freeze_layers": args.lora_shape.freeze_layers, "dropout": dropout},
            "train_max_len": args.train_max_len, "infer_max_len": args.infer_max_len, "cap_gib": g16.CAP_GIB,
            "ratios": {"train16_bf16_vs_seed": ratio("train16_kagflow_bf16", "train16_seed_bf16"),
                       "train16_t4_vs_seed": ratio("train16_kagflow_t4_fp16", "train16_seed_bf16"),
@@ -306,6 +307,9 @@ def main():
     ap.add_argument("--infer-variants", default=",".join(INFER_VARIANTS),
                     help="infer_t4_cap's kagflow runs, in order (the first always, the rest where the deadline allows): "
                          "8bit (weight-only int8, the default kernel), 4bit, 8bit_llm_int8 (int8_kernel = llm_int8)")
+    ap.add_argument("--lora", choices=sorted(LORAS), default="winners",
+                    help="the LoRA both sides train and infer with: the winners' (r 64, all seven, nothing frozen) or "
+                         "kagflow's shipped [train] defaults")
     ap.add_argument("--ensemble-runs", default="one,two,average",
                     help="ensemble_t4_cap's runs: one adapter, two tuned members, the averaged LoRA")
     ap.add_argument("--tasks", default=",".join(t for t, _ in TASKS),
@@ -317,6 +321,7 @@ def main():
                              ("--infer-max-len", 256), ("--train-rows", 30), ("--deadline-s", 3000)))
     args.out = args.out or str(Path(tempfile.gettempdir()) / "winners")
     device, cfg, ckpt = g16.start(args)
+    args.lora_shape = use_lora(args)
     if args.task:
         if args.tiny:  # Dynamo's capture without inductor's C++ builds (as tests/unit/classifier/test_compiling.py)
             from kagflow.classifier import compiling
