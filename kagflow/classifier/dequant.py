@@ -12,6 +12,8 @@ Imports only torch at module level; peft and bitsandbytes lazily.
 
 from __future__ import annotations
 
+import gc
+
 import torch
 from torch import nn
 
@@ -70,6 +72,14 @@ def _set_child(root, name: str, new) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = root.get_submodule(parent_name) if parent_name else root
     setattr(parent, child, new)
+
+
+def _release_replaced() -> None:
+    """Free the linears just replaced: a bitsandbytes 4-bit weight points back at its module (``Params4bit.module``),
+    so a replaced linear is a reference cycle that only the cycle collector frees. Called after each decoder layer:
+    without it every replaced 4-bit weight stayed on the GPU until Python's next full collection (the 8-bit model of
+    a 9B ran out of a 15 GiB card at 14.54 GiB while converting, bench/RESULTS.md, third session)."""
+    gc.collect()
 
 
 def _clear_quantization_flags(model) -> None:
@@ -245,8 +255,10 @@ def densify_layers(peft_model, max_extra_bytes: int, dtype, *, others: str = "4b
         cost = _dense_cost(linears[i], dtype) - int8[i]
         if not linears[i] or cost > left:
             continue
-        for name, mod in linears[i]:
-            _set_child(layers[i], name, _dense_of(mod, dtype))
+        names, linears[i] = [name for name, _ in linears[i]], None  # no reference left to the replaced linears
+        for name in names:
+            _set_child(layers[i], name, _dense_of(layers[i].get_submodule(name), dtype))
+        _release_replaced()
         left -= cost
         done.append(i)
     return sorted(done)
@@ -275,9 +287,12 @@ class Int8Linear(nn.Module):
     def quantize(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> "Int8Linear":
         """Row-wise int8 of ``weight`` (rounded to nearest, computed in float32 where the weight is)."""
         w = weight.detach().float()
+        if w.data_ptr() == weight.data_ptr():
+            w = w.clone()  # scaled in place below: never the caller's tensor
         absmax = w.abs().amax(dim=1)
-        q = torch.round(w * (127.0 / absmax.clamp_min(torch.finfo(torch.float32).tiny))[:, None])
-        return cls(q.clamp_(-127, 127).to(torch.int8), absmax / 127.0, bias)
+        # in place: one float32 copy of the weight at a time (a 9B's largest linear: 196 MiB)
+        w.mul_((127.0 / absmax.clamp_min(torch.finfo(torch.float32).tiny))[:, None]).round_().clamp_(-127, 127)
+        return cls(w.to(torch.int8), absmax / 127.0, bias)
 
     def dequantized(self, dtype) -> torch.Tensor:
         """The weight in ``dtype`` (one rounding from the float32 product)."""
@@ -330,13 +345,19 @@ def int8_layers(peft_model, *, kernel: str = "weight_only", threshold: float = 6
         raise ValueError(f"[infer] int8_kernel = {kernel!r} is not one of {', '.join(INT8_KERNELS)}")
     n = 0
     for layer in decoder_layers(peft_model):
-        for name, mod in _layer_linears(layer):
-            base = mod.get_base_layer() if hasattr(mod, "get_base_layer") else mod
-            w = _merged_dense(mod, torch.float32).weight if hasattr(mod, "get_base_layer") else \
-                dequantize_weight(mod, torch.float32)
-            new = Int8Linear.quantize(w, base.bias) if kernel == "weight_only" else \
-                _int8_linear(w, base.bias, threshold, base.weight.device)
-            del w
-            _set_child(layer, name, new)
-            n += 1
+        names = [name for name, _ in _layer_linears(layer)]
+        for name in names:
+            _set_child(layer, name, _int8_of(layer.get_submodule(name), kernel, threshold))
+        n += len(names)
+        _release_replaced()
     return n
+
+
+def _int8_of(mod, kernel: str, threshold: float) -> nn.Module:
+    """The 8-bit linear of one 4-bit linear (its LoRA wrapper, or the bare Linear4bit)."""
+    base = mod.get_base_layer() if hasattr(mod, "get_base_layer") else mod
+    w = _merged_dense(mod, torch.float32).weight if hasattr(mod, "get_base_layer") else \
+        dequantize_weight(mod, torch.float32)
+    if kernel == "weight_only":
+        return Int8Linear.quantize(w, base.bias)
+    return _int8_linear(w, base.bias, threshold, base.weight.device)
