@@ -623,6 +623,22 @@ def table():
     print("\n".join(lines), flush=True)
 
 
+def use_lora(n_layers: int, r: int, alpha: float, targets, frozen_of_42: int, dropout: float = 0.05):
+    """Point gemma_bench's LoRA at this shape (the seed's Trainer, kagflow's loop and the adapter all read
+    ``gb.lora_config``/``gb.freeze_layers``): r, alpha, target projections, the first ``frozen_of_42`` of 42 layers
+    without LoRA (scaled to ``n_layers``). Returns the shape as the memory plan sees it."""
+    from peft import LoraConfig, TaskType
+
+    from kagflow.classifier.memory import LoraShape
+
+    k = frozen_of_42 if n_layers == 42 else round(n_layers * frozen_of_42 / 42)
+    gb.lora_config = lambda n: LoraConfig(r=r, lora_alpha=alpha, target_modules=list(targets), lora_dropout=dropout,
+                                          bias="none", task_type=TaskType.SEQ_CLS,
+                                          layers_to_transform=[i for i in range(n) if i >= k] if k else None)
+    gb.freeze_layers = lambda n: k
+    return LoraShape(r, tuple(targets), k, dropout)
+
+
 def add_run_arguments(ap) -> None:
     """The model, rows and lengths of a run, and the internal child-process flags (also bench/winners.py's)."""
     ap.add_argument("--layers", type=int, default=42)

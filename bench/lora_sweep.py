@@ -54,21 +54,10 @@ T4_FACTOR, TWO_GPUS = 15.0, 1.89  # bench/RESULTS.md, winners recipe section
 FOLD_TOKENS = 45_982 * 599
 
 
-def frozen(n_layers: int, of_42: int) -> int:
-    return of_42 if n_layers == 42 else round(n_layers * of_42 / 42)
-
-
 def use_shape(name: str, n_layers: int) -> LoraShape:
     """Point gemma_bench's LoRA at shape ``name`` (the loop, the plan and the adapter all read it)."""
-    from peft import LoraConfig, TaskType
-
     r, alpha, targets, of_42 = SHAPES[name]
-    k = frozen(n_layers, of_42)
-    gb.lora_config = lambda n: LoraConfig(r=r, lora_alpha=alpha, target_modules=list(targets), lora_dropout=0.05,
-                                          bias="none", task_type=TaskType.SEQ_CLS,
-                                          layers_to_transform=[i for i in range(n) if i >= k] if k else None)
-    gb.freeze_layers = lambda n: k
-    return LoraShape(r, tuple(targets), k, 0.05)
+    return g16.use_lora(n_layers, r, alpha, targets, of_42)
 
 
 def run_shape(args, ckpt, device, name: str) -> None:

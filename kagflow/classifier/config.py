@@ -116,9 +116,13 @@ class InferConfig:
     tta: bool = True
     attn_implementation: str = "auto"  # from the model's config: eager/flex if soft-capped, else sdpa
     # the base's precision where the model stays quantised (T4s, 16-24 GB cards; big cards merge into bf16):
-    # "4bit" (NF4, as trained; layers made dense where memory allows) or "8bit" (LLM.int8 of the NF4 weights with
-    # the LoRA merged: dequant.int8_layers), with LLM.int8's outlier threshold int8_threshold (0: all int8)
+    # "4bit" (NF4, as trained; layers made dense where memory allows) or "8bit" (the NF4 weights with the LoRA
+    # merged, rounded to int8 per output row: dequant.int8_layers). int8_kernel: how 8-bit computes, "weight_only"
+    # (dequant.Int8Linear: each weight dequantised per forward, fp16/bf16 activations, layers made dense where
+    # memory allows, as 4-bit) or "llm_int8" (bitsandbytes' LLM.int8: activations quantised too, outlier columns
+    # past int8_threshold in fp16, 0: all int8; no dense layers)
     quantization: str = "4bit"
+    int8_kernel: str = "weight_only"
     int8_threshold: float = 6.0
     # seconds from the notebook's start by which submission.csv must be written (classifier/deadline.py: TTA
     # dropped, then shorter rows, then priors for what is left); 0: no deadline. Rendered kernels get the
@@ -138,6 +142,7 @@ class InferConfig:
 
 
 QUANTIZATIONS = ("4bit", "8bit")
+INT8_KERNELS = ("weight_only", "llm_int8")  # [infer] int8_kernel: how quantization = "8bit" computes
 ENSEMBLES = ("members", "average_lora")
 TEMPERATURES = ("none", "oof")  # [infer] temperature's words (else a number)
 INFER_DEADLINE_MARGIN = 600  # seconds of an inference kernel's timeout its rendered deadline_s keeps in hand

@@ -2,12 +2,17 @@
 
 The dense weights are bit-identical to what bitsandbytes dequantises on every forward, so the model
 computes the same function while saving a dequantisation per linear per forward (and backward). The
-recipe (``recipe.recipe_for_profile``) asks for it on cards with memory to spare; 4-bit stays on T4s.
+recipe (``recipe.recipe_for_profile``) asks for it on cards with memory to spare; 4-bit stays on T4s, with
+whole layers made dense where memory allows (``densify_layers``). ``[infer] quantization = "8bit"``: the
+merged weights rounded to int8 per output row (``int8_layers``: ``Int8Linear``, weight-only, or bitsandbytes'
+LLM.int8), with layers made dense likewise.
 
 Imports only torch at module level; peft and bitsandbytes lazily.
 """
 
 from __future__ import annotations
+
+import gc
 
 import torch
 from torch import nn
@@ -67,6 +72,14 @@ def _set_child(root, name: str, new) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = root.get_submodule(parent_name) if parent_name else root
     setattr(parent, child, new)
+
+
+def _release_replaced() -> None:
+    """Free the linears just replaced: a bitsandbytes 4-bit weight points back at its module (``Params4bit.module``),
+    so a replaced linear is a reference cycle that only the cycle collector frees. Called after each decoder layer:
+    without it every replaced 4-bit weight stayed on the GPU until Python's next full collection (the 8-bit model of
+    a 9B ran out of a 15 GiB card at 14.54 GiB while converting, bench/RESULTS.md, third session)."""
+    gc.collect()
 
 
 def _clear_quantization_flags(model) -> None:
@@ -207,30 +220,90 @@ def _dense_cost(linears, dtype) -> int:
     return extra
 
 
+def _int8_cost(linears) -> int:
+    """How many more bytes ``linears`` take as ``Int8Linear``s than 4-bit: 1 per weight and 4 per output row, less
+    the packed weights."""
+    extra = 0
+    for _, mod in linears:
+        base = mod.get_base_layer() if hasattr(mod, "get_base_layer") else mod
+        extra += base.in_features * base.out_features + 4 * base.out_features - \
+            base.weight.numel() * base.weight.element_size()
+    return extra
+
+
 @torch.no_grad()
-def densify_layers(peft_model, max_extra_bytes: int, dtype) -> list[int]:
+def densify_layers(peft_model, max_extra_bytes: int, dtype, *, others: str = "4bit") -> list[int]:
     """Inference on a 4-bit model where memory allows part of it dense (a T4: bench/RESULTS.md, fifth measurement).
 
     Within ``max_extra_bytes`` of GPU memory, whole decoder layers get their 4-bit linears dense in ``dtype``, the
     LoRA merged into them (``merge_and_dequantize``'s rule, per layer): they skip bitsandbytes' dequantisation of
     every weight per batch and the LoRA's extra matmuls and adds. Layers with LoRA go first, top down; the rest of
-    the model stays 4-bit with its LoRA, and the adapter stays a PeftModel (one active adapter). Returns the
-    indices of the layers made dense."""
+    the model stays 4-bit with its LoRA (``others`` "4bit"), or is about to become weight-only int8 (``others``
+    "int8": ``int8_layers`` next, so every layer's int8 bytes are paid from ``max_extra_bytes`` first and a dense
+    layer costs its extra byte per weight over int8), and the adapter stays a PeftModel (one active adapter).
+    Returns the indices of the layers made dense."""
     from .compiling import decoder_layers
 
+    if others not in ("4bit", "int8"):
+        raise ValueError(f"others = {others!r} is not \"4bit\" or \"int8\"")
     layers = decoder_layers(peft_model)
     linears = [_layer_linears(layer) for layer in layers]
     has_lora = [any(hasattr(mod, "get_base_layer") for _, mod in lin) for lin in linears]
-    done, left = [], int(max_extra_bytes)
+    int8 = [_int8_cost(lin) if others == "int8" else 0 for lin in linears]
+    done, left = [], int(max_extra_bytes) - sum(int8)
     for i in sorted(range(len(layers)), key=lambda i: (not has_lora[i], -i)):
-        cost = _dense_cost(linears[i], dtype)
+        cost = _dense_cost(linears[i], dtype) - int8[i]
         if not linears[i] or cost > left:
             continue
-        for name, mod in linears[i]:
-            _set_child(layers[i], name, _dense_of(mod, dtype))
+        names, linears[i] = [name for name, _ in linears[i]], None  # no reference left to the replaced linears
+        for name in names:
+            _set_child(layers[i], name, _dense_of(layers[i].get_submodule(name), dtype))
+        _release_replaced()
         left -= cost
         done.append(i)
     return sorted(done)
+
+
+class Int8Linear(nn.Module):
+    """A weight-only int8 linear (``[infer] int8_kernel = "weight_only"``): the weight quantised row-wise, absmax
+    per output row / 127 (bitsandbytes' ``int8_vectorwise_quant`` format: ``weight`` its CB, int8, 1 byte per
+    weight; ``scale`` its SCB / 127, float32 per output row). Each forward dequantises the weight to the input's
+    dtype, a temporary (inside a compiled decoder layer inductor fuses the cast and the scaling into one kernel),
+    and runs ``F.linear`` (cuBLAS): the activations stay in fp16 / bf16, unlike LLM.int8, which quantises them
+    too. No full-precision copy is kept."""
+
+    def __init__(self, weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None):
+        super().__init__()
+        if weight.dtype != torch.int8 or weight.dim() != 2 or scale.shape != weight.shape[:1]:
+            raise ValueError(f"Int8Linear takes an int8 [out, in] weight and an [out] scale, not {weight.dtype} "
+                             f"{tuple(weight.shape)} and {tuple(scale.shape)}")
+        self.out_features, self.in_features = weight.shape
+        self.register_buffer("weight", weight)
+        self.register_buffer("scale", scale.float())
+        self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
+
+    @classmethod
+    @torch.no_grad()
+    def quantize(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> "Int8Linear":
+        """Row-wise int8 of ``weight`` (rounded to nearest, computed in float32 where the weight is)."""
+        w = weight.detach().float()
+        if w.data_ptr() == weight.data_ptr():
+            w = w.clone()  # scaled in place below: never the caller's tensor
+        absmax = w.abs().amax(dim=1)
+        # in place: one float32 copy of the weight at a time (a 9B's largest linear: 196 MiB)
+        w.mul_((127.0 / absmax.clamp_min(torch.finfo(torch.float32).tiny))[:, None]).round_().clamp_(-127, 127)
+        return cls(w.to(torch.int8), absmax / 127.0, bias)
+
+    def dequantized(self, dtype) -> torch.Tensor:
+        """The weight in ``dtype`` (one rounding from the float32 product)."""
+        return (self.weight.float() * self.scale[:, None]).to(dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return nn.functional.linear(x, self.dequantized(x.dtype), bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
 def _int8_linear(weight: torch.Tensor, bias, threshold: float, device) -> nn.Module:
@@ -248,23 +321,43 @@ def _int8_linear(weight: torch.Tensor, bias, threshold: float, device) -> nn.Mod
     return lin
 
 
-@torch.no_grad()
-def int8_layers(peft_model, *, threshold: float = 6.0) -> int:
-    """8-bit inference of a 4-bit model (``[infer] quantization = "8bit"``), in place: every 4-bit linear of the
-    decoder layers becomes bitsandbytes' ``Linear8bitLt`` of its dequantised NF4 weight with the LoRA merged
-    (``_merged_dense``'s W + scaling * B @ A in fp32): the function the adapter was trained against, rounded once
-    to int8 per output row, 1 byte per weight (the winners inferred with LLM.int8 at 3,072 tokens). ``threshold``:
-    LLM.int8's outlier threshold (6.0, its default; 0: every column int8). The LoRA disappears into the weights, so
-    the adapter stays a PeftModel with nothing left to add. Returns how many linears became 8-bit."""
-    from .compiling import decoder_layers
+def int8_words(kernel: str, threshold: float) -> str:
+    """How ``int8_layers``' linears compute, for the log."""
+    return "weight-only int8, fp16/bf16 activations" if kernel == "weight_only" else \
+        f"LLM.int8, outlier threshold {threshold}"
 
+
+@torch.no_grad()
+def int8_layers(peft_model, *, kernel: str = "weight_only", threshold: float = 6.0) -> int:
+    """8-bit inference of a 4-bit model (``[infer] quantization = "8bit"``), in place: every 4-bit linear of the
+    decoder layers becomes an 8-bit linear of its dequantised NF4 weight with the LoRA merged (``_merged_dense``'s
+    W + scaling * B @ A in fp32): the function the adapter was trained against, rounded once to int8 per output row,
+    1 byte per weight. ``kernel`` (``[infer] int8_kernel``): "weight_only" (``Int8Linear``: dequantised per forward,
+    fp16/bf16 activations, cuBLAS) or "llm_int8" (bitsandbytes' ``Linear8bitLt``, activations quantised too, with
+    outlier columns past ``threshold`` in fp16; 0: every column int8; the winners inferred with it, 0.43x of the
+    tuned 4-bit path on an H200, bench/RESULTS.md). Linears already dense (``densify_layers``) stay as they are.
+    The LoRA disappears into the weights, so the adapter stays a PeftModel with nothing left to add. Returns how
+    many linears became 8-bit."""
+    from .compiling import decoder_layers
+    from .config import INT8_KERNELS
+
+    if kernel not in INT8_KERNELS:
+        raise ValueError(f"[infer] int8_kernel = {kernel!r} is not one of {', '.join(INT8_KERNELS)}")
     n = 0
     for layer in decoder_layers(peft_model):
-        for name, mod in _layer_linears(layer):
-            base = mod.get_base_layer() if hasattr(mod, "get_base_layer") else mod
-            device = base.weight.device
-            w = _merged_dense(mod, torch.float32).weight if hasattr(mod, "get_base_layer") else \
-                dequantize_weight(mod, torch.float32)
-            _set_child(layer, name, _int8_linear(w, base.bias, threshold, device))
-            n += 1
+        names = [name for name, _ in _layer_linears(layer)]
+        for name in names:
+            _set_child(layer, name, _int8_of(layer.get_submodule(name), kernel, threshold))
+        n += len(names)
+        _release_replaced()
     return n
+
+
+def _int8_of(mod, kernel: str, threshold: float) -> nn.Module:
+    """The 8-bit linear of one 4-bit linear (its LoRA wrapper, or the bare Linear4bit)."""
+    base = mod.get_base_layer() if hasattr(mod, "get_base_layer") else mod
+    w = _merged_dense(mod, torch.float32).weight if hasattr(mod, "get_base_layer") else \
+        dequantize_weight(mod, torch.float32)
+    if kernel == "weight_only":
+        return Int8Linear.quantize(w, base.bias)
+    return _int8_linear(w, base.bias, threshold, base.weight.device)

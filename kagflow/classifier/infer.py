@@ -40,21 +40,24 @@ def predict_with(proba, tokenizer, frame, *, max_length: int, tta: bool = False,
     return probs
 
 
-def tuned_for_device(model, token_budget: int, *, quantization: str = "4bit", int8_threshold: float = 6.0):
+def tuned_for_device(model, token_budget: int, *, quantization: str = "4bit", int8_kernel: str = "weight_only",
+                     int8_threshold: float = 6.0):
     """(model, token budget) for inference: on a GPU kagflow's measured recipe for the card and the model's
     config (``recipe``, applied by ``predict.prepare_for_inference``: LoRA merged into a dequantised base on
     cards with memory to spare; flex attention that keeps Gemma 2's softcapping on sm80+, SDPA for models
     without the cap; the card's token budget; a T4 keeps the 4-bit model, or with ``quantization`` "8bit" makes
-    it LLM.int8 with the LoRA merged, ``dequant.int8_layers``); elsewhere unchanged but for the 8-bit layers."""
+    it 8-bit with the LoRA merged, ``int8_kernel`` weight-only int8 or LLM.int8, ``dequant.int8_layers``);
+    elsewhere unchanged but for the 8-bit layers."""
     import torch
 
     device = next(model.parameters()).device
     if device.type != "cuda":
         if quantization == "8bit":
-            from .dequant import int8_layers
+            from .dequant import int8_layers, int8_words
 
-            print(f"inference: {int8_layers(model, threshold=int8_threshold)} linears made 8-bit with the LoRA "
-                  f"merged (threshold {int8_threshold})", flush=True)
+            n = int8_layers(model, kernel=int8_kernel, threshold=int8_threshold)
+            print(f"inference: {n} linears made 8-bit ({int8_words(int8_kernel, int8_threshold)}) with the LoRA "
+                  "merged", flush=True)
         return model, token_budget
     from .model import ModelTraits
     from .predict import prepare_for_inference
@@ -62,12 +65,13 @@ def tuned_for_device(model, token_budget: int, *, quantization: str = "4bit", in
 
     recipe = recipe_for_current_device(device, ModelTraits.of(model.config))
     print(f"inference recipe for {torch.cuda.get_device_name(device)}: {recipe}", flush=True)
-    return (prepare_for_inference(model, recipe, quantization=quantization, int8_threshold=int8_threshold),
+    return (prepare_for_inference(model, recipe, quantization=quantization, int8_kernel=int8_kernel,
+                                  int8_threshold=int8_threshold),
             recipe.infer_max_tokens)
 
 
 def per_device_models(base, adapter, *, attn_implementation: str, task: Task | None = None,
-                      quantization: str = "4bit", int8_threshold: float = 6.0):
+                      quantization: str = "4bit", int8_kernel: str = "weight_only", int8_threshold: float = 6.0):
     """``load(device)``: the 4-bit base + one adapter on ``device``, prepared like ``tuned_for_device``, loaded once
     per device and kept."""
     import threading
@@ -81,7 +85,7 @@ def per_device_models(base, adapter, *, attn_implementation: str, task: Task | N
             if device not in models:
                 model, _ = load_for_inference(base, adapter, attn_implementation=attn_implementation,
                                               device_map={"": device}, task=task)
-                models[device] = tuned_for_device(model, 0, quantization=quantization,
+                models[device] = tuned_for_device(model, 0, quantization=quantization, int8_kernel=int8_kernel,
                                                   int8_threshold=int8_threshold)[0]
             return models[device]
 
@@ -105,7 +109,7 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
     ``inference_report.json`` next to it says what ran.
     """
     from .calibration import apply_temperature
-    from .config import ENSEMBLES, QUANTIZATIONS
+    from .config import ENSEMBLES, INT8_KERNELS, QUANTIZATIONS
     from .data import check_test_ids, load_arena_csv, read_ids
     from .deadline import Deadline, combine, run_passes
     from .ensembling import MemberModels, average_adapters
@@ -120,6 +124,8 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
                          "(is every adapter version attached to the kernel?)")
     if cfg.quantization not in QUANTIZATIONS:
         raise ValueError(f"[infer] quantization = {cfg.quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
+    if cfg.int8_kernel not in INT8_KERNELS:
+        raise ValueError(f"[infer] int8_kernel = {cfg.int8_kernel!r} is not one of {', '.join(INT8_KERNELS)}")
     if cfg.ensemble not in ENSEMBLES:
         raise ValueError(f"[infer] ensemble = {cfg.ensemble!r} is not one of {', '.join(ENSEMBLES)}")
     temperature = inference_temperature(cfg.temperature)
@@ -135,7 +141,7 @@ def run_inference(cfg: InferConfig, *, test_csv, base, adapter, output_path, dev
               flush=True)
     deadline = Deadline.after(cfg.deadline_s, started=started)
     budget = cfg.batch_size * cfg.max_length
-    quant = dict(quantization=cfg.quantization, int8_threshold=cfg.int8_threshold)
+    quant = dict(quantization=cfg.quantization, int8_kernel=cfg.int8_kernel, int8_threshold=cfg.int8_threshold)
     if len(adapters) > 1 and cfg.ensemble == "average_lora":
         import tempfile
 
@@ -243,4 +249,5 @@ def _report(out, views, members: int, on_prior: int, cfg: InferConfig, seconds: 
                                                            sorted(collections.Counter(out.lengths).items()) if k},
             "rows_on_prior": on_prior, "dropped_passes": [f"{m}/{v}" for m, v in out.dropped],
             "decisions": out.decisions, "deadline_s": cfg.deadline_s, "seconds": round(seconds, 1),
-            "quantization": cfg.quantization, "ensemble": cfg.ensemble if members > 1 else None}
+            "quantization": cfg.quantization, "int8_kernel": cfg.int8_kernel if cfg.quantization == "8bit" else None,
+            "ensemble": cfg.ensemble if members > 1 else None}

@@ -207,19 +207,14 @@ def adapter_list(adapter) -> list:
 
 def load_for_inference(base, adapter, *, attn_implementation: str = DEFAULT_ATTN, device_map=None,
                        task: Task | None = None):
-    """(model, tokenizer): the 4-bit base, loaded once, plus the trained adapter, in eval mode.
-
-    ``adapter`` may be a list (an ensemble): every adapter is loaded onto the one base under its own
-    name (``list(model.peft_config)``, in order); ``model.set_adapter(name)`` picks the one that predicts.
-    ``model.kagflow_encoding``: the encoding the adapters were trained with (``text.Encoding.of_adapters``)."""
+    """(model, tokenizer): the 4-bit base plus one trained adapter folder, in eval mode (an ensemble loads its
+    members one at a time: ``ensembling.MemberModels``).
+    ``model.kagflow_encoding``: the encoding the adapter was trained with (``text.Encoding.load``)."""
     from peft import PeftModel
 
-    adapters = adapter_list(adapter)
-    tokenizer = load_tokenizer(adapters[0])
+    tokenizer = load_tokenizer(adapter)
     model = load_base(base, attn_implementation=attn_implementation, device_map=device_map,
                       pad_token_id=tokenizer.pad_token_id, training=False, task=task)
-    model = PeftModel.from_pretrained(model, str(adapters[0]))
-    for i, extra in enumerate(adapters[1:], 1):
-        model.load_adapter(str(extra), adapter_name=f"adapter{i}")
-    model.kagflow_encoding = Encoding.of_adapters(adapters, log=False)  # what infer.predict encodes with
+    model = PeftModel.from_pretrained(model, str(adapter))
+    model.kagflow_encoding = Encoding.load(adapter, log=False)  # what infer.predict encodes with
     return model.eval(), tokenizer

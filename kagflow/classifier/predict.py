@@ -20,7 +20,7 @@ import torch
 from . import progress_line
 from .batching import classification_logits, inference_batches, token_budget_batches
 from .compiling import compile_decoder_layers, static_shapes
-from .dequant import densify_layers, flatten_absmax, int8_layers, merge_and_dequantize
+from .dequant import densify_layers, flatten_absmax, int8_layers, int8_words, merge_and_dequantize
 from .packing import uses_packing
 from .pooled import pool_top_layer
 from .recipe import Recipe, set_attn_implementation, torch_dtype
@@ -53,7 +53,8 @@ def predict_proba(model, token_ids, *, pad_token_id: int, token_budget: int = 16
     return p / p.sum(axis=1, keepdims=True)
 
 
-def prepare_for_inference(model, recipe: Recipe, *, quantization: str = "4bit", int8_threshold: float = 6.0):
+def prepare_for_inference(model, recipe: Recipe, *, quantization: str = "4bit", int8_kernel: str = "weight_only",
+                          int8_threshold: float = 6.0):
     """Trained PeftModel (4-bit base) -> the model to predict with, per ``recipe``.
 
     Big cards: ``merge_and_dequantize`` to the recipe dtype, then the recipe's inference attention
@@ -61,8 +62,10 @@ def prepare_for_inference(model, recipe: Recipe, *, quantization: str = "4bit", 
     PeftModel (its double-quantised scales flattened, ``dequant.flatten_absmax``), as many layers made dense
     with the LoRA merged as fit in ``recipe.infer_model_max_gib`` (``dequant.densify_layers``), eager, each
     decoder layer compiled (``recipe.infer_compile_layers``).
-    ``quantization`` "8bit" (a 4-bit recipe only): every 4-bit linear becomes LLM.int8 of its NF4 weight with the
-    LoRA merged (``dequant.int8_layers``) instead of part of the layers dense.
+    ``quantization`` "8bit" (a 4-bit recipe only): every 4-bit linear becomes 8-bit of its NF4 weight with the
+    LoRA merged (``dequant.int8_layers``); ``int8_kernel`` "weight_only" (the default) first makes as many whole
+    layers dense as fit in ``recipe.infer_model_max_gib`` with the rest in int8 (``densify_layers(others="int8")``);
+    "llm_int8" (bitsandbytes' LLM.int8, outlier threshold ``int8_threshold``) makes every layer 8-bit.
     Padded batches (every recipe but flex attention's packed rows): the top decoder layer computes the pooled
     token only past its attention (``recipe.infer_pool_top_layer``, ``pooled``).
     Returns the model in eval mode.
@@ -73,8 +76,15 @@ def prepare_for_inference(model, recipe: Recipe, *, quantization: str = "4bit", 
                   f"the LoRA into a {recipe.dtype} base", flush=True)
         model = merge_and_dequantize(model, torch_dtype(recipe.dtype))
     elif quantization == "8bit":
-        n = int8_layers(model, threshold=int8_threshold)
-        print(f"inference: {n} linears made 8-bit with the LoRA merged (threshold {int8_threshold})", flush=True)
+        dense = []
+        if int8_kernel == "weight_only" and recipe.infer_model_max_gib and hasattr(model, "peft_config"):
+            dense = densify_layers(model, int(recipe.infer_model_max_gib * 2**30) - _bytes_on_device(model),
+                                   torch_dtype(recipe.dtype), others="int8")
+        n = int8_layers(model, kernel=int8_kernel, threshold=int8_threshold)
+        memory = f" (memory for the model: {recipe.infer_model_max_gib} GiB)" if int8_kernel == "weight_only" and \
+            recipe.infer_model_max_gib else ""
+        print(f"inference: {n} linears made 8-bit ({int8_words(int8_kernel, int8_threshold)}) and {len(dense)} "
+              f"decoder layers dense, the LoRA merged into both{memory}", flush=True)
     else:
         if recipe.flatten_absmax:
             flatten_absmax(model)

@@ -7,12 +7,14 @@ each member a full pass through the single adapter's tuned path, ``classifier/en
 each comes from:
 
 * rate: Gemma-2-9B in the T4 configuration (fp16, eager, with TTA) measured on an H200 (bench/RESULTS.md): 4-bit
-  with layers made dense 26,549 tok/s at 2,048 tokens (issue 17's table) and 21,964 at 3,072; 8-bit (LLM.int8 of
-  the NF4 weights with the LoRA merged) 9,392 at 3,072 (mean of two calls, ``bench/winners.py``, issue 33); the
-  measured point nearest ``max_length`` is used. A T4 is ~15x slower per token (bench/RESULTS.md, the two-GPU
-  section), and one model per GPU on T4 x2 gave 1.89x one GPU (#15). An ensemble's members run at that same
-  single-adapter rate: each is loaded alone and prepared as one adapter is (before issue 33 they ran untuned, LoRA
-  unmerged with no compiled or dense layers, at ~0.66x).
+  with layers made dense 26,549 tok/s at 2,048 tokens (issue 17's table) and 21,964 at 3,072; 8-bit weight-only
+  int8 (``[infer] int8_kernel``'s default: the LoRA merged, every linear int8 but the layers made dense) 25,188 at
+  3,072 (issue 33, third session: it does not depend on the LoRA shape, every adapter is merged); LLM.int8
+  (``int8_kernel = "llm_int8"``) 9,392 at 3,072 (mean of two calls, ``bench/winners.py``); the measured point
+  nearest ``max_length`` is used. A T4 is ~15x slower per token
+  (bench/RESULTS.md, the two-GPU section), and one model per GPU on T4 x2 gave 1.89x one GPU (#15). An ensemble's
+  members run at that same single-adapter rate: each is loaded alone and prepared as one adapter is (before issue 33
+  they ran untuned, LoRA unmerged with no compiled or dense layers, at ~0.66x).
 * mean tokens per row: KAGGLE-FACTS' fit to the published lengths, LogNormal(median 510, sigma 0.70), capped at
   max_length (E[min(L, cap)] in closed form), plus the prompt template's ~40 tokens.
 * hidden test rows: 25,000 for the LMSYS competitions (KAGGLE-FACTS); other competitions: no estimate.
@@ -29,8 +31,10 @@ from dataclasses import dataclass
 from kagflow.errors import KagflowError
 
 H200_T4_CONFIG_TOKENS_PER_S = 26549.0  # bench/RESULTS.md: T4-config inference at 2,048 tokens with TTA, one H200
-# (max_length, tok/s) measured per [infer] quantization, T4 configuration with TTA on one H200 (bench/RESULTS.md)
-H200_T4_CONFIG_RATES = {"4bit": ((2048, H200_T4_CONFIG_TOKENS_PER_S), (3072, 21964.0)), "8bit": ((3072, 9392.0),)}
+# (max_length, tok/s) measured per [infer] quantization (8-bit: per int8_kernel), T4 configuration with TTA on one
+# H200 (bench/RESULTS.md)
+H200_T4_CONFIG_RATES = {"4bit": ((2048, H200_T4_CONFIG_TOKENS_PER_S), (3072, 21964.0)),
+                        "8bit": ((3072, 25188.0),), "8bit llm_int8": ((3072, 9392.0),)}
 T4_SLOWER = 15.0  # per token, a T4 against an H200 (bench/RESULTS.md)
 TWO_T4_SPEEDUP = 1.89  # one model per GPU on T4 x2 against one (bench/RESULTS.md #15)
 SETUP_S, LOAD_S = 300.0, 200.0
@@ -79,21 +83,24 @@ def inference_run_time(*, members: int, rows: int, tta: bool, max_length: int, g
                             f"{SETUP_S:.0f} s + {passes} x {LOAD_S:.0f} s to load = {hours(seconds)}")
 
 
-def h200_rate(quantization: str, max_length: int) -> float:
-    """The H200's measured T4-configuration rate for ``quantization`` at the measured max_length nearest."""
-    points = H200_T4_CONFIG_RATES[quantization]
+def h200_rate(quantization: str, max_length: int, int8_kernel: str = "weight_only") -> float:
+    """The H200's measured T4-configuration rate for ``quantization`` (8-bit: computed by ``int8_kernel``) at the
+    measured max_length nearest."""
+    points = H200_T4_CONFIG_RATES["8bit llm_int8" if quantization == "8bit" and int8_kernel == "llm_int8"
+                                  else quantization]
     return min(points, key=lambda point: abs(point[0] - max_length))[1]
 
 
 def kaggle_inference_run_time(competition: str, accelerator: str, *, members: int, tta: bool,
-                              max_length: int, quantization: str = "4bit", ensemble: str = "members") -> RunTime | None:
+                              max_length: int, quantization: str = "4bit", int8_kernel: str = "weight_only",
+                              ensemble: str = "members") -> RunTime | None:
     """``inference_run_time`` on Kaggle's T4 x2 for a competition of known hidden test size; None otherwise."""
     rows = HIDDEN_TEST_ROWS.get(competition)
     gpus = T4_ACCELERATORS.get(accelerator)
     if rows is None or gpus is None:
         return None
     return inference_run_time(members=members, rows=rows, tta=tta, max_length=max_length, gpus=gpus,
-                              tokens_per_s_per_gpu=h200_rate(quantization, max_length) / T4_SLOWER,
+                              tokens_per_s_per_gpu=h200_rate(quantization, max_length, int8_kernel) / T4_SLOWER,
                               averaged=ensemble == "average_lora")
 
 

@@ -6,10 +6,18 @@ import csv
 import json
 import math
 from dataclasses import dataclass
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Iterator
 
-from kagflow.classifier.config import ENSEMBLES, FAST_LOOP_OPTIMIZERS, QUANTIZATIONS, TEMPERATURES
+from kagflow.classifier.config import (
+    ENSEMBLES,
+    FAST_LOOP_OPTIMIZERS,
+    INT8_KERNELS,
+    QUANTIZATIONS,
+    TEMPERATURES,
+    InferConfig,
+)
 from kagflow.errors import KagflowError
 from kagflow.project.config import INFER, MODELS, TRAIN, Config
 from kagflow.project.sources import resolve_sources
@@ -117,6 +125,17 @@ def _check_infer(config: Config) -> Iterator[Problem]:
     if i.quantization not in QUANTIZATIONS:
         yield Problem(toml, "[infer] quantization", f"quantization = {i.quantization!r} is not one of "
                       f"{', '.join(QUANTIZATIONS)}", 'write quantization = "4bit" (NF4, as trained) or "8bit"')
+    if i.int8_kernel not in INT8_KERNELS:
+        close = get_close_matches(str(i.int8_kernel), INT8_KERNELS, n=1)
+        yield Problem(toml, "[infer] int8_kernel", f"int8_kernel = {i.int8_kernel!r} is not one of "
+                      f"{', '.join(INT8_KERNELS)}", (f'did you mean int8_kernel = "{close[0]}"? ' if close else "") +
+                      'write int8_kernel = "weight_only" (int8 weights, fp16/bf16 activations) or "llm_int8" '
+                      "(bitsandbytes' LLM.int8)")
+    elif i.quantization == "8bit" and i.int8_kernel == "weight_only" and \
+            i.int8_threshold != InferConfig.int8_threshold:
+        yield Problem(toml, "[infer] int8_threshold", f"int8_threshold = {i.int8_threshold} is LLM.int8's outlier "
+                      'threshold, and int8_kernel = "weight_only" has none (its activations stay fp16/bf16)',
+                      'write int8_kernel = "llm_int8" to use the threshold, or remove int8_threshold')
     if i.ensemble not in ENSEMBLES:
         yield Problem(toml, "[infer] ensemble", f"ensemble = {i.ensemble!r} is not one of {', '.join(ENSEMBLES)}",
                       'write ensemble = "members" (each member tuned, in turn) or "average_lora" (one pass)')

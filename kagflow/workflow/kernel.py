@@ -109,7 +109,7 @@ def guard_run_time(config, name: str, accelerator: str, timeout: int, *, members
     def estimate_for(n: int):
         return kaggle_inference_run_time(config.project.competition, accelerator, members=n, tta=infer.tta,
                                          max_length=infer.max_length, quantization=infer.quantization,
-                                         ensemble=infer.ensemble)
+                                         int8_kernel=infer.int8_kernel, ensemble=infer.ensemble)
 
     estimate = estimate_for(members)
     if estimate is None:

@@ -54,13 +54,16 @@ def _run(cfg, test_csv, tiny_checkpoint, adapter, out, **kw):
     return result, pd.read_csv(out / "submission.csv")
 
 
-def test_8bit_makes_the_linears_int8_with_the_lora_merged(tiny_checkpoint, random_adapter, test_csv, tmp_path):
-    """quantization = "8bit": every 4-bit linear of the decoder becomes bitsandbytes' Linear8bitLt of W_nf4 + BA; the
-    logits stay close to the merged fp32 model's and differ from the 4-bit path's module types."""
+def test_8bit_makes_the_linears_weight_only_int8_with_the_lora_merged(tiny_checkpoint, random_adapter, test_csv,
+                                                                     tmp_path, monkeypatch):
+    """quantization = "8bit": every 4-bit linear of the decoder becomes a weight-only int8 linear (dequant.Int8Linear)
+    of W_nf4 + BA, not LLM.int8's Linear8bitLt unless int8_kernel = "llm_int8" asks; the logits stay close to the
+    merged fp32 model's. run_inference passes [infer] int8_kernel through (each kernel reaches int8_layers)."""
     import bitsandbytes as bnb
     import torch
 
-    from kagflow.classifier.dequant import int8_layers, merge_and_dequantize
+    from kagflow.classifier import dequant
+    from kagflow.classifier.dequant import Int8Linear, int8_layers, merge_and_dequantize
     from kagflow.classifier.infer import tuned_for_device
     from kagflow.classifier.model import load_for_inference
     from kagflow.classifier.predict import predict_logits
@@ -73,34 +76,41 @@ def test_8bit_makes_the_linears_int8_with_the_lora_merged(tiny_checkpoint, rando
     ref = predict_logits(merge_and_dequantize(ref_model, torch.float32), ids, max_tokens=4096,
                          pad_id=tokenizer.pad_token_id)
     four_bit = predict_logits(model, ids, max_tokens=4096, pad_id=tokenizer.pad_token_id)
-    model, _ = tuned_for_device(model, 4096, quantization="8bit", int8_threshold=6.0)
-    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
-    int8 = [m for m in model.modules() if isinstance(m, bnb.nn.Linear8bitLt)]
+    model, _ = tuned_for_device(model, 4096, quantization="8bit")
+    assert not any(isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)) for m in model.modules())
+    int8 = [m for m in model.modules() if isinstance(m, Int8Linear)]
     assert len(int8) == four and all(m.weight.dtype == torch.int8 for m in int8)
     assert not any("lora_A" in n for n, _ in model.named_parameters()
                    if any(n.startswith(f"base_model.model.model.layers.{k}.") for k in range(2)))  # merged away
     got = predict_logits(model, ids, max_tokens=4096, pad_id=tokenizer.pad_token_id)
-    # LLM.int8 (per-row weight absmax, per-token activations, outliers past the threshold in fp16) over every
-    # layer: within 5 % of the largest logit (measured 1-3 % on this random model, by the fixtures' draw)
+    # int8 weights (per-row absmax) over every layer: within 5 % of the largest logit
     assert (got - ref).abs().max() < 5e-2 * ref.abs().max() + 1e-3, (got, ref)
     assert (four_bit - ref).abs().max() < 2e-2 * ref.abs().max() + 1e-3  # the same function, in 4-bit
     assert int8_layers(model) == 0  # nothing 4-bit left to convert
 
-    # through run_inference: the option reaches the model (the report says so, and the submission differs a little)
+    # through run_inference: the option and the kernel reach the model (the report says so, the submission differs)
+    kernels, real = [], dequant.int8_layers
+    monkeypatch.setattr(dequant, "int8_layers", lambda m, **kw: kernels.append(kw["kernel"]) or real(m, **kw))
     four_run, four_sub = _run(InferConfig(max_length=64, batch_size=8, tta=False), test_csv, tiny_checkpoint,
                               random_adapter, _dir(tmp_path, "four"))
+    assert kernels == [] and four_run["report"]["int8_kernel"] is None
     eight_run, eight_sub = _run(InferConfig(max_length=64, batch_size=8, tta=False, quantization="8bit"), test_csv,
                                 tiny_checkpoint, random_adapter, _dir(tmp_path, "eight"))
-    assert eight_run["report"]["quantization"] == "8bit"
+    assert eight_run["report"]["quantization"] == "8bit" and eight_run["report"]["int8_kernel"] == "weight_only"
     cols = ["winner_model_a", "winner_model_b", "winner_tie"]
     diff = np.abs(four_sub[cols].to_numpy() - eight_sub[cols].to_numpy()).max()
     assert 0 < diff < 0.05, diff
+    llm_run, _ = _run(InferConfig(max_length=64, batch_size=8, tta=False, quantization="8bit", int8_kernel="llm_int8"),
+                      test_csv, tiny_checkpoint, random_adapter, _dir(tmp_path, "llm"))
+    assert kernels == ["weight_only", "llm_int8"] and llm_run["report"]["int8_kernel"] == "llm_int8"
 
 
-def test_an_unknown_quantization_is_refused(tiny_checkpoint, random_adapter, test_csv, tmp_path):
+def test_an_unknown_quantization_or_int8_kernel_is_refused(tiny_checkpoint, random_adapter, test_csv, tmp_path):
     # (an 8-bit ensemble runs: each member is merged in turn, test_infer_ensemble)
     with pytest.raises(ValueError, match=r"quantization = '6bit' is not one of 4bit, 8bit"):
         _run(InferConfig(quantization="6bit"), test_csv, tiny_checkpoint, random_adapter, tmp_path)
+    with pytest.raises(ValueError, match=r"int8_kernel = 'int8' is not one of weight_only, llm_int8"):
+        _run(InferConfig(quantization="8bit", int8_kernel="int8"), test_csv, tiny_checkpoint, random_adapter, tmp_path)
 
 
 class FakeClock:

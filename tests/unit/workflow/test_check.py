@@ -231,6 +231,10 @@ def test_train_keys_a_loop_would_not_honour_are_refused(published, key, value, s
 
 @pytest.mark.parametrize("edits, says, fix", [
     ({"quantization": "6bit"}, "quantization = '6bit' is not one of 4bit, 8bit", 'quantization = "4bit"'),
+    ({"int8_kernel": "llm-int8"}, "int8_kernel = 'llm-int8' is not one of weight_only, llm_int8",
+     'did you mean int8_kernel = "llm_int8"?'),
+    ({"quantization": "8bit", "int8_threshold": 0.0}, "int8_threshold = 0.0 is LLM.int8's outlier threshold",
+     'write int8_kernel = "llm_int8"'),
     ({"deadline_s": -1}, "deadline_s = -1.0 is negative", "set deadline_s = 0"),
     ({"ensemble": "mean"}, "ensemble = 'mean' is not one of members, average_lora", 'ensemble = "members"'),
     ({"temperature": "fitted"}, "temperature = 'fitted' is not", 'temperature = "none", "oof"'),
@@ -241,6 +245,12 @@ def test_infer_keys_the_notebook_would_refuse_are_refused(published, edits, says
         set_value(published, "infer", key, value)
     msgs = [m for m in _messages(load_config(published)) if "[infer]" in m]
     assert len(msgs) == 1 and says in msgs[0] and fix in msgs[0], msgs
+
+
+def test_int8_threshold_passes_with_llm_int8(published):
+    for key, value in (("quantization", "8bit"), ("int8_kernel", "llm_int8"), ("int8_threshold", 0.0)):
+        set_value(published, "infer", key, value)
+    assert not [m for m in _messages(load_config(published)) if "[infer]" in m]
 
 
 def test_8bit_inference_of_a_fold_ensemble_passes(published):

@@ -30,3 +30,18 @@ def test_ensemble_average_lora_prices_five_folds_as_one_pass():
                                project=CONFIG.project)
     guard_run_time(averaged, "infer", "NvidiaTeslaT4", 32400, members=5, log=lines.append)
     assert "5 adapter(s) averaged into 1 (average_lora)" in lines[0] and "= 3.6 h" in lines[0]
+
+
+def test_the_8bit_kernel_sets_the_price():
+    """[infer] int8_kernel reaches the guard: two 8-bit members fit 9 h with the weight-only kernel (6.2 h) and are
+    refused with LLM.int8's (16 h), which a guard reading only [infer] quantization would have let through."""
+    def config(kernel):
+        return SimpleNamespace(infer=InferConfig(max_length=3072, tta=True, quantization="8bit", int8_kernel=kernel),
+                               project=CONFIG.project)
+
+    lines = []
+    guard_run_time(config("weight_only"), "infer", "NvidiaTeslaT4", 32400, members=2, log=lines.append)
+    assert "2 adapter(s)" in lines[0] and "= 6.2 h" in lines[0]
+    with pytest.raises(KagflowError, match="would not finish in 9.0 h") as err:
+        guard_run_time(config("llm_int8"), "infer", "NvidiaTeslaT4", 32400, members=2, log=lines.append)
+    assert "at most 1 adapter(s)" in err.value.hint
