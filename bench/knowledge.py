@@ -64,6 +64,12 @@ def main() -> None:
                                                                  "kagflow's cache folder)")
     parser.add_argument("--deadline-s", type=float, default=540,
                         help="seconds after which runs still going are stopped (what finished is kept)")
+    parser.add_argument("--force-recipe", default=None,
+                        help='JSON of training-recipe fields forced over this device\'s (e.g. the big card\'s '
+                             '{"dtype": "bfloat16", "dequantize_for_training": true, "compile_layers": true}; '
+                             '"dtype" also loads the base in it; compiled layers use --compile-backend)')
+    parser.add_argument("--compile-backend", default=None, help="torch.compile backend of the compiled layers "
+                                                                "(default kagflow's inductor; aot_eager on the CPU)")
     parser.add_argument("--run", choices=list(CONFIGS), help=argparse.SUPPRESS)  # one configuration (a child)
     args = parser.parse_args()
     out = args.out
@@ -153,17 +159,39 @@ def decide(results: dict, names) -> dict:
 def _shared_args(args) -> list[str]:
     shared = ["--out", str(args.out), "--epochs", str(args.epochs), "--max-length", str(args.max_length),
               "--batch", str(args.batch), "--n-train", str(args.n_train), "--n-test", str(args.n_test)]
+    shared += ["--force-recipe", args.force_recipe] if args.force_recipe else []
+    shared += ["--compile-backend", args.compile_backend] if args.compile_backend else []
     return shared + (["--cache", str(args.cache)] if args.cache else [])
 
 
 def _child(args) -> None:
     model, template, eos, lr = CONFIGS[args.run]
+    if args.force_recipe:
+        _force_recipe(json.loads(args.force_recipe), args.compile_backend)
     start = time.time()
     base = _base(model, args.out, args.cache)
     result = {"model": model, "template": "default" if template is None else "instruction", "append_eos": eos,
               "lr": lr, "setup_seconds": round(time.time() - start, 1)}
     result.update(_fit_and_score(base, args.out / "comp", args, template, eos, lr, args.out / args.run))
     (args.out / args.run / "result.json").write_text(json.dumps(result, indent=1))
+
+
+def _force_recipe(fields: dict, backend: str | None) -> None:
+    """Training with ``fields`` of the recipe forced (the bisection of a recipe that does not learn, RESULTS.md)."""
+    import dataclasses
+
+    import kagflow.classifier.model as kmodel
+    import kagflow.classifier.train as ktrain
+    from kagflow.classifier import compiling
+    from kagflow.classifier.recipe import torch_dtype
+
+    if backend:
+        compiling.BACKEND = backend
+    chosen = ktrain.training_recipe
+    ktrain.training_recipe = lambda *a, **k: dataclasses.replace(chosen(*a, **k), **fields)
+    if "dtype" in fields:
+        kmodel.compute_dtype = lambda device=None: torch_dtype(fields["dtype"])
+    print(f"forced recipe fields: {fields}, compile backend {compiling.BACKEND}", flush=True)
 
 
 def _base(name: str, out: Path, cache: Path | None) -> Path:
