@@ -67,7 +67,8 @@ def main() -> None:
     parser.add_argument("--force-recipe", default=None,
                         help='JSON of training-recipe fields forced over this device\'s (e.g. the big card\'s '
                              '{"dtype": "bfloat16", "dequantize_for_training": true, "compile_layers": true}; '
-                             '"dtype" also loads the base in it; compiled layers use --compile-backend)')
+                             '"dtype" also loads the base in it; compiled layers use --compile-backend; on the CPU a '
+                             'forced bfloat16 trains, then its validation fails: the CPU evaluates without autocast)')
     parser.add_argument("--compile-backend", default=None, help="torch.compile backend of the compiled layers "
                                                                 "(default kagflow's inductor; aot_eager on the CPU)")
     parser.add_argument("--run", choices=list(CONFIGS), help=argparse.SUPPRESS)  # one configuration (a child)
