@@ -17,7 +17,7 @@ from kagflow.classifier.pooled import PooledOnly
 from kagflow.classifier.predict import _bytes_on_device, predict_logits, prepare_for_inference, relative_error
 from kagflow.classifier.recipe import recipe_for_device
 
-from tiny_gemma import save_tiny_gemma2
+from tiny_gemma import random_lora, save_tiny_gemma2
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -64,22 +64,13 @@ def tiny_ckpt(tmp_path_factory):
 
 def _peft(ckpt):
     """The tiny 4-bit Gemma 2 (fp32 compute), LoRA on all seven projections of layer 1 with random B and head."""
-    from peft import LoraConfig, TaskType, get_peft_model
     from transformers import BitsAndBytesConfig, Gemma2ForSequenceClassification
 
     bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                              bnb_4bit_compute_dtype=torch.float32)
     base = Gemma2ForSequenceClassification.from_pretrained(ckpt, quantization_config=bnb, dtype=torch.float32,
                                                            attn_implementation="eager")
-    lc = LoraConfig(r=4, lora_alpha=8, target_modules=ALL_LINEAR, layers_to_transform=[1], lora_dropout=0.0,
-                    task_type=TaskType.SEQ_CLS)
-    torch.manual_seed(1)
-    pm = get_peft_model(base, lc)
-    with torch.no_grad():
-        for n, p in pm.named_parameters():
-            if "lora_B" in n or "modules_to_save" in n:
-                p.normal_(0, 0.2)
-    return pm.eval()
+    return random_lora(base, ALL_LINEAR)
 
 
 def _seqs(seed: int = 5, lengths=(17, 9, 30, 4)):

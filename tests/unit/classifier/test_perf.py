@@ -19,7 +19,7 @@ from kagflow.classifier.fit import fit_lora, lora_train_step, prepare_for_lora_t
 from kagflow.classifier.predict import ab_swap_average, predict_logits, prepare_for_inference, relative_error
 from kagflow.classifier.recipe import choose_attn_implementation, flex_attention_available, recipe_for_device
 
-from tiny_gemma import save_tiny_gemma2
+from tiny_gemma import random_lora, save_tiny_gemma2
 
 # ------------------------------------------------------------------ batching invariants
 
@@ -140,17 +140,7 @@ def tiny_4bit(tmp_path_factory):
 
 
 def _peft(model):
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj"], layers_to_transform=[1],
-                    lora_dropout=0.0, task_type=TaskType.SEQ_CLS)
-    torch.manual_seed(1)
-    pm = get_peft_model(model, lc)
-    with torch.no_grad():
-        for n, p in pm.named_parameters():
-            if "lora_B" in n or "modules_to_save" in n:
-                p.normal_(0, 0.2)
-    return pm.eval()
+    return random_lora(model, ["q_proj", "k_proj", "v_proj"])
 
 
 def _inputs():
