@@ -62,6 +62,9 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=1000)
     parser.add_argument("--cache", type=Path, default=None, help="the stand-in's converted checkpoint (default: "
                                                                  "kagflow's cache folder)")
+    parser.add_argument("--tokenizer-from", type=Path, default=None,
+                        help="tokenizer files of the stand-in converted by the pinned transformers (a device whose "
+                             "transformers converts the tokenizer into characters is refused: RESULTS.md)")
     parser.add_argument("--deadline-s", type=float, default=540,
                         help="seconds after which runs still going are stopped (what finished is kept)")
     parser.add_argument("--force-recipe", default=None,
@@ -100,7 +103,7 @@ def main() -> None:
     write_knowledge_competition(out / "comp", n_train=args.n_train, n_test=args.n_test, seed=0)
     if any(CONFIGS[c][0] == MODELS[0] for c in args.configs):
         start = time.time()
-        base = _base(MODELS[0], out, args.cache)
+        base = _base(MODELS[0], out, args.cache, args.tokenizer_from)
         log(f"{MODELS[0]}: base ready in {time.time() - start:.1f}s: {base}")
     parallel = args.parallel or (len(args.configs) if cuda else 1)
     pending, running = list(args.configs), {}
@@ -195,14 +198,14 @@ def _force_recipe(fields: dict, backend: str | None) -> None:
     print(f"forced recipe fields: {fields}, compile backend {compiling.BACKEND}", flush=True)
 
 
-def _base(name: str, out: Path, cache: Path | None) -> Path:
+def _base(name: str, out: Path, cache: Path | None, tokenizer_from: Path | None = None) -> Path:
     if name == "tiny-random":
         from kagflow.classifier.tiny import make_tiny_checkpoint
 
         return make_tiny_checkpoint(out / "tiny-base", seed=0)
     from kagflow.workflow.standins import GEMMA3_270M, ensure_gguf_checkpoint
 
-    return ensure_gguf_checkpoint(GEMMA3_270M, cache=cache)
+    return ensure_gguf_checkpoint(GEMMA3_270M, cache=cache, tokenizer_from=tokenizer_from)
 
 
 def _fit_and_score(base: Path, comp: Path, args, template: str | None, eos: bool, lr: float, out: Path) -> dict:

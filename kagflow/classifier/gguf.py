@@ -47,19 +47,23 @@ def converted(out_dir, source_sha256: str) -> bool:
         return False
 
 
-def convert_gguf(gguf_path, out_dir, *, source_sha256: str, dtype: str = "bfloat16") -> Path:
+def convert_gguf(gguf_path, out_dir, *, source_sha256: str, dtype: str = "bfloat16", tokenizer_from=None) -> Path:
     """Write ``gguf_path`` as a ``dtype`` safetensors checkpoint with its tokenizer to ``out_dir``.
 
     Built in a sibling folder and moved into place, so an interrupted conversion never looks finished; a
     tokenizer converted into characters (``check_tokenizer``) is refused before anything is written.
+    ``tokenizer_from``: a folder with the tokenizer files of this GGUF converted elsewhere (by a transformers whose
+    conversion keeps the merges), used instead of this transformers' conversion; checked the same way.
     """
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_path, out = Path(gguf_path), Path(out_dir)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-    check_tokenizer(tokenizer, gguf_path.name)  # before the minutes of dequantising the weights
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_from)) if tokenizer_from else \
+        AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    # before the minutes of dequantising the weights
+    check_tokenizer(tokenizer, str(tokenizer_from) if tokenizer_from else gguf_path.name)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -71,7 +75,9 @@ def convert_gguf(gguf_path, out_dir, *, source_sha256: str, dtype: str = "bfloat
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     (tmp / MARKER).write_text(json.dumps({"source": gguf_path.name, "source_sha256": source_sha256,
-                                          "dtype": dtype, "transformers": transformers.__version__}, indent=1))
+                                          "dtype": dtype, "transformers": transformers.__version__,
+                                          "tokenizer_from": str(tokenizer_from) if tokenizer_from else None},
+                                         indent=1))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out

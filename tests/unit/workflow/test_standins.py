@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -155,3 +156,41 @@ def test_a_word_level_tokenizer_passes():
             return {"input_ids": list(range(len(text.split()) + 1))}
 
     gguf.check_tokenizer(Words(), "x")
+
+
+def test_tokenizer_files_converted_elsewhere_replace_a_broken_conversion(monkeypatch, tmp_path):
+    """``tokenizer_from``: the tokenizer files the pinned transformers wrote (they load right under 5.17) are used
+    instead of this transformers' conversion of the GGUF's, checked the same way, and the marker says so."""
+    from types import SimpleNamespace
+
+    import transformers
+
+    class Words(_CharacterTokenizer):
+        def __call__(self, text, add_special_tokens=True):
+            return {"input_ids": list(range(len(text.split()) + 1))}
+
+        def save_pretrained(self, folder):
+            (folder / "tokenizer.json").write_text("{}")
+
+    good = tmp_path / "pinned-tokenizer"
+    asked = []
+
+    def tokenizer(path, **kw):
+        asked.append((path, kw))
+        return Words() if path == str(good) else _CharacterTokenizer()
+
+    class Model:
+        hf_quantizer, config = object(), SimpleNamespace()
+
+        def save_pretrained(self, folder, safe_serialization=True):
+            (folder / "model.safetensors").write_bytes(b"weights")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", tokenizer)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: Model())
+    out = gguf.convert_gguf(tmp_path / "model.gguf", tmp_path / "out", source_sha256="0" * 64, tokenizer_from=good)
+    assert asked == [(str(good), {})]  # the GGUF's own tokenizer was not converted
+    assert gguf.converted(out, "0" * 64) and (out / "tokenizer.json").is_file()
+    assert json.loads((out / gguf.MARKER).read_text())["tokenizer_from"] == str(good)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: _CharacterTokenizer())
+    with pytest.raises(gguf.TokenizerConversionError, match="pinned-tokenizer"):
+        gguf.convert_gguf(tmp_path / "model.gguf", tmp_path / "out2", source_sha256="0" * 64, tokenizer_from=good)
