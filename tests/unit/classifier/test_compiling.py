@@ -19,7 +19,7 @@ from kagflow.classifier.fit import prepare_lora_model
 from kagflow.classifier.memory import LoraShape
 from kagflow.classifier.recipe import recipe_for_device
 
-from tiny_gemma import save_tiny_gemma2
+from tiny_gemma import save_random, save_tiny_gemma2
 
 
 def test_recipe_compiles_training_on_gpus_and_inference_where_attention_is_eager():
@@ -247,12 +247,7 @@ def test_gemma3_big_card_recipe_trains_like_the_cpu_recipe(tmp_path, monkeypatch
                            num_attention_heads=2, num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=32,
                            sliding_window=4, layer_types=["sliding_attention", "full_attention", "sliding_attention"],
                            num_labels=3, pad_token_id=0)
-    torch.manual_seed(0)
-    ref = Gemma3TextForSequenceClassification(cfg)
-    with torch.no_grad():
-        for p in ref.parameters():
-            p.normal_(0, 0.05)
-    ref.save_pretrained(tmp_path)
+    save_random(tmp_path, Gemma3TextForSequenceClassification, cfg)
     bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                              bnb_4bit_compute_dtype=torch.float32)
     monkeypatch.setattr(compiling, "BACKEND", "aot_eager")
