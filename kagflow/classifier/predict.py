@@ -76,21 +76,16 @@ def prepare_for_inference(model, recipe: Recipe, *, quantization: str = "4bit", 
                   f"the LoRA into a {recipe.dtype} base", flush=True)
         model = merge_and_dequantize(model, torch_dtype(recipe.dtype))
     elif quantization == "8bit":
-        dense = []
-        if int8_kernel == "weight_only" and recipe.infer_model_max_gib and hasattr(model, "peft_config"):
-            dense = densify_layers(model, int(recipe.infer_model_max_gib * 2**30) - _bytes_on_device(model),
-                                   torch_dtype(recipe.dtype), others="int8")
+        dense = _dense_layers(model, recipe, others="int8") if int8_kernel == "weight_only" else None
         n = int8_layers(model, kernel=int8_kernel, threshold=int8_threshold)
-        memory = f" (memory for the model: {recipe.infer_model_max_gib} GiB)" if int8_kernel == "weight_only" and \
-            recipe.infer_model_max_gib else ""
-        print(f"inference: {n} linears made 8-bit ({int8_words(int8_kernel, int8_threshold)}) and {len(dense)} "
-              f"decoder layers dense, the LoRA merged into both{memory}", flush=True)
+        memory = f" (memory for the model: {recipe.infer_model_max_gib} GiB)" if dense is not None else ""
+        print(f"inference: {n} linears made 8-bit ({int8_words(int8_kernel, int8_threshold)}) and "
+              f"{len(dense or [])} decoder layers dense, the LoRA merged into both{memory}", flush=True)
     else:
         if recipe.flatten_absmax:
             flatten_absmax(model)
-        if recipe.infer_model_max_gib and hasattr(model, "peft_config"):
-            dense = densify_layers(model, int(recipe.infer_model_max_gib * 2**30) - _bytes_on_device(model),
-                                   torch_dtype(recipe.dtype))
+        dense = _dense_layers(model, recipe, others="4bit")
+        if dense is not None:
             print(f"inference: {len(dense)} of the 4-bit decoder layers made dense with the LoRA merged "
                   f"(memory for the model: {recipe.infer_model_max_gib} GiB)", flush=True)
     set_attn_implementation(model, recipe.infer_attn_implementation)
@@ -102,6 +97,16 @@ def prepare_for_inference(model, recipe: Recipe, *, quantization: str = "4bit", 
     if recipe.infer_compile_layers:
         compile_decoder_layers(model)
     return model
+
+
+def _dense_layers(model, recipe: Recipe, *, others: str) -> list[int] | None:
+    """``dequant.densify_layers`` within the recipe's memory for the model (what the model already takes on its
+    device subtracted), the rest staying ``others``; None where the recipe sets no such memory or the model has no
+    adapter."""
+    if not recipe.infer_model_max_gib or not hasattr(model, "peft_config"):
+        return None
+    return densify_layers(model, int(recipe.infer_model_max_gib * 2**30) - _bytes_on_device(model),
+                          torch_dtype(recipe.dtype), others=others)
 
 
 def _bytes_on_device(model) -> int:
