@@ -60,10 +60,12 @@ def convert_gguf(gguf_path, out_dir, *, source_sha256: str, dtype: str = "bfloat
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_path, out = Path(gguf_path), Path(out_dir)
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_from)) if tokenizer_from else \
-        AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-    # before the minutes of dequantising the weights
-    check_tokenizer(tokenizer, str(tokenizer_from) if tokenizer_from else gguf_path.name)
+    if tokenizer_from:
+        source, tokenizer = str(tokenizer_from), AutoTokenizer.from_pretrained(str(tokenizer_from))
+    else:
+        source = gguf_path.name
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    check_tokenizer(tokenizer, source)  # before the minutes of dequantising the weights
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -120,7 +120,8 @@ def ensure_gguf_checkpoint(stand_in: GgufStandIn, *, config_path: Path | str = "
                                    f"written to {out}",
                            hint="convert with the transformers that requirements/constraints.txt pins (`make setup` "
                                 "installs it; its conversion keeps the merges), then run this again") from None
-    gguf.unlink(missing_ok=True)  # the parts stay installed; the checkpoint is what is used
+    finally:
+        gguf.unlink(missing_ok=True)  # the parts stay installed (a re-run joins them again); the checkpoint is used
     return out
 
 
