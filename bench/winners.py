@@ -54,7 +54,7 @@ def use_lora(args) -> LoraShape:
 
 
 def recipe(args, capability):
-    """kagflow's shipped recipe for a 15 GiB card of ``capability`` with the winners' LoRA: its memory plan."""
+    """kagflow's shipped recipe for a 15 GiB card of ``capability`` with ``--lora``'s LoRA: its memory plan."""
     return recipe_for_device(g16.CAP_GIB, capability, lora=args.lora_shape, max_length=args.train_max_len)
 
 
