@@ -17,7 +17,9 @@ from datetime import datetime, timezone
 from typing import Callable, Dict, Optional
 
 from kagflow.local.run.limits import Limits
-from kagflow.local.server import access
+from kagflow.local.server import access, transfer
+from kagflow.local.server.access import Grant
+from kagflow.local.server.archives import Pack, blob_members, bundle
 from kagflow.local.server.names import check_name, check_relpath, parse_count
 from kagflow.local.server.protocol import ApiError
 from kagflow.local.server.store import Store
@@ -130,6 +132,27 @@ def processing(what: str) -> ApiError:
     """The answer to a download of a version whose files are not unpacked yet."""
     return ApiError(404, f"{what} is still being processed: its files are not available yet; try again in a few "
                          "seconds")
+
+
+def download_version(ctx: Ctx, kind: str, version, *, what: str, path: str, where: str,
+                     pack: Callable[[tuple], Pack], archive_name: str) -> Redirect:
+    """The download of a dataset or model version (``kind`` its file-set kind, ``what`` its name for the processing
+    answer): one file when ``path`` is given (a checked relative path; 404 naming ``where`` when the version has no
+    such file), else every file bundled into ``pack(members)``, served as ``archive_name``; both by a signed URL
+    granted to the caller for this version only."""
+    files = ready_files(ctx, kind, version)
+    if not files:
+        raise processing(what)
+    grant = Grant(kind, version["id"], ctx.user or "")
+    if path:
+        name = check_relpath(path)
+        match = [f for f in files if f["name"] == name]
+        if not match:
+            raise ApiError(404, f"File {name!r} not found in {where}")
+        return Redirect(transfer.signed_url(ctx.store, ctx.base_url, ctx.store.blob_path(match[0]["sha256"]), name,
+                                            grant))
+    archive = bundle(ctx.store, pack(blob_members(ctx.store, files)))
+    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, archive_name, grant))
 
 
 def utc(ts: Optional[float]) -> Optional[datetime]:

@@ -29,24 +29,21 @@ from kagglesdk.datasets.types.dataset_enums import (
 from kagglesdk.datasets.types.dataset_types import DatasetInfo, SettingsLicense
 
 from kagflow.errors import NamingError
-from kagflow.local.server import transfer
-from kagflow.local.server.access import Grant
 from kagflow.local.server.api import (
     Ctx,
     Redirect,
     add_version,
+    download_version,
     in_body,
     now,
     page,
-    processing,
     ready_files,
     resolve_uploads,
     route,
     shown,
     utc,
 )
-from kagflow.local.server.archives import Pack, blob_members, bundle, forget
-from kagflow.local.server.names import check_relpath
+from kagflow.local.server.archives import Pack, forget
 from kagflow.local.server.protocol import ApiError
 from kagflow.rules import slugs
 
@@ -308,21 +305,12 @@ def list_dataset_files(ctx: Ctx, req) -> ApiListDatasetFilesResponse:
 def download_dataset(ctx: Ctx, req) -> Redirect:
     dataset = find(ctx, req.owner_slug, req.dataset_slug)
     version = version_of(ctx, dataset, req.dataset_version_number)
-    files = ready_files(ctx, KIND, version)
-    if not files:
-        raise processing(f"Dataset {dataset['owner']}/{dataset['slug']} version {version['number']}")
-    grant = Grant(KIND, version["id"], ctx.user or "")
-    if req.file_name:
-        name = check_relpath(req.file_name)
-        match = [f for f in files if f["name"] == name]
-        if not match:
-            raise ApiError(404, f"File {name!r} not found in {dataset['owner']}/{dataset['slug']} "
-                                f"version {version['number']}")
-        return Redirect(transfer.signed_url(ctx.store, ctx.base_url, ctx.store.blob_path(match[0]["sha256"]), name,
-                                            grant))
-    archive = bundle(ctx.store, Pack("datasets", (dataset["owner"], dataset["slug"]), str(version["number"]),
-                                     blob_members(ctx.store, files)))
-    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, f"{dataset['slug']}.zip", grant))
+    ref = f"{dataset['owner']}/{dataset['slug']}"
+    return download_version(ctx, KIND, version, what=f"Dataset {ref} version {version['number']}",
+                            path=req.file_name, where=f"{ref} version {version['number']}",
+                            pack=lambda members: Pack("datasets", (dataset["owner"], dataset["slug"]),
+                                                      str(version["number"]), members),
+                            archive_name=f"{dataset['slug']}.zip")
 
 
 def dataset_info(ctx: Ctx, dataset) -> DatasetInfo:

@@ -21,25 +21,22 @@ from kagglesdk.models.types.model_enums import ModelFramework, ModelInstanceType
 from kagglesdk.models.types.model_types import ModelInstance, ModelInstanceVersion, ModelInstanceVersionList
 
 from kagflow.errors import NamingError
-from kagflow.local.server import transfer
-from kagflow.local.server.access import Grant
 from kagflow.local.server.api import (
     Ctx,
     Redirect,
     add_version,
+    download_version,
     in_body,
     is_new,
     now,
     page,
-    processing,
     ready_files,
     resolve_uploads,
     route,
     shown,
     utc,
 )
-from kagflow.local.server.archives import Pack, blob_members, bundle, forget
-from kagflow.local.server.names import check_relpath
+from kagflow.local.server.archives import Pack, forget
 from kagflow.local.server.protocol import ApiError
 from kagflow.rules import slugs
 
@@ -286,21 +283,13 @@ def list_model_instance_version_files(ctx: Ctx, req) -> ApiListModelInstanceVers
 def download_model_instance_version(ctx: Ctx, req) -> Redirect:
     model, instance = find_instance(ctx, req.owner_slug, req.model_slug, req.framework, req.instance_slug)
     version = find_version(ctx, instance, req.version_number)
-    files = ready_files(ctx, KIND, version)
-    if not files:
-        raise processing(f"Model instance version {instance_ref(model, instance)}/{version['number']}")
-    grant = Grant(KIND, version["id"], ctx.user or "")
-    if req.path:
-        check_relpath(req.path)
-        match = [f for f in files if f["name"] == req.path]
-        if not match:
-            raise ApiError(404, f"File {req.path!r} not found in this model version")
-        return Redirect(transfer.signed_url(ctx.store, ctx.base_url, ctx.store.blob_path(match[0]["sha256"]),
-                                            req.path, grant))
     label = f"{framework_source(instance['framework'])}/{instance['slug']}/{version['number']}"
-    archive = bundle(ctx.store, Pack("models", (model["owner"], model["slug"]), label,
-                                     blob_members(ctx.store, files), fmt="tar.gz"))
-    return Redirect(transfer.signed_url(ctx.store, ctx.base_url, archive, f"{model['slug']}.tar.gz", grant))
+    return download_version(ctx, KIND, version,
+                            what=f"Model instance version {instance_ref(model, instance)}/{version['number']}",
+                            path=req.path, where="this model version",
+                            pack=lambda members: Pack("models", (model["owner"], model["slug"]), label, members,
+                                                      fmt="tar.gz"),
+                            archive_name=f"{model['slug']}.tar.gz")
 
 
 @route("models.ModelApiService/ListModelInstances")
