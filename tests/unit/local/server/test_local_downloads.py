@@ -4,6 +4,7 @@ re-checks that the user it was issued to may still see what it names."""
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 import zipfile
@@ -167,3 +168,29 @@ def test_an_older_data_dir_is_migrated_to_ids_never_reused(tmp_path):
     assert store.run("INSERT INTO datasets (owner, slug) VALUES ('alice', 'three')") == 3
     store.close()
     assert "AUTOINCREMENT" in Store(tmp_path / "data").one("SELECT sql FROM sqlite_master WHERE name='kernels'")[0]
+
+
+def test_one_file_of_a_dataset_or_model_version_is_served_alone_and_a_missing_one_is_named(server, api, tmp_path):
+    """Dataset and model version downloads share one body (``api.download_version``): a named file comes back
+    alone through its signed link, the whole version as its archive, and a file the version lacks is a 404 that
+    names it, before any link is made."""
+    _private_dataset(api, tmp_path / "d", USER, "two-files", {"a.csv": "a\n", "b.csv": "b\n"})
+    _model(api, tmp_path / "m", USER, "two-file-model", {"a.txt": "weights a", "b.txt": "weights b"})
+    dataset = ("datasets.DatasetApiService/DownloadDataset", {"ownerSlug": USER, "datasetSlug": "two-files"},
+               "fileName", "b.csv", "b\n")
+    model = ("models.ModelApiService/DownloadModelInstanceVersion",
+             {"ownerSlug": USER, "modelSlug": "two-file-model", "framework": "MODEL_FRAMEWORK_TRANSFORMERS",
+              "instanceSlug": "lora", "versionNumber": 1}, "path", "b.txt", "weights b")
+    for route, body, key, name, text in (dataset, model):
+        assert requests.get(_redirect(server, route, {**body, key: name}), timeout=10).text == text
+        archive = requests.get(_redirect(server, route, body), timeout=10)
+        assert archive.status_code == 200 and len(archive.content) > len(text)
+        resp = requests.post(f"{server.url}/api/v1/{route}", json={**body, key: "missing.csv"},
+                             auth=(USER, f"{USER}-key"), allow_redirects=False, timeout=10)
+        assert resp.status_code == 404 and "'missing.csv' not found" in resp.json()["message"], resp.text
+        resp = requests.post(f"{server.url}/api/v1/{route}", json={**body, key: "../b.csv"},
+                             auth=(USER, f"{USER}-key"), allow_redirects=False, timeout=10)
+        assert resp.status_code == 400, resp.text
+    with tarfile.open(fileobj=io.BytesIO(requests.get(
+            _redirect(server, model[0], model[1]), timeout=10).content)) as tf:
+        assert sorted(tf.getnames()) == ["a.txt", "b.txt"]
