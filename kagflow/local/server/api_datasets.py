@@ -305,9 +305,8 @@ def list_dataset_files(ctx: Ctx, req) -> ApiListDatasetFilesResponse:
 def download_dataset(ctx: Ctx, req) -> Redirect:
     dataset = find(ctx, req.owner_slug, req.dataset_slug)
     version = version_of(ctx, dataset, req.dataset_version_number)
-    ref = f"{dataset['owner']}/{dataset['slug']}"
-    return download_version(ctx, KIND, version, what=f"Dataset {ref} version {version['number']}",
-                            path=req.file_name, where=f"{ref} version {version['number']}",
+    where = f"{dataset['owner']}/{dataset['slug']} version {version['number']}"
+    return download_version(ctx, KIND, version, what=f"Dataset {where}", path=req.file_name, where=where,
                             pack=lambda members: Pack("datasets", (dataset["owner"], dataset["slug"]),
                                                       str(version["number"]), members),
                             archive_name=f"{dataset['slug']}.zip")

@@ -177,20 +177,27 @@ def test_one_file_of_a_dataset_or_model_version_is_served_alone_and_a_missing_on
     _private_dataset(api, tmp_path / "d", USER, "two-files", {"a.csv": "a\n", "b.csv": "b\n"})
     _model(api, tmp_path / "m", USER, "two-file-model", {"a.txt": "weights a", "b.txt": "weights b"})
     dataset = ("datasets.DatasetApiService/DownloadDataset", {"ownerSlug": USER, "datasetSlug": "two-files"},
-               "fileName", "b.csv", "b\n")
+               "fileName", "b.csv", "b\n", ["a.csv", "b.csv"])
     model = ("models.ModelApiService/DownloadModelInstanceVersion",
              {"ownerSlug": USER, "modelSlug": "two-file-model", "framework": "MODEL_FRAMEWORK_TRANSFORMERS",
-              "instanceSlug": "lora", "versionNumber": 1}, "path", "b.txt", "weights b")
-    for route, body, key, name, text in (dataset, model):
+              "instanceSlug": "lora", "versionNumber": 1}, "path", "b.txt", "weights b", ["a.txt", "b.txt"])
+    for route, body, key, name, text, members in (dataset, model):
+        def refused(file_name, route=route, body=body, key=key):
+            return requests.post(f"{server.url}/api/v1/{route}", json={**body, key: file_name},
+                                 auth=(USER, f"{USER}-key"), allow_redirects=False, timeout=10)
+
         assert requests.get(_redirect(server, route, {**body, key: name}), timeout=10).text == text
         archive = requests.get(_redirect(server, route, body), timeout=10)
-        assert archive.status_code == 200 and len(archive.content) > len(text)
-        resp = requests.post(f"{server.url}/api/v1/{route}", json={**body, key: "missing.csv"},
-                             auth=(USER, f"{USER}-key"), allow_redirects=False, timeout=10)
+        assert archive.status_code == 200 and _archive_names(archive.content) == members
+        resp = refused("missing.csv")
         assert resp.status_code == 404 and "'missing.csv' not found" in resp.json()["message"], resp.text
-        resp = requests.post(f"{server.url}/api/v1/{route}", json={**body, key: "../b.csv"},
-                             auth=(USER, f"{USER}-key"), allow_redirects=False, timeout=10)
+        resp = refused("../b.csv")
         assert resp.status_code == 400, resp.text
-    with tarfile.open(fileobj=io.BytesIO(requests.get(
-            _redirect(server, model[0], model[1]), timeout=10).content)) as tf:
-        assert sorted(tf.getnames()) == ["a.txt", "b.txt"]
+
+
+def _archive_names(content: bytes) -> list:
+    """The member names of a downloaded archive, a dataset's zip or a model's tar.gz."""
+    if zipfile.is_zipfile(io.BytesIO(content)):
+        return sorted(zipfile.ZipFile(io.BytesIO(content)).namelist())
+    with tarfile.open(fileobj=io.BytesIO(content)) as tf:
+        return sorted(tf.getnames())
